@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh clone: npm packages, the TypeScript build, the Kafka broker jars and
+# PostgreSQL 15 server binaries. Each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+home=${PGTUNNEL_HOME:-$root/.pgtunnel}
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+  || die "Node.js >= 20.19 is needed (found $(node --version)); install a newer Node.js"
+
+# npm packages, exactly as locked
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+say "building TypeScript"
+npx tsc -p tsconfig.json
+
+# PostgreSQL 15 server binaries
+pgbin=${PGTUNNEL_PG_BIN:-/usr/lib/postgresql/15/bin}
+if [ ! -x "$pgbin/initdb" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing PostgreSQL 15 (apt-get install postgresql-15)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null \
+      || die "apt-get could not install postgresql-15; install it yourself or set PGTUNNEL_PG_BIN to a PostgreSQL 15 bin directory"
+  else
+    die "PostgreSQL 15 server binaries are missing in $pgbin; install postgresql-15 (apt-get install postgresql-15) or set PGTUNNEL_PG_BIN"
+  fi
+fi
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  die "running as root needs the 'postgres' system user for initdb/pg_ctl; create it (useradd --system postgres) or run as a normal user"
+fi
+
+# Apache Kafka broker jars from Maven Central, cached per pom content
+libs="$home/kafka/libs"
+stamp=$(sha256sum stack/kafka/pom.xml | cut -c1-16)
+if [ ! -f "$libs/.resolved-$stamp" ]; then
+  command -v java >/dev/null || die "Java 17+ is needed for the embedded Kafka broker; install openjdk-17-jre-headless"
+  command -v mvn >/dev/null || die "Maven is needed to fetch the Kafka jars; install maven"
+  say "resolving Apache Kafka jars from Maven Central into $libs"
+  tmp="$home/kafka/libs.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  (cd stack/kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp") \
+    || die "Maven could not fetch the Kafka jars (is Maven Central reachable?)"
+  rm -rf "$libs"
+  mv "$tmp" "$libs"
+  touch "$libs/.resolved-$stamp"
+fi
+say "ready"

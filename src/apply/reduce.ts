@@ -1,0 +1,52 @@
+import type { Envelope } from '../transport/envelope.js';
+
+export interface DecodedRecord {
+  topic: string;
+  partition: number;
+  offset: bigint;
+  key: string;
+  envelope: Envelope;
+}
+
+export interface TableWrites {
+  upserts: Record<string, unknown>[];
+  deletes: Record<string, unknown>[];
+  /** Newest source capture time in the set, for the latency figure. */
+  newestSourceMs: number;
+}
+
+/**
+ * Pure: the newest change per key wins within a polled set (records arrive in offset order per
+ * partition, and a key lives in one partition), so each key is written once per transaction.
+ */
+export function newestPerKey(records: DecodedRecord[]): Map<string, TableWrites> {
+  const latest = new Map<string, Map<string, Envelope>>();
+  for (const r of records) {
+    let byKey = latest.get(r.topic);
+    if (!byKey) latest.set(r.topic, (byKey = new Map()));
+    byKey.delete(r.key); // re-insert so iteration follows the newest change's order
+    byKey.set(r.key, r.envelope);
+  }
+  const out = new Map<string, TableWrites>();
+  for (const [topic, byKey] of latest) {
+    const writes: TableWrites = { upserts: [], deletes: [], newestSourceMs: 0 };
+    for (const envelope of byKey.values()) {
+      if (envelope.op === 'd') writes.deletes.push(envelope.before!);
+      else writes.upserts.push(envelope.after!);
+      writes.newestSourceMs = Math.max(writes.newestSourceMs, envelope.source.tsMs);
+    }
+    out.set(topic, writes);
+  }
+  return out;
+}
+
+/** Pure: the next offset to store per partition, from the records of a set. */
+export function nextOffsets(records: { topic: string; partition: number; offset: bigint }[]): Map<string, { topic: string; partition: number; next: bigint }> {
+  const out = new Map<string, { topic: string; partition: number; next: bigint }>();
+  for (const r of records) {
+    const id = `${r.topic}\u0000${r.partition}`;
+    const seen = out.get(id);
+    if (!seen || r.offset + 1n > seen.next) out.set(id, { topic: r.topic, partition: r.partition, next: r.offset + 1n });
+  }
+  return out;
+}

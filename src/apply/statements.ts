@@ -1,0 +1,19 @@
+import type { TableShape } from '../capture/catalog.js';
+import { qualified, quoteIdent } from '../pg.js';
+
+/** Set-based statements for one target table: a whole polled set is one DELETE and one upsert. */
+export class TableStatements {
+  readonly upsertSql: string;
+  readonly deleteSql: string;
+
+  constructor(shape: TableShape) {
+    const table = qualified(shape.schema, shape.name);
+    const cols = shape.columns.map(quoteIdent).join(', ');
+    const key = shape.key.map(quoteIdent).join(', ');
+    const updates = shape.columns.filter((c) => !shape.key.includes(c)).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+    this.upsertSql = `INSERT INTO ${table} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb)
+      ON CONFLICT (${key}) DO ${updates.length > 0 ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`;
+    const match = shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
+    this.deleteSql = `DELETE FROM ${table} t USING jsonb_populate_recordset(NULL::${table}, $1::jsonb) k WHERE ${match}`;
+  }
+}

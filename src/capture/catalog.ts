@@ -1,0 +1,53 @@
+import type pg from 'pg';
+import { TunnelError } from '../errors.js';
+import { qualified } from '../pg.js';
+import type { TableConfig } from '../config/load.js';
+
+export interface TableShape {
+  schema: string;
+  name: string;
+  columns: string[];
+  key: string[];
+}
+
+/** Reads a table's columns and key from the catalog; a missing table or key is an error naming the fix. */
+export async function describeTable(client: pg.Client, table: TableConfig, role: 'source' | 'target'): Promise<TableShape> {
+  const id = qualified(table.schema, table.name);
+  const { rows: found } = await client.query<{ oid: number | null }>('SELECT to_regclass($1)::oid AS oid', [id]);
+  const oid = found[0]?.oid;
+  if (!oid) {
+    throw new TunnelError('PGT_TABLE_MISSING', `table ${table.schema}.${table.name} does not exist in the ${role} database`, {
+      errorClass: 'fatal',
+      hint: role === 'target' ? 'create it in the target with the source\'s columns (pgtunnel run creates employees on the embedded stack)' : 'create it, or fix PGTUNNEL_TABLES / tables in pgtunnel.yaml',
+    });
+  }
+  const { rows: cols } = await client.query<{ attname: string }>(
+    'SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
+    [oid],
+  );
+  const columns = cols.map((c) => c.attname);
+  const { rows: pk } = await client.query<{ attname: string }>(
+    `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos)
+     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.pos`,
+    [oid],
+  );
+  let key = pk.map((r) => r.attname);
+  if (table.key) {
+    const unknown = table.key.filter((k) => !columns.includes(k));
+    if (unknown.length > 0) {
+      throw new TunnelError('PGT_KEY_UNKNOWN', `key column(s) ${unknown.join(', ')} of ${table.schema}.${table.name} do not exist in the ${role} database`, {
+        errorClass: 'config',
+        hint: `set key to columns of the table (it has: ${columns.join(', ')})`,
+      });
+    }
+    key = table.key;
+  }
+  if (key.length === 0) {
+    throw new TunnelError('PGT_NO_KEY', `table ${table.schema}.${table.name} has no primary key in the ${role} database, and no key is configured`, {
+      errorClass: 'config',
+      hint: `add a primary key (ALTER TABLE ${table.schema}.${table.name} ADD PRIMARY KEY (...)), or configure one: tables: [{ name: ${table.name}, key: [col] }]`,
+    });
+  }
+  return { schema: table.schema, name: table.name, columns, key };
+}

@@ -1,0 +1,52 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { inTransaction } from '../pg.js';
+
+const sqlRoot = fileURLToPath(new URL('../../../sql/', import.meta.url));
+
+export interface Migration {
+  version: number;
+  name: string;
+  text: string;
+}
+
+/** `sql/<folder>/000001_name.sql`, in version order. Append-only: a released file never changes. */
+export function readMigrations(folder: 'source' | 'target' | 'table'): Migration[] {
+  return readdirSync(sqlRoot + folder)
+    .filter((f) => /^\d{6}_.+\.sql$/.test(f))
+    .sort()
+    .map((f) => ({ version: Number(f.slice(0, 6)), name: f.slice(7, -4), text: readFileSync(`${sqlRoot}${folder}/${f}`, 'utf8') }));
+}
+
+export function render(text: string, values: Record<string, string>): string {
+  return text.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`migration placeholder {{${name}}} has no value`);
+    return value;
+  });
+}
+
+/**
+ * Applies the migrations of one scope that are not applied yet. An advisory lock serialises concurrent
+ * installers, so two tunnels starting at once never apply a migration twice.
+ */
+export async function migrate(client: pg.Client, scope: string, migrations: Migration[], values: Record<string, string> = {}): Promise<number> {
+  return inTransaction(client, async () => {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
+    await client.query('CREATE SCHEMA IF NOT EXISTS pgtunnel');
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS pgtunnel.migrations (scope text NOT NULL, version int NOT NULL, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, version))',
+    );
+    const { rows } = await client.query<{ version: number }>('SELECT version FROM pgtunnel.migrations WHERE scope = $1', [scope]);
+    const done = new Set(rows.map((r) => r.version));
+    let applied = 0;
+    for (const m of migrations) {
+      if (done.has(m.version)) continue;
+      await client.query(render(m.text, values));
+      await client.query('INSERT INTO pgtunnel.migrations (scope, version, name) VALUES ($1, $2, $3)', [scope, m.version, m.name]);
+      applied++;
+    }
+    return applied;
+  });
+}

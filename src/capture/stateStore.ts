@@ -1,0 +1,82 @@
+import type pg from 'pg';
+import { TunnelError } from '../errors.js';
+import type { Position } from './position.js';
+
+export type Phase = 'snapshot' | 'streaming';
+
+export interface CaptureState {
+  phase: Phase;
+  position: Position;
+  snapshotLastKey: Record<string, unknown> | null;
+  snapshotRowsDone: number;
+  snapshotRowsTotal: number | null;
+  changesPublished: number;
+  updatedAt?: string;
+}
+
+interface StateRow {
+  phase: Phase;
+  prev_snapshot: string | null;
+  cur_snapshot: string | null;
+  last_change_id: number;
+  snapshot_last_key: Record<string, unknown> | null;
+  snapshot_rows_done: number;
+  snapshot_rows_total: number | null;
+  changes_published: number;
+  updated_at: Date;
+}
+
+/** The producer's checkpoint and snapshot progress, stored in the source next to the change table. */
+export async function loadState(client: pg.Client, tableId: string): Promise<CaptureState> {
+  const { rows } = await client.query<StateRow>(
+    `SELECT phase, prev_snapshot::text, cur_snapshot::text, last_change_id, snapshot_last_key, snapshot_rows_done,
+            snapshot_rows_total, changes_published, updated_at
+     FROM pgtunnel.state WHERE table_id = $1`,
+    [tableId],
+  );
+  const r = rows[0];
+  if (!r) {
+    throw new TunnelError('PGT_NOT_INSTALLED', `capture is not installed for ${tableId} in the source`, {
+      errorClass: 'fatal',
+      hint: 'run `pgtunnel install` (pgtunnel run does it for you)',
+    });
+  }
+  return {
+    phase: r.phase,
+    position: { prev: r.prev_snapshot, cur: r.cur_snapshot, lastChangeId: Number(r.last_change_id) },
+    snapshotLastKey: r.snapshot_last_key,
+    snapshotRowsDone: Number(r.snapshot_rows_done),
+    snapshotRowsTotal: r.snapshot_rows_total === null ? null : Number(r.snapshot_rows_total),
+    changesPublished: Number(r.changes_published),
+    updatedAt: r.updated_at.toISOString(),
+  };
+}
+
+export async function saveState(client: pg.Client, tableId: string, state: CaptureState): Promise<void> {
+  const result = await client.query(
+    `UPDATE pgtunnel.state SET phase = $2, prev_snapshot = $3::pg_snapshot, cur_snapshot = $4::pg_snapshot, last_change_id = $5,
+            snapshot_last_key = $6::jsonb, snapshot_rows_done = $7, snapshot_rows_total = $8, changes_published = $9, updated_at = now()
+     WHERE table_id = $1`,
+    [
+      tableId,
+      state.phase,
+      state.position.prev,
+      state.position.cur,
+      state.position.lastChangeId,
+      state.snapshotLastKey === null ? null : JSON.stringify(state.snapshotLastKey),
+      state.snapshotRowsDone,
+      state.snapshotRowsTotal,
+      state.changesPublished,
+    ],
+  );
+  if (result.rowCount !== 1) throw new TunnelError('PGT_NOT_INSTALLED', `capture state for ${tableId} vanished`, { hint: 'run `pgtunnel install`' });
+}
+
+/** Starts the snapshot over (keeps the stream position, so nothing captured meanwhile is lost). */
+export async function restartSnapshot(client: pg.Client, tableId: string): Promise<void> {
+  await client.query(
+    `UPDATE pgtunnel.state SET phase = 'snapshot', snapshot_last_key = NULL, snapshot_rows_done = 0, snapshot_rows_total = NULL, updated_at = now()
+     WHERE table_id = $1`,
+    [tableId],
+  );
+}

@@ -1,0 +1,180 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { TunnelError } from '../errors.js';
+import { fileSchema, type FileConfig, type TableEntry } from './schema.js';
+
+export interface TableConfig {
+  schema: string;
+  name: string;
+  /** Primary-key columns; undefined means "read them from the source catalog". */
+  key?: string[];
+  changeTable: string;
+  topic: string;
+  dlqTopic: string;
+}
+
+export interface TunnelConfig {
+  sourceUrl: string;
+  targetUrl: string;
+  kafkaBrokers: string[];
+  /** True when no service was named: pgtunnel runs its own embedded stack. */
+  embedded: boolean;
+  home: string;
+  tables: TableConfig[];
+  topicPrefix: string;
+  partitions: number;
+  groupId: string;
+  batchSize: number;
+  snapshotChunkSize: number;
+  pollIntervalMs: number;
+}
+
+export const embeddedDefaults = {
+  sourcePort: 5433,
+  targetPort: 5434,
+  kafkaPort: 9092,
+  controllerPort: 9093,
+  sourceDb: 'db1',
+  targetDb: 'db2',
+} as const;
+
+export const defaultSourceUrl = `postgres://postgres@127.0.0.1:${embeddedDefaults.sourcePort}/${embeddedDefaults.sourceDb}`;
+export const defaultTargetUrl = `postgres://postgres@127.0.0.1:${embeddedDefaults.targetPort}/${embeddedDefaults.targetDb}`;
+export const defaultBroker = `127.0.0.1:${embeddedDefaults.kafkaPort}`;
+
+const fixes: Record<string, string> = {
+  sourceUrl: 'set PGTUNNEL_SOURCE_URL or sourceUrl to e.g. postgres://postgres@127.0.0.1:5433/db1',
+  targetUrl: 'set PGTUNNEL_TARGET_URL or targetUrl to e.g. postgres://postgres@127.0.0.1:5434/db2',
+  kafkaBrokers: 'set PGTUNNEL_KAFKA_BROKERS or kafkaBrokers to a comma-separated host:port list',
+  tables: 'set PGTUNNEL_TABLES or tables to e.g. employees,public.orders',
+  partitions: 'use a whole number of partitions between 1 and 1000',
+};
+
+/** The seed names the change table of `employees` `emp_cdc`; other tables get `<name>_cdc`. */
+export function defaultChangeTable(table: string): string {
+  return table === 'employees' ? 'emp_cdc' : `${table}_cdc`;
+}
+
+function resolveTable(entry: TableEntry, topicPrefix: string): TableConfig {
+  const spec: { schema: string; name: string; key?: string[]; changeTable?: string } =
+    typeof entry === 'string' ? splitName(entry) : { ...entry, schema: entry.schema ?? 'public' };
+  const topic = `${topicPrefix}.${spec.schema}.${spec.name}`;
+  return {
+    schema: spec.schema,
+    name: spec.name,
+    key: spec.key,
+    changeTable: spec.changeTable ?? defaultChangeTable(spec.name),
+    topic,
+    dlqTopic: `${topic}.dlq`,
+  };
+}
+
+function splitName(qualified: string): { schema: string; name: string } {
+  const dot = qualified.indexOf('.');
+  return dot < 0 ? { schema: 'public', name: qualified } : { schema: qualified.slice(0, dot), name: qualified.slice(dot + 1) };
+}
+
+function formatIssue(issue: ZodIssue, origin: string): string {
+  const key = issue.path.join('.') || '(top level)';
+  const topKey = String(issue.path[0] ?? '');
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    message = `unknown key(s) ${issue.keys.join(', ')}; known keys: ${Object.keys(fileSchema.shape).join(', ')}`;
+  }
+  const fix = fixes[topKey];
+  return `${origin} ${key}: ${message}${fix ? ` — fix: ${fix}` : ''}`;
+}
+
+function readFileConfig(file: string, errors: string[]): unknown {
+  try {
+    const parsed: unknown = parseYaml(readFileSync(file, 'utf8'));
+    return parsed ?? {};
+  } catch (err) {
+    errors.push(`${file}: cannot be read as YAML (${(err as Error).message.split('\n')[0]}) — fix: correct the file's syntax`);
+    return {};
+  }
+}
+
+function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (env.PGTUNNEL_SOURCE_URL) out.sourceUrl = env.PGTUNNEL_SOURCE_URL;
+  if (env.PGTUNNEL_TARGET_URL) out.targetUrl = env.PGTUNNEL_TARGET_URL;
+  if (env.PGTUNNEL_KAFKA_BROKERS) out.kafkaBrokers = env.PGTUNNEL_KAFKA_BROKERS.split(',').map((s) => s.trim());
+  if (env.PGTUNNEL_TABLES) out.tables = env.PGTUNNEL_TABLES.split(',').map((s) => s.trim()).filter(Boolean);
+  if (env.PGTUNNEL_TOPIC_PREFIX) out.topicPrefix = env.PGTUNNEL_TOPIC_PREFIX;
+  if (env.PGTUNNEL_GROUP_ID) out.groupId = env.PGTUNNEL_GROUP_ID;
+  for (const [name, key] of [
+    ['PGTUNNEL_PARTITIONS', 'partitions'],
+    ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
+    ['PGTUNNEL_SNAPSHOT_CHUNK_SIZE', 'snapshotChunkSize'],
+    ['PGTUNNEL_POLL_INTERVAL_MS', 'pollIntervalMs'],
+  ] as const) {
+    const raw = env[name];
+    if (raw !== undefined && raw !== '') out[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
+  }
+  return out;
+}
+
+export interface LoadOptions {
+  configFile?: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Loads pgtunnel.yaml (if any) and PGTUNNEL_* variables; every problem is reported at once. */
+export function loadConfig(options: LoadOptions = {}): TunnelConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const errors: string[] = [];
+  const file = options.configFile ?? env.PGTUNNEL_CONFIG ?? (existsSync(path.join(cwd, 'pgtunnel.yaml')) ? 'pgtunnel.yaml' : undefined);
+  let fromFile: unknown = {};
+  if (file) {
+    const full = path.resolve(cwd, file);
+    if (!existsSync(full)) errors.push(`config file ${full} does not exist — fix: create it or drop --config`);
+    else fromFile = readFileConfig(full, errors);
+  }
+  if (typeof fromFile !== 'object' || Array.isArray(fromFile)) {
+    errors.push(`${file}: must be a mapping of keys (sourceUrl, targetUrl, kafkaBrokers, tables, …)`);
+    fromFile = {};
+  }
+  const fileResult = fileSchema.safeParse(fromFile);
+  if (!fileResult.success) errors.push(...fileResult.error.issues.map((i) => formatIssue(i, file ?? 'config')));
+  const envResult = fileSchema.safeParse(envConfig(env));
+  if (!envResult.success) errors.push(...envResult.error.issues.map((i) => formatIssue(i, 'environment')));
+  const merged: FileConfig = { ...(fileResult.success ? fileResult.data : {}), ...(envResult.success ? envResult.data : {}) };
+
+  const named = [merged.sourceUrl, merged.targetUrl, merged.kafkaBrokers].filter((v) => v !== undefined).length;
+  if (named > 0 && named < 3) {
+    errors.push(
+      'sourceUrl, targetUrl and kafkaBrokers must be given together (or none, for the embedded stack) — fix: set all three of PGTUNNEL_SOURCE_URL, PGTUNNEL_TARGET_URL, PGTUNNEL_KAFKA_BROKERS',
+    );
+  }
+  const topicPrefix = merged.topicPrefix ?? 'pgtunnel';
+  const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix));
+  const seen = new Set<string>();
+  for (const t of tables) {
+    const id = `${t.schema}.${t.name}`;
+    if (seen.has(id)) errors.push(`tables: ${id} is listed twice — fix: list each table once`);
+    seen.add(id);
+  }
+  if (errors.length > 0) {
+    throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
+  }
+  const brokers = merged.kafkaBrokers;
+  return {
+    sourceUrl: merged.sourceUrl ?? defaultSourceUrl,
+    targetUrl: merged.targetUrl ?? defaultTargetUrl,
+    kafkaBrokers: brokers === undefined ? [defaultBroker] : Array.isArray(brokers) ? brokers : [brokers],
+    embedded: named === 0,
+    home: path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel'),
+    tables,
+    topicPrefix,
+    partitions: merged.partitions ?? 3,
+    groupId: merged.groupId ?? `${topicPrefix}-apply`,
+    batchSize: merged.batchSize ?? 2000,
+    snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
+    pollIntervalMs: merged.pollIntervalMs ?? 5,
+  };
+}

@@ -1,0 +1,35 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+
+export type Logger = pino.Logger;
+
+const levelNames: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+const hidden = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'name']);
+
+/** pino's JSON lines, reformatted as short readable lines for a person at a terminal. */
+function terminalStream(out: NodeJS.WriteStream): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        const time = new Date(entry.time as number).toISOString().slice(11, 19);
+        const level = levelNames[entry.level as number] ?? 'info';
+        const fields = Object.entries(entry)
+          .filter(([k]) => !hidden.has(k))
+          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+          .join(' ');
+        out.write(`${time} ${level === 'info' ? '' : level.toUpperCase() + ' '}${entry.msg as string}${fields ? '  ' + fields : ''}\n`);
+      }
+      done();
+    },
+  });
+}
+
+/** JSON lines when piped (for machines), readable lines on a terminal; PGTUNNEL_LOG_FORMAT overrides. */
+export function createLogger(name = 'pgtunnel'): Logger {
+  const format = process.env.PGTUNNEL_LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
+  const level = process.env.PGTUNNEL_LOG_LEVEL ?? 'info';
+  if (format === 'pretty') return pino({ name, level }, terminalStream(process.stdout));
+  return pino({ name, level, base: undefined }, pino.destination({ dest: 1, sync: true }));
+}

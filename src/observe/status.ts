@@ -1,0 +1,93 @@
+import type { TunnelConfig } from '../config/load.js';
+import { tableId } from '../capture/install.js';
+import { loadState, type Phase } from '../capture/stateStore.js';
+import { qualified, withClient } from '../pg.js';
+import { endOffsets } from '../transport/kafka.js';
+
+export interface PartitionStatus {
+  topic: string;
+  partition: number;
+  /** Next offset the target will apply (stored in the target with the rows). */
+  appliedOffset: number;
+  endOffset: number;
+  lag: number;
+}
+
+export interface TableStatus {
+  table: string;
+  phase: Phase;
+  snapshot: { rowsDone: number; rowsTotal: number | null };
+  checkpoint: { snapshot: string | null; batchSnapshot: string | null; lastChangeId: number; updatedAt: string | null };
+  changesPublished: number;
+  /** Change-table rows not yet cleaned up (published or waiting). */
+  changeTableRows: number;
+}
+
+/** The stable shape of `pgtunnel status --json` (documented in the README). */
+export interface StatusReport {
+  phase: Phase;
+  tables: TableStatus[];
+  partitions: PartitionStatus[];
+  lag: number;
+  lastApplyLatencyMs: number | null;
+  lastAppliedAt: string | null;
+}
+
+export async function collectStatus(config: TunnelConfig): Promise<StatusReport> {
+  const tables = await withClient(config.sourceUrl, 'source', async (client) => {
+    const out: TableStatus[] = [];
+    for (const t of config.tables) {
+      const state = await loadState(client, tableId(t));
+      const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${qualified(t.schema, t.changeTable)}`);
+      out.push({
+        table: tableId(t),
+        phase: state.phase,
+        snapshot: { rowsDone: state.snapshotRowsDone, rowsTotal: state.snapshotRowsTotal },
+        checkpoint: { snapshot: state.position.prev, batchSnapshot: state.position.cur, lastChangeId: state.position.lastChangeId, updatedAt: state.updatedAt ?? null },
+        changesPublished: state.changesPublished,
+        changeTableRows: rows[0]!.n,
+      });
+    }
+    return out;
+  });
+  const topics = config.tables.map((t) => t.topic);
+  const applied = await withClient(config.targetUrl, 'target', async (client) => {
+    const { rows } = await client.query<{ topic: string; partition: number; next_offset: string; last_latency_ms: number | null; applied_at: Date }>(
+      `SELECT topic, partition, next_offset::text, last_latency_ms, applied_at FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])`,
+      [topics],
+    );
+    return rows;
+  });
+  const ends = await endOffsets(config.kafkaBrokers, topics);
+  const partitions: PartitionStatus[] = [];
+  for (const topic of topics) {
+    (ends.get(topic) ?? []).forEach((end, partition) => {
+      const row = applied.find((r) => r.topic === topic && r.partition === partition);
+      const appliedOffset = row ? Number(row.next_offset) : 0;
+      partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag: Math.max(0, Number(end) - appliedOffset) });
+    });
+  }
+  const newest = applied.reduce<(typeof applied)[number] | undefined>((a, r) => (!a || r.applied_at > a.applied_at ? r : a), undefined);
+  return {
+    phase: tables.every((t) => t.phase === 'streaming') ? 'streaming' : 'snapshot',
+    tables,
+    partitions,
+    lag: partitions.reduce((sum, p) => sum + p.lag, 0),
+    lastApplyLatencyMs: newest?.last_latency_ms ?? null,
+    lastAppliedAt: newest ? newest.applied_at.toISOString() : null,
+  };
+}
+
+export function formatStatus(report: StatusReport): string {
+  const lines = [`phase: ${report.phase}    lag: ${report.lag}    last apply latency: ${report.lastApplyLatencyMs === null ? '-' : `${Math.round(report.lastApplyLatencyMs)} ms`}`];
+  for (const t of report.tables) {
+    const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
+    lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows`);
+    lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
+  }
+  lines.push('topic                              partition  applied      end      lag');
+  for (const p of report.partitions) {
+    lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)}`);
+  }
+  return lines.join('\n');
+}

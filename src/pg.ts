@@ -1,0 +1,66 @@
+import pg from 'pg';
+import { TunnelError, classify, maskUrl } from './errors.js';
+
+// int8 and numeric as strings would make every key a string; bigint-safe keys stay text, small ints parse.
+pg.types.setTypeParser(20, (v) => {
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : v;
+});
+
+export type Client = pg.Client;
+
+/** Quotes an SQL identifier; values never go through here, they are always `$n` parameters. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export function qualified(schema: string, name: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
+}
+
+/** Opens a connection; an unreachable database becomes an error that names the URL (masked) and the fix. */
+export async function connect(url: string, role: 'source' | 'target' | 'admin', applicationName = 'pgtunnel'): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: applicationName, connectionTimeoutMillis: 10_000 });
+  // A broken connection must not crash the process; the next query on it fails and is retried.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return client;
+  } catch (err) {
+    await client.end().catch(() => {});
+    const e = classify(err);
+    if (e.code === '3D000') {
+      throw new TunnelError('PGT_DB_MISSING', `the ${role} database in ${maskUrl(url)} does not exist: ${e.message}`, {
+        errorClass: 'fatal',
+        hint: `create it (createdb) or fix PGTUNNEL_${role.toUpperCase()}_URL`,
+        cause: err,
+      });
+    }
+    throw new TunnelError('PGT_UNREACHABLE', `cannot connect to the ${role} database ${maskUrl(url)}: ${e.message}`, {
+      errorClass: 'unreachable',
+      hint: `start PostgreSQL there, or fix PGTUNNEL_${role.toUpperCase()}_URL`,
+      cause: err,
+    });
+  }
+}
+
+export async function withClient<T>(url: string, role: 'source' | 'target' | 'admin', body: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = await connect(url, role);
+  try {
+    return await body(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function inTransaction<T>(client: pg.Client, body: () => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  await client.query(begin);
+  try {
+    const result = await body();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}

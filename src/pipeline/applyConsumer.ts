@@ -1,0 +1,149 @@
+import { Consumer, stringDeserializers, type Message, type MessagesStream } from '@platformatic/kafka';
+import type pg from 'pg';
+import type { TunnelConfig } from '../config/load.js';
+import { classify, describeError } from '../errors.js';
+import { connect } from '../pg.js';
+import type { TableStatements } from '../apply/statements.js';
+import { TargetWriter } from '../apply/targetWriter.js';
+import type { DecodedRecord } from '../apply/reduce.js';
+import { decodeEnvelope, PoisonError } from '../transport/envelope.js';
+import { closeConsumer, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
+import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
+import type { Logger } from '../observe/log.js';
+import { Backoff, sleep } from './retry.js';
+
+type StringMessage = Message<string, string, string, string>;
+
+/** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
+class PolledSets {
+  private buffer: StringMessage[] = [];
+  private wake: (() => void) | undefined;
+  private failure: Error | undefined;
+
+  constructor(private readonly stream: MessagesStream<string, string, string, string>, private readonly max: number) {
+    stream.on('data', (m: StringMessage) => {
+      this.buffer.push(m);
+      if (this.buffer.length >= this.max) stream.pause();
+      this.wake?.();
+    });
+    stream.on('error', (err: Error) => {
+      this.failure = err;
+      this.wake?.();
+    });
+  }
+
+  async take(signal: AbortSignal): Promise<StringMessage[] | undefined> {
+    while (this.buffer.length === 0 && !signal.aborted && !this.failure) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      this.wake = undefined;
+    }
+    if (this.failure) throw this.failure;
+    if (signal.aborted) return undefined;
+    const set = this.buffer.splice(0, this.max);
+    if (this.stream.isPaused()) this.stream.resume();
+    return set;
+  }
+}
+
+/** Consumes the table topics in a group and applies each polled set to the target exactly once. */
+export class ApplyConsumer {
+  constructor(
+    private readonly config: TunnelConfig,
+    private readonly statementsByTopic: Map<string, TableStatements>,
+    private readonly deadLetters: EnvelopeProducer,
+    private readonly log: Logger,
+    private readonly clientId = 'pgtunnel-apply',
+  ) {}
+
+  async run(signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff();
+    const dlq = new DeadLetterWriter(this.deadLetters);
+    while (!signal.aborted) {
+      let target: pg.Client | undefined;
+      let consumer: Consumer<string, string, string, string> | undefined;
+      let stream: MessagesStream<string, string, string, string> | undefined;
+      try {
+        target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
+        const writer = new TargetWriter(target, this.statementsByTopic);
+        consumer = new Consumer({
+          clientId: this.clientId,
+          bootstrapBrokers: this.config.kafkaBrokers,
+          groupId: this.config.groupId,
+          autocommit: false,
+          deserializers: stringDeserializers,
+          sessionTimeout: 10_000,
+          heartbeatInterval: 1000,
+          retries: 3,
+          retryDelay: 250,
+          timeout: 10_000,
+        });
+        try {
+          stream = await consumer.consume({ topics: [...this.statementsByTopic.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 200 });
+        } catch (err) {
+          throw unreachableBroker(this.config.kafkaBrokers, err);
+        }
+        const sets = new PolledSets(stream, this.config.batchSize * 4);
+        this.log.info({ group: this.config.groupId }, 'consumer started');
+        for (;;) {
+          const set = await sets.take(signal);
+          if (!set) break;
+          await this.applySet(set, writer, dlq);
+          backoff.reset();
+        }
+      } catch (err) {
+        const e = classify(err);
+        if (!e.retryable) throw e;
+        const wait = backoff.next();
+        this.log.warn({ code: e.code, retryInMs: wait }, `consumer waiting: ${describeError(e)}`);
+        await sleep(wait, signal);
+      } finally {
+        await stream?.close().catch(() => {});
+        if (consumer) await closeConsumer(consumer);
+        await target?.end().catch(() => {});
+      }
+    }
+  }
+
+  private async applySet(set: StringMessage[], writer: TargetWriter, dlq: DeadLetterWriter): Promise<void> {
+    const records: DecodedRecord[] = [];
+    const passThrough: RawRecord[] = [];
+    const poison: { record: RawRecord; errorClass: 'poison'; message: string }[] = [];
+    for (const m of set) {
+      const raw: RawRecord = { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value };
+      if (m.value === undefined || m.value === null) {
+        passThrough.push(raw); // a tombstone: it only tells compaction to forget the key
+        continue;
+      }
+      try {
+        records.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, envelope: decodeEnvelope(m.key, m.value) });
+      } catch (err) {
+        if (!(err instanceof PoisonError)) throw err;
+        poison.push({ record: raw, errorClass: 'poison', message: err.message });
+        passThrough.push(raw);
+      }
+    }
+    if (poison.length > 0) {
+      this.log.warn({ count: poison.length, first: poison[0]!.message }, 'poison messages sent to the dead-letter topic');
+      await dlq.send(poison);
+    }
+    const result = await writer.apply(records, passThrough);
+    if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
+    await this.commitGroupOffsets(set);
+  }
+
+  /** After the target commit, so Kafka's own tools see the group's progress; the target stays the truth. */
+  private async commitGroupOffsets(set: StringMessage[]): Promise<void> {
+    const last = new Map<string, StringMessage>();
+    for (const m of set) last.set(`${m.topic}\u0000${m.partition}`, m);
+    for (const m of last.values()) {
+      try {
+        await m.commit();
+      } catch (err) {
+        this.log.debug({ err: classify(err).message }, 'group offset commit failed; the target offsets stay authoritative');
+      }
+    }
+  }
+}

@@ -1,0 +1,188 @@
+import type pg from 'pg';
+import type { TableConfig, TunnelConfig } from '../config/load.js';
+import { classify, describeError } from '../errors.js';
+import { connect, inTransaction } from '../pg.js';
+import type { TableShape } from '../capture/catalog.js';
+import { ChangeReader } from '../capture/changeReader.js';
+import { tableId } from '../capture/install.js';
+import { advance, isBatchComplete } from '../capture/position.js';
+import { SnapshotReader } from '../capture/snapshotReader.js';
+import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
+import { changeToMessages, keyOf, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef } from '../transport/envelope.js';
+import type { EnvelopeProducer } from '../transport/kafka.js';
+import type { Logger } from '../observe/log.js';
+import { Backoff, sleep } from './retry.js';
+
+/**
+ * Publishes one table's changes: the snapshot in key chunks interleaved with stream batches, then the
+ * stream. Only the holder of the table's advisory lock publishes; other instances stand by.
+ */
+export class CaptureProducer {
+  private readonly id: string;
+  private readonly ref: TableRef;
+  private readonly changes: ChangeReader;
+  private readonly snapshot: SnapshotReader;
+  private state: CaptureState | undefined;
+  private lastProgressLog = 0;
+
+  constructor(
+    private readonly config: TunnelConfig,
+    private readonly table: TableConfig,
+    shape: TableShape,
+    private readonly producer: EnvelopeProducer,
+    private readonly log: Logger,
+    private readonly onPhase: (phase: CaptureState['phase']) => void = () => {},
+  ) {
+    this.id = tableId(table);
+    const db = new URL(config.sourceUrl).pathname.slice(1);
+    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic };
+    this.changes = new ChangeReader(table);
+    this.snapshot = new SnapshotReader(shape);
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff();
+    while (!signal.aborted) {
+      let client: pg.Client | undefined;
+      try {
+        client = await connect(this.config.sourceUrl, 'source', `pgtunnel producer ${this.id}`);
+        await this.becomeLeader(client, signal);
+        if (signal.aborted) return;
+        this.state = await loadState(client, this.id);
+        this.onPhase(this.state.phase);
+        this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
+        while (!signal.aborted) {
+          const busy = await this.step(client);
+          backoff.reset();
+          if (!busy) await sleep(this.config.pollIntervalMs, signal);
+        }
+      } catch (err) {
+        const e = classify(err);
+        if (!e.retryable) throw e;
+        const wait = backoff.next();
+        this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
+        await sleep(wait, signal);
+      } finally {
+        await client?.end().catch(() => {});
+      }
+    }
+  }
+
+  private async becomeLeader(client: pg.Client, signal: AbortSignal): Promise<void> {
+    let announced = false;
+    while (!signal.aborted) {
+      const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgtunnel.producer'), hashtext($1)) AS ok", [this.id]);
+      if (rows[0]!.ok) return;
+      if (!announced) this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
+      announced = true;
+      await sleep(1000, signal);
+    }
+  }
+
+  /** One unit of work; true when more work is likely waiting. */
+  private async step(client: pg.Client): Promise<boolean> {
+    const state = this.state!;
+    if (state.phase === 'snapshot' && state.position.cur === null) return this.snapshotStep(client, state);
+    return this.streamStep(client, state);
+  }
+
+  private async streamStep(client: pg.Client, state: CaptureState): Promise<boolean> {
+    const size = this.config.batchSize;
+    const page = await this.changes.readPage(client, state.position, size);
+    const count = page.changes.length;
+    const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };
+    if (count === 0) {
+      // An empty batch moves the position in memory only: nothing was published, nothing to clean.
+      this.state = next;
+      return false;
+    }
+    await this.producer.publish(this.toMessages(page.changes));
+    next.changesPublished += count;
+    await inTransaction(client, async () => {
+      await saveState(client, this.id, next);
+      if (isBatchComplete(next.position)) await this.changes.cleanup(client, next.position.prev!);
+    });
+    this.state = next;
+    return true;
+  }
+
+  /**
+   * DBLog's idea in batch terms: in one REPEATABLE READ transaction with snapshot s, publish the stream
+   * batch up to s, then a key chunk read in s. Each chunk row thus follows every change it contains.
+   */
+  private async snapshotStep(client: pg.Client, state: CaptureState): Promise<boolean> {
+    const next = await inTransaction(
+      client,
+      async () => {
+        const { rows } = await client.query<{ cur: string }>('SELECT pg_current_snapshot()::text AS cur');
+        const cur = rows[0]!.cur;
+        const total = state.snapshotRowsTotal ?? (await this.snapshot.countRows(client));
+        let published = 0;
+        if (state.position.prev !== null) {
+          let position = state.position;
+          for (;;) {
+            const page = await this.changes.readPage(client, position, this.config.batchSize, cur);
+            if (page.changes.length > 0) await this.producer.publish(this.toMessages(page.changes));
+            published += page.changes.length;
+            position = advance(position, cur, page.changes.length, page.changes.at(-1)?.changeId as number, this.config.batchSize);
+            if (isBatchComplete(position)) break;
+          }
+        }
+        const chunk = await this.snapshot.readChunk(client, state.snapshotLastKey, this.config.snapshotChunkSize);
+        const now = Date.now();
+        await this.producer.publish(chunk.map((row) => snapshotRowToMessage(this.ref, row, now)));
+        const last = chunk.at(-1);
+        const after: CaptureState = {
+          phase: chunk.length < this.config.snapshotChunkSize ? 'streaming' : 'snapshot',
+          position: { prev: cur, cur: null, lastChangeId: 0 },
+          snapshotLastKey: last ? (JSON.parse(keyOf(last, this.ref.key)) as Record<string, unknown>) : state.snapshotLastKey,
+          snapshotRowsDone: state.snapshotRowsDone + chunk.length,
+          snapshotRowsTotal: total,
+          changesPublished: state.changesPublished + published,
+        };
+        await saveState(client, this.id, after);
+        await this.changes.cleanup(client, cur);
+        return after;
+      },
+      'BEGIN ISOLATION LEVEL REPEATABLE READ',
+    );
+    this.state = next;
+    this.reportProgress(next);
+    return true;
+  }
+
+  private reportProgress(state: CaptureState): void {
+    const now = Date.now();
+    if (state.phase === 'streaming') {
+      this.log.info({ table: this.id, rows: state.snapshotRowsDone }, 'snapshot published; phase streaming');
+      this.onPhase('streaming');
+    } else if (now - this.lastProgressLog >= 1000) {
+      this.lastProgressLog = now;
+      this.log.info({ table: this.id, done: state.snapshotRowsDone, total: state.snapshotRowsTotal }, 'snapshot progress');
+    }
+  }
+
+  private toMessages(changes: ChangeRow[]): OutMessage[] {
+    const now = Date.now();
+    const out: OutMessage[] = [];
+    for (const change of changes) {
+      const op = opOf(change.action);
+      if (op) {
+        out.push(...changeToMessages(this.ref, change, op, now));
+        continue;
+      }
+      // A row written by hand with an unknown action is kept as a dead letter, never dropped.
+      this.log.warn({ table: this.id, changeId: change.changeId, action: change.action }, 'bad action sent to the dead-letter topic');
+      out.push({
+        topic: this.table.dlqTopic,
+        key: keyOf(change.row, this.ref.key),
+        value: JSON.stringify({ action: change.action, row: change.row, source: { ...this.ref, txid: change.txid, changeId: String(change.changeId) } }),
+        headers: new Map([
+          ['pgtunnel.error.class', 'bad-action'],
+          ['pgtunnel.error.message', `action ${JSON.stringify(change.action)} is not INSERT, UPDATE or DELETE`],
+        ]),
+      });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,91 @@
+import type { TableConfig, TunnelConfig } from '../config/load.js';
+import { describeTable, type TableShape } from '../capture/catalog.js';
+import { installCapture, installTarget } from '../capture/install.js';
+import { TableStatements } from '../apply/statements.js';
+import { withClient } from '../pg.js';
+import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
+import type { Logger } from '../observe/log.js';
+import type { Phase } from '../capture/stateStore.js';
+import { ApplyConsumer } from './applyConsumer.js';
+import { CaptureProducer } from './captureProducer.js';
+
+export interface PreparedTable {
+  config: TableConfig;
+  source: TableShape;
+  target: TableShape;
+}
+
+/** Checks both databases and the broker, then installs capture, the offsets table and the topics. */
+export async function prepare(config: TunnelConfig, log: Logger): Promise<PreparedTable[]> {
+  const tables = await withClient(config.sourceUrl, 'source', async (source) => {
+    const out: { config: TableConfig; source: TableShape }[] = [];
+    for (const table of config.tables) {
+      const shape = await describeTable(source, table, 'source');
+      const applied = await installCapture(source, table, shape);
+      if (applied > 0) log.info({ table: `${table.schema}.${table.name}`, changeTable: table.changeTable, migrations: applied }, 'capture installed');
+      out.push({ config: table, source: shape });
+    }
+    return out;
+  });
+  const prepared = await withClient(config.targetUrl, 'target', async (target) => {
+    await installTarget(target);
+    const out: PreparedTable[] = [];
+    for (const t of tables) {
+      // The target is written by the source's key, so the source's key (or the configured one) rules.
+      const shape = await describeTable(target, { ...t.config, key: t.source.key }, 'target');
+      out.push({ ...t, target: shape });
+    }
+    return out;
+  });
+  await ensureTopics(config.kafkaBrokers, config.tables.flatMap((t) => [t.topic, t.dlqTopic]), config.partitions);
+  return prepared;
+}
+
+/** The running tunnel: one capture producer per table and one apply consumer, until the signal aborts. */
+export class Tunnel {
+  private readonly phases = new Map<string, Phase>();
+
+  constructor(
+    private readonly config: TunnelConfig,
+    private readonly tables: PreparedTable[],
+    private readonly log: Logger,
+    private readonly onPhase: (phase: Phase) => void = () => {},
+  ) {}
+
+  /** `streaming` once every table finished its snapshot. */
+  get phase(): Phase {
+    return [...this.phases.values()].every((p) => p === 'streaming') && this.phases.size === this.tables.length ? 'streaming' : 'snapshot';
+  }
+
+  async run(signal: AbortSignal, parts: { produce?: boolean; apply?: boolean } = {}): Promise<void> {
+    const inner = new AbortController();
+    const stop = () => inner.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    const producer = new EnvelopeProducer(this.config.kafkaBrokers, 'pgtunnel-producer');
+    const tasks: Promise<void>[] = [];
+    if (parts.produce !== false) {
+      for (const t of this.tables) {
+        const id = `${t.config.schema}.${t.config.name}`;
+        const capture = new CaptureProducer(this.config, t.config, t.source, producer, this.log, (phase) => {
+          const before = this.phase;
+          this.phases.set(id, phase);
+          if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
+        });
+        tasks.push(capture.run(inner.signal));
+      }
+    }
+    if (parts.apply !== false) {
+      const statements = new Map(this.tables.map((t) => [t.config.topic, new TableStatements(t.target)]));
+      tasks.push(new ApplyConsumer(this.config, statements, producer, this.log).run(inner.signal));
+    }
+    try {
+      // A fatal error in one part stops the others: the tunnel never half-runs.
+      await Promise.all(tasks.map((task) => task.catch((err) => { inner.abort(); throw err; })));
+    } finally {
+      signal.removeEventListener('abort', stop);
+      inner.abort();
+      await Promise.allSettled(tasks);
+      await producer.close();
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/** A change as read from the change table. */
+export interface ChangeRow {
+  changeId: number | string;
+  action: string;
+  txid: string;
+  capturedMs: number;
+  row: Record<string, unknown>;
+}
+
+export type Op = 'c' | 'u' | 'd' | 'r';
+
+export interface EnvelopeSource {
+  db: string;
+  schema: string;
+  table: string;
+  txid: string | null;
+  changeId: string | null;
+  snapshot: boolean;
+  tsMs: number;
+}
+
+export interface Envelope {
+  op: Op;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  source: EnvelopeSource;
+  tsMs: number;
+}
+
+export interface OutMessage {
+  topic: string;
+  key: string;
+  value: string | undefined;
+  headers?: Map<string, string>;
+}
+
+const opOfAction: Record<string, Op> = { INSERT: 'c', UPDATE: 'u', DELETE: 'd' };
+
+export function opOf(action: string): Op | undefined {
+  return opOfAction[action];
+}
+
+/** The key of a row as JSON with the key columns in key order: `{"emp_id":7}`. */
+export function keyOf(row: Record<string, unknown>, key: string[]): string {
+  const out: Record<string, unknown> = {};
+  for (const k of key) out[k] = row[k] ?? null;
+  return JSON.stringify(out);
+}
+
+export interface TableRef {
+  db: string;
+  schema: string;
+  name: string;
+  key: string[];
+  topic: string;
+}
+
+/** One change becomes its envelope, and a delete also a tombstone so compacted topics forget the key. */
+export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, nowMs: number): OutMessage[] {
+  const envelope: Envelope = {
+    op,
+    before: op === 'd' ? change.row : null,
+    after: op === 'd' ? null : change.row,
+    source: {
+      db: table.db,
+      schema: table.schema,
+      table: table.name,
+      txid: change.txid,
+      changeId: String(change.changeId),
+      snapshot: false,
+      tsMs: Math.round(change.capturedMs),
+    },
+    tsMs: nowMs,
+  };
+  const key = keyOf(change.row, table.key);
+  const messages: OutMessage[] = [{ topic: table.topic, key, value: JSON.stringify(envelope) }];
+  if (op === 'd') messages.push({ topic: table.topic, key, value: undefined });
+  return messages;
+}
+
+/** A row read by the snapshot (op "r"). */
+export function snapshotRowToMessage(table: TableRef, row: Record<string, unknown>, nowMs: number): OutMessage {
+  const envelope: Envelope = {
+    op: 'r',
+    before: null,
+    after: row,
+    source: { db: table.db, schema: table.schema, table: table.name, txid: null, changeId: null, snapshot: true, tsMs: nowMs },
+    tsMs: nowMs,
+  };
+  return { topic: table.topic, key: keyOf(row, table.key), value: JSON.stringify(envelope) };
+}
+
+export class PoisonError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PoisonError';
+  }
+}
+
+/** Parses and checks an envelope read from Kafka; anything else is poison, never silently dropped. */
+export function decodeEnvelope(key: string | undefined, value: string): Envelope {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new PoisonError('value is not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw new PoisonError('value is not a JSON object');
+  const e = parsed as Partial<Envelope>;
+  if (e.op !== 'c' && e.op !== 'u' && e.op !== 'd' && e.op !== 'r') throw new PoisonError(`unknown op ${JSON.stringify(e.op)}`);
+  const image = e.op === 'd' ? e.before : e.after;
+  if (typeof image !== 'object' || image === null || Array.isArray(image)) {
+    throw new PoisonError(`op ${e.op} needs a row object in "${e.op === 'd' ? 'before' : 'after'}"`);
+  }
+  if (key === undefined) throw new PoisonError('message has no key');
+  let parsedKey: unknown;
+  try {
+    parsedKey = JSON.parse(key);
+  } catch {
+    throw new PoisonError('key is not JSON');
+  }
+  if (typeof parsedKey !== 'object' || parsedKey === null) throw new PoisonError('key is not a JSON object');
+  for (const [k, v] of Object.entries(parsedKey)) {
+    if ((image as Record<string, unknown>)[k] !== v) throw new PoisonError(`key ${key} does not match the row's ${k}`);
+  }
+  return e as Envelope;
+}

@@ -1,0 +1,99 @@
+import { Admin, Consumer, Producer, stringSerializers } from '@platformatic/kafka';
+import { TunnelError, classify } from '../errors.js';
+import type { OutMessage } from './envelope.js';
+
+/** Broker calls fail fast and are retried by our loops, which know what they are waiting for. */
+const clientDefaults = { retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 };
+
+export function unreachableBroker(brokers: string[], err: unknown): TunnelError {
+  const e = classify(err);
+  return new TunnelError('PGT_KAFKA_UNREACHABLE', `cannot reach Kafka at ${brokers.join(',')}: ${e.message}`, {
+    errorClass: 'unreachable',
+    hint: 'start the broker (pgtunnel stack up for the embedded one), or fix PGTUNNEL_KAFKA_BROKERS',
+    cause: err,
+  });
+}
+
+/** Creates the table topics and their DLQ topics when missing; existing topics are left as they are. */
+export async function ensureTopics(brokers: string[], topics: string[], partitions: number): Promise<void> {
+  const admin = new Admin({ clientId: 'pgtunnel-admin', bootstrapBrokers: brokers, ...clientDefaults });
+  try {
+    let existing: string[];
+    try {
+      existing = await admin.listTopics();
+    } catch (err) {
+      throw unreachableBroker(brokers, err);
+    }
+    const missing = topics.filter((t) => !existing.includes(t));
+    if (missing.length === 0) return;
+    try {
+      await admin.createTopics({ topics: missing, partitions, replicas: -1 });
+    } catch (err) {
+      // Another tunnel may have created them in between; only a topic still missing is an error.
+      const now = await admin.listTopics();
+      if (missing.some((t) => !now.includes(t))) throw classify(err);
+    }
+  } finally {
+    await admin.close().catch(() => {});
+  }
+}
+
+export async function deleteTopics(brokers: string[], topics: string[]): Promise<void> {
+  const admin = new Admin({ clientId: 'pgtunnel-admin', bootstrapBrokers: brokers, ...clientDefaults });
+  try {
+    const existing = await admin.listTopics();
+    const present = topics.filter((t) => existing.includes(t));
+    if (present.length > 0) await admin.deleteTopics({ topics: present });
+  } finally {
+    await admin.close().catch(() => {});
+  }
+}
+
+/** Closes a consumer even while its streams are open; errors at close change nothing for us. */
+export function closeConsumer(consumer: Consumer<any, any, any, any>): Promise<void> {
+  return new Promise((resolve) => consumer.close(true, () => resolve()));
+}
+
+/** The end (next to be written) offset of every partition of the topics. */
+export async function endOffsets(brokers: string[], topics: string[]): Promise<Map<string, bigint[]>> {
+  const consumer = new Consumer({ clientId: 'pgtunnel-status', groupId: 'pgtunnel-status', bootstrapBrokers: brokers, ...clientDefaults });
+  try {
+    return await consumer.listOffsets({ topics });
+  } catch (err) {
+    throw unreachableBroker(brokers, err);
+  } finally {
+    await closeConsumer(consumer);
+  }
+}
+
+/** Idempotent producer with acks=all: a publish resolves only when every message is durably in Kafka. */
+export class EnvelopeProducer {
+  private readonly producer: Producer<string, string, string, string>;
+
+  constructor(private readonly brokers: string[], clientId: string) {
+    this.producer = new Producer({
+      clientId,
+      bootstrapBrokers: brokers,
+      idempotent: true,
+      acks: -1,
+      serializers: stringSerializers,
+      ...clientDefaults,
+    });
+  }
+
+  async publish(messages: OutMessage[], chunk = 2000): Promise<void> {
+    try {
+      for (let i = 0; i < messages.length; i += chunk) {
+        await this.producer.send({ messages: messages.slice(i, i + chunk) });
+      }
+    } catch (err) {
+      const e = classify(err);
+      if (e.retryable) throw unreachableBroker(this.brokers, err);
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.producer.close().catch(() => {});
+  }
+}
