@@ -1,0 +1,68 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import { waitFor } from './services.js';
+
+export const cliPath = fileURLToPath(new URL('../../../bin/pgtunnel.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI to completion, as a user would. */
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, PGTUNNEL_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pgtunnel ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A `pgtunnel run` process, with its output kept for assertions and kill for crash tests. */
+export class TunnelProcess {
+  readonly child: ChildProcess;
+  output = '';
+  private exited: Promise<number | null>;
+
+  constructor(env: Record<string, string>, args: string[] = ['run']) {
+    this.child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
+    this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  static async start(t: TestContext, env: Record<string, string>, waitForStreaming = true): Promise<TunnelProcess> {
+    const tunnel = new TunnelProcess(env);
+    t.after(() => tunnel.kill('SIGKILL'));
+    if (waitForStreaming) await tunnel.waitForLog('phase: streaming', 60_000);
+    return tunnel;
+  }
+
+  async waitForLog(text: string, timeoutMs = 30_000): Promise<void> {
+    await waitFor(`"${text}" in the tunnel's output`, async () => {
+      if (this.child.exitCode !== null) throw new Error(`tunnel exited with ${this.child.exitCode}:\n${this.output}`);
+      return this.output.includes(text);
+    }, timeoutMs);
+  }
+
+  async kill(signal: NodeJS.Signals): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+
+  async stop(): Promise<number | null> {
+    return this.kill('SIGTERM');
+  }
+}

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+
+type Row = { emp_id: number; first_name: string; last_name: string; dob: string; city: string; salary: number };
+
+const selectRow = "SELECT emp_id, first_name, last_name, to_char(dob, 'YYYY-MM-DD') AS dob, city, salary FROM employees WHERE emp_id = $1";
+
+/** Commits a change on the source, then measures until the target shows what `expect` wants. */
+async function timeToTarget(sourceUrl: string, targetUrl: string, sql: string, id: number, expect: (row: Row | undefined) => boolean): Promise<number> {
+  await query(sourceUrl, sql);
+  const committed = Date.now();
+  await waitFor(`target row ${id}`, async () => expect((await query<Row>(targetUrl, selectRow, [id]))[0]), 10_000, 5);
+  return Date.now() - committed;
+}
+
+test('snapshot of many rows, then every kind of change reaches the target in under 1 s', { timeout: 180_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(
+    db.sourceUrl,
+    `INSERT INTO employees (first_name, last_name, dob, city, salary)
+     SELECT 'f' || i, 'l' || i, DATE '1970-01-01' + i % 10000, 'c' || i % 50, i % 20000 FROM generate_series(1, 30000) i`,
+  );
+  const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_SNAPSHOT_CHUNK_SIZE: '4000' });
+  await waitFor('the snapshot in the target', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees'))[0]!.n === 30000, 60_000);
+  const verified = await runCli(['verify'], db.env);
+  assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+  assert.match(verified.stdout, /equal \(30000 rows\)/);
+
+  const timings: Record<string, number> = {};
+  timings.insert = await timeToTarget(db.sourceUrl, db.targetUrl,
+    "INSERT INTO employees (emp_id, first_name, last_name, dob, city, salary) VALUES (40001, 'Ada', 'Lovelace', '1990-12-10', 'London', 20000)",
+    40001, (r) => r?.last_name === 'Lovelace' && r.dob === '1990-12-10');
+  timings.update = await timeToTarget(db.sourceUrl, db.targetUrl, 'UPDATE employees SET salary = 25000 WHERE emp_id = 40001', 40001, (r) => r?.salary === 25000);
+  timings.delete = await timeToTarget(db.sourceUrl, db.targetUrl, 'DELETE FROM employees WHERE emp_id = 40001', 40001, (r) => r === undefined);
+  timings.keyChange = await timeToTarget(db.sourceUrl, db.targetUrl, 'UPDATE employees SET emp_id = 40002 WHERE emp_id = 7', 40002, (r) => r?.first_name === 'f7');
+  assert.equal((await query(db.targetUrl, selectRow, [7])).length, 0, 'the old key of a key-changing update is deleted in the target');
+  timings.deleteReinsert = await timeToTarget(db.sourceUrl, db.targetUrl,
+    "BEGIN; DELETE FROM employees WHERE emp_id = 8; INSERT INTO employees (emp_id, first_name, last_name, dob, city, salary) VALUES (8, 'Re', 'Born', '2000-01-01', 'Oslo', 1); COMMIT",
+    8, (r) => r?.first_name === 'Re');
+  for (const [what, ms] of Object.entries(timings)) assert.ok(ms < 1000, `${what} took ${ms} ms to reach the target`);
+  t.diagnostic(`source commit to target visible (ms): ${JSON.stringify(timings)}`);
+
+  const status = await runCli(['status', '--json'], db.env);
+  assert.equal(status.code, 0, status.stderr);
+  const report = JSON.parse(status.stdout);
+  assert.equal(report.phase, 'streaming');
+  assert.equal(report.tables[0].snapshot.rowsDone, 30000);
+  assert.match(report.tables[0].checkpoint.snapshot, /^\d+:\d+:/);
+  assert.equal(report.partitions.length, 3);
+  assert.equal(report.lag, 0);
+  assert.equal(typeof report.lastApplyLatencyMs, 'number');
+  assert.equal((await runCli(['verify'], db.env)).code, 0);
+  assert.equal(await tunnel.stop(), 0);
+});
