@@ -18,6 +18,21 @@ export function services(): TestServices {
   return { sourceServer: PGTUNNEL_TEST_SOURCE_SERVER, targetServer: PGTUNNEL_TEST_TARGET_SERVER, brokers: PGTUNNEL_TEST_BROKERS };
 }
 
+const cleanups = new WeakMap<TestContext, (() => Promise<unknown> | unknown)[]>();
+
+/** Registers teardown work that runs last-in first-out, like nested try/finally blocks. */
+export function onCleanup(t: TestContext, fn: () => Promise<unknown> | unknown): void {
+  let stack = cleanups.get(t);
+  if (!stack) {
+    const fresh: (() => Promise<unknown> | unknown)[] = [];
+    cleanups.set(t, (stack = fresh));
+    t.after(async () => {
+      while (fresh.length > 0) await fresh.pop()!();
+    });
+  }
+  stack.push(fn);
+}
+
 export function uniqueName(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString('hex')}`;
 }
@@ -54,7 +69,7 @@ export async function tunnelDatabases(t: TestContext, options: { createTables?: 
     await query(sourceUrl, employeesDdl);
     await query(targetUrl, employeesDdl);
   }
-  t.after(async () => {
+  onCleanup(t, async () => {
     for (const server of [s.sourceServer, s.targetServer]) await query(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });
   return {

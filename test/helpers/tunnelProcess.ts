@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
-import { waitFor } from './services.js';
+import { onCleanup, waitFor } from './services.js';
 
 export const cliPath = fileURLToPath(new URL('../../../bin/pgtunnel.js', import.meta.url));
 
@@ -45,7 +45,7 @@ export class TunnelProcess {
 
   static async start(t: TestContext, env: Record<string, string>, waitForStreaming = true): Promise<TunnelProcess> {
     const tunnel = new TunnelProcess(env);
-    t.after(() => tunnel.kill('SIGKILL'));
+    onCleanup(t, () => tunnel.kill('SIGKILL'));
     if (waitForStreaming) await tunnel.waitForLog('phase: streaming', 60_000);
     return tunnel;
   }

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+
+async function converged(env: Record<string, string>): Promise<true | undefined> {
+  const result = await runCli(['verify', '--limit', '5'], env);
+  if (result.code === 1) return undefined;
+  assert.equal(result.code, 0, result.stderr);
+  return true;
+}
+
+async function state(sourceUrl: string) {
+  return (await query<{ phase: string; snapshot_rows_done: number }>(sourceUrl, 'SELECT phase, snapshot_rows_done::int FROM pgtunnel.state'))[0]!;
+}
+
+test('kill -9 while streaming, 1,000 changes while down, restart: the target converges, no re-snapshot', { timeout: 180_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, i FROM generate_series(1, 2000) i");
+  const first = await TunnelProcess.start(t, db.env);
+  await waitFor('the snapshot applied', () => converged(db.env), 60_000, 200);
+
+  // A steady stream of changes, and a SIGKILL in the middle of it.
+  const writer = (async () => {
+    for (let i = 0; i < 200; i++) await query(db.sourceUrl, `UPDATE employees SET salary = salary + 1 WHERE emp_id % 200 = ${i}`);
+  })();
+  await waitFor('some streamed changes applied', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees WHERE salary <> emp_id'))[0]!.n > 0);
+  await first.kill('SIGKILL');
+  await writer;
+
+  // 1,000 changes while the tunnel is down.
+  await query(db.sourceUrl, `
+    INSERT INTO employees (first_name, salary) SELECT 'down' || i, i FROM generate_series(1, 400) i;
+    UPDATE employees SET city = 'moved' WHERE emp_id BETWEEN 1 AND 400;
+    DELETE FROM employees WHERE emp_id BETWEEN 401 AND 600`);
+  const before = await state(db.sourceUrl);
+  assert.equal(before.phase, 'streaming');
+
+  const second = await TunnelProcess.start(t, db.env);
+  await waitFor('convergence after the restart', () => converged(db.env), 60_000, 200);
+  assert.doesNotMatch(second.output, /snapshot progress|snapshot published/, 'a finished snapshot is not run again');
+  assert.equal((await state(db.sourceUrl)).snapshot_rows_done, before.snapshot_rows_done);
+  await second.stop();
+});
+
+test('kill -9 during the snapshot: the restart resumes from the last chunk and loses no streamed change', { timeout: 180_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, i FROM generate_series(1, 60000) i");
+  const env = { ...db.env, PGTUNNEL_SNAPSHOT_CHUNK_SIZE: '500', PGTUNNEL_BATCH_SIZE: '200' };
+  const first = await TunnelProcess.start(t, env, false);
+  await waitFor('a few snapshot chunks', async () => (await state(db.sourceUrl)).snapshot_rows_done >= 5000, 60_000);
+  // Changes during the snapshot, on rows already read and not yet read.
+  await query(db.sourceUrl, "UPDATE employees SET city = 'during' WHERE emp_id % 1000 = 0");
+  await query(db.sourceUrl, 'DELETE FROM employees WHERE emp_id % 1000 = 1');
+  await first.kill('SIGKILL');
+  const doneAtKill = (await state(db.sourceUrl)).snapshot_rows_done;
+  assert.ok(doneAtKill < 60000, 'killed before the snapshot finished');
+
+  const second = await TunnelProcess.start(t, env);
+  const resumedFrom = second.output.match(/"done":(\d+)/);
+  if (resumedFrom) assert.ok(Number(resumedFrom[1]) > doneAtKill, 'the restart continues after the last chunk');
+  await waitFor('convergence after the resumed snapshot', () => converged(db.env), 90_000, 250);
+  const final = await state(db.sourceUrl);
+  assert.equal(final.phase, 'streaming');
+  // Resumed, not restarted: rows read = rows left after the kill point (deletes shrink it), never twice 60,000.
+  assert.ok(final.snapshot_rows_done < 60000 + 500, `snapshot rows read ${final.snapshot_rows_done}`);
+  await second.stop();
+});
