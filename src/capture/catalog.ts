@@ -17,7 +17,7 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
   const oid = found[0]?.oid;
   if (!oid) {
     throw new TunnelError('PGT_TABLE_MISSING', `table ${table.schema}.${table.name} does not exist in the ${role} database`, {
-      errorClass: 'fatal',
+      errorClass: 'config',
       hint: role === 'target' ? 'create it in the target with the source\'s columns (pgtunnel run creates employees on the embedded stack)' : 'create it, or fix PGTUNNEL_TABLES / tables in pgtunnel.yaml',
     });
   }

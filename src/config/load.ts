@@ -141,11 +141,14 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   }
   const fileResult = fileSchema.safeParse(fromFile);
   if (!fileResult.success) errors.push(...fileResult.error.issues.map((i) => formatIssue(i, file ?? 'config')));
-  const envResult = fileSchema.safeParse(envConfig(env));
+  const rawEnv = envConfig(env);
+  const envResult = fileSchema.safeParse(rawEnv);
   if (!envResult.success) errors.push(...envResult.error.issues.map((i) => formatIssue(i, 'environment')));
   const merged: FileConfig = { ...(fileResult.success ? fileResult.data : {}), ...(envResult.success ? envResult.data : {}) };
 
-  const named = [merged.sourceUrl, merged.targetUrl, merged.kafkaBrokers].filter((v) => v !== undefined).length;
+  // Counted on what was written, valid or not, so every problem shows in one report.
+  const written = { ...(fromFile as Record<string, unknown>), ...rawEnv };
+  const named = (['sourceUrl', 'targetUrl', 'kafkaBrokers'] as const).filter((k) => written[k] !== undefined).length;
   if (named > 0 && named < 3) {
     errors.push(
       'sourceUrl, targetUrl and kafkaBrokers must be given together (or none, for the embedded stack) — fix: set all three of PGTUNNEL_SOURCE_URL, PGTUNNEL_TARGET_URL, PGTUNNEL_KAFKA_BROKERS',

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
+import { query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+
+test('--help lists every command and each command has an example', async () => {
+  const help = await runCli(['--help']);
+  assert.equal(help.code, 0);
+  for (const command of ['run', 'install', 'uninstall', 'snapshot', 'status', 'verify', 'stack']) assert.match(help.stdout, new RegExp(`\\n  ${command}\\b`));
+  assert.match(help.stdout, /Exit codes: 0 ok, 1 verify/);
+  const status = await runCli(['status', '--help']);
+  assert.match(status.stdout, /--json/);
+  assert.match(status.stdout, /Example:/);
+});
+
+test('an unknown command or flag is a usage error with a suggestion', async () => {
+  const unknown = await runCli(['stauts']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /Did you mean status\?/);
+  const flag = await runCli(['status', '--jsno']);
+  assert.equal(flag.code, 2);
+  assert.match(flag.stderr, /Did you mean --json\?/);
+});
+
+test('configuration errors are all reported at once and exit 2', async () => {
+  const result = await runCli(['status'], { PGTUNNEL_SOURCE_URL: 'mysql://x', PGTUNNEL_PARTITIONS: 'many' });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /sourceUrl: must be a URL/);
+  assert.match(result.stderr, /partitions: Expected number/);
+  assert.match(result.stderr, /must be given together/);
+});
+
+test('an unreachable database or broker exits 3 and names the service and the fix', async (t) => {
+  const db = await tunnelDatabases(t);
+  const noDb = await runCli(['install'], { ...db.env, PGTUNNEL_SOURCE_URL: 'postgres://app:secret@127.0.0.1:1/db1' });
+  assert.equal(noDb.code, 3);
+  assert.match(noDb.stderr, /cannot connect to the source database postgres:\/\/app:\*\*\*@127\.0\.0\.1:1\/db1/);
+  assert.match(noDb.stderr, /fix: start PostgreSQL there, or fix PGTUNNEL_SOURCE_URL/);
+  assert.doesNotMatch(noDb.stderr, /secret/);
+  const noBroker = await runCli(['install'], { ...db.env, PGTUNNEL_KAFKA_BROKERS: '127.0.0.1:1' });
+  assert.equal(noBroker.code, 3);
+  assert.match(noBroker.stderr, /cannot reach Kafka at 127\.0\.0\.1:1/);
+  assert.match(noBroker.stderr, /fix: start the broker/);
+});
+
+test('a missing table on either side and a table without a primary key are clear errors', async (t) => {
+  const db = await tunnelDatabases(t);
+  const missing = await runCli(['install'], { ...db.env, PGTUNNEL_TABLES: 'nosuch' });
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /table public\.nosuch does not exist in the source database/);
+  await query(db.targetUrl, 'DROP TABLE employees');
+  const targetMissing = await runCli(['install'], db.env);
+  assert.equal(targetMissing.code, 2);
+  assert.match(targetMissing.stderr, /does not exist in the target database/);
+  await query(db.sourceUrl, 'CREATE TABLE nokey (a int, b text)');
+  const noKey = await runCli(['install'], { ...db.env, PGTUNNEL_TABLES: 'nokey' });
+  assert.equal(noKey.code, 2);
+  assert.match(noKey.stderr, /has no primary key in the source database, and no key is configured/);
+  assert.match(noKey.stderr, /fix: add a primary key/);
+});
+
+test('a poisoned message goes to the DLQ with its reason and the tunnel keeps streaming', { timeout: 90_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const tunnel = await TunnelProcess.start(t, db.env);
+  const topic = `${db.topicPrefix}.public.employees`;
+  const brokers = [services().brokers];
+  const producer = new Producer({ clientId: 'poisoner', bootstrapBrokers: brokers, serializers: stringSerializers });
+  await producer.send({ messages: [{ topic, key: '{"emp_id":1}', value: 'this is not json' }, { topic, key: '{"emp_id":2}', value: '{"op":"z"}' }] });
+  await producer.close();
+  await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name) VALUES (3, 'after the poison')");
+  await waitFor('the good change after the poison', async () => (await query(db.targetUrl, 'SELECT 1 FROM employees WHERE emp_id = 3')).length === 1, 10_000);
+
+  const consumer = new Consumer({ clientId: 'dlq-reader', groupId: `${db.topicPrefix}-dlq-reader`, bootstrapBrokers: brokers, deserializers: stringDeserializers });
+  t.after(() => consumer.close(true));
+  const stream = await consumer.consume({ topics: [`${topic}.dlq`], mode: 'earliest', maxWaitTime: 200 });
+  const letters: { value: string; reason: string; cls: string }[] = [];
+  for await (const m of stream) {
+    letters.push({ value: String(m.value), reason: String(m.headers.get('pgtunnel.error.message')), cls: String(m.headers.get('pgtunnel.error.class')) });
+    if (letters.length === 2) break;
+  }
+  assert.deepEqual(letters.map((l) => [l.value, l.cls]), [['this is not json', 'poison'], ['{"op":"z"}', 'poison']]);
+  assert.match(letters[0]!.reason, /not JSON/);
+  assert.match(letters[1]!.reason, /unknown op/);
+  await tunnel.stop();
+});
+
+test('verify finds a tampered, a missing and an extra target row and exits 1', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, i FROM generate_series(1, 5000) i");
+  await query(db.targetUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, i FROM generate_series(1, 5000) i");
+  const equal = await runCli(['verify'], db.env);
+  assert.equal(equal.code, 0, equal.stderr);
+  await query(db.targetUrl, 'UPDATE employees SET salary = -1 WHERE emp_id = 4321');
+  await query(db.targetUrl, 'DELETE FROM employees WHERE emp_id = 17');
+  await query(db.targetUrl, "INSERT INTO employees (emp_id, first_name) VALUES (99999, 'extra')");
+  const diff = await runCli(['verify'], db.env);
+  assert.equal(diff.code, 1);
+  assert.match(diff.stdout, /DIFFERENT — source 5000 rows, target 5000 rows/);
+  const keys = diff.stdout.split('\n').filter((l) => l.startsWith('  {')).map((l) => l.trim());
+  assert.deepEqual(keys, ['{"emp_id": 17}', '{"emp_id": 4321}', '{"emp_id": 99999}']);
+});
