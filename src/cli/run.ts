@@ -32,6 +32,7 @@ async function runTunnel(globals: GlobalOptions, options: { seed: boolean; seedR
     log.info({ source: maskUrl(cfg.sourceUrl), target: maskUrl(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic) }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
     await tunnel.run(signal);
+    log.info('tunnel stopped');
     return exitCodes.ok;
   } catch (err) {
     return failure(err);
