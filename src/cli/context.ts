@@ -43,10 +43,14 @@ export async function embeddedStack(cfg: TunnelConfig): Promise<{ stack?: LocalS
 export function shutdownSignal(): AbortSignal {
   const controller = new AbortController();
   const stop = (name: string) => {
-    if (!controller.signal.aborted) log.info({ signal: name }, 'stopping');
+    if (controller.signal.aborted) {
+      log.warn({ signal: name }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    log.info({ signal: name }, 'stopping (again to exit at once)');
     controller.abort();
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
   return controller.signal;
 }

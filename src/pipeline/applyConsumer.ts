@@ -74,7 +74,8 @@ export class ApplyConsumer {
           groupId: this.config.groupId,
           autocommit: false,
           deserializers: stringDeserializers,
-          sessionTimeout: 10_000,
+          // the broker's minimum: a consumer killed with -9 leaves the group quickly
+          sessionTimeout: 6000,
           heartbeatInterval: 1000,
           retries: 3,
           retryDelay: 250,

@@ -91,12 +91,12 @@ export class CaptureProducer {
     const page = await this.changes.readPage(client, state.position, size);
     const count = page.changes.length;
     const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };
-    if (count === 0) {
+    if (count === 0 && state.position.cur === null) {
       // An empty batch moves the position in memory only: nothing was published, nothing to clean.
       this.state = next;
       return false;
     }
-    await this.producer.publish(this.toMessages(page.changes));
+    if (count > 0) await this.producer.publish(this.toMessages(page.changes));
     next.changesPublished += count;
     await inTransaction(client, async () => {
       await saveState(client, this.id, next);

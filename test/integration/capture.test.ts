@@ -60,3 +60,20 @@ test('capture writes the seed columns with action, and a key-changing update as 
   assert.equal((await query(db.sourceUrl, "SELECT 1 FROM pg_trigger WHERE tgname LIKE 'pgtunnel_%'")).length, 0);
   assert.equal((await query(db.sourceUrl, "SELECT to_regclass('emp_cdc') AS t"))[0]!.t, null);
 });
+
+test('a batch larger than a page is published in pages and the checkpoint closes it, even on an exact multiple', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const env = { ...db.env, PGTUNNEL_BATCH_SIZE: '10' };
+  const tunnel = await TunnelProcess.start(t, env);
+  for (const rows of [25, 20]) {
+    await query(db.sourceUrl, `INSERT INTO employees (first_name) SELECT 'p' || i FROM generate_series(1, ${rows}) i`);
+  }
+  await waitFor('all 45 rows in the target', async () => (await countIn(db.targetUrl, 'true')) === 45, 10_000);
+  const report = await waitFor('the last batch checkpointed and cleaned up', async () => {
+    const status = JSON.parse((await runCli(['status', '--json'], env)).stdout);
+    const table = status.tables[0];
+    return table.checkpoint.batchSnapshot === null && table.changeTableRows === 0 ? table : undefined;
+  }, 10_000, 100);
+  assert.equal(report.changesPublished, 45);
+  await tunnel.stop();
+});
