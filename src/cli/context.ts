@@ -1,3 +1,4 @@
+import type { Command } from 'commander';
 import { loadConfig, type TunnelConfig } from '../config/load.js';
 import { classify, describeError, exitCodes } from '../errors.js';
 import { createLogger, type Logger } from '../observe/log.js';
@@ -53,4 +54,15 @@ export function shutdownSignal(): AbortSignal {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   return controller.signal;
+}
+
+/** Wraps a command body: its result is the exit code, and any error becomes a message and its code. */
+export function cliAction<O>(body: (options: O, globals: GlobalOptions) => Promise<number> | number) {
+  return async (options: O, command: Command): Promise<void> => {
+    try {
+      process.exitCode = await body(options, command.optsWithGlobals<GlobalOptions>());
+    } catch (err) {
+      process.exitCode = failure(err);
+    }
+  };
 }

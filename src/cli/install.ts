@@ -4,42 +4,37 @@ import { exitCodes } from '../errors.js';
 import { withClient } from '../pg.js';
 import { prepare } from '../pipeline/tunnel.js';
 import { deleteTopics } from '../transport/kafka.js';
-import { config, failure, log, type GlobalOptions } from './context.js';
+import { cliAction, config, log } from './context.js';
 
 export function registerInstall(program: Command): void {
   program
     .command('install')
     .description('install capture in the source (change table, trigger), the offsets table in the target, and the topics')
     .addHelpText('after', '\nExample:\n  pgtunnel install --config pgtunnel.yaml')
-    .action(async (_options: object, command: Command) => {
-      try {
-        const cfg = config(command.optsWithGlobals<GlobalOptions>());
-        const tables = await prepare(cfg, log);
+    .action(
+      cliAction(async (_options: object, globals) => {
+        const tables = await prepare(config(globals), log);
         for (const t of tables) {
           process.stdout.write(`installed ${t.config.schema}.${t.config.name}: change table ${t.config.changeTable}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
         }
-        process.exitCode = exitCodes.ok;
-      } catch (err) {
-        process.exitCode = failure(err);
-      }
-    });
+        return exitCodes.ok;
+      }),
+    );
 
   program
     .command('uninstall')
     .description('remove capture (triggers, function, change table, state) from the source; tables are kept')
     .option('--drop-topics', 'also delete the Kafka topics and their DLQ topics')
     .addHelpText('after', '\nExample:\n  pgtunnel uninstall --drop-topics')
-    .action(async (options: { dropTopics?: boolean }, command: Command) => {
-      try {
-        const cfg = config(command.optsWithGlobals<GlobalOptions>());
+    .action(
+      cliAction(async (options: { dropTopics?: boolean }, globals) => {
+        const cfg = config(globals);
         await withClient(cfg.sourceUrl, 'source', async (source) => {
           for (const t of cfg.tables) await uninstallCapture(source, t);
         });
         if (options.dropTopics) await deleteTopics(cfg.kafkaBrokers, cfg.tables.flatMap((t) => [t.topic, t.dlqTopic]));
         process.stdout.write(`capture removed from ${cfg.tables.map((t) => `${t.schema}.${t.name}`).join(', ')}\n`);
-        process.exitCode = exitCodes.ok;
-      } catch (err) {
-        process.exitCode = failure(err);
-      }
-    });
+        return exitCodes.ok;
+      }),
+    );
 }

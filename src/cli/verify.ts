@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { exitCodes } from '../errors.js';
 import { compareTable } from '../verify/compare.js';
-import { config, failure, type GlobalOptions } from './context.js';
+import { cliAction, config } from './context.js';
 
 export function registerVerify(program: Command): void {
   program
@@ -9,9 +9,9 @@ export function registerVerify(program: Command): void {
     .description('compare source and target tables row by row (chunked hashes); exit 0 when equal, 1 when not')
     .option('--limit <n>', 'print at most this many differing keys per table', (v) => Number(v), 100)
     .addHelpText('after', '\nExample:\n  pgtunnel verify && echo in sync')
-    .action(async (options: { limit: number }, command: Command) => {
-      try {
-        const cfg = config(command.optsWithGlobals<GlobalOptions>());
+    .action(
+      cliAction(async (options: { limit: number }, globals) => {
+        const cfg = config(globals);
         let equal = true;
         for (const table of cfg.tables) {
           const diff = await compareTable(cfg, table, options.limit);
@@ -24,9 +24,7 @@ export function registerVerify(program: Command): void {
           for (const k of diff.differingKeys) process.stdout.write(`  ${k}\n`);
           if (diff.truncated) process.stdout.write(`  … more (raise --limit)\n`);
         }
-        process.exitCode = equal ? exitCodes.ok : exitCodes.verifyDifference;
-      } catch (err) {
-        process.exitCode = failure(err);
-      }
-    });
+        return equal ? exitCodes.ok : exitCodes.verifyDifference;
+      }),
+    );
 }

@@ -97,31 +97,28 @@ export class PoisonError extends Error {
   }
 }
 
-/** Parses and checks an envelope read from Kafka; anything else is poison, never silently dropped. */
-export function decodeEnvelope(key: string | undefined, value: string): Envelope {
+function parseObject(text: string, what: string): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(value);
+    parsed = JSON.parse(text);
   } catch {
-    throw new PoisonError('value is not JSON');
+    throw new PoisonError(`${what} is not JSON`);
   }
-  if (typeof parsed !== 'object' || parsed === null) throw new PoisonError('value is not a JSON object');
-  const e = parsed as Partial<Envelope>;
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new PoisonError(`${what} is not a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+/** Parses and checks an envelope read from Kafka; anything else is poison, never silently dropped. */
+export function decodeEnvelope(key: string | undefined, value: string): Envelope {
+  const e = parseObject(value, 'value') as Partial<Envelope>;
   if (e.op !== 'c' && e.op !== 'u' && e.op !== 'd' && e.op !== 'r') throw new PoisonError(`unknown op ${JSON.stringify(e.op)}`);
   const image = e.op === 'd' ? e.before : e.after;
   if (typeof image !== 'object' || image === null || Array.isArray(image)) {
     throw new PoisonError(`op ${e.op} needs a row object in "${e.op === 'd' ? 'before' : 'after'}"`);
   }
   if (key === undefined) throw new PoisonError('message has no key');
-  let parsedKey: unknown;
-  try {
-    parsedKey = JSON.parse(key);
-  } catch {
-    throw new PoisonError('key is not JSON');
-  }
-  if (typeof parsedKey !== 'object' || parsedKey === null) throw new PoisonError('key is not a JSON object');
-  for (const [k, v] of Object.entries(parsedKey)) {
-    if ((image as Record<string, unknown>)[k] !== v) throw new PoisonError(`key ${key} does not match the row's ${k}`);
+  for (const [k, v] of Object.entries(parseObject(key, 'key'))) {
+    if (image[k] !== v) throw new PoisonError(`key ${key} does not match the row's ${k}`);
   }
   return e as Envelope;
 }
