@@ -5,8 +5,12 @@ import { qualified, quoteIdent } from '../pg.js';
 export class TableStatements {
   readonly upsertSql: string;
   readonly deleteSql: string;
+  /** Every key of the target table, for a truncate that clears one partition's keys. */
+  readonly keysSql: string;
+  readonly key: string[];
 
   constructor(shape: TableShape) {
+    this.key = shape.key;
     const table = qualified(shape.schema, shape.name);
     const cols = shape.columns.map(quoteIdent).join(', ');
     const key = shape.key.map(quoteIdent).join(', ');
@@ -14,6 +18,7 @@ export class TableStatements {
     this.upsertSql = `INSERT INTO ${table} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb)
       ON CONFLICT (${key}) DO ${updates.length > 0 ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`;
     const match = shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
+    this.keysSql = `SELECT jsonb_build_object(${shape.key.map((k) => `'${k.replace(/'/g, "''")}', ${quoteIdent(k)}`).join(', ')}) AS k FROM ${table}`;
     this.deleteSql = `DELETE FROM ${table} t USING jsonb_populate_recordset(NULL::${table}, $1::jsonb) k WHERE ${match}`;
   }
 }

@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import { TunnelError } from '../errors.js';
 import { inTransaction } from '../pg.js';
+import { keyOf } from '../transport/envelope.js';
+import { partitionOf } from '../transport/partitions.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import type { TableStatements } from './statements.js';
 
@@ -25,7 +27,11 @@ export async function readStoredOffsets(client: pg.Client, topics: string[]): Pr
  * Kafka redelivers it after a crash or a rebalance.
  */
 export class TargetWriter {
-  constructor(private readonly client: pg.Client, private readonly statementsByTopic: Map<string, TableStatements>) {}
+  constructor(
+    private readonly client: pg.Client,
+    private readonly statementsByTopic: Map<string, TableStatements>,
+    private readonly partitionCount: (topic: string) => Promise<number>,
+  ) {}
 
   async apply(records: DecodedRecord[], offsetsOnly: { topic: string; partition: number; offset: bigint }[]): Promise<ApplyResult> {
     const all = [...records, ...offsetsOnly];
@@ -47,14 +53,19 @@ export class TargetWriter {
       );
       const stored = new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}`, BigInt(r.next_offset)]));
       const fresh = records.filter((r) => r.offset >= (stored.get(`${r.topic}\u0000${r.partition}`) ?? 0n));
+      // A truncate is a barrier: what came before it in the set is written first, then its partition cleared.
       let newestSourceMs = 0;
-      for (const [topic, writes] of newestPerKey(fresh)) {
-        const statements = this.statementsByTopic.get(topic);
-        if (!statements) throw new TunnelError('PGT_UNKNOWN_TOPIC', `no target table is configured for topic ${topic}`);
-        if (writes.deletes.length > 0) await this.client.query(statements.deleteSql, [JSON.stringify(writes.deletes)]);
-        if (writes.upserts.length > 0) await this.client.query(statements.upsertSql, [JSON.stringify(writes.upserts)]);
-        newestSourceMs = Math.max(newestSourceMs, writes.newestSourceMs);
+      let segment: DecodedRecord[] = [];
+      for (const r of fresh) {
+        if (r.envelope.op !== 't') {
+          segment.push(r);
+          continue;
+        }
+        newestSourceMs = Math.max(newestSourceMs, await this.write(segment));
+        segment = [];
+        await this.truncatePartition(r.topic, r.partition);
       }
+      newestSourceMs = Math.max(newestSourceMs, await this.write(segment));
       await this.client.query(
         `UPDATE pgtunnel.consumer_offsets o SET next_offset = GREATEST(o.next_offset, p.next_offset), applied_at = now(),
                 last_latency_ms = COALESCE($4::float8, o.last_latency_ms)
@@ -64,5 +75,32 @@ export class TargetWriter {
       );
       return { applied: fresh.length, skipped: records.length - fresh.length };
     });
+  }
+
+  private statements(topic: string): TableStatements {
+    const statements = this.statementsByTopic.get(topic);
+    if (!statements) throw new TunnelError('PGT_UNKNOWN_TOPIC', `no target table is configured for topic ${topic}`);
+    return statements;
+  }
+
+  /** One DELETE and one upsert per table for the newest change of each key; returns the newest source time. */
+  private async write(records: DecodedRecord[]): Promise<number> {
+    let newestSourceMs = 0;
+    for (const [topic, writes] of newestPerKey(records)) {
+      const statements = this.statements(topic);
+      if (writes.deletes.length > 0) await this.client.query(statements.deleteSql, [JSON.stringify(writes.deletes)]);
+      if (writes.upserts.length > 0) await this.client.query(statements.upsertSql, [JSON.stringify(writes.upserts)]);
+      newestSourceMs = Math.max(newestSourceMs, writes.newestSourceMs);
+    }
+    return newestSourceMs;
+  }
+
+  /** A source TRUNCATE arrives once per partition; each copy clears the target keys of its partition. */
+  private async truncatePartition(topic: string, partition: number): Promise<void> {
+    const statements = this.statements(topic);
+    const count = await this.partitionCount(topic);
+    const { rows } = await this.client.query<{ k: Record<string, unknown> }>(statements.keysSql);
+    const mine = rows.map((r) => r.k).filter((k) => partitionOf(keyOf(k, statements.key), count) === partition);
+    if (mine.length > 0) await this.client.query(statements.deleteSql, [JSON.stringify(mine)]);
   }
 }

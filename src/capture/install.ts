@@ -16,6 +16,10 @@ function captureFunctionName(table: TableConfig): string {
   return `${table.changeTable}_capture`;
 }
 
+function truncateFunctionName(table: TableConfig): string {
+  return `${table.changeTable}_capture_truncate`;
+}
+
 /** Installs pgtunnel's state and the table's capture (change table, trigger function, triggers). */
 export async function installCapture(source: pg.Client, table: TableConfig, shape: TableShape): Promise<number> {
   let applied = await migrate(source, 'source', readMigrations('source'));
@@ -26,6 +30,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
     changeTableLiteral: literal(changeTable),
     tableIdLiteral: literal(tableId(table)),
     captureFunction: qualified(table.schema, captureFunctionName(table)),
+    truncateFunction: qualified(table.schema, truncateFunctionName(table)),
     keyJoin: shape.key.map((k) => `n.${quoteIdent(k)} IS NOT DISTINCT FROM o.${quoteIdent(k)}`).join(' AND '),
   });
   return applied;
@@ -39,9 +44,9 @@ export async function uninstallCapture(source: pg.Client, table: TableConfig): P
     await source.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
     const { rows } = await source.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [target]);
     if (rows[0]?.exists) {
-      for (const op of ['insert', 'update', 'delete']) await source.query(`DROP TRIGGER IF EXISTS pgtunnel_capture_${op} ON ${target}`);
+      for (const op of ['insert', 'update', 'delete', 'truncate']) await source.query(`DROP TRIGGER IF EXISTS pgtunnel_capture_${op} ON ${target}`);
     }
-    await source.query(`DROP FUNCTION IF EXISTS ${qualified(table.schema, captureFunctionName(table))}()`);
+    for (const fn of [captureFunctionName(table), truncateFunctionName(table)]) await source.query(`DROP FUNCTION IF EXISTS ${qualified(table.schema, fn)}()`);
     await source.query(`DROP TABLE IF EXISTS ${qualified(table.schema, table.changeTable)}`);
     const { rows: schema } = await source.query<{ exists: boolean }>("SELECT to_regclass('pgtunnel.state') IS NOT NULL AS exists");
     if (schema[0]?.exists) {

@@ -67,7 +67,11 @@ export class ApplyConsumer {
       let stream: MessagesStream<string, string, string, string> | undefined;
       try {
         target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
-        const writer = new TargetWriter(target, this.statementsByTopic);
+        const counts = new Map<string, number>();
+        const partitionCount = async (topic: string): Promise<number> => {
+          if (!counts.has(topic)) counts.set(topic, (await consumer!.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? 1);
+          return counts.get(topic)!;
+        };
         consumer = new Consumer({
           clientId: this.clientId,
           bootstrapBrokers: this.config.kafkaBrokers,
@@ -86,6 +90,7 @@ export class ApplyConsumer {
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
+        const writer = new TargetWriter(target, this.statementsByTopic, partitionCount);
         const sets = new PolledSets(stream, this.config.batchSize * 4);
         this.log.info({ group: this.config.groupId }, 'consumer started');
         for (;;) {

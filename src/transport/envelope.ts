@@ -7,7 +7,8 @@ export interface ChangeRow {
   row: Record<string, unknown>;
 }
 
-export type Op = 'c' | 'u' | 'd' | 'r';
+/** Debezium's ops: create, update, delete, read (snapshot), truncate. */
+export type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
 export interface EnvelopeSource {
   db: string;
@@ -29,12 +30,14 @@ export interface Envelope {
 
 export interface OutMessage {
   topic: string;
-  key: string;
+  key: string | undefined;
   value: string | undefined;
+  /** Unset: by key. 'all': one copy in every partition (a truncate must pass every key's changes). */
+  partition?: number | 'all';
   headers?: Map<string, string>;
 }
 
-const opOfAction: Record<string, Op> = { INSERT: 'c', UPDATE: 'u', DELETE: 'd' };
+const opOfAction: Record<string, Op> = { INSERT: 'c', UPDATE: 'u', DELETE: 'd', TRUNCATE: 't' };
 
 export function opOf(action: string): Op | undefined {
   return opOfAction[action];
@@ -60,7 +63,7 @@ export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, now
   const envelope: Envelope = {
     op,
     before: op === 'd' ? change.row : null,
-    after: op === 'd' ? null : change.row,
+    after: op === 'd' || op === 't' ? null : change.row,
     source: {
       db: table.db,
       schema: table.schema,
@@ -72,6 +75,7 @@ export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, now
     },
     tsMs: nowMs,
   };
+  if (op === 't') return [{ topic: table.topic, key: undefined, value: JSON.stringify(envelope), partition: 'all' }];
   const key = keyOf(change.row, table.key);
   const messages: OutMessage[] = [{ topic: table.topic, key, value: JSON.stringify(envelope) }];
   if (op === 'd') messages.push({ topic: table.topic, key, value: undefined });
@@ -111,7 +115,8 @@ function parseObject(text: string, what: string): Record<string, unknown> {
 /** Parses and checks an envelope read from Kafka; anything else is poison, never silently dropped. */
 export function decodeEnvelope(key: string | undefined, value: string): Envelope {
   const e = parseObject(value, 'value') as Partial<Envelope>;
-  if (e.op !== 'c' && e.op !== 'u' && e.op !== 'd' && e.op !== 'r') throw new PoisonError(`unknown op ${JSON.stringify(e.op)}`);
+  if (e.op !== 'c' && e.op !== 'u' && e.op !== 'd' && e.op !== 'r' && e.op !== 't') throw new PoisonError(`unknown op ${JSON.stringify(e.op)}`);
+  if (e.op === 't') return e as Envelope;
   const image = e.op === 'd' ? e.before : e.after;
   if (typeof image !== 'object' || image === null || Array.isArray(image)) {
     throw new PoisonError(`op ${e.op} needs a row object in "${e.op === 'd' ? 'before' : 'after'}"`);

@@ -1,6 +1,7 @@
 import { Admin, Consumer, Producer, stringSerializers } from '@platformatic/kafka';
 import { TunnelError, classify } from '../errors.js';
 import type { OutMessage } from './envelope.js';
+import { partitionOf } from './partitions.js';
 
 /** Broker calls fail fast and are retried by our loops, which know what they are waiting for. */
 const clientDefaults = { retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 };
@@ -81,10 +82,37 @@ export class EnvelopeProducer {
     });
   }
 
+  private readonly partitionCounts = new Map<string, number>();
+
+  /** How many partitions a topic has, asked once from the broker. */
+  async partitions(topic: string): Promise<number> {
+    let count = this.partitionCounts.get(topic);
+    if (count === undefined) {
+      const metadata = await this.producer.metadata({ topics: [topic] });
+      count = metadata.topics.get(topic)?.partitionsCount;
+      if (!count) throw new TunnelError('PGT_TOPIC_MISSING', `topic ${topic} does not exist`, { hint: 'run `pgtunnel install` to create it' });
+      this.partitionCounts.set(topic, count);
+    }
+    return count;
+  }
+
+  /** Every message gets its partition here: by key as the Java client would, or a copy per partition. */
+  private async placed(messages: OutMessage[]) {
+    const out: { topic: string; key?: string; value?: string; partition: number; headers?: Map<string, string> }[] = [];
+    for (const m of messages) {
+      const count = await this.partitions(m.topic);
+      const base = { topic: m.topic, key: m.key, value: m.value, headers: m.headers };
+      if (m.partition === 'all') for (let p = 0; p < count; p++) out.push({ ...base, partition: p });
+      else out.push({ ...base, partition: m.partition ?? (m.key === undefined ? 0 : partitionOf(m.key, count)) });
+    }
+    return out;
+  }
+
   async publish(messages: OutMessage[], chunk = 2000): Promise<void> {
     try {
-      for (let i = 0; i < messages.length; i += chunk) {
-        await this.producer.send({ messages: messages.slice(i, i + chunk) });
+      const placed = await this.placed(messages);
+      for (let i = 0; i < placed.length; i += chunk) {
+        await this.producer.send({ messages: placed.slice(i, i + chunk) });
       }
     } catch (err) {
       const e = classify(err);

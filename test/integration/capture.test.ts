@@ -77,3 +77,20 @@ test('a batch larger than a page is published in pages and the checkpoint closes
   assert.equal(report.changesPublished, 45);
   await tunnel.stop();
 });
+
+test('TRUNCATE on the source clears the target, in order with the changes around it', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name) SELECT 'before' || i FROM generate_series(1, 300) i");
+  const tunnel = await TunnelProcess.start(t, db.env);
+  await waitFor('the snapshot', async () => (await countIn(db.targetUrl, 'true')) === 300);
+  // Changes before, the truncate, and changes after it, all in one source transaction and in the next.
+  await query(db.sourceUrl, `BEGIN;
+    UPDATE employees SET city = 'gone' WHERE emp_id <= 100;
+    TRUNCATE employees;
+    INSERT INTO employees (emp_id, first_name) VALUES (5, 'after in the same transaction');
+    COMMIT;
+    INSERT INTO employees (emp_id, first_name) VALUES (6, 'after')`);
+  await waitFor('the target equal to the source', async () => (await runCli(['verify'], db.env)).code === 0, 15_000, 100);
+  assert.deepEqual((await query<{ emp_id: number }>(db.targetUrl, 'SELECT emp_id FROM employees ORDER BY 1')).map((r) => r.emp_id), [5, 6]);
+  await tunnel.stop();
+});
