@@ -1,4 +1,5 @@
 #!/usr/bin/env node
 import { main } from '../dist/src/cli/main.js';
 
-process.exitCode = await main(process.argv);
+// Exit explicitly: a client abandoned at shutdown must not keep the process alive (state is durable).
+process.exit(await main(process.argv));

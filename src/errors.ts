@@ -69,6 +69,13 @@ export function classify(err: unknown): TunnelError {
       cause: err,
     });
   }
+  if (code === '42501') {
+    return new TunnelError(code, message, {
+      errorClass: 'config',
+      hint: 'connect as the table owner or a role with CREATE on the database and schema and TRIGGER on the table (install), SELECT/DELETE on the change table (run), and INSERT/UPDATE/DELETE on the target table',
+      cause: err,
+    });
+  }
   if (code.startsWith('PLT_KFK_')) {
     return new TunnelError(code, message, { errorClass: e.canRetry === false ? 'fatal' : 'retryable', cause: err });
   }

@@ -51,3 +51,30 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
   }
   return { schema: table.schema, name: table.name, columns, key };
 }
+
+const captureTriggers = ['pgtunnel_capture_insert', 'pgtunnel_capture_update', 'pgtunnel_capture_delete', 'pgtunnel_capture_truncate'];
+
+export const repairHint = 'restore capture with `pgtunnel uninstall && pgtunnel install`, then `pgtunnel snapshot --restart` to resend what was missed';
+
+/** Capture only works while its triggers exist and are enabled; someone may drop or disable them. */
+export async function checkCapture(client: pg.Client, table: TableConfig): Promise<void> {
+  const { rows } = await client.query<{ present: boolean; triggers: string[] }>(
+    `SELECT to_regclass($1) IS NOT NULL AS present,
+            ARRAY(SELECT tgname::text FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = ANY($2) AND tgenabled <> 'D') AS triggers`,
+    [qualified(table.schema, table.name), captureTriggers],
+  );
+  const { present, triggers } = rows[0]!;
+  if (!present) {
+    throw new TunnelError('PGT_TABLE_MISSING', `table ${table.schema}.${table.name} was dropped from the source while the tunnel ran`, {
+      errorClass: 'fatal',
+      hint: 'recreate it, or remove it from PGTUNNEL_TABLES / tables',
+    });
+  }
+  const missing = captureTriggers.filter((t) => !triggers.includes(t));
+  if (missing.length > 0) {
+    throw new TunnelError('PGT_CAPTURE_BROKEN', `capture trigger(s) ${missing.join(', ')} on ${table.schema}.${table.name} were dropped or disabled: changes since then were not captured`, {
+      errorClass: 'fatal',
+      hint: repairHint,
+    });
+  }
+}

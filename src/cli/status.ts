@@ -13,7 +13,7 @@ export function registerStatus(program: Command): void {
       cliAction(async (options: { json?: boolean }, globals) => {
         const report = await collectStatus(config(globals));
         process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`);
-        return exitCodes.ok;
+        return report.errors.length > 0 ? exitCodes.unreachable : exitCodes.ok;
       }),
     );
 }

@@ -3,6 +3,8 @@ import { tableId } from '../capture/install.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
+import { describeError } from '../errors.js';
+import { readHealth, type ProcessHealth } from './health.js';
 
 export interface PartitionStatus {
   topic: string;
@@ -31,10 +33,24 @@ export interface StatusReport {
   lag: number;
   lastApplyLatencyMs: number | null;
   lastAppliedAt: string | null;
+  /** Tunnel processes running from this PGTUNNEL_HOME and what each part is doing or waiting for. */
+  processes: ProcessHealth[];
+  /** Services that could not be asked; the fields they would fill are empty. */
+  errors: string[];
+}
+
+async function attempt<T>(errors: string[], fallback: T, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    errors.push(describeError(err));
+    return fallback;
+  }
 }
 
 export async function collectStatus(config: TunnelConfig): Promise<StatusReport> {
-  const tables = await withClient(config.sourceUrl, 'source', async (client) => {
+  const errors: string[] = [];
+  const tables = await attempt(errors, [] as TableStatus[], () => withClient(config.sourceUrl, 'source', async (client) => {
     const out: TableStatus[] = [];
     for (const t of config.tables) {
       const state = await loadState(client, tableId(t));
@@ -49,16 +65,17 @@ export async function collectStatus(config: TunnelConfig): Promise<StatusReport>
       });
     }
     return out;
-  });
+  }));
   const topics = config.tables.map((t) => t.topic);
-  const applied = await withClient(config.targetUrl, 'target', async (client) => {
-    const { rows } = await client.query<{ topic: string; partition: number; next_offset: string; last_latency_ms: number | null; applied_at: Date }>(
+  type AppliedRow = { topic: string; partition: number; next_offset: string; last_latency_ms: number | null; applied_at: Date };
+  const applied = await attempt(errors, [] as AppliedRow[], () => withClient(config.targetUrl, 'target', async (client) => {
+    const { rows } = await client.query<AppliedRow>(
       `SELECT topic, partition, next_offset::text, last_latency_ms, applied_at FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])`,
       [topics],
     );
     return rows;
-  });
-  const ends = await endOffsets(config.kafkaBrokers, topics);
+  }));
+  const ends = await attempt(errors, new Map<string, bigint[]>(), () => endOffsets(config.kafkaBrokers, topics));
   const partitions: PartitionStatus[] = [];
   for (const topic of topics) {
     (ends.get(topic) ?? []).forEach((end, partition) => {
@@ -69,12 +86,14 @@ export async function collectStatus(config: TunnelConfig): Promise<StatusReport>
   }
   const newest = applied.reduce<(typeof applied)[number] | undefined>((a, r) => (!a || r.applied_at > a.applied_at ? r : a), undefined);
   return {
-    phase: tables.every((t) => t.phase === 'streaming') ? 'streaming' : 'snapshot',
+    phase: tables.length > 0 && tables.every((t) => t.phase === 'streaming') ? 'streaming' : 'snapshot',
     tables,
     partitions,
     lag: partitions.reduce((sum, p) => sum + p.lag, 0),
     lastApplyLatencyMs: newest?.last_latency_ms ?? null,
     lastAppliedAt: newest ? newest.applied_at.toISOString() : null,
+    processes: readHealth(config.home),
+    errors,
   };
 }
 
@@ -85,6 +104,12 @@ export function formatStatus(report: StatusReport): string {
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }
+  for (const p of report.processes) {
+    for (const [part, h] of Object.entries(p.parts)) {
+      lines.push(`pid ${p.pid} ${part}: ${h.state}${h.reason ? ` — ${h.reason.split('\n')[0]}` : ''} (since ${h.since.slice(11, 19)})`);
+    }
+  }
+  for (const e of report.errors) lines.push(`unavailable: ${e.split('\n')[0]}`);
   lines.push('topic                              partition  applied      end      lag');
   for (const p of report.partitions) {
     lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)}`);

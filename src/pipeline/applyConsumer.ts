@@ -10,6 +10,8 @@ import { decodeEnvelope, PoisonError } from '../transport/envelope.js';
 import { closeConsumer, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
+import type { Health } from '../observe/health.js';
+import { failpoint } from './failpoints.js';
 import { Backoff, sleep } from './retry.js';
 
 type StringMessage = Message<string, string, string, string>;
@@ -55,8 +57,11 @@ export class ApplyConsumer {
     private readonly statementsByTopic: Map<string, TableStatements>,
     private readonly deadLetters: EnvelopeProducer,
     private readonly log: Logger,
+    private readonly health: Health,
     private readonly clientId = 'pgtunnel-apply',
-  ) {}
+  ) {
+    health.set('consumer', 'starting');
+  }
 
   async run(signal: AbortSignal): Promise<void> {
     const backoff = new Backoff();
@@ -93,16 +98,19 @@ export class ApplyConsumer {
         const writer = new TargetWriter(target, this.statementsByTopic, partitionCount);
         const sets = new PolledSets(stream, this.config.batchSize * 4);
         this.log.info({ group: this.config.groupId }, 'consumer started');
+        this.health.set('consumer', 'ok');
         for (;;) {
           const set = await sets.take(signal);
           if (!set) break;
           await this.applySet(set, writer, dlq);
+          this.health.set('consumer', 'ok');
           backoff.reset();
         }
       } catch (err) {
         const e = classify(err);
         if (!e.retryable) throw e;
         const wait = backoff.next();
+        this.health.set('consumer', 'waiting', describeError(e));
         this.log.warn({ code: e.code, retryInMs: wait }, `consumer waiting: ${describeError(e)}`);
         await sleep(wait, signal);
       } finally {
@@ -136,6 +144,7 @@ export class ApplyConsumer {
       await dlq.send(poison);
     }
     const result = await writer.apply(records, passThrough);
+    failpoint('apply.after-commit');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
     await this.commitGroupOffsets(set);
   }

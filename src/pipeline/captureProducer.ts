@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
-import { classify, describeError } from '../errors.js';
+import { TunnelError, classify, describeError } from '../errors.js';
 import { connect, inTransaction } from '../pg.js';
-import type { TableShape } from '../capture/catalog.js';
+import { checkCapture, repairHint, type TableShape } from '../capture/catalog.js';
 import { ChangeReader } from '../capture/changeReader.js';
 import { tableId } from '../capture/install.js';
 import { advance, isBatchComplete } from '../capture/position.js';
@@ -11,7 +11,14 @@ import { loadState, saveState, type CaptureState } from '../capture/stateStore.j
 import { changeToMessages, keyOf, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import type { Logger } from '../observe/log.js';
+import type { Health } from '../observe/health.js';
+import { failpoint } from './failpoints.js';
 import { Backoff, sleep } from './retry.js';
+
+/** How often the producer checks that its triggers still exist. */
+const captureCheckMs = 2000;
+/** SQLSTATEs of a change table whose columns or types were changed by hand. */
+const changeTableBroken = new Set(['42703', '42P01', '42804', '22P02', '23502']);
 
 /**
  * Publishes one table's changes: the snapshot in key chunks interleaved with stream batches, then the
@@ -23,6 +30,7 @@ export class CaptureProducer {
   private readonly changes: ChangeReader;
   private readonly snapshot: SnapshotReader;
   private state: CaptureState | undefined;
+  private readonly part: string;
   private lastProgressLog = 0;
 
   constructor(
@@ -31,9 +39,12 @@ export class CaptureProducer {
     shape: TableShape,
     private readonly producer: EnvelopeProducer,
     private readonly log: Logger,
+    private readonly health: Health,
     private readonly onPhase: (phase: CaptureState['phase']) => void = () => {},
   ) {
     this.id = tableId(table);
+    this.part = `producer ${this.id}`;
+    this.health.set(this.part, 'starting');
     const db = new URL(config.sourceUrl).pathname.slice(1);
     this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic };
     this.changes = new ChangeReader(table);
@@ -51,8 +62,14 @@ export class CaptureProducer {
         this.state = await loadState(client, this.id);
         this.onPhase(this.state.phase);
         this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
+        let checkedAt = 0;
         while (!signal.aborted) {
+          if (Date.now() - checkedAt > captureCheckMs) {
+            await checkCapture(client, this.table);
+            checkedAt = Date.now();
+          }
           const busy = await this.step(client);
+          this.health.set(this.part, 'ok');
           backoff.reset();
           if (!busy) await sleep(this.config.pollIntervalMs, signal);
         }
@@ -60,6 +77,7 @@ export class CaptureProducer {
         const e = classify(err);
         if (!e.retryable) throw e;
         const wait = backoff.next();
+        this.health.set(this.part, 'waiting', describeError(e));
         this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
         await sleep(wait, signal);
       } finally {
@@ -74,6 +92,7 @@ export class CaptureProducer {
       const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgtunnel.producer'), hashtext($1)) AS ok", [this.id]);
       if (rows[0]!.ok) return;
       if (!announced) this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
+      this.health.set(this.part, 'standby', 'another instance holds the producer lock of this table');
       announced = true;
       await sleep(1000, signal);
     }
@@ -82,8 +101,18 @@ export class CaptureProducer {
   /** One unit of work; true when more work is likely waiting. */
   private async step(client: pg.Client): Promise<boolean> {
     const state = this.state!;
-    if (state.phase === 'snapshot' && state.position.cur === null) return this.snapshotStep(client, state);
-    return this.streamStep(client, state);
+    try {
+      if (state.phase === 'snapshot' && state.position.cur === null) return await this.snapshotStep(client, state);
+      return await this.streamStep(client, state);
+    } catch (err) {
+      const e = classify(err);
+      if (!changeTableBroken.has(e.code)) throw err;
+      throw new TunnelError('PGT_CHANGE_TABLE', `reading the change table ${this.table.schema}.${this.table.changeTable} failed (${e.message}): it no longer has the shape capture writes — edited by hand?`, {
+        errorClass: 'fatal',
+        hint: repairHint,
+        cause: err,
+      });
+    }
   }
 
   private async streamStep(client: pg.Client, state: CaptureState): Promise<boolean> {
@@ -96,7 +125,10 @@ export class CaptureProducer {
       this.state = next;
       return false;
     }
-    if (count > 0) await this.producer.publish(this.toMessages(page.changes));
+    if (count > 0) {
+      await this.producer.publish(this.toMessages(page.changes));
+      failpoint('producer.after-publish');
+    }
     next.changesPublished += count;
     await inTransaction(client, async () => {
       await saveState(client, this.id, next);

@@ -5,9 +5,13 @@ import { TableStatements } from '../apply/statements.js';
 import { withClient } from '../pg.js';
 import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
 import type { Logger } from '../observe/log.js';
+import { Health } from '../observe/health.js';
 import type { Phase } from '../capture/stateStore.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
+import { sleep } from './retry.js';
+
+const shutdownGraceMs = 3500;
 
 export interface PreparedTable {
   config: TableConfig;
@@ -62,11 +66,13 @@ export class Tunnel {
     const stop = () => inner.abort();
     signal.addEventListener('abort', stop, { once: true });
     const producer = new EnvelopeProducer(this.config.kafkaBrokers, 'pgtunnel-producer');
+    const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
+    const health = new Health(this.config.home, role);
     const tasks: Promise<void>[] = [];
     if (parts.produce !== false) {
       for (const t of this.tables) {
         const id = `${t.config.schema}.${t.config.name}`;
-        const capture = new CaptureProducer(this.config, t.config, t.source, producer, this.log, (phase) => {
+        const capture = new CaptureProducer(this.config, t.config, t.source, producer, this.log, health, (phase) => {
           const before = this.phase;
           this.phases.set(id, phase);
           if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
@@ -76,7 +82,7 @@ export class Tunnel {
     }
     if (parts.apply !== false) {
       const statements = new Map(this.tables.map((t) => [t.config.topic, new TableStatements(t.target)]));
-      tasks.push(new ApplyConsumer(this.config, statements, producer, this.log).run(inner.signal));
+      tasks.push(new ApplyConsumer(this.config, statements, producer, this.log, health).run(inner.signal));
     }
     try {
       // A fatal error in one part stops the others: the tunnel never half-runs.
@@ -84,8 +90,12 @@ export class Tunnel {
     } finally {
       signal.removeEventListener('abort', stop);
       inner.abort();
-      await Promise.allSettled(tasks);
-      await producer.close();
+      // Work in flight finishes or is abandoned: everything resumes from the checkpoints, so a hung
+      // broker call must not keep a stopping tunnel alive past its deadline.
+      const settled = await Promise.race([Promise.allSettled(tasks).then(() => true), sleep(shutdownGraceMs).then(() => false)]);
+      if (!settled) this.log.warn({ graceMs: shutdownGraceMs }, 'in-flight work abandoned at shutdown; it resumes from the checkpoint');
+      await Promise.race([producer.close(), sleep(500)]);
+      health.close();
     }
   }
 }

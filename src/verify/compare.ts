@@ -10,6 +10,8 @@ export interface TableDifference {
   /** Keys whose row differs, is missing in the target, or is extra in the target (at most `limit`). */
   differingKeys: string[];
   truncated: boolean;
+  /** Every differing key, for repair. */
+  allKeys: string[];
 }
 
 interface Bucket {
@@ -74,7 +76,7 @@ export async function compareTable(config: TunnelConfig, table: TableConfig, lim
       }
       keys.sort();
       const sum = (m: Map<string, Bucket>) => [...m.values()].reduce((n, b) => n + b.rows, 0);
-      return { table: `${table.schema}.${table.name}`, sourceRows: sum(s), targetRows: sum(t), differingKeys: keys.slice(0, limit), truncated: keys.length > limit };
+      return { table: `${table.schema}.${table.name}`, sourceRows: sum(s), targetRows: sum(t), differingKeys: keys.slice(0, limit), truncated: keys.length > limit, allKeys: keys };
     }),
   );
 }

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { TestContext } from 'node:test';
 import pg from 'pg';
 import { employeesDdl } from '../../src/stack/demo.js';
@@ -51,6 +54,8 @@ export interface TunnelEnv {
   sourceUrl: string;
   targetUrl: string;
   topicPrefix: string;
+  /** This test's PGTUNNEL_HOME (health files of its tunnels). */
+  home: string;
   /** PGTUNNEL_* variables for a tunnel process on this pair of databases. */
   env: Record<string, string>;
 }
@@ -72,11 +77,15 @@ export async function tunnelDatabases(t: TestContext, options: { createTables?: 
   onCleanup(t, async () => {
     for (const server of [s.sourceServer, s.targetServer]) await query(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });
+  const home = mkdtempSync(path.join(tmpdir(), 'pgtunnel-test-'));
+  onCleanup(t, () => rmSync(home, { recursive: true, force: true }));
   return {
     sourceUrl,
     targetUrl,
     topicPrefix: name,
+    home,
     env: {
+      PGTUNNEL_HOME: home,
       PGTUNNEL_SOURCE_URL: sourceUrl,
       PGTUNNEL_TARGET_URL: targetUrl,
       PGTUNNEL_KAFKA_BROKERS: s.brokers,

@@ -1,0 +1,92 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+export type PartState = 'starting' | 'ok' | 'waiting' | 'standby';
+
+export interface PartHealth {
+  state: PartState;
+  /** What the part is waiting for, in words a user can act on. */
+  reason?: string;
+  since: string;
+}
+
+export interface ProcessHealth {
+  pid: number;
+  role: string;
+  startedAt: string;
+  parts: Record<string, PartHealth>;
+}
+
+/**
+ * What each part of a running tunnel is doing, kept in a small file under PGTUNNEL_HOME/run so that
+ * `pgtunnel status` can say what a tunnel waits for even when the database or broker it waits for is down.
+ */
+export class Health {
+  private readonly report: ProcessHealth;
+  private readonly file: string | undefined;
+
+  constructor(home: string | undefined, role: string) {
+    this.report = { pid: process.pid, role, startedAt: new Date().toISOString(), parts: {} };
+    if (home) {
+      const dir = path.join(home, 'run');
+      mkdirSync(dir, { recursive: true });
+      this.file = path.join(dir, `tunnel-${process.pid}.json`);
+    }
+  }
+
+  set(part: string, state: PartState, reason?: string): void {
+    const current = this.report.parts[part];
+    if (current && current.state === state && current.reason === reason) return;
+    this.report.parts[part] = { state, reason, since: new Date().toISOString() };
+    this.flush();
+  }
+
+  get parts(): Record<string, PartHealth> {
+    return this.report.parts;
+  }
+
+  private flush(): void {
+    if (!this.file) return;
+    // Write then rename, so a reader never sees half a file.
+    writeFileSync(`${this.file}.tmp`, JSON.stringify(this.report));
+    renameSync(`${this.file}.tmp`, this.file);
+  }
+
+  close(): void {
+    if (this.file) rmSync(this.file, { force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The health of every tunnel process running from this home; files of dead processes are removed. */
+export function readHealth(home: string): ProcessHealth[] {
+  const dir = path.join(home, 'run');
+  let files: string[];
+  try {
+    files = readdirSync(dir).filter((f) => /^tunnel-\d+\.json$/.test(f));
+  } catch {
+    return [];
+  }
+  const out: ProcessHealth[] = [];
+  for (const f of files) {
+    const pid = Number(f.slice(7, -5));
+    if (!alive(pid)) {
+      rmSync(path.join(dir, f), { force: true });
+      continue;
+    }
+    try {
+      out.push(JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as ProcessHealth);
+    } catch {
+      // being replaced right now; the next status call reads it
+    }
+  }
+  return out;
+}

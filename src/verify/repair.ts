@@ -1,0 +1,31 @@
+import type { TableConfig, TunnelConfig } from '../config/load.js';
+import { describeTable } from '../capture/catalog.js';
+import { inTransaction, qualified, quoteIdent, withClient } from '../pg.js';
+
+/**
+ * Re-sends differing keys through the tunnel instead of writing the target behind its back: a no-op
+ * update of each source row fires capture, and a key the source no longer has gets a DELETE change.
+ */
+export async function resendKeys(config: TunnelConfig, table: TableConfig, keys: Record<string, unknown>[]): Promise<{ touched: number; deleted: number }> {
+  if (keys.length === 0) return { touched: 0, deleted: 0 };
+  return withClient(config.sourceUrl, 'source', async (source) => {
+    const shape = await describeTable(source, table, 'source');
+    const t = qualified(table.schema, table.name);
+    const match = shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
+    const first = quoteIdent(shape.key[0]!);
+    const keyCols = shape.key.map(quoteIdent).join(', ');
+    return inTransaction(source, async () => {
+      const touched = await source.query(
+        `UPDATE ${t} t SET ${first} = t.${first} FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) k WHERE ${match}`,
+        [JSON.stringify(keys)],
+      );
+      const deleted = await source.query(
+        `INSERT INTO ${qualified(table.schema, table.changeTable)} (${keyCols}, action)
+         SELECT ${shape.key.map((k) => `k.${quoteIdent(k)}`).join(', ')}, 'DELETE' FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) k
+         WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE ${match})`,
+        [JSON.stringify(keys)],
+      );
+      return { touched: touched.rowCount ?? 0, deleted: deleted.rowCount ?? 0 };
+    });
+  });
+}

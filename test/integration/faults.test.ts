@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+
+const verified = async (env: Record<string, string>) => ((await runCli(['verify', '--limit', '3'], env)).code === 0 ? true : undefined);
+
+/** A target trigger that records any row going back to an older salary: a change applied twice or out of order. */
+async function watchRegressions(targetUrl: string): Promise<void> {
+  await query(targetUrl, `
+    CREATE TABLE regressions (emp_id int, old_salary int, new_salary int);
+    CREATE FUNCTION note_regression() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.salary < OLD.salary THEN INSERT INTO regressions VALUES (OLD.emp_id, OLD.salary, NEW.salary); END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER note_regression BEFORE UPDATE ON employees FOR EACH ROW EXECUTE FUNCTION note_regression()`);
+}
+
+/** What the salaries sum to after `rounds` bumps of rows 1..rows (round i bumps emp_id % 7 = i % 7). */
+function expectedBumps(rows: number, rounds: number): number {
+  let total = 0;
+  for (let i = 0; i < rounds; i++) for (let id = 1; id <= rows; id++) if (id % 7 === i % 7) total++;
+  return total;
+}
+
+async function bumpSalaries(sourceUrl: string, rounds: number): Promise<void> {
+  for (let i = 0; i < rounds; i++) await query(sourceUrl, `UPDATE employees SET salary = salary + 1 WHERE emp_id % 7 = ${i % 7}`);
+}
+
+test('killed between the target commit and the Kafka group commit: nothing is applied twice', { timeout: 120_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, 0 FROM generate_series(1, 500) i");
+  await watchRegressions(db.targetUrl);
+  const crashing = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_FAILPOINTS: 'apply.after-commit:3' });
+  await bumpSalaries(db.sourceUrl, 20);
+  await crashing.waitForLog('failpoint apply.after-commit', 30_000);
+  assert.equal(await crashing.kill('SIGKILL'), null, 'the failpoint killed the process');
+  await bumpSalaries(db.sourceUrl, 20);
+  const restarted = await TunnelProcess.start(t, db.env);
+  await waitFor('convergence', () => verified(db.env), 60_000, 200);
+  await restarted.waitForLog('skipped records the target already had', 10_000);
+  assert.deepEqual(await query(db.targetUrl, 'SELECT * FROM regressions'), []);
+  // Exact counters: every committed bump counted once, none twice.
+  const sums = await query<{ s: number }>(db.targetUrl, 'SELECT sum(salary)::int AS s FROM employees');
+  assert.equal(sums[0]!.s, expectedBumps(500, 40));
+  await restarted.stop();
+});
+
+test('killed between the Kafka ack and the source checkpoint: the batch is re-sent and the target converges', { timeout: 120_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, 0 FROM generate_series(1, 500) i");
+  const crashing = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_FAILPOINTS: 'producer.after-publish:2' });
+  await bumpSalaries(db.sourceUrl, 10);
+  await crashing.waitForLog('failpoint producer.after-publish', 30_000);
+  const checkpoint = (await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM emp_cdc'))[0]!.n;
+  assert.ok(checkpoint > 0, 'the acknowledged batch is still in the change table: its checkpoint was never written');
+  await bumpSalaries(db.sourceUrl, 10);
+  const restarted = await TunnelProcess.start(t, db.env);
+  await waitFor('convergence', () => verified(db.env), 60_000, 200);
+  assert.equal((await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM emp_cdc'))[0]!.n, 0);
+  await restarted.stop();
+});
+
+test('SIGTERM under load exits within 5 s, and the restart resumes without loss', { timeout: 90_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const tunnel = await TunnelProcess.start(t, db.env);
+  let writing = true;
+  const writer = (async () => {
+    for (let i = 0; writing; i++) await query(db.sourceUrl, `INSERT INTO employees (first_name) SELECT 'w${i}-' || g FROM generate_series(1, 50) g`);
+  })();
+  await waitFor('changes flowing', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees'))[0]!.n > 500);
+  const started = Date.now();
+  const code = await tunnel.stop();
+  const took = Date.now() - started;
+  writing = false;
+  await writer;
+  assert.equal(code, 0, tunnel.output);
+  assert.ok(took < 5000, `SIGTERM took ${took} ms`);
+  const again = await TunnelProcess.start(t, db.env);
+  await waitFor('convergence', () => verified(db.env), 60_000, 200);
+  await again.stop();
+});
+
+test('an unreachable broker at start: --wait says what it waits for in status, and SIGTERM still stops it at once', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const env = { ...db.env, PGTUNNEL_KAFKA_BROKERS: '127.0.0.1:1' };
+  const exits = await runCli(['run'], env);
+  assert.equal(exits.code, 3);
+  assert.match(exits.stderr, /cannot reach Kafka at 127\.0\.0\.1:1.*\n.*fix: start the broker/);
+  const waiting = new TunnelProcess(env, ['run', '--wait']);
+  await waiting.waitForLog('waiting: cannot reach Kafka', 20_000);
+  const started = Date.now();
+  assert.equal(await waiting.stop(), 0);
+  assert.ok(Date.now() - started < 5000);
+});
+
+test('status shows what a running tunnel waits for when a service goes away', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const tunnel = await TunnelProcess.start(t, db.env);
+  // The target database disappears under the running consumer.
+  await query(db.targetUrl.replace(/\/[^/]+$/, '/postgres'), `ALTER DATABASE ${db.topicPrefix} WITH ALLOW_CONNECTIONS false`);
+  await query(db.targetUrl.replace(/\/[^/]+$/, '/postgres'), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db.topicPrefix}'`);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('while the target is away')");
+  const report = await waitFor('a waiting consumer in status', async () => {
+    const status = await runCli(['status', '--json'], db.env);
+    const parsed = JSON.parse(status.stdout);
+    const consumer = parsed.processes.flatMap((p: { parts: Record<string, { state: string; reason?: string }> }) => Object.entries(p.parts)).find(([name]: [string]) => name === 'consumer');
+    return consumer?.[1].state === 'waiting' ? { status, consumer: consumer[1] } : undefined;
+  }, 30_000, 250);
+  assert.equal(report.status.code, 3, 'status exits 3 while the target is unreachable');
+  assert.match(report.consumer.reason, /target database/);
+  await query(db.targetUrl.replace(/\/[^/]+$/, '/postgres'), `ALTER DATABASE ${db.topicPrefix} WITH ALLOW_CONNECTIONS true`);
+  await waitFor('the change applied after the target came back', async () => (await query(db.targetUrl, "SELECT 1 FROM employees WHERE first_name = 'while the target is away'")).length === 1, 30_000, 200);
+  await tunnel.stop();
+});
+
+test('a capture trigger dropped or the change table edited by hand stops the tunnel with the fix', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const first = await TunnelProcess.start(t, db.env);
+  await query(db.sourceUrl, 'DROP TRIGGER pgtunnel_capture_update ON employees');
+  assert.equal(await waitFor('the tunnel to stop', async () => first.child.exitCode ?? undefined, 15_000), 4);
+  assert.match(first.output, /capture trigger\(s\) pgtunnel_capture_update on public\.employees were dropped or disabled/);
+  assert.match(first.output, /fix: restore capture with `pgtunnel uninstall && pgtunnel install`/);
+
+  assert.equal((await runCli(['uninstall'], db.env)).code, 0);
+  const second = await TunnelProcess.start(t, db.env);
+  await query(db.sourceUrl, 'ALTER TABLE emp_cdc DROP COLUMN captured_at');
+  await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('x')");
+  assert.equal(await waitFor('the tunnel to stop', async () => second.child.exitCode ?? undefined, 15_000), 4);
+  assert.match(second.output, /reading the change table public\.emp_cdc failed .*edited by hand\?/);
+});
+
+test('insufficient privileges are a clear error naming what to grant', { timeout: 30_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, `DO $$ BEGIN CREATE ROLE pgtunnel_weak LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  const weakUrl = db.sourceUrl.replace('postgres@', 'pgtunnel_weak@');
+  const result = await runCli(['install'], { ...db.env, PGTUNNEL_SOURCE_URL: weakUrl });
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(result.stderr, /permission denied/);
+  assert.match(result.stderr, /fix: connect as the table owner or a role with CREATE/);
+});
+
+test('verify --repair re-sends differing keys through the tunnel', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, i FROM generate_series(1, 1000) i");
+  const tunnel = await TunnelProcess.start(t, db.env);
+  await waitFor('the snapshot applied', () => verified(db.env), 30_000, 200);
+  await query(db.targetUrl, "UPDATE employees SET salary = -1 WHERE emp_id IN (3, 300); DELETE FROM employees WHERE emp_id = 30; INSERT INTO employees (emp_id) VALUES (5000)");
+  const repair = await runCli(['verify', '--repair'], db.env);
+  assert.equal(repair.code, 1);
+  assert.match(repair.stdout, /repair: re-sent 3 source rows and 1 deletes through the tunnel/);
+  await waitFor('the repaired target', () => verified(db.env), 10_000, 100);
+  await tunnel.stop();
+});
