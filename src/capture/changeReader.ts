@@ -17,6 +17,8 @@ export interface Page {
 export class ChangeReader {
   private readonly batchSql: string;
   private readonly cleanupSql: string;
+  private readonly vacuumSql: string;
+  private cleanedSinceVacuum = 0;
 
   constructor(table: TableConfig) {
     const changeTable = qualified(table.schema, table.changeTable);
@@ -33,6 +35,7 @@ export class ChangeReader {
           AND c.change_id > $3
         ORDER BY c.change_id
         LIMIT $4) b ON true`;
+    this.vacuumSql = `VACUUM ${changeTable}`;
     this.cleanupSql = `DELETE FROM ${changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
   }
 
@@ -53,6 +56,19 @@ export class ChangeReader {
   /** Removes the change rows of every transaction visible in a checkpointed snapshot. */
   async cleanup(client: pg.Client, checkpoint: string): Promise<number> {
     const result = await client.query(this.cleanupSql, [checkpoint]);
+    this.cleanedSinceVacuum += result.rowCount ?? 0;
     return result.rowCount ?? 0;
+  }
+
+  /**
+   * Deleted change rows leave dead tuples; autovacuum may wait a minute or more, so after enough
+   * cleanups the producer vacuums the (small) change table itself and its size stays bounded.
+   * Must run outside a transaction.
+   */
+  async vacuumIfDue(client: pg.Client, threshold = 20_000): Promise<boolean> {
+    if (this.cleanedSinceVacuum < threshold) return false;
+    this.cleanedSinceVacuum = 0;
+    await client.query(this.vacuumSql);
+    return true;
   }
 }

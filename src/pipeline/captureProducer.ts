@@ -69,6 +69,7 @@ export class CaptureProducer {
             checkedAt = Date.now();
           }
           const busy = await this.step(client);
+          await this.changes.vacuumIfDue(client);
           this.health.set(this.part, 'ok');
           backoff.reset();
           if (!busy) await sleep(this.config.pollIntervalMs, signal);
