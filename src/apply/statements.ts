@@ -7,6 +7,8 @@ export class TableStatements {
   readonly deleteSql: string;
   /** Every key of the target table, for a truncate that clears one partition's keys. */
   readonly keysSql: string;
+  /** Which of the given keys ($1, JSON rows) the target has. */
+  readonly existingKeysSql: string;
   readonly key: string[];
 
   constructor(shape: TableShape) {
@@ -19,6 +21,8 @@ export class TableStatements {
       ON CONFLICT (${key}) DO ${updates.length > 0 ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`;
     const match = shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
     this.keysSql = `SELECT jsonb_build_object(${shape.key.map((k) => `'${k.replace(/'/g, "''")}', ${quoteIdent(k)}`).join(', ')}) AS k FROM ${table}`;
+    this.existingKeysSql = `SELECT jsonb_build_object(${shape.key.map((k) => `'${k.replace(/'/g, "''")}', t.${quoteIdent(k)}`).join(', ')}) AS k
+      FROM ${table} t JOIN jsonb_populate_recordset(NULL::${table}, $1::jsonb) k ON ${shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ')}`;
     this.deleteSql = `DELETE FROM ${table} t USING jsonb_populate_recordset(NULL::${table}, $1::jsonb) k WHERE ${match}`;
   }
 }

@@ -1,106 +1,267 @@
 import type pg from 'pg';
 import { TunnelError } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { keyOf } from '../transport/envelope.js';
+import { decodeEnvelope, keyOf, PoisonError, type Envelope } from '../transport/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
+import { firstFailure, type CompiledRule } from '../validate/rules.js';
+import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import type { TableStatements } from './statements.js';
 
+/** How one target table is written: its statements and the table's rules and policies. */
+export interface TableApply {
+  statements: TableStatements;
+  rules: CompiledRule[];
+  onMissingKey: 'upsert' | 'dead-letter';
+  orderPolicy: 'park' | 'continue';
+}
+
 export interface ApplyResult {
   applied: number;
+  deadLettered: number;
   /** Records already applied by an earlier transaction (their offset is below the stored one). */
   skipped: number;
 }
 
-/** Stored next offsets per partition; the truth about what the target contains. */
-export async function readStoredOffsets(client: pg.Client, topics: string[]): Promise<Map<string, bigint>> {
-  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
-    'SELECT topic, partition, next_offset::text FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])',
-    [topics],
-  );
-  return new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}`, BigInt(r.next_offset)]));
+/** Target errors caused by one change's values (type, length, range, constraints): only it is a dead letter. */
+function isOneChangeError(err: unknown): err is Error & { code: string } {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42804');
+}
+
+const id = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+/** One transaction's bookkeeping: what became a dead letter, which keys got parked, the per-partition counts. */
+class SetOutcome {
+  readonly letters: { record: RawRecord; letter: DeadLetter }[] = [];
+  readonly parkedKeys = new Map<string, number>();
+  readonly counts = new Map<string, { applied: number; dead: number; poison: number }>();
+  newestSourceMs = 0;
+
+  count(r: { topic: string; partition: number }, what: 'applied' | 'dead' | 'poison'): void {
+    const key = id(r.topic, r.partition);
+    const c = this.counts.get(key) ?? { applied: 0, dead: 0, poison: 0 };
+    c[what]++;
+    this.counts.set(key, c);
+  }
+
+  dead(record: RawRecord, letter: DeadLetter, park: boolean): void {
+    this.letters.push({ record, letter });
+    this.count(record, letter.errorClass === 'poison' ? 'poison' : 'dead');
+    if (park && record.key !== undefined) {
+      const k = `${record.topic}\u0000${record.key}`;
+      this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + 1);
+    }
+  }
 }
 
 /**
  * Applies a polled set in ONE target transaction together with its offsets. Partition rows are locked
  * first, and records below the stored offsets dropped, so a record takes effect exactly once even when
- * Kafka redelivers it after a crash or a rebalance.
+ * Kafka redelivers it. Dead letters are in Kafka before the transaction commits, so none is lost.
  */
 export class TargetWriter {
   constructor(
     private readonly client: pg.Client,
-    private readonly statementsByTopic: Map<string, TableStatements>,
+    private readonly tables: Map<string, TableApply>,
     private readonly partitionCount: (topic: string) => Promise<number>,
+    private readonly deadLetters: DeadLetterWriter,
   ) {}
 
-  async apply(records: DecodedRecord[], offsetsOnly: { topic: string; partition: number; offset: bigint }[]): Promise<ApplyResult> {
-    const all = [...records, ...offsetsOnly];
-    if (all.length === 0) return { applied: 0, skipped: 0 };
-    const advanced = [...nextOffsets(all).values()];
+  /** A change the target refuses is found by splitting the set; the rest of the set is applied. */
+  async apply(records: RawRecord[]): Promise<ApplyResult> {
+    try {
+      return await this.applyOnce(records);
+    } catch (err) {
+      if (!isOneChangeError(err)) throw err;
+      if (records.length === 1) return this.applyOnce(records, err);
+      const mid = Math.ceil(records.length / 2);
+      const first = await this.apply(records.slice(0, mid));
+      const second = await this.apply(records.slice(mid));
+      return { applied: first.applied + second.applied, deadLettered: first.deadLettered + second.deadLettered, skipped: first.skipped + second.skipped };
+    }
+  }
+
+  private table(topic: string): TableApply {
+    const t = this.tables.get(topic);
+    if (!t) throw new TunnelError('PGT_UNKNOWN_TOPIC', `no target table is configured for topic ${topic}`);
+    return t;
+  }
+
+  private async applyOnce(records: RawRecord[], refused?: Error & { code: string }): Promise<ApplyResult> {
+    if (records.length === 0) return { applied: 0, deadLettered: 0, skipped: 0 };
+    const advanced = [...nextOffsets(records).values()];
     const topics = advanced.map((o) => o.topic);
     const partitions = advanced.map((o) => o.partition);
     return inTransaction(this.client, async () => {
-      await this.client.query(
-        `INSERT INTO pgtunnel.consumer_offsets (topic, partition, next_offset)
-         SELECT * FROM unnest($1::text[], $2::int[], array_fill(0::bigint, ARRAY[cardinality($1::text[])])) ON CONFLICT DO NOTHING`,
-        [topics, partitions],
-      );
-      const { rows } = await this.client.query<{ topic: string; partition: number; next_offset: string }>(
-        `SELECT o.topic, o.partition, o.next_offset::text FROM pgtunnel.consumer_offsets o
-         JOIN unnest($1::text[], $2::int[]) AS p(topic, partition) USING (topic, partition)
-         ORDER BY o.topic, o.partition FOR UPDATE OF o`,
-        [topics, partitions],
-      );
-      const stored = new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}`, BigInt(r.next_offset)]));
-      const fresh = records.filter((r) => r.offset >= (stored.get(`${r.topic}\u0000${r.partition}`) ?? 0n));
-      // A truncate is a barrier: what came before it in the set is written first, then its partition cleared.
-      let newestSourceMs = 0;
-      let segment: DecodedRecord[] = [];
-      for (const r of fresh) {
-        if (r.envelope.op !== 't') {
-          segment.push(r);
-          continue;
-        }
-        newestSourceMs = Math.max(newestSourceMs, await this.write(segment));
-        segment = [];
-        await this.truncatePartition(r.topic, r.partition);
+      const stored = await this.lockOffsets(topics, partitions);
+      const fresh = records.filter((r) => r.offset >= (stored.get(id(r.topic, r.partition)) ?? 0n));
+      const outcome = new SetOutcome();
+      if (refused && fresh.length === 1) {
+        const e = refused as Error & { code: string; constraint?: string; table?: string; column?: string; detail?: string };
+        outcome.dead(fresh[0]!, {
+          errorClass: 'target',
+          code: e.code,
+          message: `the target refused the change: ${e.message}`,
+          details: { constraint: e.constraint, table: e.table, column: e.column, detail: e.detail },
+        }, this.table(fresh[0]!.topic).orderPolicy === 'park');
+      } else {
+        await this.route(fresh, outcome);
       }
-      newestSourceMs = Math.max(newestSourceMs, await this.write(segment));
-      await this.client.query(
-        `UPDATE pgtunnel.consumer_offsets o SET next_offset = GREATEST(o.next_offset, p.next_offset), applied_at = now(),
-                last_latency_ms = COALESCE($4::float8, o.last_latency_ms)
-         FROM unnest($1::text[], $2::int[], $3::bigint[]) AS p(topic, partition, next_offset)
-         WHERE o.topic = p.topic AND o.partition = p.partition`,
-        [topics, partitions, advanced.map((o) => o.next.toString()), newestSourceMs > 0 ? Date.now() - newestSourceMs : null],
-      );
-      return { applied: fresh.length, skipped: records.length - fresh.length };
+      // Durably in the DLQ before the offsets that skip past them commit.
+      await this.deadLetters.send(outcome.letters);
+      await this.recordParked(outcome);
+      await this.advanceOffsets(advanced, outcome);
+      return {
+        applied: [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0),
+        deadLettered: outcome.letters.length,
+        skipped: records.length - fresh.length,
+      };
     });
   }
 
-  private statements(topic: string): TableStatements {
-    const statements = this.statementsByTopic.get(topic);
-    if (!statements) throw new TunnelError('PGT_UNKNOWN_TOPIC', `no target table is configured for topic ${topic}`);
-    return statements;
+  private async lockOffsets(topics: string[], partitions: number[]): Promise<Map<string, bigint>> {
+    await this.client.query(
+      `INSERT INTO pgtunnel.consumer_offsets (topic, partition, next_offset)
+       SELECT * FROM unnest($1::text[], $2::int[], array_fill(0::bigint, ARRAY[cardinality($1::text[])])) ON CONFLICT DO NOTHING`,
+      [topics, partitions],
+    );
+    const { rows } = await this.client.query<{ topic: string; partition: number; next_offset: string }>(
+      `SELECT o.topic, o.partition, o.next_offset::text FROM pgtunnel.consumer_offsets o
+       JOIN unnest($1::text[], $2::int[]) AS p(topic, partition) USING (topic, partition)
+       ORDER BY o.topic, o.partition FOR UPDATE OF o`,
+      [topics, partitions],
+    );
+    return new Map(rows.map((r) => [id(r.topic, r.partition), BigInt(r.next_offset)]));
   }
 
-  /** One DELETE and one upsert per table for the newest change of each key; returns the newest source time. */
-  private async write(records: DecodedRecord[]): Promise<number> {
-    let newestSourceMs = 0;
-    for (const [topic, writes] of newestPerKey(records)) {
-      const statements = this.statements(topic);
-      if (writes.deletes.length > 0) await this.client.query(statements.deleteSql, [JSON.stringify(writes.deletes)]);
-      if (writes.upserts.length > 0) await this.client.query(statements.upsertSql, [JSON.stringify(writes.upserts)]);
-      newestSourceMs = Math.max(newestSourceMs, writes.newestSourceMs);
+  /** Decides each record's fate in order: apply, truncate, or dead letter (poison, parked, rule). */
+  private async route(fresh: RawRecord[], outcome: SetOutcome): Promise<void> {
+    const parked = await this.parkedKeys(fresh);
+    let segment: DecodedRecord[] = [];
+    for (const r of fresh) {
+      if (r.value === undefined || r.value === null) continue; // a tombstone only tells compaction to forget the key
+      let envelope: Envelope;
+      try {
+        envelope = decodeEnvelope(r.key, r.value);
+      } catch (err) {
+        if (!(err instanceof PoisonError)) throw err;
+        outcome.dead(r, { errorClass: 'poison', message: `not a pgtunnel envelope: ${err.message}` }, false);
+        continue;
+      }
+      const table = this.table(r.topic);
+      if (envelope.op === 't') {
+        await this.write(segment, outcome);
+        segment = [];
+        await this.truncatePartition(r.topic, r.partition);
+        if (r.partition === 0) outcome.count(r, 'applied'); // one truncate change, however many partitions carry it
+        continue;
+      }
+      const keyId = `${r.topic}\u0000${r.key}`;
+      const park = table.orderPolicy === 'park';
+      if (park && (parked.has(keyId) || outcome.parkedKeys.has(keyId))) {
+        outcome.dead(r, { errorClass: 'parked', message: `key ${r.key} has an earlier dead letter; parked behind it until \`pgtunnel dlq replay\`` }, true);
+        continue;
+      }
+      const failure = envelope.op === 'd' ? undefined : firstFailure(table.rules, envelope.after!);
+      if (failure) {
+        outcome.dead(r, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park);
+        continue;
+      }
+      segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key: r.key!, envelope });
     }
-    return newestSourceMs;
+    await this.write(segment, outcome);
+  }
+
+  private async parkedKeys(records: RawRecord[]): Promise<Set<string>> {
+    const keys = records.filter((r) => r.key !== undefined);
+    if (keys.length === 0) return new Set();
+    const { rows } = await this.client.query<{ topic: string; key: string }>(
+      `SELECT p.topic, p.key FROM pgtunnel.parked_keys p JOIN unnest($1::text[], $2::text[]) AS k(topic, key) USING (topic, key) FOR SHARE OF p`,
+      [keys.map((r) => r.topic), keys.map((r) => r.key)],
+    );
+    return new Set(rows.map((r) => `${r.topic}\u0000${r.key}`));
+  }
+
+  /** Updates of keys the target lacks, under onMissingKey: dead-letter (keys inserted in the same set are fine). */
+  private async missingKeys(topic: string, records: DecodedRecord[]): Promise<Set<string>> {
+    const created = new Set<string>();
+    const candidates = new Map<string, Record<string, unknown>>();
+    for (const r of records) {
+      if (r.envelope.op === 'c' || r.envelope.op === 'r') created.add(r.key);
+      else if (r.envelope.op === 'u' && !created.has(r.key)) candidates.set(r.key, r.envelope.after!);
+    }
+    if (candidates.size === 0) return new Set();
+    const statements = this.table(topic).statements;
+    const { rows } = await this.client.query<{ k: Record<string, unknown> }>(statements.existingKeysSql, [JSON.stringify([...candidates.values()])]);
+    const present = new Set(rows.map((r) => keyOf(r.k, statements.key)));
+    return new Set([...candidates.keys()].filter((k) => !present.has(keyOf(JSON.parse(k) as Record<string, unknown>, statements.key))));
+  }
+
+  /** One DELETE and one upsert per table for the newest change of each key. */
+  private async write(segment: DecodedRecord[], outcome: SetOutcome): Promise<void> {
+    const byTopic = new Map<string, DecodedRecord[]>();
+    for (const r of segment) byTopic.set(r.topic, [...(byTopic.get(r.topic) ?? []), r]);
+    for (const [topic, records] of byTopic) {
+      const table = this.table(topic);
+      let kept = records;
+      if (table.onMissingKey === 'dead-letter') {
+        const missing = await this.missingKeys(topic, records);
+        kept = records.filter((r) => !missing.has(r.key));
+        for (const r of records.filter((x) => missing.has(x.key))) {
+          outcome.dead(toRaw(r), { errorClass: 'missing-key', message: `update of key ${r.key}, which the target does not have (onMissingKey: dead-letter)` }, table.orderPolicy === 'park');
+        }
+      }
+      const writes = newestPerKey(kept).get(topic);
+      if (!writes) continue;
+      if (writes.deletes.length > 0) await this.client.query(table.statements.deleteSql, [JSON.stringify(writes.deletes)]);
+      if (writes.upserts.length > 0) await this.client.query(table.statements.upsertSql, [JSON.stringify(writes.upserts)]);
+      outcome.newestSourceMs = Math.max(outcome.newestSourceMs, writes.newestSourceMs);
+      for (const r of kept) outcome.count(r, 'applied');
+    }
   }
 
   /** A source TRUNCATE arrives once per partition; each copy clears the target keys of its partition. */
   private async truncatePartition(topic: string, partition: number): Promise<void> {
-    const statements = this.statements(topic);
+    const statements = this.table(topic).statements;
     const count = await this.partitionCount(topic);
     const { rows } = await this.client.query<{ k: Record<string, unknown> }>(statements.keysSql);
     const mine = rows.map((r) => r.k).filter((k) => partitionOf(keyOf(k, statements.key), count) === partition);
     if (mine.length > 0) await this.client.query(statements.deleteSql, [JSON.stringify(mine)]);
   }
+
+  private async recordParked(outcome: SetOutcome): Promise<void> {
+    if (outcome.parkedKeys.size === 0) return;
+    const entries = [...outcome.parkedKeys].map(([k, n]) => [...k.split('\u0000'), n] as [string, string, number]);
+    await this.client.query(
+      `INSERT INTO pgtunnel.parked_keys (topic, key, dead_letters) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+       ON CONFLICT (topic, key) DO UPDATE SET dead_letters = pgtunnel.parked_keys.dead_letters + EXCLUDED.dead_letters`,
+      [entries.map((e) => e[0]), entries.map((e) => e[1]), entries.map((e) => e[2])],
+    );
+  }
+
+  private async advanceOffsets(advanced: { topic: string; partition: number; next: bigint }[], outcome: SetOutcome): Promise<void> {
+    const counts = advanced.map((o) => outcome.counts.get(id(o.topic, o.partition)) ?? { applied: 0, dead: 0, poison: 0 });
+    await this.client.query(
+      `UPDATE pgtunnel.consumer_offsets o SET next_offset = GREATEST(o.next_offset, p.next_offset), applied_at = now(),
+              last_latency_ms = COALESCE($4::float8, o.last_latency_ms),
+              applied = o.applied + p.applied, dead_lettered = o.dead_lettered + p.dead, poison = o.poison + p.poison
+       FROM unnest($1::text[], $2::int[], $3::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) AS p(topic, partition, next_offset, applied, dead, poison)
+       WHERE o.topic = p.topic AND o.partition = p.partition`,
+      [
+        advanced.map((o) => o.topic),
+        advanced.map((o) => o.partition),
+        advanced.map((o) => o.next.toString()),
+        outcome.newestSourceMs > 0 ? Date.now() - outcome.newestSourceMs : null,
+        counts.map((c) => c.applied),
+        counts.map((c) => c.dead),
+        counts.map((c) => c.poison),
+      ],
+    );
+  }
 }
+
+function toRaw(r: DecodedRecord): RawRecord {
+  return { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: JSON.stringify(r.envelope) };
+}
+

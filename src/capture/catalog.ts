@@ -8,6 +8,8 @@ export interface TableShape {
   name: string;
   columns: string[];
   key: string[];
+  /** Column → its SQL type as format_type prints it (integer, character varying(100), date, …). */
+  types: Record<string, string>;
 }
 
 /** Reads a table's columns and key from the catalog; a missing table or key is an error naming the fix. */
@@ -21,11 +23,12 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
       hint: role === 'target' ? 'create it in the target with the source\'s columns (pgtunnel run creates employees on the embedded stack)' : 'create it, or fix PGTUNNEL_TABLES / tables in pgtunnel.yaml',
     });
   }
-  const { rows: cols } = await client.query<{ attname: string }>(
-    'SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
+  const { rows: cols } = await client.query<{ attname: string; type: string }>(
+    'SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
     [oid],
   );
   const columns = cols.map((c) => c.attname);
+  const types = Object.fromEntries(cols.map((c) => [c.attname, c.type]));
   const { rows: pk } = await client.query<{ attname: string }>(
     `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos)
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -49,7 +52,7 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
       hint: `add a primary key (ALTER TABLE ${table.schema}.${table.name} ADD PRIMARY KEY (...)), or configure one: tables: [{ name: ${table.name}, key: [col] }]`,
     });
   }
-  return { schema: table.schema, name: table.name, columns, key };
+  return { schema: table.schema, name: table.name, columns, key, types };
 }
 
 const captureTriggers = ['pgtunnel_capture_insert', 'pgtunnel_capture_update', 'pgtunnel_capture_delete', 'pgtunnel_capture_truncate'];

@@ -11,6 +11,8 @@ export interface CaptureState {
   snapshotRowsDone: number;
   snapshotRowsTotal: number | null;
   changesPublished: number;
+  /** Change rows sent to the dead-letter topic by the producer (bad actions). */
+  deadLettered: number;
   updatedAt?: string;
 }
 
@@ -23,6 +25,7 @@ interface StateRow {
   snapshot_rows_done: number;
   snapshot_rows_total: number | null;
   changes_published: number;
+  dead_lettered: number;
   updated_at: Date;
 }
 
@@ -30,7 +33,7 @@ interface StateRow {
 export async function loadState(client: pg.Client, tableId: string): Promise<CaptureState> {
   const { rows } = await client.query<StateRow>(
     `SELECT phase, prev_snapshot::text, cur_snapshot::text, last_change_id, snapshot_last_key, snapshot_rows_done,
-            snapshot_rows_total, changes_published, updated_at
+            snapshot_rows_total, changes_published, dead_lettered, updated_at
      FROM pgtunnel.state WHERE table_id = $1`,
     [tableId],
   );
@@ -48,6 +51,7 @@ export async function loadState(client: pg.Client, tableId: string): Promise<Cap
     snapshotRowsDone: Number(r.snapshot_rows_done),
     snapshotRowsTotal: r.snapshot_rows_total === null ? null : Number(r.snapshot_rows_total),
     changesPublished: Number(r.changes_published),
+    deadLettered: Number(r.dead_lettered),
     updatedAt: r.updated_at.toISOString(),
   };
 }
@@ -55,7 +59,7 @@ export async function loadState(client: pg.Client, tableId: string): Promise<Cap
 export async function saveState(client: pg.Client, tableId: string, state: CaptureState): Promise<void> {
   const result = await client.query(
     `UPDATE pgtunnel.state SET phase = $2, prev_snapshot = $3::pg_snapshot, cur_snapshot = $4::pg_snapshot, last_change_id = $5,
-            snapshot_last_key = $6::jsonb, snapshot_rows_done = $7, snapshot_rows_total = $8, changes_published = $9, updated_at = now()
+            snapshot_last_key = $6::jsonb, snapshot_rows_done = $7, snapshot_rows_total = $8, changes_published = $9, dead_lettered = $10, updated_at = now()
      WHERE table_id = $1`,
     [
       tableId,
@@ -67,6 +71,7 @@ export async function saveState(client: pg.Client, tableId: string, state: Captu
       state.snapshotRowsDone,
       state.snapshotRowsTotal,
       state.changesPublished,
+      state.deadLettered,
     ],
   );
   if (result.rowCount !== 1) throw new TunnelError('PGT_NOT_INSTALLED', `capture state for ${tableId} vanished`, { hint: 'run `pgtunnel install`' });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
-import { fileSchema, type FileConfig, type TableEntry } from './schema.js';
+import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
 
 export interface TableConfig {
   schema: string;
@@ -13,6 +13,9 @@ export interface TableConfig {
   changeTable: string;
   topic: string;
   dlqTopic: string;
+  rules: RuleSpec[];
+  onMissingKey: 'upsert' | 'dead-letter';
+  orderPolicy: 'park' | 'continue';
 }
 
 export interface TunnelConfig {
@@ -58,7 +61,7 @@ export function defaultChangeTable(table: string): string {
 }
 
 function resolveTable(entry: TableEntry, topicPrefix: string): TableConfig {
-  const spec: { schema: string; name: string; key?: string[]; changeTable?: string } =
+  const spec: Exclude<TableEntry, string> & { schema: string } =
     typeof entry === 'string' ? splitName(entry) : { ...entry, schema: entry.schema ?? 'public' };
   const topic = `${topicPrefix}.${spec.schema}.${spec.name}`;
   return {
@@ -68,6 +71,9 @@ function resolveTable(entry: TableEntry, topicPrefix: string): TableConfig {
     changeTable: spec.changeTable ?? defaultChangeTable(spec.name),
     topic,
     dlqTopic: `${topic}.dlq`,
+    rules: spec.rules ?? [],
+    onMissingKey: spec.onMissingKey ?? 'upsert',
+    orderPolicy: spec.orderPolicy ?? 'park',
   };
 }
 

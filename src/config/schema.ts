@@ -8,6 +8,20 @@ const postgresUrl = z
 
 const broker = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9092');
 
+export const ruleOperators = ['<', '<=', '>', '>=', '=', '!=', 'in', 'not in', 'is null', 'is not null', 'matches'] as const;
+
+/** A validation rule: the named column must satisfy `op value`, or the change becomes a dead letter. */
+export const ruleSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'may hold letters, digits, ".", "_" and "-"'),
+    column: identifier,
+    op: z.enum(ruleOperators),
+    value: z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number()]))]).optional(),
+  })
+  .strict();
+
+export type RuleSpec = z.infer<typeof ruleSchema>;
+
 /** A table as written by a user: `employees`, `public.employees`, or an object with options. */
 export const tableEntrySchema = z.union([
   z.string().regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a table name like employees or public.employees'),
@@ -17,6 +31,11 @@ export const tableEntrySchema = z.union([
       schema: identifier.optional(),
       key: z.array(identifier).min(1).optional(),
       changeTable: identifier.optional(),
+      rules: z.array(ruleSchema).optional(),
+      /** An update of a key the target does not have: insert it (upsert) or make it a dead letter. */
+      onMissingKey: z.enum(['upsert', 'dead-letter']).optional(),
+      /** After a key's dead letter: park its later changes behind it (park) or apply them (continue). */
+      orderPolicy: z.enum(['park', 'continue']).optional(),
     })
     .strict(),
 ]);

@@ -3,10 +3,7 @@ import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { classify, describeError } from '../errors.js';
 import { connect } from '../pg.js';
-import type { TableStatements } from '../apply/statements.js';
-import { TargetWriter } from '../apply/targetWriter.js';
-import type { DecodedRecord } from '../apply/reduce.js';
-import { decodeEnvelope, PoisonError } from '../transport/envelope.js';
+import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import { closeConsumer, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
@@ -54,7 +51,7 @@ class PolledSets {
 export class ApplyConsumer {
   constructor(
     private readonly config: TunnelConfig,
-    private readonly statementsByTopic: Map<string, TableStatements>,
+    private readonly tables: Map<string, TableApply>,
     private readonly deadLetters: EnvelopeProducer,
     private readonly log: Logger,
     private readonly health: Health,
@@ -91,18 +88,18 @@ export class ApplyConsumer {
           timeout: 10_000,
         });
         try {
-          stream = await consumer.consume({ topics: [...this.statementsByTopic.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 200 });
+          stream = await consumer.consume({ topics: [...this.tables.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 200 });
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
-        const writer = new TargetWriter(target, this.statementsByTopic, partitionCount);
+        const writer = new TargetWriter(target, this.tables, partitionCount, dlq);
         const sets = new PolledSets(stream, this.config.batchSize * 4);
         this.log.info({ group: this.config.groupId }, 'consumer started');
         this.health.set('consumer', 'ok');
         for (;;) {
           const set = await sets.take(signal);
           if (!set) break;
-          await this.applySet(set, writer, dlq);
+          await this.applySet(set, writer);
           this.health.set('consumer', 'ok');
           backoff.reset();
         }
@@ -121,30 +118,11 @@ export class ApplyConsumer {
     }
   }
 
-  private async applySet(set: StringMessage[], writer: TargetWriter, dlq: DeadLetterWriter): Promise<void> {
-    const records: DecodedRecord[] = [];
-    const passThrough: RawRecord[] = [];
-    const poison: { record: RawRecord; errorClass: 'poison'; message: string }[] = [];
-    for (const m of set) {
-      const raw: RawRecord = { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value };
-      if (m.value === undefined || m.value === null) {
-        passThrough.push(raw); // a tombstone: it only tells compaction to forget the key
-        continue;
-      }
-      try {
-        records.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, envelope: decodeEnvelope(m.key, m.value) });
-      } catch (err) {
-        if (!(err instanceof PoisonError)) throw err;
-        poison.push({ record: raw, errorClass: 'poison', message: err.message });
-        passThrough.push(raw);
-      }
-    }
-    if (poison.length > 0) {
-      this.log.warn({ count: poison.length, first: poison[0]!.message }, 'poison messages sent to the dead-letter topic');
-      await dlq.send(poison);
-    }
-    const result = await writer.apply(records, passThrough);
+  private async applySet(set: StringMessage[], writer: TargetWriter): Promise<void> {
+    const records: RawRecord[] = set.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key ?? undefined, value: m.value ?? undefined }));
+    const result = await writer.apply(records);
     failpoint('apply.after-commit');
+    if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
     await this.commitGroupOffsets(set);
   }

@@ -10,6 +10,7 @@ import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
 import { changeToMessages, keyOf, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
+import { deadLetterMessage } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
@@ -130,7 +131,9 @@ export class CaptureProducer {
       await this.producer.publish(this.toMessages(page.changes));
       failpoint('producer.after-publish');
     }
-    next.changesPublished += count;
+    const bad = page.changes.filter((c) => opOf(c.action) === undefined).length;
+    next.changesPublished += count - bad;
+    next.deadLettered += bad;
     await inTransaction(client, async () => {
       await saveState(client, this.id, next);
       if (isBatchComplete(next.position)) await this.changes.cleanup(client, next.position.prev!);
@@ -151,12 +154,14 @@ export class CaptureProducer {
         const cur = rows[0]!.cur;
         const total = state.snapshotRowsTotal ?? (await this.snapshot.countRows(client));
         let published = 0;
+        let bad = 0;
         if (state.position.prev !== null) {
           let position = state.position;
           for (;;) {
             const page = await this.changes.readPage(client, position, this.config.batchSize, cur);
             if (page.changes.length > 0) await this.producer.publish(this.toMessages(page.changes));
             published += page.changes.length;
+            bad += page.changes.filter((c) => opOf(c.action) === undefined).length;
             position = advance(position, cur, page.changes.length, page.changes.at(-1)?.changeId as number, this.config.batchSize);
             if (isBatchComplete(position)) break;
           }
@@ -171,7 +176,8 @@ export class CaptureProducer {
           snapshotLastKey: last ? (JSON.parse(keyOf(last, this.ref.key)) as Record<string, unknown>) : state.snapshotLastKey,
           snapshotRowsDone: state.snapshotRowsDone + chunk.length,
           snapshotRowsTotal: total,
-          changesPublished: state.changesPublished + published,
+          changesPublished: state.changesPublished + published - bad,
+          deadLettered: state.deadLettered + bad,
         };
         await saveState(client, this.id, after);
         await this.changes.cleanup(client, cur);
@@ -206,15 +212,12 @@ export class CaptureProducer {
       }
       // A row written by hand with an unknown action is kept as a dead letter, never dropped.
       this.log.warn({ table: this.id, changeId: change.changeId, action: change.action }, 'bad action sent to the dead-letter topic');
-      out.push({
-        topic: this.table.dlqTopic,
-        key: keyOf(change.row, this.ref.key),
-        value: JSON.stringify({ action: change.action, row: change.row, source: { ...this.ref, txid: change.txid, changeId: String(change.changeId) } }),
-        headers: new Map([
-          ['pgtunnel.error.class', 'bad-action'],
-          ['pgtunnel.error.message', `action ${JSON.stringify(change.action)} is not INSERT, UPDATE or DELETE`],
-        ]),
-      });
+      const value = JSON.stringify({ action: change.action, row: change.row, source: { db: this.ref.db, schema: this.ref.schema, table: this.ref.name, txid: change.txid, changeId: String(change.changeId) } });
+      out.push(deadLetterMessage({
+        record: { topic: this.table.topic, partition: -1, offset: -1n, key: keyOf(change.row, this.ref.key), value },
+        letter: { errorClass: 'bad-action', message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE` },
+        original: { topic: `${this.table.schema}.${this.table.changeTable}`, partition: -1, offset: String(change.changeId) },
+      }));
     }
     return out;
   }

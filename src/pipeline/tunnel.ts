@@ -2,6 +2,8 @@ import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget } from '../capture/install.js';
 import { TableStatements } from '../apply/statements.js';
+import type { TableApply } from '../apply/targetWriter.js';
+import { compileRules } from '../validate/rules.js';
 import { withClient } from '../pg.js';
 import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
 import type { Logger } from '../observe/log.js';
@@ -17,6 +19,15 @@ export interface PreparedTable {
   config: TableConfig;
   source: TableShape;
   target: TableShape;
+}
+
+export function tableApply(t: PreparedTable): TableApply {
+  return {
+    statements: new TableStatements(t.target),
+    rules: compileRules(t.config.rules, t.target.types, `${t.config.schema}.${t.config.name}`),
+    onMissingKey: t.config.onMissingKey,
+    orderPolicy: t.config.orderPolicy,
+  };
 }
 
 /** Checks both databases and the broker, then installs capture, the offsets table and the topics. */
@@ -37,6 +48,8 @@ export async function prepare(config: TunnelConfig, log: Logger): Promise<Prepar
     for (const t of tables) {
       // The target is written by the source's key, so the source's key (or the configured one) rules.
       const shape = await describeTable(target, { ...t.config, key: t.source.key }, 'target');
+      // Rules are type-checked against the target's columns now: a bad rule stops the start, not a change.
+      compileRules(t.config.rules, shape.types, `${t.config.schema}.${t.config.name}`);
       out.push({ ...t, target: shape });
     }
     return out;
@@ -81,8 +94,8 @@ export class Tunnel {
       }
     }
     if (parts.apply !== false) {
-      const statements = new Map(this.tables.map((t) => [t.config.topic, new TableStatements(t.target)]));
-      tasks.push(new ApplyConsumer(this.config, statements, producer, this.log, health).run(inner.signal));
+      const tables = new Map(this.tables.map((t) => [t.config.topic, tableApply(t)]));
+      tasks.push(new ApplyConsumer(this.config, tables, producer, this.log, health).run(inner.signal));
     }
     try {
       // A fatal error in one part stops the others: the tunnel never half-runs.

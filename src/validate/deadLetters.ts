@@ -1,3 +1,4 @@
+import type { OutMessage } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 
 export interface RawRecord {
@@ -8,29 +9,69 @@ export interface RawRecord {
   value: string | undefined;
 }
 
-export type DeadLetterClass = 'poison' | 'bad-action';
+export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked';
 
-/** A change that must not be applied goes to `<topic>.dlq` with its reason in headers; nothing is dropped. */
+export interface DeadLetter {
+  errorClass: DeadLetterClass;
+  message: string;
+  code?: string;
+  rule?: string;
+  attempt?: number;
+  /** Extra reason fields, e.g. a database error's constraint, column and detail. */
+  details?: Record<string, string | undefined>;
+}
+
+/** The headers every dead letter carries, readable with any Kafka client. */
+export const deadLetterHeaders = {
+  errorClass: 'pgtunnel.error.class',
+  code: 'pgtunnel.error.code',
+  rule: 'pgtunnel.rule',
+  message: 'pgtunnel.error.message',
+  topic: 'pgtunnel.original.topic',
+  partition: 'pgtunnel.original.partition',
+  offset: 'pgtunnel.original.offset',
+  time: 'pgtunnel.time',
+  attempt: 'pgtunnel.attempt',
+} as const;
+
+export function dlqTopicOf(topic: string): string {
+  return `${topic}.dlq`;
+}
+
+export interface DeadLetterItem {
+  record: RawRecord;
+  letter: DeadLetter;
+  /** Where the change came from when that is not `record` itself (a replayed dead letter). */
+  original?: { topic: string; partition: number; offset: string };
+}
+
+/** The DLQ message of a dead letter: the original key and value, the reason in headers. */
+export function deadLetterMessage({ record, letter, original }: DeadLetterItem, now = new Date().toISOString()): OutMessage {
+  const headers = new Map<string, string>([
+    [deadLetterHeaders.errorClass, letter.errorClass],
+    [deadLetterHeaders.message, letter.message],
+    [deadLetterHeaders.topic, original?.topic ?? record.topic],
+    [deadLetterHeaders.partition, original ? String(original.partition) : String(record.partition)],
+    [deadLetterHeaders.offset, original?.offset ?? String(record.offset)],
+    [deadLetterHeaders.time, now],
+    [deadLetterHeaders.attempt, String(letter.attempt ?? 1)],
+  ]);
+  if (letter.code) headers.set(deadLetterHeaders.code, letter.code);
+  if (letter.rule) headers.set(deadLetterHeaders.rule, letter.rule);
+  for (const [k, v] of Object.entries(letter.details ?? {})) if (v !== undefined) headers.set(`pgtunnel.error.${k}`, v);
+  return { topic: dlqTopicOf(record.topic), key: record.key, value: record.value, headers };
+}
+
+/**
+ * A change that must not be applied goes to `<topic>.dlq` with the original key and value and its reason
+ * in headers; the DLQ is partitioned by the same key, so a key's dead letters stay in order.
+ */
 export class DeadLetterWriter {
   constructor(private readonly producer: EnvelopeProducer) {}
 
-  async send(items: { record: RawRecord; errorClass: DeadLetterClass; message: string }[]): Promise<void> {
+  async send(items: DeadLetterItem[]): Promise<void> {
     if (items.length === 0) return;
     const now = new Date().toISOString();
-    await this.producer.publish(
-      items.map(({ record, errorClass, message }) => ({
-        topic: `${record.topic}.dlq`,
-        key: record.key ?? '',
-        value: record.value,
-        headers: new Map([
-          ['pgtunnel.error.class', errorClass],
-          ['pgtunnel.error.message', message],
-          ['pgtunnel.original.topic', record.topic],
-          ['pgtunnel.original.partition', String(record.partition)],
-          ['pgtunnel.original.offset', String(record.offset)],
-          ['pgtunnel.time', now],
-        ]),
-      })),
-    );
+    await this.producer.publish(items.map((item) => deadLetterMessage(item, now)));
   }
 }
