@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { exitCodes } from '../errors.js';
+import { registerDemo } from './demo.js';
+import { registerDlq } from './dlq.js';
 import { registerInstall } from './install.js';
 import { registerRun } from './run.js';
 import { registerSnapshot } from './snapshot.js';
@@ -23,6 +25,8 @@ export function buildProgram(): Command {
   registerSnapshot(program);
   registerStatus(program);
   registerVerify(program);
+  registerDlq(program);
+  registerDemo(program);
   registerStack(program);
   for (const command of program.commands) command.exitOverride();
   return program;

@@ -150,7 +150,13 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   const rawEnv = envConfig(env);
   const envResult = fileSchema.safeParse(rawEnv);
   if (!envResult.success) errors.push(...envResult.error.issues.map((i) => formatIssue(i, 'environment')));
-  const merged: FileConfig = { ...(fileResult.success ? fileResult.data : {}), ...(envResult.success ? envResult.data : {}) };
+  const fileData = fileResult.success ? fileResult.data : {};
+  const merged: FileConfig = { ...fileData, ...(envResult.success ? envResult.data : {}) };
+  // PGTUNNEL_TABLES picks tables; options written for the same table in the file (rules, key…) still apply.
+  if (merged.tables && fileData.tables && merged.tables !== fileData.tables) {
+    const byName = new Map(fileData.tables.filter((t) => typeof t !== 'string').map((t) => [`${t.schema ?? 'public'}.${t.name}`, t]));
+    merged.tables = merged.tables.map((t) => (typeof t === 'string' ? byName.get(t.includes('.') ? t : `public.${t}`) ?? t : t));
+  }
 
   // Counted on what was written, valid or not, so every problem shows in one report.
   const written = { ...(fromFile as Record<string, unknown>), ...rawEnv };

@@ -21,6 +21,8 @@ export interface TableStatus {
   snapshot: { rowsDone: number; rowsTotal: number | null };
   checkpoint: { snapshot: string | null; batchSnapshot: string | null; lastChangeId: number; updatedAt: string | null };
   changesPublished: number;
+  /** Change rows the producer dead-lettered (bad actions). */
+  deadLettered: number;
   /** Change-table rows not yet cleaned up (published or waiting). */
   changeTableRows: number;
 }
@@ -33,6 +35,12 @@ export interface StatusReport {
   lag: number;
   lastApplyLatencyMs: number | null;
   lastAppliedAt: string | null;
+  /**
+   * captured + snapshotRows = applied + deadLettered + inFlight: every change read from a change table
+   * (and every snapshot row) is applied, a dead letter, or still on its way. Poison records on the topic
+   * were never captured and are counted apart.
+   */
+  counts: { captured: number; snapshotRows: number; applied: number; deadLettered: number; inFlight: number; poison: number };
   /** Tunnel processes running from this PGTUNNEL_HOME and what each part is doing or waiting for. */
   processes: ProcessHealth[];
   /** Services that could not be asked; the fields they would fill are empty. */
@@ -61,16 +69,17 @@ export async function collectStatus(config: TunnelConfig): Promise<StatusReport>
         snapshot: { rowsDone: state.snapshotRowsDone, rowsTotal: state.snapshotRowsTotal },
         checkpoint: { snapshot: state.position.prev, batchSnapshot: state.position.cur, lastChangeId: state.position.lastChangeId, updatedAt: state.updatedAt ?? null },
         changesPublished: state.changesPublished,
+        deadLettered: state.deadLettered,
         changeTableRows: rows[0]!.n,
       });
     }
     return out;
   }));
   const topics = config.tables.map((t) => t.topic);
-  type AppliedRow = { topic: string; partition: number; next_offset: string; last_latency_ms: number | null; applied_at: Date };
+  type AppliedRow = { topic: string; partition: number; next_offset: string; last_latency_ms: number | null; applied_at: Date; applied: string; dead_lettered: string; poison: string };
   const applied = await attempt(errors, [] as AppliedRow[], () => withClient(config.targetUrl, 'target', async (client) => {
     const { rows } = await client.query<AppliedRow>(
-      `SELECT topic, partition, next_offset::text, last_latency_ms, applied_at FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])`,
+      `SELECT topic, partition, next_offset::text, last_latency_ms, applied_at, applied::text, dead_lettered::text, poison::text FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])`,
       [topics],
     );
     return rows;
@@ -85,7 +94,13 @@ export async function collectStatus(config: TunnelConfig): Promise<StatusReport>
     });
   }
   const newest = applied.reduce<(typeof applied)[number] | undefined>((a, r) => (!a || r.applied_at > a.applied_at ? r : a), undefined);
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+  const captured = sum(tables.map((t) => t.changesPublished + t.deadLettered));
+  const snapshotRows = sum(tables.map((t) => t.snapshot.rowsDone));
+  const applied_ = sum(applied.map((r) => Number(r.applied)));
+  const deadLettered = sum(applied.map((r) => Number(r.dead_lettered))) + sum(tables.map((t) => t.deadLettered));
   return {
+    counts: { captured, snapshotRows, applied: applied_, deadLettered, inFlight: captured + snapshotRows - applied_ - deadLettered, poison: sum(applied.map((r) => Number(r.poison))) },
     phase: tables.length > 0 && tables.every((t) => t.phase === 'streaming') ? 'streaming' : 'snapshot',
     tables,
     partitions,
@@ -98,7 +113,9 @@ export async function collectStatus(config: TunnelConfig): Promise<StatusReport>
 }
 
 export function formatStatus(report: StatusReport): string {
+  const c = report.counts;
   const lines = [`phase: ${report.phase}    lag: ${report.lag}    last apply latency: ${report.lastApplyLatencyMs === null ? '-' : `${Math.round(report.lastApplyLatencyMs)} ms`}`];
+  lines.push(`captured ${c.captured} + snapshot rows ${c.snapshotRows} = applied ${c.applied} + dead letters ${c.deadLettered} + in flight ${c.inFlight}${c.poison ? `   (poison records: ${c.poison})` : ''}`);
   for (const t of report.tables) {
     const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows`);

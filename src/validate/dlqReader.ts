@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { Consumer, stringDeserializers } from '@platformatic/kafka';
+import type pg from 'pg';
+import { closeConsumer, endOffsets, unreachableBroker } from '../transport/kafka.js';
+import { deadLetterHeaders, type DeadLetterClass } from './deadLetters.js';
+
+/** A dead letter as stored in a DLQ topic, with its reason read back from the headers. */
+export interface StoredLetter {
+  dlqTopic: string;
+  partition: number;
+  offset: string;
+  key: string | undefined;
+  value: string | undefined;
+  errorClass: DeadLetterClass;
+  code?: string;
+  rule?: string;
+  message: string;
+  original: { topic: string; partition: number; offset: string };
+  time: string;
+  attempt: number;
+  /** Set when `dlq replay` resolved it: applied, or superseded by a newer attempt. */
+  resolved?: string;
+  headers: Record<string, string>;
+}
+
+/** Reads every record of the DLQ topics, from the start to the end offsets seen when the read began. */
+export async function readDeadLetters(brokers: string[], dlqTopics: string[]): Promise<StoredLetter[]> {
+  const ends = await endOffsets(brokers, dlqTopics);
+  const remaining = new Map<string, bigint>();
+  for (const [topic, offsets] of ends) offsets.forEach((end, p) => end > 0n && remaining.set(`${topic}\u0000${p}`, end));
+  if (remaining.size === 0) return [];
+  // A group of its own, never committed: it reads everything and leaves nothing behind.
+  const consumer = new Consumer({
+    clientId: 'pgtunnel-dlq-reader',
+    groupId: `pgtunnel-dlq-reader-${randomUUID()}`,
+    bootstrapBrokers: brokers,
+    deserializers: stringDeserializers,
+    autocommit: false,
+  });
+  const letters: StoredLetter[] = [];
+  try {
+    let stream;
+    try {
+      stream = await consumer.consume({ topics: dlqTopics, mode: 'earliest', maxWaitTime: 200 });
+    } catch (err) {
+      throw unreachableBroker(brokers, err);
+    }
+    for await (const m of stream) {
+      const id = `${m.topic}\u0000${m.partition}`;
+      const end = remaining.get(id);
+      if (end !== undefined && m.offset < end) letters.push(toLetter(m.topic, m.partition, m.offset, m.key, m.value, m.headers));
+      if (end !== undefined && m.offset >= end - 1n) remaining.delete(id);
+      if (remaining.size === 0) break;
+    }
+  } finally {
+    await closeConsumer(consumer);
+  }
+  return letters;
+}
+
+function toLetter(topic: string, partition: number, offset: bigint, key: string | undefined, value: string | undefined, raw: Map<string, string>): StoredLetter {
+  const headers = Object.fromEntries([...raw].map(([k, v]) => [String(k), String(v)]));
+  return {
+    dlqTopic: topic,
+    partition,
+    offset: offset.toString(),
+    key: key ?? undefined,
+    value: value ?? undefined,
+    errorClass: (headers[deadLetterHeaders.errorClass] ?? 'poison') as DeadLetterClass,
+    code: headers[deadLetterHeaders.code],
+    rule: headers[deadLetterHeaders.rule],
+    message: headers[deadLetterHeaders.message] ?? '(no reason header: not written by pgtunnel)',
+    original: {
+      topic: headers[deadLetterHeaders.topic] ?? topic.replace(/\.dlq$/, ''),
+      partition: Number(headers[deadLetterHeaders.partition] ?? -1),
+      offset: headers[deadLetterHeaders.offset] ?? '-1',
+    },
+    time: headers[deadLetterHeaders.time] ?? '',
+    attempt: Number(headers[deadLetterHeaders.attempt] ?? 1),
+    headers,
+  };
+}
+
+/** Marks each letter with its resolution, if `dlq replay` resolved it (kept in the target). */
+export async function markResolved(target: pg.Client, letters: StoredLetter[]): Promise<void> {
+  const { rows } = await target.query<{ topic: string; partition: number; offset: string; outcome: string }>(
+    `SELECT topic, partition, "offset"::text AS offset, outcome FROM pgtunnel.dlq_resolved WHERE topic = ANY($1::text[])`,
+    [[...new Set(letters.map((l) => l.dlqTopic))]],
+  );
+  const outcome = new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}\u0000${r.offset}`, r.outcome]));
+  for (const l of letters) l.resolved = outcome.get(`${l.dlqTopic}\u0000${l.partition}\u0000${l.offset}`);
+}
