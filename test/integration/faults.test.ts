@@ -112,6 +112,8 @@ test('status shows what a running tunnel waits for when a service goes away', { 
   assert.match(report.consumer.reason, /target database/);
   await query(db.targetUrl.replace(/\/[^/]+$/, '/postgres'), `ALTER DATABASE ${db.topicPrefix} WITH ALLOW_CONNECTIONS true`);
   await waitFor('the change applied after the target came back', async () => (await query(db.targetUrl, "SELECT 1 FROM employees WHERE first_name = 'while the target is away'")).length === 1, 30_000, 200);
+  const dlq = await runCli(['dlq', 'list'], db.env);
+  assert.match(dlq.stdout, /^no dead letters/, 'a retryable error is retried, never dead-lettered');
   await tunnel.stop();
 });
 
