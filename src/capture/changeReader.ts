@@ -22,19 +22,24 @@ export class ChangeReader {
 
   constructor(table: TableConfig) {
     const changeTable = qualified(table.schema, table.changeTable);
+    // The page's ids are chosen first and only those rows are turned into JSON: a large transaction
+    // read in pages must not pay to_jsonb for every one of its rows on every page.
     this.batchSql = `
-      WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev)
+      WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev),
+      page AS (
+        SELECT c.change_id FROM ${changeTable} c, s
+        WHERE c.txid >= pg_snapshot_xmin(s.prev) AND c.txid < pg_snapshot_xmax(s.cur)
+          AND pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
+          AND c.change_id > $3
+        ORDER BY c.change_id
+        LIMIT $4)
       SELECT s.cur::text AS cur, b.*
       FROM s LEFT JOIN LATERAL (
         SELECT c.change_id, c.action, c.txid::text AS txid,
                extract(epoch FROM c.captured_at)::float8 * 1000 AS captured_ms,
                to_jsonb(c) - '{action,change_id,txid,captured_at}'::text[] AS row
-        FROM ${changeTable} c
-        WHERE c.txid >= pg_snapshot_xmin(s.prev) AND c.txid < pg_snapshot_xmax(s.cur)
-          AND pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
-          AND c.change_id > $3
-        ORDER BY c.change_id
-        LIMIT $4) b ON true`;
+        FROM ${changeTable} c JOIN page USING (change_id)
+        ORDER BY c.change_id) b ON true`;
     this.vacuumSql = `VACUUM ${changeTable}`;
     this.cleanupSql = `DELETE FROM ${changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
   }

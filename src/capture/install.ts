@@ -32,6 +32,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
     captureFunction: qualified(table.schema, captureFunctionName(table)),
     truncateFunction: qualified(table.schema, truncateFunctionName(table)),
     keyJoin: shape.key.map((k) => `n.${quoteIdent(k)} IS NOT DISTINCT FROM o.${quoteIdent(k)}`).join(' AND '),
+    keyEquals: shape.key.map((k) => `n.${quoteIdent(k)} = o.${quoteIdent(k)}`).join(' AND '),
   });
   return applied;
 }

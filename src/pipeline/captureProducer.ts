@@ -33,6 +33,7 @@ export class CaptureProducer {
   private state: CaptureState | undefined;
   private readonly part: string;
   private lastProgressLog = 0;
+  private pageSize = 0;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -118,7 +119,9 @@ export class CaptureProducer {
   }
 
   private async streamStep(client: pg.Client, state: CaptureState): Promise<boolean> {
-    const size = this.config.batchSize;
+    // Pages grow while they come back full (a large transaction is read in fewer, larger pages).
+    const size = state.position.cur === null ? this.config.batchSize : Math.min(this.pageSize * 2, this.config.batchSize * 8);
+    this.pageSize = size;
     const page = await this.changes.readPage(client, state.position, size);
     const count = page.changes.length;
     const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };

@@ -1,0 +1,116 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import type { LocalStack } from '../src/stack/localStack.js';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export async function sql<T extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number, everyMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** The stack the benchmarks run on, and a fresh database pair per measure. */
+export class BenchContext {
+  constructor(readonly stack: LocalStack, readonly env: Record<string, string>, readonly home: string) {}
+
+  get sourceServer(): string {
+    return this.env.PGTUNNEL_TEST_SOURCE_SERVER!;
+  }
+
+  get targetServer(): string {
+    return this.env.PGTUNNEL_TEST_TARGET_SERVER!;
+  }
+
+  get brokers(): string {
+    return this.env.PGTUNNEL_TEST_BROKERS!;
+  }
+
+  async databases(name: string, ddl: string, targetDdl = ddl): Promise<{ source: string; target: string }> {
+    for (const server of [this.sourceServer, this.targetServer]) {
+      await sql(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await sql(`${server}/postgres`, `CREATE DATABASE ${name}`);
+    }
+    const source = `${this.sourceServer}/${name}`;
+    const target = `${this.targetServer}/${name}`;
+    await sql(source, ddl);
+    await sql(target, targetDdl);
+    return { source, target };
+  }
+
+  tunnelEnv(dbs: { source: string; target: string }, table: string, extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      PGTUNNEL_SOURCE_URL: dbs.source,
+      PGTUNNEL_TARGET_URL: dbs.target,
+      PGTUNNEL_KAFKA_BROKERS: this.brokers,
+      PGTUNNEL_TABLES: table,
+      PGTUNNEL_TOPIC_PREFIX: `bench-${path.basename(dbs.source)}-${Date.now()}`,
+      PGTUNNEL_GROUP_ID: `bench-${path.basename(dbs.source)}-${Date.now()}`,
+      PGTUNNEL_HOME: path.join(this.home, 'bench-run'),
+      PGTUNNEL_LOG_FORMAT: 'json',
+      ...extra,
+    };
+  }
+}
+
+/** A `pgtunnel run` child process whose peak memory (VmHWM) is sampled from /proc. */
+export class BenchTunnel {
+  readonly child: ChildProcess;
+  output = '';
+
+  constructor(env: Record<string, string>, args: string[] = ['run']) {
+    this.child = spawn(process.execPath, [path.join(root, 'bin/pgtunnel.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
+    this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
+  }
+
+  async streaming(): Promise<void> {
+    await waitUntil('the tunnel to stream', async () => {
+      if (this.child.exitCode !== null) throw new Error(`tunnel exited: ${this.output}`);
+      return this.output.includes('phase: streaming');
+    }, 600_000, 50);
+  }
+
+  /**
+   * Streaming, and the consumer has its partitions: a probe row written to the source has reached the
+   * target (the first changes must not wait for the consumer group to form).
+   */
+  async ready(source: string, target: string, table = 'employees', probe = "INSERT INTO employees (first_name) VALUES ('probe')"): Promise<void> {
+    await this.streaming();
+    await sql(source, probe);
+    await waitUntil('the probe row in the target', async () => Number((await sql<{ n: string }>(target, `SELECT count(*) AS n FROM ${table}`))[0]!.n) > 0, 60_000, 20);
+  }
+
+  /** Peak resident set size so far, in MB. */
+  peakRssMb(): number {
+    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+    return Number(status.match(/VmHWM:\s+(\d+) kB/)![1]) / 1024;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}

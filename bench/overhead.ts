@@ -1,0 +1,63 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { employeesDdl } from '../src/stack/demo.js';
+import { postgresBinDir } from '../src/stack/postgresCluster.js';
+import { BenchContext, BenchTunnel, sql } from './context.js';
+
+export interface OverheadResult {
+  insertTps: { plain: number; captured: number };
+  updateTps: { plain: number; captured: number };
+  bulkUpdateSeconds: { plain: number; captured: number };
+  rows: number;
+}
+
+const scripts = mkdtempSync(path.join(tmpdir(), 'pgtunnel-bench-'));
+writeFileSync(path.join(scripts, 'insert.sql'), "INSERT INTO employees (first_name, last_name, dob, city, salary) VALUES ('f', 'l', '2000-01-01', 'c', 1);\n");
+
+function pgbench(url: string, script: string, seconds: number): number {
+  const u = new URL(url);
+  const out = execFileSync(path.join(postgresBinDir(), 'pgbench'), ['-n', '-c', '4', '-j', '2', '-T', String(seconds), '-f', script, '-h', u.hostname, '-p', u.port, '-U', 'postgres', u.pathname.slice(1)], { encoding: 'utf8' });
+  return Number(out.match(/tps = ([\d.]+)/)![1]);
+}
+
+async function timed(url: string, text: string): Promise<number> {
+  const start = process.hrtime.bigint();
+  await sql(url, text);
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+/**
+ * One database without capture and one with capture installed (triggers writing the change table), same
+ * workload. The tunnel is not running here: on 2 cores its own CPU (Node, Kafka) would be counted as the
+ * triggers' cost; the latency and throughput runs measure the tunnel.
+ */
+async function side(ctx: BenchContext, name: string, captured: boolean, rows: number, seconds: number) {
+  const dbs = await ctx.databases(name, employeesDdl);
+  await sql(dbs.source, `INSERT INTO employees (first_name, salary) SELECT 'n', 1 FROM generate_series(1, ${rows})`);
+  await sql(dbs.source, 'VACUUM ANALYZE employees');
+  if (captured) {
+    const install = new BenchTunnel(ctx.tunnelEnv(dbs, 'employees'), ['install']);
+    await new Promise((resolve) => install.child.once('exit', resolve));
+    if (install.child.exitCode !== 0) throw new Error(`install failed: ${install.output}`);
+  }
+  {
+    writeFileSync(path.join(scripts, 'update.sql'), `\\set id random(1, ${rows})\nUPDATE employees SET salary = salary + 1 WHERE emp_id = :id;\n`);
+    const insert = pgbench(dbs.source, path.join(scripts, 'insert.sql'), seconds);
+    const update = pgbench(dbs.source, path.join(scripts, 'update.sql'), seconds);
+    const bulk = await timed(dbs.source, `UPDATE employees SET salary = salary + 1 WHERE emp_id <= ${rows}`);
+    return { insert, update, bulk };
+  }
+}
+
+export async function overhead(ctx: BenchContext, rows: number, seconds: number): Promise<OverheadResult> {
+  const plain = await side(ctx, 'bench_plain', false, rows, seconds);
+  const captured = await side(ctx, 'bench_captured', true, rows, seconds);
+  return {
+    insertTps: { plain: plain.insert, captured: captured.insert },
+    updateTps: { plain: plain.update, captured: captured.update },
+    bulkUpdateSeconds: { plain: plain.bulk, captured: captured.bulk },
+    rows,
+  };
+}
