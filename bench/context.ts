@@ -2,20 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import type { LocalStack } from '../src/stack/localStack.js';
+import { query as sql } from '../test/helpers/services.js';
+
+export { sql };
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-export async function sql<T extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number, everyMs = 20): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -63,6 +55,7 @@ export class BenchContext {
       PGTUNNEL_GROUP_ID: `bench-${path.basename(dbs.source)}-${Date.now()}`,
       PGTUNNEL_HOME: path.join(this.home, 'bench-run'),
       PGTUNNEL_LOG_FORMAT: 'json',
+      PGTUNNEL_HTTP_PORT: 'off',
       ...extra,
     };
   }

@@ -51,4 +51,14 @@ if [ ! -f "$libs/.resolved-$stamp" ]; then
   mv "$tmp" "$libs"
   touch "$libs/.resolved-$stamp"
 fi
+# Debian's Chromium for the dashboard's browser test (npm test passes --browser)
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Chromium for the browser test (apt-get install chromium)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || die "apt-get could not install chromium; install it yourself (the dashboard test drives /usr/bin/chromium)"
+  else
+    die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
+  fi
+fi
 say "ready"

@@ -7,9 +7,12 @@ import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import type { TableStatements } from './statements.js';
+import { telemetry } from '../observe/telemetry.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
+  /** schema.table, for metrics */
+  table: string;
   statements: TableStatements;
   rules: CompiledRule[];
   onMissingKey: 'upsert' | 'dead-letter';
@@ -36,7 +39,17 @@ class SetOutcome {
   readonly letters: { record: RawRecord; letter: DeadLetter }[] = [];
   readonly parkedKeys = new Map<string, number>();
   readonly counts = new Map<string, { applied: number; dead: number; poison: number }>();
+  /** table → op → applied records, and source-to-now latencies of streamed changes, for telemetry */
+  readonly ops = new Map<string, Map<string, number>>();
+  readonly latencies: number[] = [];
   newestSourceMs = 0;
+  fresh = 0;
+
+  appliedOp(table: string, op: string): void {
+    const byOp = this.ops.get(table) ?? new Map<string, number>();
+    byOp.set(op, (byOp.get(op) ?? 0) + 1);
+    this.ops.set(table, byOp);
+  }
 
   count(r: { topic: string; partition: number }, what: 'applied' | 'dead' | 'poison'): void {
     const key = id(r.topic, r.partition);
@@ -97,6 +110,7 @@ export class TargetWriter {
       const stored = await this.lockOffsets(topics, partitions);
       const fresh = records.filter((r) => r.offset >= (stored.get(id(r.topic, r.partition)) ?? 0n));
       const outcome = new SetOutcome();
+      outcome.fresh = fresh.length;
       if (refused && fresh.length === 1) {
         const e = refused as Error & { code: string; constraint?: string; table?: string; column?: string; detail?: string };
         outcome.dead(fresh[0]!, {
@@ -112,12 +126,25 @@ export class TargetWriter {
       await this.deadLetters.send(outcome.letters);
       await this.recordParked(outcome);
       await this.advanceOffsets(advanced, outcome);
+      return outcome;
+    }).then((outcome) => {
+      this.report(outcome);
       return {
         applied: [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0),
         deadLettered: outcome.letters.length,
-        skipped: records.length - fresh.length,
+        skipped: records.length - outcome.fresh,
       };
     });
+  }
+
+  /** After the commit: what the set did, for metrics and the dashboard. */
+  private report(outcome: SetOutcome): void {
+    const now = Date.now();
+    for (const [table, byOp] of outcome.ops) for (const [op, n] of byOp) telemetry.applied(table, op, n);
+    telemetry.observeLatencies(outcome.latencies.map((sourceMs) => now - sourceMs));
+    for (const { record, letter } of outcome.letters) {
+      telemetry.deadLettered({ time: new Date(now).toISOString(), table: this.tables.get(record.topic)?.table ?? record.topic, errorClass: letter.errorClass, rule: letter.rule, key: record.key, message: letter.message });
+    }
   }
 
   private async lockOffsets(topics: string[], partitions: number[]): Promise<Map<string, bigint>> {
@@ -154,7 +181,10 @@ export class TargetWriter {
         await this.write(segment, outcome);
         segment = [];
         await this.truncatePartition(r.topic, r.partition);
-        if (r.partition === 0) outcome.count(r, 'applied'); // one truncate change, however many partitions carry it
+        if (r.partition === 0) {
+          outcome.count(r, 'applied'); // one truncate change, however many partitions carry it
+          outcome.appliedOp(table.table, 't');
+        }
         continue;
       }
       const keyId = `${r.topic}\u0000${r.key}`;
@@ -217,7 +247,11 @@ export class TargetWriter {
       if (writes.deletes.length > 0) await this.client.query(table.statements.deleteSql, [JSON.stringify(writes.deletes)]);
       if (writes.upserts.length > 0) await this.client.query(table.statements.upsertSql, [JSON.stringify(writes.upserts)]);
       outcome.newestSourceMs = Math.max(outcome.newestSourceMs, writes.newestSourceMs);
-      for (const r of kept) outcome.count(r, 'applied');
+      for (const r of kept) {
+        outcome.count(r, 'applied');
+        outcome.appliedOp(table.table, r.envelope.op);
+        if (r.envelope.op !== 'r') outcome.latencies.push(r.envelope.source.tsMs);
+      }
     }
   }
 

@@ -80,6 +80,7 @@ async function demoBad(stack: LocalStack, home: string): Promise<number> {
       PGTUNNEL_TOPIC_PREFIX: 'pgtunnel-demo',
       PGTUNNEL_GROUP_ID: 'pgtunnel-demo-apply',
       PGTUNNEL_HOME: home,
+      PGTUNNEL_HTTP_PORT: 'off',
     },
   });
   const table = cfg.tables[0]!;

@@ -13,6 +13,7 @@ export function registerStack(program: Command): void {
   stack
     .command('up')
     .description('start the embedded stack (kept running until `stack down`)')
+    .addHelpText('after', '\nExample:\n  pgtunnel stack up && psql postgres://postgres@127.0.0.1:5433/db1')
     .action(
       cliAction(async (_o: object, globals) => {
         const s = local(globals);
@@ -25,6 +26,7 @@ export function registerStack(program: Command): void {
   stack
     .command('down')
     .description('stop every running part of the embedded stack (data is kept)')
+    .addHelpText('after', '\nExample:\n  pgtunnel stack down')
     .action(
       cliAction(async (_o: object, globals) => {
         await local(globals).down();
@@ -35,6 +37,7 @@ export function registerStack(program: Command): void {
   stack
     .command('status')
     .description('which parts of the embedded stack are running')
+    .addHelpText('after', '\nExample:\n  pgtunnel stack status')
     .action(
       cliAction((_o: object, globals) => {
         printStatus(local(globals));

@@ -32,6 +32,8 @@ export interface TunnelConfig {
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
+  httpPort: number | 'off';
+  httpHost: string;
 }
 
 export const embeddedDefaults = {
@@ -53,6 +55,7 @@ const fixes: Record<string, string> = {
   kafkaBrokers: 'set PGTUNNEL_KAFKA_BROKERS or kafkaBrokers to a comma-separated host:port list',
   tables: 'set PGTUNNEL_TABLES or tables to e.g. employees,public.orders',
   partitions: 'use a whole number of partitions between 1 and 1000',
+  httpPort: 'use a port number (0 for any free port) or "off"',
 };
 
 /** The seed names the change table of `employees` `emp_cdc`; other tables get `<name>_cdc`. */
@@ -111,11 +114,13 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_TABLES) out.tables = env.PGTUNNEL_TABLES.split(',').map((s) => s.trim()).filter(Boolean);
   if (env.PGTUNNEL_TOPIC_PREFIX) out.topicPrefix = env.PGTUNNEL_TOPIC_PREFIX;
   if (env.PGTUNNEL_GROUP_ID) out.groupId = env.PGTUNNEL_GROUP_ID;
+  if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   for (const [name, key] of [
     ['PGTUNNEL_PARTITIONS', 'partitions'],
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
     ['PGTUNNEL_SNAPSHOT_CHUNK_SIZE', 'snapshotChunkSize'],
     ['PGTUNNEL_POLL_INTERVAL_MS', 'pollIntervalMs'],
+    ['PGTUNNEL_HTTP_PORT', 'httpPort'],
   ] as const) {
     const raw = env[name];
     if (raw !== undefined && raw !== '') out[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
@@ -191,5 +196,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,
+    httpPort: merged.httpPort ?? 8080,
+    httpHost: merged.httpHost ?? '127.0.0.1',
   };
 }

@@ -9,6 +9,7 @@ import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
+import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
 
 type StringMessage = Message<string, string, string, string>;
@@ -107,6 +108,7 @@ export class ApplyConsumer {
         const e = classify(err);
         if (!e.retryable) throw e;
         const wait = backoff.next();
+        telemetry.retried('consumer', e.errorClass);
         this.health.set('consumer', 'waiting', describeError(e));
         this.log.warn({ code: e.code, retryInMs: wait }, `consumer waiting: ${describeError(e)}`);
         await sleep(wait, signal);

@@ -14,7 +14,17 @@ import { deadLetterMessage } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
+import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
+
+function countOps(changes: ChangeRow[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of changes) {
+    const op = opOf(c.action) ?? 'bad';
+    out[op] = (out[op] ?? 0) + 1;
+  }
+  return out;
+}
 
 /** How often the producer checks that its triggers still exist. */
 const captureCheckMs = 2000;
@@ -34,6 +44,7 @@ export class CaptureProducer {
   private readonly part: string;
   private lastProgressLog = 0;
   private pageSize = 0;
+  private snapshotStarted: { at: number; rows: number } | undefined;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -80,6 +91,7 @@ export class CaptureProducer {
         const e = classify(err);
         if (!e.retryable) throw e;
         const wait = backoff.next();
+        telemetry.retried('producer', e.errorClass);
         this.health.set(this.part, 'waiting', describeError(e));
         this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
         await sleep(wait, signal);
@@ -128,11 +140,14 @@ export class CaptureProducer {
     if (count === 0 && state.position.cur === null) {
       // An empty batch moves the position in memory only: nothing was published, nothing to clean.
       this.state = next;
+      telemetry.checkpoint(this.id);
       return false;
     }
     if (count > 0) {
       await this.producer.publish(this.toMessages(page.changes));
       failpoint('producer.after-publish');
+      telemetry.captured(this.id, countOps(page.changes));
+      telemetry.produced(this.id, count, count);
     }
     const bad = page.changes.filter((c) => opOf(c.action) === undefined).length;
     next.changesPublished += count - bad;
@@ -142,6 +157,7 @@ export class CaptureProducer {
       if (isBatchComplete(next.position)) await this.changes.cleanup(client, next.position.prev!);
     });
     this.state = next;
+    telemetry.checkpoint(this.id);
     return true;
   }
 
@@ -189,6 +205,9 @@ export class CaptureProducer {
       'BEGIN ISOLATION LEVEL REPEATABLE READ',
     );
     this.state = next;
+    telemetry.checkpoint(this.id);
+    telemetry.snapshot(this.id, next.snapshotRowsDone, next.snapshotRowsTotal);
+    telemetry.produced(this.id, next.snapshotRowsDone - state.snapshotRowsDone);
     this.reportProgress(next);
     return true;
   }
@@ -200,7 +219,13 @@ export class CaptureProducer {
       this.onPhase('streaming');
     } else if (now - this.lastProgressLog >= 1000) {
       this.lastProgressLog = now;
-      this.log.info({ table: this.id, done: state.snapshotRowsDone, total: state.snapshotRowsTotal }, 'snapshot progress');
+      this.snapshotStarted ??= { at: now, rows: state.snapshotRowsDone };
+      const seconds = (now - this.snapshotStarted.at) / 1000;
+      const rate = seconds > 0 ? Math.round((state.snapshotRowsDone - this.snapshotStarted.rows) / seconds) : 0;
+      const left = (state.snapshotRowsTotal ?? state.snapshotRowsDone) - state.snapshotRowsDone;
+      const etaSeconds = rate > 0 ? Math.round(left / rate) : null;
+      const pct = state.snapshotRowsTotal ? Math.min(100, Math.round((100 * state.snapshotRowsDone) / state.snapshotRowsTotal)) : null;
+      this.log.info({ table: this.id, done: state.snapshotRowsDone, total: state.snapshotRowsTotal, rowsPerSecond: rate, etaSeconds }, `snapshot progress${pct === null ? '' : ` ${pct}%`}`);
     }
   }
 
@@ -215,6 +240,7 @@ export class CaptureProducer {
       }
       // A row written by hand with an unknown action is kept as a dead letter, never dropped.
       this.log.warn({ table: this.id, changeId: change.changeId, action: change.action }, 'bad action sent to the dead-letter topic');
+      telemetry.deadLettered({ time: new Date().toISOString(), table: this.id, errorClass: 'bad-action', key: keyOf(change.row, this.ref.key), message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE` });
       const value = JSON.stringify({ action: change.action, row: change.row, source: { db: this.ref.db, schema: this.ref.schema, table: this.ref.name, txid: change.txid, changeId: String(change.changeId) } });
       out.push(deadLetterMessage({
         record: { topic: this.table.topic, partition: -1, offset: -1n, key: keyOf(change.row, this.ref.key), value },

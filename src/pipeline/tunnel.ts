@@ -8,6 +8,7 @@ import { withClient } from '../pg.js';
 import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
 import type { Logger } from '../observe/log.js';
 import { Health } from '../observe/health.js';
+import { ObserveServer } from '../observe/server.js';
 import type { Phase } from '../capture/stateStore.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
@@ -23,6 +24,7 @@ export interface PreparedTable {
 
 export function tableApply(t: PreparedTable): TableApply {
   return {
+    table: `${t.config.schema}.${t.config.name}`,
     statements: new TableStatements(t.target),
     rules: compileRules(t.config.rules, t.target.types, `${t.config.schema}.${t.config.name}`),
     onMissingKey: t.config.onMissingKey,
@@ -81,6 +83,8 @@ export class Tunnel {
     const producer = new EnvelopeProducer(this.config.kafkaBrokers, 'pgtunnel-producer');
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
     const health = new Health(this.config.home, role);
+    const observe = new ObserveServer(this.config, health, this.log);
+    if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
     const tasks: Promise<void>[] = [];
     if (parts.produce !== false) {
       for (const t of this.tables) {
@@ -108,6 +112,7 @@ export class Tunnel {
       const settled = await Promise.race([Promise.allSettled(tasks).then(() => true), sleep(shutdownGraceMs).then(() => false)]);
       if (!settled) this.log.warn({ graceMs: shutdownGraceMs }, 'in-flight work abandoned at shutdown; it resumes from the checkpoint');
       await Promise.race([producer.close(), sleep(500)]);
+      await observe.stop();
       health.close();
     }
   }

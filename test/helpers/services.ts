@@ -92,6 +92,7 @@ export async function tunnelDatabases(t: TestContext, options: { createTables?: 
       PGTUNNEL_TOPIC_PREFIX: name,
       PGTUNNEL_GROUP_ID: `${name}-apply`,
       PGTUNNEL_LOG_FORMAT: 'json',
+      PGTUNNEL_HTTP_PORT: '0',
     },
   };
 }

@@ -1,0 +1,78 @@
+// The dashboard: polls /api/status every second and draws it. Plain JS, no build step.
+const $ = (id) => document.getElementById(id);
+const fmt = (n) => (n === null || n === undefined ? '-' : Number(n).toLocaleString('en'));
+const text = (s) => document.createTextNode(String(s));
+
+function row(cells) {
+  const tr = document.createElement('tr');
+  for (const c of cells) {
+    const td = document.createElement('td');
+    td.appendChild(text(c));
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function chart(el, series) {
+  return new uPlot({ width: el.clientWidth || 500, height: 200, series: [{}, ...series], axes: [{}, {}] }, [[], ...series.map(() => [])], el);
+}
+
+let throughputChart;
+let latencyChart;
+
+function draw(data) {
+  const s = data.status;
+  const problems = data.problems || [];
+  $('state').textContent = problems.length === 0 ? 'healthy' : 'problem';
+  $('state').className = problems.length === 0 ? 'badge' : 'badge bad';
+  $('problems').replaceChildren(...problems.map((p) => { const li = document.createElement('li'); li.appendChild(text(p)); return li; }));
+  $('last-update').textContent = new Date().toLocaleTimeString();
+  if (s) {
+    $('phase').textContent = s.phase;
+    $('captured-total').textContent = fmt(s.counts.captured + s.counts.snapshotRows);
+    $('applied-total').textContent = fmt(s.counts.applied);
+    $('dead-total').textContent = fmt(s.counts.deadLettered);
+    $('lag').textContent = `${fmt(s.counts.inFlight)} / ${fmt(s.lag)}`;
+    $('latency').textContent = s.lastApplyLatencyMs === null ? '-' : `${Math.round(s.lastApplyLatencyMs)} ms`;
+    $('snapshot').replaceChildren(...s.tables.map((t) => {
+      const div = document.createElement('div');
+      const total = t.snapshot.rowsTotal ?? 0;
+      div.appendChild(text(`${t.table}: ${t.phase === 'streaming' ? 'done' : 'running'}, ${fmt(t.snapshot.rowsDone)} of ${fmt(total)} rows `));
+      const bar = document.createElement('progress');
+      bar.max = Math.max(1, total);
+      bar.value = t.phase === 'streaming' ? bar.max : t.snapshot.rowsDone;
+      div.appendChild(bar);
+      return div;
+    }));
+    $('partitions').tBodies[0].replaceChildren(...s.partitions.map((p) => row([p.topic, p.partition, fmt(p.appliedOffset), fmt(p.endOffset), fmt(p.lag)])));
+    $('checkpoints').tBodies[0].replaceChildren(...s.tables.map((t) => row([t.table, t.phase, t.checkpoint.snapshot ?? '-', fmt(t.changeTableRows)])));
+    $('dlq-depth').textContent = `(${fmt(s.counts.deadLettered)} in total)`;
+  }
+  $('dlq').replaceChildren(...data.deadLetters.map((l) => {
+    const li = document.createElement('li');
+    const cls = document.createElement('span');
+    cls.className = 'class';
+    cls.appendChild(text(`${l.errorClass}${l.rule ? ` ${l.rule}` : ''}`));
+    li.append(cls, text(` key ${l.key ?? '-'} — ${l.message} (${new Date(l.time).toLocaleTimeString()})`));
+    return li;
+  }));
+  const h = data.history;
+  const t = h.map((p) => p.t);
+  throughputChart ??= chart($('throughput-chart'), [{ label: 'captured/s', stroke: '#8250df' }, { label: 'applied/s', stroke: '#1f6feb' }]);
+  latencyChart ??= chart($('latency-chart'), [{ label: 'p50 ms', stroke: '#1a7f37' }, { label: 'p99 ms', stroke: '#bf8700' }]);
+  throughputChart.setData([t, h.map((p) => p.captured), h.map((p) => p.applied)]);
+  latencyChart.setData([t, h.map((p) => p.p50), h.map((p) => p.p99)]);
+}
+
+async function refresh() {
+  try {
+    const res = await fetch('/api/status', { cache: 'no-store' });
+    draw(await res.json());
+  } catch (err) {
+    $('state').textContent = 'tunnel unreachable';
+    $('state').className = 'badge bad';
+  }
+}
+
+refresh();
+setInterval(refresh, 1000);
