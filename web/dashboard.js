@@ -14,7 +14,7 @@ function row(cells) {
 }
 
 function chart(el, series) {
-  return new uPlot({ width: el.clientWidth || 500, height: 200, series: [{}, ...series], axes: [{}, {}] }, [[], ...series.map(() => [])], el);
+  return new uPlot({ width: el.clientWidth || 500, height: 200, series: [{}, ...series], axes: [{}, { size: 70 }] }, [[], ...series.map(() => [])], el);
 }
 
 let throughputChart;
