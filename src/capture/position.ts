@@ -9,8 +9,19 @@ export interface Position {
   lastChangeId: number;
 }
 
+/**
+ * Pure: how many changes to read next. A batch's first page reads `batchSize`; while pages come back
+ * full the size doubles (a large transaction is read in fewer pages), up to 8 × batchSize. A batch
+ * resumed after a restart starts again at `batchSize`: a zero limit would read nothing and close the batch.
+ */
+export function nextPageSize(position: Position, previous: number, batchSize: number): number {
+  if (position.cur === null) return batchSize;
+  return Math.min(Math.max(previous, batchSize) * 2, batchSize * 8);
+}
+
 /** Pure: the position after a page of `count` changes read with snapshot `curUsed`. */
 export function advance(position: Position, curUsed: string, count: number, lastChangeId: number | undefined, pageSize: number): Position {
+  if (pageSize < 1) throw new Error(`page size must be positive, got ${pageSize}`);
   if (count >= pageSize && lastChangeId !== undefined) {
     return { prev: position.prev, cur: curUsed, lastChangeId };
   }

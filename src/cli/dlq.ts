@@ -47,7 +47,10 @@ export function formatLetter(l: StoredLetter): string {
 }
 
 export function registerDlq(program: Command): void {
-  const dlq = program.command('dlq').description('dead letters: what was refused and why, and replaying them');
+  const dlq = program
+    .command('dlq')
+    .description('dead letters: what was refused and why, and replaying them')
+    .addHelpText('after', '\nExamples:\n  pgtunnel dlq list\n  pgtunnel dlq replay --dry-run');
   dlq
     .command('list')
     .description('list dead letters, newest first (unresolved ones unless --all)')

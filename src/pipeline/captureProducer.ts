@@ -5,7 +5,7 @@ import { connect, inTransaction } from '../pg.js';
 import { checkCapture, repairHint, type TableShape } from '../capture/catalog.js';
 import { ChangeReader } from '../capture/changeReader.js';
 import { tableId } from '../capture/install.js';
-import { advance, isBatchComplete } from '../capture/position.js';
+import { advance, isBatchComplete, nextPageSize } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
 import { changeToMessages, keyOf, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef } from '../transport/envelope.js';
@@ -131,8 +131,7 @@ export class CaptureProducer {
   }
 
   private async streamStep(client: pg.Client, state: CaptureState): Promise<boolean> {
-    // Pages grow while they come back full (a large transaction is read in fewer, larger pages).
-    const size = state.position.cur === null ? this.config.batchSize : Math.min(this.pageSize * 2, this.config.batchSize * 8);
+    const size = nextPageSize(state.position, this.pageSize, this.config.batchSize);
     this.pageSize = size;
     const page = await this.changes.readPage(client, state.position, size);
     const count = page.changes.length;

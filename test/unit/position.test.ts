@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { advance, isBatchComplete } from '../../src/capture/position.js';
+import { advance, isBatchComplete, nextPageSize } from '../../src/capture/position.js';
 
 test('a full page keeps the batch snapshot and the last change id, so the next page continues the same batch', () => {
   const next = advance({ prev: '10:12:10', cur: null, lastChangeId: 0 }, '10:20:', 100, 577, 100);
@@ -16,4 +16,16 @@ test('a short page completes the batch: its snapshot becomes the checkpoint', ()
 
 test('an empty page moves the checkpoint to the snapshot it read', () => {
   assert.deepEqual(advance({ prev: '5:5:', cur: null, lastChangeId: 0 }, '9:9:', 0, undefined, 100), { prev: '9:9:', cur: null, lastChangeId: 0 });
+});
+
+test('pages double while a batch continues, and a batch resumed after a restart never reads with a zero limit', () => {
+  const fresh = { prev: '5:5:', cur: null, lastChangeId: 0 };
+  const midBatch = { prev: '5:5:', cur: '9:9:', lastChangeId: 120 };
+  assert.equal(nextPageSize(fresh, 16000, 2000), 2000);
+  assert.equal(nextPageSize(midBatch, 2000, 2000), 4000);
+  assert.equal(nextPageSize(midBatch, 8000, 2000), 16000);
+  assert.equal(nextPageSize(midBatch, 16000, 2000), 16000);
+  // a restarted producer remembers no previous page size
+  assert.equal(nextPageSize(midBatch, 0, 2000), 4000);
+  assert.throws(() => advance(midBatch, '9:9:', 0, undefined, 0), /page size must be positive/);
 });
