@@ -41,6 +41,7 @@ try {
   Object.assign(process.env, env);
   const result = await runChaos(env, { sourceUrl: source, targetUrl: target }, stack, {
     rounds,
+    convergeTimeoutMs: 600_000,
     onRound: (round, victim) => console.log(`round ${round}/${rounds}: kill ${victim}`),
   });
   failed = result.mismatches.length > 0;

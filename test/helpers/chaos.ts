@@ -67,7 +67,7 @@ export async function runChaos(
   env: Record<string, string>,
   urls: { sourceUrl: string; targetUrl: string },
   stack: LocalStack,
-  options: { rounds: number; workload?: Partial<WorkloadOptions>; onRound?: (round: number, victim: Victim) => void },
+  options: { rounds: number; workload?: Partial<WorkloadOptions>; onRound?: (round: number, victim: Victim) => void; convergeTimeoutMs?: number },
 ): Promise<ChaosResult> {
   const started = Date.now();
   const kills = Object.fromEntries(victims.map((v) => [v, 0])) as Record<Victim, number>;
@@ -100,7 +100,7 @@ export async function runChaos(
     }
     await workload.stop();
     const stopped = Date.now();
-    await waitFor('convergence after the last kill', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, 300_000, 500);
+    await waitFor('convergence after the last kill', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, options.convergeTimeoutMs ?? 120_000, 500);
     const convergeMs = Date.now() - stopped;
     return {
       rounds: options.rounds,
