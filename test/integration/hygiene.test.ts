@@ -10,6 +10,8 @@ test('the change table stays bounded: rows are cleaned after each checkpoint and
   const db = await tunnelDatabases(t);
   const tunnel = await TunnelProcess.start(t, db.env);
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, 0 FROM generate_series(1, 10000) i");
+  await waitFor('the inserts published and cleaned', async () => (await changeTable(db.sourceUrl)).rows === 0, 60_000, 50);
+  // From here on one 10,000-row transaction at a time: the change table should never hold more than it.
   const sizes: number[] = [];
   let maxRows = 0;
   for (let round = 1; round <= 12; round++) {
