@@ -115,7 +115,9 @@ export class ObserveServer {
   async stop(): Promise<void> {
     if (this.poller) clearInterval(this.poller);
     telemetry.stop();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    // A dashboard polling every second keeps its connection busy: close it, or close() waits forever.
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
+    await closed;
   }
 }
