@@ -14,7 +14,7 @@ test('the change table stays bounded: rows are cleaned after each checkpoint and
   // From here on one 10,000-row transaction at a time: the change table should never hold more than it.
   const sizes: number[] = [];
   let maxRows = 0;
-  for (let round = 1; round <= 12; round++) {
+  for (let round = 1; round <= 21; round++) {
     await query(db.sourceUrl, 'UPDATE employees SET salary = salary + 1');
     await waitFor('the round applied', async () => {
       const seen = await changeTable(db.sourceUrl);
@@ -23,12 +23,14 @@ test('the change table stays bounded: rows are cleaned after each checkpoint and
     }, 60_000, 50);
     sizes.push((await changeTable(db.sourceUrl)).bytes);
   }
-  // Vacuum makes the size a saw-tooth; bounded means the later teeth are no taller than the early ones.
-  const early = Math.max(...sizes.slice(0, 6));
-  const late = Math.max(...sizes.slice(6));
-  t.diagnostic(`130,000 changes: change table at most ${maxRows} rows; largest size in rounds 1-6 ${early} B, in rounds 7-12 ${late} B`);
+  // Vacuum makes the size a saw-tooth whose teeth vary with timing (a vacuum racing the next round cannot
+  // truncate); bounded means the last third's teeth stay near the first third's. Without the vacuum the
+  // size grows with every round and the last third is about three times the first.
+  const early = Math.max(...sizes.slice(0, 7));
+  const late = Math.max(...sizes.slice(14));
+  t.diagnostic(`220,000 changes: change table at most ${maxRows} rows; largest size in rounds 1-7 ${early} B, in rounds 15-21 ${late} B`);
   assert.ok(maxRows <= 10_000 + 2000, `the change table never held more than the largest transaction plus a batch (${maxRows})`);
-  assert.ok(late <= early * 1.5, `size stops growing: ${sizes.join(', ')}`);
+  assert.ok(late <= early * 2.5, `size stops growing: ${sizes.join(', ')}`);
   await waitFor('the target equal', async () => (await runCli(['verify'], db.env)).code === 0, 30_000, 250);
   await tunnel.stop();
 });
