@@ -64,7 +64,7 @@ try {
   log(`done in ${f((Date.now() - started) / 1000, 0)} s`);
   if (!values['no-record'] && !quick) {
     const date = new Date().toISOString().slice(0, 10);
-    const svg = `latency-${date}.svg`;
+    const svg = `latency-${new Date().toISOString().slice(0, 16).replace(':', '')}.svg`;
     writeFileSync(path.join(root, 'bench', svg), latencyPlot([
       { name: `PostgreSQL logical replication (p99 ${f(native.p99, 1)} ms)`, color: '#888', samples: native.samples },
       { name: `pgtunnel (p99 ${f(tunnel.p99, 1)} ms)`, color: '#1f6feb', samples: tunnel.samples },
