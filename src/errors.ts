@@ -41,6 +41,15 @@ const retryableSqlStates = new Set([
 
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
+/**
+ * A target error caused by one change's values (data exception 22xxx, integrity violation 23xxx, datatype
+ * mismatch): that change is refused, not the connection, so it becomes a dead letter instead of a retry.
+ */
+export function isRefusedChange(err: unknown): err is Error & { code: string } {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42804');
+}
+
 export function coerceError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }

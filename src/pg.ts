@@ -18,6 +18,21 @@ export function qualified(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`;
 }
 
+/** An SQL string literal, for names (never data) placed in generated SQL. */
+export function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/** `a.k1 = b.k1 AND a.k2 = b.k2`: rows of two relations with the same key. */
+export function keyMatch(key: string[], left: string, right: string): string {
+  return key.map((k) => `${left}.${quoteIdent(k)} = ${right}.${quoteIdent(k)}`).join(' AND ');
+}
+
+/** `jsonb_build_object('k1', a.k1, …)`: a row's key as JSON, the shape of an envelope's key. */
+export function keyObject(key: string[], alias?: string): string {
+  return `jsonb_build_object(${key.map((k) => `${quoteLiteral(k)}, ${alias ? `${alias}.` : ''}${quoteIdent(k)}`).join(', ')})`;
+}
+
 /** Opens a connection; an unreachable database becomes an error that names the URL (masked) and the fix. */
 export async function connect(url: string, role: 'source' | 'target' | 'admin', applicationName = 'pgtunnel'): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName, connectionTimeoutMillis: 10_000 });

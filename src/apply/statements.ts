@@ -1,5 +1,5 @@
 import type { TableShape } from '../capture/catalog.js';
-import { qualified, quoteIdent } from '../pg.js';
+import { keyMatch, keyObject, qualified, quoteIdent } from '../pg.js';
 
 /** Set-based statements for one target table: a whole polled set is one DELETE and one upsert. */
 export class TableStatements {
@@ -19,10 +19,10 @@ export class TableStatements {
     const updates = shape.columns.filter((c) => !shape.key.includes(c)).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
     this.upsertSql = `INSERT INTO ${table} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb)
       ON CONFLICT (${key}) DO ${updates.length > 0 ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`;
-    const match = shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
-    this.keysSql = `SELECT jsonb_build_object(${shape.key.map((k) => `'${k.replace(/'/g, "''")}', ${quoteIdent(k)}`).join(', ')}) AS k FROM ${table}`;
-    this.existingKeysSql = `SELECT jsonb_build_object(${shape.key.map((k) => `'${k.replace(/'/g, "''")}', t.${quoteIdent(k)}`).join(', ')}) AS k
-      FROM ${table} t JOIN jsonb_populate_recordset(NULL::${table}, $1::jsonb) k ON ${shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ')}`;
+    const match = keyMatch(shape.key, 't', 'k');
+    this.keysSql = `SELECT ${keyObject(shape.key)} AS k FROM ${table}`;
+    this.existingKeysSql = `SELECT ${keyObject(shape.key, 't')} AS k
+      FROM ${table} t JOIN jsonb_populate_recordset(NULL::${table}, $1::jsonb) k ON ${match}`;
     this.deleteSql = `DELETE FROM ${table} t USING jsonb_populate_recordset(NULL::${table}, $1::jsonb) k WHERE ${match}`;
   }
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { TunnelError } from '../errors.js';
+import { TunnelError, isRefusedChange } from '../errors.js';
 import { inTransaction } from '../pg.js';
 import { decodeEnvelope, keyOf, PoisonError, type Envelope } from '../transport/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
@@ -24,12 +24,6 @@ export interface ApplyResult {
   deadLettered: number;
   /** Records already applied by an earlier transaction (their offset is below the stored one). */
   skipped: number;
-}
-
-/** Target errors caused by one change's values (type, length, range, constraints): only it is a dead letter. */
-function isOneChangeError(err: unknown): err is Error & { code: string } {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42804');
 }
 
 const id = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -86,7 +80,7 @@ export class TargetWriter {
     try {
       return await this.applyOnce(records);
     } catch (err) {
-      if (!isOneChangeError(err)) throw err;
+      if (!isRefusedChange(err)) throw err;
       if (records.length === 1) return this.applyOnce(records, err);
       const mid = Math.ceil(records.length / 2);
       const first = await this.apply(records.slice(0, mid));

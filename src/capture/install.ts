@@ -1,15 +1,11 @@
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
-import { inTransaction, qualified, quoteIdent } from '../pg.js';
+import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { TableShape } from './catalog.js';
 import { migrate, readMigrations } from './migrations.js';
 
 export function tableId(table: { schema: string; name: string }): string {
   return `${table.schema}.${table.name}`;
-}
-
-function literal(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
 }
 
 function captureFunctionName(table: TableConfig): string {
@@ -27,12 +23,12 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
   applied += await migrate(source, `table:${tableId(table)}`, readMigrations('table'), {
     table: qualified(table.schema, table.name),
     changeTable,
-    changeTableLiteral: literal(changeTable),
-    tableIdLiteral: literal(tableId(table)),
+    changeTableLiteral: quoteLiteral(changeTable),
+    tableIdLiteral: quoteLiteral(tableId(table)),
     captureFunction: qualified(table.schema, captureFunctionName(table)),
     truncateFunction: qualified(table.schema, truncateFunctionName(table)),
     keyJoin: shape.key.map((k) => `n.${quoteIdent(k)} IS NOT DISTINCT FROM o.${quoteIdent(k)}`).join(' AND '),
-    keyEquals: shape.key.map((k) => `n.${quoteIdent(k)} = o.${quoteIdent(k)}`).join(' AND '),
+    keyEquals: keyMatch(shape.key, 'n', 'o'),
   });
   return applied;
 }

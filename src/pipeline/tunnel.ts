@@ -3,7 +3,7 @@ import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget } from '../capture/install.js';
 import { TableStatements } from '../apply/statements.js';
 import type { TableApply } from '../apply/targetWriter.js';
-import { compileRules } from '../validate/rules.js';
+import { compileRules, type CompiledRule } from '../validate/rules.js';
 import { withClient } from '../pg.js';
 import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
 import type { Logger } from '../observe/log.js';
@@ -20,13 +20,15 @@ export interface PreparedTable {
   config: TableConfig;
   source: TableShape;
   target: TableShape;
+  /** The table's rules, compiled against the target's column types when the tunnel is prepared. */
+  rules: CompiledRule[];
 }
 
 export function tableApply(t: PreparedTable): TableApply {
   return {
     table: `${t.config.schema}.${t.config.name}`,
     statements: new TableStatements(t.target),
-    rules: compileRules(t.config.rules, t.target.types, `${t.config.schema}.${t.config.name}`),
+    rules: t.rules,
     onMissingKey: t.config.onMissingKey,
     orderPolicy: t.config.orderPolicy,
   };
@@ -51,8 +53,8 @@ export async function prepare(config: TunnelConfig, log: Logger): Promise<Prepar
       // The target is written by the source's key, so the source's key (or the configured one) rules.
       const shape = await describeTable(target, { ...t.config, key: t.source.key }, 'target');
       // Rules are type-checked against the target's columns now: a bad rule stops the start, not a change.
-      compileRules(t.config.rules, shape.types, `${t.config.schema}.${t.config.name}`);
-      out.push({ ...t, target: shape });
+      const rules = compileRules(t.config.rules, shape.types, `${t.config.schema}.${t.config.name}`);
+      out.push({ ...t, target: shape, rules });
     }
     return out;
   });

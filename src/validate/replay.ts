@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { TableApply } from '../apply/targetWriter.js';
+import { isRefusedChange } from '../errors.js';
 import { inTransaction } from '../pg.js';
 import { decodeEnvelope, PoisonError } from '../transport/envelope.js';
 import type { DeadLetter, DeadLetterWriter } from './deadLetters.js';
@@ -10,12 +11,6 @@ export interface ReplayOutcome {
   letter: StoredLetter;
   result: 'applied' | 'failed' | 'kept' | 'would apply' | 'would fail';
   reason?: string;
-}
-
-/** Is a database error about this one change (so it stays a dead letter) rather than the connection? */
-function refusal(err: unknown): (Error & { code: string }) | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42804') ? (err as Error & { code: string }) : undefined;
 }
 
 /**
@@ -77,9 +72,8 @@ export class Replayer {
       });
       return { letter, result: 'applied' };
     } catch (err) {
-      const refused = refusal(err);
-      if (!refused) throw err;
-      return this.again(letter, { errorClass: 'target', code: refused.code, message: `the target refused the change: ${refused.message}` });
+      if (!isRefusedChange(err)) throw err;
+      return this.again(letter, { errorClass: 'target', code: err.code, message: `the target refused the change: ${err.message}` });
     }
   }
 

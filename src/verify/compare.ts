@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable } from '../capture/catalog.js';
-import { qualified, quoteIdent, withClient } from '../pg.js';
+import { keyObject, qualified, quoteIdent, withClient } from '../pg.js';
 
 export interface TableDifference {
   table: string;
@@ -30,7 +30,7 @@ class TableHasher {
 
   constructor(schema: string, name: string, key: string[], integerKey: boolean, private readonly width = 1000) {
     this.table = qualified(schema, name);
-    this.keyExpr = `jsonb_build_object(${key.map((k) => `'${k.replace(/'/g, "''")}', t.${quoteIdent(k)}`).join(', ')})::text`;
+    this.keyExpr = `${keyObject(key, 't')}::text`;
     this.bucketExpr = integerKey ? `(t.${quoteIdent(key[0]!)} / ${this.width})::bigint` : `abs(hashtext(${this.keyExpr}) % 1024)::bigint`;
   }
 

@@ -1,6 +1,6 @@
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable } from '../capture/catalog.js';
-import { inTransaction, qualified, quoteIdent, withClient } from '../pg.js';
+import { inTransaction, keyMatch, qualified, quoteIdent, withClient } from '../pg.js';
 
 /**
  * Re-sends differing keys through the tunnel instead of writing the target behind its back: a no-op
@@ -11,7 +11,7 @@ export async function resendKeys(config: TunnelConfig, table: TableConfig, keys:
   return withClient(config.sourceUrl, 'source', async (source) => {
     const shape = await describeTable(source, table, 'source');
     const t = qualified(table.schema, table.name);
-    const match = shape.key.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
+    const match = keyMatch(shape.key, 't', 'k');
     const first = quoteIdent(shape.key[0]!);
     const keyCols = shape.key.map(quoteIdent).join(', ');
     return inTransaction(source, async () => {
