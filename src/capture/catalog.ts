@@ -10,6 +10,12 @@ export interface TableShape {
   key: string[];
   /** Column → its SQL type as format_type prints it (integer, character varying(100), date, …). */
   types: Record<string, string>;
+  /** Generated columns: computed by the table, never written. */
+  generated: string[];
+  /** GENERATED ALWAYS AS IDENTITY columns: written only with OVERRIDING SYSTEM VALUE. */
+  identityAlways: string[];
+  /** Columns declared NOT NULL. */
+  notNull: string[];
 }
 
 /** Reads a table's columns and key from the catalog; a missing table or key is an error naming the fix. */
@@ -23,8 +29,9 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
       hint: role === 'target' ? 'create it in the target with the source\'s columns (pgtunnel run creates employees on the embedded stack)' : 'create it, or fix PGTUNNEL_TABLES / tables in pgtunnel.yaml',
     });
   }
-  const { rows: cols } = await client.query<{ attname: string; type: string }>(
-    'SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
+  const { rows: cols } = await client.query<{ attname: string; type: string; generated: boolean; identity_always: boolean; not_null: boolean }>(
+    `SELECT attname, format_type(atttypid, atttypmod) AS type, attgenerated <> '' AS generated, attidentity = 'a' AS identity_always, attnotnull AS not_null
+     FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
     [oid],
   );
   const columns = cols.map((c) => c.attname);
@@ -52,7 +59,16 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
       hint: `add a primary key (ALTER TABLE ${table.schema}.${table.name} ADD PRIMARY KEY (...)), or configure one: tables: [{ name: ${table.name}, key: [col] }]`,
     });
   }
-  return { schema: table.schema, name: table.name, columns, key, types };
+  return {
+    schema: table.schema,
+    name: table.name,
+    columns,
+    key,
+    types,
+    generated: cols.filter((c) => c.generated).map((c) => c.attname),
+    identityAlways: cols.filter((c) => c.identity_always).map((c) => c.attname),
+    notNull: cols.filter((c) => c.not_null).map((c) => c.attname),
+  };
 }
 
 const captureTriggers = ['pgtunnel_capture_insert', 'pgtunnel_capture_update', 'pgtunnel_capture_delete', 'pgtunnel_capture_truncate'];
@@ -80,4 +96,16 @@ export async function checkCapture(client: pg.Client, table: TableConfig): Promi
       hint: repairHint,
     });
   }
+}
+
+/** Source columns that capture does not write into the change table (added while no DDL event trigger ran). */
+export async function uncapturedColumns(client: pg.Client, table: TableConfig): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT s.attname::text AS name FROM pg_attribute s
+     WHERE s.attrelid = to_regclass($1) AND s.attnum > 0 AND NOT s.attisdropped AND NOT s.attname = ANY ($3::text[])
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute c WHERE c.attrelid = to_regclass($2) AND c.attname = s.attname AND c.attnum > 0 AND NOT c.attisdropped)
+     ORDER BY s.attnum`,
+    [qualified(table.schema, table.name), qualified(table.schema, table.changeTable), table.exclude],
+  );
+  return rows.map((r) => r.name);
 }

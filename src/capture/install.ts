@@ -1,11 +1,47 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
+import { TunnelError } from '../errors.js';
 import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { TableShape } from './catalog.js';
 import { migrate, readMigrations } from './migrations.js';
 
 export function tableId(table: { schema: string; name: string }): string {
   return `${table.schema}.${table.name}`;
+}
+
+/**
+ * Capture functions live in the pgtunnel schema under a name that stays distinct within PostgreSQL's
+ * 63-byte limit for any table name: a readable head and a hash of the whole table id.
+ */
+export function functionPrefix(table: { schema: string; name: string }): string {
+  const head = Buffer.from(table.name.replace(/[^A-Za-z0-9_]/g, '')).subarray(0, 32).toString();
+  return `${head}_${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 12)}`;
+}
+
+/** A change table name must never point at an object pgtunnel did not create for this table. */
+async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Promise<void> {
+  const changeTable = qualified(table.schema, table.changeTable);
+  const { rows } = await source.query<{ exists: boolean; owner: string | null; mine: string | null; recorded: boolean }>(
+    `SELECT to_regclass($1) IS NOT NULL AS exists,
+            (SELECT c.table_id FROM pgtunnel.captures c WHERE c.change_table = to_regclass($1)) AS owner,
+            (SELECT c.change_table::text FROM pgtunnel.captures c WHERE c.table_id = $3) AS mine,
+            EXISTS (SELECT 1 FROM pgtunnel.migrations WHERE scope = $2) AS recorded`,
+    [changeTable, `table:${tableId(table)}`, tableId(table)],
+  );
+  const r = rows[0]!;
+  if (r.mine !== null && r.owner !== tableId(table)) {
+    throw new TunnelError('PGT_CHANGE_TABLE_MOVED', `${tableId(table)} is captured into the change table ${r.mine}, not ${table.schema}.${table.changeTable}`, {
+      errorClass: 'config',
+      hint: `set changeTable back to ${r.mine}, or run \`pgtunnel uninstall\` with the old setting first`,
+    });
+  }
+  // a change table recorded by migrations older than the capture registry is pgtunnel's own
+  if (!r.exists || r.owner === tableId(table) || (r.owner === null && r.mine === null && r.recorded)) return;
+  throw new TunnelError('PGT_CHANGE_TABLE_TAKEN', `the change table ${table.schema}.${table.changeTable} of ${tableId(table)} already exists and pgtunnel did not create it for this table${r.owner ? ` (it captures ${r.owner})` : ''}`, {
+    errorClass: 'config',
+    hint: `choose another name: tables: [{ name: ${table.name}, changeTable: ${table.name}_changes }]`,
+  });
 }
 
 function captureFunctionName(table: TableConfig): string {
@@ -19,9 +55,18 @@ function truncateFunctionName(table: TableConfig): string {
 /** Installs pgtunnel's state and the table's capture (change table, trigger function, triggers). */
 export async function installCapture(source: pg.Client, table: TableConfig, shape: TableShape): Promise<number> {
   let applied = await migrate(source, 'source', readMigrations('source'));
+  await checkChangeTableOwner(source, table);
   const changeTable = qualified(table.schema, table.changeTable);
+  const prefix = functionPrefix(table);
   applied += await migrate(source, `table:${tableId(table)}`, readMigrations('table'), {
     table: qualified(table.schema, table.name),
+    tableLiteral: quoteLiteral(qualified(table.schema, table.name)),
+    functionPrefixLiteral: quoteLiteral(prefix),
+    keyColumnsLiteral: `ARRAY[${shape.key.map(quoteLiteral).join(', ')}]::text[]`,
+    captureInsert: qualified('pgtunnel', `${prefix}_ins`),
+    captureUpdate: qualified('pgtunnel', `${prefix}_upd`),
+    captureDelete: qualified('pgtunnel', `${prefix}_del`),
+    captureTruncate: qualified('pgtunnel', `${prefix}_trunc`),
     changeTable,
     changeTableLiteral: quoteLiteral(changeTable),
     tableIdLiteral: quoteLiteral(tableId(table)),
@@ -30,26 +75,43 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
     keyJoin: shape.key.map((k) => `n.${quoteIdent(k)} IS NOT DISTINCT FROM o.${quoteIdent(k)}`).join(' AND '),
     keyEquals: keyMatch(shape.key, 'n', 'o'),
   });
+  // Adopts source columns capture does not know yet (ADD COLUMN while no DDL event trigger could follow)
+  // and drops excluded columns from the change table: they are never captured.
+  await inTransaction(source, async () => {
+    await source.query('UPDATE pgtunnel.captures SET excluded_columns = $2 WHERE table_id = $1', [tableId(table), table.exclude]);
+    await source.query('SELECT pgtunnel.sync_capture($1)', [tableId(table)]);
+  });
   return applied;
 }
 
-/** Removes a table's capture and its state; the captured table itself is untouched. */
-export async function uninstallCapture(source: pg.Client, table: TableConfig): Promise<void> {
+/** Removes what install recorded for a table (triggers, functions, change table, state); never anything else. */
+export async function uninstallCapture(source: pg.Client, table: TableConfig): Promise<boolean> {
   const id = tableId(table);
-  const target = qualified(table.schema, table.name);
-  await inTransaction(source, async () => {
+  return inTransaction(source, async () => {
     await source.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
-    const { rows } = await source.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [target]);
-    if (rows[0]?.exists) {
-      for (const op of ['insert', 'update', 'delete', 'truncate']) await source.query(`DROP TRIGGER IF EXISTS pgtunnel_capture_${op} ON ${target}`);
+    const { rows: registry } = await source.query<{ exists: boolean }>("SELECT to_regclass('pgtunnel.captures') IS NOT NULL AS exists");
+    if (!registry[0]?.exists) return false;
+    const { rows } = await source.query<{ source_table: string; change_table: string; function_prefix: string }>(
+      "SELECT source_table::oid::text AS source_table, change_table::oid::text AS change_table, function_prefix FROM pgtunnel.captures WHERE table_id = $1",
+      [id],
+    );
+    const cap = rows[0];
+    if (!cap) return false;
+    const names = await source.query<{ source_table: string | null; change_table: string | null }>(
+      `SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid) AS source_table,
+              (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $2::oid) AS change_table`,
+      [cap.source_table, cap.change_table],
+    );
+    const { source_table: sourceTable, change_table: changeTableName } = names.rows[0]!;
+    if (sourceTable) {
+      for (const op of ['insert', 'update', 'delete', 'truncate']) await source.query(`DROP TRIGGER IF EXISTS pgtunnel_capture_${op} ON ${sourceTable}`);
     }
-    for (const fn of [captureFunctionName(table), truncateFunctionName(table)]) await source.query(`DROP FUNCTION IF EXISTS ${qualified(table.schema, fn)}()`);
-    await source.query(`DROP TABLE IF EXISTS ${qualified(table.schema, table.changeTable)}`);
-    const { rows: schema } = await source.query<{ exists: boolean }>("SELECT to_regclass('pgtunnel.state') IS NOT NULL AS exists");
-    if (schema[0]?.exists) {
-      await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [id]);
-      await source.query('DELETE FROM pgtunnel.migrations WHERE scope = $1', [`table:${id}`]);
-    }
+    for (const op of ['ins', 'upd', 'del', 'trunc']) await source.query(`DROP FUNCTION IF EXISTS ${qualified('pgtunnel', `${cap.function_prefix}_${op}`)}()`);
+    if (changeTableName && changeTableName !== sourceTable) await source.query(`DROP TABLE IF EXISTS ${changeTableName}`);
+    await source.query('DELETE FROM pgtunnel.captures WHERE table_id = $1', [id]);
+    await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [id]);
+    await source.query('DELETE FROM pgtunnel.migrations WHERE scope = $1', [`table:${id}`]);
+    return true;
   });
 }
 

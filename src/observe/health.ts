@@ -1,7 +1,8 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-export type PartState = 'starting' | 'ok' | 'waiting' | 'standby';
+/** degraded: running, with something a user must act on (e.g. source columns not captured) */
+export type PartState = 'starting' | 'ok' | 'waiting' | 'standby' | 'degraded';
 
 export interface PartHealth {
   state: PartState;

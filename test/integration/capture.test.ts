@@ -47,7 +47,7 @@ test('capture writes the seed columns with action, and a key-changing update as 
   assert.match(install.stdout, /change table emp_cdc, key \(emp_id\)/);
   const columns = await query<{ column_name: string }>(db.sourceUrl,
     "SELECT column_name FROM information_schema.columns WHERE table_name = 'emp_cdc' ORDER BY ordinal_position");
-  assert.deepEqual(columns.map((c) => c.column_name), ['emp_id', 'first_name', 'last_name', 'dob', 'city', 'salary', 'action', 'change_id', 'txid', 'captured_at']);
+  assert.deepEqual(columns.map((c) => c.column_name), ['emp_id', 'first_name', 'last_name', 'dob', 'city', 'salary', 'action', 'change_id', 'txid', 'captured_at', 'schema_version']);
   await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name) VALUES (1, 'a'), (2, 'b')");
   await query(db.sourceUrl, 'UPDATE employees SET emp_id = emp_id + 10');
   await query(db.sourceUrl, 'DELETE FROM employees WHERE emp_id = 11');
