@@ -1,16 +1,19 @@
-import type { Envelope } from '../transport/envelope.js';
+import type { Envelope, RowImage } from '../transport/envelope.js';
 
 export interface DecodedRecord {
   topic: string;
   partition: number;
   offset: bigint;
+  /** The canonical key (key columns in key order, as the row carries them). */
   key: string;
+  /** The record's value as it arrived, for a dead letter */
+  value: string;
   envelope: Envelope;
 }
 
 export interface TableWrites {
-  upserts: Record<string, unknown>[];
-  deletes: Record<string, unknown>[];
+  upserts: RowImage[];
+  deletes: RowImage[];
   /** Newest source capture time in the set, for the latency figure. */
   newestSourceMs: number;
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { qualified } from '../pg.js';
+import { qualified, quoteIdent } from '../pg.js';
 import type { TableConfig } from '../config/load.js';
 import type { ChangeRow } from '../transport/envelope.js';
 import type { Position } from './position.js';
@@ -9,25 +9,84 @@ export interface Page {
   changes: ChangeRow[];
 }
 
+/** Columns of a change table that pgtunnel adds; every other column is a captured column of the source. */
+export const controlColumns = ['action', 'change_id', 'txid', 'captured_at', 'schema_version'];
+
+/** The captured columns a reader turns into the row image, and the version of the capture that wrote them. */
+export interface CapturedColumns {
+  columns: string[];
+  key: string[];
+  schemaVersion: number;
+  /** json and jsonb columns: published as JSON strings of their exact text (a JSON null is not SQL NULL) */
+  json: Set<string>;
+}
+
+/**
+ * The captured columns: the change table's own columns (by name) that the source still has. A column the
+ * source dropped before capture could follow it is no longer read, so the target keeps its last value.
+ */
+export async function capturedColumns(client: pg.Client, table: TableConfig, key: string[]): Promise<CapturedColumns> {
+  const { rows } = await client.query<{ columns: string[] | null; json: string[] | null; schema_version: number | null }>(
+    `SELECT ARRAY(SELECT a.attname::text FROM pg_attribute a
+                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN ('json'::regtype, 'jsonb'::regtype)) AS json,
+            ARRAY(SELECT a.attname::text FROM pg_attribute a
+                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname = ANY ($3::text[])
+                    AND EXISTS (SELECT 1 FROM pg_attribute s WHERE s.attrelid = to_regclass($2) AND s.attname = a.attname AND s.attnum > 0 AND NOT s.attisdropped)
+                  ORDER BY a.attnum) AS columns,
+            (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $4) AS schema_version`,
+    [qualified(table.schema, table.changeTable), qualified(table.schema, table.name), controlColumns, `${table.schema}.${table.name}`],
+  );
+  return { columns: rows[0]?.columns ?? [], key, schemaVersion: rows[0]?.schema_version ?? 1, json: new Set(rows[0]?.json ?? []) };
+}
+
+/**
+ * `(SELECT row_to_json(r) FROM (SELECT c.a, c.b) r)::text`: exact text of the named columns, in order.
+ * A masked column becomes the hex sha256 of the salt (the SQL expression `saltParam`) and its text; a
+ * column in `asText` becomes the JSON string of its text.
+ */
+export function rowJson(alias: string, columns: string[], masked: ReadonlySet<string> = new Set(), saltParam = 'NULL', asText: ReadonlySet<string> = new Set()): string {
+  const select = columns.map((c) => {
+    const value = `${alias}.${quoteIdent(c)}`;
+    if (masked.has(c)) return `encode(sha256(convert_to(${saltParam}::text || ${value}::text, 'UTF8')), 'hex') AS ${quoteIdent(c)}`;
+    return asText.has(c) ? `${value}::text AS ${quoteIdent(c)}` : value;
+  });
+  return `(SELECT row_to_json(pgtunnel_r.*) FROM (SELECT ${select.join(', ') || 'NULL AS "?"'}) pgtunnel_r)::text`;
+}
+
 /**
  * Reads the change table in snapshot-diff batches: the changes of transactions visible in `cur` and not
  * in `prev`, in change_id order, never `change_id > last` alone (that loses late commits). The txid
- * range keeps it an index scan however large the change table is.
+ * range keeps it an index scan however large the change table is. Rows leave as row_to_json text and are
+ * never parsed on the way to Kafka, so every value stays exact.
  */
 export class ChangeReader {
-  private readonly batchSql: string;
+  private batchSql = '';
   private readonly cleanupSql: string;
   private readonly vacuumSql: string;
+  private readonly changeTable: string;
   private cleanedSinceVacuum = 0;
+  private captured: CapturedColumns | undefined;
 
-  constructor(table: TableConfig) {
-    const changeTable = qualified(table.schema, table.changeTable);
+  constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '') {
+    this.changeTable = qualified(table.schema, table.changeTable);
+    this.vacuumSql = `VACUUM ${this.changeTable}`;
+    this.cleanupSql = `DELETE FROM ${this.changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
+  }
+
+  get schemaVersion(): number {
+    return this.captured?.schemaVersion ?? 1;
+  }
+
+  /** Re-reads which columns are captured (after DDL on the source, or a new capture version). */
+  async refresh(client: pg.Client, key: string[]): Promise<CapturedColumns> {
+    const captured = await capturedColumns(client, this.table, key);
+    this.captured = captured;
     // The page's ids are chosen first and only those rows are turned into JSON: a large transaction
-    // read in pages must not pay to_jsonb for every one of its rows on every page.
+    // read in pages must not pay for every one of its rows on every page.
     this.batchSql = `
-      WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev),
+      WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev, $5::text AS salt),
       page AS (
-        SELECT c.change_id FROM ${changeTable} c, s
+        SELECT c.change_id FROM ${this.changeTable} c, s
         WHERE c.txid >= pg_snapshot_xmin(s.prev) AND c.txid < pg_snapshot_xmax(s.cur)
           AND pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
           AND c.change_id > $3
@@ -35,27 +94,33 @@ export class ChangeReader {
         LIMIT $4)
       SELECT s.cur::text AS cur, b.*
       FROM s LEFT JOIN LATERAL (
-        SELECT c.change_id, c.action, c.txid::text AS txid,
+        SELECT c.change_id, c.action, c.txid::text AS txid, c.schema_version,
                extract(epoch FROM c.captured_at)::float8 * 1000 AS captured_ms,
-               to_jsonb(c) - '{action,change_id,txid,captured_at}'::text[] AS row
-        FROM ${changeTable} c JOIN page USING (change_id)
+               ${rowJson('c', captured.columns, this.masked, 's.salt', captured.json)} AS row,
+               ${rowJson('c', key)} AS key
+        FROM ${this.changeTable} c JOIN page USING (change_id)
         ORDER BY c.change_id) b ON true`;
-    this.vacuumSql = `VACUUM ${changeTable}`;
-    this.cleanupSql = `DELETE FROM ${changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
+    return captured;
   }
 
   /** One page of the batch after `position.prev`; `position.cur` pins the batch's snapshot across pages. */
   async readPage(client: pg.Client, position: Position, pageSize: number, cur: string | null = position.cur): Promise<Page> {
-    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; captured_ms: number; row: Record<string, unknown> }>(
+    if (!this.captured) throw new Error('ChangeReader.refresh must run before readPage');
+    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string }>(
       this.batchSql,
-      [position.prev, cur, position.lastChangeId, pageSize],
+      [position.prev, cur, position.lastChangeId, pageSize, this.salt],
     );
     const changes: ChangeRow[] = [];
     for (const r of rows) {
       if (r.change_id === null) continue;
-      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row });
+      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion });
     }
     return { cur: rows[0]!.cur, changes };
+  }
+
+  /** True when a page holds rows written by a capture version newer than the columns this reader reads. */
+  isStale(page: Page): boolean {
+    return page.changes.some((c) => c.schemaVersion > this.schemaVersion);
   }
 
   /** Removes the change rows of every transaction visible in a checkpointed snapshot. */

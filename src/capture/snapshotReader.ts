@@ -1,29 +1,43 @@
 import type pg from 'pg';
 import { qualified, quoteIdent } from '../pg.js';
-import type { TableShape } from './catalog.js';
+import type { CapturedColumns } from './changeReader.js';
+import { rowJson } from './changeReader.js';
+
+export interface SnapshotRow {
+  row: string;
+  key: string;
+}
 
 /** Reads the source table in primary-key chunks, inside the caller's REPEATABLE READ transaction. */
 export class SnapshotReader {
-  private readonly chunkSql: string;
+  private chunkSql = '';
   private readonly countSql: string;
+  private readonly table: string;
 
-  constructor(shape: TableShape) {
-    const table = qualified(shape.schema, shape.name);
-    const keyCols = shape.key.map((k) => `t.${quoteIdent(k)}`).join(', ');
-    const lastCols = shape.key.map((k) => `l.${quoteIdent(k)}`).join(', ');
-    // A row comparison on the key columns walks the primary-key index from the last key on.
-    this.chunkSql = `
-      SELECT to_jsonb(t) AS row FROM ${table} t
-      WHERE $1::jsonb IS NULL
-         OR (${keyCols}) > (SELECT ${lastCols} FROM jsonb_populate_record(NULL::${table}, $1::jsonb) l)
-      ORDER BY ${keyCols}
-      LIMIT $2`;
-    this.countSql = `SELECT count(*)::bigint AS n FROM ${table}`;
+  constructor(schema: string, name: string, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '') {
+    this.table = qualified(schema, name);
+    this.countSql = `SELECT count(*)::bigint AS n FROM ${this.table}`;
   }
 
-  async readChunk(client: pg.Client, lastKey: Record<string, unknown> | null, size: number): Promise<Record<string, unknown>[]> {
-    const { rows } = await client.query<{ row: Record<string, unknown> }>(this.chunkSql, [lastKey === null ? null : JSON.stringify(lastKey), size]);
-    return rows.map((r) => r.row);
+  /** The snapshot reads exactly the captured columns, as the change reader does. */
+  use(captured: CapturedColumns): void {
+    const keyCols = captured.key.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    const lastCols = captured.key.map((k) => `l.${quoteIdent(k)}`).join(', ');
+    // A row comparison on the key columns walks the primary-key index from the last key on; the last
+    // key travels as exact JSON text (an int8 near 2^63 survives).
+    this.chunkSql = `
+      WITH p AS (SELECT $3::text AS salt)
+      SELECT ${rowJson('t', captured.columns, this.masked, 'p.salt', captured.json)} AS row, ${rowJson('t', captured.key)} AS key
+      FROM ${this.table} t, p
+      WHERE $1::json IS NULL
+         OR (${keyCols}) > (SELECT ${lastCols} FROM json_populate_record(NULL::${this.table}, $1::json) l)
+      ORDER BY ${keyCols}
+      LIMIT $2`;
+  }
+
+  async readChunk(client: pg.Client, lastKey: string | null, size: number): Promise<SnapshotRow[]> {
+    const { rows } = await client.query<SnapshotRow>(this.chunkSql, [lastKey, size, this.salt]);
+    return rows;
   }
 
   async countRows(client: pg.Client): Promise<number> {

@@ -7,7 +7,8 @@ export type Phase = 'snapshot' | 'streaming';
 export interface CaptureState {
   phase: Phase;
   position: Position;
-  snapshotLastKey: Record<string, unknown> | null;
+  /** The last key the snapshot published, as JSON text (exact: never through a JS number). */
+  snapshotLastKey: string | null;
   snapshotRowsDone: number;
   snapshotRowsTotal: number | null;
   changesPublished: number;
@@ -21,7 +22,7 @@ interface StateRow {
   prev_snapshot: string | null;
   cur_snapshot: string | null;
   last_change_id: number;
-  snapshot_last_key: Record<string, unknown> | null;
+  snapshot_last_key: string | null;
   snapshot_rows_done: number;
   snapshot_rows_total: number | null;
   changes_published: number;
@@ -32,7 +33,7 @@ interface StateRow {
 /** The producer's checkpoint and snapshot progress, stored in the source next to the change table. */
 export async function loadState(client: pg.Client, tableId: string): Promise<CaptureState> {
   const { rows } = await client.query<StateRow>(
-    `SELECT phase, prev_snapshot::text, cur_snapshot::text, last_change_id, snapshot_last_key, snapshot_rows_done,
+    `SELECT phase, prev_snapshot::text, cur_snapshot::text, last_change_id, snapshot_last_key::text, snapshot_rows_done,
             snapshot_rows_total, changes_published, dead_lettered, updated_at
      FROM pgtunnel.state WHERE table_id = $1`,
     [tableId],
@@ -67,7 +68,7 @@ export async function saveState(client: pg.Client, tableId: string, state: Captu
       state.position.prev,
       state.position.cur,
       state.position.lastChangeId,
-      state.snapshotLastKey === null ? null : JSON.stringify(state.snapshotLastKey),
+      state.snapshotLastKey,
       state.snapshotRowsDone,
       state.snapshotRowsTotal,
       state.changesPublished,

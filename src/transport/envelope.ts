@@ -1,10 +1,16 @@
-/** A change as read from the change table. */
+import { canonical, JsonError, JsonNumber, readObject, type JsonLimits, type JsonObject, type JsonScalar } from './json.js';
+
+/** A change as read from the change table: the row and its key as exact row_to_json text. */
 export interface ChangeRow {
   changeId: number | string;
   action: string;
   txid: string;
   capturedMs: number;
-  row: Record<string, unknown>;
+  /** `{"emp_id":7,"first_name":"Ada",…}`, never parsed on the producer's side */
+  row: string;
+  /** `{"emp_id":7}`: the key columns in key order */
+  key: string;
+  schemaVersion: number;
 }
 
 /** Debezium's ops: create, update, delete, read (snapshot), truncate. */
@@ -18,12 +24,17 @@ export interface EnvelopeSource {
   changeId: string | null;
   snapshot: boolean;
   tsMs: number;
+  /** The capture version (pgtunnel.captures.schema_version) the row was written with. */
+  schemaVersion: number | null;
 }
+
+/** A row image as read from an envelope: each column's value (numbers as their exact text) and the row's text. */
+export type RowImage = JsonObject;
 
 export interface Envelope {
   op: Op;
-  before: Record<string, unknown> | null;
-  after: Record<string, unknown> | null;
+  before: RowImage | null;
+  after: RowImage | null;
   source: EnvelopeSource;
   tsMs: number;
 }
@@ -43,13 +54,6 @@ export function opOf(action: string): Op | undefined {
   return opOfAction[action];
 }
 
-/** The key of a row as JSON with the key columns in key order: `{"emp_id":7}`. */
-export function keyOf(row: Record<string, unknown>, key: string[]): string {
-  const out: Record<string, unknown> = {};
-  for (const k of key) out[k] = row[k] ?? null;
-  return JSON.stringify(out);
-}
-
 export interface TableRef {
   db: string;
   schema: string;
@@ -58,40 +62,36 @@ export interface TableRef {
   topic: string;
 }
 
+interface SourceFields {
+  txid: string | null;
+  changeId: string | null;
+  snapshot: boolean;
+  tsMs: number;
+  schemaVersion: number;
+}
+
+/** The envelope's text, assembled around the row's exact text: no value is parsed or re-printed. */
+function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number): string {
+  const before = op === 'd' ? row : null;
+  const after = op === 'd' || op === 't' ? null : row;
+  const source = `{"db":${JSON.stringify(table.db)},"schema":${JSON.stringify(table.schema)},"table":${JSON.stringify(table.name)},"txid":${JSON.stringify(s.txid)},"changeId":${JSON.stringify(s.changeId)},"snapshot":${s.snapshot},"tsMs":${s.tsMs},"schemaVersion":${s.schemaVersion}}`;
+  return `{"op":"${op}","before":${before ?? 'null'},"after":${after ?? 'null'},"source":${source},"tsMs":${nowMs}}`;
+}
+
 /** One change becomes its envelope, and a delete also a tombstone so compacted topics forget the key. */
 export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, nowMs: number): OutMessage[] {
-  const envelope: Envelope = {
-    op,
-    before: op === 'd' ? change.row : null,
-    after: op === 'd' || op === 't' ? null : change.row,
-    source: {
-      db: table.db,
-      schema: table.schema,
-      table: table.name,
-      txid: change.txid,
-      changeId: String(change.changeId),
-      snapshot: false,
-      tsMs: Math.round(change.capturedMs),
-    },
-    tsMs: nowMs,
-  };
-  if (op === 't') return [{ topic: table.topic, key: undefined, value: JSON.stringify(envelope), partition: 'all' }];
-  const key = keyOf(change.row, table.key);
-  const messages: OutMessage[] = [{ topic: table.topic, key, value: JSON.stringify(envelope) }];
-  if (op === 'd') messages.push({ topic: table.topic, key, value: undefined });
+  const source = { txid: change.txid, changeId: String(change.changeId), snapshot: false, tsMs: Math.round(change.capturedMs), schemaVersion: change.schemaVersion };
+  const value = envelopeText(table, op, op === 't' ? null : change.row, source, nowMs);
+  if (op === 't') return [{ topic: table.topic, key: undefined, value, partition: 'all' }];
+  const messages: OutMessage[] = [{ topic: table.topic, key: change.key, value }];
+  if (op === 'd') messages.push({ topic: table.topic, key: change.key, value: undefined });
   return messages;
 }
 
-/** A row read by the snapshot (op "r"). */
-export function snapshotRowToMessage(table: TableRef, row: Record<string, unknown>, nowMs: number): OutMessage {
-  const envelope: Envelope = {
-    op: 'r',
-    before: null,
-    after: row,
-    source: { db: table.db, schema: table.schema, table: table.name, txid: null, changeId: null, snapshot: true, tsMs: nowMs },
-    tsMs: nowMs,
-  };
-  return { topic: table.topic, key: keyOf(row, table.key), value: JSON.stringify(envelope) };
+/** A row read by the snapshot (op "r"), as exact text with its key. */
+export function snapshotRowToMessage(table: TableRef, row: { row: string; key: string }, schemaVersion: number, nowMs: number): OutMessage {
+  const value = envelopeText(table, 'r', row.row, { txid: null, changeId: null, snapshot: true, tsMs: nowMs, schemaVersion }, nowMs);
+  return { topic: table.topic, key: row.key, value };
 }
 
 export class PoisonError extends Error {
@@ -101,29 +101,91 @@ export class PoisonError extends Error {
   }
 }
 
-function parseObject(text: string, what: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new PoisonError(`${what} is not JSON`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new PoisonError(`${what} is not a JSON object`);
-  return parsed as Record<string, unknown>;
+/** The canonical key of a row: its key columns in key order, compact, as row_to_json writes them. */
+export function keyOfImage(image: RowImage, key: string[]): string {
+  return `{${key.map((k) => `${JSON.stringify(k)}:${canonical(image.values.get(k))}`).join(',')}}`;
 }
 
-/** Parses and checks an envelope read from Kafka; anything else is poison, never silently dropped. */
-export function decodeEnvelope(key: string | undefined, value: string): Envelope {
-  const e = parseObject(value, 'value') as Partial<Envelope>;
-  if (e.op !== 'c' && e.op !== 'u' && e.op !== 'd' && e.op !== 'r' && e.op !== 't') throw new PoisonError(`unknown op ${JSON.stringify(e.op)}`);
-  if (e.op === 't') return e as Envelope;
-  const image = e.op === 'd' ? e.before : e.after;
-  if (typeof image !== 'object' || image === null || Array.isArray(image)) {
-    throw new PoisonError(`op ${e.op} needs a row object in "${e.op === 'd' ? 'before' : 'after'}"`);
+/** A plain object of a row's values, for rules: numbers stay JsonNumber (exact), nested values raw text. */
+export function rowValues(image: RowImage): Record<string, unknown> {
+  return Object.fromEntries(image.values);
+}
+
+/** Records are bounded before they are read: a value larger than this is a dead letter, not a crash. */
+export const envelopeLimits: JsonLimits = { maxBytes: 8 * 1024 * 1024, maxDepth: 64 };
+
+function image(v: JsonScalar | JsonObject | undefined, field: string): RowImage | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'object' && 'values' in v) return v;
+  throw new PoisonError(`"${field}" must be a row object or null`);
+}
+
+function text(v: JsonScalar | JsonObject | undefined, field: string, nullable = false): string | null {
+  if (typeof v === 'string') return v;
+  if (nullable && (v === null || v === undefined)) return null;
+  throw new PoisonError(`"${field}" must be a string`);
+}
+
+function integer(v: JsonScalar | JsonObject | undefined, field: string, nullable = false): number | null {
+  if (nullable && (v === null || v === undefined)) return null;
+  if (v instanceof JsonNumber && /^-?\d{1,16}$/.test(v.text)) return Number(v.text);
+  throw new PoisonError(`"${field}" must be a whole number`);
+}
+
+function readSource(v: JsonScalar | JsonObject | undefined): EnvelopeSource {
+  if (v === null || v === undefined || typeof v !== 'object' || !('values' in v)) throw new PoisonError('"source" is missing or not an object');
+  const s = v.values;
+  const snapshot = s.get('snapshot');
+  if (typeof snapshot !== 'boolean') throw new PoisonError('"source.snapshot" must be true or false');
+  return {
+    db: text(s.get('db'), 'source.db')!,
+    schema: text(s.get('schema'), 'source.schema')!,
+    table: text(s.get('table'), 'source.table')!,
+    txid: text(s.get('txid'), 'source.txid', true),
+    changeId: text(s.get('changeId'), 'source.changeId', true),
+    snapshot,
+    tsMs: integer(s.get('tsMs'), 'source.tsMs')!,
+    schemaVersion: integer(s.get('schemaVersion'), 'source.schemaVersion', true),
+  };
+}
+
+/**
+ * The one strict decoder every record passes before anything uses it: bounded in bytes and depth, an
+ * object of the envelope's shape with `source`, and a key consistent with the row in canonical form.
+ * Anything else is poison (a dead letter), never a crash. With `keyColumns`, the key must name exactly them.
+ */
+export function decodeEnvelope(key: string | undefined, value: string, keyColumns?: string[], limits: JsonLimits = envelopeLimits): Envelope {
+  let e: JsonObject;
+  try {
+    e = readObject(value, 2, limits);
+  } catch (err) {
+    if (err instanceof JsonError) throw new PoisonError(`value is not a valid envelope: ${err.message}`);
+    throw err;
   }
+  const op = e.values.get('op');
+  if (op !== 'c' && op !== 'u' && op !== 'd' && op !== 'r' && op !== 't') throw new PoisonError(`unknown op ${JSON.stringify(canonical(op as JsonScalar))}`);
+  const source = readSource(e.values.get('source'));
+  const tsMs = integer(e.values.get('tsMs'), 'tsMs')!;
+  const before = image(e.values.get('before'), 'before');
+  const after = image(e.values.get('after'), 'after');
+  if (op === 't') return { op, before: null, after: null, source, tsMs };
+  const row = op === 'd' ? before : after;
+  if (row === null) throw new PoisonError(`op ${op} needs a row object in "${op === 'd' ? 'before' : 'after'}"`);
   if (key === undefined) throw new PoisonError('message has no key');
-  for (const [k, v] of Object.entries(parseObject(key, 'key'))) {
-    if (image[k] !== v) throw new PoisonError(`key ${key} does not match the row's ${k}`);
+  let k: JsonObject;
+  try {
+    k = readObject(key, 1, limits);
+  } catch (err) {
+    if (err instanceof JsonError) throw new PoisonError(`key is not a JSON object: ${err.message}`);
+    throw err;
   }
-  return e as Envelope;
+  if (k.values.size === 0) throw new PoisonError('key names no column');
+  if (keyColumns && (k.values.size !== keyColumns.length || keyColumns.some((c) => !k.values.has(c)))) {
+    throw new PoisonError(`key ${key} must name exactly the key column(s) ${keyColumns.join(', ')}`);
+  }
+  for (const [name, v] of k.values) {
+    const rowValue = row.values.get(name);
+    if (v === null || rowValue === undefined || canonical(rowValue) !== canonical(v)) throw new PoisonError(`key ${key} does not match the row's ${name}`);
+  }
+  return { op, before, after, source, tsMs };
 }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { TableApply } from '../apply/targetWriter.js';
 import { isRefusedChange } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { decodeEnvelope, PoisonError } from '../transport/envelope.js';
+import { decodeEnvelope, PoisonError, rowValues } from '../transport/envelope.js';
 import type { DeadLetter, DeadLetterWriter } from './deadLetters.js';
 import type { StoredLetter } from './dlqReader.js';
 import { firstFailure } from './rules.js';
@@ -56,18 +56,18 @@ export class Replayer {
     }
     let envelope;
     try {
-      envelope = decodeEnvelope(letter.key, letter.value);
+      envelope = decodeEnvelope(letter.key, letter.value, table.statements.key);
     } catch (err) {
       if (err instanceof PoisonError) return { letter, result: 'kept', reason: err.message };
       throw err;
     }
-    const failure = envelope.op === 'd' || envelope.op === 't' ? undefined : firstFailure(table.rules, envelope.after!);
+    const failure = envelope.op === 'd' || envelope.op === 't' ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
     if (dryRun) return failure ? { letter, result: 'would fail', reason: `rule ${failure.rule}: ${failure.message}` } : { letter, result: 'would apply' };
     if (failure) return this.again(letter, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` });
     try {
       await inTransaction(this.target, async () => {
-        if (envelope.op === 'd') await this.target.query(table.statements.deleteSql, [JSON.stringify([envelope.before])]);
-        else await this.target.query(table.statements.upsertSql, [JSON.stringify([envelope.after])]);
+        if (envelope.op === 'd') await table.statements.delete(this.target, [envelope.before!]);
+        else await table.statements.upsert(this.target, [envelope.after!]);
         await this.resolve(letter, 'applied');
       });
       return { letter, result: 'applied' };

@@ -6,7 +6,8 @@ import { inTransaction, keyMatch, qualified, quoteIdent, withClient } from '../p
  * Re-sends differing keys through the tunnel instead of writing the target behind its back: a no-op
  * update of each source row fires capture, and a key the source no longer has gets a DELETE change.
  */
-export async function resendKeys(config: TunnelConfig, table: TableConfig, keys: Record<string, unknown>[]): Promise<{ touched: number; deleted: number }> {
+/** `keys`: the differing keys as JSON texts (exact: an int8 key never passes through a JS number). */
+export async function resendKeys(config: TunnelConfig, table: TableConfig, keys: string[]): Promise<{ touched: number; deleted: number }> {
   if (keys.length === 0) return { touched: 0, deleted: 0 };
   return withClient(config.sourceUrl, 'source', async (source) => {
     const shape = await describeTable(source, table, 'source');
@@ -16,14 +17,14 @@ export async function resendKeys(config: TunnelConfig, table: TableConfig, keys:
     const keyCols = shape.key.map(quoteIdent).join(', ');
     return inTransaction(source, async () => {
       const touched = await source.query(
-        `UPDATE ${t} t SET ${first} = t.${first} FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) k WHERE ${match}`,
-        [JSON.stringify(keys)],
+        `UPDATE ${t} t SET ${first} = t.${first} FROM json_populate_recordset(NULL::${t}, $1::json) k WHERE ${match}`,
+        [`[${keys.join(',')}]`],
       );
       const deleted = await source.query(
         `INSERT INTO ${qualified(table.schema, table.changeTable)} (${keyCols}, action)
-         SELECT ${shape.key.map((k) => `k.${quoteIdent(k)}`).join(', ')}, 'DELETE' FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) k
+         SELECT ${shape.key.map((k) => `k.${quoteIdent(k)}`).join(', ')}, 'DELETE' FROM json_populate_recordset(NULL::${t}, $1::json) k
          WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE ${match})`,
-        [JSON.stringify(keys)],
+        [`[${keys.join(',')}]`],
       );
       return { touched: touched.rowCount ?? 0, deleted: deleted.rowCount ?? 0 };
     });

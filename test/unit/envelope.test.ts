@@ -1,39 +1,62 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { changeToMessages, decodeEnvelope, keyOf, PoisonError, snapshotRowToMessage } from '../../src/transport/envelope.js';
+import { changeToMessages, decodeEnvelope, keyOfImage, PoisonError, snapshotRowToMessage } from '../../src/transport/envelope.js';
+import { JsonNumber } from '../../src/transport/json.js';
 
 const table = { db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic: 'pgtunnel.public.employees' };
-const row = { emp_id: 7, first_name: 'Ada', last_name: 'Lovelace', dob: '1990-12-10', city: 'London', salary: 20000 };
+const row = '{"emp_id":7,"first_name":"Ada","last_name":"Lovelace","dob":"1990-12-10","city":"London","salary":20000}';
+const change = (action: string, changeId: number) => ({ changeId, action, txid: '1234', capturedMs: 1700000000000.4, row, key: '{"emp_id":7}', schemaVersion: 2 });
 
-test('an insert becomes one keyed envelope with the row in "after"', () => {
-  const [m, ...rest] = changeToMessages(table, { changeId: 88, action: 'INSERT', txid: '1234', capturedMs: 1700000000000.4, row }, 'c', 1);
+test('an insert becomes one keyed envelope with the row text in "after", unchanged', () => {
+  const [m, ...rest] = changeToMessages(table, change('INSERT', 88), 'c', 1);
   assert.equal(rest.length, 0);
   assert.equal(m!.key, '{"emp_id":7}');
+  assert.ok(m!.value!.includes(`"after":${row}`));
   const e = JSON.parse(m!.value!);
   assert.equal(e.op, 'c');
-  assert.deepEqual(e.after, row);
   assert.equal(e.before, null);
-  assert.deepEqual(e.source, { db: 'db1', schema: 'public', table: 'employees', txid: '1234', changeId: '88', snapshot: false, tsMs: 1700000000000 });
+  assert.deepEqual(e.source, { db: 'db1', schema: 'public', table: 'employees', txid: '1234', changeId: '88', snapshot: false, tsMs: 1700000000000, schemaVersion: 2 });
 });
 
 test('a delete carries the row in "before" and is followed by a tombstone', () => {
-  const messages = changeToMessages(table, { changeId: 9, action: 'DELETE', txid: '5', capturedMs: 0, row }, 'd', 1);
+  const messages = changeToMessages(table, change('DELETE', 9), 'd', 1);
   assert.equal(messages.length, 2);
   assert.equal(JSON.parse(messages[0]!.value!).before.emp_id, 7);
   assert.equal(messages[1]!.value, undefined);
   assert.equal(messages[1]!.key, messages[0]!.key);
 });
 
-test('keys keep the key columns in key order', () => {
-  assert.equal(keyOf({ b: 2, a: 1, c: 3 }, ['b', 'a']), '{"b":2,"a":1}');
+test('values beyond 2^53 and beyond float precision survive the round trip exactly', () => {
+  const big = '{"id":9223372036854775807,"n":1.23456789012345678901234567890,"f":-0,"j":{"b":1, "2":0}}';
+  const m = snapshotRowToMessage({ ...table, key: ['id'] }, { row: big, key: '{"id":9223372036854775807}' }, 1, 5);
+  const e = decodeEnvelope(m.key, m.value!, ['id']);
+  assert.equal(e.after!.text, big);
+  assert.equal((e.after!.values.get('id') as JsonNumber).text, '9223372036854775807');
+  assert.equal(keyOfImage(e.after!, ['id']), '{"id":9223372036854775807}');
 });
 
 test('decode accepts our envelopes and rejects poison with a reason', () => {
-  const m = snapshotRowToMessage(table, row, 5);
-  assert.equal(decodeEnvelope(m.key, m.value!).op, 'r');
+  const m = snapshotRowToMessage(table, { row, key: '{"emp_id":7}' }, 1, 5);
+  assert.equal(decodeEnvelope(m.key, m.value!, ['emp_id']).op, 'r');
+  const source = '"source":{"db":"d","schema":"public","table":"employees","txid":null,"changeId":null,"snapshot":false,"tsMs":1}';
   assert.throws(() => decodeEnvelope(m.key, 'not json'), PoisonError);
-  assert.throws(() => decodeEnvelope(m.key, '{"op":"x","after":{}}'), /unknown op/);
-  assert.throws(() => decodeEnvelope(m.key, '{"op":"c","after":null}'), /needs a row/);
+  assert.throws(() => decodeEnvelope(m.key, `{"op":"x","after":{},${source},"tsMs":1}`), /unknown op/);
+  assert.throws(() => decodeEnvelope(m.key, `{"op":"c","after":null,${source},"tsMs":1}`), /needs a row/);
+  assert.throws(() => decodeEnvelope('{"emp_id":1}', '{"op":"d","before":{"emp_id":1}}'), /source/);
   assert.throws(() => decodeEnvelope('{"emp_id":8}', m.value!), /does not match/);
+  assert.throws(() => decodeEnvelope('{"emp_id":"7"}', m.value!), /does not match/);
+  assert.throws(() => decodeEnvelope('{"emp_id":7,"x":1}', m.value!, ['emp_id']), /exactly the key/);
   assert.throws(() => decodeEnvelope(undefined, m.value!), /no key/);
+  assert.throws(() => decodeEnvelope(m.key, `${'['.repeat(4000)}${']'.repeat(4000)}`), PoisonError);
+  const deep = `{"op":"c","after":{"emp_id":7,"j":${'['.repeat(4000)}${']'.repeat(4000)}},${source},"tsMs":1}`;
+  assert.throws(() => decodeEnvelope(m.key, deep), /deeper/);
+  assert.throws(() => decodeEnvelope(m.key, m.value!, ['emp_id'], { maxBytes: 10, maxDepth: 64 }), /larger than/);
+  assert.throws(() => decodeEnvelope(m.key, m.value!.replace('"op":"r"', '"op":"r","op":"t"')), /duplicate/);
+});
+
+test('a key spelled with escapes or spaces has one canonical form', () => {
+  const r = '{"name":"A\\u0062","n":1}';
+  const m = snapshotRowToMessage({ ...table, key: ['name'] }, { row: r, key: '{ "name" : "Ab" }' }, 1, 5);
+  const e = decodeEnvelope(m.key, m.value!, ['name']);
+  assert.equal(keyOfImage(e.after!, ['name']), '{"name":"Ab"}');
 });

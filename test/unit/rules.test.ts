@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compileRules, firstFailure } from '../../src/validate/rules.js';
 import { TunnelError } from '../../src/errors.js';
+import { JsonNumber } from '../../src/transport/json.js';
 
 const types = { emp_id: 'integer', first_name: 'character varying(100)', dob: 'date', city: 'character varying(100)', salary: 'integer' };
 const seedRules = compileRules(
@@ -71,4 +72,26 @@ test('bad rules are config errors, all reported at once, checked against the col
       assert.match(err.message, expected);
     }
   }
+});
+
+test('numbers compare exactly beyond 2^53 and beyond float precision; timestamps to the microsecond', () => {
+  const t = { id: 'bigint', amount: 'numeric(40,20)', at: 'timestamp with time zone', f: 'double precision' };
+  const rules = compileRules(
+    [
+      { name: 'id-below', column: 'id', op: '<', value: '9223372036854775807' },
+      { name: 'amount-above', column: 'amount', op: '>', value: '0.10000000000000000001' },
+      { name: 'after', column: 'at', op: '>', value: '2020-01-01T00:00:00.000001+00:00' },
+      { name: 'finite', column: 'f', op: '<', value: 'Infinity' },
+    ],
+    t,
+    't',
+  );
+  const row = (id: string, amount: string, at: string, f: string | JsonNumber) => ({ id: new JsonNumber(id), amount: new JsonNumber(amount), at, f });
+  assert.equal(firstFailure(rules, row('9223372036854775806', '0.10000000000000000002', '2020-01-01T00:00:00.000002+00:00', new JsonNumber('1e308'))), undefined);
+  assert.equal(firstFailure(rules, row('9223372036854775807', '0.2', '2021-01-01T00:00:00+00:00', new JsonNumber('1')))?.rule, 'id-below');
+  assert.equal(firstFailure(rules, row('1', '0.10000000000000000001', '2021-01-01T00:00:00+00:00', new JsonNumber('1')))?.rule, 'amount-above');
+  assert.equal(firstFailure(rules, row('1', '1', '2020-01-01T00:00:00.000001+00:00', new JsonNumber('1')))?.rule, 'after');
+  assert.equal(firstFailure(rules, row('1', '1', '2021-01-01T00:00:00+00:00', 'Infinity'))?.rule, 'finite');
+  // a value not of the column's kind (a poisoned row) fails the rule instead of throwing
+  assert.equal(firstFailure(rules, row('1', '1', 'yesterday', 'x'))?.rule, 'after');
 });
