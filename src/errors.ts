@@ -50,6 +50,18 @@ export function isRefusedChange(err: unknown): err is Error & { code: string } {
   return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42804');
 }
 
+/**
+ * SQLSTATEs that concern a whole target table, not one change: the table or a column is missing, a
+ * privilege or a unique key for ON CONFLICT is lacking. Dead-lettering record after record would only
+ * empty the topic into the DLQ; the table stops with the error instead.
+ */
+const tableLevelSqlStates = new Set(['42P01', '42703', '42501', '42P10', '3D000', '42883']);
+
+export function isTableLevel(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && tableLevelSqlStates.has(code);
+}
+
 export function coerceError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -85,10 +97,34 @@ export function classify(err: unknown): TunnelError {
       cause: err,
     });
   }
+  const kafka = kafkaProtocolIds(e);
+  if (kafka.some((id) => id === 'MESSAGE_TOO_LARGE' || id === 'RECORD_LIST_TOO_LARGE')) {
+    return new TunnelError('PGT_KAFKA_TOO_LARGE', `Kafka refused a record as too large (${kafka.join(', ')})`, {
+      errorClass: 'fatal',
+      hint: "raise the topic's max.message.bytes (pgtunnel creates topics with 16 MiB), or exclude the wide column (tables: [{ name: …, exclude: [col] }])",
+      cause: err,
+    });
+  }
+  if (kafka.some((id) => /AUTHORIZATION_FAILED|SASL_AUTHENTICATION_FAILED|ILLEGAL_SASL_STATE|UNSUPPORTED_SASL_MECHANISM/.test(id))) {
+    return new TunnelError('PGT_KAFKA_DENIED', `Kafka denied the request (${kafka.join(', ')})`, {
+      errorClass: 'config',
+      hint: 'grant the tunnel\'s principal the ACLs in the README\'s Security section, or fix the Kafka credentials',
+      cause: err,
+    });
+  }
   if (code.startsWith('PLT_KFK_')) {
     return new TunnelError(code, message, { errorClass: e.canRetry === false ? 'fatal' : 'retryable', cause: err });
   }
   return new TunnelError(code || 'PGT_UNEXPECTED', message, { errorClass: 'fatal', cause: err });
+}
+
+/** The Kafka protocol error ids anywhere in an error's chain (cause, aggregated errors). */
+export function kafkaProtocolIds(err: unknown, depth = 0): string[] {
+  if (typeof err !== 'object' || err === null || depth > 8) return [];
+  const e = err as { apiId?: unknown; errors?: unknown[]; cause?: unknown };
+  const own = typeof e.apiId === 'string' ? [e.apiId] : [];
+  const nested = [...(Array.isArray(e.errors) ? e.errors : []), ...(e.cause ? [e.cause] : [])];
+  return [...new Set([...own, ...nested.flatMap((n) => kafkaProtocolIds(n, depth + 1))])];
 }
 
 export function describeError(err: unknown): string {

@@ -1,12 +1,13 @@
 import type pg from 'pg';
-import { TunnelError, isRefusedChange } from '../errors.js';
+import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { decodeEnvelope, keyOf, PoisonError, type Envelope } from '../transport/envelope.js';
+import { decodeEnvelope, keyOfImage, PoisonError, rowValues, type Envelope, type RowImage } from '../transport/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
-import type { TableStatements } from './statements.js';
+import { TableStatements } from './statements.js';
+import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../observe/telemetry.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
@@ -14,6 +15,13 @@ export interface TableApply {
   /** schema.table, for metrics */
   table: string;
   statements: TableStatements;
+  /**
+   * autoCreate: adds source columns the target lacks, inside the apply transaction, and returns the
+   * target's new shape; undefined when the target's columns are left as they are.
+   */
+  evolve?: (target: pg.Client, columns: string[]) => Promise<TableShape>;
+  /** autoCreate: changes target column types to the source's (after ALTER COLUMN TYPE on the source). */
+  followTypes?: (target: pg.Client) => Promise<TableShape | undefined>;
   rules: CompiledRule[];
   onMissingKey: 'upsert' | 'dead-letter';
   orderPolicy: 'park' | 'continue';
@@ -38,6 +46,10 @@ class SetOutcome {
   readonly latencies: number[] = [];
   newestSourceMs = 0;
   fresh = 0;
+  /** topic → statements for the target's columns after schema evolution, in use once the set commits */
+  readonly evolved = new Map<string, TableStatements>();
+  /** column names looked up in the source for evolution; remembered once the set commits */
+  readonly checked: { topic: string; names: string[] }[] = [];
 
   appliedOp(table: string, op: string): void {
     const byOp = this.ops.get(table) ?? new Map<string, number>();
@@ -68,6 +80,8 @@ class SetOutcome {
  * Kafka redelivers it. Dead letters are in Kafka before the transaction commits, so none is lost.
  */
 export class TargetWriter {
+  private readonly checkedColumns = new Map<string, Set<string>>();
+
   constructor(
     private readonly client: pg.Client,
     private readonly tables: Map<string, TableApply>,
@@ -75,12 +89,18 @@ export class TargetWriter {
     private readonly deadLetters: DeadLetterWriter,
   ) {}
 
-  /** A change the target refuses is found by splitting the set; the rest of the set is applied. */
-  async apply(records: RawRecord[]): Promise<ApplyResult> {
+  /**
+   * A record whose apply fails for any reason but a transient one (connection, lock, broker) or a
+   * table-wide one (table missing, no privilege) is found by splitting the set and becomes a dead
+   * letter; the rest of the set is applied. No record can stop the tunnel or make it crash-loop.
+   */
+  async apply(records: RawRecord[], typesFollowed = false): Promise<ApplyResult> {
     try {
       return await this.applyOnce(records);
     } catch (err) {
-      if (!isRefusedChange(err)) throw err;
+      if (!isRecordLevel(err)) throw err;
+      // a value the target's column type cannot hold may follow a type change on the source
+      if (isRefusedChange(err) && !typesFollowed && (await this.followTypes(records))) return this.apply(records, true);
       if (records.length === 1) return this.applyOnce(records, err);
       const mid = Math.ceil(records.length / 2);
       const first = await this.apply(records.slice(0, mid));
@@ -89,13 +109,33 @@ export class TargetWriter {
     }
   }
 
+  /** True when a table of the set changed column types to follow the source. */
+  private async followTypes(records: RawRecord[]): Promise<boolean> {
+    let changed = false;
+    for (const topic of new Set(records.map((r) => r.topic))) {
+      const table = this.tables.get(topic);
+      if (!table?.followTypes) continue;
+      try {
+        const shape = await table.followTypes(this.client);
+        if (shape) {
+          table.statements = new TableStatements(shape);
+          changed = true;
+        }
+      } catch (err) {
+        // the target's values do not convert: the refused changes become dead letters with the reason
+        if (!isRefusedChange(err) && !isTableLevel(err)) throw err;
+      }
+    }
+    return changed;
+  }
+
   private table(topic: string): TableApply {
     const t = this.tables.get(topic);
     if (!t) throw new TunnelError('PGT_UNKNOWN_TOPIC', `no target table is configured for topic ${topic}`);
     return t;
   }
 
-  private async applyOnce(records: RawRecord[], refused?: Error & { code: string }): Promise<ApplyResult> {
+  private async applyOnce(records: RawRecord[], refused?: unknown): Promise<ApplyResult> {
     if (records.length === 0) return { applied: 0, deadLettered: 0, skipped: 0 };
     const advanced = [...nextOffsets(records).values()];
     const topics = advanced.map((o) => o.topic);
@@ -109,8 +149,8 @@ export class TargetWriter {
         const e = refused as Error & { code: string; constraint?: string; table?: string; column?: string; detail?: string };
         outcome.dead(fresh[0]!, {
           errorClass: 'target',
-          code: e.code,
-          message: `the target refused the change: ${e.message}`,
+          code: e.code ?? classify(e).code,
+          message: `${isRefusedChange(e) ? 'the target refused the change' : 'applying the change failed'}: ${e.message}`,
           details: { constraint: e.constraint, table: e.table, column: e.column, detail: e.detail },
         }, this.table(fresh[0]!.topic).orderPolicy === 'park');
       } else {
@@ -122,6 +162,12 @@ export class TargetWriter {
       await this.advanceOffsets(advanced, outcome);
       return outcome;
     }).then((outcome) => {
+      for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
+      for (const { topic, names } of outcome.checked) {
+        const checked = this.checkedColumns.get(topic) ?? new Set<string>();
+        if (checked.size < 10_000) for (const n of names) checked.add(n);
+        this.checkedColumns.set(topic, checked);
+      }
       this.report(outcome);
       return {
         applied: [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0),
@@ -162,15 +208,18 @@ export class TargetWriter {
     let segment: DecodedRecord[] = [];
     for (const r of fresh) {
       if (r.value === undefined || r.value === null) continue; // a tombstone only tells compaction to forget the key
+      const table = this.table(r.topic);
       let envelope: Envelope;
+      let key = '';
       try {
-        envelope = decodeEnvelope(r.key, r.value);
+        envelope = decodeEnvelope(r.key, r.value, table.statements.key);
+        if (envelope.op !== 't') key = keyOfImage((envelope.op === 'd' ? envelope.before : envelope.after)!, table.statements.key);
+        if (Buffer.byteLength(key) > maxKeyBytes) throw new PoisonError(`key is longer than ${maxKeyBytes} bytes`);
       } catch (err) {
         if (!(err instanceof PoisonError)) throw err;
         outcome.dead(r, { errorClass: 'poison', message: `not a pgtunnel envelope: ${err.message}` }, false);
         continue;
       }
-      const table = this.table(r.topic);
       if (envelope.op === 't') {
         await this.write(segment, outcome);
         segment = [];
@@ -181,18 +230,19 @@ export class TargetWriter {
         }
         continue;
       }
-      const keyId = `${r.topic}\u0000${r.key}`;
+      const keyId = `${r.topic}\u0000${key}`;
       const park = table.orderPolicy === 'park';
+      const canonical = { ...r, key };
       if (park && (parked.has(keyId) || outcome.parkedKeys.has(keyId))) {
-        outcome.dead(r, { errorClass: 'parked', message: `key ${r.key} has an earlier dead letter; parked behind it until \`pgtunnel dlq replay\`` }, true);
+        outcome.dead(canonical, { errorClass: 'parked', message: `key ${key} has an earlier dead letter; parked behind it until \`pgtunnel dlq replay\`` }, true);
         continue;
       }
-      const failure = envelope.op === 'd' ? undefined : firstFailure(table.rules, envelope.after!);
+      const failure = envelope.op === 'd' ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
       if (failure) {
-        outcome.dead(r, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park);
+        outcome.dead(canonical, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park);
         continue;
       }
-      segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key: r.key!, envelope });
+      segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key, value: r.value, envelope });
     }
     await this.write(segment, outcome);
   }
@@ -210,16 +260,16 @@ export class TargetWriter {
   /** Updates of keys the target lacks, under onMissingKey: dead-letter (keys inserted in the same set are fine). */
   private async missingKeys(topic: string, records: DecodedRecord[]): Promise<Set<string>> {
     const created = new Set<string>();
-    const candidates = new Map<string, Record<string, unknown>>();
+    const candidates = new Set<string>();
     for (const r of records) {
       if (r.envelope.op === 'c' || r.envelope.op === 'r') created.add(r.key);
-      else if (r.envelope.op === 'u' && !created.has(r.key)) candidates.set(r.key, r.envelope.after!);
+      else if (r.envelope.op === 'u' && !created.has(r.key)) candidates.add(r.key);
     }
     if (candidates.size === 0) return new Set();
     const statements = this.table(topic).statements;
-    const { rows } = await this.client.query<{ k: Record<string, unknown> }>(statements.existingKeysSql, [JSON.stringify([...candidates.values()])]);
-    const present = new Set(rows.map((r) => keyOf(r.k, statements.key)));
-    return new Set([...candidates.keys()].filter((k) => !present.has(keyOf(JSON.parse(k) as Record<string, unknown>, statements.key))));
+    const { rows } = await this.client.query<{ k: string }>(statements.existingKeysSql, [`[${[...candidates].join(',')}]`]);
+    const present = new Set(rows.map((r) => r.k));
+    return new Set([...candidates].filter((k) => !present.has(k)));
   }
 
   /** One DELETE and one upsert per table for the newest change of each key. */
@@ -238,8 +288,9 @@ export class TargetWriter {
       }
       const writes = newestPerKey(kept).get(topic);
       if (!writes) continue;
-      if (writes.deletes.length > 0) await this.client.query(table.statements.deleteSql, [JSON.stringify(writes.deletes)]);
-      if (writes.upserts.length > 0) await this.client.query(table.statements.upsertSql, [JSON.stringify(writes.upserts)]);
+      const statements = await this.evolve(topic, table, writes.upserts, outcome);
+      if (writes.deletes.length > 0) await statements.delete(this.client, writes.deletes);
+      if (writes.upserts.length > 0) await statements.upsert(this.client, writes.upserts);
       outcome.newestSourceMs = Math.max(outcome.newestSourceMs, writes.newestSourceMs);
       for (const r of kept) {
         outcome.count(r, 'applied');
@@ -249,13 +300,32 @@ export class TargetWriter {
     }
   }
 
+  /**
+   * Columns map by name: a row carrying a column the target lacks (added on the source) adds that
+   * column to the target first, when the table evolves (autoCreate); names already checked are not
+   * looked up again, so records naming made-up columns cost one catalog read per name.
+   */
+  private async evolve(topic: string, table: TableApply, rows: RowImage[], outcome: SetOutcome): Promise<TableStatements> {
+    const current = outcome.evolved.get(topic) ?? table.statements;
+    if (!table.evolve) return current;
+    const checked = this.checkedColumns.get(topic) ?? new Set<string>();
+    const unknown = new Set<string>();
+    for (const row of rows) for (const c of current.unknownColumns(row)) if (!checked.has(c)) unknown.add(c);
+    if (unknown.size === 0) return current;
+    const shape = await table.evolve(this.client, [...unknown]);
+    outcome.checked.push({ topic, names: [...unknown] });
+    const statements = new TableStatements(shape);
+    outcome.evolved.set(topic, statements);
+    return statements;
+  }
+
   /** A source TRUNCATE arrives once per partition; each copy clears the target keys of its partition. */
   private async truncatePartition(topic: string, partition: number): Promise<void> {
     const statements = this.table(topic).statements;
     const count = await this.partitionCount(topic);
-    const { rows } = await this.client.query<{ k: Record<string, unknown> }>(statements.keysSql);
-    const mine = rows.map((r) => r.k).filter((k) => partitionOf(keyOf(k, statements.key), count) === partition);
-    if (mine.length > 0) await this.client.query(statements.deleteSql, [JSON.stringify(mine)]);
+    const { rows } = await this.client.query<{ k: string }>(statements.keysSql);
+    const mine = rows.map((r) => r.k).filter((k) => partitionOf(k, count) === partition);
+    if (mine.length > 0) await this.client.query(statements.deleteSql, [`[${mine.join(',')}]`]);
   }
 
   private async recordParked(outcome: SetOutcome): Promise<void> {
@@ -290,6 +360,16 @@ export class TargetWriter {
 }
 
 function toRaw(r: DecodedRecord): RawRecord {
-  return { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: JSON.stringify(r.envelope) };
+  return { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: r.value };
+}
+
+/** Keys longer than this are poison: they could not be parked (btree limit) and no real key is this long. */
+const maxKeyBytes = 2048;
+
+/** An apply error caused by the records of the set (found by bisecting), not by the connection or the table. */
+function isRecordLevel(err: unknown): boolean {
+  if (isRefusedChange(err)) return true;
+  const e = classify(err);
+  return !e.retryable && !isTableLevel(err) && e.errorClass !== 'config';
 }
 

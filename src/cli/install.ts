@@ -1,3 +1,4 @@
+import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { uninstallCapture } from '../capture/install.js';
 import { exitCodes } from '../errors.js';
@@ -13,7 +14,7 @@ export function registerInstall(program: Command): void {
     .addHelpText('after', '\nExample:\n  pgtunnel install --config pgtunnel.yaml')
     .action(
       cliAction(async (_options: object, globals) => {
-        const tables = await prepare(config(globals), log);
+        const tables = await prepare(await withTables(config(globals)), log);
         for (const t of tables) {
           process.stdout.write(`installed ${t.config.schema}.${t.config.name}: change table ${t.config.changeTable}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
         }
@@ -28,7 +29,7 @@ export function registerInstall(program: Command): void {
     .addHelpText('after', '\nExample:\n  pgtunnel uninstall --drop-topics')
     .action(
       cliAction(async (options: { dropTopics?: boolean }, globals) => {
-        const cfg = config(globals);
+        const cfg = await withTables(config(globals));
         await withClient(cfg.sourceUrl, 'source', async (source) => {
           for (const t of cfg.tables) await uninstallCapture(source, t);
         });

@@ -1,3 +1,4 @@
+import { withTables } from '../config/tables.js';
 import { Option, type Command } from 'commander';
 import type { TunnelConfig } from '../config/load.js';
 import { classify, describeError, exitCodes, maskUrl } from '../errors.js';
@@ -49,9 +50,10 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
   const signal = shutdownSignal();
   let cleanup = async () => {};
   try {
-    const cfg = config(globals);
+    let cfg = config(globals);
     const { stack, started } = await embeddedStack(cfg);
     if (stack) cleanup = () => stack.down(started);
+    cfg = await withTables(cfg);
     if (cfg.embedded && options.seed) {
       const seeded = await withClient(cfg.sourceUrl, 'source', (c) => seedEmployees(c, options.seedRows));
       if (seeded > 0) log.info({ rows: seeded }, 'seeded demo rows into the empty source employees table');

@@ -1,3 +1,4 @@
+import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { tableId } from '../capture/install.js';
 import { restartSnapshot } from '../capture/stateStore.js';
@@ -18,9 +19,10 @@ export function registerSnapshot(program: Command): void {
       const signal = shutdownSignal();
       let cleanup = async () => {};
       try {
-        const cfg = config(command.optsWithGlobals<GlobalOptions>());
+        let cfg = config(command.optsWithGlobals<GlobalOptions>());
         const { stack, started } = await embeddedStack(cfg);
         if (stack) cleanup = () => stack.down(started);
+        cfg = await withTables(cfg);
         const tables = await prepare(cfg, log);
         if (options.restart) {
           await withClient(cfg.sourceUrl, 'source', async (c) => {

@@ -1,3 +1,4 @@
+import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { exitCodes } from '../errors.js';
 import { collectStatus, formatStatus } from '../observe/status.js';
@@ -11,7 +12,7 @@ export function registerStatus(program: Command): void {
     .addHelpText('after', '\nExample:\n  pgtunnel status --json | jq .lag')
     .action(
       cliAction(async (options: { json?: boolean }, globals) => {
-        const report = await collectStatus(config(globals));
+        const report = await collectStatus(await withTables(config(globals)));
         process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`);
         return report.errors.length > 0 ? exitCodes.unreachable : exitCodes.ok;
       }),

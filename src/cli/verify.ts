@@ -1,3 +1,4 @@
+import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { exitCodes } from '../errors.js';
 import { compareTable } from '../verify/compare.js';
@@ -13,7 +14,7 @@ export function registerVerify(program: Command): void {
     .addHelpText('after', '\nExamples:\n  pgtunnel verify && echo in sync\n  pgtunnel verify --repair   # with the tunnel running, then verify again')
     .action(
       cliAction(async (options: { limit: number; repair?: boolean }, globals) => {
-        const cfg = config(globals);
+        const cfg = await withTables(config(globals));
         let equal = true;
         for (const table of cfg.tables) {
           const diff = await compareTable(cfg, table, options.limit);
@@ -26,7 +27,7 @@ export function registerVerify(program: Command): void {
           for (const k of diff.differingKeys) process.stdout.write(`  ${k}\n`);
           if (diff.truncated) process.stdout.write(`  … ${diff.allKeys.length - diff.differingKeys.length} more (raise --limit)\n`);
           if (options.repair) {
-            const sent = await resendKeys(cfg, table, diff.allKeys.map((k) => JSON.parse(k) as Record<string, unknown>));
+            const sent = await resendKeys(cfg, table, diff.allKeys);
             process.stdout.write(`  repair: re-sent ${sent.touched} source rows and ${sent.deleted} deletes through the tunnel\n`);
           }
         }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -16,6 +17,11 @@ export interface TableConfig {
   rules: RuleSpec[];
   onMissingKey: 'upsert' | 'dead-letter';
   orderPolicy: 'park' | 'continue';
+  exclude: string[];
+  mask: Record<string, 'sha256'>;
+  autoCreate: boolean;
+  /** schema or name holds * or ?: expanded against the source catalog (src/config/tables.ts) */
+  pattern: boolean;
 }
 
 export interface TunnelConfig {
@@ -34,6 +40,8 @@ export interface TunnelConfig {
   pollIntervalMs: number;
   httpPort: number | 'off';
   httpHost: string;
+  /** Salt of masked columns; '' when no table masks a column. */
+  maskSalt: string;
 }
 
 export const embeddedDefaults = {
@@ -60,10 +68,15 @@ const fixes: Record<string, string> = {
 
 /** The seed names the change table of `employees` `emp_cdc`; other tables get `<name>_cdc`. */
 export function defaultChangeTable(table: string): string {
-  return table === 'employees' ? 'emp_cdc' : `${table}_cdc`;
+  if (table === 'employees') return 'emp_cdc';
+  if (Buffer.byteLength(table) <= 59) return `${table}_cdc`;
+  // a long name keeps a readable head and a hash of the whole name, so two long names never collide
+  return `${Buffer.from(table).subarray(0, 46).toString().replace(/\uFFFD$/, '')}_${createHash('sha256').update(table).digest('hex').slice(0, 8)}_cdc`;
 }
 
-function resolveTable(entry: TableEntry, topicPrefix: string): TableConfig {
+export const isPattern = (name: string) => /[*?]/.test(name);
+
+export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate: boolean): TableConfig {
   const spec: Exclude<TableEntry, string> & { schema: string } =
     typeof entry === 'string' ? splitName(entry) : { ...entry, schema: entry.schema ?? 'public' };
   const topic = `${topicPrefix}.${spec.schema}.${spec.name}`;
@@ -77,6 +90,10 @@ function resolveTable(entry: TableEntry, topicPrefix: string): TableConfig {
     rules: spec.rules ?? [],
     onMissingKey: spec.onMissingKey ?? 'upsert',
     orderPolicy: spec.orderPolicy ?? 'park',
+    exclude: spec.exclude ?? [],
+    mask: spec.mask ?? {},
+    autoCreate: spec.autoCreate ?? autoCreate,
+    pattern: isPattern(spec.schema) || isPattern(spec.name),
   };
 }
 
@@ -115,6 +132,8 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_TOPIC_PREFIX) out.topicPrefix = env.PGTUNNEL_TOPIC_PREFIX;
   if (env.PGTUNNEL_GROUP_ID) out.groupId = env.PGTUNNEL_GROUP_ID;
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
+  if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
+  if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   for (const [name, key] of [
     ['PGTUNNEL_PARTITIONS', 'partitions'],
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
@@ -125,6 +144,24 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
     const raw = env[name];
     if (raw !== undefined && raw !== '') out[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
   }
+  return out;
+}
+
+/** What is wrong with one table's options, each with its fix. */
+function tableProblems(t: TableConfig, maskSalt: string | undefined): string[] {
+  const id = `${t.schema}.${t.name}`;
+  const out: string[] = [];
+  if (t.pattern && t.changeTable !== defaultChangeTable(t.name)) out.push(`tables: the pattern ${id} cannot set one changeTable for many tables — fix: drop changeTable (each table gets <name>_cdc)`);
+  if (Buffer.byteLength(t.changeTable) > 63) out.push(`tables: the change table name ${t.changeTable} of ${id} is longer than PostgreSQL's 63 bytes — fix: set a shorter changeTable`);
+  if (t.changeTable === t.name) out.push(`tables: ${id} names itself as its change table — fix: set another changeTable`);
+  const keyCols = new Set(t.key ?? []);
+  for (const c of [...t.exclude, ...Object.keys(t.mask)]) {
+    if (keyCols.has(c)) out.push(`tables: ${id} cannot exclude or mask its key column ${c} — fix: remove it from exclude/mask`);
+  }
+  for (const c of Object.keys(t.mask)) {
+    if (t.exclude.includes(c)) out.push(`tables: ${id} both excludes and masks ${c} — fix: keep one`);
+  }
+  if (Object.keys(t.mask).length > 0 && !maskSalt) out.push(`tables: ${id} masks columns but no maskSalt is set — fix: set maskSalt (or PGTUNNEL_MASK_SALT) to a secret of 16+ characters`);
   return out;
 }
 
@@ -172,12 +209,18 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     );
   }
   const topicPrefix = merged.topicPrefix ?? 'pgtunnel';
-  const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix));
+  const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix, merged.autoCreate ?? true));
   const seen = new Set<string>();
   for (const t of tables) {
     const id = `${t.schema}.${t.name}`;
     if (seen.has(id)) errors.push(`tables: ${id} is listed twice — fix: list each table once`);
     seen.add(id);
+    errors.push(...tableProblems(t, merged.maskSalt));
+  }
+  const names = new Map(tables.map((t) => [`${t.schema}.${t.name}`, t]));
+  for (const t of tables) {
+    const clash = names.get(`${t.schema}.${t.changeTable}`);
+    if (clash) errors.push(`tables: the change table of ${t.schema}.${t.name} would be ${t.schema}.${t.changeTable}, a captured table — fix: set another changeTable`);
   }
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
@@ -198,5 +241,6 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     pollIntervalMs: merged.pollIntervalMs ?? 5,
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
+    maskSalt: merged.maskSalt ?? '',
   };
 }

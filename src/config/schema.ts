@@ -8,6 +8,9 @@ const postgresUrl = z
 
 const broker = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9092');
 
+/** A name, or a glob pattern (`*` any run, `?` one character) matched against the source catalog. */
+const namePattern = z.string().regex(/^[A-Za-z_*?][A-Za-z0-9_$*?]{0,62}$/, 'must be a plain SQL identifier, or a pattern of letters, digits, _, * and ?');
+
 export const ruleOperators = ['<', '<=', '>', '>=', '=', '!=', 'in', 'not in', 'is null', 'is not null', 'matches'] as const;
 
 /** A validation rule: the named column must satisfy `op value`, or the change becomes a dead letter. */
@@ -24,11 +27,12 @@ export type RuleSpec = z.infer<typeof ruleSchema>;
 
 /** A table as written by a user: `employees`, `public.employees`, or an object with options. */
 export const tableEntrySchema = z.union([
-  z.string().regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a table name like employees or public.employees'),
+  z.string().regex(/^([A-Za-z_*?][A-Za-z0-9_$*?]{0,62}\.)?[A-Za-z_*?][A-Za-z0-9_$*?]{0,62}$/, 'must be a table name like employees, public.employees, or a pattern like shop.* or public.order_*'),
   z
     .object({
-      name: identifier,
-      schema: identifier.optional(),
+      /** a table name, or a pattern with * and ? */
+      name: namePattern,
+      schema: namePattern.optional(),
       key: z.array(identifier).min(1).optional(),
       changeTable: identifier.optional(),
       rules: z.array(ruleSchema).optional(),
@@ -36,6 +40,12 @@ export const tableEntrySchema = z.union([
       onMissingKey: z.enum(['upsert', 'dead-letter']).optional(),
       /** After a key's dead letter: park its later changes behind it (park) or apply them (continue). */
       orderPolicy: z.enum(['park', 'continue']).optional(),
+      /** Columns never captured: not in the change table, never read, never in Kafka. */
+      exclude: z.array(identifier).optional(),
+      /** Columns published as a salted hash of their value (maskSalt) instead of the value. */
+      mask: z.record(identifier, z.literal('sha256')).optional(),
+      /** Create the target table from the source catalog when it is missing, and add new source columns. */
+      autoCreate: z.boolean().optional(),
     })
     .strict(),
 ]);
@@ -56,6 +66,10 @@ export const fileSchema = z
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */
     httpPort: z.union([z.number().int().min(0).max(65535), z.literal('off')]).optional(),
     httpHost: z.string().min(1).optional(),
+    /** Default of every table's autoCreate. */
+    autoCreate: z.boolean().optional(),
+    /** The salt of masked columns (mask: {col: sha256}); keep it secret, or hashes of guessable values can be reversed. */
+    maskSalt: z.string().min(16, 'must be at least 16 characters').optional(),
   })
   .strict();
 

@@ -4,6 +4,7 @@ import type { TunnelConfig } from '../config/load.js';
 import { classify, describeError } from '../errors.js';
 import { connect } from '../pg.js';
 import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
+import { applySession } from '../apply/session.js';
 import { closeConsumer, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
@@ -70,6 +71,7 @@ export class ApplyConsumer {
       let stream: MessagesStream<string, string, string, string> | undefined;
       try {
         target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
+        await applySession(target, this.log);
         const counts = new Map<string, number>();
         const partitionCount = async (topic: string): Promise<number> => {
           if (!counts.has(topic)) counts.set(topic, (await consumer!.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? 1);

@@ -2,15 +2,15 @@ import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, classify, describeError } from '../errors.js';
 import { connect, inTransaction } from '../pg.js';
-import { checkCapture, repairHint, type TableShape } from '../capture/catalog.js';
+import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
 import { ChangeReader } from '../capture/changeReader.js';
 import { tableId } from '../capture/install.js';
 import { advance, isBatchComplete, nextPageSize } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
-import { changeToMessages, keyOf, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef } from '../transport/envelope.js';
-import type { EnvelopeProducer } from '../transport/kafka.js';
-import { deadLetterMessage } from '../validate/deadLetters.js';
+import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef } from '../transport/envelope.js';
+import { maxMessageBytes, type EnvelopeProducer } from '../transport/kafka.js';
+import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
@@ -45,6 +45,7 @@ export class CaptureProducer {
   private lastProgressLog = 0;
   private pageSize = 0;
   private snapshotStarted: { at: number; rows: number } | undefined;
+  private uncaptured = '';
 
   constructor(
     private readonly config: TunnelConfig,
@@ -60,8 +61,9 @@ export class CaptureProducer {
     this.health.set(this.part, 'starting');
     const db = new URL(config.sourceUrl).pathname.slice(1);
     this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic };
-    this.changes = new ChangeReader(table);
-    this.snapshot = new SnapshotReader(shape);
+    const masked = new Set(Object.keys(table.mask));
+    this.changes = new ChangeReader(table, masked, config.maskSalt);
+    this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -73,12 +75,14 @@ export class CaptureProducer {
         await this.becomeLeader(client, signal);
         if (signal.aborted) return;
         this.state = await loadState(client, this.id);
+        await this.refreshColumns(client);
         this.onPhase(this.state.phase);
         this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
         let checkedAt = 0;
         while (!signal.aborted) {
           if (Date.now() - checkedAt > captureCheckMs) {
             await checkCapture(client, this.table);
+            await this.refreshColumns(client);
             checkedAt = Date.now();
           }
           const busy = await this.step(client);
@@ -113,8 +117,22 @@ export class CaptureProducer {
     }
   }
 
+  /**
+   * Which columns capture reads, and which source columns it cannot capture yet (DDL while no event
+   * trigger could follow): those are named in the log and in status until `pgtunnel install` adopts them.
+   */
+  private async refreshColumns(client: pg.Client): Promise<void> {
+    this.snapshot.use(await this.changes.refresh(client, this.ref.key));
+    const missing = (await uncapturedColumns(client, this.table)).join(', ');
+    if (missing !== this.uncaptured) {
+      this.uncaptured = missing;
+      if (missing) this.log.warn({ table: this.id, columns: missing }, `columns ${missing} of ${this.id} are not captured; run \`pgtunnel install\` to adopt them`);
+    }
+    this.health.set(`capture ${this.id}`, missing ? 'degraded' : 'ok', missing ? `columns not captured: ${missing} — run \`pgtunnel install\` to adopt them` : undefined);
+  }
+
   /** One unit of work; true when more work is likely waiting. */
-  private async step(client: pg.Client): Promise<boolean> {
+  private async step(client: pg.Client, afterDdl = false): Promise<boolean> {
     const state = this.state!;
     try {
       if (state.phase === 'snapshot' && state.position.cur === null) return await this.snapshotStep(client, state);
@@ -122,6 +140,11 @@ export class CaptureProducer {
     } catch (err) {
       const e = classify(err);
       if (!changeTableBroken.has(e.code)) throw err;
+      if (!afterDdl) {
+        // DDL on the source changed the change table's columns under the statement: read them again
+        await this.refreshColumns(client);
+        return this.step(client, true);
+      }
       throw new TunnelError('PGT_CHANGE_TABLE', `reading the change table ${this.table.schema}.${this.table.changeTable} failed (${e.message}): it no longer has the shape capture writes — edited by hand?`, {
         errorClass: 'fatal',
         hint: repairHint,
@@ -133,7 +156,12 @@ export class CaptureProducer {
   private async streamStep(client: pg.Client, state: CaptureState): Promise<boolean> {
     const size = nextPageSize(state.position, this.pageSize, this.config.batchSize);
     this.pageSize = size;
-    const page = await this.changes.readPage(client, state.position, size);
+    let page = await this.changes.readPage(client, state.position, size);
+    if (this.changes.isStale(page)) {
+      // rows written after DDL on the source: read them with the columns capture has now
+      await this.refreshColumns(client);
+      page = await this.changes.readPage(client, state.position, size);
+    }
     const count = page.changes.length;
     const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };
     if (count === 0 && state.position.cur === null) {
@@ -176,7 +204,11 @@ export class CaptureProducer {
         if (state.position.prev !== null) {
           let position = state.position;
           for (;;) {
-            const page = await this.changes.readPage(client, position, this.config.batchSize, cur);
+            let page = await this.changes.readPage(client, position, this.config.batchSize, cur);
+            if (this.changes.isStale(page)) {
+              await this.refreshColumns(client);
+              page = await this.changes.readPage(client, position, this.config.batchSize, cur);
+            }
             if (page.changes.length > 0) await this.producer.publish(this.toMessages(page.changes));
             published += page.changes.length;
             bad += page.changes.filter((c) => opOf(c.action) === undefined).length;
@@ -186,12 +218,12 @@ export class CaptureProducer {
         }
         const chunk = await this.snapshot.readChunk(client, state.snapshotLastKey, this.config.snapshotChunkSize);
         const now = Date.now();
-        await this.producer.publish(chunk.map((row) => snapshotRowToMessage(this.ref, row, now)));
+        await this.producer.publish(chunk.flatMap((row) => this.fitted([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now)], { key: row.key, txid: null, changeId: null })));
         const last = chunk.at(-1);
         const after: CaptureState = {
           phase: chunk.length < this.config.snapshotChunkSize ? 'streaming' : 'snapshot',
           position: { prev: cur, cur: null, lastChangeId: 0 },
-          snapshotLastKey: last ? (JSON.parse(keyOf(last, this.ref.key)) as Record<string, unknown>) : state.snapshotLastKey,
+          snapshotLastKey: last ? last.key : state.snapshotLastKey,
           snapshotRowsDone: state.snapshotRowsDone + chunk.length,
           snapshotRowsTotal: total,
           changesPublished: state.changesPublished + published - bad,
@@ -234,19 +266,47 @@ export class CaptureProducer {
     for (const change of changes) {
       const op = opOf(change.action);
       if (op) {
-        out.push(...changeToMessages(this.ref, change, op, now));
+        out.push(...this.fitted(changeToMessages(this.ref, change, op, now), change));
         continue;
       }
       // A row written by hand with an unknown action is kept as a dead letter, never dropped.
       this.log.warn({ table: this.id, changeId: change.changeId, action: change.action }, 'bad action sent to the dead-letter topic');
-      telemetry.deadLettered({ time: new Date().toISOString(), table: this.id, errorClass: 'bad-action', key: keyOf(change.row, this.ref.key), message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE` });
-      const value = JSON.stringify({ action: change.action, row: change.row, source: { db: this.ref.db, schema: this.ref.schema, table: this.ref.name, txid: change.txid, changeId: String(change.changeId) } });
-      out.push(deadLetterMessage({
-        record: { topic: this.table.topic, partition: -1, offset: -1n, key: keyOf(change.row, this.ref.key), value },
-        letter: { errorClass: 'bad-action', message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE` },
-        original: { topic: `${this.table.schema}.${this.table.changeTable}`, partition: -1, offset: String(change.changeId) },
+      out.push(this.letter(change, `{"action":${JSON.stringify(change.action)},"row":${change.row},"source":${this.sourceJson(change)}}`, {
+        errorClass: 'bad-action',
+        message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE`,
       }));
     }
     return out;
+  }
+
+  private sourceJson(change: { txid: string | null; changeId: number | string | null }): string {
+    return JSON.stringify({ db: this.ref.db, schema: this.ref.schema, table: this.ref.name, txid: change.txid, changeId: change.changeId === null ? null : String(change.changeId) });
+  }
+
+  /** A dead letter written by the producer: the change never reached the table topic. */
+  private letter(change: { key: string; txid: string | null; changeId: number | string | null }, value: string, letter: DeadLetter): OutMessage {
+    telemetry.deadLettered({ time: new Date().toISOString(), table: this.id, errorClass: letter.errorClass, key: change.key, message: letter.message });
+    return deadLetterMessage({
+      record: { topic: this.table.topic, partition: -1, offset: -1n, key: change.key, value },
+      letter,
+      original: { topic: `${this.table.schema}.${this.table.changeTable}`, partition: -1, offset: String(change.changeId ?? -1) },
+    });
+  }
+
+  /**
+   * A row larger than a Kafka record may be becomes a dead letter with its key and size (the row stays in
+   * the source; `pgtunnel verify --repair` re-sends it once the topic takes it), instead of a publish
+   * that fails forever.
+   */
+  private fitted(messages: OutMessage[], change: { key: string; txid: string | null; changeId: number | string | null }): OutMessage[] {
+    const limit = maxMessageBytes - 64 * 1024;
+    const big = messages.find((m) => m.value !== undefined && m.value.length * 3 > limit && Buffer.byteLength(m.value) > limit);
+    if (!big) return messages;
+    const bytes = Buffer.byteLength(big.value!);
+    this.log.warn({ table: this.id, key: change.key, bytes }, 'row too large for Kafka sent to the dead-letter topic');
+    return [this.letter(change, `{"key":${change.key},"bytes":${bytes},"source":${this.sourceJson(change)}}`, {
+      errorClass: 'too-large',
+      message: `the change of key ${change.key} is ${bytes} bytes, more than a Kafka record may hold (${limit})`,
+    })];
   }
 }

@@ -4,7 +4,10 @@ import { installCapture, installTarget } from '../capture/install.js';
 import { TableStatements } from '../apply/statements.js';
 import type { TableApply } from '../apply/targetWriter.js';
 import { compileRules, type CompiledRule } from '../validate/rules.js';
-import { withClient } from '../pg.js';
+import { qualified, withClient } from '../pg.js';
+import { addTargetColumns, createTargetTable, followSourceTypes } from '../apply/targetSchema.js';
+import { capturedColumns } from '../capture/changeReader.js';
+import type pg from 'pg';
 import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
 import type { Logger } from '../observe/log.js';
 import { Health } from '../observe/health.js';
@@ -24,30 +27,71 @@ export interface PreparedTable {
   rules: CompiledRule[];
 }
 
-export function tableApply(t: PreparedTable): TableApply {
+export function tableApply(t: PreparedTable, config?: TunnelConfig, log?: Logger): TableApply {
   return {
     table: `${t.config.schema}.${t.config.name}`,
     statements: new TableStatements(t.target),
+    evolve: config && t.config.autoCreate ? (target: pg.Client, columns: string[]) => evolveTarget(config, t, target, columns, log) : undefined,
+    followTypes: config && t.config.autoCreate ? (target: pg.Client) => followTypes(config, t, target, log) : undefined,
     rules: t.rules,
     onMissingKey: t.config.onMissingKey,
     orderPolicy: t.config.orderPolicy,
   };
 }
 
+/** A source column the target lacks is added to it (autoCreate), in the apply transaction of `target`. */
+async function evolveTarget(config: TunnelConfig, t: PreparedTable, target: pg.Client, columns: string[], log?: Logger): Promise<TableShape> {
+  const added = await withClient(config.sourceUrl, 'source', (source) => addTargetColumns(source, target, t.config.schema, t.config.name, columns.filter((c) => !t.config.exclude.includes(c))));
+  if (added.length > 0) log?.info({ table: `${t.config.schema}.${t.config.name}`, columns: added }, 'source columns added to the target table');
+  return describeTable(target, { ...t.config, key: t.source.key }, 'target');
+}
+
+/** Target column types follow type changes on the source (autoCreate); undefined when none differs. */
+async function followTypes(config: TunnelConfig, t: PreparedTable, target: pg.Client, log?: Logger): Promise<TableShape | undefined> {
+  const changed = await withClient(config.sourceUrl, 'source', (source) => followSourceTypes(source, target, t.config.schema, t.config.name));
+  if (changed.length === 0) return undefined;
+  log?.info({ table: `${t.config.schema}.${t.config.name}`, columns: changed }, 'target column types changed to follow the source');
+  return describeTable(target, { ...t.config, key: t.source.key }, 'target');
+}
+
+/**
+ * A missing target table is created from the source catalog (autoCreate), and captured source columns the
+ * target lacks are added to it, before the snapshot; otherwise the target is left exactly as it is.
+ */
+async function prepareTarget(source: pg.Client, target: pg.Client, t: { config: TableConfig; source: TableShape }, log: Logger): Promise<void> {
+  if (!t.config.autoCreate) return;
+  const { rows } = await target.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [qualified(t.config.schema, t.config.name)]);
+  if (!rows[0]?.present) {
+    await createTargetTable(source, target, t.config.schema, t.config.name, t.source.key);
+    log.info({ table: `${t.config.schema}.${t.config.name}` }, 'target table created from the source catalog');
+    return;
+  }
+  const shape = await describeTable(target, { ...t.config, key: t.source.key }, 'target');
+  const captured = await capturedColumns(source, t.config, t.source.key);
+  const missing = captured.columns.filter((c) => !shape.columns.includes(c));
+  if (missing.length > 0) {
+    await addTargetColumns(source, target, t.config.schema, t.config.name, missing);
+    log.info({ table: `${t.config.schema}.${t.config.name}`, columns: missing }, 'source columns added to the target table');
+  }
+}
+
 /** Checks both databases and the broker, then installs capture, the offsets table and the topics. */
-export async function prepare(config: TunnelConfig, log: Logger): Promise<PreparedTable[]> {
+export async function prepare(config: TunnelConfig, logger: Logger): Promise<PreparedTable[]> {
   const tables = await withClient(config.sourceUrl, 'source', async (source) => {
     const out: { config: TableConfig; source: TableShape }[] = [];
     for (const table of config.tables) {
       const shape = await describeTable(source, table, 'source');
       const applied = await installCapture(source, table, shape);
-      if (applied > 0) log.info({ table: `${table.schema}.${table.name}`, changeTable: table.changeTable, migrations: applied }, 'capture installed');
+      if (applied > 0) logger.info({ table: `${table.schema}.${table.name}`, changeTable: table.changeTable, migrations: applied }, 'capture installed');
       out.push({ config: table, source: shape });
     }
     return out;
   });
   const prepared = await withClient(config.targetUrl, 'target', async (target) => {
     await installTarget(target);
+    await withClient(config.sourceUrl, 'source', async (source) => {
+      for (const t of tables) await prepareTarget(source, target, t, logger);
+    });
     const out: PreparedTable[] = [];
     for (const t of tables) {
       // The target is written by the source's key, so the source's key (or the configured one) rules.
@@ -100,7 +144,7 @@ export class Tunnel {
       }
     }
     if (parts.apply !== false) {
-      const tables = new Map(this.tables.map((t) => [t.config.topic, tableApply(t)]));
+      const tables = new Map(this.tables.map((t) => [t.config.topic, tableApply(t, this.config, this.log)]));
       tasks.push(new ApplyConsumer(this.config, tables, producer, this.log, health).run(inner.signal));
     }
     try {

@@ -3,6 +3,9 @@ import { TunnelError, classify } from '../errors.js';
 import type { OutMessage } from './envelope.js';
 import { partitionOf } from './partitions.js';
 
+/** The largest record pgtunnel writes (topics it creates accept it); larger rows become dead letters. */
+export const maxMessageBytes = 16 * 1024 * 1024;
+
 /** Broker calls fail fast and are retried by our loops, which know what they are waiting for. */
 const clientDefaults = { retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 };
 
@@ -28,7 +31,8 @@ export async function ensureTopics(brokers: string[], topics: string[], partitio
     const missing = topics.filter((t) => !existing.includes(t));
     if (missing.length === 0) return;
     try {
-      await admin.createTopics({ topics: missing, partitions, replicas: -1 });
+      // Rows of TOAST-sized values (MBs) must fit: the broker's default record limit is 1 MiB.
+      await admin.createTopics({ topics: missing, partitions, replicas: -1, configs: [{ name: 'max.message.bytes', value: String(maxMessageBytes) }] });
     } catch (err) {
       // Another tunnel may have created them in between; only a topic still missing is an error.
       const now = await admin.listTopics();

@@ -9,7 +9,7 @@ export interface RawRecord {
   value: string | undefined;
 }
 
-export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked';
+export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large';
 
 export interface DeadLetter {
   errorClass: DeadLetterClass;

@@ -14,7 +14,9 @@ async function watchRegressions(targetUrl: string): Promise<void> {
       IF NEW.salary < OLD.salary THEN INSERT INTO regressions VALUES (OLD.emp_id, OLD.salary, NEW.salary); END IF;
       RETURN NEW;
     END $$;
-    CREATE TRIGGER note_regression BEFORE UPDATE ON employees FOR EACH ROW EXECUTE FUNCTION note_regression()`);
+    CREATE TRIGGER note_regression BEFORE UPDATE ON employees FOR EACH ROW EXECUTE FUNCTION note_regression();
+    -- apply runs as a replica session (no FK checks, no ordinary triggers); this watcher must still fire
+    ALTER TABLE employees ENABLE ALWAYS TRIGGER note_regression`);
 }
 
 /** What the salaries sum to after `rounds` bumps of rows 1..rows (round i bumps emp_id % 7 = i % 7). */
