@@ -1,4 +1,5 @@
 import { Consumer, stringDeserializers, type Message, type MessagesStream } from '@platformatic/kafka';
+import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { classify, describeError } from '../errors.js';
@@ -14,14 +15,22 @@ import { Backoff, sleep } from './retry.js';
 
 type StringMessage = Message<string, string, string, string>;
 
+/** A polled set and when its first message arrived, for the stage timings. */
+export interface PolledSet<M> {
+  messages: M[];
+  arrivedAt: number;
+}
+
 /** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
-class PolledSets {
-  private buffer: StringMessage[] = [];
+export class PolledSets<M> {
+  private buffer: M[] = [];
+  private arrivedAt = 0;
   private wake: (() => void) | undefined;
   private failure: Error | undefined;
 
-  constructor(private readonly stream: MessagesStream<string, string, string, string>, private readonly max: number) {
-    stream.on('data', (m: StringMessage) => {
+  constructor(private readonly stream: Readable, private readonly max: number) {
+    stream.on('data', (m: M) => {
+      if (this.buffer.length === 0) this.arrivedAt = Date.now();
       this.buffer.push(m);
       if (this.buffer.length >= this.max) stream.pause();
       this.wake?.();
@@ -32,17 +41,22 @@ class PolledSets {
     });
   }
 
-  async take(signal: AbortSignal): Promise<StringMessage[] | undefined> {
+  async take(signal: AbortSignal): Promise<PolledSet<M> | undefined> {
     while (this.buffer.length === 0 && !signal.aborted && !this.failure) {
+      let onAbort: (() => void) | undefined;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        signal.addEventListener('abort', () => resolve(), { once: true });
+        onAbort = resolve;
+        signal.addEventListener('abort', onAbort, { once: true });
       });
+      // Idle waits happen thousands of times a minute: a listener left behind on each one leaks.
+      signal.removeEventListener('abort', onAbort!);
       this.wake = undefined;
     }
     if (this.failure) throw this.failure;
     if (signal.aborted) return undefined;
-    const set = this.buffer.splice(0, this.max);
+    const set = { messages: this.buffer.splice(0, this.max), arrivedAt: this.arrivedAt };
+    if (this.buffer.length > 0) this.arrivedAt = Date.now();
     if (this.stream.isPaused()) this.stream.resume();
     return set;
   }
@@ -94,7 +108,7 @@ export class ApplyConsumer {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
         const writer = new TargetWriter(target, this.tables, partitionCount, dlq);
-        const sets = new PolledSets(stream, this.config.batchSize * 4);
+        const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4);
         this.log.info({ group: this.config.groupId }, 'consumer started');
         this.health.set('consumer', 'ok');
         for (;;) {
@@ -120,13 +134,17 @@ export class ApplyConsumer {
     }
   }
 
-  private async applySet(set: StringMessage[], writer: TargetWriter): Promise<void> {
+  private async applySet({ messages: set, arrivedAt }: PolledSet<StringMessage>, writer: TargetWriter): Promise<void> {
+    const takenAt = Date.now();
     const records: RawRecord[] = set.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key ?? undefined, value: m.value ?? undefined }));
     const result = await writer.apply(records);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
+    const committedAt = Date.now();
     await this.commitGroupOffsets(set);
+    // Stage timings of each set, for the latency hunt (bench/stall.ts reads them).
+    this.log.debug({ count: set.length, arrivedAt, takenAt, committedAt, applyMs: committedAt - takenAt, offsetsMs: Date.now() - committedAt }, 'set applied');
   }
 
   /** After the target commit, so Kafka's own tools see the group's progress; the target stays the truth. */
