@@ -40,7 +40,8 @@ export class ChangeReader {
                to_jsonb(c) - '{action,change_id,txid,captured_at}'::text[] AS row
         FROM ${changeTable} c JOIN page USING (change_id)
         ORDER BY c.change_id) b ON true`;
-    this.vacuumSql = `VACUUM ${changeTable}`;
+    // No truncation: it waits for an ACCESS EXCLUSIVE lock (up to 5 s) against the capture triggers' inserts.
+    this.vacuumSql = `VACUUM (TRUNCATE false) ${changeTable}`;
     this.cleanupSql = `DELETE FROM ${changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
   }
 

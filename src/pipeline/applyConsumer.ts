@@ -82,6 +82,7 @@ export class ApplyConsumer {
       let target: pg.Client | undefined;
       let consumer: Consumer<string, string, string, string> | undefined;
       let stream: MessagesStream<string, string, string, string> | undefined;
+      const offsets = new GroupOffsets(this.log);
       try {
         target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
         const counts = new Map<string, number>();
@@ -114,7 +115,7 @@ export class ApplyConsumer {
         for (;;) {
           const set = await sets.take(signal);
           if (!set) break;
-          await this.applySet(set, writer);
+          await this.applySet(set, writer, offsets);
           this.health.set('consumer', 'ok');
           backoff.reset();
         }
@@ -127,6 +128,7 @@ export class ApplyConsumer {
         this.log.warn({ code: e.code, retryInMs: wait }, `consumer waiting: ${describeError(e)}`);
         await sleep(wait, signal);
       } finally {
+        await offsets.settle(1000);
         await stream?.close().catch(() => {});
         if (consumer) await closeConsumer(consumer);
         await target?.end().catch(() => {});
@@ -134,29 +136,52 @@ export class ApplyConsumer {
     }
   }
 
-  private async applySet({ messages: set, arrivedAt }: PolledSet<StringMessage>, writer: TargetWriter): Promise<void> {
+  private async applySet({ messages: set, arrivedAt }: PolledSet<StringMessage>, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
     const takenAt = Date.now();
     const records: RawRecord[] = set.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key ?? undefined, value: m.value ?? undefined }));
     const result = await writer.apply(records);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
-    const committedAt = Date.now();
-    await this.commitGroupOffsets(set);
+    offsets.note(set);
     // Stage timings of each set, for the latency hunt (bench/stall.ts reads them).
-    this.log.debug({ count: set.length, arrivedAt, takenAt, committedAt, applyMs: committedAt - takenAt, offsetsMs: Date.now() - committedAt }, 'set applied');
+    this.log.debug({ count: set.length, arrivedAt, takenAt, committedAt: Date.now() }, 'set applied');
+  }
+}
+
+/**
+ * The group's offsets in Kafka follow the target's, after each commit there, so Kafka's own tools see the
+ * group's progress; the target stays the truth. Off the apply path (awaited per partition they held every
+ * set 23 ms at p50): one round of commits in flight, later sets coalesced into the next round.
+ */
+class GroupOffsets {
+  private readonly pending = new Map<string, StringMessage>();
+  private inFlight: Promise<void> | undefined;
+
+  constructor(private readonly log: Logger) {}
+
+  note(set: StringMessage[]): void {
+    for (const m of set) this.pending.set(`${m.topic}\u0000${m.partition}`, m);
+    this.inFlight ??= this.flush();
   }
 
-  /** After the target commit, so Kafka's own tools see the group's progress; the target stays the truth. */
-  private async commitGroupOffsets(set: StringMessage[]): Promise<void> {
-    const last = new Map<string, StringMessage>();
-    for (const m of set) last.set(`${m.topic}\u0000${m.partition}`, m);
-    for (const m of last.values()) {
-      try {
-        await m.commit();
-      } catch (err) {
-        this.log.debug({ err: classify(err).message }, 'group offset commit failed; the target offsets stay authoritative');
-      }
+  private async flush(): Promise<void> {
+    while (this.pending.size > 0) {
+      const round = [...this.pending.values()];
+      this.pending.clear();
+      await Promise.all(round.map(async (m) => {
+        try {
+          await m.commit();
+        } catch (err) {
+          this.log.debug({ err: classify(err).message }, 'group offset commit failed; the target offsets stay authoritative');
+        }
+      }));
     }
+    this.inFlight = undefined;
+  }
+
+  /** Waits (bounded) for the last round, so a clean stop leaves the group's offsets current. */
+  async settle(ms: number): Promise<void> {
+    if (this.inFlight) await Promise.race([this.inFlight, sleep(ms)]);
   }
 }
