@@ -137,7 +137,10 @@ try {
     const started = Date.now();
     console.log(`stall: ${rate}/s for ${seconds} s`);
     const count = await fixedRateLoad(dbs.source, rate, seconds);
-    await waitUntil('every row in the target', async () => Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM bench_latency'))[0]!.n) >= count + 1, 120_000, 100);
+    const arrived = async () => Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM bench_latency'))[0]!.n);
+    await waitUntil('every row in the target', async () => (await arrived()) >= count + 1, 120_000, 100).catch(async (err: Error) => {
+      throw new Error(`${err.message} (${await arrived()} of ${count + 1}; the tunnel's log is in ${path.join(home, 'stall-tunnel.log')})`);
+    });
     const commitMs = 'extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 * 1000';
     const source = await sql<{ id: string; txid: string; ms: number }>(dbs.source, `SELECT id::text, xmin::text AS txid, ${commitMs} AS ms FROM bench_latency WHERE id > 0`);
     const target = new Map((await sql<{ id: string; ms: number }>(dbs.target, `SELECT id::text, ${commitMs} AS ms FROM bench_latency`)).map((r) => [r.id, r.ms]));
@@ -149,6 +152,7 @@ try {
     analyse(run);
   } finally {
     await tunnel.stop();
+    writeFileSync(path.join(home, 'stall-tunnel.log'), tunnel.output);
   }
 } finally {
   await own?.stack.down();
