@@ -18,7 +18,7 @@ export interface LatencyResult {
 }
 
 /** Single-row insert transactions at a fixed rate from 4 connections. */
-async function fixedRateLoad(url: string, rate: number, seconds: number): Promise<number> {
+export async function fixedRateLoad(url: string, rate: number, seconds: number): Promise<number> {
   const total = rate * seconds;
   let next = 0;
   const start = Date.now();

@@ -69,7 +69,8 @@ export class ChangeReader {
 
   constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '') {
     this.changeTable = qualified(table.schema, table.changeTable);
-    this.vacuumSql = `VACUUM ${this.changeTable}`;
+    // No truncation: it waits for an ACCESS EXCLUSIVE lock (up to 5 s) against the capture triggers' inserts.
+    this.vacuumSql = `VACUUM (TRUNCATE false) ${this.changeTable}`;
     this.cleanupSql = `DELETE FROM ${this.changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
   }
 

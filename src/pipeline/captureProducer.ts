@@ -16,6 +16,7 @@ import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
 import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
+import { ChangeVacuum } from './changeVacuum.js';
 
 function countOps(changes: ChangeRow[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -70,6 +71,7 @@ export class CaptureProducer {
     const backoff = new Backoff();
     while (!signal.aborted) {
       let client: pg.Client | undefined;
+      let vacuum: ChangeVacuum | undefined;
       try {
         client = await connect(this.config.sourceUrl, 'source', `pgtunnel producer ${this.id}`);
         await this.becomeLeader(client, signal);
@@ -78,6 +80,7 @@ export class CaptureProducer {
         await this.refreshColumns(client);
         this.onPhase(this.state.phase);
         this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
+        vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
         let checkedAt = 0;
         while (!signal.aborted) {
           if (Date.now() - checkedAt > captureCheckMs) {
@@ -86,7 +89,7 @@ export class CaptureProducer {
             checkedAt = Date.now();
           }
           const busy = await this.step(client);
-          await this.changes.vacuumIfDue(client);
+          vacuum.poke();
           this.health.set(this.part, 'ok');
           backoff.reset();
           if (!busy) await sleep(this.config.pollIntervalMs, signal);
@@ -100,6 +103,7 @@ export class CaptureProducer {
         this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
         await sleep(wait, signal);
       } finally {
+        await vacuum?.close();
         await client?.end().catch(() => {});
       }
     }
@@ -156,12 +160,14 @@ export class CaptureProducer {
   private async streamStep(client: pg.Client, state: CaptureState): Promise<boolean> {
     const size = nextPageSize(state.position, this.pageSize, this.config.batchSize);
     this.pageSize = size;
+    const readAt = Date.now();
     let page = await this.changes.readPage(client, state.position, size);
     if (this.changes.isStale(page)) {
       // rows written after DDL on the source: read them with the columns capture has now
       await this.refreshColumns(client);
       page = await this.changes.readPage(client, state.position, size);
     }
+    const readMs = Date.now() - readAt;
     const count = page.changes.length;
     const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };
     if (count === 0 && state.position.cur === null) {
@@ -170,12 +176,14 @@ export class CaptureProducer {
       telemetry.checkpoint(this.id);
       return false;
     }
+    const publishAt = Date.now();
     if (count > 0) {
       await this.producer.publish(this.toMessages(page.changes));
       failpoint('producer.after-publish');
       telemetry.captured(this.id, countOps(page.changes));
       telemetry.produced(this.id, count, count);
     }
+    const savedAt = Date.now();
     const bad = page.changes.filter((c) => opOf(c.action) === undefined).length;
     next.changesPublished += count - bad;
     next.deadLettered += bad;
@@ -185,6 +193,11 @@ export class CaptureProducer {
     });
     this.state = next;
     telemetry.checkpoint(this.id);
+    // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
+    if (count > 0 && this.log.isLevelEnabled('debug')) {
+      const txids = page.changes.map((c) => Number(c.txid));
+      this.log.debug({ table: this.id, count, txids: [Math.min(...txids), Math.max(...txids)], at: readAt, readMs, publishMs: savedAt - publishAt, saveMs: Date.now() - savedAt }, 'page published');
+    }
     return true;
   }
 

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { test } from 'node:test';
+import { PolledSets } from '../../src/pipeline/applyConsumer.js';
+
+test('idle waits leave no abort listener behind (the consumer waits thousands of times a minute)', async () => {
+  const stream = new PassThrough({ objectMode: true });
+  const sets = new PolledSets<number>(stream, 100);
+  const controller = new AbortController();
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    for (let i = 0; i < 2000; i++) {
+      // take() waits on an empty buffer; the write arrives while it waits
+      const taken = sets.take(controller.signal);
+      stream.write(i);
+      const set = await taken;
+      assert.deepEqual(set?.messages, [i]);
+    }
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+    const waiting = sets.take(controller.signal);
+    controller.abort();
+    assert.equal(await waiting, undefined);
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
