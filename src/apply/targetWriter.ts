@@ -5,6 +5,7 @@ import { decodeEnvelope, keyOf, PoisonError, type Envelope } from '../transport/
 import { partitionOf } from '../transport/partitions.js';
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
+import { recordLetteredKeys } from '../validate/letteredKeys.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import type { TableStatements } from './statements.js';
 import { telemetry } from '../observe/telemetry.js';
@@ -119,6 +120,8 @@ export class TargetWriter {
       // Durably in the DLQ before the offsets that skip past them commit.
       await this.deadLetters.send(outcome.letters);
       await this.recordParked(outcome);
+      // dlq replay's supersede guard (src/validate/letteredKeys.ts); touches only keys with dead letters.
+      await recordLetteredKeys(this.client, fresh, outcome.letters);
       await this.advanceOffsets(advanced, outcome);
       return outcome;
     }).then((outcome) => {
