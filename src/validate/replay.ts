@@ -31,6 +31,8 @@ function where(l: StoredLetter): string {
  * keeping its original position. `writer` undefined means a dry run: nothing is written anywhere.
  */
 export class Replayer {
+  private guardChecked?: boolean;
+
   constructor(
     private readonly target: pg.Client,
     private readonly tables: Map<string, ReplayTable>,
@@ -120,8 +122,6 @@ export class Replayer {
       }
     }
   }
-
-  private guardChecked?: boolean;
 
   /** A target migrated before the guard existed has no lettered_keys table until the tunnel runs again. */
   private async hasGuard(): Promise<boolean> {
