@@ -5,6 +5,7 @@ import { decodeEnvelope, keyOfImage, PoisonError, rowValues, type Envelope, type
 import { partitionOf } from '../transport/partitions.js';
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
+import { recordLetteredKeys } from '../validate/letteredKeys.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import { TableStatements } from './statements.js';
 import type { TableShape } from '../capture/catalog.js';
@@ -159,6 +160,8 @@ export class TargetWriter {
       // Durably in the DLQ before the offsets that skip past them commit.
       await this.deadLetters.send(outcome.letters);
       await this.recordParked(outcome);
+      // dlq replay's supersede guard (src/validate/letteredKeys.ts); touches only keys with dead letters.
+      await recordLetteredKeys(this.client, fresh, outcome.letters);
       await this.advanceOffsets(advanced, outcome);
       return outcome;
     }).then((outcome) => {

@@ -1,12 +1,18 @@
+import { withTables } from '../config/tables.js';
+import { applySession } from '../apply/session.js';
 import type { Command } from 'commander';
+import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
-import { exitCodes } from '../errors.js';
-import { withClient } from '../pg.js';
-import { prepare, tableApply } from '../pipeline/tunnel.js';
-import { EnvelopeProducer } from '../transport/kafka.js';
+import { installTarget } from '../capture/install.js';
+import { exitCodes, TunnelError } from '../errors.js';
+import { inTransaction, withClient } from '../pg.js';
+import { EnvelopeProducer, existingTopics } from '../transport/kafka.js';
 import { DeadLetterWriter } from '../validate/deadLetters.js';
 import { markResolved, readDeadLetters, type StoredLetter } from '../validate/dlqReader.js';
-import { Replayer } from '../validate/replay.js';
+import { Replayer, type ReplayOutcome } from '../validate/replay.js';
+import { planReplay } from '../validate/replayOrder.js';
+import { replayTables, selectTables, takeReplayLock, targetInstalled } from '../validate/replayTables.js';
+import { resolveLetter } from '../validate/resolutions.js';
 import { cliAction, config, log } from './context.js';
 
 interface Filters {
@@ -27,17 +33,31 @@ function keyMatches(letter: StoredLetter, key: string): boolean {
   }
 }
 
+function matches(l: StoredLetter, filters: Filters): boolean {
+  return (!filters.rule || l.rule === filters.rule) && (!filters.key || keyMatches(l, filters.key));
+}
+
+/**
+ * Every letter in the DLQs of the tables `--table` selects, each marked with its resolution. Read-only:
+ * a missing DLQ topic or an uninstalled target means no letters, and nothing is created.
+ */
+async function readLetters(cfg: TunnelConfig, target: pg.Client, table?: string): Promise<StoredLetter[]> {
+  const topics = await existingTopics(cfg.kafkaBrokers, selectTables(cfg, table).map((t) => t.dlqTopic));
+  if (topics.length === 0) return [];
+  const letters = await readDeadLetters(cfg.kafkaBrokers, topics);
+  if (letters.length > 0 && (await targetInstalled(target))) await markResolved(target, letters);
+  return letters;
+}
+
 /** Unresolved dead letters (or all), filtered, oldest first; a letter written twice after a crash counts once. */
 export async function loadLetters(cfg: TunnelConfig, filters: Filters, includeResolved = false): Promise<StoredLetter[]> {
-  const tables = cfg.tables.filter((t) => !filters.table || filters.table === t.name || filters.table === `${t.schema}.${t.name}`);
-  const letters = await readDeadLetters(cfg.kafkaBrokers, tables.map((t) => t.dlqTopic));
-  if (letters.length > 0) await withClient(cfg.targetUrl, 'target', (c) => markResolved(c, letters));
+  const letters = await withClient(cfg.targetUrl, 'target', (target) => readLetters(cfg, target, filters.table));
   const seen = new Set<string>();
   return letters.filter((l) => {
     const id = `${l.original.topic}\u0000${l.original.partition}\u0000${l.original.offset}\u0000${l.attempt}`;
     const first = !seen.has(id);
     seen.add(id);
-    return first && (includeResolved || !l.resolved) && (!filters.rule || l.rule === filters.rule) && (!filters.key || keyMatches(l, filters.key));
+    return first && (includeResolved || !l.resolved) && matches(l, filters);
   });
 }
 
@@ -46,11 +66,69 @@ export function formatLetter(l: StoredLetter): string {
   return `${l.time.slice(0, 19).replace('T', ' ')}  ${l.errorClass.padEnd(11)} ${(l.rule ?? '-').padEnd(20)} key ${l.key ?? '-'}  attempt ${l.attempt}  from ${where}${l.resolved ? `  [${l.resolved}]` : ''}\n    ${l.message}`;
 }
 
+function printOutcomes(outcomes: ReplayOutcome[], dryRun: boolean): void {
+  for (const o of outcomes) process.stdout.write(`${o.result.padEnd(15)} key ${o.letter.key ?? '-'} (${o.letter.errorClass}${o.letter.rule ? ` ${o.letter.rule}` : ''})${o.reason ? ` — ${o.reason}` : ''}\n`);
+  const count = (r: ReplayOutcome['result']) => outcomes.filter((o) => o.result === r).length;
+  const applied = count(dryRun ? 'would apply' : 'applied');
+  const superseded = count(dryRun ? 'would supersede' : 'superseded');
+  const verb = dryRun ? 'would be applied' : 'applied';
+  process.stdout.write(`${dryRun ? 'dry run, nothing changed: ' : ''}${applied} of ${outcomes.length} ${verb}${superseded > 0 ? `, ${superseded} superseded by a newer change in the target` : ''}\n`);
+}
+
+/** `dlq replay`: with --dry-run only reads (no lock, no install, no producer); otherwise one replay per target at a time. */
+async function replay(cfg: TunnelConfig, options: Filters & { dryRun?: boolean }): Promise<number> {
+  const dryRun = options.dryRun === true;
+  return withClient(cfg.targetUrl, 'target', async (target) => {
+    if (!dryRun) {
+      await takeReplayLock(target);
+      await installTarget(target);
+      // as the consumer writes: a replayed child may precede its parent
+      await applySession(target, log);
+    }
+    const unresolved = (await readLetters(cfg, target, options.table)).filter((l) => !l.resolved);
+    const plan = planReplay(unresolved, (l) => matches(l, options));
+    if (!plan.queues.some((q) => q.some((e) => e.selected))) {
+      process.stdout.write('no dead letters to replay\n');
+      return exitCodes.ok;
+    }
+    const tables = await replayTables(cfg, selectTables(cfg, options.table));
+    const producer = dryRun ? undefined : new EnvelopeProducer(cfg.kafkaBrokers, 'pgtunnel-replay');
+    try {
+      const outcomes = await new Replayer(target, tables, producer && new DeadLetterWriter(producer)).replay(plan);
+      printOutcomes(outcomes, dryRun);
+    } finally {
+      await producer?.close();
+    }
+    return exitCodes.ok;
+  });
+}
+
+/** `dlq discard`: resolves the selected letters without applying them; their keys are released as replay would. */
+async function discard(cfg: TunnelConfig, options: Filters & { all?: boolean }): Promise<number> {
+  if (!options.all && !options.table && !options.rule && !options.key) {
+    throw new TunnelError('PGT_DISCARD_WHAT', 'dlq discard needs to know which letters to discard', {
+      errorClass: 'config',
+      hint: 'name them with --table, --rule or --key, or pass --all for every unresolved letter',
+    });
+  }
+  return withClient(cfg.targetUrl, 'target', async (target) => {
+    await takeReplayLock(target);
+    await installTarget(target);
+    const letters = (await readLetters(cfg, target, options.table)).filter((l) => !l.resolved && matches(l, options));
+    for (const l of letters) {
+      await inTransaction(target, () => resolveLetter(target, l, 'discarded'));
+      process.stdout.write(`discarded       key ${l.key ?? '-'} (${l.errorClass}${l.rule ? ` ${l.rule}` : ''}) from ${l.original.topic}[${l.original.partition}]@${l.original.offset}\n`);
+    }
+    process.stdout.write(`${letters.length} dead letter(s) discarded; \`pgtunnel dlq list --all\` shows them\n`);
+    return exitCodes.ok;
+  });
+}
+
 export function registerDlq(program: Command): void {
   const dlq = program
     .command('dlq')
-    .description('dead letters: what was refused and why, and replaying them')
-    .addHelpText('after', '\nExamples:\n  pgtunnel dlq list\n  pgtunnel dlq replay --dry-run');
+    .description('dead letters: what was refused and why, replaying them, discarding them')
+    .addHelpText('after', '\nExamples:\n  pgtunnel dlq list\n  pgtunnel dlq replay --dry-run\n  pgtunnel dlq discard --key 7');
   dlq
     .command('list')
     .description('list dead letters, newest first (unresolved ones unless --all)')
@@ -58,11 +136,11 @@ export function registerDlq(program: Command): void {
     .option('--table <table>', 'only this table')
     .option('--rule <rule>', 'only letters of this rule')
     .option('--key <key>', 'only this key (a value, or the key JSON)')
-    .option('--all', 'include letters already resolved by replay')
+    .option('--all', 'include resolved letters, marked [applied], [superseded], [discarded], [requeued] or [duplicate]')
     .addHelpText('after', '\nExamples:\n  pgtunnel dlq list\n  pgtunnel dlq list --rule salary-above-10000 --json')
     .action(
       cliAction(async (options: Filters & { json?: boolean; all?: boolean }, globals) => {
-        const letters = (await loadLetters(config(globals), options, options.all)).reverse();
+        const letters = (await loadLetters(await withTables(config(globals)), options, options.all)).reverse();
         if (options.json) process.stdout.write(`${JSON.stringify(letters, null, 2)}\n`);
         else if (letters.length === 0) process.stdout.write('no dead letters\n');
         else process.stdout.write(`${letters.map(formatLetter).join('\n')}\n${letters.length} dead letter(s)\n`);
@@ -71,31 +149,31 @@ export function registerDlq(program: Command): void {
     );
   dlq
     .command('replay')
-    .description('re-validate with the current rules and re-apply, key by key in order; what fails stays with its new reason')
+    .description('re-validate with the current rules and re-apply, each key\'s letters in their original order; what fails stays with its new reason')
+    .option('--table <table>', 'only letters in this table\'s DLQ, applied only to this table (headers cannot name another)')
+    .option('--rule <rule>', 'only letters of this rule (a key\'s earlier letters of other rules still go first)')
+    .option('--key <key>', 'only this key (a value, or the key JSON)')
+    .option('--dry-run', 'say what would happen; writes nothing anywhere (no install, no topics, no target or Kafka writes)')
+    .addHelpText(
+      'after',
+      `
+A letter older than the change the target already holds for its key is not applied: it is resolved as
+"superseded". A letter that fails again goes back to the DLQ with attempt + 1 and keeps its original place.
+Only one replay or discard runs per target at a time; a second one exits with a message.
+
+Examples:
+  pgtunnel dlq replay --dry-run
+  pgtunnel dlq replay --rule salary-above-10000
+  pgtunnel dlq replay --table public.employees --key 7`,
+    )
+    .action(cliAction(async (options: Filters & { dryRun?: boolean }, globals) => replay(await withTables(config(globals)), options)));
+  dlq
+    .command('discard')
+    .description('mark dead letters resolved without applying them (kept in Kafka, shown by dlq list --all)')
     .option('--table <table>', 'only this table')
     .option('--rule <rule>', 'only letters of this rule')
     .option('--key <key>', 'only this key (a value, or the key JSON)')
-    .option('--dry-run', 'say what would happen, change nothing')
-    .addHelpText('after', '\nExamples:\n  pgtunnel dlq replay --dry-run\n  pgtunnel dlq replay --rule salary-above-10000')
-    .action(
-      cliAction(async (options: Filters & { dryRun?: boolean }, globals) => {
-        const cfg = config(globals);
-        const letters = await loadLetters(cfg, options);
-        if (letters.length === 0) {
-          process.stdout.write('no dead letters to replay\n');
-          return exitCodes.ok;
-        }
-        const tables = new Map((await prepare(cfg, log)).map((t) => [t.config.topic, tableApply(t)]));
-        const producer = new EnvelopeProducer(cfg.kafkaBrokers, 'pgtunnel-replay');
-        try {
-          const outcomes = await withClient(cfg.targetUrl, 'target', (target) => new Replayer(target, tables, new DeadLetterWriter(producer)).replay(letters, options.dryRun === true));
-          for (const o of outcomes) process.stdout.write(`${o.result.padEnd(11)} key ${o.letter.key ?? '-'} (${o.letter.errorClass}${o.letter.rule ? ` ${o.letter.rule}` : ''})${o.reason ? ` — ${o.reason}` : ''}\n`);
-          const applied = outcomes.filter((o) => o.result === 'applied' || o.result === 'would apply').length;
-          process.stdout.write(`${options.dryRun ? 'dry run: ' : ''}${applied} of ${outcomes.length} ${options.dryRun ? 'would be' : ''} applied\n`);
-        } finally {
-          await producer.close();
-        }
-        return exitCodes.ok;
-      }),
-    );
+    .option('--all', 'every unresolved letter (of --table, if given)')
+    .addHelpText('after', '\nA key whose letters are all resolved is released: with orderPolicy park its next change applies again.\n\nExamples:\n  pgtunnel dlq discard --key 7\n  pgtunnel dlq discard --rule born-after-2007\n  pgtunnel dlq discard --all')
+    .action(cliAction(async (options: Filters & { all?: boolean }, globals) => discard(await withTables(config(globals)), options)));
 }

@@ -43,6 +43,19 @@ export async function ensureTopics(brokers: string[], topics: string[], partitio
   }
 }
 
+/** Which of the topics exist; reads metadata only, so it never creates one. */
+export async function existingTopics(brokers: string[], topics: string[]): Promise<string[]> {
+  const admin = new Admin({ clientId: 'pgtunnel-admin', bootstrapBrokers: brokers, ...clientDefaults });
+  try {
+    const existing = new Set(await admin.listTopics());
+    return topics.filter((t) => existing.has(t));
+  } catch (err) {
+    throw unreachableBroker(brokers, err);
+  } finally {
+    await admin.close().catch(() => {});
+  }
+}
+
 export async function deleteTopics(brokers: string[], topics: string[]): Promise<void> {
   const admin = new Admin({ clientId: 'pgtunnel-admin', bootstrapBrokers: brokers, ...clientDefaults });
   try {

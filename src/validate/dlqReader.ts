@@ -18,7 +18,7 @@ export interface StoredLetter {
   original: { topic: string; partition: number; offset: string };
   time: string;
   attempt: number;
-  /** Set when `dlq replay` resolved it: applied, or superseded by a newer attempt. */
+  /** How `dlq replay` or `dlq discard` resolved it (see resolutions.ts), if they did. */
   resolved?: string;
   headers: Record<string, string>;
 }

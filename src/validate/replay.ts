@@ -1,111 +1,148 @@
 import type pg from 'pg';
-import type { TableApply } from '../apply/targetWriter.js';
 import { isRefusedChange } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { decodeEnvelope, PoisonError, rowValues } from '../transport/envelope.js';
+import { decodeEnvelope, PoisonError, rowValues, type Envelope } from '../transport/envelope.js';
 import type { DeadLetter, DeadLetterWriter } from './deadLetters.js';
 import type { StoredLetter } from './dlqReader.js';
+import { isSuperseded, lockAppliedPosition, noteReplayApplied } from './letteredKeys.js';
+import type { ReplayPlan } from './replayOrder.js';
+import type { ReplayTable } from './replayTables.js';
+import { resolveLetter, retireCopy } from './resolutions.js';
 import { firstFailure } from './rules.js';
 
 export interface ReplayOutcome {
   letter: StoredLetter;
-  result: 'applied' | 'failed' | 'kept' | 'would apply' | 'would fail';
+  result: 'applied' | 'superseded' | 'failed' | 'kept' | 'would apply' | 'would supersede' | 'would fail';
   reason?: string;
 }
 
+const done = new Set<ReplayOutcome['result']>(['applied', 'superseded', 'would apply', 'would supersede']);
+const deadlockRetries = 5;
+
+function where(l: StoredLetter): string {
+  return `${l.original.topic}[${l.original.partition}]@${l.original.offset}`;
+}
+
 /**
- * Re-validates unresolved dead letters with the current rules and re-applies them key by key, in the
- * order they were dead-lettered. A key's first letter that fails again stops that key (its later
- * letters stay parked behind it) and goes back to the DLQ with its new reason and attempt + 1.
+ * Re-validates unresolved dead letters with the current rules and re-applies them, each key's letters in
+ * the order their changes were published. A letter older than what the target already holds for its key is
+ * resolved as superseded, never written. A key's first letter that is not resolved stops the key (its later
+ * letters wait behind it); one that fails again goes back to the DLQ with its new reason and attempt + 1,
+ * keeping its original position. `writer` undefined means a dry run: nothing is written anywhere.
  */
 export class Replayer {
+  private guardChecked?: boolean;
+
   constructor(
     private readonly target: pg.Client,
-    private readonly tables: Map<string, TableApply>,
-    private readonly deadLetters: DeadLetterWriter,
+    private readonly tables: Map<string, ReplayTable>,
+    private readonly writer: DeadLetterWriter | undefined,
   ) {}
 
-  async replay(letters: StoredLetter[], dryRun: boolean): Promise<ReplayOutcome[]> {
-    const byKey = new Map<string, StoredLetter[]>();
-    for (const l of letters) {
-      const k = `${l.original.topic}\u0000${l.key ?? `${l.dlqTopic}:${l.partition}:${l.offset}`}`;
-      byKey.set(k, [...(byKey.get(k) ?? []), l]);
-    }
+  private get dryRun(): boolean {
+    return this.writer === undefined;
+  }
+
+  async replay(plan: ReplayPlan): Promise<ReplayOutcome[]> {
+    if (!this.dryRun) for (const copy of plan.copies) await retireCopy(this.target, copy, 'duplicate');
     const out: ReplayOutcome[] = [];
-    for (const group of byKey.values()) {
-      group.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
-      let blocked = false;
-      for (const letter of group) {
-        if (blocked) {
-          out.push({ letter, result: 'kept', reason: 'an earlier dead letter of this key is still unresolved' });
+    for (const queue of plan.queues) {
+      let blockedBy: StoredLetter | undefined;
+      for (const { letter, selected } of queue) {
+        if (!selected) {
+          blockedBy ??= letter;
           continue;
         }
-        const outcome = await this.replayOne(letter, dryRun);
+        if (blockedBy) {
+          out.push({ letter, result: 'kept', reason: `waits behind the key's earlier dead letter from ${where(blockedBy)}` });
+          continue;
+        }
+        const outcome = await this.replayOne(letter);
         out.push(outcome);
-        blocked = outcome.result !== 'applied' && outcome.result !== 'would apply';
+        if (!done.has(outcome.result)) blockedBy = letter;
       }
     }
     return out;
   }
 
-  private async replayOne(letter: StoredLetter, dryRun: boolean): Promise<ReplayOutcome> {
-    const table = this.tables.get(letter.original.topic);
-    if (!table) return { letter, result: 'kept', reason: `no configured table publishes to ${letter.original.topic}` };
-    if (letter.errorClass === 'poison' || letter.errorClass === 'bad-action' || letter.value === undefined) {
-      return { letter, result: 'kept', reason: `a ${letter.errorClass} dead letter is not a change pgtunnel can apply; inspect it with dlq list` };
+  /** Why a letter cannot be replayed at all, or its envelope. */
+  private decode(letter: StoredLetter, table: ReplayTable | undefined): { envelope: Envelope } | { kept: string } {
+    if (!table) return { kept: `${letter.dlqTopic} is not the DLQ of a selected table` };
+    if (letter.original.topic !== table.topic) {
+      return { kept: `its headers name ${letter.original.topic}, but it sits in the DLQ of ${table.table}; a header never picks the table (inspect it, or dlq discard it)` };
     }
-    let envelope;
+    if (letter.errorClass === 'poison' || letter.errorClass === 'bad-action' || letter.value === undefined || letter.key === undefined) {
+      return { kept: `a ${letter.errorClass} dead letter is not a change pgtunnel can apply; inspect it with dlq list, or dlq discard it` };
+    }
     try {
-      envelope = decodeEnvelope(letter.key, letter.value, table.statements.key);
+      const envelope = decodeEnvelope(letter.key, letter.value, table.statements.key);
+      if (envelope.op === 't') return { kept: 'a truncate is not replayed; inspect it, or dlq discard it' };
+      return { envelope };
     } catch (err) {
-      if (err instanceof PoisonError) return { letter, result: 'kept', reason: err.message };
+      if (err instanceof PoisonError) return { kept: err.message };
       throw err;
-    }
-    const failure = envelope.op === 'd' || envelope.op === 't' ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
-    if (dryRun) return failure ? { letter, result: 'would fail', reason: `rule ${failure.rule}: ${failure.message}` } : { letter, result: 'would apply' };
-    if (failure) return this.again(letter, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` });
-    try {
-      await inTransaction(this.target, async () => {
-        if (envelope.op === 'd') await table.statements.delete(this.target, [envelope.before!]);
-        else await table.statements.upsert(this.target, [envelope.after!]);
-        await this.resolve(letter, 'applied');
-      });
-      return { letter, result: 'applied' };
-    } catch (err) {
-      if (!isRefusedChange(err)) throw err;
-      return this.again(letter, { errorClass: 'target', code: err.code, message: `the target refused the change: ${err.message}` });
     }
   }
 
-  /** Still failing: a new dead letter with the new reason replaces the old one, so nothing is lost. */
+  private async replayOne(letter: StoredLetter): Promise<ReplayOutcome> {
+    const table = this.tables.get(letter.dlqTopic);
+    const decoded = this.decode(letter, table);
+    if ('kept' in decoded) return { letter, result: 'kept', reason: decoded.kept };
+    const { envelope } = decoded;
+    const key = letter.key!;
+    const failure = envelope.op === 'd' ? undefined : firstFailure(table!.rules, rowValues(envelope.after!));
+    const ruleReason: DeadLetter | undefined = failure && { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` };
+    if (this.dryRun) {
+      const applied = (await this.hasGuard()) ? await lockAppliedPosition(this.target, table!.topic, key, false) : undefined;
+      if (isSuperseded(applied, letter.original)) return { letter, result: 'would supersede', reason: `the target holds a newer change of this key (offset ${applied!.appliedOffset})` };
+      return ruleReason ? { letter, result: 'would fail', reason: ruleReason.message } : { letter, result: 'would apply' };
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // The key's guard row is locked first, so a consumer applying the same key waits for this or wins.
+        const result = await inTransaction(this.target, async (): Promise<ReplayOutcome | DeadLetter> => {
+          const applied = await lockAppliedPosition(this.target, table!.topic, key);
+          if (isSuperseded(applied, letter.original)) {
+            await resolveLetter(this.target, letter, 'superseded');
+            return { letter, result: 'superseded', reason: `the target holds a newer change of this key (offset ${applied!.appliedOffset})` };
+          }
+          if (ruleReason) return ruleReason;
+          if (envelope.op === 'd') await table!.statements.delete(this.target, [envelope.before!]);
+          else await table!.statements.upsert(this.target, [envelope.after!]);
+          await noteReplayApplied(this.target, table!.topic, key, letter.original);
+          await resolveLetter(this.target, letter, 'applied');
+          return { letter, result: 'applied' };
+        });
+        return 'letter' in result ? result : await this.again(letter, result);
+      } catch (err) {
+        if (isRefusedChange(err)) return this.again(letter, { errorClass: 'target', code: err.code, message: `the target refused the change: ${err.message}` });
+        // A deadlock with the consumer over the same key: whichever loses tries again and sees the winner.
+        if ((err as { code?: string }).code === '40P01' && attempt < deadlockRetries) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** A target migrated before the guard existed has no lettered_keys table until the tunnel runs again. */
+  private async hasGuard(): Promise<boolean> {
+    if (this.guardChecked === undefined) {
+      const { rows } = await this.target.query<{ ok: boolean }>("SELECT to_regclass('pgtunnel.lettered_keys') IS NOT NULL AS ok");
+      this.guardChecked = rows[0]?.ok === true;
+    }
+    return this.guardChecked;
+  }
+
+  /** Still failing: a new attempt with the new reason and the ORIGINAL position replaces the old letter. */
   private async again(letter: StoredLetter, reason: DeadLetter): Promise<ReplayOutcome> {
-    await this.deadLetters.send([
+    await this.writer!.send([
       {
-        record: { topic: letter.original.topic, partition: letter.partition, offset: BigInt(letter.offset), key: letter.key, value: letter.value },
+        record: { topic: letter.dlqTopic.replace(/\.dlq$/, ''), partition: letter.original.partition, offset: BigInt(letter.original.offset), key: letter.key, value: letter.value },
         letter: { ...reason, attempt: letter.attempt + 1 },
         original: letter.original,
       },
     ]);
-    // The new letter takes the old one's place in the key's count, so the key stays parked.
-    await this.target.query(`INSERT INTO pgtunnel.dlq_resolved (topic, partition, "offset", outcome) VALUES ($1, $2, $3, 'superseded') ON CONFLICT DO NOTHING`, [
-      letter.dlqTopic,
-      letter.partition,
-      letter.offset,
-    ]);
+    // The new attempt carries the old one's place in the key's counts, so the key stays parked.
+    await retireCopy(this.target, letter, 'requeued');
     return { letter, result: 'failed', reason: reason.message };
-  }
-
-  /** Marks a letter applied and releases its key once no unresolved letter parks it. */
-  private async resolve(letter: StoredLetter, outcome: string): Promise<void> {
-    const inserted = await this.target.query(
-      `INSERT INTO pgtunnel.dlq_resolved (topic, partition, "offset", outcome) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-      [letter.dlqTopic, letter.partition, letter.offset, outcome],
-    );
-    if (inserted.rowCount === 0 || letter.key === undefined) return;
-    await this.target.query(
-      `UPDATE pgtunnel.parked_keys SET dead_letters = dead_letters - 1 WHERE topic = $1 AND key = $2`,
-      [letter.original.topic, letter.key],
-    );
-    await this.target.query(`DELETE FROM pgtunnel.parked_keys WHERE topic = $1 AND key = $2 AND dead_letters <= 0`, [letter.original.topic, letter.key]);
   }
 }
