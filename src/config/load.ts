@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
+import { withPassword } from './secrets.js';
 
 export interface TableConfig {
   schema: string;
@@ -34,6 +35,8 @@ export interface TunnelConfig {
   pollIntervalMs: number;
   httpPort: number | 'off';
   httpHost: string;
+  httpToken?: string;
+  httpAllowedHosts: string[];
 }
 
 export const embeddedDefaults = {
@@ -115,6 +118,13 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_TOPIC_PREFIX) out.topicPrefix = env.PGTUNNEL_TOPIC_PREFIX;
   if (env.PGTUNNEL_GROUP_ID) out.groupId = env.PGTUNNEL_GROUP_ID;
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
+  if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
+  if (env.PGTUNNEL_HTTP_ALLOWED_HOSTS) out.httpAllowedHosts = env.PGTUNNEL_HTTP_ALLOWED_HOSTS.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const side of ['source', 'target'] as const) {
+    const upper = side.toUpperCase();
+    if (env[`PGTUNNEL_${upper}_PASSWORD`]) out[`${side}Password`] = env[`PGTUNNEL_${upper}_PASSWORD`];
+    if (env[`PGTUNNEL_${upper}_PASSWORD_FILE`]) out[`${side}PasswordFile`] = env[`PGTUNNEL_${upper}_PASSWORD_FILE`];
+  }
   for (const [name, key] of [
     ['PGTUNNEL_PARTITIONS', 'partitions'],
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
@@ -178,14 +188,19 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     const id = `${t.schema}.${t.name}`;
     if (seen.has(id)) errors.push(`tables: ${id} is listed twice — fix: list each table once`);
     seen.add(id);
+    // PostgreSQL cuts names at 63 bytes and Kafka refuses topic names over 249 characters: say so now.
+    if (Buffer.byteLength(t.changeTable) > 63) errors.push(`tables: the change table name ${t.changeTable} is longer than 63 bytes — fix: set a shorter changeTable for ${id}`);
+    if (t.dlqTopic.length > 249) errors.push(`tables: the topic ${t.dlqTopic} is longer than 249 characters — fix: use a shorter topicPrefix or table name`);
   }
+  const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
+  const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
   }
   const brokers = merged.kafkaBrokers;
   return {
-    sourceUrl: merged.sourceUrl ?? defaultSourceUrl,
-    targetUrl: merged.targetUrl ?? defaultTargetUrl,
+    sourceUrl,
+    targetUrl,
     kafkaBrokers: brokers === undefined ? [defaultBroker] : Array.isArray(brokers) ? brokers : [brokers],
     embedded: named === 0,
     home: path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel'),
@@ -198,5 +213,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     pollIntervalMs: merged.pollIntervalMs ?? 5,
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
+    httpToken: merged.httpToken,
+    httpAllowedHosts: merged.httpAllowedHosts ?? [],
   };
 }
