@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { classify } from '../../src/errors.js';
 import { redact, registerSecret } from '../../src/observe/redact.js';
+import { deadLetterMessage } from '../../src/validate/deadLetters.js';
 
 const secret = 'Zq9-very-SECRET';
 
@@ -52,4 +53,12 @@ test('registered secrets (passwords from env or files, the HTTP token) are hidde
 test('classified errors carry redacted messages', () => {
   const e = classify(new Error(`connect to postgres://app:${secret}@db/x refused`));
   assert.ok(!e.message.includes(secret));
+});
+
+test('dead-letter headers, which outlive the process in Kafka, carry redacted reasons', () => {
+  const message = deadLetterMessage({
+    record: { topic: 't', partition: 0, offset: 1n, key: '{"id":1}', value: '{}' },
+    letter: { errorClass: 'target', message: `cannot connect to postgres://app:${secret}@db/x`, details: { detail: `password=${secret} host=db` } },
+  });
+  for (const value of message.headers!.values()) assert.ok(!String(value).includes('SECRET'), String(value));
 });
