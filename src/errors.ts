@@ -1,3 +1,5 @@
+import { redact } from './observe/redact.js';
+
 /** Exit codes of the CLI, documented in the README. */
 export const exitCodes = {
   ok: 0,
@@ -66,17 +68,12 @@ export function coerceError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** Hides the password of a connection URL wherever it is printed. */
-export function maskUrl(text: string): string {
-  return text.replace(/(\w+:\/\/[^:/@\s]+:)[^@\s]+@/g, '$1***@');
-}
-
 /** Sorts any thrown value into one of our classes, so callers decide between retry, dead letter and stop. */
 export function classify(err: unknown): TunnelError {
   if (err instanceof TunnelError) return err;
   const e = coerceError(err) as Error & { code?: unknown; canRetry?: boolean; errors?: unknown[] };
   const code = typeof e.code === 'string' ? e.code : '';
-  const message = maskUrl(e.message);
+  const message = redact(e.message);
   if (networkCodes.has(code) || /connect|Connection terminated|socket/i.test(e.message) && !code.match(/^[0-9A-Z]{5}$/)) {
     return new TunnelError(code || 'PGT_NETWORK', message, { errorClass: 'unreachable', cause: err });
   }
@@ -129,5 +126,5 @@ export function kafkaProtocolIds(err: unknown, depth = 0): string[] {
 
 export function describeError(err: unknown): string {
   const e = classify(err);
-  return e.hint ? `${e.message}\n  fix: ${e.hint}` : e.message;
+  return redact(e.hint ? `${e.message}\n  fix: ${e.hint}` : e.message);
 }

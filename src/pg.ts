@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { TunnelError, classify, maskUrl } from './errors.js';
+import { TunnelError, classify } from './errors.js';
+import { redact } from './observe/redact.js';
 
 // int8 and numeric as strings would make every key a string; bigint-safe keys stay text, small ints parse.
 pg.types.setTypeParser(20, (v) => {
@@ -45,13 +46,13 @@ export async function connect(url: string, role: 'source' | 'target' | 'admin', 
     await client.end().catch(() => {});
     const e = classify(err);
     if (e.code === '3D000') {
-      throw new TunnelError('PGT_DB_MISSING', `the ${role} database in ${maskUrl(url)} does not exist: ${e.message}`, {
+      throw new TunnelError('PGT_DB_MISSING', `the ${role} database in ${redact(url)} does not exist: ${e.message}`, {
         errorClass: 'fatal',
         hint: `create it (createdb) or fix PGTUNNEL_${role.toUpperCase()}_URL`,
         cause: err,
       });
     }
-    throw new TunnelError('PGT_UNREACHABLE', `cannot connect to the ${role} database ${maskUrl(url)}: ${e.message}`, {
+    throw new TunnelError('PGT_UNREACHABLE', `cannot connect to the ${role} database ${redact(url)}: ${e.message}`, {
       errorClass: 'unreachable',
       hint: `start PostgreSQL there, or fix PGTUNNEL_${role.toUpperCase()}_URL`,
       cause: err,

@@ -2,6 +2,9 @@
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => (n === null || n === undefined ? '-' : Number(n).toLocaleString('en'));
 const text = (s) => document.createTextNode(String(s));
+// Opened as /?token=… when the tunnel has an httpToken: the page keeps it for its own /api calls.
+const token = new URLSearchParams(location.search).get('token');
+const auth = token ? { authorization: `Bearer ${token}` } : {};
 
 function row(cells) {
   const tr = document.createElement('tr');
@@ -66,7 +69,12 @@ function draw(data) {
 
 async function refresh() {
   try {
-    const res = await fetch('/api/status', { cache: 'no-store' });
+    const res = await fetch('/api/status', { cache: 'no-store', headers: auth });
+    if (res.status === 401) {
+      $('state').textContent = 'token required: open this page as /?token=<httpToken>';
+      $('state').className = 'badge bad';
+      return;
+    }
     draw(await res.json());
   } catch (err) {
     $('state').textContent = 'tunnel unreachable';

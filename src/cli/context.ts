@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig, type TunnelConfig } from '../config/load.js';
 import { classify, describeError, exitCodes } from '../errors.js';
 import { createLogger, type Logger } from '../observe/log.js';
+import { redact } from '../observe/redact.js';
 import { LocalStack, type StackPart } from '../stack/localStack.js';
 import { ensureEmployees } from '../stack/demo.js';
 import { withClient } from '../pg.js';
@@ -19,7 +20,7 @@ export function config(options: GlobalOptions): TunnelConfig {
 /** Maps an error to a message on stderr and the documented exit code. */
 export function failure(err: unknown): number {
   const e = classify(err);
-  process.stderr.write(`pgtunnel: ${describeError(e)}\n`);
+  process.stderr.write(redact(`pgtunnel: ${describeError(e)}\n`));
   if (e.errorClass === 'config') return exitCodes.usage;
   if (e.errorClass === 'unreachable') return exitCodes.unreachable;
   return exitCodes.failure;

@@ -1,7 +1,8 @@
 import { withTables } from '../config/tables.js';
 import { Option, type Command } from 'commander';
 import type { TunnelConfig } from '../config/load.js';
-import { classify, describeError, exitCodes, maskUrl } from '../errors.js';
+import { classify, describeError, exitCodes } from '../errors.js';
+import { redact } from '../observe/redact.js';
 import { withClient } from '../pg.js';
 import { Backoff, sleep } from '../pipeline/retry.js';
 import { prepare, Tunnel, type PreparedTable } from '../pipeline/tunnel.js';
@@ -60,7 +61,7 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     }
     const tables = await prepareOrWait(cfg, options.wait === true, signal);
     if (!tables) return exitCodes.ok;
-    log.info({ source: maskUrl(cfg.sourceUrl), target: maskUrl(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
+    log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
     await tunnel.run(signal, { produce: options.role !== 'consumer', apply: options.role !== 'producer' });
     log.info('tunnel stopped');

@@ -1,6 +1,7 @@
 import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { exitCodes } from '../errors.js';
+import { redact } from '../observe/redact.js';
 import { collectStatus, formatStatus } from '../observe/status.js';
 import { cliAction, config } from './context.js';
 
@@ -13,7 +14,7 @@ export function registerStatus(program: Command): void {
     .action(
       cliAction(async (options: { json?: boolean }, globals) => {
         const report = await collectStatus(await withTables(config(globals)));
-        process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`);
+        process.stdout.write(redact(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`));
         return report.errors.length > 0 ? exitCodes.unreachable : exitCodes.ok;
       }),
     );

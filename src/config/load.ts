@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
+import { withPassword } from './secrets.js';
 
 export interface TableConfig {
   schema: string;
@@ -42,6 +43,8 @@ export interface TunnelConfig {
   httpHost: string;
   /** Salt of masked columns; '' when no table masks a column. */
   maskSalt: string;
+  httpToken?: string;
+  httpAllowedHosts: string[];
 }
 
 export const embeddedDefaults = {
@@ -134,6 +137,13 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
+  if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
+  if (env.PGTUNNEL_HTTP_ALLOWED_HOSTS) out.httpAllowedHosts = env.PGTUNNEL_HTTP_ALLOWED_HOSTS.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const side of ['source', 'target'] as const) {
+    const upper = side.toUpperCase();
+    if (env[`PGTUNNEL_${upper}_PASSWORD`]) out[`${side}Password`] = env[`PGTUNNEL_${upper}_PASSWORD`];
+    if (env[`PGTUNNEL_${upper}_PASSWORD_FILE`]) out[`${side}PasswordFile`] = env[`PGTUNNEL_${upper}_PASSWORD_FILE`];
+  }
   for (const [name, key] of [
     ['PGTUNNEL_PARTITIONS', 'partitions'],
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
@@ -216,19 +226,23 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     if (seen.has(id)) errors.push(`tables: ${id} is listed twice — fix: list each table once`);
     seen.add(id);
     errors.push(...tableProblems(t, merged.maskSalt));
+    // Kafka refuses topic names over 249 characters: say so now.
+    if (t.dlqTopic.length > 249) errors.push(`tables: the topic ${t.dlqTopic} is longer than 249 characters — fix: use a shorter topicPrefix or table name`);
   }
   const names = new Map(tables.map((t) => [`${t.schema}.${t.name}`, t]));
   for (const t of tables) {
     const clash = names.get(`${t.schema}.${t.changeTable}`);
     if (clash) errors.push(`tables: the change table of ${t.schema}.${t.name} would be ${t.schema}.${t.changeTable}, a captured table — fix: set another changeTable`);
   }
+  const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
+  const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
   }
   const brokers = merged.kafkaBrokers;
   return {
-    sourceUrl: merged.sourceUrl ?? defaultSourceUrl,
-    targetUrl: merged.targetUrl ?? defaultTargetUrl,
+    sourceUrl,
+    targetUrl,
     kafkaBrokers: brokers === undefined ? [defaultBroker] : Array.isArray(brokers) ? brokers : [brokers],
     embedded: named === 0,
     home: path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel'),
@@ -242,5 +256,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
     maskSalt: merged.maskSalt ?? '',
+    httpToken: merged.httpToken,
+    httpAllowedHosts: merged.httpAllowedHosts ?? [],
   };
 }

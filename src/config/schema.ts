@@ -1,10 +1,19 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { regexProblem } from '../validate/ruleRegex.js';
 
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'must be a plain SQL identifier (letters, digits, _)');
 
 const postgresUrl = z
   .string()
-  .regex(/^postgres(ql)?:\/\/[^\s]+$/, 'must be a URL like postgres://user@host:5432/dbname');
+  .regex(/^postgres(ql)?:\/\/[^\s]+$/, 'must be a URL like postgres://user@host:5432/dbname')
+  // The path is the database; without one, pg would silently use the user name as the database name.
+  .regex(/^[^:]+:\/\/[^\s/]*\/[^\s/?#]+/, 'names no database: write it as postgres://user@host:5432/dbname');
+
+/** A host name (RFC 1123) or an IP address, without port or scheme. */
+export const hostName = z
+  .string()
+  .refine((h) => isIP(h) !== 0 || (h.length <= 253 && /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$/.test(h)), 'must be a host name or an IP address, e.g. 127.0.0.1, ::1 or dashboard.internal');
 
 const broker = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9092');
 
@@ -21,13 +30,20 @@ export const ruleSchema = z
     op: z.enum(ruleOperators),
     value: z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number()]))]).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((rule, ctx) => {
+    const problem = rule.op === 'matches' && typeof rule.value === 'string' ? regexProblem(rule.value) : undefined;
+    if (problem) ctx.addIssue({ code: 'custom', path: ['value'], message: `${problem} (RE2 syntax: no backreferences or lookaround)` });
+  });
 
 export type RuleSpec = z.infer<typeof ruleSchema>;
 
 /** A table as written by a user: `employees`, `public.employees`, or an object with options. */
 export const tableEntrySchema = z.union([
-  z.string().regex(/^([A-Za-z_*?][A-Za-z0-9_$*?]{0,62}\.)?[A-Za-z_*?][A-Za-z0-9_$*?]{0,62}$/, 'must be a table name like employees, public.employees, or a pattern like shop.* or public.order_*'),
+  z
+    .string()
+    .regex(/^([A-Za-z_*?][A-Za-z0-9_$*?]*\.)?[A-Za-z_*?][A-Za-z0-9_$*?]*$/, 'must be a table name like employees, public.employees, or a pattern like shop.* or public.order_*')
+    .refine((t) => t.split('.').every((part) => part.length <= 63), 'a schema or table name longer than 63 bytes is cut short by PostgreSQL'),
   z
     .object({
       /** a table name, or a pattern with * and ? */
@@ -65,7 +81,16 @@ export const fileSchema = z
     pollIntervalMs: z.number().int().min(1).max(10_000).optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */
     httpPort: z.union([z.number().int().min(0).max(65535), z.literal('off')]).optional(),
-    httpHost: z.string().min(1).optional(),
+    httpHost: hostName.optional(),
+    /** When set, the dashboard and /api/* answer only with it (Authorization: Bearer, or ?token=). */
+    httpToken: z.string().min(16, 'must be at least 16 characters (e.g. openssl rand -hex 16)').optional(),
+    /** Host names the dashboard may be reached by, beside localhost, 127.0.0.1, [::1] and httpHost. */
+    httpAllowedHosts: z.array(hostName).optional(),
+    /** Passwords kept out of the URLs: given directly or as a file holding only the password. */
+    sourcePassword: z.string().min(1).optional(),
+    sourcePasswordFile: z.string().min(1).optional(),
+    targetPassword: z.string().min(1).optional(),
+    targetPasswordFile: z.string().min(1).optional(),
     /** Default of every table's autoCreate. */
     autoCreate: z.boolean().optional(),
     /** The salt of masked columns (mask: {col: sha256}); keep it secret, or hashes of guessable values can be reversed. */

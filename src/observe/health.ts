@@ -1,5 +1,6 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { redact } from './redact.js';
 
 /** degraded: running, with something a user must act on (e.g. source columns not captured) */
 export type PartState = 'starting' | 'ok' | 'waiting' | 'standby' | 'degraded';
@@ -30,7 +31,9 @@ export class Health {
     this.report = { pid: process.pid, role, startedAt: new Date().toISOString(), parts: {} };
     if (home) {
       const dir = path.join(home, 'run');
-      mkdirSync(dir, { recursive: true });
+      // Only the user running the tunnel reads what it waits for (reasons name hosts and users).
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
       this.file = path.join(dir, `tunnel-${process.pid}.json`);
     }
   }
@@ -49,7 +52,7 @@ export class Health {
   private flush(): void {
     if (!this.file) return;
     // Write then rename, so a reader never sees half a file.
-    writeFileSync(`${this.file}.tmp`, JSON.stringify(this.report));
+    writeFileSync(`${this.file}.tmp`, redact(JSON.stringify(this.report)), { mode: 0o600 });
     renameSync(`${this.file}.tmp`, this.file);
   }
 

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import { redact } from './redact.js';
 
 export type Logger = pino.Logger;
 
@@ -21,7 +22,7 @@ function terminalStream(out: NodeJS.WriteStream): Writable {
   let barShown = false;
   return new Writable({
     write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) {
+      for (const line of redact(chunk.toString()).split('\n')) {
         if (!line) continue;
         const entry = JSON.parse(line) as Record<string, unknown>;
         if (typeof entry.msg === 'string' && entry.msg.startsWith('snapshot progress')) {
@@ -44,10 +45,12 @@ function terminalStream(out: NodeJS.WriteStream): Writable {
   });
 }
 
-/** JSON lines when piped (for machines), readable lines on a terminal; PGTUNNEL_LOG_FORMAT overrides. */
+/** JSON lines when piped (for machines), readable lines on a terminal; PGTUNNEL_LOG_FORMAT overrides. Both redacted. */
 export function createLogger(name = 'pgtunnel'): Logger {
   const format = process.env.PGTUNNEL_LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
   const level = process.env.PGTUNNEL_LOG_LEVEL ?? 'info';
   if (format === 'pretty') return pino({ name, level }, terminalStream(process.stdout));
-  return pino({ name, level, base: undefined }, pino.destination({ dest: 1, sync: true }));
+  const out = pino.destination({ dest: 1, sync: true });
+  // Every line is redacted as written, whatever field a URL or an error message came in.
+  return pino({ name, level, base: undefined }, { write: (line: string) => out.write(redact(line)) });
 }

@@ -5,7 +5,10 @@ import { fileURLToPath } from 'node:url';
 import type { TunnelConfig } from '../config/load.js';
 import type { Health } from './health.js';
 import type { Logger } from './log.js';
-import { collectStatus, type StatusReport } from './status.js';
+import { HttpAccess } from './access.js';
+import { redact } from './redact.js';
+import type { StatusReport } from './status.js';
+import { StatusPoller } from './statusPoller.js';
 import { telemetry } from './telemetry.js';
 
 const web = (file: string) => fileURLToPath(new URL(`../../../web/${file}`, import.meta.url));
@@ -28,18 +31,27 @@ export function problems(report: StatusReport | undefined, health: Health, lagTr
   return out;
 }
 
+/** Paths that carry no row data and no secrets: open to probes and Prometheus, whatever their Host header. */
+const probes = new Set(['/metrics', '/health', '/ready']);
+
 /**
  * The running tunnel's HTTP face: Prometheus `/metrics`, `/health` (liveness), `/ready` (readiness),
  * `/api/status` for the dashboard, and the dashboard itself at `/` (static files, no build step).
  */
 export class ObserveServer {
   private server: http.Server | undefined;
-  private poller: NodeJS.Timeout | undefined;
-  private report: StatusReport | undefined;
   private lagTrend: number[] = [];
   private readonly started = Date.now();
+  private readonly poller: StatusPoller;
+  private readonly access: HttpAccess;
 
-  constructor(private readonly config: TunnelConfig, private readonly health: Health, private readonly log: Logger) {}
+  constructor(private readonly config: TunnelConfig, private readonly health: Health, private readonly log: Logger) {
+    this.access = new HttpAccess(config.httpHost, config.httpAllowedHosts, config.httpToken);
+    this.poller = new StatusPoller(config, log, (report) => {
+      for (const p of report.partitions) telemetry.lag.set({ topic: p.topic, partition: String(p.partition) }, p.lag);
+      this.lagTrend = [...this.lagTrend, report.lag].slice(-6);
+    });
+  }
 
   async start(host: string, port: number): Promise<string | undefined> {
     telemetry.start();
@@ -53,38 +65,45 @@ export class ObserveServer {
     });
     if (!listening) return undefined;
     this.server = server;
-    await this.poll();
-    this.poller = setInterval(() => void this.poll(), 2000);
-    this.poller.unref();
-    const url = `http://${host}:${(server.address() as AddressInfo).port}/`;
-    this.log.info({ url }, `dashboard at ${url} (metrics at ${url}metrics)`);
+    if (!this.access.loopbackBind) this.warnExposed(host);
+    const shown = host.includes(':') ? `[${host}]` : host;
+    const url = `http://${shown}:${(server.address() as AddressInfo).port}/`;
+    this.log.info({ url }, `dashboard at ${url}${this.config.httpToken ? ' (add ?token=<httpToken>)' : ''} (metrics at ${url}metrics)`);
     return url;
   }
 
-  private async poll(): Promise<void> {
-    try {
-      this.report = await collectStatus(this.config);
-      for (const p of this.report.partitions) telemetry.lag.set({ topic: p.topic, partition: String(p.partition) }, p.lag);
-      this.lagTrend = [...this.lagTrend, this.report.lag].slice(-6);
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'status poll failed');
-    }
+  private warnExposed(host: string): void {
+    const what = `the dashboard and metrics listen on ${host}, reachable from other machines${this.config.httpToken ? '' : ' WITHOUT a token (set httpToken / PGTUNNEL_HTTP_TOKEN); dead-letter row data is hidden'}; only Host names localhost, 127.0.0.1, [::1], ${host} and httpAllowedHosts are answered`;
+    this.log.warn({ httpHost: host }, what);
+    process.stderr.write(`pgtunnel: WARNING: ${what}\n`);
   }
 
   private ready(): { ok: boolean; body: object } {
     const parts = this.health.parts;
     const ok = Object.keys(parts).length > 0 && Object.values(parts).every((p) => p.state === 'ok' || p.state === 'standby');
-    return { ok, body: { status: ok ? 'ready' : 'not ready', phase: this.report?.phase ?? null, parts } };
+    return { ok, body: { status: ok ? 'ready' : 'not ready', phase: this.poller.report?.phase ?? null, parts } };
+  }
+
+  /** Recent dead letters; without the right to row data, their key and message (which hold values) are left out. */
+  private deadLetters(): unknown[] {
+    if (this.access.rowData) return telemetry.deadLetters;
+    return telemetry.deadLetters.map(({ time, table, errorClass, rule }) => ({ time, table, errorClass, rule, key: null, message: 'row data hidden: set httpToken to see it' }));
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const json = (status: number, body: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-      res.end(JSON.stringify(body));
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers });
+      res.end(redact(JSON.stringify(body)));
     };
     try {
-      if (path === '/metrics') {
+      if (!probes.has(path) && !this.access.hostAllowed(req)) {
+        json(421, { error: 'this Host is not served: add it to httpAllowedHosts (PGTUNNEL_HTTP_ALLOWED_HOSTS)' });
+      } else if ((path === '/' || path.startsWith('/api/')) && !this.access.authorized(req, url.searchParams)) {
+        json(401, { error: 'token required: open the dashboard as /?token=<httpToken>, or send Authorization: Bearer <httpToken>' }, { 'www-authenticate': 'Bearer' });
+      } else if (path === '/metrics') {
+        await this.poller.watch();
         res.writeHead(200, { 'content-type': telemetry.registry.contentType });
         res.end(await telemetry.registry.metrics());
       } else if (path === '/health') {
@@ -93,16 +112,20 @@ export class ObserveServer {
         const r = this.ready();
         json(r.ok ? 200 : 503, r.body);
       } else if (path === '/api/status') {
+        await this.poller.watch();
+        const report = this.poller.report;
         json(200, {
-          status: this.report ?? null,
+          status: report ?? null,
           health: this.health.parts,
-          problems: problems(this.report, this.health, this.lagTrend),
+          problems: problems(report, this.health, this.lagTrend),
           history: telemetry.history,
-          deadLetters: telemetry.deadLetters,
+          deadLetters: this.deadLetters(),
+          rowData: this.access.rowData,
           uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
         });
       } else if (assets[path]) {
-        res.writeHead(200, { 'content-type': assets[path].type });
+        if (path === '/') void this.poller.watch();
+        res.writeHead(200, { 'content-type': assets[path].type, 'cache-control': 'no-store' });
         res.end(readFileSync(assets[path].file));
       } else {
         json(404, { error: `no such page: ${path}` });
@@ -113,8 +136,8 @@ export class ObserveServer {
   }
 
   async stop(): Promise<void> {
-    if (this.poller) clearInterval(this.poller);
     telemetry.stop();
+    await this.poller.stop();
     // A dashboard polling every second keeps its connection busy: close it, or close() waits forever.
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();

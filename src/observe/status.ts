@@ -1,7 +1,7 @@
 import type { TunnelConfig } from '../config/load.js';
 import { tableId } from '../capture/install.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
-import { qualified, withClient } from '../pg.js';
+import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
 import { describeError } from '../errors.js';
 import { readHealth, type ProcessHealth } from './health.js';
@@ -56,9 +56,24 @@ async function attempt<T>(errors: string[], fallback: T, body: () => Promise<T>)
   }
 }
 
-export async function collectStatus(config: TunnelConfig): Promise<StatusReport> {
+/** How a status report reaches the services: fresh connections per report (CLI), or kept ones (the poller). */
+export interface StatusLinks {
+  withSource<T>(body: (c: Client) => Promise<T>): Promise<T>;
+  withTarget<T>(body: (c: Client) => Promise<T>): Promise<T>;
+  endOffsets(topics: string[]): Promise<Map<string, bigint[]>>;
+}
+
+function freshLinks(config: TunnelConfig): StatusLinks {
+  return {
+    withSource: (body) => withClient(config.sourceUrl, 'source', body),
+    withTarget: (body) => withClient(config.targetUrl, 'target', body),
+    endOffsets: (topics) => endOffsets(config.kafkaBrokers, topics),
+  };
+}
+
+export async function collectStatus(config: TunnelConfig, links: StatusLinks = freshLinks(config)): Promise<StatusReport> {
   const errors: string[] = [];
-  const tables = await attempt(errors, [] as TableStatus[], () => withClient(config.sourceUrl, 'source', async (client) => {
+  const tables = await attempt(errors, [] as TableStatus[], () => links.withSource(async (client) => {
     const out: TableStatus[] = [];
     for (const t of config.tables) {
       const state = await loadState(client, tableId(t));
@@ -77,14 +92,14 @@ export async function collectStatus(config: TunnelConfig): Promise<StatusReport>
   }));
   const topics = config.tables.map((t) => t.topic);
   type AppliedRow = { topic: string; partition: number; next_offset: string; last_latency_ms: number | null; applied_at: Date; applied: string; dead_lettered: string; poison: string };
-  const applied = await attempt(errors, [] as AppliedRow[], () => withClient(config.targetUrl, 'target', async (client) => {
+  const applied = await attempt(errors, [] as AppliedRow[], () => links.withTarget(async (client) => {
     const { rows } = await client.query<AppliedRow>(
       `SELECT topic, partition, next_offset::text, last_latency_ms, applied_at, applied::text, dead_lettered::text, poison::text FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])`,
       [topics],
     );
     return rows;
   }));
-  const ends = await attempt(errors, new Map<string, bigint[]>(), () => endOffsets(config.kafkaBrokers, topics));
+  const ends = await attempt(errors, new Map<string, bigint[]>(), () => links.endOffsets(topics));
   const partitions: PartitionStatus[] = [];
   for (const topic of topics) {
     (ends.get(topic) ?? []).forEach((end, partition) => {

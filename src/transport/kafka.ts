@@ -72,15 +72,37 @@ export function closeConsumer(consumer: Consumer<any, any, any, any>): Promise<v
   return new Promise((resolve) => consumer.close(true, () => resolve()));
 }
 
-/** The end (next to be written) offset of every partition of the topics. */
+/** Reads end offsets with one client kept open between reads (the status poller asks every few seconds). */
+export class EndOffsetReader {
+  private consumer: Consumer<any, any, any, any> | undefined;
+
+  constructor(private readonly brokers: string[]) {}
+
+  /** The end (next to be written) offset of every partition of the topics. */
+  async read(topics: string[]): Promise<Map<string, bigint[]>> {
+    this.consumer ??= new Consumer({ clientId: 'pgtunnel-status', groupId: 'pgtunnel-status', bootstrapBrokers: this.brokers, ...clientDefaults });
+    try {
+      return await this.consumer.listOffsets({ topics });
+    } catch (err) {
+      await this.close();
+      throw unreachableBroker(this.brokers, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    const consumer = this.consumer;
+    this.consumer = undefined;
+    if (consumer) await closeConsumer(consumer);
+  }
+}
+
+/** The end offset of every partition of the topics, with a client opened for this one read. */
 export async function endOffsets(brokers: string[], topics: string[]): Promise<Map<string, bigint[]>> {
-  const consumer = new Consumer({ clientId: 'pgtunnel-status', groupId: 'pgtunnel-status', bootstrapBrokers: brokers, ...clientDefaults });
+  const reader = new EndOffsetReader(brokers);
   try {
-    return await consumer.listOffsets({ topics });
-  } catch (err) {
-    throw unreachableBroker(brokers, err);
+    return await reader.read(topics);
   } finally {
-    await closeConsumer(consumer);
+    await reader.close();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { OutMessage } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
+import { redact } from '../observe/redact.js';
 
 export interface RawRecord {
   topic: string;
@@ -45,11 +46,11 @@ export interface DeadLetterItem {
   original?: { topic: string; partition: number; offset: string };
 }
 
-/** The DLQ message of a dead letter: the original key and value, the reason in headers. */
+/** The DLQ message of a dead letter: the original key and value, the reason in headers (redacted: they outlive the process). */
 export function deadLetterMessage({ record, letter, original }: DeadLetterItem, now = new Date().toISOString()): OutMessage {
   const headers = new Map<string, string>([
     [deadLetterHeaders.errorClass, letter.errorClass],
-    [deadLetterHeaders.message, letter.message],
+    [deadLetterHeaders.message, redact(letter.message)],
     [deadLetterHeaders.topic, original?.topic ?? record.topic],
     [deadLetterHeaders.partition, original ? String(original.partition) : String(record.partition)],
     [deadLetterHeaders.offset, original?.offset ?? String(record.offset)],
@@ -58,7 +59,7 @@ export function deadLetterMessage({ record, letter, original }: DeadLetterItem, 
   ]);
   if (letter.code) headers.set(deadLetterHeaders.code, letter.code);
   if (letter.rule) headers.set(deadLetterHeaders.rule, letter.rule);
-  for (const [k, v] of Object.entries(letter.details ?? {})) if (v !== undefined) headers.set(`pgtunnel.error.${k}`, v);
+  for (const [k, v] of Object.entries(letter.details ?? {})) if (v !== undefined) headers.set(`pgtunnel.error.${k}`, redact(v));
   return { topic: dlqTopicOf(record.topic), key: record.key, value: record.value, headers };
 }
 

@@ -1,5 +1,6 @@
 import type { RuleSpec } from '../config/schema.js';
 import { TunnelError } from '../errors.js';
+import { compileRuleRegex } from './ruleRegex.js';
 
 import { JsonNumber } from '../transport/json.js';
 
@@ -158,9 +159,9 @@ function compileOne(rule: RuleSpec, types: Record<string, string>, table: string
   if (op === 'matches') {
     if (kind !== 'text') throw new Error(`${where}: matches works on text columns, not ${sqlType}`);
     if (typeof rule.value !== 'string') throw new Error(`${where}: matches needs a regular expression string`);
-    let re: RegExp;
+    let re: { test(text: string): boolean };
     try {
-      re = new RegExp(rule.value, 'u');
+      re = compileRuleRegex(rule.value);
     } catch (err) {
       throw new Error(`${where}: ${(err as Error).message}`);
     }
