@@ -13,6 +13,16 @@ CREATE TABLE pgtunnel.captures (
   schema_version int NOT NULL DEFAULT 1
 );
 
+-- Every TRUNCATE capture recorded, so the consumer honours a truncate envelope only when the source's
+-- capture wrote it: anyone who can write a topic could otherwise empty a target table.
+CREATE TABLE pgtunnel.truncates (
+  table_id text NOT NULL,
+  change_id bigint NOT NULL,
+  txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (table_id, change_id)
+);
+
 -- Capture functions run as their owner (SECURITY DEFINER) with a pinned search_path: any role that may
 -- write the table keeps writing without rights on the change table, and no writer can forge change rows.
 CREATE OR REPLACE FUNCTION pgtunnel.sync_capture(p_table_id text) RETURNS int
@@ -109,10 +119,12 @@ END $b$$f$, fn, cap.change_table, list, sel_old, cap.schema_version, from_old);
   fn := format('pgtunnel.%I', cap.function_prefix || '_trunc');
   -- TRUNCATE fires no row trigger: one change row; its ACCESS EXCLUSIVE lock orders it against the rest
   EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$
+DECLARE id bigint;
 BEGIN
-  INSERT INTO %s (action, schema_version) VALUES ('TRUNCATE', %s);
+  INSERT INTO %s (action, schema_version) VALUES ('TRUNCATE', %s) RETURNING change_id INTO id;
+  INSERT INTO pgtunnel.truncates (table_id, change_id) VALUES (%L, id);
   RETURN NULL;
-END $b$$f$, fn, cap.change_table, cap.schema_version);
+END $b$$f$, fn, cap.change_table, cap.schema_version, cap.table_id);
   RETURN cap.schema_version;
 END
 $sync$;

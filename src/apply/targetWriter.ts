@@ -21,6 +21,11 @@ export interface TableApply {
    * target's new shape; undefined when the target's columns are left as they are.
    */
   evolve?: (target: pg.Client, columns: string[]) => Promise<TableShape>;
+  /**
+   * Whether the source's capture recorded this truncate (pgtunnel.truncates): a truncate is honoured only
+   * from the table's own capture, never from whoever else can write the topic.
+   */
+  truncateRecorded?: (txid: string | null, changeId: string | null) => Promise<boolean>;
   /** autoCreate: changes target column types to the source's (after ALTER COLUMN TYPE on the source). */
   followTypes?: (target: pg.Client) => Promise<TableShape | undefined>;
   rules: CompiledRule[];
@@ -224,6 +229,10 @@ export class TargetWriter {
         continue;
       }
       if (envelope.op === 't') {
+        if (table.truncateRecorded && !(await table.truncateRecorded(envelope.source.txid, envelope.source.changeId))) {
+          outcome.dead(r, { errorClass: 'poison', message: `a truncate the source's capture did not record (txid ${envelope.source.txid}, change ${envelope.source.changeId}) is not honoured` }, false);
+          continue;
+        }
         await this.write(segment, outcome);
         segment = [];
         await this.truncatePartition(r.topic, r.partition);

@@ -26,7 +26,7 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
   if (!oid) {
     throw new TunnelError('PGT_TABLE_MISSING', `table ${table.schema}.${table.name} does not exist in the ${role} database`, {
       errorClass: 'config',
-      hint: role === 'target' ? 'create it in the target with the source\'s columns (pgtunnel run creates employees on the embedded stack)' : 'create it, or fix PGTUNNEL_TABLES / tables in pgtunnel.yaml',
+      hint: role === 'target' ? 'create it in the target with the source\'s columns, or turn autoCreate on (the default) so pgtunnel creates it' : 'create it, or fix PGTUNNEL_TABLES / tables in pgtunnel.yaml',
     });
   }
   const { rows: cols } = await client.query<{ attname: string; type: string; generated: boolean; identity_always: boolean; not_null: boolean }>(

@@ -32,6 +32,7 @@ export function tableApply(t: PreparedTable, config?: TunnelConfig, log?: Logger
     table: `${t.config.schema}.${t.config.name}`,
     statements: new TableStatements(t.target),
     evolve: config && t.config.autoCreate ? (target: pg.Client, columns: string[]) => evolveTarget(config, t, target, columns, log) : undefined,
+    truncateRecorded: config ? genuineTruncates(config, t) : undefined,
     followTypes: config && t.config.autoCreate ? (target: pg.Client) => followTypes(config, t, target, log) : undefined,
     rules: t.rules,
     onMissingKey: t.config.onMissingKey,
@@ -44,6 +45,28 @@ async function evolveTarget(config: TunnelConfig, t: PreparedTable, target: pg.C
   const added = await withClient(config.sourceUrl, 'source', (source) => addTargetColumns(source, target, t.config.schema, t.config.name, columns.filter((c) => !t.config.exclude.includes(c))));
   if (added.length > 0) log?.info({ table: `${t.config.schema}.${t.config.name}`, columns: added }, 'source columns added to the target table');
   return describeTable(target, { ...t.config, key: t.source.key }, 'target');
+}
+
+/**
+ * A truncate envelope is genuine when the source's capture of the table recorded its change id. It comes
+ * once per partition, so a genuine one is remembered.
+ */
+function genuineTruncates(config: TunnelConfig, t: PreparedTable): (txid: string | null, changeId: string | null) => Promise<boolean> {
+  const genuine = new Set<string>();
+  return async (txid, changeId) => {
+    if (txid === null || changeId === null || !/^\d{1,19}$/.test(changeId) || !/^\d{1,20}$/.test(txid)) return false;
+    const id = `${txid}/${changeId}`;
+    if (genuine.has(id)) return true;
+    const ok = await withClient(config.sourceUrl, 'source', async (source) => {
+      const { rows } = await source.query<{ ok: boolean }>(
+        'SELECT EXISTS (SELECT 1 FROM pgtunnel.truncates WHERE table_id = $1 AND change_id = $2 AND txid = $3::xid8) AS ok',
+        [`${t.config.schema}.${t.config.name}`, changeId, txid],
+      );
+      return rows[0]?.ok === true;
+    });
+    if (ok && genuine.size < 1000) genuine.add(id);
+    return ok;
+  };
 }
 
 /** Target column types follow type changes on the source (autoCreate); undefined when none differs. */

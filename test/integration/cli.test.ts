@@ -50,9 +50,12 @@ test('a missing table on either side and a table without a primary key are clear
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /table public\.nosuch does not exist in the source database/);
   await query(db.targetUrl, 'DROP TABLE employees');
-  const targetMissing = await runCli(['install'], db.env);
+  const targetMissing = await runCli(['install'], { ...db.env, PGTUNNEL_AUTO_CREATE: 'false' });
   assert.equal(targetMissing.code, 2);
   assert.match(targetMissing.stderr, /does not exist in the target database/);
+  const created = await runCli(['install'], db.env);
+  assert.equal(created.code, 0, 'autoCreate (the default) creates the missing target table');
+  assert.equal((await query(db.targetUrl, "SELECT to_regclass('employees')::text AS t"))[0]!.t, 'employees');
   await query(db.sourceUrl, 'CREATE TABLE nokey (a int, b text)');
   const noKey = await runCli(['install'], { ...db.env, PGTUNNEL_TABLES: 'nokey' });
   assert.equal(noKey.code, 2);
@@ -80,7 +83,7 @@ test('a poisoned message goes to the DLQ with its reason and the tunnel keeps st
     if (letters.length === 2) break;
   }
   assert.deepEqual(letters.map((l) => [l.value, l.cls]), [['this is not json', 'poison'], ['{"op":"z"}', 'poison']]);
-  assert.match(letters[0]!.reason, /not JSON/);
+  assert.match(letters[0]!.reason, /not a valid envelope/);
   assert.match(letters[1]!.reason, /unknown op/);
   await tunnel.stop();
 });

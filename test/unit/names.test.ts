@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { functionPrefix } from '../../src/capture/install.js';
+import { defaultChangeTable, loadConfig } from '../../src/config/load.js';
+import { likePattern } from '../../src/config/tables.js';
+
+test('names pgtunnel creates stay distinct within 63 bytes, whatever the table names', () => {
+  const a = `${'x'.repeat(60)}_a`;
+  const b = `${'x'.repeat(60)}_b`;
+  for (const name of [defaultChangeTable(a), defaultChangeTable(b)]) assert.ok(Buffer.byteLength(name) <= 63, name);
+  assert.notEqual(defaultChangeTable(a), defaultChangeTable(b));
+  assert.equal(defaultChangeTable('employees'), 'emp_cdc');
+  assert.equal(defaultChangeTable('orders'), 'orders_cdc');
+  const fa = functionPrefix({ schema: 'public', name: a });
+  const fb = functionPrefix({ schema: 'public', name: b });
+  const other = functionPrefix({ schema: 'shop', name: a });
+  assert.equal(new Set([fa, fb, other]).size, 3);
+  for (const f of [fa, fb, other]) assert.ok(Buffer.byteLength(`${f}_trunc`) <= 63);
+});
+
+test('a change table can never be the captured table or another captured table', () => {
+  assert.throws(() => loadConfigWith('tables: [{ name: employees, changeTable: employees }]'), /names itself/);
+  assert.throws(() => loadConfigWith('tables: [employees, { name: orders, changeTable: employees }]'), /a captured table/);
+  assert.throws(() => loadConfigWith('tables: [{ name: people, mask: { email: sha256 } }]'), /maskSalt/);
+  assert.throws(() => loadConfigWith('tables: [{ name: "shop_*", changeTable: x_cdc }]'), /pattern/);
+});
+
+test('table patterns become LIKE patterns with LIKE\'s own wildcards escaped', () => {
+  assert.equal(likePattern('order_*'), 'order\\_%');
+  assert.equal(likePattern('a?c%'), 'a_c\\%');
+});
+
+function loadConfigWith(yaml: string) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pgtunnel-names-'));
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), yaml);
+  return loadConfig({ env: {}, cwd: dir });
+}
