@@ -25,7 +25,10 @@ const assets: Record<string, { file: string; type: string }> = {
 /** What is wrong right now, in words; empty when healthy. */
 export function problems(report: StatusReport | undefined, health: Health, lagTrend: number[]): string[] {
   const out: string[] = [];
-  for (const [part, h] of Object.entries(health.parts)) if (h.state === 'waiting') out.push(`${part} is waiting: ${h.reason?.split('\n')[0] ?? ''}`);
+  for (const [part, h] of Object.entries(health.parts)) {
+    if (h.state === 'waiting') out.push(`${part} is waiting: ${h.reason?.split('\n')[0] ?? ''}`);
+    if (h.state === 'degraded') out.push(`${part}: ${h.reason?.split('\n')[0] ?? ''}`);
+  }
   for (const e of report?.errors ?? []) out.push(e.split('\n')[0]!);
   if (lagTrend.length >= 5 && lagTrend.every((l, i) => i === 0 || l > lagTrend[i - 1]!)) out.push(`lag is growing (${lagTrend.at(-1)} records behind)`);
   return out;
@@ -80,7 +83,7 @@ export class ObserveServer {
 
   private ready(): { ok: boolean; body: object } {
     const parts = this.health.parts;
-    const ok = Object.keys(parts).length > 0 && Object.values(parts).every((p) => p.state === 'ok' || p.state === 'standby');
+    const ok = Object.keys(parts).length > 0 && Object.values(parts).every((p) => p.state === 'ok' || p.state === 'standby' || p.state === 'degraded');
     return { ok, body: { status: ok ? 'ready' : 'not ready', phase: this.poller.report?.phase ?? null, parts } };
   }
 
