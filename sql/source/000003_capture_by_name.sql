@@ -44,7 +44,12 @@ DECLARE
   from_new text;
   from_old text;
   key_match text;
-  fn text;
+  head_new text;
+  head_old text;
+  tail_new text;
+  tail_old text;
+  -- every capture function: SECURITY DEFINER with a pinned search_path, its declarations and its body
+  fn_tpl text := $t$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$ %s BEGIN %s RETURN NULL; END $b$$t$;
 BEGIN
   SELECT * INTO cap FROM pgtunnel.captures WHERE table_id = p_table_id FOR UPDATE;
   IF NOT FOUND THEN
@@ -94,37 +99,22 @@ BEGIN
   END IF;
   SELECT string_agg(format('n.%I = o.%I', k, k), ' AND ') INTO key_match FROM unnest(cap.key_columns) k;
 
-  fn := format('pgtunnel.%I', cap.function_prefix || '_ins');
-  EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$
-BEGIN
-  INSERT INTO %s (%s, action, schema_version) SELECT %s, 'INSERT', %s FROM %s;
-  RETURN NULL;
-END $b$$f$, fn, cap.change_table, list, sel_new, cap.schema_version, from_new);
-  fn := format('pgtunnel.%I', cap.function_prefix || '_upd');
+  -- the statements writing a transition table's rows with an action: head || quote_literal(action) || tail
+  -- (concatenated, never a format string: a quoted column name may hold a %)
+  head_new := format('INSERT INTO %s (%s, action, schema_version) SELECT %s, ', cap.change_table, list, sel_new);
+  head_old := format('INSERT INTO %s (%s, action, schema_version) SELECT %s, ', cap.change_table, list, sel_old);
+  tail_new := format(', %s FROM %s', cap.schema_version, from_new);
+  tail_old := format(', %s FROM %s', cap.schema_version, from_old);
+  EXECUTE format(fn_tpl, format('pgtunnel.%I', cap.function_prefix || '_ins'), '', head_new || quote_literal('INSERT') || tail_new || ';');
   -- a key-changing update: every new row is an upsert, every old key no new row has is a delete
-  EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$
-BEGIN
-  INSERT INTO %s (%s, action, schema_version) SELECT %s, 'UPDATE', %s FROM %s;
-  INSERT INTO %s (%s, action, schema_version) SELECT %s, 'DELETE', %s FROM %s
-    WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %s);
-  RETURN NULL;
-END $b$$f$, fn, cap.change_table, list, sel_new, cap.schema_version, from_new,
-            cap.change_table, list, sel_old, cap.schema_version, from_old, key_match);
-  fn := format('pgtunnel.%I', cap.function_prefix || '_del');
-  EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$
-BEGIN
-  INSERT INTO %s (%s, action, schema_version) SELECT %s, 'DELETE', %s FROM %s;
-  RETURN NULL;
-END $b$$f$, fn, cap.change_table, list, sel_old, cap.schema_version, from_old);
-  fn := format('pgtunnel.%I', cap.function_prefix || '_trunc');
+  EXECUTE format(fn_tpl, format('pgtunnel.%I', cap.function_prefix || '_upd'), '',
+    head_new || quote_literal('UPDATE') || tail_new || '; '
+    || head_old || quote_literal('DELETE') || tail_old || ' WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE ' || key_match || ');');
+  EXECUTE format(fn_tpl, format('pgtunnel.%I', cap.function_prefix || '_del'), '', head_old || quote_literal('DELETE') || tail_old || ';');
   -- TRUNCATE fires no row trigger: one change row; its ACCESS EXCLUSIVE lock orders it against the rest
-  EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$
-DECLARE id bigint;
-BEGIN
-  INSERT INTO %s (action, schema_version) VALUES ('TRUNCATE', %s) RETURNING change_id INTO id;
-  INSERT INTO pgtunnel.truncates (table_id, change_id) VALUES (%L, id);
-  RETURN NULL;
-END $b$$f$, fn, cap.change_table, cap.schema_version, cap.table_id);
+  EXECUTE format(fn_tpl, format('pgtunnel.%I', cap.function_prefix || '_trunc'), 'DECLARE id bigint;',
+    format('INSERT INTO %s (action, schema_version) VALUES (''TRUNCATE'', %s) RETURNING change_id INTO id; ', cap.change_table, cap.schema_version)
+    || format('INSERT INTO pgtunnel.truncates (table_id, change_id) VALUES (%L, id);', cap.table_id));
   RETURN cap.schema_version;
 END
 $sync$;

@@ -149,19 +149,22 @@ function readSource(v: JsonScalar | JsonObject | undefined): EnvelopeSource {
   };
 }
 
+function poisonOnError<T>(read: () => T, what: string): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof JsonError) throw new PoisonError(`${what}: ${err.message}`);
+    throw err;
+  }
+}
+
 /**
  * The one strict decoder every record passes before anything uses it: bounded in bytes and depth, an
  * object of the envelope's shape with `source`, and a key consistent with the row in canonical form.
  * Anything else is poison (a dead letter), never a crash. With `keyColumns`, the key must name exactly them.
  */
 export function decodeEnvelope(key: string | undefined, value: string, keyColumns?: string[], limits: JsonLimits = envelopeLimits): Envelope {
-  let e: JsonObject;
-  try {
-    e = readObject(value, 2, limits);
-  } catch (err) {
-    if (err instanceof JsonError) throw new PoisonError(`value is not a valid envelope: ${err.message}`);
-    throw err;
-  }
+  const e = poisonOnError(() => readObject(value, 2, limits), 'value is not a valid envelope');
   const op = e.values.get('op');
   if (op !== 'c' && op !== 'u' && op !== 'd' && op !== 'r' && op !== 't') throw new PoisonError(`unknown op ${JSON.stringify(canonical(op as JsonScalar))}`);
   const source = readSource(e.values.get('source'));
@@ -172,13 +175,7 @@ export function decodeEnvelope(key: string | undefined, value: string, keyColumn
   const row = op === 'd' ? before : after;
   if (row === null) throw new PoisonError(`op ${op} needs a row object in "${op === 'd' ? 'before' : 'after'}"`);
   if (key === undefined) throw new PoisonError('message has no key');
-  let k: JsonObject;
-  try {
-    k = readObject(key, 1, limits);
-  } catch (err) {
-    if (err instanceof JsonError) throw new PoisonError(`key is not a JSON object: ${err.message}`);
-    throw err;
-  }
+  const k = poisonOnError(() => readObject(key, 1, limits), 'key is not a JSON object');
   if (k.values.size === 0) throw new PoisonError('key names no column');
   if (keyColumns && (k.values.size !== keyColumns.length || keyColumns.some((c) => !k.values.has(c)))) {
     throw new PoisonError(`key ${key} must name exactly the key column(s) ${keyColumns.join(', ')}`);
