@@ -85,7 +85,8 @@ export class ChangeReader {
     // The page's ids are chosen first and only those rows are turned into JSON: a large transaction
     // read in pages must not pay for every one of its rows on every page.
     this.batchSql = `
-      WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev, $5::text AS salt),
+      WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev, $5::text AS salt,
+                                     current_setting('track_commit_timestamp')::bool AS commit_ts),
       page AS (
         SELECT c.change_id FROM ${this.changeTable} c, s
         WHERE c.txid >= pg_snapshot_xmin(s.prev) AND c.txid < pg_snapshot_xmax(s.cur)
@@ -96,7 +97,9 @@ export class ChangeReader {
       SELECT s.cur::text AS cur, b.*
       FROM s LEFT JOIN LATERAL (
         SELECT c.change_id, c.action, c.txid::text AS txid, c.schema_version,
-               extract(epoch FROM c.captured_at)::float8 * 1000 AS captured_ms,
+               -- the source commit time when PostgreSQL tracks it (latency is measured from commit), else the statement's
+               extract(epoch FROM COALESCE(CASE WHEN s.commit_ts THEN pg_xact_commit_timestamp((c.txid::text::bigint % 4294967296)::text::xid) END,
+                                           c.captured_at))::float8 * 1000 AS captured_ms,
                ${rowJson('c', captured.columns, this.masked, 's.salt', captured.json)} AS row,
                ${rowJson('c', key)} AS key
         FROM ${this.changeTable} c JOIN page USING (change_id)
