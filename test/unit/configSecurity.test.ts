@@ -45,8 +45,8 @@ test('a URL without a database, a bad httpHost, over-long names and a backtracki
   assert.match(message, /tables\.1\.rules\.0\.value: .*invalid escape/);
   assert.match(message, /tables\.1\.rules\.1\.value: .*RE2 syntax/);
   // Names made from valid parts (change table, topics) are checked once the parts are valid.
+  // (a long table name's default change table keeps a head and a hash within 63 bytes: test/unit/names.test.ts)
   const derived = configErrors(`topicPrefix: ${'p'.repeat(240)}\ntables: [{ name: ${'n'.repeat(60)} }]\n`);
-  assert.match(derived, /change table name n{60}_cdc is longer than 63 bytes/);
   assert.match(derived, /topic p{240}\.public\.n{60}\.dlq is longer than 249 characters/);
   for (const [name, value] of [['0.0.0.0', '0.0.0.0'], ['::1', '::1'], ['a host name', 'dash-1.internal']]) {
     assert.equal(loadConfig({ cwd: dir(), env: { PGTUNNEL_HTTP_HOST: value } }).httpHost, value, name);
