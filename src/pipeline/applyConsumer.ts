@@ -22,18 +22,23 @@ export interface PolledSet<M> {
   arrivedAt: number;
 }
 
+/** A set, and what the stream buffers, are bounded in bytes too: wide rows during a catch-up stay in memory bounds. */
+export const maxSetBytes = 32 * 1024 * 1024;
+
 /** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
 export class PolledSets<M> {
   private buffer: M[] = [];
+  private bufferedBytes = 0;
   private arrivedAt = 0;
   private wake: (() => void) | undefined;
   private failure: Error | undefined;
 
-  constructor(private readonly stream: Readable, private readonly max: number) {
+  constructor(private readonly stream: Readable, private readonly max: number, private readonly sizeOf: (m: M) => number = () => 0, private readonly maxBytes = maxSetBytes) {
     stream.on('data', (m: M) => {
       if (this.buffer.length === 0) this.arrivedAt = Date.now();
       this.buffer.push(m);
-      if (this.buffer.length >= this.max) stream.pause();
+      this.bufferedBytes += this.sizeOf(m);
+      if (this.buffer.length >= this.max || this.bufferedBytes >= this.maxBytes) stream.pause();
       this.wake?.();
     });
     stream.on('error', (err: Error) => {
@@ -56,7 +61,14 @@ export class PolledSets<M> {
     }
     if (this.failure) throw this.failure;
     if (signal.aborted) return undefined;
-    const set = { messages: this.buffer.splice(0, this.max), arrivedAt: this.arrivedAt };
+    let count = 0;
+    let bytes = 0;
+    while (count < this.buffer.length && count < this.max && (count === 0 || bytes + this.sizeOf(this.buffer[count]!) <= this.maxBytes)) {
+      bytes += this.sizeOf(this.buffer[count]!);
+      count++;
+    }
+    this.bufferedBytes -= bytes;
+    const set = { messages: this.buffer.splice(0, count), arrivedAt: this.arrivedAt };
     if (this.buffer.length > 0) this.arrivedAt = Date.now();
     if (this.stream.isPaused()) this.stream.resume();
     return set;
@@ -111,7 +123,7 @@ export class ApplyConsumer {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
         const writer = new TargetWriter(target, this.tables, partitionCount, dlq);
-        const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4);
+        const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
         this.log.info({ group: this.config.groupId }, 'consumer started');
         this.health.set('consumer', 'ok');
         for (;;) {

@@ -28,3 +28,15 @@ test('idle waits leave no abort listener behind (the consumer waits thousands of
     process.off('warning', onWarning);
   }
 });
+
+test('a set is bounded in bytes as well as in messages; one record larger than the bound still forms a set', async () => {
+  const stream = new PassThrough({ objectMode: true });
+  const sets = new PolledSets<string>(stream, 1000, (m) => m.length, 100);
+  const signal = new AbortController().signal;
+  for (const m of ['a'.repeat(40), 'b'.repeat(40), 'c'.repeat(40), 'd'.repeat(500), 'e']) stream.write(m);
+  assert.ok(stream.isPaused(), 'the stream pauses once the buffer holds the byte bound');
+  assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['a', 'b']);
+  assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['c']);
+  assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['d']);
+  assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['e']);
+});
