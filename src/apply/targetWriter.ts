@@ -109,8 +109,9 @@ export class TargetWriter {
       if (isRefusedChange(err) && !typesFollowed && (await this.followTypes(records))) return this.apply(records, true);
       if (records.length === 1) return this.applyOnce(records, err);
       const mid = Math.ceil(records.length / 2);
-      const first = await this.apply(records.slice(0, mid));
-      const second = await this.apply(records.slice(mid));
+      // the halves need not follow the source's types again: that was tried for the whole set
+      const first = await this.apply(records.slice(0, mid), true);
+      const second = await this.apply(records.slice(mid), true);
       return { applied: first.applied + second.applied, deadLettered: first.deadLettered + second.deadLettered, skipped: first.skipped + second.skipped };
     }
   }
