@@ -62,7 +62,7 @@ export async function pendingCapture(source: pg.Client, table: TableConfig): Pro
 
 /**
  * Source columns capture does not follow yet (added, dropped, retyped, or the `exclude` list changed),
- * read without writing: only then does install regenerate capture, which needs the installer's rights.
+ * read without writing: only then does `run` regenerate capture, which needs the installer's rights.
  */
 async function staleColumns(source: pg.Client, table: TableConfig): Promise<string[]> {
   const { rows } = await source.query<{ exclude_same: boolean | null; differ: string[] }>(
@@ -80,11 +80,12 @@ async function staleColumns(source: pg.Client, table: TableConfig): Promise<stri
 }
 
 /**
- * Installs pgtunnel's state and the table's capture (change table, capture functions, triggers). When all
- * is installed and current this only reads, so a runtime role starts a tunnel the installer set up; a
+ * Installs pgtunnel's state and the table's capture (change table, capture functions, triggers);
+ * `regenerate` (the install command) rebuilds the capture functions, e.g. by name once the DDL event
+ * trigger is gone. When all is installed and current, `run` only reads, so a runtime role starts a tunnel the installer set up; a
  * capture a runtime role may not bring up to date is reported in `stale` instead of failing the start.
  */
-export async function installCapture(source: pg.Client, table: TableConfig, shape: TableShape): Promise<{ applied: number; stale: string[] }> {
+export async function installCapture(source: pg.Client, table: TableConfig, shape: TableShape, regenerate = false): Promise<{ applied: number; stale: string[] }> {
   let applied = await migrate(source, 'source', readMigrations('source'));
   await checkChangeTableOwner(source, table);
   const changeTable = qualified(table.schema, table.changeTable);
@@ -107,7 +108,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
     keyEquals: keyMatch(shape.key, 'n', 'o'),
   });
   const stale = await staleColumns(source, table);
-  if (applied === 0 && stale.length === 0) return { applied, stale };
+  if (applied === 0 && stale.length === 0 && !regenerate) return { applied, stale };
   // Adopts source columns capture does not know yet (ADD COLUMN while no DDL event trigger could follow)
   // and drops excluded columns from the change table: they are never captured.
   try {
@@ -116,7 +117,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
       await source.query('SELECT pgtunnel.sync_capture($1)', [tableId(table)]);
     });
   } catch (err) {
-    if (applied > 0 || (err as { code?: unknown }).code !== '42501') throw err;
+    if (applied > 0 || regenerate || (err as { code?: unknown }).code !== '42501') throw err;
     return { applied, stale };
   }
   return { applied, stale: [] };

@@ -100,7 +100,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       const id = `${table.schema}.${table.name}`;
       const pending = await pendingCapture(source, table);
       if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
-      const { applied, stale } = await installCapture(source, table, shape);
+      const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
       if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
       if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
       out.push({ config: table, source: shape });
