@@ -87,13 +87,7 @@ export function classify(err: unknown): TunnelError {
       cause: err,
     });
   }
-  if (code === '42501') {
-    return new TunnelError(code, message, {
-      errorClass: 'config',
-      hint: 'connect as the table owner or a role with CREATE on the database and schema and TRIGGER on the table (install), SELECT/DELETE on the change table (run), and INSERT/UPDATE/DELETE on the target table',
-      cause: err,
-    });
-  }
+  if (code === '42501') return new TunnelError(code, message, { errorClass: 'config', hint: privilegeHint(e.message), cause: err });
   const kafka = kafkaProtocolIds(e);
   if (kafka.some((id) => id === 'MESSAGE_TOO_LARGE' || id === 'RECORD_LIST_TOO_LARGE')) {
     return new TunnelError('PGT_KAFKA_TOO_LARGE', `Kafka refused a record as too large (${kafka.join(', ')})`, {
@@ -113,6 +107,21 @@ export function classify(err: unknown): TunnelError {
     return new TunnelError(code, message, { errorClass: e.canRetry === false ? 'fatal' : 'retryable', cause: err });
   }
   return new TunnelError(code || 'PGT_UNEXPECTED', message, { errorClass: 'fatal', cause: err });
+}
+
+/**
+ * The fix for a `permission denied` PostgreSQL reports from the middle of work (`pgtunnel run` checks the
+ * runtime privileges at start and names the exact GRANTs; this covers what only shows later).
+ */
+export function privilegeHint(message: string): string {
+  const see = "README: Security → Least privileges lists each role's exact GRANTs";
+  const parameter = /permission denied to set parameter "([^"]+)"/.exec(message);
+  if (parameter) return `GRANT SET ON PARAMETER ${parameter[1]} TO <role>; (${see})`;
+  const owner = /must be owner of (table|relation|schema|function|database) (\S+)/.exec(message);
+  if (owner) return `only the owner of ${owner[1]} ${owner[2]} may do this: connect as the installer role, or GRANT <owner of ${owner[2]}> TO <role>; (${see})`;
+  const object = /permission denied for (table|schema|database|sequence|function) (\S+)/.exec(message);
+  if (object) return `GRANT the privilege this step needs ON ${object[1].toUpperCase()} ${object[2]} TO <role>; (${see})`;
+  return see;
 }
 
 /** The Kafka protocol error ids anywhere in an error's chain (cause, aggregated errors). */

@@ -88,12 +88,18 @@ async function typeDdl(source: pg.Client, t: UserType): Promise<string> {
   return `CREATE TYPE ${name} AS (${rows.map((r) => `${quoteIdent(r.name)} ${r.type}`).join(', ')})`;
 }
 
+/** CREATE SCHEMA IF NOT EXISTS asks for CREATE on the database even when the schema exists: look first. */
+async function ensureSchema(target: pg.Client, schema: string): Promise<void> {
+  const { rows } = await target.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS present', [schema]);
+  if (!rows[0]?.present) await target.query(`CREATE SCHEMA ${quoteIdent(schema)}`);
+}
+
 /** Creates in the target the user types the columns need and the target lacks (same schema and name). */
 async function ensureTypes(source: pg.Client, target: pg.Client, schema: string, table: string, columns: string[]): Promise<void> {
   for (const t of await userTypes(source, schema, table, columns)) {
     const { rows } = await target.query<{ present: boolean }>('SELECT to_regtype($1) IS NOT NULL AS present', [qualified(t.schema, t.name)]);
     if (rows[0]?.present) continue;
-    await target.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.schema)}`);
+    await ensureSchema(target, t.schema);
     await target.query(await typeDdl(source, t));
   }
 }
@@ -112,7 +118,7 @@ async function createTable(source: pg.Client, target: pg.Client, schema: string,
     throw new TunnelError('PGT_TABLE_MISSING', `table ${schema}.${table} does not exist in the source database`, { errorClass: 'config', hint: 'create it, or fix tables in pgtunnel.yaml' });
   }
   await ensureTypes(source, target, schema, table, columns.map((c) => c.name));
-  await target.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+  await ensureSchema(target, schema);
   const defs = columns.map((c) => `${quoteIdent(c.name)} ${c.type}${c.notNull ? ' NOT NULL' : ''}`);
   await target.query(`CREATE TABLE ${qualified(schema, table)} (${defs.join(', ')}, PRIMARY KEY (${key.map(quoteIdent).join(', ')}))`);
 }

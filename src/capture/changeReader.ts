@@ -63,7 +63,8 @@ export class ChangeReader {
   private batchSql = '';
   private readonly cleanupSql: string;
   private readonly vacuumSql: string;
-  private readonly changeTable: string;
+  /** The change table, qualified and quoted. */
+  readonly changeTable: string;
   private cleanedSinceVacuum = 0;
   private captured: CapturedColumns | undefined;
 

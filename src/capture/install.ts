@@ -4,7 +4,8 @@ import type { TableConfig } from '../config/load.js';
 import { TunnelError } from '../errors.js';
 import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { TableShape } from './catalog.js';
-import { migrate, readMigrations } from './migrations.js';
+import { controlColumns } from './changeReader.js';
+import { migrate, pendingMigrations, readMigrations } from './migrations.js';
 
 export function tableId(table: { schema: string; name: string }): string {
   return `${table.schema}.${table.name}`;
@@ -52,8 +53,39 @@ function truncateFunctionName(table: TableConfig): string {
   return `${table.changeTable}_capture_truncate`;
 }
 
-/** Installs pgtunnel's state and the table's capture (change table, trigger function, triggers). */
-export async function installCapture(source: pg.Client, table: TableConfig, shape: TableShape): Promise<number> {
+/** How many migrations installing this table's capture would apply (0: the installer's work is done). */
+export async function pendingCapture(source: pg.Client, table: TableConfig): Promise<number> {
+  const own = await pendingMigrations(source, 'source', readMigrations('source'));
+  const forTable = await pendingMigrations(source, `table:${tableId(table)}`, readMigrations('table'));
+  return own.length + forTable.length;
+}
+
+/**
+ * Source columns capture does not follow yet (added, dropped, retyped, or the `exclude` list changed),
+ * read without writing: only then does `run` regenerate capture, which needs the installer's rights.
+ */
+async function staleColumns(source: pg.Client, table: TableConfig): Promise<string[]> {
+  const { rows } = await source.query<{ exclude_same: boolean | null; differ: string[] }>(
+    `WITH cap AS (SELECT source_table, change_table, excluded_columns FROM pgtunnel.captures WHERE table_id = $1),
+     src AS (SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS typ FROM cap JOIN pg_attribute a ON a.attrelid = cap.source_table
+             WHERE a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname = ANY ($2::text[])),
+     chg AS (SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS typ FROM cap JOIN pg_attribute a ON a.attrelid = cap.change_table
+             WHERE a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname = ANY ($3::text[]))
+     SELECT (SELECT excluded_columns @> $2::text[] AND excluded_columns <@ $2::text[] FROM cap) AS exclude_same,
+            ARRAY(SELECT name FROM src s FULL JOIN chg c USING (name) WHERE s.typ IS DISTINCT FROM c.typ ORDER BY name) AS differ`,
+    [tableId(table), table.exclude, controlColumns],
+  );
+  const r = rows[0]!;
+  return r.exclude_same === true ? r.differ : [...r.differ, 'exclude'];
+}
+
+/**
+ * Installs pgtunnel's state and the table's capture (change table, capture functions, triggers);
+ * `regenerate` (the install command) rebuilds the capture functions, e.g. by name once the DDL event
+ * trigger is gone. When all is installed and current, `run` only reads, so a runtime role starts a tunnel the installer set up; a
+ * capture a runtime role may not bring up to date is reported in `stale` instead of failing the start.
+ */
+export async function installCapture(source: pg.Client, table: TableConfig, shape: TableShape, regenerate = false): Promise<{ applied: number; stale: string[] }> {
   let applied = await migrate(source, 'source', readMigrations('source'));
   await checkChangeTableOwner(source, table);
   const changeTable = qualified(table.schema, table.changeTable);
@@ -75,13 +107,20 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
     keyJoin: shape.key.map((k) => `n.${quoteIdent(k)} IS NOT DISTINCT FROM o.${quoteIdent(k)}`).join(' AND '),
     keyEquals: keyMatch(shape.key, 'n', 'o'),
   });
+  const stale = await staleColumns(source, table);
+  if (applied === 0 && stale.length === 0 && !regenerate) return { applied, stale };
   // Adopts source columns capture does not know yet (ADD COLUMN while no DDL event trigger could follow)
   // and drops excluded columns from the change table: they are never captured.
-  await inTransaction(source, async () => {
-    await source.query('UPDATE pgtunnel.captures SET excluded_columns = $2 WHERE table_id = $1', [tableId(table), table.exclude]);
-    await source.query('SELECT pgtunnel.sync_capture($1)', [tableId(table)]);
-  });
-  return applied;
+  try {
+    await inTransaction(source, async () => {
+      await source.query('UPDATE pgtunnel.captures SET excluded_columns = $2 WHERE table_id = $1', [tableId(table), table.exclude]);
+      await source.query('SELECT pgtunnel.sync_capture($1)', [tableId(table)]);
+    });
+  } catch (err) {
+    if (applied > 0 || regenerate || (err as { code?: unknown }).code !== '42501') throw err;
+    return { applied, stale };
+  }
+  return { applied, stale: [] };
 }
 
 /** Removes what install recorded for a table (triggers, functions, change table, state); never anything else. */

@@ -27,11 +27,36 @@ export function render(text: string, values: Record<string, string>): string {
   });
 }
 
+/** False when pgtunnel.migrations exists and the connected role may not read it (it lacks the runtime GRANTs). */
+export async function migrationsReadable(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE n.nspname = 'pgtunnel' AND c.relname = 'migrations'
+                          AND NOT (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))) AS ok`,
+  );
+  return rows[0]!.ok;
+}
+
+/**
+ * The migrations of a scope not applied yet, read without writing anything: a runtime role that may not
+ * create objects starts a tunnel whose capture the installer already brought up to date.
+ */
+export async function pendingMigrations(client: pg.Client, scope: string, migrations: Migration[]): Promise<Migration[]> {
+  const { rows: present } = await client.query<{ ok: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgtunnel' AND c.relname = 'migrations') AS ok",
+  );
+  if (!present[0]?.ok) return migrations;
+  const { rows } = await client.query<{ version: number }>('SELECT version FROM pgtunnel.migrations WHERE scope = $1', [scope]);
+  const done = new Set(rows.map((r) => r.version));
+  return migrations.filter((m) => !done.has(m.version));
+}
+
 /**
  * Applies the migrations of one scope that are not applied yet. An advisory lock serialises concurrent
  * installers, so two tunnels starting at once never apply a migration twice.
  */
 export async function migrate(client: pg.Client, scope: string, migrations: Migration[], values: Record<string, string> = {}): Promise<number> {
+  if ((await pendingMigrations(client, scope, migrations)).length === 0) return 0;
   return inTransaction(client, async () => {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
     await client.query('CREATE SCHEMA IF NOT EXISTS pgtunnel');

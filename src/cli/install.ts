@@ -14,7 +14,7 @@ export function registerInstall(program: Command): void {
     .addHelpText('after', '\nExample:\n  pgtunnel install --config pgtunnel.yaml')
     .action(
       cliAction(async (_options: object, globals) => {
-        const tables = await prepare(await withTables(config(globals)), log);
+        const tables = await prepare(await withTables(config(globals)), log, { installOnly: true });
         for (const t of tables) {
           process.stdout.write(`installed ${t.config.schema}.${t.config.name}: change table ${t.config.changeTable}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
         }

@@ -1,6 +1,8 @@
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
-import { installCapture, installTarget } from '../capture/install.js';
+import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
+import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
+import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
 import { TableStatements } from '../apply/statements.js';
 import type { TableApply } from '../apply/targetWriter.js';
 import { compileRules, type CompiledRule } from '../validate/rules.js';
@@ -98,23 +100,50 @@ async function prepareTarget(source: pg.Client, target: pg.Client, t: { config: 
   }
 }
 
-/** Checks both databases and the broker, then installs capture, the offsets table and the topics. */
-export async function prepare(config: TunnelConfig, logger: Logger): Promise<PreparedTable[]> {
+async function hasPgtunnelSchema(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'pgtunnel') AS ok");
+  return rows[0]!.ok;
+}
+
+/**
+ * Checks both databases and the broker, installs what is missing, and checks the connected roles hold what
+ * the running tunnel needs (`installOnly`: the installer role need not be the runtime role).
+ */
+export async function prepare(config: TunnelConfig, logger: Logger, options: { installOnly?: boolean } = {}): Promise<PreparedTable[]> {
+  const installAlternative = 'run `pgtunnel install` as the installer role, or ';
   const tables = await withClient(config.sourceUrl, 'source', async (source) => {
+    // a role that cannot even read what is installed gets the whole list of what it lacks at once
+    if (!(await migrationsReadable(source))) {
+      if (options.installOnly) await requirePrivileges(source, 'source', 'installing capture', installerNeeds(config.tables, true), installAlternative);
+      await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables));
+    }
     const out: { config: TableConfig; source: TableShape }[] = [];
     for (const table of config.tables) {
       const shape = await describeTable(source, table, 'source');
-      const applied = await installCapture(source, table, shape);
-      if (applied > 0) logger.info({ table: `${table.schema}.${table.name}`, changeTable: table.changeTable, migrations: applied }, 'capture installed');
+      const id = `${table.schema}.${table.name}`;
+      const pending = await pendingCapture(source, table);
+      if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
+      const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
+      if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
+      if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
       out.push({ config: table, source: shape });
     }
+    if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables));
     return out;
   });
   const prepared = await withClient(config.targetUrl, 'target', async (target) => {
+    if (!(await migrationsReadable(target))) {
+      if (options.installOnly) await requirePrivileges(target, 'target', "installing pgtunnel's target tables", installerNeeds([], true), installAlternative);
+      await requirePrivileges(target, 'target', 'the consumer', applyNeeds(config.tables));
+    }
+    if ((await pendingMigrations(target, 'target', readMigrations('target'))).length > 0) {
+      await requirePrivileges(target, 'target', "installing pgtunnel's target tables", installerNeeds([], await hasPgtunnelSchema(target)), installAlternative);
+    }
     await installTarget(target);
     await withClient(config.sourceUrl, 'source', async (source) => {
       for (const t of tables) await prepareTarget(source, target, t, logger);
     });
+    if (!options.installOnly) await requirePrivileges(target, 'target', 'the consumer', applyNeeds(config.tables));
     const out: PreparedTable[] = [];
     for (const t of tables) {
       // The target is written by the source's key, so the source's key (or the configured one) rules.
