@@ -25,6 +25,8 @@ export function producerNeeds(tables: TableConfig[]): Need[] {
     { on: 'table', schema: 'pgtunnel', name: 'state', privilege: 'UPDATE' },
     { on: 'table', schema: 'pgtunnel', name: 'captures', privilege: 'SELECT' },
     { on: 'table', schema: 'pgtunnel', name: 'migrations', privilege: 'SELECT' },
+    // the consumer asks the source whether a truncate envelope was recorded by capture
+    { on: 'table', schema: 'pgtunnel', name: 'truncates', privilege: 'SELECT' },
   ];
   for (const t of tables) {
     needs.push(
