@@ -108,12 +108,13 @@ async function ensureTypes(source: pg.Client, target: pg.Client, schema: string,
  * Creates a missing target table from the source catalog: columns and types (enum, domain and composite
  * types created when missing), NOT NULL, and the key as the primary key. Runs in the caller's transaction.
  */
-export async function createTargetTable(source: pg.Client, target: pg.Client, schema: string, table: string, key: string[]): Promise<void> {
-  await withCatalogPath(source, () => createTable(source, target, schema, table, key));
+export async function createTargetTable(source: pg.Client, target: pg.Client, schema: string, table: string, key: string[], exclude: string[] = []): Promise<void> {
+  await withCatalogPath(source, () => createTable(source, target, schema, table, key, exclude));
 }
 
-async function createTable(source: pg.Client, target: pg.Client, schema: string, table: string, key: string[]): Promise<void> {
-  const columns = await sourceColumnDefs(source, schema, table);
+async function createTable(source: pg.Client, target: pg.Client, schema: string, table: string, key: string[], exclude: string[]): Promise<void> {
+  // excluded columns are never captured, so the target never gets them
+  const columns = (await sourceColumnDefs(source, schema, table)).filter((c) => !exclude.includes(c.name));
   if (columns.length === 0) {
     throw new TunnelError('PGT_TABLE_MISSING', `table ${schema}.${table} does not exist in the source database`, { errorClass: 'config', hint: 'create it, or fix tables in pgtunnel.yaml' });
   }

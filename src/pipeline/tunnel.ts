@@ -87,7 +87,7 @@ async function prepareTarget(source: pg.Client, target: pg.Client, t: { config: 
   if (!t.config.autoCreate) return;
   const { rows } = await target.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [qualified(t.config.schema, t.config.name)]);
   if (!rows[0]?.present) {
-    await createTargetTable(source, target, t.config.schema, t.config.name, t.source.key);
+    await createTargetTable(source, target, t.config.schema, t.config.name, t.source.key, t.config.exclude);
     log.info({ table: `${t.config.schema}.${t.config.name}` }, 'target table created from the source catalog');
     return;
   }
