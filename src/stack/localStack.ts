@@ -3,6 +3,7 @@ import { embeddedDefaults } from '../config/load.js';
 import type { Logger } from '../observe/log.js';
 import { KafkaBroker } from './kafkaBroker.js';
 import { PostgresCluster } from './postgresCluster.js';
+import { StackSecurity } from './stackSecurity.js';
 
 export interface StackPorts {
   sourcePort: number;
@@ -21,16 +22,20 @@ export class LocalStack {
   readonly source: PostgresCluster;
   readonly target: PostgresCluster;
   readonly kafka: KafkaBroker;
+  /** Set in secure mode: TLS and passwords on PostgreSQL, SASL_SSL on Kafka (opt-in; the demo is trust-on-loopback). */
+  readonly security: StackSecurity | undefined;
 
-  constructor(home: string, log: Logger, ports: StackPorts = embeddedDefaults, root = home) {
-    this.source = new PostgresCluster('source', path.join(root, 'pg'), ports.sourcePort, log);
-    this.target = new PostgresCluster('target', path.join(root, 'pg'), ports.targetPort, log);
-    this.kafka = new KafkaBroker(path.join(root, 'kafka'), path.join(home, 'kafka', 'libs'), ports.kafkaPort, ports.controllerPort, log);
+  constructor(home: string, private readonly log: Logger, ports: StackPorts = embeddedDefaults, root = home, options: { secure?: boolean } = {}) {
+    this.security = options.secure ? new StackSecurity(root) : undefined;
+    this.source = new PostgresCluster('source', path.join(root, 'pg'), ports.sourcePort, log, this.security);
+    this.target = new PostgresCluster('target', path.join(root, 'pg'), ports.targetPort, log, this.security);
+    this.kafka = new KafkaBroker(path.join(root, 'kafka'), path.join(home, 'kafka', 'libs'), ports.kafkaPort, ports.controllerPort, log, this.security);
   }
 
   /** Starts what is not running; returns the parts this call started (only those may be stopped by it). */
   async up(sourceDb: string = embeddedDefaults.sourceDb, targetDb: string = embeddedDefaults.targetDb): Promise<StackPart[]> {
     const started: StackPart[] = [];
+    await this.security?.ensure(this.log);
     const [s, t, k] = await Promise.allSettled([this.source.start(), this.target.start(), this.kafka.start()]);
     for (const [part, result] of [['source', s], ['target', t], ['kafka', k]] as const) {
       if (result.status === 'fulfilled' && result.value) started.push(part);
