@@ -83,6 +83,15 @@ export function classify(err: unknown): TunnelError {
   if (/^08/.test(code) || retryableSqlStates.has(code)) {
     return new TunnelError(code, message, { errorClass: 'retryable', cause: err });
   }
+  if (code === '28000' || code === '28P01') {
+    return new TunnelError(code, message, {
+      errorClass: 'config',
+      hint: /no encryption/.test(e.message)
+        ? 'the server accepts only TLS connections: add sslmode=verify-full&sslrootcert=/path/to/ca.crt to the URL'
+        : "fix the user or password (PGTUNNEL_SOURCE_PASSWORD_FILE / PGTUNNEL_TARGET_PASSWORD_FILE), or allow this host and user in the server's pg_hba.conf",
+      cause: err,
+    });
+  }
   if (code === '42P01' || code === '3D000') {
     return new TunnelError(code, message, {
       errorClass: 'fatal',

@@ -59,7 +59,10 @@ export function resolveKafkaSecurity(
   // both, even when one overrides the other: a password written anywhere must never print
   registerSecret(file.kafkaSasl?.password);
   registerSecret(env.kafkaSasl?.password);
-  const sasl: SaslInput | undefined = file.kafkaSasl || env.kafkaSasl ? { ...file.kafkaSasl, ...env.kafkaSasl } : undefined;
+  // A password given by the environment replaces the file's, whichever form either has.
+  const envGivesPassword = env.kafkaSasl?.password !== undefined || env.kafkaSasl?.passwordFile !== undefined;
+  const fromFile = envGivesPassword ? { ...file.kafkaSasl, password: undefined, passwordFile: undefined } : file.kafkaSasl;
+  const sasl: SaslInput | undefined = file.kafkaSasl || env.kafkaSasl ? { ...fromFile, ...env.kafkaSasl } : undefined;
   if (sasl) {
     let password = sasl.password;
     if (sasl.passwordFile !== undefined) {

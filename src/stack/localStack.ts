@@ -1,9 +1,11 @@
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { stringify } from 'yaml';
 import { embeddedDefaults } from '../config/load.js';
 import type { Logger } from '../observe/log.js';
 import { KafkaBroker } from './kafkaBroker.js';
 import { PostgresCluster } from './postgresCluster.js';
-import { StackSecurity } from './stackSecurity.js';
+import { StackSecurity, stackKafkaUser } from './stackSecurity.js';
 
 export interface StackPorts {
   sourcePort: number;
@@ -50,6 +52,27 @@ export class LocalStack {
     return started;
   }
 
+  /**
+   * In secure mode, writes `secure/pgtunnel.yaml` (mode 0600): the stack's URLs with sslmode=verify-full
+   * and the CA, the password files, and Kafka's SASL_SSL settings, ready for `pgtunnel --config`.
+   */
+  writeClientConfig(sourceDb: string = embeddedDefaults.sourceDb, targetDb: string = embeddedDefaults.targetDb): string {
+    const security = this.security;
+    if (!security) throw new Error('writeClientConfig is for the secure stack');
+    const file = path.join(security.dir, 'pgtunnel.yaml');
+    const config = {
+      sourceUrl: this.source.url(sourceDb),
+      sourcePasswordFile: security.file('postgres.pw'),
+      targetUrl: this.target.url(targetDb),
+      targetPasswordFile: security.file('postgres.pw'),
+      kafkaBrokers: [this.kafka.bootstrap],
+      kafkaSasl: { mechanism: 'SCRAM-SHA-512', username: stackKafkaUser, passwordFile: security.file('kafka.pw') },
+      kafkaTls: { ca: security.file('ca.crt'), cert: security.file('client.crt'), key: security.file('client.key') },
+    };
+    writeFileSync(file, `# the secure embedded stack (pgtunnel stack up --secure); use with pgtunnel --config ${file}\n${stringify(config)}`, { mode: 0o600 });
+    return file;
+  }
+
   async down(parts: StackPart[] = ['source', 'target', 'kafka']): Promise<void> {
     const stops: Promise<void>[] = [];
     // Kafka first is not required: each part stops on its own.
@@ -65,7 +88,7 @@ export class LocalStack {
     return {
       source: { running: this.source.isRunning(), address: this.source.url(embeddedDefaults.sourceDb) },
       target: { running: this.target.isRunning(), address: this.target.url(embeddedDefaults.targetDb) },
-      kafka: { running: this.kafka.isRunning(), address: this.kafka.bootstrap },
+      kafka: { running: this.kafka.isRunning(), address: `${this.kafka.bootstrap}${this.security ? ' (SASL_SSL, SCRAM-SHA-512, client certificate)' : ''}` },
     };
   }
 }
