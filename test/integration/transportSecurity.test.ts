@@ -79,7 +79,11 @@ test('the tunnel runs through PostgreSQL with TLS and scram passwords and Kafka 
     ['PostgreSQL without TLS', variant('pgplain', (c) => { c.sourceUrl = c.sourceUrl.replace(/\?.*/, ''); }), /no encryption[\s\S]*sslmode=verify-full/],
   ];
   const mistakes = Date.now();
-  const results = await Promise.all(cases.map(([, caseEnv]) => runCli(['install'], caseEnv)));
+  const results = await Promise.all(cases.map(async ([what, caseEnv]) => {
+    const result = await runCli(['install'], caseEnv);
+    t.diagnostic(`${what}: ${Date.now() - mistakes} ms`);
+    return result;
+  }));
   t.diagnostic(`tunnel and verify took ${mistakes - running} ms, the ${cases.length} mistakes ${Date.now() - mistakes} ms`);
   for (const [i, [what, , expected]] of cases.entries()) {
     const result = results[i]!;
