@@ -8,9 +8,8 @@ export type SaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
 /** How every Kafka client of pgtunnel authenticates and encrypts; {} is plaintext without SASL. */
 export interface KafkaSecurity {
   sasl?: { mechanism: SaslMechanism; username: string; password: string };
-  /** PEM contents, read once at start (the paths stay in tlsFiles for messages). */
+  /** PEM contents, read once at start. */
   tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
-  tlsFiles?: { ca?: string; cert?: string; key?: string };
 }
 
 type SaslInput = NonNullable<FileConfig['kafkaSasl']>;
@@ -89,7 +88,6 @@ export function resolveKafkaSecurity(
     }
     const read = (key: 'ca' | 'cert' | 'key') => (tls[key] === undefined ? undefined : readGiven(tls[key]!, cwd, `kafkaTls.${key}`, `PGTUNNEL_KAFKA_TLS_${key.toUpperCase()}`, errors));
     out.tls = { ca: read('ca'), cert: read('cert'), key: read('key'), serverName: tls.serverName };
-    out.tlsFiles = { ca: tls.ca, cert: tls.cert, key: tls.key };
   }
   return out;
 }

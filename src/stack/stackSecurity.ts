@@ -50,7 +50,6 @@ export class StackSecurity {
     return {
       sasl: { mechanism: 'SCRAM-SHA-512', username: stackKafkaUser, password: this.kafkaPassword },
       tls: { ca: read('ca.crt'), cert: read('client.crt'), key: read('client.key') },
-      tlsFiles: { ca: this.file('ca.crt'), cert: this.file('client.crt'), key: this.file('client.key') },
     };
   }
 
