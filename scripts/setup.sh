@@ -31,6 +31,16 @@ if [ ! -x "$pgbin/initdb" ]; then
     die "PostgreSQL 15 server binaries are missing in $pgbin; install postgresql-15 (apt-get install postgresql-15) or set PGTUNNEL_PG_BIN"
   fi
 fi
+# openssl makes the secure stack's CA and certificates (pgtunnel stack up --secure, and its test)
+if ! command -v openssl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing openssl (apt-get install openssl) for the secure stack's certificates"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null \
+      || die "apt-get could not install openssl; install it yourself"
+  else
+    say "warning: openssl is missing; the secure stack (stack up --secure) and its test need it (apt-get install openssl)"
+  fi
+fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   die "running as root needs the 'postgres' system user for initdb/pg_ctl; create it (useradd --system postgres) or run as a normal user"
 fi

@@ -74,11 +74,23 @@ export function classify(err: unknown): TunnelError {
   const e = coerceError(err) as Error & { code?: unknown; canRetry?: boolean; errors?: unknown[] };
   const code = typeof e.code === 'string' ? e.code : '';
   const message = redact(e.message);
+  // Before the network test: a refused login or certificate arrives wrapped in "cannot connect" errors.
+  const transport = transportSecurityError(e);
+  if (transport) return transport;
   if (networkCodes.has(code) || /connect|Connection terminated|socket/i.test(e.message) && !code.match(/^[0-9A-Z]{5}$/)) {
     return new TunnelError(code || 'PGT_NETWORK', message, { errorClass: 'unreachable', cause: err });
   }
   if (/^08/.test(code) || retryableSqlStates.has(code)) {
     return new TunnelError(code, message, { errorClass: 'retryable', cause: err });
+  }
+  if (code === '28000' || code === '28P01') {
+    return new TunnelError(code, message, {
+      errorClass: 'config',
+      hint: /no encryption/.test(e.message)
+        ? 'the server accepts only TLS connections: add sslmode=verify-full&sslrootcert=/path/to/ca.crt to the URL'
+        : "fix the user or password (PGTUNNEL_SOURCE_PASSWORD_FILE / PGTUNNEL_TARGET_PASSWORD_FILE), or allow this host and user in the server's pg_hba.conf",
+      cause: err,
+    });
   }
   if (code === '42P01' || code === '3D000') {
     return new TunnelError(code, message, {
@@ -96,10 +108,10 @@ export function classify(err: unknown): TunnelError {
       cause: err,
     });
   }
-  if (kafka.some((id) => /AUTHORIZATION_FAILED|SASL_AUTHENTICATION_FAILED|ILLEGAL_SASL_STATE|UNSUPPORTED_SASL_MECHANISM/.test(id))) {
+  if (kafka.some((id) => /AUTHORIZATION_FAILED/.test(id))) {
     return new TunnelError('PGT_KAFKA_DENIED', `Kafka denied the request (${kafka.join(', ')})`, {
       errorClass: 'config',
-      hint: 'grant the tunnel\'s principal the ACLs in the README\'s Security section, or fix the Kafka credentials',
+      hint: 'grant the tunnel\'s principal the ACLs in the README\'s Security section',
       cause: err,
     });
   }
@@ -124,13 +136,74 @@ export function privilegeHint(message: string): string {
   return see;
 }
 
-/** The Kafka protocol error ids anywhere in an error's chain (cause, aggregated errors). */
-export function kafkaProtocolIds(err: unknown, depth = 0): string[] {
+/** Codes of Node's TLS layer: the peer's certificate was not trusted, or ours was refused, or no TLS was spoken. */
+const untrustedPeer = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|CERT_UNTRUSTED|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+const refusedByPeer = /^ERR_SSL_.*ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)$/;
+const noTls = /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE)$/;
+
+/** A failed Kafka SASL login, or a TLS handshake that cannot succeed as configured: a config error naming the fix. */
+function transportSecurityError(err: Error): TunnelError | undefined {
+  const codes = errorCodes(err);
+  const kafka = codes.some((c) => c.startsWith('PLT_KFK_'));
+  const ids = kafka ? kafkaProtocolIds(err) : [];
+  const saslIds = ids.filter((id) => /SASL_AUTHENTICATION_FAILED|ILLEGAL_SASL_STATE|UNSUPPORTED_SASL_MECHANISM/.test(id));
+  if (kafka && (saslIds.length > 0 || codes.includes('PLT_KFK_AUTHENTICATION'))) {
+    return new TunnelError('PGT_KAFKA_AUTH', `Kafka refused the SASL login (${saslIds.join(', ') || 'authentication failed'})`, {
+      errorClass: 'config',
+      hint: 'fix kafkaSasl (PGTUNNEL_KAFKA_SASL_MECHANISM, _USERNAME, _PASSWORD or _PASSWORD_FILE): the mechanism must be one the broker enables (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and the user must exist for it (kafka-configs --alter --add-config SCRAM-SHA-512=[password=…] --entity-type users --entity-name …)',
+      cause: err,
+    });
+  }
+  const service = kafka ? 'Kafka' : 'PostgreSQL';
+  const untrusted = codes.find((c) => untrustedPeer.test(c));
+  if (untrusted) {
+    return new TunnelError('PGT_TLS_UNTRUSTED', `the ${service} server's TLS certificate was not accepted (${untrusted})`, {
+      errorClass: 'config',
+      hint: kafka
+        ? "set kafkaTls.ca (PGTUNNEL_KAFKA_TLS_CA) to the PEM file of the CA that signed the broker's certificate, and kafkaTls.serverName when the certificate names another host than kafkaBrokers"
+        : "add sslrootcert=/path/to/ca.crt (the CA that signed the server's certificate) to the URL, with sslmode=verify-full; the URL's host must be a name the certificate carries",
+      cause: err,
+    });
+  }
+  const refused = codes.find((c) => refusedByPeer.test(c));
+  if (refused) {
+    return new TunnelError('PGT_TLS_REFUSED', `the ${service} server refused the TLS handshake (${refused})`, {
+      errorClass: 'config',
+      hint: kafka
+        ? 'the broker wants a client certificate it trusts: set kafkaTls.cert and kafkaTls.key (PGTUNNEL_KAFKA_TLS_CERT, _KEY) to PEM files signed by a CA in its truststore'
+        : 'the server wants a client certificate it trusts: add sslcert=/path/client.crt&sslkey=/path/client.key to the URL',
+      cause: err,
+    });
+  }
+  const plain = codes.find((c) => noTls.test(c));
+  if (plain) {
+    return new TunnelError('PGT_TLS_NOT_SPOKEN', `the ${service} server did not answer in TLS (${plain})`, {
+      errorClass: 'config',
+      hint: kafka ? 'this listener is PLAINTEXT or SASL_PLAINTEXT: drop kafkaTls, or use the broker\'s SSL or SASL_SSL port' : 'drop sslmode from the URL, or enable ssl on the server',
+      cause: err,
+    });
+  }
+  return undefined;
+}
+
+/** An error and every error in its chain (cause, aggregated errors), as @platformatic/kafka nests them. */
+function errorChain(err: unknown, depth = 0): Record<string, unknown>[] {
   if (typeof err !== 'object' || err === null || depth > 8) return [];
-  const e = err as { apiId?: unknown; errors?: unknown[]; cause?: unknown };
-  const own = typeof e.apiId === 'string' ? [e.apiId] : [];
+  const e = err as { errors?: unknown[]; cause?: unknown };
   const nested = [...(Array.isArray(e.errors) ? e.errors : []), ...(e.cause ? [e.cause] : [])];
-  return [...new Set([...own, ...nested.flatMap((n) => kafkaProtocolIds(n, depth + 1))])];
+  return [err as Record<string, unknown>, ...nested.flatMap((n) => errorChain(n, depth + 1))];
+}
+
+const stringsAt = (err: unknown, field: string) => [...new Set(errorChain(err).map((e) => e[field]).filter((v): v is string => typeof v === 'string'))];
+
+/** Every `code` in an error's chain. */
+function errorCodes(err: unknown): string[] {
+  return stringsAt(err, 'code');
+}
+
+/** The Kafka protocol error ids anywhere in an error's chain. */
+export function kafkaProtocolIds(err: unknown): string[] {
+  return stringsAt(err, 'apiId');
 }
 
 export function describeError(err: unknown): string {

@@ -52,6 +52,10 @@ export async function connect(url: string, role: 'source' | 'target' | 'admin', 
         cause: err,
       });
     }
+    if (e.errorClass === 'config') {
+      // a refused password or certificate: retrying cannot help, the URL or the server's set-up can
+      throw new TunnelError(e.code, `cannot connect to the ${role} database ${redact(url)}: ${e.message}`, { errorClass: 'config', hint: e.hint, cause: err });
+    }
     throw new TunnelError('PGT_UNREACHABLE', `cannot connect to the ${role} database ${redact(url)}: ${e.message}`, {
       errorClass: 'unreachable',
       hint: `start PostgreSQL there, or fix PGTUNNEL_${role.toUpperCase()}_URL`,

@@ -84,7 +84,7 @@ async function demoBad(stack: LocalStack, home: string): Promise<number> {
     },
   });
   const table = cfg.tables[0]!;
-  await deleteTopics(cfg.kafkaBrokers, [table.topic, table.dlqTopic]);
+  await deleteTopics(cfg, [table.topic, table.dlqTopic]);
   say(`demo: rules from ${rulesFile}; source ${cfg.sourceUrl}, target ${cfg.targetUrl}, topic ${table.topic}`);
   const tables = await prepare(cfg, log);
   const stop = new AbortController();
@@ -103,7 +103,7 @@ async function demoBad(stack: LocalStack, home: string): Promise<number> {
     for (const [i, change] of badChanges.entries()) {
       say(`bad change ${i + 1}: ${change.what}`);
       if (change.expect === 'poison') {
-        const producer = new EnvelopeProducer(cfg.kafkaBrokers, 'pgtunnel-demo-poisoner');
+        const producer = new EnvelopeProducer(cfg, 'pgtunnel-demo-poisoner');
         await producer.publish([{ topic: table.topic, key: '{"emp_id":5}', value: 'this is not json' }]).finally(() => producer.close());
       } else if (change.expect === 'missing-key') {
         await target('DELETE FROM employees WHERE emp_id = 7');

@@ -42,9 +42,9 @@ function matches(l: StoredLetter, filters: Filters): boolean {
  * a missing DLQ topic or an uninstalled target means no letters, and nothing is created.
  */
 async function readLetters(cfg: TunnelConfig, target: pg.Client, table?: string): Promise<StoredLetter[]> {
-  const topics = await existingTopics(cfg.kafkaBrokers, selectTables(cfg, table).map((t) => t.dlqTopic));
+  const topics = await existingTopics(cfg, selectTables(cfg, table).map((t) => t.dlqTopic));
   if (topics.length === 0) return [];
-  const letters = await readDeadLetters(cfg.kafkaBrokers, topics);
+  const letters = await readDeadLetters(cfg, topics);
   if (letters.length > 0 && (await targetInstalled(target))) await markResolved(target, letters);
   return letters;
 }
@@ -92,7 +92,7 @@ async function replay(cfg: TunnelConfig, options: Filters & { dryRun?: boolean }
       return exitCodes.ok;
     }
     const tables = await replayTables(cfg, selectTables(cfg, options.table));
-    const producer = dryRun ? undefined : new EnvelopeProducer(cfg.kafkaBrokers, 'pgtunnel-replay');
+    const producer = dryRun ? undefined : new EnvelopeProducer(cfg, 'pgtunnel-replay');
     try {
       const outcomes = await new Replayer(target, tables, producer && new DeadLetterWriter(producer)).replay(plan);
       printOutcomes(outcomes, dryRun);

@@ -33,7 +33,7 @@ export function registerInstall(program: Command): void {
         await withClient(cfg.sourceUrl, 'source', async (source) => {
           for (const t of cfg.tables) await uninstallCapture(source, t);
         });
-        if (options.dropTopics) await deleteTopics(cfg.kafkaBrokers, cfg.tables.flatMap((t) => [t.topic, t.dlqTopic]));
+        if (options.dropTopics) await deleteTopics(cfg, cfg.tables.flatMap((t) => [t.topic, t.dlqTopic]));
         process.stdout.write(`capture removed from ${cfg.tables.map((t) => `${t.schema}.${t.name}`).join(', ')}\n`);
         return exitCodes.ok;
       }),

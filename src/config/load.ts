@@ -6,6 +6,7 @@ import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
 import { withPassword } from './secrets.js';
+import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
 
 export interface TableConfig {
   schema: string;
@@ -29,6 +30,8 @@ export interface TunnelConfig {
   sourceUrl: string;
   targetUrl: string;
   kafkaBrokers: string[];
+  /** SASL and TLS of every Kafka client (kafkaSasl, kafkaTls); {} is plaintext. */
+  kafkaSecurity: KafkaSecurity;
   /** True when no service was named: pgtunnel runs its own embedded stack. */
   embedded: boolean;
   home: string;
@@ -139,6 +142,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   if (env.PGTUNNEL_HTTP_ALLOWED_HOSTS) out.httpAllowedHosts = env.PGTUNNEL_HTTP_ALLOWED_HOSTS.split(',').map((s) => s.trim()).filter(Boolean);
+  Object.assign(out, kafkaSecurityEnv(env));
   for (const side of ['source', 'target'] as const) {
     const upper = side.toUpperCase();
     if (env[`PGTUNNEL_${upper}_PASSWORD`]) out[`${side}Password`] = env[`PGTUNNEL_${upper}_PASSWORD`];
@@ -236,6 +240,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   }
   const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
   const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);
+  const kafkaSecurity = resolveKafkaSecurity(fileData, envResult.success ? envResult.data : {}, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
   }
@@ -244,6 +249,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     sourceUrl,
     targetUrl,
     kafkaBrokers: brokers === undefined ? [defaultBroker] : Array.isArray(brokers) ? brokers : [brokers],
+    kafkaSecurity,
     embedded: named === 0,
     home: path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel'),
     tables,

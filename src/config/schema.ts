@@ -15,6 +15,27 @@ export const hostName = z
   .string()
   .refine((h) => isIP(h) !== 0 || (h.length <= 253 && /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$/.test(h)), 'must be a host name or an IP address, e.g. 127.0.0.1, ::1 or dashboard.internal');
 
+/** Kafka SASL; env and file are merged key by key, so completeness is checked after merging (kafkaSecurity.ts). */
+const kafkaSaslSchema = z
+  .object({
+    mechanism: z.enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']).optional(),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    passwordFile: z.string().min(1).optional(),
+  })
+  .strict();
+
+/** Kafka TLS: PEM file paths; with none of them, TLS against the system's CAs. */
+const kafkaTlsSchema = z
+  .object({
+    ca: z.string().min(1).optional(),
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    /** The name the broker's certificate must carry, when not the host of kafkaBrokers. */
+    serverName: hostName.optional(),
+  })
+  .strict();
+
 const broker = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9092');
 
 /** A name, or a glob pattern (`*` any run, `?` one character) matched against the source catalog. */
@@ -72,6 +93,9 @@ export const fileSchema = z
     sourceUrl: postgresUrl.optional(),
     targetUrl: postgresUrl.optional(),
     kafkaBrokers: z.union([broker, z.array(broker).min(1)]).optional(),
+    kafkaSasl: kafkaSaslSchema.optional(),
+    /** true: TLS with the system's CAs; an object: CA, client certificate and key files. */
+    kafkaTls: z.union([z.boolean(), kafkaTlsSchema]).optional(),
     tables: z.array(tableEntrySchema).min(1).optional(),
     topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may hold letters, digits, ".", "_" and "-"').optional(),
     partitions: z.number().int().min(1).max(1000).optional(),

@@ -67,7 +67,7 @@ function freshLinks(config: TunnelConfig): StatusLinks {
   return {
     withSource: (body) => withClient(config.sourceUrl, 'source', body),
     withTarget: (body) => withClient(config.targetUrl, 'target', body),
-    endOffsets: (topics) => endOffsets(config.kafkaBrokers, topics),
+    endOffsets: (topics) => endOffsets(config, topics),
   };
 }
 

@@ -56,7 +56,7 @@ export class StatusPoller {
   ) {
     this.source = new KeptClient(config.sourceUrl, 'source');
     this.target = new KeptClient(config.targetUrl, 'target');
-    this.offsets = new EndOffsetReader(config.kafkaBrokers);
+    this.offsets = new EndOffsetReader(config);
     // After stop, a poll still under way opens nothing new.
     const open = <T>(use: () => Promise<T>) => (this.stopped ? Promise.reject(new Error('status poller stopped')) : use());
     this.links = {

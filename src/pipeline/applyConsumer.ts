@@ -6,7 +6,7 @@ import { classify, describeError } from '../errors.js';
 import { connect } from '../pg.js';
 import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import { applySession } from '../apply/session.js';
-import { closeConsumer, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
+import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
@@ -106,7 +106,7 @@ export class ApplyConsumer {
         };
         consumer = new Consumer({
           clientId: this.clientId,
-          bootstrapBrokers: this.config.kafkaBrokers,
+          ...kafkaClientOptions(this.config),
           groupId: this.config.groupId,
           autocommit: false,
           deserializers: stringDeserializers,

@@ -154,7 +154,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
     }
     return out;
   });
-  await ensureTopics(config.kafkaBrokers, config.tables.flatMap((t) => [t.topic, t.dlqTopic]), config.partitions);
+  await ensureTopics(config, config.tables.flatMap((t) => [t.topic, t.dlqTopic]), config.partitions);
   return prepared;
 }
 
@@ -178,7 +178,7 @@ export class Tunnel {
     const inner = new AbortController();
     const stop = () => inner.abort();
     signal.addEventListener('abort', stop, { once: true });
-    const producer = new EnvelopeProducer(this.config.kafkaBrokers, 'pgtunnel-producer');
+    const producer = new EnvelopeProducer(this.config, 'pgtunnel-producer');
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
     const health = new Health(this.config.home, role);
     const observe = new ObserveServer(this.config, health, this.log);

@@ -6,7 +6,9 @@ import { Admin } from '@platformatic/kafka';
 import { TunnelError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { sleep } from '../pipeline/retry.js';
+import { kafkaClientOptions } from '../transport/kafka.js';
 import { portOpen, processAlive, run, tail, waitFor } from './processes.js';
+import { stackKafkaUser, type StackSecurity } from './stackSecurity.js';
 
 const mainClass = 'kafka.Kafka';
 
@@ -17,7 +19,9 @@ export class KafkaBroker {
   private readonly pidFile: string;
   private readonly propertiesFile: string;
 
-  constructor(root: string, private readonly libsDir: string, readonly port: number, readonly controllerPort: number, private readonly log: Logger) {
+  /** With `security`: one SASL_SSL listener (client certificate required) and an SSL controller listener. */
+  constructor(root: string, private readonly libsDir: string, readonly port: number, readonly controllerPort: number, private readonly log: Logger,
+    private readonly security?: StackSecurity) {
     this.dataDir = path.join(root, 'data');
     this.logFile = path.join(root, 'kafka.log');
     this.pidFile = path.join(root, 'kafka.pid');
@@ -56,11 +60,8 @@ export class KafkaBroker {
         'process.roles=broker,controller',
         'node.id=1',
         `controller.quorum.bootstrap.servers=127.0.0.1:${this.controllerPort}`,
-        `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}`,
-        `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}`,
+        ...this.listeners(),
         'controller.listener.names=CONTROLLER',
-        'inter.broker.listener.name=PLAINTEXT',
-        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
         `log.dirs=${this.dataDir}`,
         'num.partitions=3',
         'offsets.topic.replication.factor=1',
@@ -71,6 +72,8 @@ export class KafkaBroker {
         'auto.create.topics.enable=false',
         '',
       ].join('\n'),
+      // in secure mode it holds the keystore and SCRAM passwords
+      { mode: 0o600 },
     );
     writeFileSync(
       path.join(root, 'log4j2.properties'),
@@ -78,6 +81,39 @@ export class KafkaBroker {
         'appender.out.layout.pattern = [%d] %p %m (%c)%n', 'rootLogger.level = INFO', 'rootLogger.appenderRef.out.ref = out',
         'logger.kafka.name = kafka', 'logger.kafka.level = WARN', 'logger.apache.name = org.apache.kafka', 'logger.apache.level = WARN', ''].join('\n'),
     );
+  }
+
+  private listeners(): string[] {
+    if (!this.security) {
+      return [
+        `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}`,
+        `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}`,
+        'inter.broker.listener.name=PLAINTEXT',
+        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      ];
+    }
+    const s = this.security;
+    const user = stackKafkaUser;
+    const password = s.kafkaPassword;
+    const scram = 'org.apache.kafka.common.security.scram.ScramLoginModule required';
+    return [
+      `listeners=SASL_SSL://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}`,
+      `advertised.listeners=SASL_SSL://127.0.0.1:${this.port}`,
+      'inter.broker.listener.name=SASL_SSL',
+      // no plaintext port at all: the controller listener is TLS too
+      'listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL',
+      'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+      'sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512',
+      `listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="${user}" password="${password}" user_${user}="${password}";`,
+      `listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=${scram};`,
+      `listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=${scram} username="${user}" password="${password}";`,
+      'listener.name.sasl_ssl.ssl.client.auth=required',
+      'ssl.keystore.type=PKCS12',
+      `ssl.keystore.location=${s.file('server.p12')}`,
+      `ssl.keystore.password=${s.keystorePassword}`,
+      'ssl.truststore.type=PEM',
+      `ssl.truststore.location=${s.file('ca.crt')}`,
+    ];
   }
 
   private javaArgs(main: string, args: string[]): string[] {
@@ -100,7 +136,11 @@ export class KafkaBroker {
     if (!existsSync(path.join(this.dataDir, 'meta.properties'))) {
       this.log.info({ dataDir: this.dataDir }, 'formatting Kafka storage (KRaft)');
       const clusterId = randomBytes(16).toString('base64url');
-      await run('java', this.javaArgs('kafka.tools.StorageTool', ['format', '--standalone', '--ignore-formatted', '-t', clusterId, '-c', this.propertiesFile]));
+      // SCRAM credentials live in the cluster metadata: the secure stack's user is created with the storage.
+      const scram = this.security
+        ? ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${stackKafkaUser},password=${this.security!.kafkaPassword}]`])
+        : [];
+      await run('java', this.javaArgs('kafka.tools.StorageTool', ['format', '--standalone', '--ignore-formatted', '-t', clusterId, '-c', this.propertiesFile, ...scram]));
     }
     this.log.info({ port: this.port }, 'starting Kafka');
     const out = openSync(this.logFile, 'a');
@@ -119,7 +159,7 @@ export class KafkaBroker {
   }
 
   private async metadataReady(): Promise<boolean> {
-    const admin = new Admin({ clientId: 'pgtunnel-stack', bootstrapBrokers: [this.bootstrap], retries: 0, timeout: 3000 });
+    const admin = new Admin({ clientId: 'pgtunnel-stack', ...kafkaClientOptions({ kafkaBrokers: [this.bootstrap], kafkaSecurity: this.security?.kafkaClient() }), retries: 0, timeout: 3000 });
     try {
       await admin.listTopics();
       return true;

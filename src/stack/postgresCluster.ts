@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, appendFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { TunnelError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { asServiceUser, ensureTraversable, isRoot, portOpen, processAlive, run, tail } from './processes.js';
+import type { StackSecurity } from './stackSecurity.js';
 
 export function postgresBinDir(): string {
   const dir = process.env.PGTUNNEL_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -21,13 +22,24 @@ export class PostgresCluster {
   readonly dataDir: string;
   readonly logFile: string;
 
-  constructor(readonly name: string, root: string, readonly port: number, private readonly log: Logger) {
+  /** With `security`: TLS only and scram-sha-256 passwords (the secure stack); without: trust on loopback. */
+  constructor(readonly name: string, root: string, readonly port: number, private readonly log: Logger, private readonly security?: StackSecurity) {
     this.dataDir = path.join(root, name);
     this.logFile = path.join(root, `${name}.log`);
   }
 
+  /** The URL users see: in secure mode with the CA to verify the server by, never with the password. */
   url(db: string): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/${db}`;
+    const tls = this.security ? `?sslmode=verify-full&sslrootcert=${encodeURIComponent(this.security.file('ca.crt'))}` : '';
+    return `postgres://postgres@127.0.0.1:${this.port}/${db}${tls}`;
+  }
+
+  /** The URL to connect with: in secure mode with the password. */
+  connectUrl(db: string): string {
+    if (!this.security) return this.url(db);
+    const u = new URL(this.url(db));
+    u.password = encodeURIComponent(this.security.postgresPassword);
+    return u.href;
   }
 
   isRunning(): boolean {
@@ -44,8 +56,20 @@ export class PostgresCluster {
     ensureTraversable(root, this.log);
     if (isRoot) await run('chown', ['postgres:postgres', root]);
     this.log.info({ cluster: this.name, dataDir: this.dataDir }, 'initdb: creating a PostgreSQL cluster');
-    const [cmd, args] = asServiceUser(path.join(postgresBinDir(), 'initdb'), ['-D', this.dataDir, '--auth=trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8']);
-    await run(cmd, args);
+    const auth = ['--auth=trust'];
+    const pwFile = path.join(root, `${this.name}.pw`);
+    if (this.security) {
+      writeFileSync(pwFile, this.security.postgresPassword, { mode: 0o600 });
+      if (isRoot) await run('chown', ['postgres:postgres', pwFile]);
+      auth.splice(0, 1, '--auth=scram-sha-256', `--pwfile=${pwFile}`);
+    }
+    const [cmd, args] = asServiceUser(path.join(postgresBinDir(), 'initdb'), ['-D', this.dataDir, ...auth, '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8']);
+    try {
+      await run(cmd, args);
+    } finally {
+      if (this.security) rmSync(pwFile, { force: true });
+    }
+    if (this.security) await this.secure();
     appendFileSync(
       path.join(this.dataDir, 'postgresql.conf'),
       [
@@ -84,6 +108,20 @@ export class PostgresCluster {
     return true;
   }
 
+  /** TLS with the stack's server certificate, and no connection without TLS or without a password. */
+  private async secure(): Promise<void> {
+    const security = this.security!;
+    for (const f of ['server.crt', 'server.key'] as const) copyFileSync(security.file(f), path.join(this.dataDir, f));
+    writeFileSync(path.join(this.dataDir, 'pg_hba.conf'), '# pgtunnel secure stack: TLS and a scram-sha-256 password, loopback only\nhostssl all all 127.0.0.1/32 scram-sha-256\n');
+    appendFileSync(
+      path.join(this.dataDir, 'postgresql.conf'),
+      ['', '# pgtunnel secure stack', 'ssl = on', "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'", "password_encryption = 'scram-sha-256'", ''].join('\n'),
+    );
+    // PostgreSQL refuses a key file that others can read, or that it does not own.
+    if (isRoot) await run('chown', ['postgres:postgres', path.join(this.dataDir, 'server.crt'), path.join(this.dataDir, 'server.key'), path.join(this.dataDir, 'pg_hba.conf')]);
+    await run('chmod', ['0600', path.join(this.dataDir, 'server.key')]);
+  }
+
   async stop(): Promise<void> {
     if (!this.isRunning()) return;
     this.log.info({ cluster: this.name }, 'stopping PostgreSQL');
@@ -92,7 +130,7 @@ export class PostgresCluster {
   }
 
   async ensureDatabase(db: string): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url('postgres') });
+    const client = new pg.Client({ connectionString: this.connectUrl('postgres') });
     await client.connect();
     try {
       const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [db]);

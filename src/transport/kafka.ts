@@ -1,4 +1,5 @@
-import { Admin, Consumer, Producer, stringSerializers } from '@platformatic/kafka';
+import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializers, type Connection } from '@platformatic/kafka';
+import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity.js';
 import { TunnelError, classify } from '../errors.js';
 import type { OutMessage } from './envelope.js';
 import { partitionOf } from './partitions.js';
@@ -9,24 +10,51 @@ export const maxMessageBytes = 16 * 1024 * 1024;
 /** Broker calls fail fast and are retried by our loops, which know what they are waiting for. */
 const clientDefaults = { retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 };
 
+/**
+ * A connection that fails during TLS or SASL (a broker closing it for a missing client certificate)
+ * can emit 'error' twice, and @platformatic/kafka 1.35 listens once: the second would crash the
+ * process. The failure itself still reaches the caller through the client's callback.
+ */
+const guarded = new WeakSet<Connection>();
+connectionsConnectsChannel.start.subscribe((context) => {
+  const connection = (context as { connection?: Connection }).connection;
+  if (connection && !guarded.has(connection)) {
+    guarded.add(connection);
+    connection.on('error', () => {});
+  }
+});
+
+/** Where Kafka is and how to reach it securely: a TunnelConfig fits. */
+export interface KafkaAccess {
+  kafkaBrokers: string[];
+  kafkaSecurity?: KafkaSecurity;
+}
+
+/** The options every client pgtunnel creates shares: brokers, SASL and TLS. */
+export function kafkaClientOptions(kafka: KafkaAccess) {
+  return { bootstrapBrokers: kafka.kafkaBrokers, ...kafkaClientSecurity(kafka.kafkaSecurity) };
+}
+
 export function unreachableBroker(brokers: string[], err: unknown): TunnelError {
   const e = classify(err);
+  // A refused login or certificate is not an outage: retrying cannot help, the configuration can.
+  if (e.errorClass === 'config') return e;
   return new TunnelError('PGT_KAFKA_UNREACHABLE', `cannot reach Kafka at ${brokers.join(',')}: ${e.message}`, {
     errorClass: 'unreachable',
-    hint: 'start the broker (pgtunnel stack up for the embedded one), or fix PGTUNNEL_KAFKA_BROKERS',
+    hint: 'start the broker (pgtunnel stack up for the embedded one), or fix PGTUNNEL_KAFKA_BROKERS; a broker that closes every connection at once may want TLS or SASL (kafkaTls, kafkaSasl)',
     cause: err,
   });
 }
 
 /** Creates the table topics and their DLQ topics when missing; existing topics are left as they are. */
-export async function ensureTopics(brokers: string[], topics: string[], partitions: number): Promise<void> {
-  const admin = new Admin({ clientId: 'pgtunnel-admin', bootstrapBrokers: brokers, ...clientDefaults });
+export async function ensureTopics(kafka: KafkaAccess, topics: string[], partitions: number): Promise<void> {
+  const admin = new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), ...clientDefaults });
   try {
     let existing: string[];
     try {
       existing = await admin.listTopics();
     } catch (err) {
-      throw unreachableBroker(brokers, err);
+      throw unreachableBroker(kafka.kafkaBrokers, err);
     }
     const missing = topics.filter((t) => !existing.includes(t));
     if (missing.length === 0) return;
@@ -44,20 +72,20 @@ export async function ensureTopics(brokers: string[], topics: string[], partitio
 }
 
 /** Which of the topics exist; reads metadata only, so it never creates one. */
-export async function existingTopics(brokers: string[], topics: string[]): Promise<string[]> {
-  const admin = new Admin({ clientId: 'pgtunnel-admin', bootstrapBrokers: brokers, ...clientDefaults });
+export async function existingTopics(kafka: KafkaAccess, topics: string[]): Promise<string[]> {
+  const admin = new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), ...clientDefaults });
   try {
     const existing = new Set(await admin.listTopics());
     return topics.filter((t) => existing.has(t));
   } catch (err) {
-    throw unreachableBroker(brokers, err);
+    throw unreachableBroker(kafka.kafkaBrokers, err);
   } finally {
     await admin.close().catch(() => {});
   }
 }
 
-export async function deleteTopics(brokers: string[], topics: string[]): Promise<void> {
-  const admin = new Admin({ clientId: 'pgtunnel-admin', bootstrapBrokers: brokers, ...clientDefaults });
+export async function deleteTopics(kafka: KafkaAccess, topics: string[]): Promise<void> {
+  const admin = new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), ...clientDefaults });
   try {
     const existing = await admin.listTopics();
     const present = topics.filter((t) => existing.includes(t));
@@ -76,16 +104,16 @@ export function closeConsumer(consumer: Consumer<any, any, any, any>): Promise<v
 export class EndOffsetReader {
   private consumer: Consumer<any, any, any, any> | undefined;
 
-  constructor(private readonly brokers: string[]) {}
+  constructor(private readonly kafka: KafkaAccess) {}
 
   /** The end (next to be written) offset of every partition of the topics. */
   async read(topics: string[]): Promise<Map<string, bigint[]>> {
-    this.consumer ??= new Consumer({ clientId: 'pgtunnel-status', groupId: 'pgtunnel-status', bootstrapBrokers: this.brokers, ...clientDefaults });
+    this.consumer ??= new Consumer({ clientId: 'pgtunnel-status', groupId: 'pgtunnel-status', ...kafkaClientOptions(this.kafka), ...clientDefaults });
     try {
       return await this.consumer.listOffsets({ topics });
     } catch (err) {
       await this.close();
-      throw unreachableBroker(this.brokers, err);
+      throw unreachableBroker(this.kafka.kafkaBrokers, err);
     }
   }
 
@@ -97,8 +125,8 @@ export class EndOffsetReader {
 }
 
 /** The end offset of every partition of the topics, with a client opened for this one read. */
-export async function endOffsets(brokers: string[], topics: string[]): Promise<Map<string, bigint[]>> {
-  const reader = new EndOffsetReader(brokers);
+export async function endOffsets(kafka: KafkaAccess, topics: string[]): Promise<Map<string, bigint[]>> {
+  const reader = new EndOffsetReader(kafka);
   try {
     return await reader.read(topics);
   } finally {
@@ -110,10 +138,10 @@ export async function endOffsets(brokers: string[], topics: string[]): Promise<M
 export class EnvelopeProducer {
   private readonly producer: Producer<string, string, string, string>;
 
-  constructor(private readonly brokers: string[], clientId: string) {
+  constructor(private readonly kafka: KafkaAccess, clientId: string) {
     this.producer = new Producer({
       clientId,
-      bootstrapBrokers: brokers,
+      ...kafkaClientOptions(kafka),
       idempotent: true,
       acks: -1,
       serializers: stringSerializers,
@@ -155,7 +183,7 @@ export class EnvelopeProducer {
       }
     } catch (err) {
       const e = classify(err);
-      if (e.retryable) throw unreachableBroker(this.brokers, err);
+      if (e.retryable) throw unreachableBroker(this.kafka.kafkaBrokers, err);
       throw e;
     }
   }

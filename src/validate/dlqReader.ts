@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Consumer, stringDeserializers } from '@platformatic/kafka';
 import type pg from 'pg';
-import { closeConsumer, endOffsets, unreachableBroker } from '../transport/kafka.js';
+import { closeConsumer, endOffsets, kafkaClientOptions, unreachableBroker, type KafkaAccess } from '../transport/kafka.js';
 import { deadLetterHeaders, type DeadLetterClass } from './deadLetters.js';
 
 /** A dead letter as stored in a DLQ topic, with its reason read back from the headers. */
@@ -24,8 +24,8 @@ export interface StoredLetter {
 }
 
 /** Reads every record of the DLQ topics, from the start to the end offsets seen when the read began. */
-export async function readDeadLetters(brokers: string[], dlqTopics: string[]): Promise<StoredLetter[]> {
-  const ends = await endOffsets(brokers, dlqTopics);
+export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[]): Promise<StoredLetter[]> {
+  const ends = await endOffsets(kafka, dlqTopics);
   const remaining = new Map<string, bigint>();
   for (const [topic, offsets] of ends) offsets.forEach((end, p) => end > 0n && remaining.set(`${topic}\u0000${p}`, end));
   if (remaining.size === 0) return [];
@@ -33,7 +33,7 @@ export async function readDeadLetters(brokers: string[], dlqTopics: string[]): P
   const consumer = new Consumer({
     clientId: 'pgtunnel-dlq-reader',
     groupId: `pgtunnel-dlq-reader-${randomUUID()}`,
-    bootstrapBrokers: brokers,
+    ...kafkaClientOptions(kafka),
     deserializers: stringDeserializers,
     autocommit: false,
   });
@@ -43,7 +43,7 @@ export async function readDeadLetters(brokers: string[], dlqTopics: string[]): P
     try {
       stream = await consumer.consume({ topics: dlqTopics, mode: 'earliest', maxWaitTime: 200 });
     } catch (err) {
-      throw unreachableBroker(brokers, err);
+      throw unreachableBroker(kafka.kafkaBrokers, err);
     }
     for await (const m of stream) {
       const id = `${m.topic}\u0000${m.partition}`;

@@ -25,11 +25,11 @@ async function freePort(): Promise<number> {
 }
 
 /** A fresh embedded stack on free loopback ports under `<home>/<name>`, apart from the default stack. */
-export async function startTestStack(home: string, name = 'test-stack'): Promise<{ stack: LocalStack; env: Record<string, string> }> {
+export async function startTestStack(home: string, name = 'test-stack', options: { secure?: boolean } = {}): Promise<{ stack: LocalStack; env: Record<string, string> }> {
   const root = path.join(home, name);
   rmSync(root, { recursive: true, force: true });
   const ports: StackPorts = { sourcePort: await freePort(), targetPort: await freePort(), kafkaPort: await freePort(), controllerPort: await freePort() };
-  const stack = new LocalStack(home, createLogger(name), ports, root);
+  const stack = new LocalStack(home, createLogger(name), ports, root, options);
   await stack.up('postgres', 'postgres');
   return { stack, env: stackEnv(ports, root) };
 }

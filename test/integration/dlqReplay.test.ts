@@ -85,7 +85,7 @@ test('a letter older than the row in the target is superseded, not applied; a dr
 
   const relaxed = rulesConfig(db, 'relaxed', 0, 'continue');
   const snapshot = async () => ({
-    dlq: [...(await endOffsets([services().brokers], [`${db.topicPrefix}.public.employees.dlq`])).values()].map((o) => o.map(String)),
+    dlq: [...(await endOffsets({ kafkaBrokers: [services().brokers] }, [`${db.topicPrefix}.public.employees.dlq`])).values()].map((o) => o.map(String)),
     resolved: await query(db.targetUrl, 'SELECT * FROM pgtunnel.dlq_resolved'),
     lettered: await query(db.targetUrl, 'SELECT topic, key, partition, dead_letters, applied_offset::text FROM pgtunnel.lettered_keys ORDER BY key'),
     rows: await query(db.targetUrl, 'SELECT * FROM employees ORDER BY emp_id'),
@@ -160,7 +160,7 @@ test('--table is a filter no header can override; a letter naming another table 
   const employees = `${db.topicPrefix}.public.employees`;
   const row = { emp_id: 42, first_name: 'Forged', last_name: 'Header', dob: '2010-01-01', city: 'Oslo', salary: 20000 };
   const value = JSON.stringify({ op: 'c', before: null, after: row, source: { db: 'x', schema: 'public', table: 'other', txid: '1', changeId: '1', snapshot: false, tsMs: 0 }, tsMs: 0 });
-  const producer = new EnvelopeProducer([services().brokers], 'forger');
+  const producer = new EnvelopeProducer({ kafkaBrokers: [services().brokers] }, 'forger');
   onCleanup(t, () => producer.close());
   await producer.publish([deadLetterMessage({
     record: { topic: employees, partition: 0, offset: 0n, key: '{"emp_id":42}', value },
