@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { decodeEnvelope, keyOfImage, PoisonError, rowValues, type Envelope, type RowImage } from '../transport/envelope.js';
+import { checkKeyForm, decodeEnvelope, keyOfImage, PoisonError, rowValues, type Envelope, type RowImage } from '../transport/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
@@ -225,7 +225,10 @@ export class TargetWriter {
     const table = this.table(r.topic);
     try {
       const envelope = decodeEnvelope(r.key, r.value!, table.statements.key);
-      const key = envelope.op === 't' ? '' : keyOfImage((envelope.op === 'd' ? envelope.before : envelope.after)!, table.statements.key);
+      if (envelope.op === 't') return { envelope, key: '' };
+      const row = (envelope.op === 'd' ? envelope.before : envelope.after)!;
+      checkKeyForm(row, table.statements.key, table.statements.types);
+      const key = keyOfImage(row, table.statements.key);
       if (Buffer.byteLength(key) > maxKeyBytes) throw new PoisonError(`key is longer than ${maxKeyBytes} bytes`);
       return { envelope, key };
     } catch (err) {
