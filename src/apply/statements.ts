@@ -58,6 +58,11 @@ export class TableStatements {
     return this.shape.columns;
   }
 
+  /** Column → SQL type in the target. */
+  get types(): Record<string, string> {
+    return this.shape.types;
+  }
+
   /** The upsert for rows carrying exactly `columns` (already limited to writable target columns). */
   private upsertSql(columns: string[]): string {
     const signature = columns.join('\u0000');

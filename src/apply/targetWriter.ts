@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { decodeEnvelope, keyOfImage, PoisonError, rowValues, type Envelope, type RowImage } from '../transport/envelope.js';
+import { checkKeyForm, decodeEnvelope, keyOfImage, PoisonError, rowValues, type Envelope, type RowImage } from '../transport/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
@@ -39,6 +39,9 @@ export interface ApplyResult {
   /** Records already applied by an earlier transaction (their offset is below the stored one). */
   skipped: number;
 }
+
+/** A record's envelope and canonical key (empty for a truncate), or its poison letter. */
+type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
 
 const id = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
@@ -152,22 +155,34 @@ export class TargetWriter {
       const fresh = records.filter((r) => r.offset >= (stored.get(id(r.topic, r.partition)) ?? 0n));
       const outcome = new SetOutcome();
       outcome.fresh = fresh.length;
+      // Keys are canonical from here on (parked keys, letters, the supersede guard): a key spelled another
+      // way, or binary garbage in a poison record's key, must neither miss its parked key nor break a query.
+      const decoded = new Map(fresh.filter((r) => r.value !== undefined && r.value !== null).map((r) => [r, this.decode(r)] as const));
       if (refused && fresh.length === 1) {
+        const only = fresh[0]!;
+        const d = decoded.get(only);
         const e = refused as Error & { code: string; constraint?: string; table?: string; column?: string; detail?: string };
-        outcome.dead(fresh[0]!, {
+        if (d && 'poison' in d) outcome.dead(only, d.poison, false);
+        else if (d) outcome.dead({ ...only, key: d.key }, {
           errorClass: 'target',
           code: e.code ?? classify(e).code,
           message: `${isRefusedChange(e) ? 'the target refused the change' : 'applying the change failed'}: ${e.message}`,
           details: { constraint: e.constraint, table: e.table, column: e.column, detail: e.detail },
-        }, this.table(fresh[0]!.topic).orderPolicy === 'park');
+        }, this.table(only.topic).orderPolicy === 'park');
       } else {
-        await this.route(fresh, outcome);
+        await this.route(fresh, decoded, outcome);
       }
       // Durably in the DLQ before the offsets that skip past them commit.
       await this.deadLetters.send(outcome.letters);
       await this.recordParked(outcome);
       // dlq replay's supersede guard (src/validate/letteredKeys.ts); touches only keys with dead letters.
-      await recordLetteredKeys(this.client, fresh, outcome.letters);
+      // Poison has no key to guard: its raw key may be anything (a NUL, 20 kB), so it stays out.
+      const keyed = fresh.flatMap((r) => {
+        const d = decoded.get(r);
+        if (d && 'poison' in d) return [];
+        return [d ? { ...r, key: d.envelope.op === 't' ? undefined : d.key } : r];
+      });
+      await recordLetteredKeys(this.client, keyed, outcome.letters.filter((l) => l.letter.errorClass !== 'poison'));
       await this.advanceOffsets(advanced, outcome);
       return outcome;
     }).then((outcome) => {
@@ -211,24 +226,36 @@ export class TargetWriter {
     return new Map(rows.map((r) => [id(r.topic, r.partition), BigInt(r.next_offset)]));
   }
 
+  /** The one strict decoder, and the canonical key every later step uses. */
+  private decode(r: RawRecord): Decoded {
+    const table = this.table(r.topic);
+    try {
+      const envelope = decodeEnvelope(r.key, r.value!, table.statements.key);
+      if (envelope.op === 't') return { envelope, key: '' };
+      const row = (envelope.op === 'd' ? envelope.before : envelope.after)!;
+      checkKeyForm(row, table.statements.key, table.statements.types);
+      const key = keyOfImage(row, table.statements.key);
+      if (Buffer.byteLength(key) > maxKeyBytes) throw new PoisonError(`key is longer than ${maxKeyBytes} bytes`);
+      return { envelope, key };
+    } catch (err) {
+      if (!(err instanceof PoisonError)) throw err;
+      return { poison: { errorClass: 'poison', message: `not a pgtunnel envelope: ${err.message}` } };
+    }
+  }
+
   /** Decides each record's fate in order: apply, truncate, or dead letter (poison, parked, rule). */
-  private async route(fresh: RawRecord[], outcome: SetOutcome): Promise<void> {
-    const parked = await this.parkedKeys(fresh);
+  private async route(fresh: RawRecord[], decoded: Map<RawRecord, Decoded>, outcome: SetOutcome): Promise<void> {
+    const parked = await this.parkedKeys([...decoded].flatMap(([r, d]) => ('key' in d && d.envelope.op !== 't' ? [{ topic: r.topic, key: d.key }] : [])));
     let segment: DecodedRecord[] = [];
     for (const r of fresh) {
-      if (r.value === undefined || r.value === null) continue; // a tombstone only tells compaction to forget the key
-      const table = this.table(r.topic);
-      let envelope: Envelope;
-      let key = '';
-      try {
-        envelope = decodeEnvelope(r.key, r.value, table.statements.key);
-        if (envelope.op !== 't') key = keyOfImage((envelope.op === 'd' ? envelope.before : envelope.after)!, table.statements.key);
-        if (Buffer.byteLength(key) > maxKeyBytes) throw new PoisonError(`key is longer than ${maxKeyBytes} bytes`);
-      } catch (err) {
-        if (!(err instanceof PoisonError)) throw err;
-        outcome.dead(r, { errorClass: 'poison', message: `not a pgtunnel envelope: ${err.message}` }, false);
+      const d = decoded.get(r);
+      if (d === undefined) continue; // a tombstone only tells compaction to forget the key
+      if ('poison' in d) {
+        outcome.dead(r, d.poison, false);
         continue;
       }
+      const table = this.table(r.topic);
+      const { envelope, key } = d;
       if (envelope.op === 't') {
         if (table.truncateRecorded && !(await table.truncateRecorded(envelope.source.txid, envelope.source.changeId))) {
           outcome.dead(r, { errorClass: 'poison', message: `a truncate the source's capture did not record (txid ${envelope.source.txid}, change ${envelope.source.changeId}) is not honoured` }, false);
@@ -255,13 +282,12 @@ export class TargetWriter {
         outcome.dead(canonical, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park);
         continue;
       }
-      segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key, value: r.value, envelope });
+      segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key, value: r.value!, envelope });
     }
     await this.write(segment, outcome);
   }
 
-  private async parkedKeys(records: RawRecord[]): Promise<Set<string>> {
-    const keys = records.filter((r) => r.key !== undefined);
+  private async parkedKeys(keys: { topic: string; key: string }[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
     const { rows } = await this.client.query<{ topic: string; key: string }>(
       `SELECT p.topic, p.key FROM pgtunnel.parked_keys p JOIN unnest($1::text[], $2::text[]) AS k(topic, key) USING (topic, key) FOR SHARE OF p`,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { changeToMessages, decodeEnvelope, keyOfImage, PoisonError, snapshotRowToMessage } from '../../src/transport/envelope.js';
+import { changeToMessages, checkKeyForm, decodeEnvelope, keyOfImage, PoisonError, snapshotRowToMessage } from '../../src/transport/envelope.js';
 import { JsonNumber } from '../../src/transport/json.js';
 
 const table = { db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic: 'pgtunnel.public.employees' };
@@ -59,4 +59,22 @@ test('a key spelled with escapes or spaces has one canonical form', () => {
   const m = snapshotRowToMessage({ ...table, key: ['name'] }, { row: r, key: '{ "name" : "Ab" }' }, 1, 5);
   const e = decodeEnvelope(m.key, m.value!, ['name']);
   assert.equal(keyOfImage(e.after!, ['name']), '{"name":"Ab"}');
+});
+
+test('a key value must have the form row_to_json writes for its column type, so one row has one canonical key', () => {
+  const types = { emp_id: 'integer', code: 'character varying(10)', ok: 'boolean', n: 'numeric' };
+  const decode = (key: string, row: string, columns: string[]) => {
+    const e = decodeEnvelope(key, `{"op":"c","before":null,"after":${row},"source":{"db":"d","schema":"s","table":"t","txid":null,"changeId":null,"snapshot":false,"tsMs":1},"tsMs":1}`, columns);
+    checkKeyForm(e.after!, columns, types);
+    return keyOfImage(e.after!, columns);
+  };
+  assert.equal(decode('{"emp_id":7}', '{"emp_id":7}', ['emp_id']), '{"emp_id":7}');
+  for (const spelled of ['"7"', '7.0', '7e0', '1E+1', '-0', 'true']) {
+    assert.throws(() => decode(`{"emp_id":${spelled}}`, `{"emp_id":${spelled}}`, ['emp_id']), PoisonError, spelled);
+  }
+  // a string escaped another way is the same string: one canonical key
+  assert.equal(decode('{"code":"\\u0037"}', '{"code":"7"}', ['code']), '{"code":"7"}');
+  assert.throws(() => decode('{"code":7}', '{"code":7}', ['code']), PoisonError);
+  assert.throws(() => decode('{"ok":"t"}', '{"ok":"t"}', ['ok']), PoisonError);
+  assert.equal(decode('{"n":7.0}', '{"n":7.0}', ['n']), '{"n":7.0}', 'numeric keys are not checked');
 });
