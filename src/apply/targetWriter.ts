@@ -8,6 +8,9 @@ import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLe
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import { TableStatements } from './statements.js';
+import { SetOutcome, partitionId } from './setOutcome.js';
+import { advanceOffsets, lockOffsets } from './offsets.js';
+import { parkedKeys, recordParked } from './parking.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../observe/telemetry.js';
 
@@ -42,46 +45,6 @@ export interface ApplyResult {
 
 /** A record's envelope and canonical key (empty for a truncate), or its poison letter. */
 type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
-
-const id = (topic: string, partition: number) => `${topic}\u0000${partition}`;
-
-/** One transaction's bookkeeping: what became a dead letter, which keys got parked, the per-partition counts. */
-class SetOutcome {
-  readonly letters: { record: RawRecord; letter: DeadLetter }[] = [];
-  readonly parkedKeys = new Map<string, number>();
-  readonly counts = new Map<string, { applied: number; dead: number; poison: number }>();
-  /** table → op → applied records, and source-to-now latencies of streamed changes, for telemetry */
-  readonly ops = new Map<string, Map<string, number>>();
-  readonly latencies: number[] = [];
-  newestSourceMs = 0;
-  fresh = 0;
-  /** topic → statements for the target's columns after schema evolution, in use once the set commits */
-  readonly evolved = new Map<string, TableStatements>();
-  /** column names looked up in the source for evolution; remembered once the set commits */
-  readonly checked: { topic: string; names: string[] }[] = [];
-
-  appliedOp(table: string, op: string): void {
-    const byOp = this.ops.get(table) ?? new Map<string, number>();
-    byOp.set(op, (byOp.get(op) ?? 0) + 1);
-    this.ops.set(table, byOp);
-  }
-
-  count(r: { topic: string; partition: number }, what: 'applied' | 'dead' | 'poison'): void {
-    const key = id(r.topic, r.partition);
-    const c = this.counts.get(key) ?? { applied: 0, dead: 0, poison: 0 };
-    c[what]++;
-    this.counts.set(key, c);
-  }
-
-  dead(record: RawRecord, letter: DeadLetter, park: boolean): void {
-    this.letters.push({ record, letter });
-    this.count(record, letter.errorClass === 'poison' ? 'poison' : 'dead');
-    if (park && record.key !== undefined) {
-      const k = `${record.topic}\u0000${record.key}`;
-      this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + 1);
-    }
-  }
-}
 
 /**
  * Applies a polled set in ONE target transaction together with its offsets. Partition rows are locked
@@ -151,8 +114,8 @@ export class TargetWriter {
     const topics = advanced.map((o) => o.topic);
     const partitions = advanced.map((o) => o.partition);
     return inTransaction(this.client, async () => {
-      const stored = await this.lockOffsets(topics, partitions);
-      const fresh = records.filter((r) => r.offset >= (stored.get(id(r.topic, r.partition)) ?? 0n));
+      const stored = await lockOffsets(this.client, topics, partitions);
+      const fresh = records.filter((r) => r.offset >= (stored.get(partitionId(r.topic, r.partition)) ?? 0n));
       const outcome = new SetOutcome();
       outcome.fresh = fresh.length;
       // Keys are canonical from here on (parked keys, letters, the supersede guard): a key spelled another
@@ -174,7 +137,7 @@ export class TargetWriter {
       }
       // Durably in the DLQ before the offsets that skip past them commit.
       await this.deadLetters.send(outcome.letters);
-      await this.recordParked(outcome);
+      await recordParked(this.client, outcome);
       // dlq replay's supersede guard (src/validate/letteredKeys.ts); touches only keys with dead letters.
       // Poison has no key to guard: its raw key may be anything (a NUL, 20 kB), so it stays out.
       const keyed = fresh.flatMap((r) => {
@@ -183,7 +146,7 @@ export class TargetWriter {
         return [d ? { ...r, key: d.envelope.op === 't' ? undefined : d.key } : r];
       });
       await recordLetteredKeys(this.client, keyed, outcome.letters.filter((l) => l.letter.errorClass !== 'poison'));
-      await this.advanceOffsets(advanced, outcome);
+      await advanceOffsets(this.client, advanced, outcome);
       return outcome;
     }).then((outcome) => {
       for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
@@ -211,21 +174,6 @@ export class TargetWriter {
     }
   }
 
-  private async lockOffsets(topics: string[], partitions: number[]): Promise<Map<string, bigint>> {
-    await this.client.query(
-      `INSERT INTO pgtunnel.consumer_offsets (topic, partition, next_offset)
-       SELECT * FROM unnest($1::text[], $2::int[], array_fill(0::bigint, ARRAY[cardinality($1::text[])])) ON CONFLICT DO NOTHING`,
-      [topics, partitions],
-    );
-    const { rows } = await this.client.query<{ topic: string; partition: number; next_offset: string }>(
-      `SELECT o.topic, o.partition, o.next_offset::text FROM pgtunnel.consumer_offsets o
-       JOIN unnest($1::text[], $2::int[]) AS p(topic, partition) USING (topic, partition)
-       ORDER BY o.topic, o.partition FOR UPDATE OF o`,
-      [topics, partitions],
-    );
-    return new Map(rows.map((r) => [id(r.topic, r.partition), BigInt(r.next_offset)]));
-  }
-
   /** The one strict decoder, and the canonical key every later step uses. */
   private decode(r: RawRecord): Decoded {
     const table = this.table(r.topic);
@@ -245,7 +193,7 @@ export class TargetWriter {
 
   /** Decides each record's fate in order: apply, truncate, or dead letter (poison, parked, rule). */
   private async route(fresh: RawRecord[], decoded: Map<RawRecord, Decoded>, outcome: SetOutcome): Promise<void> {
-    const parked = await this.parkedKeys([...decoded].flatMap(([r, d]) => ('key' in d && d.envelope.op !== 't' ? [{ topic: r.topic, key: d.key }] : [])));
+    const parked = await parkedKeys(this.client, [...decoded].flatMap(([r, d]) => ('key' in d && d.envelope.op !== 't' ? [{ topic: r.topic, key: d.key }] : [])));
     let segment: DecodedRecord[] = [];
     for (const r of fresh) {
       const d = decoded.get(r);
@@ -285,15 +233,6 @@ export class TargetWriter {
       segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key, value: r.value!, envelope });
     }
     await this.write(segment, outcome);
-  }
-
-  private async parkedKeys(keys: { topic: string; key: string }[]): Promise<Set<string>> {
-    if (keys.length === 0) return new Set();
-    const { rows } = await this.client.query<{ topic: string; key: string }>(
-      `SELECT p.topic, p.key FROM pgtunnel.parked_keys p JOIN unnest($1::text[], $2::text[]) AS k(topic, key) USING (topic, key) FOR SHARE OF p`,
-      [keys.map((r) => r.topic), keys.map((r) => r.key)],
-    );
-    return new Set(rows.map((r) => `${r.topic}\u0000${r.key}`));
   }
 
   /** Updates of keys the target lacks, under onMissingKey: dead-letter (keys inserted in the same set are fine). */
@@ -367,35 +306,6 @@ export class TargetWriter {
     if (mine.length > 0) await this.client.query(statements.deleteSql, [`[${mine.join(',')}]`]);
   }
 
-  private async recordParked(outcome: SetOutcome): Promise<void> {
-    if (outcome.parkedKeys.size === 0) return;
-    const entries = [...outcome.parkedKeys].map(([k, n]) => [...k.split('\u0000'), n] as [string, string, number]);
-    await this.client.query(
-      `INSERT INTO pgtunnel.parked_keys (topic, key, dead_letters) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
-       ON CONFLICT (topic, key) DO UPDATE SET dead_letters = pgtunnel.parked_keys.dead_letters + EXCLUDED.dead_letters`,
-      [entries.map((e) => e[0]), entries.map((e) => e[1]), entries.map((e) => e[2])],
-    );
-  }
-
-  private async advanceOffsets(advanced: { topic: string; partition: number; next: bigint }[], outcome: SetOutcome): Promise<void> {
-    const counts = advanced.map((o) => outcome.counts.get(id(o.topic, o.partition)) ?? { applied: 0, dead: 0, poison: 0 });
-    await this.client.query(
-      `UPDATE pgtunnel.consumer_offsets o SET next_offset = GREATEST(o.next_offset, p.next_offset), applied_at = now(),
-              last_latency_ms = COALESCE($4::float8, o.last_latency_ms),
-              applied = o.applied + p.applied, dead_lettered = o.dead_lettered + p.dead, poison = o.poison + p.poison
-       FROM unnest($1::text[], $2::int[], $3::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) AS p(topic, partition, next_offset, applied, dead, poison)
-       WHERE o.topic = p.topic AND o.partition = p.partition`,
-      [
-        advanced.map((o) => o.topic),
-        advanced.map((o) => o.partition),
-        advanced.map((o) => o.next.toString()),
-        outcome.newestSourceMs > 0 ? Date.now() - outcome.newestSourceMs : null,
-        counts.map((c) => c.applied),
-        counts.map((c) => c.dead),
-        counts.map((c) => c.poison),
-      ],
-    );
-  }
 }
 
 function toRaw(r: DecodedRecord): RawRecord {

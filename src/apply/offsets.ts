@@ -1,0 +1,43 @@
+import type pg from 'pg';
+import { partitionId, type SetOutcome } from './setOutcome.js';
+
+/**
+ * The consumed offsets stored in the target (pgtunnel.consumer_offsets), written in the same transaction as
+ * the rows they carried: a record below the stored offset has already taken effect.
+ */
+/** Locks the set's partition rows (creating missing ones) and returns their stored next offsets. */
+export async function lockOffsets(client: pg.Client, topics: string[], partitions: number[]): Promise<Map<string, bigint>> {
+  await client.query(
+    `INSERT INTO pgtunnel.consumer_offsets (topic, partition, next_offset)
+     SELECT * FROM unnest($1::text[], $2::int[], array_fill(0::bigint, ARRAY[cardinality($1::text[])])) ON CONFLICT DO NOTHING`,
+    [topics, partitions],
+  );
+  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
+    `SELECT o.topic, o.partition, o.next_offset::text FROM pgtunnel.consumer_offsets o
+     JOIN unnest($1::text[], $2::int[]) AS p(topic, partition) USING (topic, partition)
+     ORDER BY o.topic, o.partition FOR UPDATE OF o`,
+    [topics, partitions],
+  );
+  return new Map(rows.map((r) => [partitionId(r.topic, r.partition), BigInt(r.next_offset)]));
+}
+
+/** Moves the stored offsets past the set and adds its counts, in the set's transaction. */
+export async function advanceOffsets(client: pg.Client, advanced: { topic: string; partition: number; next: bigint }[], outcome: SetOutcome): Promise<void> {
+  const counts = advanced.map((o) => outcome.counts.get(partitionId(o.topic, o.partition)) ?? { applied: 0, dead: 0, poison: 0 });
+  await client.query(
+    `UPDATE pgtunnel.consumer_offsets o SET next_offset = GREATEST(o.next_offset, p.next_offset), applied_at = now(),
+            last_latency_ms = COALESCE($4::float8, o.last_latency_ms),
+            applied = o.applied + p.applied, dead_lettered = o.dead_lettered + p.dead, poison = o.poison + p.poison
+     FROM unnest($1::text[], $2::int[], $3::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) AS p(topic, partition, next_offset, applied, dead, poison)
+     WHERE o.topic = p.topic AND o.partition = p.partition`,
+    [
+      advanced.map((o) => o.topic),
+      advanced.map((o) => o.partition),
+      advanced.map((o) => o.next.toString()),
+      outcome.newestSourceMs > 0 ? Date.now() - outcome.newestSourceMs : null,
+      counts.map((c) => c.applied),
+      counts.map((c) => c.dead),
+      counts.map((c) => c.poison),
+    ],
+  );
+}

@@ -1,0 +1,43 @@
+import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
+import type { TableStatements } from './statements.js';
+
+/** A partition's id in maps: topic and partition number. */
+export const partitionId = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+/** One transaction's bookkeeping: what became a dead letter, which keys got parked, the per-partition counts. */
+export class SetOutcome {
+  readonly letters: { record: RawRecord; letter: DeadLetter }[] = [];
+  readonly parkedKeys = new Map<string, number>();
+  readonly counts = new Map<string, { applied: number; dead: number; poison: number }>();
+  /** table → op → applied records, and source-to-now latencies of streamed changes, for telemetry */
+  readonly ops = new Map<string, Map<string, number>>();
+  readonly latencies: number[] = [];
+  newestSourceMs = 0;
+  fresh = 0;
+  /** topic → statements for the target's columns after schema evolution, in use once the set commits */
+  readonly evolved = new Map<string, TableStatements>();
+  /** column names looked up in the source for evolution; remembered once the set commits */
+  readonly checked: { topic: string; names: string[] }[] = [];
+
+  appliedOp(table: string, op: string): void {
+    const byOp = this.ops.get(table) ?? new Map<string, number>();
+    byOp.set(op, (byOp.get(op) ?? 0) + 1);
+    this.ops.set(table, byOp);
+  }
+
+  count(r: { topic: string; partition: number }, what: 'applied' | 'dead' | 'poison'): void {
+    const key = partitionId(r.topic, r.partition);
+    const c = this.counts.get(key) ?? { applied: 0, dead: 0, poison: 0 };
+    c[what]++;
+    this.counts.set(key, c);
+  }
+
+  dead(record: RawRecord, letter: DeadLetter, park: boolean): void {
+    this.letters.push({ record, letter });
+    this.count(record, letter.errorClass === 'poison' ? 'poison' : 'dead');
+    if (park && record.key !== undefined) {
+      const k = `${record.topic}\u0000${record.key}`;
+      this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + 1);
+    }
+  }
+}
