@@ -141,8 +141,8 @@ test('insufficient privileges are a clear error naming what to grant', { timeout
   const weakUrl = db.sourceUrl.replace('postgres@', 'pgtunnel_weak@');
   const result = await runCli(['install'], { ...db.env, PGTUNNEL_SOURCE_URL: weakUrl });
   assert.equal(result.code, 2, result.stderr);
-  assert.match(result.stderr, /permission denied/);
-  assert.match(result.stderr, /fix: connect as the table owner or a role with CREATE/);
+  assert.match(result.stderr, /the source role pgtunnel_weak lacks what installing capture of public\.employees .*needs/);
+  assert.match(result.stderr, /fix: run `pgtunnel install` as the installer role, or .*GRANT CREATE ON DATABASE/);
 });
 
 test('verify --repair re-sends differing keys through the tunnel', { timeout: 60_000 }, async (t) => {
