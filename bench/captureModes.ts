@@ -12,9 +12,9 @@ import { parseArgs } from 'node:util';
 import { employeesDdl } from '../src/stack/demo.js';
 import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
 import { BenchContext, BenchTunnel, root, sql } from './context.js';
-import { pgbench, timed } from './overhead.js';
+import { pgbench } from './overhead.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '10' }, rows: { type: 'string', default: '100000' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '10' }, rows: { type: 'string', default: '100000' }, measures: { type: 'string', default: 'insert,update,bulk' } } });
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const rows = Number(values.rows);
@@ -68,8 +68,10 @@ const variants: Variant[] = [
   { name: 'direct', label: 'new capture, direct mode (event trigger present)', db: 'bench_cap_direct', captured: true },
   { name: 'json', label: 'new capture, by-name json mode (no event trigger)', db: 'bench_cap_json', captured: true },
 ];
-const measures = ['insert', 'update', 'bulk'] as const;
-type Measure = (typeof measures)[number];
+const allMeasures = ['insert', 'update', 'bulk'] as const;
+type Measure = (typeof allMeasures)[number];
+const measures = values.measures!.split(',') as Measure[];
+if (measures.some((m) => !allMeasures.includes(m))) throw new Error(`capture modes: --measures takes ${allMeasures.join(',')}`);
 
 const scripts = mkdtempSync(path.join(tmpdir(), 'pgtunnel-capture-modes-'));
 writeFileSync(path.join(scripts, 'insert.sql'), "INSERT INTO employees (first_name, last_name, dob, city, salary) VALUES ('f', 'l', '2000-01-01', 'c', 1);\n");
@@ -112,10 +114,17 @@ async function reset(source: string, v: Variant): Promise<void> {
   await sql(source, `VACUUM ANALYZE employees${v.captured ? ', emp_cdc' : ''}`);
 }
 
-async function measure(source: string, m: Measure, secs: number): Promise<number> {
-  if (m === 'insert') return pgbench(source, path.join(scripts, 'insert.sql'), secs);
-  if (m === 'update') return pgbench(source, path.join(scripts, 'update.sql'), secs);
-  return timed(source, `UPDATE employees SET salary = salary + 1 WHERE emp_id <= ${rows}`);
+type Plan = { 'Execution Time': number; Triggers?: { 'Trigger Name': string; Time: number }[] };
+
+/** tps, or for the bulk UPDATE its wall time and, from EXPLAIN ANALYZE, the part spent in the capture trigger. */
+async function measure(source: string, m: Measure, secs: number): Promise<{ value: number; triggerSeconds?: number }> {
+  if (m === 'insert') return { value: pgbench(source, path.join(scripts, 'insert.sql'), secs) };
+  if (m === 'update') return { value: pgbench(source, path.join(scripts, 'update.sql'), secs) };
+  const start = process.hrtime.bigint();
+  const plan = (await sql<{ 'QUERY PLAN': Plan[] }>(source, `EXPLAIN (ANALYZE, FORMAT JSON) UPDATE employees SET salary = salary + 1 WHERE emp_id <= ${rows}`))[0]!['QUERY PLAN'][0]!;
+  const value = Number(process.hrtime.bigint() - start) / 1e9;
+  const triggerSeconds = (plan.Triggers ?? []).filter((t) => t['Trigger Name'].startsWith('pgtunnel_')).reduce((a, t) => a + t.Time, 0) / 1000;
+  return { value, triggerSeconds };
 }
 
 const median = (xs: number[]) => {
@@ -134,6 +143,7 @@ try {
   await sql(`${ctx.sourceServer}/postgres`, 'CHECKPOINT');
   // results[variant][measure][round]
   const results = new Map(variants.map((v) => [v.name, new Map(measures.map((m) => [m, [] as number[]]))]));
+  const triggerSeconds = new Map(variants.map((v) => [v.name, [] as number[]]));
   for (let round = -1; round < rounds; round++) {
     const order = variants.map((_, i) => variants[(i + Math.max(round, 0)) % variants.length]!);
     for (const v of order) await reset(sources.get(v.name)!, v);
@@ -141,29 +151,31 @@ try {
     for (const m of measures) {
       for (const v of order) {
         // round -1 warms caches and plans and is not counted
-        const value = await measure(sources.get(v.name)!, m, round < 0 ? 2 : seconds);
+        const { value, triggerSeconds: t } = await measure(sources.get(v.name)!, m, round < 0 ? 2 : seconds);
         if (round >= 0) results.get(v.name)!.get(m)!.push(value);
-        log(`${round < 0 ? 'warm-up' : `round ${round + 1}/${rounds}`} ${m} ${v.name}: ${m === 'bulk' ? `${f(value, 3)} s` : `${f(value, 0)} tps`}`);
+        if (round >= 0 && t !== undefined) triggerSeconds.get(v.name)!.push(t);
+        log(`${round < 0 ? 'warm-up' : `round ${round + 1}/${rounds}`} ${m} ${v.name}: ${m === 'bulk' ? `${f(value, 3)} s (trigger ${f(t!, 3)} s)` : `${f(value, 0)} tps`}`);
       }
     }
   }
   const base = results.get('none')!;
-  const lines = [
-    `| variant | insert tps (median) | insert ratio | update tps (median) | update ratio | bulk UPDATE ${rows} rows (median) | bulk ratio |`,
-    '|---|---|---|---|---|---|---|',
-  ];
+  const heads: Record<Measure, string[]> = { insert: ['insert tps', 'insert ratio'], update: ['update tps', 'update ratio'], bulk: [`bulk UPDATE ${rows} rows`, 'bulk ratio', 'of it in the trigger'] };
+  const head = measures.flatMap((m) => heads[m]);
+  const lines = [`| variant | ${head.join(' | ')} |`, `|---|${head.map(() => '---|').join('')}`];
   for (const v of variants) {
     const r = results.get(v.name)!;
-    const ratio = (m: Measure) => {
+    const cells = measures.flatMap((m) => {
       // per round, to the no-trigger run of the same round; median and range over the rounds
       const per = r.get(m)!.map((x, i) => x / base.get(m)![i]!);
-      return `${f(median(per), 2)} (${f(Math.min(...per), 2)}–${f(Math.max(...per), 2)})`;
-    };
-    lines.push(`| ${v.label} | ${f(median(r.get('insert')!), 0)} | ${ratio('insert')} | ${f(median(r.get('update')!), 0)} | ${ratio('update')} | ${f(median(r.get('bulk')!), 3)} s | ${ratio('bulk')}× |`);
+      const ratio = `${f(median(per), 2)}${m === 'bulk' ? '×' : ''} (${f(Math.min(...per), 2)}–${f(Math.max(...per), 2)})`;
+      if (m !== 'bulk') return [f(median(r.get(m)!), 0), ratio];
+      return [`${f(median(r.get(m)!), 3)} s`, ratio, `${f(median(triggerSeconds.get(v.name)!), 3)} s`];
+    });
+    lines.push(`| ${v.label} | ${cells.join(' | ')} |`);
   }
-  console.log(`\n${rounds} interleaved rounds, pgbench -c 4 -j 2 -T ${seconds} per measure; ratio = variant / no trigger in the same round, median (min–max)\n`);
+  console.log(`\n${rounds} interleaved rounds, pgbench -c 4 -j 2 -T ${seconds} per measure; medians; ratio = variant / no trigger in the same round, median (min–max)\n`);
   console.log(`${lines.join('\n')}\n`);
-  console.log(JSON.stringify(Object.fromEntries([...results].map(([k, v]) => [k, Object.fromEntries(v)]))));
+  console.log(JSON.stringify({ results: Object.fromEntries([...results].map(([k, v]) => [k, Object.fromEntries(v)])), triggerSeconds: Object.fromEntries(triggerSeconds) }));
 } finally {
   await own?.stack.down();
 }
