@@ -16,20 +16,22 @@ export interface OverheadResult {
 const scripts = mkdtempSync(path.join(tmpdir(), 'pgtunnel-bench-'));
 writeFileSync(path.join(scripts, 'insert.sql'), "INSERT INTO employees (first_name, last_name, dob, city, salary) VALUES ('f', 'l', '2000-01-01', 'c', 1);\n");
 
-function pgbench(url: string, script: string, seconds: number): number {
+/** tps of `script` run by pgbench with 4 clients on 2 threads for `seconds`. */
+export function pgbench(url: string, script: string, seconds: number): number {
   const u = new URL(url);
   const out = execFileSync(path.join(postgresBinDir(), 'pgbench'), ['-n', '-c', '4', '-j', '2', '-T', String(seconds), '-f', script, '-h', u.hostname, '-p', u.port, '-U', 'postgres', u.pathname.slice(1)], { encoding: 'utf8' });
   return Number(out.match(/tps = ([\d.]+)/)![1]);
 }
 
-async function timed(url: string, text: string): Promise<number> {
+export async function timed(url: string, text: string): Promise<number> {
   const start = process.hrtime.bigint();
   await sql(url, text);
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
 /**
- * One database without capture and one with capture installed (triggers writing the change table), same
+ * One database without capture and one with the current capture as `pgtunnel install` creates it as a
+ * superuser (direct mode: the DDL event trigger present; captureModes.ts compares the modes), same
  * workload. The tunnel is not running here: on 2 cores its own CPU (Node, Kafka) would be counted as the
  * triggers' cost; the latency and throughput runs measure the tunnel.
  */

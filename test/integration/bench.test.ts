@@ -20,3 +20,26 @@ test('the benchmark harness runs end to end in quick mode (nothing asserted abou
   }
   assert.ok(Date.now() - started < 60_000, `quick mode took ${Date.now() - started} ms`);
 });
+
+function runScript(script: string, args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [fileURLToPath(new URL(`../../bench/${script}`, import.meta.url)), ...args], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('exit', (c) => resolve({ code: c, output }));
+  });
+}
+
+test('the capture-mode comparison runs end to end: each variant in its mode and capturing (nothing asserted about speed)', { timeout: 240_000 }, async () => {
+  const { code, output } = await runScript('captureModes.js', ['--rounds', '1', '--seconds', '1', '--rows', '2000']);
+  assert.equal(code, 0, output);
+  for (const variant of ['no trigger', 'old capture', 'new capture, direct mode', 'new capture, by-name json mode']) {
+    assert.match(output, new RegExp(`^\\| ${variant}[^|]*\\| \\d+ \\| [\\d.]+ `, 'm'), `${variant} in the table`);
+  }
+});
+
+test('the soak runs, stops by itself and says whether RSS stayed flat (nothing asserted about memory)', { timeout: 180_000 }, async () => {
+  const { output } = await runScript('soak.js', ['--minutes', '0.4', '--every', '3', '--warmup', '0.1']);
+  assert.match(output, /\| 0\.4 min \| 5\/s \| \d+, all in the target \|.*\| (yes|\*\*no\*\*) \|/, output.slice(-3000));
+});
