@@ -69,10 +69,12 @@ test('five tables named by patterns, one tunnel, concurrent writers: every table
   assert.equal(installed.code, 0, installed.stderr);
   assert.match(installed.stdout, /shop\.customers[\s\S]*shop\.orders[\s\S]*order_notes[\s\S]*order_lines/);
   assert.doesNotMatch(installed.stdout, /installed (public\.unrelated|\S+_cdc):/, 'a pattern matches neither unlisted tables nor change tables');
-  const producer = await TunnelProcess.start(t, { ...env, PGTUNNEL_HTTP_PORT: 'off' }, false);
-  await waitFor('the snapshot published', async () => /phase: streaming/.test(producer.output));
+  const producer = new TunnelProcess({ ...env, PGTUNNEL_HTTP_PORT: 'off' }, ['run', '--role', 'producer']);
+  onCleanup(t, () => producer.kill('SIGKILL'));
+  await producer.waitForLog('phase: streaming', 60_000);
   await producer.stop();
-  const consumer = await TunnelProcess.start(t, { ...env, PGTUNNEL_CONFIG: ordersOnly, PGTUNNEL_HTTP_PORT: 'off' }, false);
+  const consumer = new TunnelProcess({ ...env, PGTUNNEL_CONFIG: ordersOnly, PGTUNNEL_HTTP_PORT: 'off' }, ['run', '--role', 'consumer']);
+  onCleanup(t, () => consumer.kill('SIGKILL'));
   await waitFor('the child order in the target before its parent', async () => (await query(db.targetUrl, 'SELECT 1 FROM shop.orders WHERE customer_id = 1000001')).length === 1);
   assert.equal((await query(db.targetUrl, 'SELECT 1 FROM shop.customers WHERE id = 1000001')).length, 0);
   await consumer.stop();
