@@ -100,7 +100,12 @@ export async function runChaos(
     }
     await workload.stop();
     const stopped = Date.now();
-    await waitFor('convergence after the last kill', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, options.convergeTimeoutMs ?? 120_000, 500);
+    await waitFor('convergence after the last kill', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, options.convergeTimeoutMs ?? 120_000, 500)
+      .catch((err: Error) => {
+        // What the last producer and consumer were doing is the first thing to read when convergence fails.
+        const tail = (p: TunnelProcess) => p.output.slice(-4000);
+        throw new Error(`${err.message}\n--- producer output (tail) ---\n${tail(producer)}\n--- consumer output (tail) ---\n${tail(consumer)}`);
+      });
     const convergeMs = Date.now() - stopped;
     return {
       rounds: options.rounds,
