@@ -73,7 +73,9 @@ export async function runChaos(
   const kills = Object.fromEntries(victims.map((v) => [v, 0])) as Record<Victim, number>;
   const all: TunnelProcess[] = [];
   const spawn = (role: 'producer' | 'consumer') => {
-    const p = new TunnelProcess(env, ['run', '--role', role]);
+    // --wait, as a supervised deployment runs it: a process restarted while the broker still settles
+    // after its own restart waits for it instead of exiting with code 3 (seen once under load with 2.x).
+    const p = new TunnelProcess(env, ['run', '--wait', '--role', role]);
     all.push(p);
     return p;
   };
