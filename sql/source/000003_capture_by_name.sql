@@ -127,7 +127,13 @@ DECLARE t text;
 BEGIN
   FOR t IN SELECT c.table_id FROM pgtunnel.captures c
            WHERE c.source_table IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d WHERE d.classid = 'pg_class'::regclass) LOOP
-    PERFORM pgtunnel.sync_capture(t);
+    BEGIN
+      PERFORM pgtunnel.sync_capture(t);
+    EXCEPTION WHEN OTHERS THEN
+      -- the application's DDL must go through whatever state capture is in (its change table dropped by
+      -- hand, say); the producer reports broken capture with the repair
+      RAISE WARNING 'pgtunnel could not follow this DDL on %: %', t, SQLERRM;
+    END;
   END LOOP;
 END
 $fn$;
