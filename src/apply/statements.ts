@@ -54,10 +54,6 @@ export class TableStatements {
     this.deleteSql = `DELETE FROM ${this.table} t USING json_populate_recordset(NULL::${this.table}, $1::json) k WHERE ${match}`;
   }
 
-  get columns(): string[] {
-    return this.shape.columns;
-  }
-
   /** Column → SQL type in the target. */
   get types(): Record<string, string> {
     return this.shape.types;

@@ -14,8 +14,6 @@ export interface TableShape {
   generated: string[];
   /** GENERATED ALWAYS AS IDENTITY columns: written only with OVERRIDING SYSTEM VALUE. */
   identityAlways: string[];
-  /** Columns declared NOT NULL. */
-  notNull: string[];
 }
 
 /** Reads a table's columns and key from the catalog; a missing table or key is an error naming the fix. */
@@ -29,8 +27,8 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
       hint: role === 'target' ? 'create it in the target with the source\'s columns, or turn autoCreate on (the default) so pgtunnel creates it' : 'create it, or fix PGTUNNEL_TABLES / tables in pgtunnel.yaml',
     });
   }
-  const { rows: cols } = await client.query<{ attname: string; type: string; generated: boolean; identity_always: boolean; not_null: boolean }>(
-    `SELECT attname, format_type(atttypid, atttypmod) AS type, attgenerated <> '' AS generated, attidentity = 'a' AS identity_always, attnotnull AS not_null
+  const { rows: cols } = await client.query<{ attname: string; type: string; generated: boolean; identity_always: boolean }>(
+    `SELECT attname, format_type(atttypid, atttypmod) AS type, attgenerated <> '' AS generated, attidentity = 'a' AS identity_always
      FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
     [oid],
   );
@@ -67,7 +65,6 @@ export async function describeTable(client: pg.Client, table: TableConfig, role:
     types,
     generated: cols.filter((c) => c.generated).map((c) => c.attname),
     identityAlways: cols.filter((c) => c.identity_always).map((c) => c.attname),
-    notNull: cols.filter((c) => c.not_null).map((c) => c.attname),
   };
 }
 

@@ -166,7 +166,6 @@ function tableProblems(t: TableConfig, maskSalt: string | undefined): string[] {
   const id = `${t.schema}.${t.name}`;
   const out: string[] = [];
   if (t.pattern && t.changeTable !== defaultChangeTable(t.name)) out.push(`tables: the pattern ${id} cannot set one changeTable for many tables — fix: drop changeTable (each table gets <name>_cdc)`);
-  if (Buffer.byteLength(t.changeTable) > 63) out.push(`tables: the change table name ${t.changeTable} of ${id} is longer than PostgreSQL's 63 bytes — fix: set a shorter changeTable`);
   if (t.changeTable === t.name) out.push(`tables: ${id} names itself as its change table — fix: set another changeTable`);
   const keyCols = new Set(t.key ?? []);
   for (const c of [...t.exclude, ...Object.keys(t.mask)]) {
@@ -236,7 +235,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   const names = new Map(tables.map((t) => [`${t.schema}.${t.name}`, t]));
   for (const t of tables) {
     const clash = names.get(`${t.schema}.${t.changeTable}`);
-    if (clash) errors.push(`tables: the change table of ${t.schema}.${t.name} would be ${t.schema}.${t.changeTable}, a captured table — fix: set another changeTable`);
+    if (clash && clash !== t) errors.push(`tables: the change table of ${t.schema}.${t.name} would be ${t.schema}.${t.changeTable}, a captured table — fix: set another changeTable`);
   }
   const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
   const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);

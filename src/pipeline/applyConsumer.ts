@@ -63,8 +63,10 @@ export class PolledSets<M> {
     if (signal.aborted) return undefined;
     let count = 0;
     let bytes = 0;
-    while (count < this.buffer.length && count < this.max && (count === 0 || bytes + this.sizeOf(this.buffer[count]!) <= this.maxBytes)) {
-      bytes += this.sizeOf(this.buffer[count]!);
+    while (count < this.buffer.length && count < this.max) {
+      const size = this.sizeOf(this.buffer[count]!);
+      if (count > 0 && bytes + size > this.maxBytes) break;
+      bytes += size;
       count++;
     }
     this.bufferedBytes -= bytes;

@@ -1,6 +1,6 @@
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
-import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
+import { installCapture, installTarget, pendingCapture, tableId } from '../capture/install.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
 import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
 import { TableStatements } from '../apply/statements.js';
@@ -31,7 +31,7 @@ export interface PreparedTable {
 
 export function tableApply(t: PreparedTable, config?: TunnelConfig, log?: Logger): TableApply {
   return {
-    table: `${t.config.schema}.${t.config.name}`,
+    table: tableId(t.config),
     statements: new TableStatements(t.target),
     evolve: config && t.config.autoCreate ? (target: pg.Client, columns: string[]) => evolveTarget(config, t, target, columns, log) : undefined,
     truncateRecorded: config ? genuineTruncates(config, t) : undefined,
@@ -45,7 +45,7 @@ export function tableApply(t: PreparedTable, config?: TunnelConfig, log?: Logger
 /** A source column the target lacks is added to it (autoCreate), in the apply transaction of `target`. */
 async function evolveTarget(config: TunnelConfig, t: PreparedTable, target: pg.Client, columns: string[], log?: Logger): Promise<TableShape> {
   const added = await withClient(config.sourceUrl, 'source', (source) => addTargetColumns(source, target, t.config.schema, t.config.name, columns.filter((c) => !t.config.exclude.includes(c))));
-  if (added.length > 0) log?.info({ table: `${t.config.schema}.${t.config.name}`, columns: added }, 'source columns added to the target table');
+  if (added.length > 0) log?.info({ table: tableId(t.config), columns: added }, 'source columns added to the target table');
   return describeTable(target, { ...t.config, key: t.source.key }, 'target');
 }
 
@@ -62,7 +62,7 @@ function genuineTruncates(config: TunnelConfig, t: PreparedTable): (txid: string
     const ok = await withClient(config.sourceUrl, 'source', async (source) => {
       const { rows } = await source.query<{ ok: boolean }>(
         'SELECT EXISTS (SELECT 1 FROM pgtunnel.truncates WHERE table_id = $1 AND change_id = $2 AND txid = $3::xid8) AS ok',
-        [`${t.config.schema}.${t.config.name}`, changeId, txid],
+        [tableId(t.config), changeId, txid],
       );
       return rows[0]?.ok === true;
     });
@@ -75,7 +75,7 @@ function genuineTruncates(config: TunnelConfig, t: PreparedTable): (txid: string
 async function followTypes(config: TunnelConfig, t: PreparedTable, target: pg.Client, log?: Logger): Promise<TableShape | undefined> {
   const changed = await withClient(config.sourceUrl, 'source', (source) => followSourceTypes(source, target, t.config.schema, t.config.name));
   if (changed.length === 0) return undefined;
-  log?.info({ table: `${t.config.schema}.${t.config.name}`, columns: changed }, 'target column types changed to follow the source');
+  log?.info({ table: tableId(t.config), columns: changed }, 'target column types changed to follow the source');
   return describeTable(target, { ...t.config, key: t.source.key }, 'target');
 }
 
@@ -88,7 +88,7 @@ async function prepareTarget(source: pg.Client, target: pg.Client, t: { config: 
   const { rows } = await target.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [qualified(t.config.schema, t.config.name)]);
   if (!rows[0]?.present) {
     await createTargetTable(source, target, t.config.schema, t.config.name, t.source.key, t.config.exclude);
-    log.info({ table: `${t.config.schema}.${t.config.name}` }, 'target table created from the source catalog');
+    log.info({ table: tableId(t.config) }, 'target table created from the source catalog');
     return;
   }
   const shape = await describeTable(target, { ...t.config, key: t.source.key }, 'target');
@@ -96,7 +96,7 @@ async function prepareTarget(source: pg.Client, target: pg.Client, t: { config: 
   const missing = captured.columns.filter((c) => !shape.columns.includes(c));
   if (missing.length > 0) {
     await addTargetColumns(source, target, t.config.schema, t.config.name, missing);
-    log.info({ table: `${t.config.schema}.${t.config.name}`, columns: missing }, 'source columns added to the target table');
+    log.info({ table: tableId(t.config), columns: missing }, 'source columns added to the target table');
   }
 }
 
@@ -120,7 +120,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
     const out: { config: TableConfig; source: TableShape }[] = [];
     for (const table of config.tables) {
       const shape = await describeTable(source, table, 'source');
-      const id = `${table.schema}.${table.name}`;
+      const id = tableId(table);
       const pending = await pendingCapture(source, table);
       if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
       const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
@@ -149,7 +149,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       // The target is written by the source's key, so the source's key (or the configured one) rules.
       const shape = await describeTable(target, { ...t.config, key: t.source.key }, 'target');
       // Rules are type-checked against the target's columns now: a bad rule stops the start, not a change.
-      const rules = compileRules(t.config.rules, shape.types, `${t.config.schema}.${t.config.name}`);
+      const rules = compileRules(t.config.rules, shape.types, tableId(t.config));
       out.push({ ...t, target: shape, rules });
     }
     return out;
@@ -186,7 +186,7 @@ export class Tunnel {
     const tasks: Promise<void>[] = [];
     if (parts.produce !== false) {
       for (const t of this.tables) {
-        const id = `${t.config.schema}.${t.config.name}`;
+        const id = tableId(t.config);
         const capture = new CaptureProducer(this.config, t.config, t.source, producer, this.log, health, (phase) => {
           const before = this.phase;
           this.phases.set(id, phase);
