@@ -225,7 +225,7 @@ export class TargetWriter {
         outcome.dead(canonical, { errorClass: 'parked', message: `key ${key} has an earlier dead letter; parked behind it until \`pgtunnel dlq replay\`` }, true);
         continue;
       }
-      const failure = envelope.op === 'd' ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
+      const failure = envelope.op === 'd' || table.rules.length === 0 ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
       if (failure) {
         outcome.dead(canonical, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park);
         continue;
@@ -253,7 +253,11 @@ export class TargetWriter {
   /** One DELETE and one upsert per table for the newest change of each key. */
   private async write(segment: DecodedRecord[], outcome: SetOutcome): Promise<void> {
     const byTopic = new Map<string, DecodedRecord[]>();
-    for (const r of segment) byTopic.set(r.topic, [...(byTopic.get(r.topic) ?? []), r]);
+    for (const r of segment) {
+      const records = byTopic.get(r.topic);
+      if (records) records.push(r);
+      else byTopic.set(r.topic, [r]);
+    }
     for (const [topic, records] of byTopic) {
       const table = this.table(topic);
       let kept = records;
