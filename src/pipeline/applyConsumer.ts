@@ -25,6 +25,12 @@ export interface PolledSet<M> {
 /** A set, and what the stream buffers, are bounded in bytes too: wide rows during a catch-up stay in memory bounds. */
 export const maxSetBytes = 32 * 1024 * 1024;
 
+/**
+ * One fetch is decoded whole before the stream's back-pressure applies (the client's default is 50 MB):
+ * a smaller fetch keeps a catch-up's memory near one set. A larger record still arrives alone.
+ */
+const maxFetchBytes = 2 * 1024 * 1024;
+
 /** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
 export class PolledSets<M> {
   private buffer: M[] = [];
@@ -120,7 +126,7 @@ export class ApplyConsumer {
           timeout: 10_000,
         });
         try {
-          stream = await consumer.consume({ topics: [...this.tables.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 200 });
+          stream = await consumer.consume({ topics: [...this.tables.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 200, maxBytes: maxFetchBytes });
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
