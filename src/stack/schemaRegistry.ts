@@ -19,6 +19,8 @@ export function registryAppDir(home: string): string {
 export interface RegistryServerOptions {
   /** Prefix of its Kafka topics (journal, snapshots), so several registries can share one broker. */
   topicPrefix?: string;
+  /** Further Apicurio/Quarkus settings, passed as -D (e.g. HTTP basic auth with embedded users). */
+  properties?: Record<string, string>;
 }
 
 /**
@@ -73,6 +75,7 @@ export class SchemaRegistryServer {
       `-Dapicurio.events.kafka.topic=${prefix}-events`,
       `-Dapicurio.storage.snapshot.location=${tmp}`,
       `-Dapicurio.import.work-dir=${tmp}`,
+      ...Object.entries(this.options.properties ?? {}).map(([k, v]) => `-D${k}=${v}`),
       '-jar',
       path.join(this.appDir, marker),
     ];
