@@ -152,13 +152,14 @@ function javaMajor(javaBin: string): number {
   }
 }
 
-/** A Java 21+ binary: PGTUNNEL_REGISTRY_JAVA, else the newest JDK under /usr/lib/jvm, else `java` on PATH. */
-export function findJava(): string {
+/** A Java 21+ binary: PGTUNNEL_REGISTRY_JAVA when set, else the newest JDK under /usr/lib/jvm or on PATH. */
+export function findJava(env: NodeJS.ProcessEnv = process.env, jvm = '/usr/lib/jvm'): string {
   const candidates: string[] = [];
-  if (process.env.PGTUNNEL_REGISTRY_JAVA) candidates.push(process.env.PGTUNNEL_REGISTRY_JAVA);
-  const jvm = '/usr/lib/jvm';
-  if (existsSync(jvm)) for (const dir of readdirSync(jvm)) candidates.push(path.join(jvm, dir, 'bin', 'java'));
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) if (dir) candidates.push(path.join(dir, 'java'));
+  if (env.PGTUNNEL_REGISTRY_JAVA) candidates.push(env.PGTUNNEL_REGISTRY_JAVA);
+  else {
+    if (existsSync(jvm)) for (const dir of readdirSync(jvm)) candidates.push(path.join(jvm, dir, 'bin', 'java'));
+    for (const dir of (env.PATH ?? '').split(path.delimiter)) if (dir) candidates.push(path.join(dir, 'java'));
+  }
   const found = candidates.filter((c) => existsSync(c)).map((c) => ({ bin: c, major: javaMajor(c) })).sort((a, b) => b.major - a.major)[0];
   if (found && found.major >= minJava) return found.bin;
   throw new TunnelError('PGT_REGISTRY_JAVA', `the schema registry (Apicurio ${apicurioVersion}) needs Java ${minJava} or newer; ${found ? `the newest found is Java ${found.major} (${found.bin})` : 'no Java was found'}`, {

@@ -87,6 +87,8 @@ test('refusals are classified: 409 incompatible with the registry\'s message, 40
     if (u.includes('/config/')) return [200, { compatibilityLevel: 'BACKWARD' }];
     if (u.includes('incompatible')) return method === 'POST' ? [409, { error_code: 409, message: 'Schema being registered is incompatible with an earlier schema' }] : [200, [1]];
     if (u.includes('locked')) return [401, { error_code: 401, message: 'Unauthorized' }];
+    if (u.includes('/schemas/ids/')) return [404, { error_code: 40403, message: 'Schema 9 not found' }];
+    if (u.includes('/elsewhere/')) return [404, 'no such page'];
     return [503, { error_code: 50003, message: 'storage not ready' }];
   });
   const registry = new SchemaRegistry({ url, username: 'u', password: 'hunter2-long-password' });
@@ -109,6 +111,12 @@ test('refusals are classified: 409 incompatible with the registry\'s message, 40
   const closed = await error(new SchemaRegistry({ url: `http://127.0.0.1:${port}/apis/ccompat/v7` }).versions('x'));
   assert.equal(closed.code, 'PGT_REGISTRY_UNREACHABLE');
   assert.match(closed.message, /ECONNREFUSED/);
+  const unknownId = await error(registry.schemaById(9));
+  assert.equal(unknownId.code, 'PGT_REGISTRY_NO_SCHEMA');
+  assert.match(unknownId.hint!, /another registry/);
+  const wrongUrl = await error(new SchemaRegistry({ url: url.replace('/apis/ccompat/v7', '/elsewhere') }).versions('x'));
+  assert.equal(wrongUrl.code, 'PGT_REGISTRY_NOT_FOUND');
+  assert.match(wrongUrl.hint!, /apis\/ccompat\/v7/);
   for (const e of [incompatible, auth, busy]) assert.doesNotMatch(`${e.message} ${e.hint}`, /hunter2/);
   assert.equal(await registry.compatibility('any'), 'BACKWARD');
   assert.equal(await registry.latest('missing-subject').catch(() => 'error'), 'error', 'a 503 is not taken for "not registered"');
