@@ -109,11 +109,17 @@ export class SchemaRegistryServer {
     writeFileSync(this.pidFile, String(child.pid));
     let exited = false;
     child.once('exit', () => (exited = true));
-    // kafkasql replays its journal before it is ready: ~30 s on two busy cores
-    await waitFor('the schema registry', async () => {
-      if (exited) throw new TunnelError('PGT_REGISTRY_START', `the schema registry exited at start; its log ends:\n${tail(this.logFile)}`);
-      return this.ready();
-    }, 180_000, () => tail(this.logFile));
+    // kafkasql replays its journal before it is ready: 30-60 s on two busy cores
+    try {
+      await waitFor('the schema registry', async () => {
+        if (exited) throw new TunnelError('PGT_REGISTRY_START', `the schema registry exited at start; its log ends:\n${tail(this.logFile)}`);
+        return this.ready();
+      }, 180_000, () => tail(this.logFile));
+    } catch (err) {
+      // one that never became ready is not left running: nobody would stop it
+      await this.stop();
+      throw err;
+    }
     return true;
   }
 
