@@ -3,6 +3,8 @@ import { tableId } from '../capture/install.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
+import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
+import { partitionId } from '../apply/setOutcome.js';
 import { describeError } from '../errors.js';
 import { readHealth, type ProcessHealth } from './health.js';
 
@@ -13,6 +15,9 @@ export interface PartitionStatus {
   appliedOffset: number;
   endOffset: number;
   lag: number;
+  /** The group's offset committed in Kafka, null when none; `groupLag` = end − it, as Kafka's tools show. */
+  groupOffset: number | null;
+  groupLag: number | null;
 }
 
 export interface TableStatus {
@@ -61,6 +66,8 @@ export interface StatusLinks {
   withSource<T>(body: (c: Client) => Promise<T>): Promise<T>;
   withTarget<T>(body: (c: Client) => Promise<T>): Promise<T>;
   endOffsets(topics: string[]): Promise<Map<string, bigint[]>>;
+  /** The consumer group's committed offsets, by partitionId. */
+  groupOffsets(topics: string[]): Promise<Map<string, bigint>>;
 }
 
 function freshLinks(config: TunnelConfig): StatusLinks {
@@ -68,6 +75,14 @@ function freshLinks(config: TunnelConfig): StatusLinks {
     withSource: (body) => withClient(config.sourceUrl, 'source', body),
     withTarget: (body) => withClient(config.targetUrl, 'target', body),
     endOffsets: (topics) => endOffsets(config, topics),
+    groupOffsets: async (topics) => {
+      const reader = new KafkaOffsetReader(config);
+      try {
+        return await reader.committed(topics, config.groupId);
+      } finally {
+        await reader.close();
+      }
+    },
   };
 }
 
@@ -100,12 +115,15 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
     return rows;
   }));
   const ends = await attempt(errors, new Map<string, bigint[]>(), () => links.endOffsets(topics));
+  const group = await attempt(errors, new Map<string, bigint>(), () => links.groupOffsets(topics));
   const partitions: PartitionStatus[] = [];
   for (const topic of topics) {
     (ends.get(topic) ?? []).forEach((end, partition) => {
       const row = applied.find((r) => r.topic === topic && r.partition === partition);
       const appliedOffset = row ? Number(row.next_offset) : 0;
-      partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag: Math.max(0, Number(end) - appliedOffset) });
+      const committed = group.get(partitionId(topic, partition));
+      const groupOffset = committed === undefined ? null : Number(committed);
+      partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag: Math.max(0, Number(end) - appliedOffset), groupOffset, groupLag: groupOffset === null ? null : Number(end) - groupOffset });
     });
   }
   const newest = applied.reduce<(typeof applied)[number] | undefined>((a, r) => (!a || r.applied_at > a.applied_at ? r : a), undefined);
@@ -142,9 +160,10 @@ export function formatStatus(report: StatusReport): string {
     }
   }
   for (const e of report.errors) lines.push(`unavailable: ${e.split('\n')[0]}`);
-  lines.push('topic                              partition  applied      end      lag');
+  lines.push('topic                              partition  applied      end      lag    group group lag');
   for (const p of report.partitions) {
-    lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)}`);
+    const group = [p.groupOffset, p.groupLag].map((n) => (n === null ? '-' : String(n)).padStart(8));
+    lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)} ${group.join('  ')}`);
   }
   return lines.join('\n');
 }

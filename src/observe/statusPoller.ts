@@ -1,6 +1,7 @@
 import type { TunnelConfig } from '../config/load.js';
 import { connect, type Client } from '../pg.js';
 import { EndOffsetReader } from '../transport/kafka.js';
+import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
 import type { Logger } from './log.js';
 import { redactError } from './redact.js';
 import { collectStatus, type StatusLinks, type StatusReport } from './status.js';
@@ -42,6 +43,7 @@ export class StatusPoller {
   private readonly source: KeptClient;
   private readonly target: KeptClient;
   private readonly offsets: EndOffsetReader;
+  private readonly group: KafkaOffsetReader;
   private readonly links: StatusLinks;
   /** Polls started and polls done since start (for tests). */
   pollsStarted = 0;
@@ -57,12 +59,14 @@ export class StatusPoller {
     this.source = new KeptClient(config.sourceUrl, 'source');
     this.target = new KeptClient(config.targetUrl, 'target');
     this.offsets = new EndOffsetReader(config);
+    this.group = new KafkaOffsetReader(config);
     // After stop, a poll still under way opens nothing new.
     const open = <T>(use: () => Promise<T>) => (this.stopped ? Promise.reject(new Error('status poller stopped')) : use());
     this.links = {
       withSource: (b) => open(() => this.source.use(b)),
       withTarget: (b) => open(() => this.target.use(b)),
       endOffsets: (t) => open(() => this.offsets.read(t)),
+      groupOffsets: (t) => open(() => this.group.committed(t, config.groupId)),
     };
   }
 
@@ -104,6 +108,7 @@ export class StatusPoller {
     this.source.close();
     this.target.close();
     await this.offsets.close();
+    await this.group.close();
   }
 
   /** Stops at once, without waiting for a poll under way (its next service call fails and it ends). */

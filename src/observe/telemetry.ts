@@ -48,6 +48,7 @@ export class Telemetry {
   readonly lag = new client.Gauge({ name: 'pgtunnel_consumer_lag', help: 'Records in the topic not yet applied', labelNames: ['topic', 'partition'], registers: [this.registry] });
   private readonly snapshotRows = new client.Gauge({ name: 'pgtunnel_snapshot_rows', help: 'Snapshot progress', labelNames: ['table', 'kind'], registers: [this.registry] });
   private readonly retries = new client.Counter({ name: 'pgtunnel_retries_total', help: 'Retries after retryable errors', labelNames: ['part', 'class'], registers: [this.registry] });
+  private readonly groupCommitFailures = new client.Counter({ name: 'pgtunnel_group_commit_failures_total', help: 'Kafka group offset commits that failed (retried; the target offsets stay authoritative)', registers: [this.registry] });
 
   private window = { captured: 0, applied: 0, latencies: [] as number[] };
   readonly history: RatePoint[] = [];
@@ -100,6 +101,10 @@ export class Telemetry {
     this.deadTotal.inc({ table: letter.table, class: letter.errorClass });
     this.deadLetters.unshift(letter);
     this.deadLetters.length = Math.min(this.deadLetters.length, 20);
+  }
+
+  groupCommitFailed(): void {
+    this.groupCommitFailures.inc();
   }
 
   retried(part: string, errorClass: string): void {
