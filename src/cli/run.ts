@@ -58,10 +58,11 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
   const signal = shutdownSignal();
   let cleanup = async () => {};
   try {
-    let cfg = config(globals);
     // --once: the deadline covers waiting for the services too
     const timeoutMs = options.once ? parseTimeout(options.timeout) : undefined;
     const deadline = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
+
+    let cfg = config(globals);
     const { stack, started } = await embeddedStack(cfg);
     if (stack) cleanup = () => stack.down(started);
     cfg = await withTables(cfg);

@@ -3,10 +3,10 @@ import { tableId } from '../capture/install.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
-import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
-import { partitionId } from '../apply/setOutcome.js';
 import { describeError } from '../errors.js';
 import { readHealth, type ProcessHealth } from './health.js';
+import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
+import { partitionId } from '../apply/setOutcome.js';
 
 export interface PartitionStatus {
   topic: string;
@@ -16,8 +16,8 @@ export interface PartitionStatus {
   endOffset: number;
   lag: number;
   /** The group's offset committed in Kafka, null when none; `groupLag` = end − it, as Kafka's tools show. */
-  groupOffset: number | null;
-  groupLag: number | null;
+  groupOffset?: number | null;
+  groupLag?: number | null;
 }
 
 export interface TableStatus {
@@ -63,18 +63,15 @@ async function attempt<T>(errors: string[], fallback: T, body: () => Promise<T>)
 
 /** How a status report reaches the services: fresh connections per report (CLI), or kept ones (the poller). */
 export interface StatusLinks {
+  /** The consumer group's committed offsets, by partitionId. */
+  groupOffsets(topics: string[]): Promise<Map<string, bigint>>;
   withSource<T>(body: (c: Client) => Promise<T>): Promise<T>;
   withTarget<T>(body: (c: Client) => Promise<T>): Promise<T>;
   endOffsets(topics: string[]): Promise<Map<string, bigint[]>>;
-  /** The consumer group's committed offsets, by partitionId. */
-  groupOffsets(topics: string[]): Promise<Map<string, bigint>>;
 }
 
 function freshLinks(config: TunnelConfig): StatusLinks {
   return {
-    withSource: (body) => withClient(config.sourceUrl, 'source', body),
-    withTarget: (body) => withClient(config.targetUrl, 'target', body),
-    endOffsets: (topics) => endOffsets(config, topics),
     groupOffsets: async (topics) => {
       const reader = new KafkaOffsetReader(config);
       try {
@@ -83,6 +80,9 @@ function freshLinks(config: TunnelConfig): StatusLinks {
         await reader.close();
       }
     },
+    withSource: (body) => withClient(config.sourceUrl, 'source', body),
+    withTarget: (body) => withClient(config.targetUrl, 'target', body),
+    endOffsets: (topics) => endOffsets(config, topics),
   };
 }
 
@@ -121,10 +121,13 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
     (ends.get(topic) ?? []).forEach((end, partition) => {
       const row = applied.find((r) => r.topic === topic && r.partition === partition);
       const appliedOffset = row ? Number(row.next_offset) : 0;
-      const committed = group.get(partitionId(topic, partition));
-      const groupOffset = committed === undefined ? null : Number(committed);
-      partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag: Math.max(0, Number(end) - appliedOffset), groupOffset, groupLag: groupOffset === null ? null : Number(end) - groupOffset });
+      partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag: Math.max(0, Number(end) - appliedOffset) });
     });
+  }
+  for (const p of partitions) {
+    const committed = group.get(partitionId(p.topic, p.partition));
+    p.groupOffset = committed === undefined ? null : Number(committed);
+    p.groupLag = committed === undefined ? null : p.endOffset - p.groupOffset!;
   }
   const newest = applied.reduce<(typeof applied)[number] | undefined>((a, r) => (!a || r.applied_at > a.applied_at ? r : a), undefined);
   const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
@@ -162,7 +165,7 @@ export function formatStatus(report: StatusReport): string {
   for (const e of report.errors) lines.push(`unavailable: ${e.split('\n')[0]}`);
   lines.push('topic                              partition  applied      end      lag    group group lag');
   for (const p of report.partitions) {
-    const group = [p.groupOffset, p.groupLag].map((n) => (n === null ? '-' : String(n)).padStart(8));
+    const group = [p.groupOffset, p.groupLag].map((n) => (n === null || n === undefined ? '-' : String(n)).padStart(8));
     lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)} ${group.join('  ')}`);
   }
   return lines.join('\n');

@@ -1,7 +1,7 @@
 import type { TunnelConfig } from '../config/load.js';
 import { connect, type Client } from '../pg.js';
-import { EndOffsetReader } from '../transport/kafka.js';
 import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
+import { EndOffsetReader } from '../transport/kafka.js';
 import type { Logger } from './log.js';
 import { redactError } from './redact.js';
 import { collectStatus, type StatusLinks, type StatusReport } from './status.js';
@@ -43,8 +43,8 @@ export class StatusPoller {
   private readonly source: KeptClient;
   private readonly target: KeptClient;
   private readonly offsets: EndOffsetReader;
-  private readonly group: KafkaOffsetReader;
   private readonly links: StatusLinks;
+  private readonly group: KafkaOffsetReader;
   /** Polls started and polls done since start (for tests). */
   pollsStarted = 0;
   polls = 0;
@@ -63,10 +63,10 @@ export class StatusPoller {
     // After stop, a poll still under way opens nothing new.
     const open = <T>(use: () => Promise<T>) => (this.stopped ? Promise.reject(new Error('status poller stopped')) : use());
     this.links = {
+      groupOffsets: (t) => open(() => this.group.committed(t, config.groupId)),
       withSource: (b) => open(() => this.source.use(b)),
       withTarget: (b) => open(() => this.target.use(b)),
       endOffsets: (t) => open(() => this.offsets.read(t)),
-      groupOffsets: (t) => open(() => this.group.committed(t, config.groupId)),
     };
   }
 
@@ -105,10 +105,10 @@ export class StatusPoller {
   }
 
   private async closeLinks(): Promise<void> {
+    await this.group.close();
     this.source.close();
     this.target.close();
     await this.offsets.close();
-    await this.group.close();
   }
 
   /** Stops at once, without waiting for a poll under way (its next service call fails and it ends). */

@@ -35,6 +35,7 @@ export class Telemetry {
   private readonly deadTotal = new client.Counter({ name: 'pgtunnel_changes_dead_lettered_total', help: 'Changes sent to the dead-letter topic', labelNames: ['table', 'class'], registers: [this.registry] });
   private readonly batchSize = new client.Histogram({ name: 'pgtunnel_batch_size', help: 'Changes per producer page and per applied set', labelNames: ['side'], buckets: [1, 10, 100, 1000, 5000, 20000], registers: [this.registry] });
   private readonly latency = new client.Histogram({ name: 'pgtunnel_latency_seconds', help: 'Source commit (track_commit_timestamp; the statement time when it is off) to target commit', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [this.registry] });
+  private readonly groupCommitFailures = new client.Counter({ name: 'pgtunnel_group_commit_failures_total', help: 'Kafka group offset commits that failed (retried; the target offsets stay authoritative)', registers: [this.registry] });
   private readonly checkpoints = new Map<string, number>();
   private readonly checkpointAge = new client.Gauge({
     name: 'pgtunnel_checkpoint_age_seconds',
@@ -48,7 +49,6 @@ export class Telemetry {
   readonly lag = new client.Gauge({ name: 'pgtunnel_consumer_lag', help: 'Records in the topic not yet applied', labelNames: ['topic', 'partition'], registers: [this.registry] });
   private readonly snapshotRows = new client.Gauge({ name: 'pgtunnel_snapshot_rows', help: 'Snapshot progress', labelNames: ['table', 'kind'], registers: [this.registry] });
   private readonly retries = new client.Counter({ name: 'pgtunnel_retries_total', help: 'Retries after retryable errors', labelNames: ['part', 'class'], registers: [this.registry] });
-  private readonly groupCommitFailures = new client.Counter({ name: 'pgtunnel_group_commit_failures_total', help: 'Kafka group offset commits that failed (retried; the target offsets stay authoritative)', registers: [this.registry] });
 
   private window = { captured: 0, applied: 0, latencies: [] as number[] };
   readonly history: RatePoint[] = [];
@@ -97,14 +97,14 @@ export class Telemetry {
     this.batchSize.observe({ side: 'consumer' }, size);
   }
 
+  groupCommitFailed(): void {
+    this.groupCommitFailures.inc();
+  }
+
   deadLettered(letter: RecentDeadLetter): void {
     this.deadTotal.inc({ table: letter.table, class: letter.errorClass });
     this.deadLetters.unshift(letter);
     this.deadLetters.length = Math.min(this.deadLetters.length, 20);
-  }
-
-  groupCommitFailed(): void {
-    this.groupCommitFailures.inc();
   }
 
   retried(part: string, errorClass: string): void {

@@ -11,9 +11,9 @@ import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
+import { GroupOffsets } from './groupOffsets.js';
 import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
-import { GroupOffsets } from './groupOffsets.js';
 
 type StringMessage = Message<string, string, string, string>;
 
