@@ -98,7 +98,7 @@ export class ApplyConsumer {
       let target: pg.Client | undefined;
       let consumer: Consumer<string, string, string, string> | undefined;
       let stream: MessagesStream<string, string, string, string> | undefined;
-      const offsets = new GroupOffsets(this.log, this.health);
+      const offsets = new GroupOffsets(this.log);
       try {
         target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
         await applySession(target, this.log);
@@ -160,7 +160,7 @@ export class ApplyConsumer {
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
-    offsets.note(set);
+    offsets.note(set, this.health);
     // Stage timings of each set, for the latency hunt (bench/stall.ts reads them).
     this.log.debug({ count: set.length, arrivedAt, takenAt, committedAt: Date.now() }, 'set applied');
   }

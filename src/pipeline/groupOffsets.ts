@@ -35,9 +35,13 @@ export class GroupOffsets {
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly log: Logger, private readonly health?: Health) {}
+  private health: Health | undefined;
 
-  note(set: Committable[]): void {
+  constructor(private readonly log: Logger) {}
+
+  /** Asks Kafka to commit past the set; a run of failures shows in `health` (the consumer process's). */
+  note(set: Committable[], health?: Health): void {
+    this.health ??= health;
     const last = new Map<string, Committable>();
     for (const m of set) last.set(partitionId(m.topic, m.partition), m);
     for (const [key, m] of last) {

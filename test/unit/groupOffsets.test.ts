@@ -33,10 +33,10 @@ const until = async (what: string, check: () => boolean) => {
 test('a failed group commit of an idle partition is retried on its own until it succeeds; a run of failures warns, counts and degrades health, then recovers', async () => {
   const { log, lines } = logger();
   const health = new Health(undefined, 'test');
-  const offsets = new GroupOffsets(log, health);
+  const offsets = new GroupOffsets(log);
   const before = await failuresCounted();
   const m = message(0, warnAfterFailures);
-  offsets.note([m]);
+  offsets.note([m], health);
   await until('the commit to succeed after its failures', () => m.attempts === warnAfterFailures + 1);
   assert.equal((await failuresCounted()) - before, warnAfterFailures);
   assert.equal(lines.filter((l) => l.level === 40 && /group offset commits failed in a row/.test(l.msg)).length, 1);
