@@ -45,7 +45,8 @@ export async function airflowVenv(home: string): Promise<string> {
   const python = process.env.PGTUNNEL_PYTHON ?? 'python3';
   const made = await run(python, ['-m', 'venv', venv]);
   if (made.code !== 0) throw new Error(`airflow: \`${python} -m venv\` failed (install python3-venv, or set PGTUNNEL_PYTHON):\n${made.output}`);
-  const pip = await run(path.join(bin, 'pip'), ['install', '--disable-pip-version-check', '--progress-bar', 'off', '-r', requirements], process.env, 900_000);
+  // pip's own lines (Collecting …, Installing …) are the progress
+  const pip = await run(path.join(bin, 'pip'), ['install', '--disable-pip-version-check', '--progress-bar', 'off', '-r', requirements], process.env, 900_000, true);
   if (pip.code !== 0) throw new Error(`airflow: pip install failed:\n${pip.output.slice(-4000)}`);
   writeFileSync(stamp, pins);
   process.stderr.write(`airflow: installed in ${Math.round((Date.now() - started) / 1000)} s\n`);
