@@ -61,7 +61,11 @@ export async function collectOffsets(config: TunnelConfig, reader = new KafkaOff
   }
   let stored: Map<string, bigint> | undefined;
   try {
-    stored = await withClient(config.targetUrl, 'target', (c) => storedOffsets(c, topics.map((t) => t.topic)));
+    stored = await withClient(config.targetUrl, 'target', async (c) => {
+      // before `pgtunnel install` the target has applied nothing
+      const { rows } = await c.query<{ ok: boolean }>("SELECT to_regclass('pgtunnel.consumer_offsets') IS NOT NULL AS ok");
+      return rows[0]!.ok ? storedOffsets(c, topics.map((t) => t.topic)) : new Map<string, bigint>();
+    });
   } catch (err) {
     errors.push(describeError(err));
   }

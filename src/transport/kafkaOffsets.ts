@@ -22,6 +22,10 @@ export class KafkaOffsetReader {
   async read(topics: string[], groupId: string): Promise<KafkaPartitionOffsets> {
     this.admin ??= this.open();
     try {
+      // a topic not created yet (before install) has no offsets: not an error
+      const existing = new Set(await this.admin.listTopics());
+      topics = topics.filter((t) => existing.has(t));
+      if (topics.length === 0) return { ends: new Map(), committed: new Map() };
       const metadata = await this.admin.metadata({ topics });
       const requests = topics.map((name) => ({
         name,

@@ -62,3 +62,10 @@ test("pgtunnel offsets shows the group offset, the target's offset, the log end 
     assert.deepEqual([s.groupOffset, s.groupLag], [r.groupOffset, r.lag]);
   }
 });
+
+test('pgtunnel offsets before anything is installed: no partitions yet, not an outage', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const r = await runCli(['offsets', '--json'], db.env);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { group: `${db.topicPrefix}-apply`, partitions: [], errors: [] });
+});
