@@ -51,24 +51,20 @@ export async function readHorizon(config: TunnelConfig, parts: OnceParts): Promi
   return horizon;
 }
 
-/** Dead letters so far: the producer's (bad actions, too large) and, when applying, the consumer's. */
+/** Dead letters so far: the producer's (bad actions) when publishing, the consumer's when applying. */
 async function countDeadLetters(config: TunnelConfig, parts: OnceParts): Promise<number> {
+  const sum = async (url: string, role: 'source' | 'target', sql: string, names: string[]) => {
+    const client = await connect(url, role, 'pgtunnel once');
+    try {
+      return Number((await client.query<{ n: string }>(sql, [names])).rows[0]!.n);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  };
   let n = 0;
-  const source = await connect(config.sourceUrl, 'source', 'pgtunnel once');
-  try {
-    const { rows } = await source.query<{ n: string }>('SELECT coalesce(sum(dead_lettered), 0)::text AS n FROM pgtunnel.state WHERE table_id = ANY($1::text[])', [config.tables.map(tableId)]);
-    n += Number(rows[0]!.n);
-  } finally {
-    await source.end().catch(() => {});
-  }
-  if (!parts.apply) return n;
-  const target = await connect(config.targetUrl, 'target', 'pgtunnel once');
-  try {
-    const { rows } = await target.query<{ n: string }>('SELECT coalesce(sum(dead_lettered), 0)::text AS n FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])', [config.tables.map((t) => t.topic)]);
-    return n + Number(rows[0]!.n);
-  } finally {
-    await target.end().catch(() => {});
-  }
+  if (parts.produce) n += await sum(config.sourceUrl, 'source', 'SELECT coalesce(sum(dead_lettered), 0)::text AS n FROM pgtunnel.state WHERE table_id = ANY($1::text[])', config.tables.map(tableId));
+  if (parts.apply) n += await sum(config.targetUrl, 'target', 'SELECT coalesce(sum(dead_lettered), 0)::text AS n FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])', config.tables.map((t) => t.topic));
+  return n;
 }
 
 /**
