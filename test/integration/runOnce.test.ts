@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import pg from 'pg';
 import { endOffsets } from '../../src/transport/kafka.js';
-import { query, services, tunnelDatabases } from '../helpers/services.js';
+import { onCleanup, query, services, tunnelDatabases } from '../helpers/services.js';
 import { runCli } from '../helpers/tunnelProcess.js';
 
 const count = async (url: string) => (await query<{ n: number }>(url, 'SELECT count(*)::int AS n FROM employees'))[0]!.n;
@@ -75,4 +76,19 @@ test('run --once fails with the reason: at once when the target is unreachable, 
   assert.equal(waited.code, 3, waited.stdout + waited.stderr);
   assert.match(waited.stderr, /run --once timed out after 5 s waiting for the services to answer \(cannot connect to the target database/);
   assert.ok(seconds < 30, `the timeout of 5 s ended the run after ${seconds} s`);
+});
+
+test('run --once stuck behind a part names it at its timeout: a producer standing by for another that holds the table', { timeout: 120_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, last_name, dob, city, salary) VALUES ('a', 'b', '2000-01-01', 'c', 1)");
+  assert.equal((await runCli(['install'], db.env)).code, 0);
+  // another producer of this table: it holds the table's producer lock and publishes nothing
+  const holder = new pg.Client({ connectionString: db.sourceUrl });
+  holder.on('error', () => {});
+  await holder.connect();
+  onCleanup(t, () => holder.end());
+  await holder.query("SELECT pg_advisory_lock(hashtext('pgtunnel.producer'), hashtext('public.employees'))");
+  const stuck = await runCli(['run', '--role', 'producer', '--once', '--timeout', '6s'], db.env, 60_000);
+  assert.equal(stuck.code, 4, stuck.stdout + stuck.stderr);
+  assert.match(stuck.stderr, /run --once timed out after 6 s waiting for the snapshot of public\.employees to be published \(0 of \? rows\); producer public\.employees is standby: another instance holds the producer lock/);
 });
