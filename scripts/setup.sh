@@ -87,4 +87,10 @@ if want --browser && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium "Chromium for the browser test" "(the dashboard test drives /usr/bin/chromium)" \
     || die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
 fi
+# Python with venv for the Airflow test (it installs Airflow itself into $home/airflow, once)
+python=${PGTUNNEL_PYTHON:-python3}
+if want --browser && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+  apt_install python3-venv "Python's venv for the Airflow test" "(or set PGTUNNEL_PYTHON to a Python 3.10+ with venv)" \
+    || die "the Airflow test needs $python with venv (apt-get install python3-venv, or set PGTUNNEL_PYTHON)"
+fi
 say "ready"

@@ -41,3 +41,12 @@ export async function advanceOffsets(client: pg.Client, advanced: { topic: strin
     ],
   );
 }
+
+/** The stored next offsets of the topics' partitions (a partition never applied has no row). */
+export async function storedOffsets(client: pg.Client, topics: string[]): Promise<Map<string, bigint>> {
+  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
+    'SELECT topic, partition, next_offset::text FROM pgtunnel.consumer_offsets WHERE topic = ANY($1::text[])',
+    [topics],
+  );
+  return new Map(rows.map((r) => [partitionId(r.topic, r.partition), BigInt(r.next_offset)]));
+}

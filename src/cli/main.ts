@@ -4,6 +4,7 @@ import { exitCodes } from '../errors.js';
 import { registerDemo } from './demo.js';
 import { registerDlq } from './dlq.js';
 import { registerInstall } from './install.js';
+import { registerOffsets } from './offsets.js';
 import { registerRun } from './run.js';
 import { registerSchema } from './schema.js';
 import { registerSnapshot } from './snapshot.js';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerInstall(program);
   registerSnapshot(program);
   registerStatus(program);
+  registerOffsets(program);
   registerVerify(program);
   registerDlq(program);
   registerDemo(program);

@@ -6,6 +6,8 @@ import { redact } from '../observe/redact.js';
 import { withClient } from '../pg.js';
 import { Backoff, sleep } from '../pipeline/retry.js';
 import { prepare, Tunnel, type PreparedTable } from '../pipeline/tunnel.js';
+import { onceTimeout, parseTimeout, readHorizon, waitUntilDone, type OnceParts } from '../pipeline/once.js';
+import { readHealth } from '../observe/health.js';
 import { seedEmployees } from '../stack/demo.js';
 import { config, embeddedStack, failure, log, shutdownSignal, type GlobalOptions } from './context.js';
 
@@ -14,6 +16,8 @@ interface RunOptions {
   seedRows: number;
   role: 'all' | 'producer' | 'consumer';
   wait?: boolean;
+  once?: boolean;
+  timeout: string;
 }
 
 export function registerRun(program: Command): void {
@@ -24,14 +28,16 @@ export function registerRun(program: Command): void {
     .option('--seed-rows <n>', 'demo rows written into an empty embedded source', (v) => Number(v), 1000)
     .addOption(new Option('--role <role>', 'run only the capture producer or only the apply consumer (scale each on its own)').choices(['all', 'producer', 'consumer']).default('all'))
     .option('--wait', 'when a database or the broker is unreachable at start, keep retrying instead of exiting with code 3')
-    .addHelpText('after', '\nExamples:\n  pgtunnel run                      # embedded stack, employees db1 -> db2\n  PGTUNNEL_SOURCE_URL=... PGTUNNEL_TARGET_URL=... PGTUNNEL_KAFKA_BROKERS=... pgtunnel run --wait\n  pgtunnel run --role consumer      # one more consumer sharing the partitions')
+    .option('--once', 'publish everything committed before the start (the snapshot first when not done), wait until the target applied it, exit')
+    .option('--timeout <duration>', 'with --once: give up after this long (90s, 10m, 1h), naming what it waited for', '10m')
+    .addHelpText('after', '\nExamples:\n  pgtunnel run                      # embedded stack, employees db1 -> db2\n  PGTUNNEL_SOURCE_URL=... PGTUNNEL_TARGET_URL=... PGTUNNEL_KAFKA_BROKERS=... pgtunnel run --wait\n  pgtunnel run --role consumer      # one more consumer sharing the partitions\n  pgtunnel run --role producer --once --timeout 5m   # publish what is committed, then exit (for a scheduler)')
     .action(async (options: RunOptions, command: Command) => {
       process.exitCode = await runTunnel(command.optsWithGlobals<GlobalOptions>(), options);
     });
 }
 
 /** Prepares the services; with --wait an unreachable one is waited for, naming what is awaited. */
-async function prepareOrWait(cfg: TunnelConfig, wait: boolean, signal: AbortSignal): Promise<PreparedTable[] | undefined> {
+async function prepareOrWait(cfg: TunnelConfig, wait: boolean, signal: AbortSignal, waiting = { what: '' }): Promise<PreparedTable[] | undefined> {
   const backoff = new Backoff(500, 10_000);
   for (;;) {
     try {
@@ -40,6 +46,7 @@ async function prepareOrWait(cfg: TunnelConfig, wait: boolean, signal: AbortSign
       const e = classify(err);
       if (!wait || !e.retryable || signal.aborted) throw e;
       const retryInMs = backoff.next();
+      waiting.what = `the services to answer (${describeError(e).split('\n')[0]!})`;
       log.warn({ code: e.code, retryInMs }, `waiting: ${describeError(e)}`);
       await sleep(retryInMs, signal);
       if (signal.aborted) return undefined;
@@ -51,6 +58,10 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
   const signal = shutdownSignal();
   let cleanup = async () => {};
   try {
+    // --once: the deadline covers waiting for the services too
+    const timeoutMs = options.once ? parseTimeout(options.timeout) : undefined;
+    const deadline = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
+
     let cfg = config(globals);
     cleanup = (await embeddedStack(cfg)).stop;
     cfg = await withTables(cfg);
@@ -58,16 +69,62 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
       const seeded = await withClient(cfg.sourceUrl, 'source', (c) => seedEmployees(c, options.seedRows));
       if (seeded > 0) log.info({ rows: seeded }, 'seeded demo rows into the empty source employees table');
     }
-    const tables = await prepareOrWait(cfg, options.wait === true, signal);
-    if (!tables) return exitCodes.ok;
+    const waiting = { what: '' };
+    const tables = await prepareOrWait(cfg, options.wait === true, deadline ? AbortSignal.any([signal, deadline]) : signal, waiting);
+    if (deadline?.aborted) throw onceTimeout(timeoutMs! / 1000, waiting.what, [], waiting.what !== '');
+    if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
-    await tunnel.run(signal, { produce: options.role !== 'consumer', apply: options.role !== 'producer' });
+    const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
+    if (deadline) return await runOnce(cfg, tunnel, parts, signal, deadline, timeoutMs! / 1000);
+    await tunnel.run(signal, parts);
     log.info('tunnel stopped');
     return exitCodes.ok;
   } catch (err) {
     return failure(err);
   } finally {
     await cleanup().catch((err) => failure(err));
+  }
+}
+
+/**
+ * `run --once`: the tunnel runs while a watcher waits until everything committed before the start is
+ * published (and applied); then the tunnel stops and the run exits 0. A fatal error of a part, a signal or
+ * the deadline end it non-zero with the reason.
+ */
+async function runOnce(cfg: TunnelConfig, tunnel: Tunnel, parts: OnceParts, signal: AbortSignal, deadline: AbortSignal, seconds: number): Promise<number> {
+  const waiting = { what: 'the start horizon to be read' };
+  const horizon = await readHorizon(cfg, parts);
+  log.info({ horizon: horizon.snapshot, ends: horizon.ends && Object.fromEntries([...horizon.ends].map(([t, e]) => [t, e.map(Number)])) }, 'run --once: everything committed before this point is to be published and applied');
+  const stop = new AbortController();
+  const stopTunnel = () => stop.abort();
+  signal.addEventListener('abort', stopTunnel, { once: true });
+  let failed: unknown;
+  const running = tunnel.run(stop.signal, parts).catch((err) => {
+    failed = err;
+    stop.abort();
+  });
+  try {
+    const result = await waitUntilDone(cfg, parts, horizon, AbortSignal.any([stop.signal, deadline]), log, waiting);
+    if (failed === undefined && result === undefined && deadline.aborted) {
+      const mine = readHealth(cfg.home).find((p) => p.pid === process.pid);
+      const stuck = Object.entries(mine?.parts ?? {}).filter(([, h]) => h.state === 'waiting' || h.state === 'standby');
+      const reasons = stuck.map(([part, h]) => `${part} is ${h.state}: ${h.reason?.split('\n')[0] ?? ''}`);
+      throw onceTimeout(seconds, waiting.what, reasons, stuck.some(([, h]) => h.state === 'waiting'));
+    }
+    stop.abort();
+    await running;
+    if (failed !== undefined) throw failed;
+    if (!result) {
+      process.stderr.write(`pgtunnel: run --once stopped by a signal before it was done; it was waiting for ${waiting.what}\n`);
+      return exitCodes.failure;
+    }
+    if (result.deadLetters > 0) log.warn({ deadLetters: result.deadLetters }, `run --once: ${result.deadLetters} changes became dead letters (pgtunnel dlq list)`);
+    log.info({ appliedUpTo: result.applyUpTo, deadLetters: result.deadLetters }, parts.apply ? 'run --once done: the target applied everything committed before the start' : 'run --once done: everything committed before the start is published');
+    return exitCodes.ok;
+  } finally {
+    signal.removeEventListener('abort', stopTunnel);
+    stop.abort();
+    await running;
   }
 }

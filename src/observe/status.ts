@@ -6,6 +6,8 @@ import { endOffsets } from '../transport/kafka.js';
 import { describeError } from '../errors.js';
 import { readHealth, type ProcessHealth } from './health.js';
 import { registeredVersions } from './registeredVersions.js';
+import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
+import { partitionId } from '../apply/setOutcome.js';
 
 export interface PartitionStatus {
   topic: string;
@@ -14,6 +16,9 @@ export interface PartitionStatus {
   appliedOffset: number;
   endOffset: number;
   lag: number;
+  /** The group's offset committed in Kafka, null when none; `groupLag` = end − it, as Kafka's tools show. */
+  groupOffset?: number | null;
+  groupLag?: number | null;
 }
 
 export interface TableStatus {
@@ -63,6 +68,8 @@ async function attempt<T>(errors: string[], fallback: T, body: () => Promise<T>)
 
 /** How a status report reaches the services: fresh connections per report (CLI), or kept ones (the poller). */
 export interface StatusLinks {
+  /** The consumer group's committed offsets, by partitionId. */
+  groupOffsets(topics: string[]): Promise<Map<string, bigint>>;
   withSource<T>(body: (c: Client) => Promise<T>): Promise<T>;
   withTarget<T>(body: (c: Client) => Promise<T>): Promise<T>;
   endOffsets(topics: string[]): Promise<Map<string, bigint[]>>;
@@ -70,6 +77,14 @@ export interface StatusLinks {
 
 function freshLinks(config: TunnelConfig): StatusLinks {
   return {
+    groupOffsets: async (topics) => {
+      const reader = new KafkaOffsetReader(config);
+      try {
+        return await reader.committed(topics, config.groupId);
+      } finally {
+        await reader.close();
+      }
+    },
     withSource: (body) => withClient(config.sourceUrl, 'source', body),
     withTarget: (body) => withClient(config.targetUrl, 'target', body),
     endOffsets: (topics) => endOffsets(config, topics),
@@ -110,6 +125,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
     return rows;
   }));
   const ends = await attempt(errors, new Map<string, bigint[]>(), () => links.endOffsets(topics));
+  const group = await attempt(errors, new Map<string, bigint>(), () => links.groupOffsets(topics));
   const partitions: PartitionStatus[] = [];
   for (const topic of topics) {
     (ends.get(topic) ?? []).forEach((end, partition) => {
@@ -117,6 +133,11 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
       const appliedOffset = row ? Number(row.next_offset) : 0;
       partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag: Math.max(0, Number(end) - appliedOffset) });
     });
+  }
+  for (const p of partitions) {
+    const committed = group.get(partitionId(p.topic, p.partition));
+    p.groupOffset = committed === undefined ? null : Number(committed);
+    p.groupLag = committed === undefined ? null : p.endOffset - p.groupOffset!;
   }
   const newest = applied.reduce<(typeof applied)[number] | undefined>((a, r) => (!a || r.applied_at > a.applied_at ? r : a), undefined);
   const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
@@ -153,9 +174,10 @@ export function formatStatus(report: StatusReport): string {
     }
   }
   for (const e of report.errors) lines.push(`unavailable: ${e.split('\n')[0]}`);
-  lines.push('topic                              partition  applied      end      lag');
+  lines.push('topic                              partition  applied      end      lag    group group lag');
   for (const p of report.partitions) {
-    lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)}`);
+    const group = [p.groupOffset, p.groupLag].map((n) => (n === null || n === undefined ? '-' : String(n)).padStart(8));
+    lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)} ${group.join('  ')}`);
   }
   return lines.join('\n');
 }

@@ -1,5 +1,6 @@
 import type { TunnelConfig } from '../config/load.js';
 import { connect, type Client } from '../pg.js';
+import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
 import { EndOffsetReader } from '../transport/kafka.js';
 import type { Logger } from './log.js';
 import { redactError } from './redact.js';
@@ -43,6 +44,7 @@ export class StatusPoller {
   private readonly target: KeptClient;
   private readonly offsets: EndOffsetReader;
   private readonly links: StatusLinks;
+  private readonly group: KafkaOffsetReader;
   /** Polls started and polls done since start (for tests). */
   pollsStarted = 0;
   polls = 0;
@@ -57,9 +59,11 @@ export class StatusPoller {
     this.source = new KeptClient(config.sourceUrl, 'source');
     this.target = new KeptClient(config.targetUrl, 'target');
     this.offsets = new EndOffsetReader(config);
+    this.group = new KafkaOffsetReader(config);
     // After stop, a poll still under way opens nothing new.
     const open = <T>(use: () => Promise<T>) => (this.stopped ? Promise.reject(new Error('status poller stopped')) : use());
     this.links = {
+      groupOffsets: (t) => open(() => this.group.committed(t, config.groupId)),
       withSource: (b) => open(() => this.source.use(b)),
       withTarget: (b) => open(() => this.target.use(b)),
       endOffsets: (t) => open(() => this.offsets.read(t)),
@@ -101,6 +105,7 @@ export class StatusPoller {
   }
 
   private async closeLinks(): Promise<void> {
+    await this.group.close();
     this.source.close();
     this.target.close();
     await this.offsets.close();

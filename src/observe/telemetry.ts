@@ -35,6 +35,7 @@ export class Telemetry {
   private readonly deadTotal = new client.Counter({ name: 'pgtunnel_changes_dead_lettered_total', help: 'Changes sent to the dead-letter topic', labelNames: ['table', 'class'], registers: [this.registry] });
   private readonly batchSize = new client.Histogram({ name: 'pgtunnel_batch_size', help: 'Changes per producer page and per applied set', labelNames: ['side'], buckets: [1, 10, 100, 1000, 5000, 20000], registers: [this.registry] });
   private readonly latency = new client.Histogram({ name: 'pgtunnel_latency_seconds', help: 'Source commit (track_commit_timestamp; the statement time when it is off) to target commit', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [this.registry] });
+  private readonly groupCommitFailures = new client.Counter({ name: 'pgtunnel_group_commit_failures_total', help: 'Kafka group offset commits that failed (retried; the target offsets stay authoritative)', registers: [this.registry] });
   private readonly checkpoints = new Map<string, number>();
   private readonly checkpointAge = new client.Gauge({
     name: 'pgtunnel_checkpoint_age_seconds',
@@ -94,6 +95,10 @@ export class Telemetry {
 
   appliedSet(size: number): void {
     this.batchSize.observe({ side: 'consumer' }, size);
+  }
+
+  groupCommitFailed(): void {
+    this.groupCommitFailures.inc();
   }
 
   deadLettered(letter: RecentDeadLetter): void {

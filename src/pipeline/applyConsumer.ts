@@ -11,6 +11,7 @@ import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
+import { GroupOffsets } from './groupOffsets.js';
 import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
 
@@ -165,36 +166,8 @@ export class ApplyConsumer {
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
-    offsets.note(set);
+    offsets.note(set, this.health);
     // Stage timings of each set, for the latency hunt (bench/stall.ts reads them).
     this.log.debug({ count: set.length, arrivedAt, takenAt, committedAt: Date.now() }, 'set applied');
-  }
-}
-
-/**
- * The group's offsets in Kafka follow the target's, after each commit there, so Kafka's own tools see the
- * group's progress; the target stays the truth. Off the apply path (awaited per partition they held every
- * set 23 ms at p50). @platformatic/kafka 2.x keeps one commit request in flight per stream and merges
- * later commits of a partition into the next one, so each set only asks for its last offset per partition.
- */
-class GroupOffsets {
-  private readonly inFlight = new Set<Promise<void>>();
-
-  constructor(private readonly log: Logger) {}
-
-  note(set: StringMessage[]): void {
-    const last = new Map<string, StringMessage>();
-    for (const m of set) last.set(`${m.topic}\u0000${m.partition}`, m);
-    for (const m of last.values()) {
-      const commit: Promise<void> = Promise.resolve(m.commit())
-        .catch((err) => this.log.debug({ err: classify(err).message }, 'group offset commit failed; the target offsets stay authoritative'))
-        .finally(() => this.inFlight.delete(commit));
-      this.inFlight.add(commit);
-    }
-  }
-
-  /** Waits (bounded) for the commits asked for, so a clean stop leaves the group's offsets current. */
-  async settle(ms: number): Promise<void> {
-    if (this.inFlight.size > 0) await Promise.race([Promise.all(this.inFlight), sleep(ms)]);
   }
 }

@@ -73,6 +73,9 @@ test('the dashboard shows a source change and a dead letter live, in a real brow
   assert.match((await page.textContent('#dlq')) ?? '', /rule salary-above-10000 key \{"emp_id":2\}/);
   await page.waitForFunction(() => document.getElementById('dead-total')?.textContent === '1', undefined, { timeout: 10_000 });
   assert.equal(await page.textContent('#state'), 'healthy');
+  // per partition: the group offset committed in Kafka, the target's offset, the log end and Kafka's lag (keys 1 and 2 share a partition)
+  assert.match((await page.textContent('#partitions thead')) ?? '', /group offset\s*target offset\s*log end\s*lag/);
+  await page.waitForFunction(() => [...document.querySelectorAll<HTMLTableRowElement>('#partitions tbody tr')].some((tr) => [...tr.cells].slice(2).map((c) => c.textContent).join(' ') === '2 2 2 0'), undefined, { timeout: 15_000 });
   mkdirSync(outputDir, { recursive: true });
   const shot = path.join(outputDir, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
