@@ -39,6 +39,8 @@ export interface TunnelConfig {
   topicPrefix: string;
   partitions: number;
   groupId: string;
+  /** Kafka static membership of this process's consumer; undefined: a free slot claimed in the target. */
+  groupInstanceId?: string;
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
@@ -137,6 +139,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_TABLES) out.tables = env.PGTUNNEL_TABLES.split(',').map((s) => s.trim()).filter(Boolean);
   if (env.PGTUNNEL_TOPIC_PREFIX) out.topicPrefix = env.PGTUNNEL_TOPIC_PREFIX;
   if (env.PGTUNNEL_GROUP_ID) out.groupId = env.PGTUNNEL_GROUP_ID;
+  if (env.PGTUNNEL_GROUP_INSTANCE_ID) out.groupInstanceId = env.PGTUNNEL_GROUP_INSTANCE_ID;
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
@@ -255,6 +258,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     topicPrefix,
     partitions: merged.partitions ?? 3,
     groupId: merged.groupId ?? `${topicPrefix}-apply`,
+    groupInstanceId: merged.groupInstanceId,
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,

@@ -100,6 +100,8 @@ export const fileSchema = z
     topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may hold letters, digits, ".", "_" and "-"').optional(),
     partitions: z.number().int().min(1).max(1000).optional(),
     groupId: z.string().min(1).optional(),
+    /** Kafka static membership of this process's consumer; unique per process. Default: a free slot `<groupId>-<n>`. */
+    groupInstanceId: z.string().regex(/^\S+$/, 'may not hold spaces').optional(),
     batchSize: z.number().int().min(1).max(100_000).optional(),
     snapshotChunkSize: z.number().int().min(1).max(1_000_000).optional(),
     pollIntervalMs: z.number().int().min(1).max(10_000).optional(),
