@@ -8,6 +8,7 @@ import { registerRun } from './run.js';
 import { registerSnapshot } from './snapshot.js';
 import { registerStack } from './stack.js';
 import { registerStatus } from './status.js';
+import { registerTopic } from './topic.js';
 import { registerVerify } from './verify.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerSnapshot(program);
   registerStatus(program);
   registerVerify(program);
+  registerTopic(program);
   registerDlq(program);
   registerDemo(program);
   registerStack(program);

@@ -22,6 +22,8 @@ export interface TableConfig {
   exclude: string[];
   mask: Record<string, 'sha256'>;
   autoCreate: boolean;
+  /** Partitions of the table's topic: created with them, and a start refuses a topic with another count. */
+  partitions: number;
   /** schema or name holds * or ?: expanded against the source catalog (src/config/tables.ts) */
   pattern: boolean;
 }
@@ -84,7 +86,7 @@ export function defaultChangeTable(table: string): string {
 
 export const isPattern = (name: string) => /[*?]/.test(name);
 
-export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate: boolean): TableConfig {
+export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate: boolean, partitions = 3): TableConfig {
   const spec: Exclude<TableEntry, string> & { schema: string } =
     typeof entry === 'string' ? splitName(entry) : { ...entry, schema: entry.schema ?? 'public' };
   const topic = `${topicPrefix}.${spec.schema}.${spec.name}`;
@@ -101,6 +103,7 @@ export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate:
     exclude: spec.exclude ?? [],
     mask: spec.mask ?? {},
     autoCreate: spec.autoCreate ?? autoCreate,
+    partitions: spec.partitions ?? partitions,
     pattern: isPattern(spec.schema) || isPattern(spec.name),
   };
 }
@@ -225,7 +228,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     );
   }
   const topicPrefix = merged.topicPrefix ?? 'pgtunnel';
-  const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix, merged.autoCreate ?? true));
+  const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix, merged.autoCreate ?? true, merged.partitions ?? 3));
   const seen = new Set<string>();
   for (const t of tables) {
     const id = `${t.schema}.${t.name}`;

@@ -83,6 +83,8 @@ export const tableEntrySchema = z.union([
       mask: z.record(identifier, z.literal('sha256')).optional(),
       /** Create the target table from the source catalog when it is missing, and add new source columns. */
       autoCreate: z.boolean().optional(),
+      /** Partitions of this table's topic (default: partitions); change an existing topic's with `pgtunnel topic partitions`. */
+      partitions: z.number().int().min(1).max(1000).optional(),
     })
     .strict(),
 ]);

@@ -17,6 +17,12 @@ async function guardSession(client: pg.Client): Promise<void> {
     CASE WHEN current_setting('server_version_num')::int >= 140000 THEN set_config('client_connection_check_interval', '1000', false) END`);
 }
 
+/** Takes the table's producer lock if no producer holds it; held until the session ends. */
+export async function tryProducerLock(client: pg.Client, table: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${lockArgs}) AS ok`, [table]);
+  return rows[0]!.ok;
+}
+
 /**
  * Waits until this session holds the table's producer lock; only its holder publishes. A standby waits in
  * a blocking `pg_advisory_lock` (in lock_timeout slices, so a stop is seen within a second), which the
@@ -25,8 +31,7 @@ async function guardSession(client: pg.Client): Promise<void> {
  */
 export async function becomeLeader(client: pg.Client, table: string, signal: AbortSignal, standingBy: () => Promise<void>): Promise<boolean> {
   await guardSession(client);
-  const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${lockArgs}) AS ok`, [table]);
-  if (rows[0]!.ok) return true;
+  if (await tryProducerLock(client, table)) return true;
   await standingBy();
   await client.query(`SET lock_timeout = ${waitSliceMs}`);
   while (!signal.aborted) {
