@@ -4,6 +4,7 @@ import { withTables } from '../config/tables.js';
 import { TunnelError, exitCodes } from '../errors.js';
 import { tableId } from '../capture/install.js';
 import { withClient } from '../pg.js';
+import { staticSessionTimeoutMs } from '../pipeline/applyConsumer.js';
 import { tryProducerLock } from '../pipeline/producerLock.js';
 import { endOffsets } from '../transport/kafka.js';
 import { addPartitions, groupMembers, partitionCounts, partitionsProcedure } from '../transport/topicPartitions.js';
@@ -46,7 +47,7 @@ async function changePartitions(cfg: TunnelConfig, name: string, count: number):
     }
     const members = await groupMembers(cfg, cfg.groupId);
     if (members.length > 0) {
-      throw new TunnelError('PGT_CONSUMERS_RUNNING', `consumers of group ${cfg.groupId} are running: ${members.join(', ')}`, { hint: `${partitionsProcedure(id, count)} (a killed consumer stays a member for up to 20 s)` });
+      throw new TunnelError('PGT_CONSUMERS_RUNNING', `consumers of group ${cfg.groupId} are running: ${members.join(', ')}`, { hint: `${partitionsProcedure(id, count)} (a killed consumer stays a member for up to ${staticSessionTimeoutMs / 1000} s)` });
     }
     const behind = await unapplied(cfg, table.topic);
     if (behind.length > 0) {

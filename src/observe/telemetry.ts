@@ -110,15 +110,15 @@ export class Telemetry {
     this.retries.inc({ part, class: errorClass });
   }
 
-  /** A new partition assignment of this process's consumer. */
-  assigned(instanceId: string, assigned: Map<string, number[]>, rebalanced: boolean): void {
-    if (rebalanced) this.rebalances.inc();
+  /** A new partition assignment of this process's consumer: a rebalance. */
+  assigned(instanceId: string, assigned: Map<string, number[]>): void {
+    this.rebalances.inc();
     this.assignedPartitions.reset();
     for (const [topic, partitions] of assigned) this.assignedPartitions.set({ topic }, partitions.length);
     this.membership = {
       instanceId,
       assigned: Object.fromEntries(assigned),
-      rebalances: (this.membership?.rebalances ?? 0) + (rebalanced ? 1 : 0),
+      rebalances: (this.membership?.rebalances ?? 0) + 1,
       since: new Date().toISOString(),
     };
   }

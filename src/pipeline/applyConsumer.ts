@@ -23,7 +23,7 @@ export interface PolledSet<M> {
   arrivedAt: number;
 }
 
-/** How long the group keeps a killed consumer's partitions for its restart (process start under load: 5-10 s). */
+/** How long the group keeps a killed consumer's partitions for its restart (a process start under load took 5-15 s). */
 export const staticSessionTimeoutMs = 20_000;
 
 /** A set, and what the stream buffers, are bounded in bytes too: wide rows during a catch-up stay in memory bounds. */
