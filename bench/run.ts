@@ -8,14 +8,15 @@ import { BenchContext, root } from './context.js';
 import { nativeLatency, tunnelLatency } from './latency.js';
 import { overhead } from './overhead.js';
 import { latencyPlot } from './plot.js';
+import { applyScale, type ScaleResult } from './scale.js';
 import { snapshot } from './snapshot.js';
 import { throughput } from './throughput.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false } } });
 const quick = values.quick!;
 const plan = quick
-  ? { rate: 200, latencySeconds: 4, throughputSeconds: 3, bulkCap: 20_000, snapshotRows: 20_000, overheadRows: 10_000, pgbenchSeconds: 2 }
-  : { rate: 1000, latencySeconds: 60, throughputSeconds: 20, bulkCap: 500_000, snapshotRows: 1_000_000, overheadRows: 100_000, pgbenchSeconds: 15 };
+  ? { rate: 200, latencySeconds: 4, throughputSeconds: 3, bulkCap: 20_000, scaleChanges: 10_000, snapshotRows: 20_000, overheadRows: 10_000, pgbenchSeconds: 2 }
+  : { rate: 1000, latencySeconds: 60, throughputSeconds: 20, bulkCap: 500_000, scaleChanges: 200_000, snapshotRows: 1_000_000, overheadRows: 100_000, pgbenchSeconds: 15 };
 
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 // Inside `npm test` the suite's stack is reused; alone, the bench starts a stack of its own.
@@ -45,6 +46,12 @@ try {
   log('throughput: a bulk writer (100-row transactions) vs the tunnel');
   const tp = await throughput(ctx, plan.throughputSeconds, 100, plan.bulkCap);
   rows.push({ measure: `max throughput, bulk writer (${tp.changes} changes)`, baseline: `writer ${f(tp.writerPerSec, 0)}/s`, tunnel: `${f(tp.tunnelPerSec, 0)}/s`, ratio: f(tp.tunnelPerSec / tp.writerPerSec, 2), target: '≥ 5,000/s', met: tp.tunnelPerSec >= 5000 });
+  log('apply throughput: a backlog applied by 1, 2 and 3 consumer processes (6 partitions)');
+  const scale: ScaleResult[] = [];
+  for (const consumers of [1, 2, 3]) scale.push(await applyScale(ctx, consumers, plan.scaleChanges));
+  for (const s of scale) {
+    rows.push({ measure: `apply throughput, ${s.consumers} consumer process${s.consumers > 1 ? 'es' : ''} (${s.changes} changes)`, baseline: `1 consumer ${f(scale[0]!.applyPerSec, 0)}/s`, tunnel: `${f(s.applyPerSec, 0)}/s (partitions ${s.spread.join('+')})`, ratio: `${f(s.applyPerSec / scale[0]!.applyPerSec, 2)}×`, target: 'recorded (2 cores shared with the target)', met: true });
+  }
   log(`snapshot of ${plan.snapshotRows} rows: COPY pipe vs the tunnel`);
   const snap = await snapshot(ctx, plan.snapshotRows);
   const snapRatio = snap.copySeconds / snap.tunnelSeconds;

@@ -69,7 +69,7 @@ export function coerceError(err: unknown): Error {
 }
 
 /** Sorts any thrown value into one of our classes, so callers decide between retry, dead letter and stop. */
-const rejoinIds = new Set(['MEMBER_ID_REQUIRED', 'UNKNOWN_MEMBER_ID', 'REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION']);
+const rejoinIds = new Set(['MEMBER_ID_REQUIRED', 'UNKNOWN_MEMBER_ID', 'REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
 
 export function classify(err: unknown): TunnelError {
   if (err instanceof TunnelError) return err;
@@ -118,7 +118,8 @@ export function classify(err: unknown): TunnelError {
     });
   }
   // A group rebalance: the consumer rejoins and reads on from the target's offsets. @platformatic/kafka 2.x
-  // ends the consumer's stream with this error when an offset commit meets a rebalance.
+  // ends the consumer's stream with this error when an offset commit meets a rebalance. FENCED_INSTANCE_ID:
+  // another process took this consumer's groupInstanceId; it claims another one as it rejoins.
   if (kafka.some((id) => rejoinIds.has(id))) {
     return new TunnelError(code || 'PGT_KAFKA_REBALANCE', message, { errorClass: 'retryable', cause: err });
   }

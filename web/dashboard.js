@@ -30,6 +30,8 @@ function draw(data) {
   $('state').className = problems.length === 0 ? 'badge' : 'badge bad';
   $('problems').replaceChildren(...problems.map((p) => { const li = document.createElement('li'); li.appendChild(text(p)); return li; }));
   $('last-update').textContent = new Date().toLocaleTimeString();
+  const m = data.membership;
+  $('membership').textContent = m ? `consumer ${m.instanceId}: partitions ${Object.entries(m.assigned).map(([topic, ps]) => `${topic}[${ps.join(',')}]`).join(' ') || 'none'}, ${m.rebalances} rebalances, last ${new Date(m.since).toLocaleTimeString()}` : '';
   if (s) {
     $('phase').textContent = s.phase;
     $('captured-total').textContent = fmt(s.counts.captured + s.counts.snapshotRows);

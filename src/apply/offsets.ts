@@ -5,6 +5,22 @@ import { partitionId, type SetOutcome } from './setOutcome.js';
  * The consumed offsets stored in the target (pgtunnel.consumer_offsets), written in the same transaction as
  * the rows they carried: a record below the stored offset has already taken effect.
  */
+/**
+ * Pure: the records of a set that have not taken effect yet, in set order. After a rebalance the stream
+ * fetches again from the group's committed offset, which trails the target's: a set can then hold a run of
+ * a partition twice (…, 150..200, 150..170). Only a record at or past the partition's next offset counts,
+ * and the next offset moves past each record kept, so a repeat is dropped and never overwrites a newer row.
+ */
+export function freshRecords<R extends { topic: string; partition: number; offset: bigint }>(records: R[], stored: Map<string, bigint>): R[] {
+  const next = new Map(stored);
+  return records.filter((r) => {
+    const id = partitionId(r.topic, r.partition);
+    if (r.offset < (next.get(id) ?? 0n)) return false;
+    next.set(id, r.offset + 1n);
+    return true;
+  });
+}
+
 /** Locks the set's partition rows (creating missing ones) and returns their stored next offsets. */
 export async function lockOffsets(client: pg.Client, topics: string[], partitions: number[]): Promise<Map<string, bigint>> {
   await client.query(

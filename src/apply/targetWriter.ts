@@ -8,8 +8,8 @@ import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLe
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import { TableStatements } from './statements.js';
-import { SetOutcome, partitionId } from './setOutcome.js';
-import { advanceOffsets, lockOffsets } from './offsets.js';
+import { SetOutcome } from './setOutcome.js';
+import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../observe/telemetry.js';
@@ -115,7 +115,7 @@ export class TargetWriter {
     const partitions = advanced.map((o) => o.partition);
     return inTransaction(this.client, async () => {
       const stored = await lockOffsets(this.client, topics, partitions);
-      const fresh = records.filter((r) => r.offset >= (stored.get(partitionId(r.topic, r.partition)) ?? 0n));
+      const fresh = freshRecords(records, stored);
       const outcome = new SetOutcome();
       outcome.fresh = fresh.length;
       // Keys are canonical from here on (parked keys, letters, the supersede guard): a key spelled another

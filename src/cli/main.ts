@@ -10,6 +10,7 @@ import { registerSchema } from './schema.js';
 import { registerSnapshot } from './snapshot.js';
 import { registerStack } from './stack.js';
 import { registerStatus } from './status.js';
+import { registerTopic } from './topic.js';
 import { registerVerify } from './verify.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerOffsets(program);
   registerVerify(program);
+  registerTopic(program);
   registerDlq(program);
   registerDemo(program);
   registerStack(program);

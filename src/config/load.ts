@@ -23,6 +23,8 @@ export interface TableConfig {
   exclude: string[];
   mask: Record<string, 'sha256'>;
   autoCreate: boolean;
+  /** Partitions of the table's topic: created with them, and a start refuses a topic with another count. */
+  partitions: number;
   /** schema or name holds * or ?: expanded against the source catalog (src/config/tables.ts) */
   pattern: boolean;
 }
@@ -40,6 +42,8 @@ export interface TunnelConfig {
   topicPrefix: string;
   partitions: number;
   groupId: string;
+  /** Kafka static membership of this process's consumer; undefined: a free slot claimed in the target. */
+  groupInstanceId?: string;
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
@@ -91,7 +95,7 @@ export function defaultChangeTable(table: string): string {
 
 export const isPattern = (name: string) => /[*?]/.test(name);
 
-export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate: boolean): TableConfig {
+export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate: boolean, partitions = 3): TableConfig {
   const spec: Exclude<TableEntry, string> & { schema: string } =
     typeof entry === 'string' ? splitName(entry) : { ...entry, schema: entry.schema ?? 'public' };
   const topic = `${topicPrefix}.${spec.schema}.${spec.name}`;
@@ -108,6 +112,7 @@ export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate:
     exclude: spec.exclude ?? [],
     mask: spec.mask ?? {},
     autoCreate: spec.autoCreate ?? autoCreate,
+    partitions: spec.partitions ?? partitions,
     pattern: isPattern(spec.schema) || isPattern(spec.name),
   };
 }
@@ -146,6 +151,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_TABLES) out.tables = env.PGTUNNEL_TABLES.split(',').map((s) => s.trim()).filter(Boolean);
   if (env.PGTUNNEL_TOPIC_PREFIX) out.topicPrefix = env.PGTUNNEL_TOPIC_PREFIX;
   if (env.PGTUNNEL_GROUP_ID) out.groupId = env.PGTUNNEL_GROUP_ID;
+  if (env.PGTUNNEL_GROUP_INSTANCE_ID) out.groupInstanceId = env.PGTUNNEL_GROUP_INSTANCE_ID;
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
@@ -236,7 +242,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     );
   }
   const topicPrefix = merged.topicPrefix ?? 'pgtunnel';
-  const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix, merged.autoCreate ?? true));
+  const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix, merged.autoCreate ?? true, merged.partitions ?? 3));
   const seen = new Set<string>();
   for (const t of tables) {
     const id = `${t.schema}.${t.name}`;
@@ -277,6 +283,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     topicPrefix,
     partitions: merged.partitions ?? 3,
     groupId: merged.groupId ?? `${topicPrefix}-apply`,
+    groupInstanceId: merged.groupInstanceId,
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,

@@ -83,6 +83,8 @@ export const tableEntrySchema = z.union([
       mask: z.record(identifier, z.literal('sha256')).optional(),
       /** Create the target table from the source catalog when it is missing, and add new source columns. */
       autoCreate: z.boolean().optional(),
+      /** Partitions of this table's topic (default: partitions); change an existing topic's with `pgtunnel topic partitions`. */
+      partitions: z.number().int().min(1).max(1000).optional(),
     })
     .strict(),
 ]);
@@ -100,6 +102,8 @@ export const fileSchema = z
     topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'may hold letters, digits, ".", "_" and "-"').optional(),
     partitions: z.number().int().min(1).max(1000).optional(),
     groupId: z.string().min(1).optional(),
+    /** Kafka static membership of this process's consumer; unique per process. Default: a free slot `<groupId>-<n>`. */
+    groupInstanceId: z.string().regex(/^\S+$/, 'may not hold spaces').optional(),
     batchSize: z.number().int().min(1).max(100_000).optional(),
     snapshotChunkSize: z.number().int().min(1).max(1_000_000).optional(),
     pollIntervalMs: z.number().int().min(1).max(10_000).optional(),

@@ -122,6 +122,7 @@ export class ObserveServer {
           health: this.health.parts,
           problems: problems(report, this.health, this.lagTrend),
           history: telemetry.history,
+          membership: telemetry.membership,
           deadLetters: this.deadLetters(),
           rowData: this.access.rowData,
           uptimeSeconds: Math.round((Date.now() - this.started) / 1000),

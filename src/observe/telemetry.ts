@@ -49,6 +49,10 @@ export class Telemetry {
   readonly lag = new client.Gauge({ name: 'pgtunnel_consumer_lag', help: 'Records in the topic not yet applied', labelNames: ['topic', 'partition'], registers: [this.registry] });
   private readonly snapshotRows = new client.Gauge({ name: 'pgtunnel_snapshot_rows', help: 'Snapshot progress', labelNames: ['table', 'kind'], registers: [this.registry] });
   private readonly retries = new client.Counter({ name: 'pgtunnel_retries_total', help: 'Retries after retryable errors', labelNames: ['part', 'class'], registers: [this.registry] });
+  private readonly rebalances = new client.Counter({ name: 'pgtunnel_consumer_rebalances_total', help: "Changes of this consumer's partition assignment", registers: [this.registry] });
+  private readonly assignedPartitions = new client.Gauge({ name: 'pgtunnel_consumer_assigned_partitions', help: 'Partitions this consumer is assigned, per topic', labelNames: ['topic'], registers: [this.registry] });
+  /** This process's consumer in its group, for the dashboard. */
+  membership: { instanceId: string; assigned: Record<string, number[]>; rebalances: number; since: string } | null = null;
 
   private window = { captured: 0, applied: 0, latencies: [] as number[] };
   readonly history: RatePoint[] = [];
@@ -109,6 +113,19 @@ export class Telemetry {
 
   retried(part: string, errorClass: string): void {
     this.retries.inc({ part, class: errorClass });
+  }
+
+  /** A new partition assignment of this process's consumer: a rebalance. */
+  assigned(instanceId: string, assigned: Map<string, number[]>): void {
+    this.rebalances.inc();
+    this.assignedPartitions.reset();
+    for (const [topic, partitions] of assigned) this.assignedPartitions.set({ topic }, partitions.length);
+    this.membership = {
+      instanceId,
+      assigned: Object.fromEntries(assigned),
+      rebalances: (this.membership?.rebalances ?? 0) + 1,
+      since: new Date().toISOString(),
+    };
   }
 
   /** Closes a one-second window of the live history (five minutes kept). */

@@ -14,6 +14,7 @@ import { failpoint } from './failpoints.js';
 import { GroupOffsets } from './groupOffsets.js';
 import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
+import { claimInstanceId, watchAssignment } from './groupMembership.js';
 
 type StringMessage = Message<string, string, string, string>;
 
@@ -22,6 +23,9 @@ export interface PolledSet<M> {
   messages: M[];
   arrivedAt: number;
 }
+
+/** How long the group keeps a killed consumer's partitions for its restart (a process start under load took 5-15 s). */
+export const staticSessionTimeoutMs = 20_000;
 
 /** A set, and what the stream buffers, are bounded in bytes too: wide rows during a catch-up stay in memory bounds. */
 export const maxSetBytes = 32 * 1024 * 1024;
@@ -108,6 +112,7 @@ export class ApplyConsumer {
       try {
         target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
         await applySession(target, this.log);
+        const instanceId = await claimInstanceId(target, this.config.groupId, this.config.groupInstanceId);
         const counts = new Map<string, number>();
         const partitionCount = async (topic: string): Promise<number> => {
           if (!counts.has(topic)) counts.set(topic, (await consumer!.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? 1);
@@ -117,15 +122,20 @@ export class ApplyConsumer {
           clientId: this.clientId,
           ...kafkaClientOptions(this.config),
           groupId: this.config.groupId,
+          groupInstanceId: instanceId,
+          // partitions a consumer keeps are not revoked while the group rebalances
+          protocols: [{ name: 'cooperative-sticky', version: 3 }],
           autocommit: false,
           deserializers: stringDeserializers,
-          // the broker's minimum: a consumer killed with -9 leaves the group quickly
-          sessionTimeout: 6000,
+          // Static membership: a consumer restarted within this time gets its partitions back without a
+          // rebalance; one that is not restarted gives them up after it (a stopped one leaves at once).
+          sessionTimeout: staticSessionTimeoutMs,
           heartbeatInterval: 1000,
           retries: 3,
           retryDelay: 250,
           timeout: 10_000,
         });
+        watchAssignment(consumer, instanceId, this.log);
         try {
           stream = await consumer.consume({ topics: [...this.tables.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 200, maxBytes: maxFetchBytes });
         } catch (err) {
@@ -133,7 +143,7 @@ export class ApplyConsumer {
         }
         const writer = new TargetWriter(target, this.tables, partitionCount, dlq);
         const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
-        this.log.info({ group: this.config.groupId }, 'consumer started');
+        this.log.info({ group: this.config.groupId, instanceId }, 'consumer started');
         this.health.set('consumer', 'ok');
         for (;;) {
           const set = await sets.take(signal);

@@ -17,6 +17,7 @@ import { failpoint } from './failpoints.js';
 import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
 import { ChangeVacuum } from './changeVacuum.js';
+import { becomeLeader } from './producerLock.js';
 
 function countOps(changes: ChangeRow[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -74,8 +75,7 @@ export class CaptureProducer {
       let vacuum: ChangeVacuum | undefined;
       try {
         client = await connect(this.config.sourceUrl, 'source', `pgtunnel producer ${this.id}`);
-        await this.becomeLeader(client, signal);
-        if (signal.aborted) return;
+        if (!(await this.becomeLeader(client, signal))) return;
         this.state = await loadState(client, this.id);
         await this.refreshColumns(client);
         this.onPhase(this.state.phase);
@@ -109,16 +109,18 @@ export class CaptureProducer {
     }
   }
 
-  private async becomeLeader(client: pg.Client, signal: AbortSignal): Promise<void> {
-    let announced = false;
-    while (!signal.aborted) {
-      const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgtunnel.producer'), hashtext($1)) AS ok", [this.id]);
-      if (rows[0]!.ok) return;
-      if (!announced) this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
+  /** Only the holder of the table's lock publishes; a standby warms its broker connection while it waits. */
+  private async becomeLeader(client: pg.Client, signal: AbortSignal): Promise<boolean> {
+    const standbyAt = Date.now();
+    let waited = false;
+    const leading = await becomeLeader(client, this.id, signal, async () => {
+      waited = true;
+      this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
       this.health.set(this.part, 'standby', 'another instance holds the producer lock of this table');
-      announced = true;
-      await sleep(1000, signal);
-    }
+      await this.producer.partitions(this.table.topic).catch(() => {});
+    });
+    if (leading && waited) this.log.info({ table: this.id, standbyMs: Date.now() - standbyAt }, 'producer taking over: the previous leader\'s session ended');
+    return leading;
   }
 
   /**

@@ -11,6 +11,7 @@ import { addTargetColumns, createTargetTable, followSourceTypes } from '../apply
 import { capturedColumns } from '../capture/changeReader.js';
 import type pg from 'pg';
 import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
+import { checkPartitions } from '../transport/topicPartitions.js';
 import type { Logger } from '../observe/log.js';
 import { Health } from '../observe/health.js';
 import { ObserveServer } from '../observe/server.js';
@@ -154,7 +155,10 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
     }
     return out;
   });
-  await ensureTopics(config, config.tables.flatMap((t) => [t.topic, t.dlqTopic]), config.partitions);
+  for (const count of new Set(config.tables.map((t) => t.partitions))) {
+    await ensureTopics(config, config.tables.filter((t) => t.partitions === count).flatMap((t) => [t.topic, t.dlqTopic]), count);
+  }
+  await checkPartitions(config, config.tables);
   return prepared;
 }
 

@@ -1,6 +1,6 @@
 import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializers, type Connection } from '@platformatic/kafka';
 import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity.js';
-import { TunnelError, classify } from '../errors.js';
+import { TunnelError, classify, kafkaProtocolIds } from '../errors.js';
 import type { OutMessage } from './envelope.js';
 import { partitionOf } from './partitions.js';
 
@@ -62,7 +62,10 @@ export async function ensureTopics(kafka: KafkaAccess, topics: string[], partiti
       // Rows of TOAST-sized values (MBs) must fit: the broker's default record limit is 1 MiB.
       await admin.createTopics({ topics: missing, partitions, replicas: -1, configs: [{ name: 'max.message.bytes', value: String(maxMessageBytes) }] });
     } catch (err) {
-      // Another tunnel may have created them in between; only a topic still missing is an error.
+      // Another tunnel may be creating them at the same moment (processes started together): a topic that
+      // already exists is fine, even before the listing shows it; only a topic still missing is an error.
+      const ids = kafkaProtocolIds(err);
+      if (ids.length > 0 && ids.every((id) => id === 'TOPIC_ALREADY_EXISTS')) return;
       const now = await admin.listTopics();
       if (missing.some((t) => !now.includes(t))) throw classify(err);
     }

@@ -32,7 +32,7 @@ test('/health, /ready and /metrics answer for orchestrators and Prometheus', { t
     const text = await (await fetch(`${url}metrics`)).text();
     return /pgtunnel_changes_applied_total\{table="public.employees",op="c"\} 2/.test(text) ? text : undefined;
   }, 20_000, 200);
-  for (const name of ['pgtunnel_changes_captured_total', 'pgtunnel_latency_seconds_bucket', 'pgtunnel_batch_size_bucket', 'pgtunnel_checkpoint_age_seconds', 'pgtunnel_consumer_lag', 'pgtunnel_snapshot_rows', 'pgtunnel_process_resident_memory_bytes']) {
+  for (const name of ['pgtunnel_changes_captured_total', 'pgtunnel_latency_seconds_bucket', 'pgtunnel_batch_size_bucket', 'pgtunnel_checkpoint_age_seconds', 'pgtunnel_consumer_lag', 'pgtunnel_snapshot_rows', 'pgtunnel_consumer_rebalances_total', 'pgtunnel_consumer_assigned_partitions', 'pgtunnel_process_resident_memory_bytes']) {
     assert.ok(new RegExp(`^${name}`, 'm').test(metrics), `${name} in /metrics`);
   }
   // The target goes away: readiness drops, liveness stays.
@@ -64,6 +64,7 @@ test('the dashboard shows a source change and a dead letter live, in a real brow
   await page.goto(url);
   await page.waitForFunction(() => document.getElementById('phase')?.textContent === 'streaming', undefined, { timeout: 20_000 });
   assert.equal(await page.textContent('#applied-total'), '0');
+  await page.waitForFunction(() => /consumer \S+-0: partitions \S+\[0,1,2\], \d+ rebalances/.test(document.getElementById('membership')?.textContent ?? ''), undefined, { timeout: 10_000 });
 
   await query(db.sourceUrl, "INSERT INTO employees VALUES (1, 'Ada', 'Lovelace', '2010-01-01', 'London', 20000)");
   await page.waitForFunction(() => document.getElementById('applied-total')?.textContent === '1', undefined, { timeout: 10_000 });

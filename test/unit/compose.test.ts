@@ -12,9 +12,12 @@ interface Service {
   environment?: Record<string, string | number>;
   ports: string[];
   volumes?: string[];
+  command?: string[];
+  profiles?: string[];
+  deploy?: { replicas?: number };
 }
 
-const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8')) as { services: Record<string, Service> };
+const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true }) as { services: Record<string, Service> };
 
 test('docker-compose.yml serves the two databases and Kafka where the embedded stack does', () => {
   const { source, target, kafka } = compose.services;
@@ -29,7 +32,7 @@ test('docker-compose.yml serves the two databases and Kafka where the embedded s
     assert.equal(pg.environment!.POSTGRES_HOST_AUTH_METHOD, 'trust');
   }
   assert.deepEqual(kafka.ports, [`127.0.0.1:${embeddedDefaults.kafkaPort}:9092`]);
-  assert.equal(kafka.environment!.KAFKA_ADVERTISED_LISTENERS, `PLAINTEXT://${defaultBroker}`);
+  assert.equal(String(kafka.environment!.KAFKA_ADVERTISED_LISTENERS).split(',')[0], `PLAINTEXT://${defaultBroker}`);
   assert.equal(kafka.environment!.KAFKA_PROCESS_ROLES, 'broker,controller');
 });
 
@@ -44,5 +47,25 @@ test('the compose databases create the same employees table as the embedded stac
   assert.ok(sql.includes(`${employeesDdl};`), 'stack/docker/employees.sql holds employeesDdl');
   for (const s of [compose.services.source!, compose.services.target!]) {
     assert.deepEqual(s.volumes, ['./stack/docker/employees.sql:/docker-entrypoint-initdb.d/employees.sql:ro']);
+  }
+});
+
+test('the tunnel services run one image: 2 producers (one stands by) and 3 consumer replicas, reaching the services by name', () => {
+  const { producer, consumers, kafka } = compose.services;
+  assert.ok(producer && consumers, 'services producer and consumers');
+  assert.equal(consumers.image, producer.image, 'one image');
+  assert.equal(consumers.deploy?.replicas, 3);
+  assert.equal(producer.deploy?.replicas, 2);
+  assert.deepEqual(consumers.command, ['node', 'bin/pgtunnel.js', 'run', '--role', 'consumer', '--wait']);
+  assert.deepEqual(producer.command, ['node', 'bin/pgtunnel.js', 'run', '--role', 'producer', '--wait']);
+  for (const s of [producer, consumers]) {
+    assert.deepEqual(s.profiles, ['tunnel'], 'only with --profile tunnel: `docker compose up` still starts the services alone');
+    const env = s.environment!;
+    assert.equal(env.PGTUNNEL_SOURCE_URL, `postgres://postgres@source:5432/${embeddedDefaults.sourceDb}`);
+    assert.equal(env.PGTUNNEL_TARGET_URL, `postgres://postgres@target:5432/${embeddedDefaults.targetDb}`);
+    // the broker advertises this listener to containers; the host's 127.0.0.1:9092 is not theirs
+    assert.ok(String(kafka!.environment!.KAFKA_ADVERTISED_LISTENERS).split(',').includes(`INTERNAL://${env.PGTUNNEL_KAFKA_BROKERS}`));
+    assert.ok(String(kafka!.environment!.KAFKA_LISTENER_SECURITY_PROTOCOL_MAP).includes('INTERNAL:PLAINTEXT'));
+    assert.equal(env.PGTUNNEL_GROUP_INSTANCE_ID, undefined, 'replicas of one service claim distinct groupInstanceIds themselves');
   }
 });

@@ -31,6 +31,15 @@ test('environment variables name real services and override the file', () => {
   assert.deepEqual(cfg.tables.map((t) => [t.schema, t.name, t.changeTable]), [['public', 'employees', 'emp_cdc'], ['sales', 'orders', 'orders_cdc']]);
 });
 
+test('a table may have its own partition count and each consumer process its own groupInstanceId', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'partitions: 6\ntables: [employees, { name: orders, partitions: 12 }]\n');
+  const cfg = loadConfig({ cwd: dir, env: { PGTUNNEL_GROUP_INSTANCE_ID: 'host-a-consumer-1' } });
+  assert.deepEqual(cfg.tables.map((t) => [t.name, t.partitions]), [['employees', 6], ['orders', 12]]);
+  assert.equal(cfg.groupInstanceId, 'host-a-consumer-1');
+  assert.equal(loadConfig({ cwd: dir, env: {} }).groupInstanceId, undefined, 'default: a slot claimed at run time');
+});
+
 test('every configuration error is reported at once, each with its fix', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
   writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'sourceUrl: mysql://nope\npartitions: 0\ntabels: [x]\n');
