@@ -61,7 +61,7 @@ export class CaptureProducer {
     this.part = `producer ${this.id}`;
     this.health.set(this.part, 'starting');
     const db = new URL(config.sourceUrl).pathname.slice(1);
-    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic };
+    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix };
     const masked = new Set(Object.keys(table.mask));
     this.changes = new ChangeReader(table, masked, config.maskSalt);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
@@ -231,7 +231,8 @@ export class CaptureProducer {
         }
         const chunk = await this.snapshot.readChunk(client, state.snapshotLastKey, this.config.snapshotChunkSize);
         const now = Date.now();
-        await this.producer.publish(chunk.flatMap((row) => this.fitted([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now)], { key: row.key, txid: null, changeId: null })));
+        const final = chunk.length < this.config.snapshotChunkSize ? chunk.at(-1) : undefined;
+        await this.producer.publish(chunk.flatMap((row) => this.fitted([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now, row === final)], { key: row.key, txid: null, changeId: null })));
         const last = chunk.at(-1);
         const after: CaptureState = {
           phase: chunk.length < this.config.snapshotChunkSize ? 'streaming' : 'snapshot',
