@@ -177,6 +177,7 @@ export class TargetWriter {
   /** The one strict decoder, and the canonical key every later step uses. */
   private decode(r: RawRecord): Decoded {
     const table = this.table(r.topic);
+    if (r.unreadable) return { poison: { errorClass: 'poison', message: `unreadable record: ${r.unreadable}` } };
     try {
       const envelope = decodeEnvelope(r.key, r.value!, table.statements.key);
       if (envelope.op === 't') return { envelope, key: '' };

@@ -63,6 +63,14 @@ export interface OutMessage {
   headers?: Map<string, string>;
 }
 
+/** A message as Kafka gets it: JSON text, or the Confluent wire format once encoded. */
+export interface WireMessage extends Omit<OutMessage, 'value'> {
+  /** `key` stays the key's JSON text: partitions follow it whatever the format. */
+  value: string | Buffer | undefined;
+  /** The key as written when encoded; else `key` is written. */
+  keyBytes?: Buffer;
+}
+
 const opOfAction: Record<string, Op> = { INSERT: 'c', UPDATE: 'u', DELETE: 'd', TRUNCATE: 't' };
 
 export function opOf(action: string): Op | undefined {
