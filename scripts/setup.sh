@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh clone: Node.js 24 when the system's is older, npm packages, the TypeScript
 # build, the Kafka broker jars and PostgreSQL 15 server binaries. Each step is skipped when its result is
-# already there.
+# already there. Options: --browser (Chromium for the dashboard test), --registry (the embedded schema registry).
 set -euo pipefail
+want() { case " $args " in *" $1 "*) return 0;; esac; return 1; }
+args="$*"
 cd "$(dirname "$0")/.."
 root=$(pwd)
 home=${PGTUNNEL_HOME:-$root/.pgtunnel}
@@ -64,8 +66,24 @@ if [ ! -f "$libs/.resolved-$stamp" ]; then
   mv "$tmp" "$libs"
   touch "$libs/.resolved-$stamp"
 fi
+# Apicurio Registry (the embedded schema registry; stack up --registry) from Maven Central, unpacked once.
+# The version is apicurioVersion in src/stack/schemaRegistry.ts.
+registry="$home/registry/apicurio-registry-3.3.3"
+if want --registry && [ ! -f "$registry/quarkus-run.jar" ]; then
+  command -v mvn >/dev/null || die "Maven is needed to fetch the schema registry; install maven"
+  say "fetching Apicurio Registry 3.3.3 from Maven Central into $registry (158 MB, once)"
+  tmp="$registry.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  mvn -q -B dependency:copy -Dartifact=io.apicurio:apicurio-registry-app:3.3.3:tar.gz:all -DoutputDirectory="$tmp" \
+    || die "Maven could not fetch io.apicurio:apicurio-registry-app:3.3.3 (is Maven Central reachable?)"
+  tar -xzf "$tmp/apicurio-registry-app-3.3.3-all.tar.gz" -C "$tmp" && rm "$tmp/apicurio-registry-app-3.3.3-all.tar.gz" \
+    || die "could not unpack the Apicurio archive in $tmp"
+  rm -rf "$registry"
+  mv "$tmp" "$registry"
+fi
 # Debian's Chromium for the dashboard's browser test (npm test passes --browser)
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+if want --browser && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium "Chromium for the browser test" "(the dashboard test drives /usr/bin/chromium)" \
     || die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
 fi
