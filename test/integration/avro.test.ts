@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Consumer } from '@platformatic/kafka';
+import { Consumer, Producer } from '@platformatic/kafka';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
 import { decodeEnvelope } from '../../src/transport/envelope.js';
@@ -28,21 +28,29 @@ for (const format of ['avro', 'json-schema'] as const) {
   }
 }
 
-/** The first record of a topic, decoded by its schema id the way the consumer does. */
-async function firstRecord(topic: string, registry: SchemaRegistry): Promise<{ key?: string; value?: string; raw: Buffer }> {
+/** The records of a topic as bytes, up to `count`. */
+async function rawRecords(topic: string, count: number): Promise<{ key?: Buffer; value?: Buffer }[]> {
   const consumer = new Consumer({ clientId: 'avro-test', groupId: `avro-test-${Date.now()}`, bootstrapBrokers: [services().brokers] });
+  const out: { key?: Buffer; value?: Buffer }[] = [];
   try {
     const stream = await consumer.consume({ topics: [topic], mode: 'earliest', maxWaitTime: 200 });
     for await (const m of stream) {
-      const d = await new RecordDecoder(registry).decode(m.key as Buffer, m.value as Buffer);
-      await stream.close();
-      assert.ok(!('poison' in d), JSON.stringify(d));
-      return { key: d.key, value: d.value, raw: m.value as Buffer };
+      out.push({ key: (m.key as Buffer | undefined) ?? undefined, value: (m.value as Buffer | undefined) ?? undefined });
+      if (out.length >= count) break;
     }
-    throw new Error('no record');
+    await stream.close();
+    return out;
   } finally {
     await consumer.close(true);
   }
+}
+
+/** The first record of a topic, decoded by its schema id the way the consumer does. */
+async function firstRecord(topic: string, registry: SchemaRegistry): Promise<{ key?: string; value?: string; raw: Buffer }> {
+  const [m] = await rawRecords(topic, 1);
+  const d = await new RecordDecoder(registry).decode(m!.key, m!.value);
+  assert.ok(!('poison' in d), JSON.stringify(d));
+  return { key: d.key, value: d.value, raw: m!.value! };
 }
 
 test('avro: a source column added is a new registered version; a change BACKWARD refuses stops only its table', { timeout: 240_000 }, async (t) => {
@@ -81,8 +89,8 @@ test('avro: a source column added is a new registered version; a change BACKWARD
     const s = await runCli(['status'], env);
     return /publishing stopped/.test(s.stdout) ? s.stdout : undefined;
   }, 30_000, 250);
-  assert.match(status, /employees/);
-  assert.match(status, /fix:/);
+  assert.match(status, /producer public\.employees: degraded — publishing stopped: the schema registry refused the new schema of \S+employees-value/);
+  assert.match(tunnel.output, /producer of public\.employees stopped[^\n]*fix:/, 'the log names the fix');
   assert.deepEqual(await registry.versions(subject), [1, 2], 'the refused schema is not registered');
 
   // the other table goes on
@@ -90,5 +98,33 @@ test('avro: a source column added is a new registered version; a change BACKWARD
   await waitFor('a row of the other table in the target', async () => (await count('items')) === 1);
   assert.equal(await count('employees', "first_name = 'Refused'"), 0, 'the refused table published nothing after the change');
   assert.equal(tunnel.child.exitCode, null, 'the tunnel keeps running');
+  await tunnel.stop();
+});
+
+test('avro: dead letters keep the original bytes and dlq list reads them through the registry; unreadable records are poison', { timeout: 120_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.targetUrl, 'ALTER TABLE employees ADD CONSTRAINT small_salary CHECK (salary < 1000000)');
+  const env = { ...db.env, PGTUNNEL_FORMAT: 'avro', PGTUNNEL_REGISTRY_URL: registryUrl() };
+  const tunnel = await TunnelProcess.start(t, env);
+  const topic = `${db.topicPrefix}.public.employees`;
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) VALUES ('Rich', 2000000)");
+  // forged: the magic byte with an id no registry has
+  const producer = new Producer({ clientId: 'forger', bootstrapBrokers: [services().brokers] });
+  await producer.send({ messages: [{ topic, partition: 0, key: Buffer.from('{"emp_id":424242}'), value: Buffer.from([0, 0, 0x0f, 0x42, 0x3f, 1, 2, 3]) }] });
+  await producer.close();
+  type Letter = { errorClass: string; message: string; value?: string; headers: Record<string, string> };
+  const letters = await waitFor('two dead letters', async () => {
+    const l = JSON.parse((await runCli(['dlq', 'list', '--json'], env)).stdout) as Letter[];
+    return l.length === 2 ? l : undefined;
+  }, 30_000, 250);
+  const refused = letters.find((l) => l.errorClass === 'target')!;
+  assert.ok(refused, JSON.stringify(letters));
+  assert.match(refused.value!, /"after":\{"emp_id":\d+,"first_name":"Rich"/, 'dlq list shows the Avro letter decoded');
+  assert.equal(refused.headers['pgtunnel.original.format'], 'avro');
+  const forged = letters.find((l) => l.errorClass === 'poison')!;
+  assert.match(forged.message, /schema id 999999 is not in the registry/);
+  const raw = await rawRecords(`${topic}.dlq`, 2);
+  assert.ok(raw.every((r) => r.value![0] === 0), 'the letters keep the original wire-format bytes');
+  assert.ok(raw.some((r) => r.value!.equals(Buffer.from([0, 0, 0x0f, 0x42, 0x3f, 1, 2, 3]))));
   await tunnel.stop();
 });
