@@ -71,7 +71,7 @@ export class CaptureProducer {
     this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix };
     const masked = new Set(Object.keys(table.mask));
     this.masked = masked;
-    this.encoder = new TableEncoder(config.format, table.topic, registry);
+    this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry);
     this.changes = new ChangeReader(table, masked, config.maskSalt);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
   }
