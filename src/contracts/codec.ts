@@ -59,6 +59,8 @@ interface Registered {
   id: number;
   type?: avro.Type;
   columns: ColumnType[];
+  /** Each column's Avro field name (computed once, not per row). */
+  fields: string[];
 }
 
 const n = (v: JsonScalar | JsonObject | undefined): bigint | null => (v === null || v === undefined ? null : BigInt(String(v)));
@@ -98,8 +100,8 @@ export class TableEncoder {
     const valueId = await this.register(valueSubject(this.topic), valueDoc);
     this.schemas = { key: JSON.stringify(keyDoc), value: JSON.stringify(valueDoc) };
     const avroFormat = this.format === 'avro';
-    this.key = { id: keyId, columns: keys, type: avroFormat ? avroType(keyDoc as AvroSchema) : undefined };
-    this.value = { id: valueId, columns: values, type: avroFormat ? avroType(valueDoc as AvroSchema) : undefined };
+    this.key = { id: keyId, columns: keys, fields: keys.map((c) => avroName(c.name)), type: avroFormat ? avroType(keyDoc as AvroSchema) : undefined };
+    this.value = { id: valueId, columns: values, fields: values.map((c) => avroName(c.name)), type: avroFormat ? avroType(valueDoc as AvroSchema) : undefined };
     this.derivedFrom = `${version}\u0000${columns.map((c) => c.name).join('\u0000')}`;
   }
 
@@ -119,11 +121,11 @@ export class TableEncoder {
     if (this.format === 'json-schema') {
       return { ...m, keyBytes: m.key === undefined ? undefined : frame(key.id, Buffer.from(m.key)), value: m.value === undefined ? undefined : frame(value.id, Buffer.from(m.value)) };
     }
-    const keyBytes = m.key === undefined ? undefined : frame(key.id, key.type!.toBuffer(this.row(readObject(m.key, 1), key.columns)));
+    const keyBytes = m.key === undefined ? undefined : frame(key.id, key.type!.toBuffer(this.row(readObject(m.key, 1), key)));
     if (m.value === undefined) return { ...m, keyBytes };
     const e = readObject(m.value, 2).values;
     const s = (e.get('source') as JsonObject).values;
-    const image = (v: JsonScalar | JsonObject | undefined) => (v && typeof v === 'object' && 'values' in v ? this.row(v, value.columns) : null);
+    const image = (v: JsonScalar | JsonObject | undefined) => (v && typeof v === 'object' && 'values' in v ? this.row(v, value) : null);
     const record = {
       before: image(e.get('before')),
       after: image(e.get('after')),
@@ -146,13 +148,13 @@ export class TableEncoder {
     return { ...m, keyBytes, value: frame(value.id, value.type!.toBuffer(record)) };
   }
 
-  private row(image: JsonObject, columns: ColumnType[]): Record<string, unknown> {
+  private row(image: JsonObject, { columns, fields }: Registered): Record<string, unknown> {
     if (image.values.size > columns.length || [...image.values.keys()].some((k) => !columns.some((c) => c.name === k))) {
       // capture's columns changed since the schema was derived: the producer derives it again and retries
       throw new TunnelError('PGT_SCHEMA_STALE', `the columns of ${this.topic} changed since its schema was registered`, { errorClass: 'unreachable' });
     }
     const out: Record<string, unknown> = {};
-    for (const c of columns) out[avroName(c.name)] = toAvro(c, image.values.get(c.name));
+    columns.forEach((c, i) => (out[fields[i]!] = toAvro(c, image.values.get(c.name))));
     return out;
   }
 }

@@ -17,9 +17,16 @@ type Reader = { kind: 'json' } | { kind: 'avro'; type: avro.Type; toJson: (v: Re
 const text = (v: unknown) => JSON.stringify(v ?? null);
 const int = (v: unknown) => (v === null || v === undefined ? 'null' : String(v));
 
-function rowText(columns: ColumnType[], row: Record<string, unknown> | null): string {
+/** Each column with its Avro field name and its JSON member name, computed once per writer schema. */
+type Named = { column: ColumnType; field: string; member: string }[];
+
+function named(columns: ColumnType[]): Named {
+  return columns.map((column) => ({ column, field: avroName(column.name), member: JSON.stringify(column.name) }));
+}
+
+function rowText(columns: Named, row: Record<string, unknown> | null): string {
   if (row === null || row === undefined) return 'null';
-  return `{${columns.map((c) => `${JSON.stringify(c.name)}:${fromAvro(c, row[avroName(c.name)])}`).join(',')}}`;
+  return `{${columns.map((c) => `${c.member}:${fromAvro(c.column, row[c.field])}`).join(',')}}`;
 }
 
 function unionRecord(t: AvroSchema): { fields: { name: string; type: AvroSchema }[] } | undefined {
@@ -33,12 +40,12 @@ function avroReader(schema: Record<string, unknown>): Reader {
   const fields = schema.fields as { name: string; type: AvroSchema }[];
   const before = fields.find((f) => f.name === 'before');
   if (!before) {
-    const columns = columnsOfRecord(schema as never);
+    const columns = named(columnsOfRecord(schema as never));
     return { kind: 'avro', type, toJson: (v) => rowText(columns, v) };
   }
   const record = unionRecord(before.type);
   if (!record) throw new Error('the envelope schema has no row record in "before"');
-  const columns = columnsOfRecord(record as never);
+  const columns = named(columnsOfRecord(record as never));
   return {
     kind: 'avro',
     type,
