@@ -40,10 +40,16 @@ function column(c: ColumnType): Schema {
   return c.nullable ? { oneOf: [{ type: 'null' }, s] } : s;
 }
 
-/** Row columns are not `required`: a column added on the source stays a backward-compatible change. */
+/**
+ * Rows are a closed content model (`additionalProperties: false`) and their columns not `required`: a
+ * column added on the source is then a BACKWARD-compatible change (in an open model, old data could hold
+ * anything under the new name, so registries refuse it). Removing a property from a closed model is not:
+ * a DROP COLUMN needs the subject's compatibility relaxed (README).
+ */
 function record(title: string, columns: ColumnType[], required = false): Schema {
   const properties = Object.fromEntries(columns.map((c) => [c.name, column(c)]));
-  return required ? { type: 'object', title, properties, required: columns.map((c) => c.name) } : { type: 'object', title, properties };
+  const closed = { type: 'object', title, properties, additionalProperties: false };
+  return required ? { ...closed, required: columns.map((c) => c.name) } : closed;
 }
 
 const draft = 'http://json-schema.org/draft-07/schema#';

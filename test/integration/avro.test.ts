@@ -128,3 +128,21 @@ test('avro: dead letters keep the original bytes and dlq list reads them through
   assert.ok(raw.some((r) => r.value!.equals(Buffer.from([0, 0, 0x0f, 0x42, 0x3f, 1, 2, 3]))));
   await tunnel.stop();
 });
+
+test('json-schema: a source column added is a new compatible version, and its values arrive', { timeout: 120_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const env = { ...db.env, PGTUNNEL_FORMAT: 'json-schema', PGTUNNEL_REGISTRY_URL: registryUrl() };
+  const registry = new SchemaRegistry({ url: registryUrl() });
+  const subject = `${db.topicPrefix}.public.employees-value`;
+  await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('Ada')");
+  const tunnel = await TunnelProcess.start(t, env);
+  assert.deepEqual(await registry.versions(subject), [1]);
+  assert.equal((await registry.latest(subject))!.schemaType, 'JSON');
+  await query(db.sourceUrl, 'ALTER TABLE employees ADD COLUMN email text');
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, email) VALUES ('Grace', 'g@h.i')");
+  await waitFor('the new column\'s value in the target', async () => (await query<{ email: string }>(db.targetUrl, "SELECT email FROM employees WHERE first_name = 'Grace'"))[0]?.email === 'g@h.i');
+  assert.deepEqual(await registry.versions(subject), [1, 2]);
+  const raw = await rawRecords(`${db.topicPrefix}.public.employees`, 2);
+  assert.ok(raw.every((r) => r.value![0] === 0 && r.value!.subarray(5).toString().startsWith('{"before":')), 'the wire format around the JSON envelope');
+  await tunnel.stop();
+});
