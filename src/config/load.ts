@@ -20,6 +20,8 @@ export interface TableConfig {
   rules: RuleSpec[];
   onMissingKey: 'upsert' | 'dead-letter';
   orderPolicy: 'park' | 'continue';
+  /** This table's encoding; unset: the top-level format. */
+  format?: 'json' | 'avro' | 'json-schema';
   exclude: string[];
   mask: Record<string, 'sha256'>;
   autoCreate: boolean;
@@ -109,6 +111,7 @@ export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate:
     rules: spec.rules ?? [],
     onMissingKey: spec.onMissingKey ?? 'upsert',
     orderPolicy: spec.orderPolicy ?? 'park',
+    ...(spec.format ? { format: spec.format } : {}),
     exclude: spec.exclude ?? [],
     mask: spec.mask ?? {},
     autoCreate: spec.autoCreate ?? autoCreate,
@@ -267,6 +270,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   };
   const format = merged.format ?? (registry ? 'avro' : 'json');
   if (format !== 'json' && !registry) errors.push(`format: ${format} needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded, or format: json`);
+  for (const t of tables) if (t.format && t.format !== 'json' && !registry) errors.push(`tables: ${t.schema}.${t.name} has format ${t.format}, which needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded`);
   const kafkaSecurity = resolveKafkaSecurity(fileData, envResult.success ? envResult.data : {}, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });

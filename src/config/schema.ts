@@ -77,6 +77,8 @@ export const tableEntrySchema = z.union([
       onMissingKey: z.enum(['upsert', 'dead-letter']).optional(),
       /** After a key's dead letter: park its later changes behind it (park) or apply them (continue). */
       orderPolicy: z.enum(['park', 'continue']).optional(),
+      /** This table's encoding, over the top-level format. */
+      format: z.enum(['json', 'avro', 'json-schema']).optional(),
       /** Columns never captured: not in the change table, never read, never in Kafka. */
       exclude: z.array(identifier).optional(),
       /** Columns published as a salted hash of their value (maskSalt) instead of the value. */
