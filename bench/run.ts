@@ -1,5 +1,6 @@
 // npm run bench [-- --quick]: latency, throughput, snapshot speed, capture overhead and memory, each as a
 // ratio to a baseline measured in the same invocation; appends a dated table to bench/RESULTS.md.
+// `-- --peers` runs Debezium beside pgtunnel instead (bench/peers.ts).
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -7,12 +8,14 @@ import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
 import { BenchContext, root } from './context.js';
 import { nativeLatency, tunnelLatency } from './latency.js';
 import { overhead } from './overhead.js';
+import { peersBench } from './peers.js';
 import { latencyPlot } from './plot.js';
 import { snapshot } from './snapshot.js';
 import { throughput } from './throughput.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, peers: { type: 'boolean', default: false } } });
 const quick = values.quick!;
+
 const plan = quick
   ? { rate: 200, latencySeconds: 4, throughputSeconds: 3, bulkCap: 20_000, snapshotRows: 20_000, overheadRows: 10_000, pgbenchSeconds: 2 }
   : { rate: 1000, latencySeconds: 60, throughputSeconds: 20, bulkCap: 500_000, snapshotRows: 1_000_000, overheadRows: 100_000, pgbenchSeconds: 15 };
@@ -27,6 +30,16 @@ const started = Date.now();
 type Row = { measure: string; baseline: string; tunnel: string; ratio: string; target: string; met: boolean };
 const rows: Row[] = [];
 const f = (n: number, digits = 1) => n.toFixed(digits);
+
+if (values.peers) {
+  try {
+    await peersBench(ctx, quick, !values['no-record'] && !quick);
+    log(`done in ${f((Date.now() - started) / 1000, 0)} s`);
+  } finally {
+    await own?.stack.down();
+  }
+  process.exit(0);
+}
 
 try {
   log(`plan ${JSON.stringify(plan)}`);

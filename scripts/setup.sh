@@ -6,6 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 home=${PGTUNNEL_HOME:-$root/.pgtunnel}
+browser=false connect=false
+for arg in "$@"; do
+  case $arg in
+    --browser) browser=true ;;   # Chromium for the dashboard's browser test
+    --connect) connect=true ;;   # Kafka Connect + Debezium for the interop test and bench --peers
+    *) printf 'setup: error: unknown option %s (known: --browser --connect)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # apt_install PACKAGE WHAT [FIX]: installs a Debian package as root; returns 1 where apt-get cannot be used
@@ -65,8 +73,10 @@ if [ ! -f "$libs/.resolved-$stamp" ]; then
   touch "$libs/.resolved-$stamp"
 fi
 # Debian's Chromium for the dashboard's browser test (npm test passes --browser)
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+if $browser && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium "Chromium for the browser test" "(the dashboard test drives /usr/bin/chromium)" \
     || die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
 fi
+# Kafka Connect and Debezium from Maven Central (npm test passes --connect)
+if $connect; then bash scripts/connect.sh; fi
 say "ready"

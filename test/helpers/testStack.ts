@@ -17,7 +17,7 @@ function bindable(port: number): Promise<boolean> {
  * stopped broker can be handed the broker's own port as its local port and connect to itself,
  * taking the port the restarted broker needs.
  */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   for (;;) {
     const port = 20000 + Math.floor(Math.random() * 12000);
     if (await bindable(port)) return port;
