@@ -6,12 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 home=${PGTUNNEL_HOME:-$root/.pgtunnel}
-browser=false connect=false
+browser=false connect=false python=false
 for arg in "$@"; do
   case $arg in
     --browser) browser=true ;;   # Chromium for the dashboard's browser test
     --connect) connect=true ;;   # Kafka Connect + Debezium for the interop test and bench --peers
-    *) printf 'setup: error: unknown option %s (known: --browser --connect)\n' "$arg" >&2; exit 2 ;;
+    --python) python=true ;;     # a venv with confluent-kafka for the Python consumer test
+    *) printf 'setup: error: unknown option %s (known: --browser --connect --python)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf 'setup: %s\n' "$*" >&2; }
@@ -79,4 +80,5 @@ if $browser && [ ! -x /usr/bin/chromium ]; then
 fi
 # Kafka Connect and Debezium from Maven Central (npm test passes --connect)
 if $connect; then bash scripts/connect.sh; fi
+if $python; then bash scripts/python.sh; fi
 say "ready"
