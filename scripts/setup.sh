@@ -1,20 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh clone: Node.js 24 when the system's is older, npm packages, the TypeScript
 # build, the Kafka broker jars and PostgreSQL 15 server binaries. Each step is skipped when its result is
-# already there.
+# already there. Options: --browser (Chromium for the dashboard test), --registry (the embedded schema registry),
+# --connect (Kafka Connect + Debezium: interop test, bench --peers), --python (confluent-kafka venv: Python consumer test).
 set -euo pipefail
+want() { case " $args " in *" $1 "*) return 0;; esac; return 1; }
+args="$*"
 cd "$(dirname "$0")/.."
 root=$(pwd)
 home=${PGTUNNEL_HOME:-$root/.pgtunnel}
-browser=false connect=false python=false
-for arg in "$@"; do
-  case $arg in
-    --browser) browser=true ;;   # Chromium for the dashboard's browser test
-    --connect) connect=true ;;   # Kafka Connect + Debezium for the interop test and bench --peers
-    --python) python=true ;;     # a venv with confluent-kafka for the Python consumer test
-    *) printf 'setup: error: unknown option %s (known: --browser --connect --python)\n' "$arg" >&2; exit 2 ;;
-  esac
-done
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # apt_install PACKAGE WHAT [FIX]: installs a Debian package as root; returns 1 where apt-get cannot be used
@@ -73,12 +67,28 @@ if [ ! -f "$libs/.resolved-$stamp" ]; then
   mv "$tmp" "$libs"
   touch "$libs/.resolved-$stamp"
 fi
+# Apicurio Registry (the embedded schema registry; stack up --registry) from Maven Central, unpacked once.
+# The version is apicurioVersion in src/stack/schemaRegistry.ts.
+registry="$home/registry/apicurio-registry-3.3.3"
+if want --registry && [ ! -f "$registry/quarkus-run.jar" ]; then
+  command -v mvn >/dev/null || die "Maven is needed to fetch the schema registry; install maven"
+  say "fetching Apicurio Registry 3.3.3 from Maven Central into $registry (158 MB, once)"
+  tmp="$registry.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  mvn -q -B dependency:copy -Dartifact=io.apicurio:apicurio-registry-app:3.3.3:tar.gz:all -DoutputDirectory="$tmp" \
+    || die "Maven could not fetch io.apicurio:apicurio-registry-app:3.3.3 (is Maven Central reachable?)"
+  tar -xzf "$tmp/apicurio-registry-app-3.3.3-all.tar.gz" -C "$tmp" && rm "$tmp/apicurio-registry-app-3.3.3-all.tar.gz" \
+    || die "could not unpack the Apicurio archive in $tmp"
+  rm -rf "$registry"
+  mv "$tmp" "$registry"
+fi
 # Debian's Chromium for the dashboard's browser test (npm test passes --browser)
-if $browser && [ ! -x /usr/bin/chromium ]; then
+if want --browser && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium "Chromium for the browser test" "(the dashboard test drives /usr/bin/chromium)" \
     || die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
 fi
 # Kafka Connect and Debezium from Maven Central (npm test passes --connect)
-if $connect; then bash scripts/connect.sh; fi
-if $python; then bash scripts/python.sh; fi
+if want --connect; then bash scripts/connect.sh; fi
+if want --python; then bash scripts/python.sh; fi
 say "ready"

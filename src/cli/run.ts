@@ -52,8 +52,7 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
   let cleanup = async () => {};
   try {
     let cfg = config(globals);
-    const { stack, started } = await embeddedStack(cfg);
-    if (stack) cleanup = () => stack.down(started);
+    cleanup = (await embeddedStack(cfg)).stop;
     cfg = await withTables(cfg);
     if (cfg.embedded && options.seed) {
       const seeded = await withClient(cfg.sourceUrl, 'source', (c) => seedEmployees(c, options.seedRows));

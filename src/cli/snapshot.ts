@@ -20,8 +20,7 @@ export function registerSnapshot(program: Command): void {
       let cleanup = async () => {};
       try {
         let cfg = config(command.optsWithGlobals<GlobalOptions>());
-        const { stack, started } = await embeddedStack(cfg);
-        if (stack) cleanup = () => stack.down(started);
+        cleanup = (await embeddedStack(cfg)).stop;
         cfg = await withTables(cfg);
         const tables = await prepare(cfg, log);
         if (options.restart) {

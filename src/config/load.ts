@@ -5,7 +5,8 @@ import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
-import { withPassword } from './secrets.js';
+import type { RegistryAccess } from '../contracts/registry.js';
+import { registryPassword, withPassword } from './secrets.js';
 import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
 
 export interface TableConfig {
@@ -48,6 +49,11 @@ export interface TunnelConfig {
   maskSalt: string;
   httpToken?: string;
   httpAllowedHosts: string[];
+  /** The schema registry, when one is configured (registryUrl, or `registry: embedded`). */
+  registry?: RegistryAccess;
+  /** `registry: embedded`: run the stack's Apicurio registry. */
+  embeddedRegistry: boolean;
+  format: 'json' | 'avro' | 'json-schema';
 }
 
 export const embeddedDefaults = {
@@ -55,6 +61,8 @@ export const embeddedDefaults = {
   targetPort: 5434,
   kafkaPort: 9092,
   controllerPort: 9093,
+  registryPort: 8081,
+  registryManagementPort: 8082,
   sourceDb: 'db1',
   targetDb: 'db2',
 } as const;
@@ -62,6 +70,7 @@ export const embeddedDefaults = {
 export const defaultSourceUrl = `postgres://postgres@127.0.0.1:${embeddedDefaults.sourcePort}/${embeddedDefaults.sourceDb}`;
 export const defaultTargetUrl = `postgres://postgres@127.0.0.1:${embeddedDefaults.targetPort}/${embeddedDefaults.targetDb}`;
 export const defaultBroker = `127.0.0.1:${embeddedDefaults.kafkaPort}`;
+export const defaultRegistryUrl = `http://127.0.0.1:${embeddedDefaults.registryPort}/apis/ccompat/v7`;
 
 const fixes: Record<string, string> = {
   sourceUrl: 'set PGTUNNEL_SOURCE_URL or sourceUrl to e.g. postgres://postgres@127.0.0.1:5433/db1',
@@ -141,6 +150,11 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
+  for (const [name, key] of [['URL', 'registryUrl'], ['USERNAME', 'registryUsername'], ['PASSWORD', 'registryPassword'], ['PASSWORD_FILE', 'registryPasswordFile']] as const) {
+    if (env[`PGTUNNEL_REGISTRY_${name}`]) out[key] = env[`PGTUNNEL_REGISTRY_${name}`];
+  }
+  if (env.PGTUNNEL_REGISTRY) out.registry = env.PGTUNNEL_REGISTRY;
+  if (env.PGTUNNEL_FORMAT) out.format = env.PGTUNNEL_FORMAT;
   if (env.PGTUNNEL_HTTP_ALLOWED_HOSTS) out.httpAllowedHosts = env.PGTUNNEL_HTTP_ALLOWED_HOSTS.split(',').map((s) => s.trim()).filter(Boolean);
   Object.assign(out, kafkaSecurityEnv(env));
   for (const side of ['source', 'target'] as const) {
@@ -239,6 +253,14 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   }
   const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
   const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);
+  const registryUrl = merged.registryUrl ?? (merged.registry === 'embedded' ? defaultRegistryUrl : undefined);
+  const registry = registryUrl === undefined ? undefined : {
+    url: registryUrl,
+    username: merged.registryUsername,
+    password: registryPassword({ password: merged.registryPassword, passwordFile: merged.registryPasswordFile }, cwd, errors),
+  };
+  const format = merged.format ?? (registry ? 'avro' : 'json');
+  if (format !== 'json' && !registry) errors.push(`format: ${format} needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded, or format: json`);
   const kafkaSecurity = resolveKafkaSecurity(fileData, envResult.success ? envResult.data : {}, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
@@ -263,5 +285,8 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     maskSalt: merged.maskSalt ?? '',
     httpToken: merged.httpToken,
     httpAllowedHosts: merged.httpAllowedHosts ?? [],
+    registry,
+    embeddedRegistry: merged.registry === 'embedded',
+    format,
   };
 }

@@ -117,6 +117,15 @@ export const fileSchema = z
     targetPasswordFile: z.string().min(1).optional(),
     /** Default of every table's autoCreate. */
     autoCreate: z.boolean().optional(),
+    /** A Confluent-compatible schema registry (Confluent, Apicurio's /apis/ccompat/v7, Karapace, Redpanda). */
+    registryUrl: z.string().url().regex(/^https?:\/\//, 'must be an http(s) URL, e.g. http://127.0.0.1:8081/apis/ccompat/v7').optional(),
+    registryUsername: z.string().min(1).optional(),
+    registryPassword: z.string().min(1).optional(),
+    registryPasswordFile: z.string().min(1).optional(),
+    /** `embedded`: run the stack's Apicurio registry (stack up --registry); registryUrl then defaults to it. */
+    registry: z.literal('embedded').optional(),
+    /** The encoding of the topics: avro and json-schema need a registry. */
+    format: z.enum(['json', 'avro', 'json-schema']).optional(),
     /** The salt of masked columns (mask: {col: sha256}); keep it secret, or hashes of guessable values can be reversed. */
     maskSalt: z.string().min(16, 'must be at least 16 characters').optional(),
   })

@@ -44,3 +44,21 @@ export function withPassword(url: string, side: 'source' | 'target', given: Pass
     return url;
   }
 }
+
+/**
+ * The schema registry's password from `registryPassword` / `registryPasswordFile` (yaml) or
+ * PGTUNNEL_REGISTRY_PASSWORD(_FILE); registered with the redaction so it never prints.
+ */
+export function registryPassword(given: PasswordSources, cwd: string, errors: string[]): string | undefined {
+  registerSecret(given.password);
+  if (given.passwordFile === undefined) return given.password;
+  const file = path.resolve(cwd, given.passwordFile);
+  try {
+    const password = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    registerSecret(password);
+    return password;
+  } catch (err) {
+    errors.push(`registryPasswordFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}) — fix: point PGTUNNEL_REGISTRY_PASSWORD_FILE at a readable file holding only the password`);
+    return undefined;
+  }
+}

@@ -5,6 +5,7 @@ import { embeddedDefaults } from '../config/load.js';
 import type { Logger } from '../observe/log.js';
 import { KafkaBroker } from './kafkaBroker.js';
 import { PostgresCluster } from './postgresCluster.js';
+import { registryAppDir, SchemaRegistryServer, type RegistryServerOptions } from './schemaRegistry.js';
 import { StackSecurity, stackKafkaUser } from './stackSecurity.js';
 
 export interface StackPorts {
@@ -12,34 +13,53 @@ export interface StackPorts {
   targetPort: number;
   kafkaPort: number;
   controllerPort: number;
+  /** The optional schema registry's API and management (health) ports; 8081 and 8082 by default. */
+  registryPort?: number;
+  registryManagementPort?: number;
 }
 
-export type StackPart = 'source' | 'target' | 'kafka';
+export type StackPart = 'source' | 'target' | 'kafka' | 'registry';
+
+export interface StackOptions {
+  secure?: boolean;
+  /** Topic names of the registry's storage (several registries on one broker). */
+  registry?: RegistryServerOptions;
+}
 
 /**
- * The embedded stack: two real PostgreSQL clusters and one real Kafka broker under one root.
+ * The embedded stack: two real PostgreSQL clusters and one real Kafka broker under one root, and on
+ * request (`stack up --registry`) a schema registry storing its schemas in that broker.
  * Processes left running (by `stack up`, or by a tunnel that crashed) are reused, never restarted.
  */
 export class LocalStack {
   readonly source: PostgresCluster;
   readonly target: PostgresCluster;
   readonly kafka: KafkaBroker;
+  readonly registry: SchemaRegistryServer;
   /** Set in secure mode: TLS and passwords on PostgreSQL, SASL_SSL on Kafka (opt-in; the demo is trust-on-loopback). */
   readonly security: StackSecurity | undefined;
 
-  constructor(home: string, private readonly log: Logger, ports: StackPorts = embeddedDefaults, root = home, options: { secure?: boolean } = {}) {
+  constructor(home: string, private readonly log: Logger, ports: StackPorts = embeddedDefaults, root = home, options: StackOptions = {}) {
     this.security = options.secure ? new StackSecurity(root) : undefined;
     this.source = new PostgresCluster('source', path.join(root, 'pg'), ports.sourcePort, log, this.security);
     this.target = new PostgresCluster('target', path.join(root, 'pg'), ports.targetPort, log, this.security);
     this.kafka = new KafkaBroker(path.join(root, 'kafka'), path.join(home, 'kafka', 'libs'), ports.kafkaPort, ports.controllerPort, log, this.security);
+    this.registry = new SchemaRegistryServer(path.join(root, 'registry'), registryAppDir(home), ports.registryPort ?? embeddedDefaults.registryPort,
+      ports.registryManagementPort ?? embeddedDefaults.registryManagementPort, this.kafka.bootstrap, log, options.registry);
   }
 
   /** Starts what is not running; returns the parts this call started (only those may be stopped by it). */
-  async up(sourceDb: string = embeddedDefaults.sourceDb, targetDb: string = embeddedDefaults.targetDb): Promise<StackPart[]> {
+  async up(sourceDb: string = embeddedDefaults.sourceDb, targetDb: string = embeddedDefaults.targetDb, withRegistry = false): Promise<StackPart[]> {
     const started: StackPart[] = [];
     await this.security?.ensure(this.log);
-    const [s, t, k] = await Promise.allSettled([this.source.start(), this.target.start(), this.kafka.start()]);
-    for (const [part, result] of [['source', s], ['target', t], ['kafka', k]] as const) {
+    if (withRegistry && this.security) throw new Error('the secure stack has no schema registry');
+    // the registry stores its schemas in Kafka: it starts once the broker is ready
+    const kafkaThenRegistry = this.kafka.start().then(async (k) => {
+      if (k) started.push('kafka');
+      if (withRegistry && (await this.registry.start())) started.push('registry');
+    });
+    const [s, t, k] = await Promise.allSettled([this.source.start(), this.target.start(), kafkaThenRegistry]);
+    for (const [part, result] of [['source', s], ['target', t]] as const) {
       if (result.status === 'fulfilled' && result.value) started.push(part);
     }
     const failed = [s, t, k].find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -73,10 +93,12 @@ export class LocalStack {
     return file;
   }
 
-  async down(parts: StackPart[] = ['source', 'target', 'kafka']): Promise<void> {
+  async down(parts: StackPart[] = ['source', 'target', 'kafka', 'registry']): Promise<void> {
     const stops: Promise<void>[] = [];
-    // Kafka first is not required: each part stops on its own.
-    if (parts.includes('kafka')) stops.push(this.kafka.stop());
+    // The registry before its broker (it would wait for Kafka at shutdown); the rest stop on their own.
+    const registry = parts.includes('registry') ? this.registry.stop() : Promise.resolve();
+    if (parts.includes('kafka')) stops.push(registry.then(() => this.kafka.stop()));
+    else stops.push(registry);
     if (parts.includes('source')) stops.push(this.source.stop());
     if (parts.includes('target')) stops.push(this.target.stop());
     const results = await Promise.allSettled(stops);
@@ -84,11 +106,14 @@ export class LocalStack {
     if (failed) throw failed.reason;
   }
 
-  status(): Record<StackPart, { running: boolean; address: string }> {
+  /** The parts and their addresses; the optional registry only when asked for. */
+  status(withRegistry = false): Partial<Record<StackPart, { running: boolean; address: string }>> {
+    const registry = withRegistry ? { registry: { running: this.registry.isRunning(), address: this.registry.url } } : {};
     return {
       source: { running: this.source.isRunning(), address: this.source.url(embeddedDefaults.sourceDb) },
       target: { running: this.target.isRunning(), address: this.target.url(embeddedDefaults.targetDb) },
       kafka: { running: this.kafka.isRunning(), address: `${this.kafka.bootstrap}${this.security ? ' (SASL_SSL, SCRAM-SHA-512, client certificate)' : ''}` },
+      ...registry,
     };
   }
 }
