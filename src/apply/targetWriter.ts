@@ -177,6 +177,7 @@ export class TargetWriter {
   /** The one strict decoder, and the canonical key every later step uses. */
   private decode(r: RawRecord): Decoded {
     const table = this.table(r.topic);
+    if (r.unreadable) return { poison: { errorClass: 'poison', message: `unreadable record: ${r.unreadable}` } };
     try {
       const envelope = decodeEnvelope(r.key, r.value!, table.statements.key);
       if (envelope.op === 't') return { envelope, key: '' };
@@ -205,8 +206,8 @@ export class TargetWriter {
       const table = this.table(r.topic);
       const { envelope, key } = d;
       if (envelope.op === 't') {
-        if (table.truncateRecorded && !(await table.truncateRecorded(envelope.source.txid, envelope.source.changeId))) {
-          outcome.dead(r, { errorClass: 'poison', message: `a truncate the source's capture did not record (txid ${envelope.source.txid}, change ${envelope.source.changeId}) is not honoured` }, false);
+        if (table.truncateRecorded && !(await table.truncateRecorded(envelope.source.txId, envelope.source.lsn))) {
+          outcome.dead(r, { errorClass: 'poison', message: `a truncate the source's capture did not record (txId ${envelope.source.txId}, lsn ${envelope.source.lsn}) is not honoured` }, false);
           continue;
         }
         await this.write(segment, outcome);

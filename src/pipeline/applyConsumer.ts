@@ -1,4 +1,4 @@
-import { Consumer, stringDeserializers, type Message, type MessagesStream } from '@platformatic/kafka';
+import { Consumer, stringDeserializer, type Message, type MessagesStream } from '@platformatic/kafka';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
@@ -8,13 +8,18 @@ import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import { applySession } from '../apply/session.js';
 import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
+import { RecordDecoder } from '../contracts/recordDecoder.js';
+import type { SchemaRegistryClient } from '../contracts/codec.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
 import { failpoint } from './failpoints.js';
 import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
 
-type StringMessage = Message<string, string, string, string>;
+type StringMessage = Message<Buffer, Buffer, string, string>;
+
+/** Keys and values as bytes: JSON text and the wire format (Avro, JSON Schema) alike; headers as text. */
+const bytesDeserializers = { key: (b?: Buffer) => b, value: (b?: Buffer) => b, headerKey: stringDeserializer, headerValue: stringDeserializer };
 
 /** A polled set and when its first message arrived, for the stage timings. */
 export interface PolledSet<M> {
@@ -86,17 +91,21 @@ export class ApplyConsumer {
     private readonly log: Logger,
     private readonly health: Health,
     private readonly clientId = 'pgtunnel-apply',
+    registry?: SchemaRegistryClient,
   ) {
     health.set('consumer', 'starting');
+    this.decoder = new RecordDecoder(registry);
   }
+
+  private readonly decoder: RecordDecoder;
 
   async run(signal: AbortSignal): Promise<void> {
     const backoff = new Backoff();
     const dlq = new DeadLetterWriter(this.deadLetters);
     while (!signal.aborted) {
       let target: pg.Client | undefined;
-      let consumer: Consumer<string, string, string, string> | undefined;
-      let stream: MessagesStream<string, string, string, string> | undefined;
+      let consumer: Consumer<Buffer, Buffer, string, string> | undefined;
+      let stream: MessagesStream<Buffer, Buffer, string, string> | undefined;
       const offsets = new GroupOffsets(this.log);
       try {
         target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
@@ -111,7 +120,7 @@ export class ApplyConsumer {
           ...kafkaClientOptions(this.config),
           groupId: this.config.groupId,
           autocommit: false,
-          deserializers: stringDeserializers,
+          deserializers: bytesDeserializers,
           // the broker's minimum: a consumer killed with -9 leaves the group quickly
           sessionTimeout: 6000,
           heartbeatInterval: 1000,
@@ -154,7 +163,7 @@ export class ApplyConsumer {
 
   private async applySet({ messages: set, arrivedAt }: PolledSet<StringMessage>, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
     const takenAt = Date.now();
-    const records: RawRecord[] = set.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key ?? undefined, value: m.value ?? undefined }));
+    const records = await Promise.all(set.map((m) => this.record(m)));
     const result = await writer.apply(records);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
@@ -162,6 +171,21 @@ export class ApplyConsumer {
     offsets.note(set);
     // Stage timings of each set, for the latency hunt (bench/stall.ts reads them).
     this.log.debug({ count: set.length, arrivedAt, takenAt, committedAt: Date.now() }, 'set applied');
+  }
+
+  /** A polled message as the apply path reads it: JSON texts, whatever format it was written in. */
+  private async record(m: StringMessage): Promise<RawRecord> {
+    const base = { topic: m.topic, partition: m.partition, offset: m.offset };
+    const key = m.key ?? undefined;
+    const value = m.value ?? undefined;
+    const d = await this.decoder.decode(key, value);
+    if ('poison' in d) {
+      return { ...base, key: key?.toString('latin1'), value: '', unreadable: d.poison, wire: { key, value, format: 'unreadable' } };
+    }
+    const form = d.form.value ?? d.form.key;
+    const record: RawRecord = { ...base, key: d.key, value: d.value };
+    if (form && form.format !== 'json') record.wire = { key, value, format: form.format, schemaId: form.schemaId };
+    return record;
   }
 }
 

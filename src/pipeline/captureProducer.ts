@@ -8,7 +8,11 @@ import { tableId } from '../capture/install.js';
 import { advance, isBatchComplete, nextPageSize } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
-import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef } from '../transport/envelope.js';
+import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef, type WireMessage } from '../transport/envelope.js';
+import { TableEncoder, UnencodableError, type Format, type SchemaRegistryClient } from '../contracts/codec.js';
+import { columnKinds } from '../contracts/columnKinds.js';
+import type { CapturedColumns } from '../capture/changeReader.js';
+import { qualified } from '../pg.js';
 import { maxMessageBytes, type EnvelopeProducer } from '../transport/kafka.js';
 import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
 import type { Logger } from '../observe/log.js';
@@ -47,6 +51,8 @@ export class CaptureProducer {
   private pageSize = 0;
   private snapshotStarted: { at: number; rows: number } | undefined;
   private uncaptured = '';
+  private readonly encoder: TableEncoder;
+  private readonly masked: Set<string>;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -56,13 +62,17 @@ export class CaptureProducer {
     private readonly log: Logger,
     private readonly health: Health,
     private readonly onPhase: (phase: CaptureState['phase']) => void = () => {},
+    registry?: SchemaRegistryClient,
   ) {
     this.id = tableId(table);
     this.part = `producer ${this.id}`;
     this.health.set(this.part, 'starting');
     const db = new URL(config.sourceUrl).pathname.slice(1);
-    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic };
+    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix };
     const masked = new Set(Object.keys(table.mask));
+    this.masked = masked;
+    const format = (table as { format?: Format }).format ?? (config as { format?: Format }).format ?? 'json';
+    this.encoder = new TableEncoder(format, table.topic, registry);
     this.changes = new ChangeReader(table, masked, config.maskSalt);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
   }
@@ -96,6 +106,12 @@ export class CaptureProducer {
         }
       } catch (err) {
         const e = classify(err);
+        if (e.code === 'PGT_REGISTRY_INCOMPATIBLE') {
+          // only this table stops: its schema change waits for the fix, the other tables go on
+          this.health.set(this.part, 'degraded', `publishing stopped: ${describeError(e)}`);
+          this.log.error({ table: this.id, code: e.code }, `producer of ${this.id} stopped: ${describeError(e)}`);
+          return;
+        }
         if (!e.retryable) throw e;
         const wait = backoff.next();
         telemetry.retried('producer', e.errorClass);
@@ -126,13 +142,24 @@ export class CaptureProducer {
    * trigger could follow): those are named in the log and in status until `pgtunnel install` adopts them.
    */
   private async refreshColumns(client: pg.Client): Promise<void> {
-    this.snapshot.use(await this.changes.refresh(client, this.ref.key));
+    const captured = await this.changes.refresh(client, this.ref.key);
+    this.snapshot.use(captured);
+    await this.useSchemas(client, captured);
     const missing = (await uncapturedColumns(client, this.table)).join(', ');
     if (missing !== this.uncaptured) {
       this.uncaptured = missing;
       if (missing) this.log.warn({ table: this.id, columns: missing }, `columns ${missing} of ${this.id} are not captured; run \`pgtunnel install\` to adopt them`);
     }
     this.health.set(`capture ${this.id}`, missing ? 'degraded' : 'ok', missing ? `columns not captured: ${missing} — run \`pgtunnel install\` to adopt them` : undefined);
+  }
+
+  /** Schemas follow the captured columns: derived from the catalog and registered when they change. */
+  private async useSchemas(client: pg.Client, captured: CapturedColumns): Promise<void> {
+    if (this.encoder.format === 'json' || this.encoder.describes(captured.schemaVersion, captured.columns)) return;
+    const table = qualified(this.table.schema, this.table.name);
+    const columns = await columnKinds(client, table, captured.columns, this.masked);
+    await this.encoder.use(captured.schemaVersion, columns, await columnKinds(client, table, this.ref.key));
+    this.log.info({ table: this.id, format: this.encoder.format, schemaVersion: captured.schemaVersion }, 'schemas registered');
   }
 
   /** One unit of work; true when more work is likely waiting. */
@@ -231,7 +258,8 @@ export class CaptureProducer {
         }
         const chunk = await this.snapshot.readChunk(client, state.snapshotLastKey, this.config.snapshotChunkSize);
         const now = Date.now();
-        await this.producer.publish(chunk.flatMap((row) => this.fitted([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now)], { key: row.key, txid: null, changeId: null })));
+        const final = chunk.length < this.config.snapshotChunkSize ? chunk.at(-1) : undefined;
+        await this.producer.publish(chunk.flatMap((row) => this.encoded([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now, row === final)], { key: row.key, txid: null, changeId: null })));
         const last = chunk.at(-1);
         const after: CaptureState = {
           phase: chunk.length < this.config.snapshotChunkSize ? 'streaming' : 'snapshot',
@@ -273,13 +301,13 @@ export class CaptureProducer {
     }
   }
 
-  private toMessages(changes: ChangeRow[]): OutMessage[] {
+  private toMessages(changes: ChangeRow[]): WireMessage[] {
     const now = Date.now();
-    const out: OutMessage[] = [];
+    const out: WireMessage[] = [];
     for (const change of changes) {
       const op = opOf(change.action);
       if (op) {
-        out.push(...this.fitted(changeToMessages(this.ref, change, op, now), change));
+        out.push(...this.encoded(changeToMessages(this.ref, change, op, now), change));
         continue;
       }
       // A row written by hand with an unknown action is kept as a dead letter, never dropped.
@@ -297,7 +325,7 @@ export class CaptureProducer {
   }
 
   /** A dead letter written by the producer: the change never reached the table topic. */
-  private letter(change: { key: string; txid: string | null; changeId: number | string | null }, value: string, letter: DeadLetter): OutMessage {
+  private letter(change: { key: string; txid: string | null; changeId: number | string | null }, value: string, letter: DeadLetter): WireMessage {
     telemetry.deadLettered({ time: new Date().toISOString(), table: this.id, errorClass: letter.errorClass, key: change.key, message: letter.message });
     return deadLetterMessage({
       record: { topic: this.table.topic, partition: -1, offset: -1n, key: change.key, value },
@@ -307,11 +335,27 @@ export class CaptureProducer {
   }
 
   /**
+   * The messages in the table's format (after the size check on their JSON text); a value the format
+   * cannot carry (a numeric NaN in a decimal column) is a dead letter naming the column, never a wrong value.
+   */
+  private encoded(messages: OutMessage[], change: { key: string; txid: string | null; changeId: number | string | null }): WireMessage[] {
+    const fitted = this.fitted(messages, change);
+    if (this.encoder.format === 'json') return fitted;
+    try {
+      return fitted.map((m) => (m.topic === this.table.topic ? this.encoder.encode(m as OutMessage) : m));
+    } catch (err) {
+      if (!(err instanceof UnencodableError)) throw err;
+      this.log.warn({ table: this.id, key: change.key }, `change not encodable as ${this.encoder.format}, sent to the dead-letter topic: ${err.message}`);
+      return [this.letter(change, messages[0]!.value!, { errorClass: 'unencodable', message: `not encodable as ${this.encoder.format}: ${err.message}` })];
+    }
+  }
+
+  /**
    * A row larger than a Kafka record may be becomes a dead letter with its key and size (the row stays in
    * the source; `pgtunnel verify --repair` re-sends it once the topic takes it), instead of a publish
    * that fails forever.
    */
-  private fitted(messages: OutMessage[], change: { key: string; txid: string | null; changeId: number | string | null }): OutMessage[] {
+  private fitted(messages: OutMessage[], change: { key: string; txid: string | null; changeId: number | string | null }): WireMessage[] {
     const limit = maxMessageBytes - 64 * 1024;
     const big = messages.find((m) => m.value !== undefined && m.value.length * 3 > limit && Buffer.byteLength(m.value) > limit);
     if (!big) return messages;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { canonical, JsonError, JsonNumber, readObject, type JsonLimits, type JsonObject, type JsonScalar } from './json.js';
 
 /** A change as read from the change table: the row and its key as exact row_to_json text. */
@@ -16,17 +17,31 @@ export interface ChangeRow {
 /** Debezium's ops: create, update, delete, read (snapshot), truncate. */
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
+/** Debezium's snapshot marker: "last" on the final snapshot row when known. */
+export type SnapshotMarker = 'true' | 'last' | 'false';
+
+/**
+ * `source` as Debezium names it (version, connector, name, ts_ms, snapshot, db, schema, table, txId, lsn)
+ * plus schema_version; lsn is our position, the change_id (null for snapshot rows).
+ */
 export interface EnvelopeSource {
+  version: string;
+  connector: string;
+  /** The topic prefix, Debezium's logical server name. */
+  name: string;
   db: string;
   schema: string;
   table: string;
-  txid: string | null;
-  changeId: string | null;
-  snapshot: boolean;
+  txId: string | null;
+  lsn: string | null;
+  snapshot: SnapshotMarker;
   tsMs: number;
   /** The capture version (pgtunnel.captures.schema_version) the row was written with. */
   schemaVersion: number | null;
 }
+
+/** The version every envelope names in source.version. */
+export const pgtunnelVersion = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** A row image as read from an envelope: each column's value (numbers as their exact text) and the row's text. */
 export type RowImage = JsonObject;
@@ -48,6 +63,14 @@ export interface OutMessage {
   headers?: Map<string, string>;
 }
 
+/** A message as Kafka gets it: JSON text, or the Confluent wire format once encoded. */
+export interface WireMessage extends Omit<OutMessage, 'value'> {
+  /** `key` stays the key's JSON text: partitions follow it whatever the format. */
+  value: string | Buffer | undefined;
+  /** The key as written when encoded; else `key` is written. */
+  keyBytes?: Buffer;
+}
+
 const opOfAction: Record<string, Op> = { INSERT: 'c', UPDATE: 'u', DELETE: 'd', TRUNCATE: 't' };
 
 export function opOf(action: string): Op | undefined {
@@ -60,27 +83,41 @@ export interface TableRef {
   name: string;
   key: string[];
   topic: string;
+  /** Debezium's logical server name: the topic prefix. */
+  topicPrefix: string;
 }
 
 interface SourceFields {
-  txid: string | null;
-  changeId: string | null;
-  snapshot: boolean;
+  txId: string | null;
+  lsn: string | null;
+  snapshot: SnapshotMarker;
   tsMs: number;
   schemaVersion: number;
 }
 
-/** The envelope's text, assembled around the row's exact text: no value is parsed or re-printed. */
+const digits = /^\d{1,20}$/;
+
+/** An int64 field's JSON text: txid and change_id come from PostgreSQL as digits, written as they are. */
+function int64(v: string | null): string {
+  if (v === null) return 'null';
+  if (!digits.test(v)) throw new Error(`not an int64: ${v}`);
+  return v;
+}
+
+/**
+ * The envelope's text (Debezium's field names), assembled around the row's exact text: no value is
+ * parsed or re-printed.
+ */
 function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number): string {
   const before = op === 'd' ? row : null;
   const after = op === 'd' || op === 't' ? null : row;
-  const source = `{"db":${JSON.stringify(table.db)},"schema":${JSON.stringify(table.schema)},"table":${JSON.stringify(table.name)},"txid":${JSON.stringify(s.txid)},"changeId":${JSON.stringify(s.changeId)},"snapshot":${s.snapshot},"tsMs":${s.tsMs},"schemaVersion":${s.schemaVersion}}`;
-  return `{"op":"${op}","before":${before ?? 'null'},"after":${after ?? 'null'},"source":${source},"tsMs":${nowMs}}`;
+  const source = `{"version":${JSON.stringify(pgtunnelVersion)},"connector":"pgtunnel","name":${JSON.stringify(table.topicPrefix)},"ts_ms":${s.tsMs},"snapshot":"${s.snapshot}","db":${JSON.stringify(table.db)},"schema":${JSON.stringify(table.schema)},"table":${JSON.stringify(table.name)},"txId":${int64(s.txId)},"lsn":${int64(s.lsn)},"schema_version":${s.schemaVersion}}`;
+  return `{"before":${before ?? 'null'},"after":${after ?? 'null'},"source":${source},"op":"${op}","ts_ms":${nowMs}}`;
 }
 
 /** One change becomes its envelope, and a delete also a tombstone so compacted topics forget the key. */
 export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, nowMs: number): OutMessage[] {
-  const source = { txid: change.txid, changeId: String(change.changeId), snapshot: false, tsMs: Math.round(change.capturedMs), schemaVersion: change.schemaVersion };
+  const source = { txId: change.txid, lsn: String(change.changeId), snapshot: 'false' as const, tsMs: Math.round(change.capturedMs), schemaVersion: change.schemaVersion };
   const value = envelopeText(table, op, op === 't' ? null : change.row, source, nowMs);
   if (op === 't') return [{ topic: table.topic, key: undefined, value, partition: 'all' }];
   const messages: OutMessage[] = [{ topic: table.topic, key: change.key, value }];
@@ -88,9 +125,9 @@ export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, now
   return messages;
 }
 
-/** A row read by the snapshot (op "r"), as exact text with its key. */
-export function snapshotRowToMessage(table: TableRef, row: { row: string; key: string }, schemaVersion: number, nowMs: number): OutMessage {
-  const value = envelopeText(table, 'r', row.row, { txid: null, changeId: null, snapshot: true, tsMs: nowMs, schemaVersion }, nowMs);
+/** A row read by the snapshot (op "r"), as exact text with its key; `last` marks the snapshot's final row. */
+export function snapshotRowToMessage(table: TableRef, row: { row: string; key: string }, schemaVersion: number, nowMs: number, last = false): OutMessage {
+  const value = envelopeText(table, 'r', row.row, { txId: null, lsn: null, snapshot: last ? 'last' : 'true', tsMs: nowMs, schemaVersion }, nowMs);
   return { topic: table.topic, key: row.key, value };
 }
 
@@ -154,20 +191,32 @@ function integer(v: JsonScalar | JsonObject | undefined, field: string, nullable
   throw new PoisonError(`"${field}" must be a whole number`);
 }
 
+/** An int64 kept as its digits (txId, lsn): never through a JS number. */
+function int64Text(v: JsonScalar | JsonObject | undefined, field: string): string | null {
+  if (v === null || v === undefined) return null;
+  if (v instanceof JsonNumber && digits.test(v.text)) return v.text;
+  throw new PoisonError(`"${field}" must be a whole number or null`);
+}
+
+const snapshotMarkers = new Set<unknown>(['true', 'last', 'false']);
+
 function readSource(v: JsonScalar | JsonObject | undefined): EnvelopeSource {
   if (v === null || v === undefined || typeof v !== 'object' || !('values' in v)) throw new PoisonError('"source" is missing or not an object');
   const s = v.values;
   const snapshot = s.get('snapshot');
-  if (typeof snapshot !== 'boolean') throw new PoisonError('"source.snapshot" must be true or false');
+  if (!snapshotMarkers.has(snapshot)) throw new PoisonError('"source.snapshot" must be "true", "last" or "false"');
   return {
+    version: text(s.get('version'), 'source.version')!,
+    connector: text(s.get('connector'), 'source.connector')!,
+    name: text(s.get('name'), 'source.name')!,
     db: text(s.get('db'), 'source.db')!,
     schema: text(s.get('schema'), 'source.schema')!,
     table: text(s.get('table'), 'source.table')!,
-    txid: text(s.get('txid'), 'source.txid', true),
-    changeId: text(s.get('changeId'), 'source.changeId', true),
-    snapshot,
-    tsMs: integer(s.get('tsMs'), 'source.tsMs')!,
-    schemaVersion: integer(s.get('schemaVersion'), 'source.schemaVersion', true),
+    txId: int64Text(s.get('txId'), 'source.txId'),
+    lsn: int64Text(s.get('lsn'), 'source.lsn'),
+    snapshot: snapshot as SnapshotMarker,
+    tsMs: integer(s.get('ts_ms'), 'source.ts_ms')!,
+    schemaVersion: integer(s.get('schema_version'), 'source.schema_version', true),
   };
 }
 
@@ -190,7 +239,7 @@ export function decodeEnvelope(key: string | undefined, value: string, keyColumn
   const op = e.values.get('op');
   if (op !== 'c' && op !== 'u' && op !== 'd' && op !== 'r' && op !== 't') throw new PoisonError(`unknown op ${JSON.stringify(canonical(op as JsonScalar))}`);
   const source = readSource(e.values.get('source'));
-  const tsMs = integer(e.values.get('tsMs'), 'tsMs')!;
+  const tsMs = integer(e.values.get('ts_ms'), 'ts_ms')!;
   const before = image(e.values.get('before'), 'before');
   const after = image(e.values.get('after'), 'after');
   if (op === 't') return { op, before: null, after: null, source, tsMs };

@@ -1,7 +1,7 @@
-import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializers, type Connection } from '@platformatic/kafka';
+import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializer, type Connection } from '@platformatic/kafka';
 import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity.js';
 import { TunnelError, classify } from '../errors.js';
-import type { OutMessage } from './envelope.js';
+import type { WireMessage } from './envelope.js';
 import { partitionOf } from './partitions.js';
 
 /** The largest record pgtunnel writes (topics it creates accept it); larger rows become dead letters. */
@@ -134,9 +134,14 @@ export async function endOffsets(kafka: KafkaAccess, topics: string[]): Promise<
   }
 }
 
+type Bytes = string | Buffer;
+const bytes = (v: Bytes | undefined): Buffer | undefined => (v === undefined ? undefined : typeof v === 'string' ? Buffer.from(v) : v);
+/** Keys and values as JSON text or as encoded bytes (the wire format); headers are text. */
+const bytesSerializers = { key: bytes, value: bytes, headerKey: stringSerializer, headerValue: stringSerializer };
+
 /** Idempotent producer with acks=all: a publish resolves only when every message is durably in Kafka. */
 export class EnvelopeProducer {
-  private readonly producer: Producer<string, string, string, string>;
+  private readonly producer: Producer<Bytes, Bytes, string, string>;
 
   constructor(private readonly kafka: KafkaAccess, clientId: string) {
     this.producer = new Producer({
@@ -144,7 +149,7 @@ export class EnvelopeProducer {
       ...kafkaClientOptions(kafka),
       idempotent: true,
       acks: -1,
-      serializers: stringSerializers,
+      serializers: bytesSerializers,
       ...clientDefaults,
     });
   }
@@ -164,18 +169,18 @@ export class EnvelopeProducer {
   }
 
   /** Every message gets its partition here: by key as the Java client would, or a copy per partition. */
-  private async placed(messages: OutMessage[]) {
-    const out: { topic: string; key?: string; value?: string; partition: number; headers?: Map<string, string> }[] = [];
+  private async placed(messages: WireMessage[]) {
+    const out: { topic: string; key?: Bytes; value?: Bytes; partition: number; headers?: Map<string, string> }[] = [];
     for (const m of messages) {
       const count = await this.partitions(m.topic);
-      const base = { topic: m.topic, key: m.key, value: m.value, headers: m.headers };
+      const base = { topic: m.topic, key: m.keyBytes ?? m.key, value: m.value, headers: m.headers };
       if (m.partition === 'all') for (let p = 0; p < count; p++) out.push({ ...base, partition: p });
       else out.push({ ...base, partition: m.partition ?? (m.key === undefined ? 0 : partitionOf(m.key, count)) });
     }
     return out;
   }
 
-  async publish(messages: OutMessage[], chunk = 2000): Promise<void> {
+  async publish(messages: WireMessage[], chunk = 2000): Promise<void> {
     try {
       const placed = await this.placed(messages);
       for (let i = 0; i < placed.length; i += chunk) {

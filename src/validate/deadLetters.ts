@@ -1,4 +1,4 @@
-import type { OutMessage } from '../transport/envelope.js';
+import type { WireMessage } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import { redact } from '../observe/redact.js';
 
@@ -8,9 +8,16 @@ export interface RawRecord {
   offset: bigint;
   key: string | undefined;
   value: string | undefined;
+  /**
+   * A record that arrived in the wire format (Avro, JSON Schema): its bytes as they arrived, which its dead
+   * letter keeps, and the schema id; `key` and `value` are then its JSON texts (format json's envelope).
+   */
+  wire?: { key?: Buffer; value?: Buffer; format: string; schemaId?: number };
+  /** Why the record could not even be read (bad magic byte, unknown schema id, undecodable bytes). */
+  unreadable?: string;
 }
 
-export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large';
+export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
 
 export interface DeadLetter {
   errorClass: DeadLetterClass;
@@ -33,6 +40,8 @@ export const deadLetterHeaders = {
   offset: 'pgtunnel.original.offset',
   time: 'pgtunnel.time',
   attempt: 'pgtunnel.attempt',
+  format: 'pgtunnel.original.format',
+  schemaId: 'pgtunnel.original.schema.id',
 } as const;
 
 export function dlqTopicOf(topic: string): string {
@@ -47,7 +56,7 @@ export interface DeadLetterItem {
 }
 
 /** The DLQ message of a dead letter: the original key and value, the reason in headers (redacted: they outlive the process). */
-export function deadLetterMessage({ record, letter, original }: DeadLetterItem, now = new Date().toISOString()): OutMessage {
+export function deadLetterMessage({ record, letter, original }: DeadLetterItem, now = new Date().toISOString()): WireMessage {
   const headers = new Map<string, string>([
     [deadLetterHeaders.errorClass, letter.errorClass],
     [deadLetterHeaders.message, redact(letter.message)],
@@ -60,6 +69,12 @@ export function deadLetterMessage({ record, letter, original }: DeadLetterItem, 
   if (letter.code) headers.set(deadLetterHeaders.code, letter.code);
   if (letter.rule) headers.set(deadLetterHeaders.rule, letter.rule);
   for (const [k, v] of Object.entries(letter.details ?? {})) if (v !== undefined) headers.set(`pgtunnel.error.${k}`, redact(v));
+  if (record.wire) {
+    // the original bytes; the key stays readable (its JSON text) unless it could not be read
+    headers.set(deadLetterHeaders.format, record.wire.format);
+    if (record.wire.schemaId !== undefined) headers.set(deadLetterHeaders.schemaId, String(record.wire.schemaId));
+    return { topic: dlqTopicOf(record.topic), key: record.key, keyBytes: record.unreadable ? record.wire.key : undefined, value: record.wire.value ?? record.value, headers };
+  }
   return { topic: dlqTopicOf(record.topic), key: record.key, value: record.value, headers };
 }
 

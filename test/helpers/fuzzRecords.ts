@@ -31,8 +31,8 @@ export const itemsDdl = `CREATE TABLE public.fuzz_items (
 
 export function fuzzTables(prefix: string): { employees: TableRef; items: TableRef } {
   return {
-    employees: { db: 'fuzz', schema: 'public', name: 'employees', key: ['emp_id'], topic: `${prefix}.public.employees` },
-    items: { db: 'fuzz', schema: 'public', name: 'fuzz_items', key: ['region', 'id'], topic: `${prefix}.public.fuzz_items` },
+    employees: { db: 'fuzz', schema: 'public', name: 'employees', key: ['emp_id'], topic: `${prefix}.public.employees`, topicPrefix: prefix },
+    items: { db: 'fuzz', schema: 'public', name: 'fuzz_items', key: ['region', 'id'], topic: `${prefix}.public.fuzz_items`, topicPrefix: prefix },
   };
 }
 
@@ -108,7 +108,7 @@ const rowValue = (value: string, column: string, replacement: string) => value.r
 /** Each mutation keeps most of a valid record and breaks one thing. */
 const mutations: Record<string, Mutation> = {
   'wrong op': (r, rand) => ({ ...r, value: r.value?.replace(/"op":"[a-z]"/, rand.pick(['"op":"x"', '"op":"C"', '"op":null', '"op":1', '"op":""', '"op":{"a":1}', '"op":"t"', '"op":"d"', '"op":"c"', '"op0":"c"'])) }),
-  'missing source': (r, rand) => ({ ...r, value: r.value?.replace(/"source":\{[^}]*\}/, rand.pick(['"source":null', '"source":"x"', '"source":[]', '"source":{}', '"sauce":{}', '"source":{"db":"x","schema":"y","table":"z","snapshot":"true","tsMs":1}'])) }),
+  'missing source': (r, rand) => ({ ...r, value: r.value?.replace(/"source":\{[^}]*\}/, rand.pick(['"source":null', '"source":"x"', '"source":[]', '"source":{}', '"sauce":{}', '"source":{"db":"x","schema":"y","table":"z","snapshot":"true","ts_ms":1}'])) }),
   'no source at all': (r) => ({ ...r, value: r.value?.replace(/,"source":\{[^}]*\}/, '') }),
   'key/row mismatch': (r, rand) => ({ ...r, key: r.key?.replace(/(-?\d+|"[^"]*")\}$/, rand.pick(['999}', '"zz"}', '0}', '-1}'])) }),
   'key spelled another way': (r, rand) => {
@@ -156,7 +156,7 @@ const mutations: Record<string, Mutation> = {
   },
   'duplicated member': (r, rand) => {
     const v = r.value ?? '';
-    return { ...r, value: rand.pick([v.replace(/("salary":-?\d+)/, '$1,$1'), v.replace(/("id":[^,]+)/, '$1,$1'), v.replace(/("op":"[a-z]")/, '$1,$1'), v.replace(/("tsMs":\d+)\}/, '$1,"tsMs":2}'), v.replace(/("emp_id":)(-?\d+)/, '"\\u0065mp_id":$2,$1$2')]) };
+    return { ...r, value: rand.pick([v.replace(/("salary":-?\d+)/, '$1,$1'), v.replace(/("id":[^,]+)/, '$1,$1'), v.replace(/("op":"[a-z]")/, '$1,$1'), v.replace(/("ts_ms":\d+)\}/, '$1,"ts_ms":2}'), v.replace(/("emp_id":)(-?\d+)/, '"\\u0065mp_id":$2,$1$2')]) };
   },
   'random json': (r, _rand, junk) => ({ ...r, value: junk.json }),
   'before/after swapped': (r, rand) => ({ ...r, value: r.value?.replace(/"before":(null|\{[^}]*\}),"after":(null|\{[^}]*\})/, rand.pick(['"before":$2,"after":$1', '"before":null,"after":null', '"before":[],"after":[]', '"before":$2,"after":$2'])) }),

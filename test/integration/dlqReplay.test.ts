@@ -159,7 +159,7 @@ test('--table is a filter no header can override; a letter naming another table 
   assert.equal((await runCli(['install'], env)).code, 0);
   const employees = `${db.topicPrefix}.public.employees`;
   const row = { emp_id: 42, first_name: 'Forged', last_name: 'Header', dob: '2010-01-01', city: 'Oslo', salary: 20000 };
-  const value = JSON.stringify({ op: 'c', before: null, after: row, source: { db: 'x', schema: 'public', table: 'other', txid: '1', changeId: '1', snapshot: false, tsMs: 0 }, tsMs: 0 });
+  const value = JSON.stringify({ op: 'c', before: null, after: row, source: { version: '0', connector: 'pgtunnel', name: 'x', ts_ms: 0, snapshot: 'false', db: 'x', schema: 'public', table: 'other', txId: 1, lsn: 1 }, ts_ms: 0 });
   const producer = new EnvelopeProducer({ kafkaBrokers: [services().brokers] }, 'forger');
   onCleanup(t, () => producer.close());
   await producer.publish([deadLetterMessage({

@@ -110,7 +110,7 @@ async function inProcessWriter(t: TestContext) {
   return { db, tables, writer, letters, dlqTopics, keyOf, next: new Map<string, bigint>() };
 }
 
-const source = '"source":{"db":"fuzz","schema":"public","table":"employees","txid":"1","changeId":"1","snapshot":false,"tsMs":1,"schemaVersion":1},"tsMs":1';
+const source = '"source":{"version":"0","connector":"pgtunnel","name":"p","ts_ms":1,"snapshot":"false","db":"fuzz","schema":"public","table":"employees","txId":1,"lsn":1,"schema_version":1},"ts_ms":1';
 const employee = (op: string, row: string) => `{"op":"${op}","before":${op === 'd' ? row : 'null'},"after":${op === 'd' ? 'null' : row},${source}}`;
 const ada = (id: string, first = 'Ada') => `{"emp_id":${id},"first_name":"${first}","last_name":"L","dob":"1990-12-10","city":"London","salary":1}`;
 

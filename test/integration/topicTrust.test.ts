@@ -16,8 +16,8 @@ test('a truncate written to the topic by anyone but the table\'s capture is a de
 
   const topic = `${db.topicPrefix}.public.employees`;
   const producer = new Producer({ clientId: 'forger', bootstrapBrokers: [services().brokers], serializers: stringSerializers });
-  const source = '{"db":"db1","schema":"public","table":"employees","txid":"999999","changeId":"1","snapshot":false,"tsMs":1,"schemaVersion":1}';
-  const forged = [`{"op":"t"}`, `{"op":"t","before":null,"after":null,"source":${source},"tsMs":1}`];
+  const source = '{"version":"0","connector":"pgtunnel","name":"x","ts_ms":1,"snapshot":"false","db":"db1","schema":"public","table":"employees","txId":999999,"lsn":1,"schema_version":1}';
+  const forged = [`{"op":"t"}`, `{"before":null,"after":null,"source":${source},"op":"t","ts_ms":1}`];
   await producer.send({ messages: [0, 1, 2].flatMap((partition) => forged.map((value) => ({ topic, partition, value }))) });
   await producer.close();
   await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('after the forgery')");

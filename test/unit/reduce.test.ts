@@ -10,7 +10,7 @@ function record(offset: number, id: number, op: Op, salary = 1, topic = 'a'): De
     op,
     before: op === 'd' ? row : null,
     after: op === 'd' ? null : row,
-    source: { db: 'db1', schema: 'public', table: 'employees', txid: '1', changeId: String(offset), snapshot: false, tsMs: 1000 + offset, schemaVersion: 1 },
+    source: { version: '0', connector: 'pgtunnel', name: 'p', db: 'db1', schema: 'public', table: 'employees', txId: '1', lsn: String(offset), snapshot: 'false', tsMs: 1000 + offset, schemaVersion: 1 },
     tsMs: 0,
   };
   return { topic, partition: 0, offset: BigInt(offset), key: `{"emp_id":${id}}`, value: '', envelope };

@@ -1,0 +1,153 @@
+import avro from 'avsc';
+import { TunnelError } from '../errors.js';
+import { readObject, type JsonObject, type JsonScalar } from '../transport/json.js';
+import type { OutMessage, WireMessage } from '../transport/envelope.js';
+import { avroName, envelopeSchema, keySchema, type AvroSchema } from './avroSchema.js';
+import type { ColumnType } from './columnKinds.js';
+import { envelopeJsonSchema, keyJsonSchema } from './jsonSchema.js';
+import { toAvro, UnencodableError } from './values.js';
+import { frame } from './wireFormat.js';
+
+export type Format = 'json' | 'avro' | 'json-schema';
+export type SchemaType = 'AVRO' | 'JSON';
+
+/** What the codec needs of the registry client (src/contracts/registry.ts). */
+export interface SchemaRegistryClient {
+  register(subject: string, schema: string, schemaType: SchemaType): Promise<number>;
+  schemaById(id: number): Promise<{ schema: string; schemaType: SchemaType }>;
+}
+
+/** Longs as BigInt: an int8, a txId or a timestamp in micros never passes through a JS number. */
+const bigLong = avro.types.LongType.__with({
+  fromBuffer: (buf: Buffer) => buf.readBigInt64LE(),
+  toBuffer: (n: bigint) => {
+    const buf = Buffer.alloc(8);
+    buf.writeBigInt64LE(n);
+    return buf;
+  },
+  fromJSON: (n: unknown) => BigInt(n as string),
+  toJSON: (n: bigint) => Number(n),
+  isValid: (n: unknown) => typeof n === 'bigint',
+  compare: (a: bigint, b: bigint) => (a === b ? 0 : a < b ? -1 : 1),
+});
+
+export function avroType(schema: AvroSchema): avro.Type {
+  return avro.Type.forSchema(schema as avro.Schema, { registry: { long: bigLong } as unknown as Record<string, avro.Type> });
+}
+
+export function keySubject(topic: string): string {
+  return `${topic}-key`;
+}
+
+export function valueSubject(topic: string): string {
+  return `${topic}-value`;
+}
+
+interface Registered {
+  id: number;
+  type?: avro.Type;
+  columns: ColumnType[];
+}
+
+const n = (v: JsonScalar | JsonObject | undefined): bigint | null => (v === null || v === undefined ? null : BigInt(String(v)));
+
+/**
+ * Encodes one table's messages in its format: the envelope and key texts the producer built become the
+ * Confluent wire format with the ids of `<topic>-key` / `<topic>-value`. Schemas are registered when the
+ * captured columns change (the same schema text is registered once).
+ */
+export class TableEncoder {
+  private key: Registered | undefined;
+  private value: Registered | undefined;
+  private readonly ids = new Map<string, number>();
+
+  constructor(readonly format: Format, private readonly topic: string, private readonly registry: SchemaRegistryClient | undefined) {
+    if (format !== 'json' && !registry) {
+      throw new TunnelError('PGT_CONFIG', `format ${format} needs a schema registry`, { errorClass: 'config', hint: 'set registryUrl, or format: json' });
+    }
+  }
+
+  /** The registered schema texts, for logs and `schema show`. */
+  schemas: { key?: string; value?: string } = {};
+
+  private async register(subject: string, schema: unknown): Promise<number> {
+    const text = JSON.stringify(schema);
+    const cached = this.ids.get(`${subject}\u0000${text}`);
+    if (cached !== undefined) return cached;
+    const id = await this.registry!.register(subject, text, this.format === 'avro' ? 'AVRO' : 'JSON');
+    this.ids.set(`${subject}\u0000${text}`, id);
+    return id;
+  }
+
+  /** Uses (registering when new) the schemas of these value and key columns. */
+  async use(version: number, columns: ColumnType[], key: ColumnType[]): Promise<void> {
+    if (this.format === 'json') return;
+    const values = columns.map((c) => ({ ...c, nullable: true }));
+    const keys = key.map((c) => ({ ...c, nullable: false }));
+    const keyDoc = this.format === 'avro' ? keySchema(this.topic, keys) : keyJsonSchema(this.topic, keys);
+    const valueDoc = this.format === 'avro' ? envelopeSchema(this.topic, values) : envelopeJsonSchema(this.topic, values);
+    // the key first: a value registered against a refused key would leave the pair half-changed
+    const keyId = await this.register(keySubject(this.topic), keyDoc);
+    const valueId = await this.register(valueSubject(this.topic), valueDoc);
+    this.schemas = { key: JSON.stringify(keyDoc), value: JSON.stringify(valueDoc) };
+    const avroFormat = this.format === 'avro';
+    this.key = { id: keyId, columns: keys, type: avroFormat ? avroType(keyDoc as AvroSchema) : undefined };
+    this.value = { id: valueId, columns: values, type: avroFormat ? avroType(valueDoc as AvroSchema) : undefined };
+    this.derivedFrom = `${version}\u0000${columns.map((c) => c.name).join('\u0000')}`;
+  }
+
+  /** What the schemas in use were derived from (the capture's version and columns). */
+  private derivedFrom: string | undefined;
+
+  /** True when the schemas in use were derived from this capture version and these columns. */
+  describes(version: number, columns: string[]): boolean {
+    return this.format === 'json' || this.derivedFrom === `${version}\u0000${columns.join('\u0000')}`;
+  }
+
+  /** The message in the table's format; an UnencodableError names a value the format cannot carry. */
+  encode(m: OutMessage): WireMessage {
+    if (this.format === 'json') return m;
+    const key = this.key!;
+    const value = this.value!;
+    if (this.format === 'json-schema') {
+      return { ...m, keyBytes: m.key === undefined ? undefined : frame(key.id, Buffer.from(m.key)), value: m.value === undefined ? undefined : frame(value.id, Buffer.from(m.value)) };
+    }
+    const keyBytes = m.key === undefined ? undefined : frame(key.id, key.type!.toBuffer(this.row(readObject(m.key, 1), key.columns)));
+    if (m.value === undefined) return { ...m, keyBytes };
+    const e = readObject(m.value, 2).values;
+    const s = (e.get('source') as JsonObject).values;
+    const image = (v: JsonScalar | JsonObject | undefined) => (v && typeof v === 'object' && 'values' in v ? this.row(v, value.columns) : null);
+    const record = {
+      before: image(e.get('before')),
+      after: image(e.get('after')),
+      source: {
+        version: s.get('version'),
+        connector: s.get('connector'),
+        name: s.get('name'),
+        ts_ms: n(s.get('ts_ms')),
+        snapshot: s.get('snapshot'),
+        db: s.get('db'),
+        schema: s.get('schema'),
+        table: s.get('table'),
+        txId: n(s.get('txId')),
+        lsn: n(s.get('lsn')),
+        schema_version: s.get('schema_version') === null ? null : Number(String(s.get('schema_version'))),
+      },
+      op: e.get('op'),
+      ts_ms: n(e.get('ts_ms')),
+    };
+    return { ...m, keyBytes, value: frame(value.id, value.type!.toBuffer(record)) };
+  }
+
+  private row(image: JsonObject, columns: ColumnType[]): Record<string, unknown> {
+    if (image.values.size > columns.length || [...image.values.keys()].some((k) => !columns.some((c) => c.name === k))) {
+      // capture's columns changed since the schema was derived: the producer derives it again and retries
+      throw new TunnelError('PGT_SCHEMA_STALE', `the columns of ${this.topic} changed since its schema was registered`, { errorClass: 'unreachable' });
+    }
+    const out: Record<string, unknown> = {};
+    for (const c of columns) out[avroName(c.name)] = toAvro(c, image.values.get(c.name));
+    return out;
+  }
+}
+
+export { UnencodableError };

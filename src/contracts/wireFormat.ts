@@ -1,0 +1,28 @@
+/** Confluent's wire format: magic byte 0, the schema id as 4 bytes big-endian, then the Avro binary or JSON text. */
+export const magicByte = 0;
+
+export function frame(id: number, payload: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + payload.length);
+  out[0] = magicByte;
+  out.writeUInt32BE(id, 1);
+  payload.copy(out, 5);
+  return out;
+}
+
+export class WireFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WireFormatError';
+  }
+}
+
+/** A record value or key in the wire format: JSON text never starts with byte 0. */
+export function isFramed(bytes: Buffer | null | undefined): boolean {
+  return bytes !== null && bytes !== undefined && bytes.length > 0 && bytes[0] === magicByte;
+}
+
+export function unframe(bytes: Buffer): { id: number; payload: Buffer } {
+  if (bytes.length < 5) throw new WireFormatError(`${bytes.length} bytes are too short for the wire format (magic byte and 4-byte schema id)`);
+  if (bytes[0] !== magicByte) throw new WireFormatError(`magic byte ${bytes[0]} is not ${magicByte}`);
+  return { id: bytes.readUInt32BE(1), payload: bytes.subarray(5) };
+}
