@@ -21,6 +21,9 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
 export class BenchContext {
   constructor(readonly stack: LocalStack, readonly env: Record<string, string>, readonly home: string) {}
 
+  /** The encoding the tunnels of the next measures use (`--format`); avro and json-schema use the stack's registry. */
+  format: 'json' | 'avro' | 'json-schema' = 'json';
+
   get sourceServer(): string {
     return this.env.PGTUNNEL_TEST_SOURCE_SERVER!;
   }
@@ -56,6 +59,8 @@ export class BenchContext {
       PGTUNNEL_HOME: path.join(this.home, 'bench-run'),
       PGTUNNEL_LOG_FORMAT: 'json',
       PGTUNNEL_HTTP_PORT: 'off',
+      PGTUNNEL_FORMAT: this.format,
+      ...(this.format === 'json' ? {} : { PGTUNNEL_REGISTRY_URL: this.env.PGTUNNEL_TEST_REGISTRY_URL! }),
       ...extra,
     };
   }

@@ -1,4 +1,4 @@
-// npm run bench [-- --quick]: latency, throughput, snapshot speed, capture overhead and memory, each as a
+// npm run bench [-- --quick] [-- --format json,avro]: latency, throughput, snapshot speed, capture overhead and memory, each as a
 // ratio to a baseline measured in the same invocation; appends a dated table to bench/RESULTS.md.
 // `-- --peers` runs Debezium beside pgtunnel instead (bench/peers.ts).
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
@@ -13,16 +13,20 @@ import { latencyPlot } from './plot.js';
 import { snapshot } from './snapshot.js';
 import { throughput } from './throughput.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, peers: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, format: { type: 'string', default: 'json' }, peers: { type: 'boolean', default: false } } });
 const quick = values.quick!;
-
+// --format json,avro,json-schema: the streaming and snapshot measures once per encoding, side by side
+const formats = values.format!.split(',').map((s) => s.trim()) as BenchContext['format'][];
+if (formats.some((f) => !['json', 'avro', 'json-schema'].includes(f))) throw new Error(`--format takes json, avro and json-schema (comma-separated), not ${values.format}`);
+const needsRegistry = formats.some((f) => f !== 'json');
 const plan = quick
   ? { rate: 200, latencySeconds: 4, throughputSeconds: 3, bulkCap: 20_000, snapshotRows: 20_000, overheadRows: 10_000, pgbenchSeconds: 2 }
   : { rate: 1000, latencySeconds: 60, throughputSeconds: 20, bulkCap: 500_000, snapshotRows: 1_000_000, overheadRows: 100_000, pgbenchSeconds: 15 };
 
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 // Inside `npm test` the suite's stack is reused; alone, the bench starts a stack of its own.
-const own = process.env.PGTUNNEL_TEST_SOURCE_SERVER ? undefined : await startTestStack(home, 'bench-stack');
+const own = process.env.PGTUNNEL_TEST_SOURCE_SERVER ? undefined : await startTestStack(home, 'bench-stack', { registry: needsRegistry });
+if (needsRegistry && !(own?.env ?? process.env).PGTUNNEL_TEST_REGISTRY_URL) throw new Error('--format avro/json-schema needs the stack\'s schema registry (run the bench alone, or the suite with one)');
 const ctx = new BenchContext(own?.stack ?? currentTestStack(), own?.env ?? { ...(process.env as Record<string, string>) }, home);
 const log = (text: string) => console.log(`bench: ${text}`);
 const started = Date.now();
@@ -45,23 +49,32 @@ try {
   log(`plan ${JSON.stringify(plan)}`);
   log('latency: PostgreSQL logical replication (baseline)');
   const native = await nativeLatency(ctx, plan.rate, plan.latencySeconds);
-  log('latency: pgtunnel');
-  const tunnel = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
-  rows.push(
-    { measure: `latency p50 (${plan.rate}/s, ${plan.latencySeconds} s)`, baseline: `${f(native.p50, 2)} ms`, tunnel: `${f(tunnel.p50)} ms`, ratio: `${f(tunnel.p50 / native.p50)}×`, target: '≤ 50 ms', met: tunnel.p50 <= 50 },
-    { measure: 'latency p99', baseline: `${f(native.p99, 2)} ms`, tunnel: `${f(tunnel.p99)} ms`, ratio: `${f(tunnel.p99 / native.p99)}×`, target: '≤ 200 ms', met: tunnel.p99 <= 200 },
-    { measure: 'latency max', baseline: `${f(native.max, 2)} ms`, tunnel: `${f(tunnel.max)} ms`, ratio: `${f(tunnel.max / native.max)}×`, target: '< 1000 ms', met: tunnel.max < 1000 },
-  );
-  log('throughput: the fastest single-connection writer (one-row transactions) vs the tunnel');
-  const oltp = await throughput(ctx, plan.throughputSeconds, 1, Number.MAX_SAFE_INTEGER);
-  rows.push({ measure: `keeps up with one-row transactions (${oltp.changes} changes)`, baseline: `writer ${f(oltp.writerPerSec, 0)}/s`, tunnel: `${f(oltp.tunnelPerSec, 0)}/s`, ratio: f(oltp.tunnelPerSec / oltp.writerPerSec, 2), target: 'ratio ≈ 1', met: oltp.tunnelPerSec >= 0.9 * oltp.writerPerSec });
-  log('throughput: a bulk writer (100-row transactions) vs the tunnel');
-  const tp = await throughput(ctx, plan.throughputSeconds, 100, plan.bulkCap);
-  rows.push({ measure: `max throughput, bulk writer (${tp.changes} changes)`, baseline: `writer ${f(tp.writerPerSec, 0)}/s`, tunnel: `${f(tp.tunnelPerSec, 0)}/s`, ratio: f(tp.tunnelPerSec / tp.writerPerSec, 2), target: '≥ 5,000/s', met: tp.tunnelPerSec >= 5000 });
-  log(`snapshot of ${plan.snapshotRows} rows: COPY pipe vs the tunnel`);
-  const snap = await snapshot(ctx, plan.snapshotRows);
-  const snapRatio = snap.copySeconds / snap.tunnelSeconds;
-  rows.push({ measure: `snapshot ${plan.snapshotRows} rows`, baseline: `COPY pipe ${f(snap.copySeconds, 2)} s`, tunnel: `${f(snap.tunnelSeconds)} s`, ratio: `${f(snapRatio * 100, 0)}% of COPY`, target: '≥ 30%', met: snapRatio >= 0.3 });
+  let peak = 0;
+  const latencies: { format: string; result: Awaited<ReturnType<typeof tunnelLatency>> }[] = [];
+  for (const format of formats) {
+    ctx.format = format;
+    const tag = formats.length > 1 ? ` [${format}]` : '';
+    log(`latency: pgtunnel${tag}`);
+    const tunnel = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
+    latencies.push({ format, result: tunnel });
+    rows.push(
+      { measure: `latency p50 (${plan.rate}/s, ${plan.latencySeconds} s)${tag}`, baseline: `${f(native.p50, 2)} ms`, tunnel: `${f(tunnel.p50)} ms`, ratio: `${f(tunnel.p50 / native.p50)}×`, target: '≤ 50 ms', met: tunnel.p50 <= 50 },
+      { measure: `latency p99${tag}`, baseline: `${f(native.p99, 2)} ms`, tunnel: `${f(tunnel.p99)} ms`, ratio: `${f(tunnel.p99 / native.p99)}×`, target: '≤ 200 ms', met: tunnel.p99 <= 200 },
+      { measure: `latency max${tag}`, baseline: `${f(native.max, 2)} ms`, tunnel: `${f(tunnel.max)} ms`, ratio: `${f(tunnel.max / native.max)}×`, target: '< 1000 ms', met: tunnel.max < 1000 },
+    );
+    log('throughput: the fastest single-connection writer (one-row transactions) vs the tunnel');
+    const oltp = await throughput(ctx, plan.throughputSeconds, 1, Number.MAX_SAFE_INTEGER);
+    rows.push({ measure: `keeps up with one-row transactions (${oltp.changes} changes)${tag}`, baseline: `writer ${f(oltp.writerPerSec, 0)}/s`, tunnel: `${f(oltp.tunnelPerSec, 0)}/s`, ratio: f(oltp.tunnelPerSec / oltp.writerPerSec, 2), target: 'ratio ≈ 1', met: oltp.tunnelPerSec >= 0.9 * oltp.writerPerSec });
+    log('throughput: a bulk writer (100-row transactions) vs the tunnel');
+    const tp = await throughput(ctx, plan.throughputSeconds, 100, plan.bulkCap);
+    rows.push({ measure: `max throughput, bulk writer (${tp.changes} changes)${tag}`, baseline: `writer ${f(tp.writerPerSec, 0)}/s`, tunnel: `${f(tp.tunnelPerSec, 0)}/s`, ratio: f(tp.tunnelPerSec / tp.writerPerSec, 2), target: '≥ 5,000/s', met: tp.tunnelPerSec >= 5000 });
+    log(`snapshot of ${plan.snapshotRows} rows: COPY pipe vs the tunnel`);
+    const snap = await snapshot(ctx, plan.snapshotRows);
+    const snapRatio = snap.copySeconds / snap.tunnelSeconds;
+    rows.push({ measure: `snapshot ${plan.snapshotRows} rows${tag}`, baseline: `COPY pipe ${f(snap.copySeconds, 2)} s`, tunnel: `${f(snap.tunnelSeconds)} s`, ratio: `${f(snapRatio * 100, 0)}% of COPY`, target: '≥ 30%', met: snapRatio >= 0.3 });
+    peak = Math.max(peak, snap.peakRssMb, tp.peakRssMb, oltp.peakRssMb, tunnel.peakRssMb);
+  }
+  ctx.format = 'json';
   log('capture overhead: pgbench and a bulk UPDATE with and without capture');
   const o = await overhead(ctx, plan.overheadRows, plan.pgbenchSeconds);
   rows.push(
@@ -69,7 +82,6 @@ try {
     { measure: 'update tps, 4 clients', baseline: f(o.updateTps.plain, 0), tunnel: f(o.updateTps.captured, 0), ratio: `${f((o.updateTps.captured / o.updateTps.plain) * 100, 0)}%`, target: '≥ 90%', met: o.updateTps.captured >= 0.9 * o.updateTps.plain },
     { measure: `bulk UPDATE of ${o.rows} rows`, baseline: `${f(o.bulkUpdateSeconds.plain, 2)} s`, tunnel: `${f(o.bulkUpdateSeconds.captured, 2)} s`, ratio: `${f(o.bulkUpdateSeconds.captured / o.bulkUpdateSeconds.plain, 2)}×`, target: '≤ 1.5×', met: o.bulkUpdateSeconds.captured <= 1.5 * o.bulkUpdateSeconds.plain },
   );
-  const peak = Math.max(snap.peakRssMb, tp.peakRssMb, oltp.peakRssMb, tunnel.peakRssMb);
   rows.push({ measure: 'peak RSS (snapshot, throughput, latency runs)', baseline: '-', tunnel: `${f(peak, 0)} MB`, ratio: '-', target: '< 200 MB', met: peak < 200 });
 
   const table = ['| measure | baseline (same run) | pgtunnel | ratio | target | met |', '|---|---|---|---|---|---|', ...rows.map((r) => `| ${r.measure} | ${r.baseline} | ${r.tunnel} | ${r.ratio} | ${r.target} | ${r.met ? 'yes' : '**no**'} |`)].join('\n');
@@ -80,7 +92,7 @@ try {
     const svg = `latency-${new Date().toISOString().slice(0, 16).replace(':', '')}.svg`;
     writeFileSync(path.join(root, 'bench', svg), latencyPlot([
       { name: `PostgreSQL logical replication (p99 ${f(native.p99, 1)} ms)`, color: '#888', samples: native.samples },
-      { name: `pgtunnel (p99 ${f(tunnel.p99, 1)} ms)`, color: '#1f6feb', samples: tunnel.samples },
+      ...latencies.map(({ format, result }, i) => ({ name: `pgtunnel${formats.length > 1 ? ` ${format}` : ''} (p99 ${f(result.p99, 1)} ms)`, color: ['#1f6feb', '#d1242f', '#1a7f37'][i]!, samples: result.samples })),
     ], `Streaming latency at ${plan.rate} changes/s, ${date}`));
     const file = path.join(root, 'bench', 'RESULTS.md');
     if (!existsSync(file)) writeFileSync(file, '# Benchmark and long-run results\n');

@@ -14,6 +14,8 @@ import { planReplay } from '../validate/replayOrder.js';
 import { replayTables, selectTables, takeReplayLock, targetInstalled } from '../validate/replayTables.js';
 import { resolveLetter } from '../validate/resolutions.js';
 import { cliAction, config, log } from './context.js';
+import { RecordDecoder } from '../contracts/recordDecoder.js';
+import { SchemaRegistry } from '../contracts/registry.js';
 
 interface Filters {
   table?: string;
@@ -44,7 +46,8 @@ function matches(l: StoredLetter, filters: Filters): boolean {
 async function readLetters(cfg: TunnelConfig, target: pg.Client, table?: string): Promise<StoredLetter[]> {
   const topics = await existingTopics(cfg, selectTables(cfg, table).map((t) => t.dlqTopic));
   if (topics.length === 0) return [];
-  const letters = await readDeadLetters(cfg, topics);
+  // Avro and JSON Schema letters are read through the registry, so they show (and replay) as JSON envelopes
+  const letters = await readDeadLetters(cfg, topics, new RecordDecoder(cfg.registry ? new SchemaRegistry(cfg.registry) : undefined));
   if (letters.length > 0 && (await targetInstalled(target))) await markResolved(target, letters);
   return letters;
 }

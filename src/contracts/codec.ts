@@ -9,7 +9,7 @@ import { toAvro, UnencodableError } from './values.js';
 import { frame } from './wireFormat.js';
 
 export type Format = 'json' | 'avro' | 'json-schema';
-export type SchemaType = 'AVRO' | 'JSON';
+import type { SchemaType } from './registry.js';
 
 /** What the codec needs of the registry client (src/contracts/registry.ts). */
 export interface SchemaRegistryClient {
@@ -31,8 +31,20 @@ const bigLong = avro.types.LongType.__with({
   compare: (a: bigint, b: bigint) => (a === b ? 0 : a < b ? -1 : 1),
 });
 
+/** avsc applies its registry to the name `long` only: `{"type":"long","connect.name":…}` becomes `long` for it. */
+function withPlainLongs(schema: AvroSchema): AvroSchema {
+  if (Array.isArray(schema)) return schema.map(withPlainLongs);
+  if (typeof schema !== 'object' || schema === null) return schema;
+  if (schema.type === 'long' && schema.logicalType === undefined) return 'long';
+  const out: Record<string, unknown> = { ...schema };
+  if (schema.type !== undefined) out.type = withPlainLongs(schema.type as AvroSchema);
+  if (schema.items !== undefined) out.items = withPlainLongs(schema.items as AvroSchema);
+  if (Array.isArray(schema.fields)) out.fields = (schema.fields as Record<string, unknown>[]).map((f) => ({ ...f, type: withPlainLongs(f.type as AvroSchema) }));
+  return out;
+}
+
 export function avroType(schema: AvroSchema): avro.Type {
-  return avro.Type.forSchema(schema as avro.Schema, { registry: { long: bigLong } as unknown as Record<string, avro.Type> });
+  return avro.Type.forSchema(withPlainLongs(schema) as avro.Schema, { registry: { long: bigLong } as unknown as Record<string, avro.Type> });
 }
 
 export function keySubject(topic: string): string {
@@ -59,7 +71,6 @@ const n = (v: JsonScalar | JsonObject | undefined): bigint | null => (v === null
 export class TableEncoder {
   private key: Registered | undefined;
   private value: Registered | undefined;
-  private readonly ids = new Map<string, number>();
 
   constructor(readonly format: Format, private readonly topic: string, private readonly registry: SchemaRegistryClient | undefined) {
     if (format !== 'json' && !registry) {
@@ -70,13 +81,9 @@ export class TableEncoder {
   /** The registered schema texts, for logs and `schema show`. */
   schemas: { key?: string; value?: string } = {};
 
-  private async register(subject: string, schema: unknown): Promise<number> {
-    const text = JSON.stringify(schema);
-    const cached = this.ids.get(`${subject}\u0000${text}`);
-    if (cached !== undefined) return cached;
-    const id = await this.registry!.register(subject, text, this.format === 'avro' ? 'AVRO' : 'JSON');
-    this.ids.set(`${subject}\u0000${text}`, id);
-    return id;
+  /** The registry client caches schema text → id: an unchanged schema asks the registry nothing. */
+  private register(subject: string, schema: unknown): Promise<number> {
+    return this.registry!.register(subject, JSON.stringify(schema), this.format === 'avro' ? 'AVRO' : 'JSON');
   }
 
   /** Uses (registering when new) the schemas of these value and key columns. */

@@ -180,7 +180,10 @@ function toAvroScalar(c: ColumnType, v: unknown): unknown {
       if (v === '-infinity') return timestampMinusInfinity;
       const m = typeof v === 'string' ? timestampText.exec(v) : null;
       if (!m) break;
-      return BigInt(days(m[1]!, m[2]!, m[3]!, m[8])) * dayMicros + micros(m[4]!, m[5]!, m[6]!, m[7]);
+      const us = BigInt(days(m[1]!, m[2]!, m[3]!, m[8])) * dayMicros + micros(m[4]!, m[5]!, m[6]!, m[7]);
+      // PostgreSQL counts from 2000: its last ~30 years (after 294247-01-10) do not fit microseconds since 1970
+      if (us <= timestampMinusInfinity || us >= timestampInfinity) fail(c, v, 'is beyond the microseconds since 1970 an Avro long holds');
+      return us;
     }
     case 'time': {
       const m = typeof v === 'string' ? timeText.exec(v) : null;

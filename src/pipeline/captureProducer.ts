@@ -9,7 +9,7 @@ import { advance, isBatchComplete, nextPageSize } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
 import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef, type WireMessage } from '../transport/envelope.js';
-import { TableEncoder, UnencodableError, type Format, type SchemaRegistryClient } from '../contracts/codec.js';
+import { TableEncoder, UnencodableError, type SchemaRegistryClient } from '../contracts/codec.js';
 import { columnKinds } from '../contracts/columnKinds.js';
 import type { CapturedColumns } from '../capture/changeReader.js';
 import { qualified } from '../pg.js';
@@ -71,8 +71,7 @@ export class CaptureProducer {
     this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix };
     const masked = new Set(Object.keys(table.mask));
     this.masked = masked;
-    const format = (table as { format?: Format }).format ?? (config as { format?: Format }).format ?? 'json';
-    this.encoder = new TableEncoder(format, table.topic, registry);
+    this.encoder = new TableEncoder(config.format, table.topic, registry);
     this.changes = new ChangeReader(table, masked, config.maskSalt);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
   }

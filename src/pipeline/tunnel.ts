@@ -17,6 +17,7 @@ import { ObserveServer } from '../observe/server.js';
 import type { Phase } from '../capture/stateStore.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
+import { SchemaRegistry } from '../contracts/registry.js';
 import { sleep } from './retry.js';
 
 const shutdownGraceMs = 3500;
@@ -184,6 +185,7 @@ export class Tunnel {
     const observe = new ObserveServer(this.config, health, this.log);
     if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
     const tasks: Promise<void>[] = [];
+    const registry = this.config.registry ? new SchemaRegistry(this.config.registry, this.log) : undefined;
     if (parts.produce !== false) {
       for (const t of this.tables) {
         const id = tableId(t.config);
@@ -191,13 +193,13 @@ export class Tunnel {
           const before = this.phase;
           this.phases.set(id, phase);
           if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
-        });
+        }, registry);
         tasks.push(capture.run(inner.signal));
       }
     }
     if (parts.apply !== false) {
       const tables = new Map(this.tables.map((t) => [t.config.topic, tableApply(t, this.config, this.log)]));
-      tasks.push(new ApplyConsumer(this.config, tables, producer, this.log, health).run(inner.signal));
+      tasks.push(new ApplyConsumer(this.config, tables, producer, this.log, health, undefined, registry).run(inner.signal));
     }
     try {
       // A fatal error in one part stops the others: the tunnel never half-runs.

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { Consumer, stringDeserializers } from '@platformatic/kafka';
+import { Consumer, stringDeserializer } from '@platformatic/kafka';
+import type { RecordDecoder } from '../contracts/recordDecoder.js';
+import { isFramed } from '../contracts/wireFormat.js';
 import type pg from 'pg';
 import { closeConsumer, endOffsets, kafkaClientOptions, unreachableBroker, type KafkaAccess } from '../transport/kafka.js';
 import { deadLetterHeaders, type DeadLetterClass } from './deadLetters.js';
@@ -23,8 +25,19 @@ export interface StoredLetter {
   headers: Record<string, string>;
 }
 
+/**
+ * A letter's value as text: JSON as it is; the wire format (Avro, JSON Schema) decoded through the registry
+ * into the JSON envelope, so it reads and replays like any letter; else a line saying what it is.
+ */
+async function valueText(bytes: Buffer | undefined, decoder: RecordDecoder | undefined): Promise<string | undefined> {
+  if (bytes === undefined || bytes === null) return undefined;
+  if (!isFramed(bytes)) return bytes.toString('utf8');
+  const d = decoder ? await decoder.decode(undefined, bytes) : { poison: 'no schema registry is configured (registryUrl)' };
+  return 'poison' in d ? `(${bytes.length} bytes in the wire format, not readable: ${d.poison})` : d.value;
+}
+
 /** Reads every record of the DLQ topics, from the start to the end offsets seen when the read began. */
-export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[]): Promise<StoredLetter[]> {
+export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[], decoder?: RecordDecoder): Promise<StoredLetter[]> {
   const ends = await endOffsets(kafka, dlqTopics);
   const remaining = new Map<string, bigint>();
   for (const [topic, offsets] of ends) offsets.forEach((end, p) => end > 0n && remaining.set(`${topic}\u0000${p}`, end));
@@ -34,7 +47,7 @@ export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[]): 
     clientId: 'pgtunnel-dlq-reader',
     groupId: `pgtunnel-dlq-reader-${randomUUID()}`,
     ...kafkaClientOptions(kafka),
-    deserializers: stringDeserializers,
+    deserializers: { key: stringDeserializer, value: (b?: Buffer) => b, headerKey: stringDeserializer, headerValue: stringDeserializer },
     autocommit: false,
   });
   const letters: StoredLetter[] = [];
@@ -48,7 +61,7 @@ export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[]): 
     for await (const m of stream) {
       const id = `${m.topic}\u0000${m.partition}`;
       const end = remaining.get(id);
-      if (end !== undefined && m.offset < end) letters.push(toLetter(m.topic, m.partition, m.offset, m.key, m.value, m.headers));
+      if (end !== undefined && m.offset < end) letters.push(toLetter(m.topic, m.partition, m.offset, m.key, await valueText(m.value, decoder), m.headers));
       if (end !== undefined && m.offset >= end - 1n) remaining.delete(id);
       if (remaining.size === 0) break;
     }
