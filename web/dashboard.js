@@ -48,7 +48,7 @@ function draw(data) {
       return div;
     }));
     $('partitions').tBodies[0].replaceChildren(...s.partitions.map((p) => row([p.topic, p.partition, fmt(p.appliedOffset), fmt(p.endOffset), fmt(p.lag)])));
-    $('checkpoints').tBodies[0].replaceChildren(...s.tables.map((t) => row([t.table, t.phase, t.checkpoint.snapshot ?? '-', fmt(t.changeTableRows)])));
+    $('checkpoints').tBodies[0].replaceChildren(...s.tables.map((t) => row([t.table, t.phase, `v${t.schemaVersion ?? '-'}${t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`}`, t.checkpoint.snapshot ?? '-', fmt(t.changeTableRows)])));
     $('dlq-depth').textContent = `(${fmt(s.counts.deadLettered)} in total)`;
   }
   $('dlq').replaceChildren(...data.deadLetters.map((l) => {

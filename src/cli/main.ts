@@ -5,6 +5,7 @@ import { registerDemo } from './demo.js';
 import { registerDlq } from './dlq.js';
 import { registerInstall } from './install.js';
 import { registerRun } from './run.js';
+import { registerSchema } from './schema.js';
 import { registerSnapshot } from './snapshot.js';
 import { registerStack } from './stack.js';
 import { registerStatus } from './status.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerDlq(program);
   registerDemo(program);
   registerStack(program);
+  registerSchema(program);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -32,6 +32,7 @@ const timeoutMs = 10_000;
 const subjectNotFound = 40401;
 const versionNotFound = 40402;
 const noSubjectConfig = 40408;
+const schemaNotFound = 40403;
 
 interface RegistryErrorBody {
   error_code?: number;
@@ -156,8 +157,12 @@ export class SchemaRegistry {
       throw unreachable(this.url, `the schema registry cannot be reached (${where}: ${reason})`, err);
     }
     const text = await response.text().catch(() => '');
-    if (response.ok) return (text ? JSON.parse(text) : undefined) as T;
-    throw this.refusal(response.status, text, where, subject);
+    if (!response.ok) throw this.refusal(response.status, text, where, subject);
+    try {
+      return (text ? JSON.parse(text) : undefined) as T;
+    } catch {
+      throw notAnApi(`${where} answered something other than JSON (${redact(text.slice(0, 100))}…)`);
+    }
   }
 
   private refusal(status: number, text: string, where: string, subject: string | undefined): Error {
@@ -170,6 +175,12 @@ export class SchemaRegistry {
     const said = redact(parsed.message ?? text.slice(0, 300)) || `HTTP ${status}`;
     const code = parsed.error_code;
     if (status === 404 && (code === subjectNotFound || code === versionNotFound || code === noSubjectConfig)) return new NotFound(said);
+    if (status === 404 && code === schemaNotFound) {
+      return new TunnelError('PGT_REGISTRY_NO_SCHEMA', `the schema registry has no such schema (${where}: ${said})`, {
+        errorClass: 'fatal',
+        hint: 'the record was written with a schema id of another registry: point registryUrl at the registry its producer registers in',
+      });
+    }
     if (status === 409) {
       return new TunnelError('PGT_REGISTRY_INCOMPATIBLE', `the schema registry refused the new schema of ${subject}: ${said}`, {
         errorClass: 'fatal',
@@ -182,13 +193,8 @@ export class SchemaRegistry {
         hint: 'set registryUsername and registryPassword (or registryPasswordFile, PGTUNNEL_REGISTRY_PASSWORD) to a user the registry accepts and allows to register schemas',
       });
     }
-    if (status === 404) {
-      // a 404 without a registry's error code: the URL is not a Confluent-compatible API
-      return new TunnelError('PGT_REGISTRY_NOT_FOUND', `${where} answered 404 (${said})`, {
-        errorClass: 'config',
-        hint: 'registryUrl must be the base of a Confluent-compatible API: for Apicurio http://host:8080/apis/ccompat/v7, for Confluent/Karapace/Redpanda http://host:8081',
-      });
-    }
+    // a 404 without a registry's error code: the URL is not a Confluent-compatible API
+    if (status === 404 && code === undefined) return notAnApi(`${where} answered 404 (${said})`);
     if (status >= 500 || status === 408 || status === 429) {
       return unreachable(this.url, `the schema registry failed to answer (${where}: HTTP ${status} ${said})`, undefined);
     }
@@ -207,6 +213,13 @@ function unreachable(url: string, message: string, cause: unknown): TunnelError 
     errorClass: 'unreachable',
     cause,
     hint: `check that the registry at ${redact(url)} runs and registryUrl names it (the embedded one: pgtunnel stack up --registry)`,
+  });
+}
+
+function notAnApi(message: string): TunnelError {
+  return new TunnelError('PGT_REGISTRY_NOT_FOUND', message, {
+    errorClass: 'config',
+    hint: 'registryUrl must be the base of a Confluent-compatible API: for Apicurio http://host:8080/apis/ccompat/v7, for Confluent/Karapace/Redpanda http://host:8081',
   });
 }
 

@@ -5,6 +5,7 @@ import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
 import { describeError } from '../errors.js';
 import { readHealth, type ProcessHealth } from './health.js';
+import { registeredVersions } from './registeredVersions.js';
 
 export interface PartitionStatus {
   topic: string;
@@ -25,6 +26,10 @@ export interface TableStatus {
   deadLettered: number;
   /** Change-table rows not yet cleaned up (published or waiting). */
   changeTableRows: number;
+  /** The capture's schema version (a source schema change adds one). */
+  schemaVersion: number | null;
+  /** The latest version of `<topic>-value` in the schema registry; null without a registry or before registration. */
+  registeredVersion: number | null;
 }
 
 /** The stable shape of `pgtunnel status --json` (documented in the README). */
@@ -77,7 +82,8 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
     const out: TableStatus[] = [];
     for (const t of config.tables) {
       const state = await loadState(client, tableId(t));
-      const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${qualified(t.schema, t.changeTable)}`);
+      const { rows } = await client.query<{ n: number; v: number | null }>(
+        `SELECT count(*)::int AS n, (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $1) AS v FROM ${qualified(t.schema, t.changeTable)}`, [tableId(t)]);
       out.push({
         table: tableId(t),
         phase: state.phase,
@@ -86,11 +92,15 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         changesPublished: state.changesPublished,
         deadLettered: state.deadLettered,
         changeTableRows: rows[0]!.n,
+        schemaVersion: rows[0]!.v,
+        registeredVersion: null,
       });
     }
     return out;
   }));
   const topics = config.tables.map((t) => t.topic);
+  const registered = await attempt(errors, new Map<string, number | null>(), () => registeredVersions(config, topics));
+  for (const [i, t] of tables.entries()) t.registeredVersion = registered.get(config.tables[i]!.topic) ?? null;
   type AppliedRow = { topic: string; partition: number; next_offset: string; last_latency_ms: number | null; applied_at: Date; applied: string; dead_lettered: string; poison: string };
   const applied = await attempt(errors, [] as AppliedRow[], () => links.withTarget(async (client) => {
     const { rows } = await client.query<AppliedRow>(
@@ -133,7 +143,8 @@ export function formatStatus(report: StatusReport): string {
   lines.push(`captured ${c.captured} + snapshot rows ${c.snapshotRows} = applied ${c.applied} + dead letters ${c.deadLettered} + in flight ${c.inFlight}${c.poison ? `   (poison records: ${c.poison})` : ''}`);
   for (const t of report.tables) {
     const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
-    lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows`);
+    const registered = t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`;
+    lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows  schema v${t.schemaVersion ?? '-'}${registered}`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }
   for (const p of report.processes) {

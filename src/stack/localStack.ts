@@ -97,8 +97,8 @@ export class LocalStack {
     const stops: Promise<void>[] = [];
     // The registry before its broker (it would wait for Kafka at shutdown); the rest stop on their own.
     const registry = parts.includes('registry') ? this.registry.stop() : Promise.resolve();
-    if (parts.includes('kafka')) stops.push(registry.then(() => this.kafka.stop()));
-    else stops.push(registry);
+    stops.push(registry);
+    if (parts.includes('kafka')) stops.push(registry.catch(() => {}).then(() => this.kafka.stop()));
     if (parts.includes('source')) stops.push(this.source.stop());
     if (parts.includes('target')) stops.push(this.target.stop());
     const results = await Promise.allSettled(stops);

@@ -19,6 +19,8 @@ export function registryAppDir(home: string): string {
 export interface RegistryServerOptions {
   /** Prefix of its Kafka topics (journal, snapshots), so several registries can share one broker. */
   topicPrefix?: string;
+  /** Further Apicurio/Quarkus settings, passed as -D (e.g. HTTP basic auth with embedded users). */
+  properties?: Record<string, string>;
 }
 
 /**
@@ -73,6 +75,7 @@ export class SchemaRegistryServer {
       `-Dapicurio.events.kafka.topic=${prefix}-events`,
       `-Dapicurio.storage.snapshot.location=${tmp}`,
       `-Dapicurio.import.work-dir=${tmp}`,
+      ...Object.entries(this.options.properties ?? {}).map(([k, v]) => `-D${k}=${v}`),
       '-jar',
       path.join(this.appDir, marker),
     ];
@@ -106,11 +109,17 @@ export class SchemaRegistryServer {
     writeFileSync(this.pidFile, String(child.pid));
     let exited = false;
     child.once('exit', () => (exited = true));
-    // kafkasql replays its journal before it is ready: ~30 s on two busy cores
-    await waitFor('the schema registry', async () => {
-      if (exited) throw new TunnelError('PGT_REGISTRY_START', `the schema registry exited at start; its log ends:\n${tail(this.logFile)}`);
-      return this.ready();
-    }, 180_000, () => tail(this.logFile));
+    // kafkasql replays its journal before it is ready: 30-60 s on two busy cores
+    try {
+      await waitFor('the schema registry', async () => {
+        if (exited) throw new TunnelError('PGT_REGISTRY_START', `the schema registry exited at start; its log ends:\n${tail(this.logFile)}`);
+        return this.ready();
+      }, 180_000, () => tail(this.logFile));
+    } catch (err) {
+      // one that never became ready is not left running: nobody would stop it
+      await this.stop();
+      throw err;
+    }
     return true;
   }
 
@@ -149,13 +158,14 @@ function javaMajor(javaBin: string): number {
   }
 }
 
-/** A Java 21+ binary: PGTUNNEL_REGISTRY_JAVA, else the newest JDK under /usr/lib/jvm, else `java` on PATH. */
-export function findJava(): string {
+/** A Java 21+ binary: PGTUNNEL_REGISTRY_JAVA when set, else the newest JDK under /usr/lib/jvm or on PATH. */
+export function findJava(env: NodeJS.ProcessEnv = process.env, jvm = '/usr/lib/jvm'): string {
   const candidates: string[] = [];
-  if (process.env.PGTUNNEL_REGISTRY_JAVA) candidates.push(process.env.PGTUNNEL_REGISTRY_JAVA);
-  const jvm = '/usr/lib/jvm';
-  if (existsSync(jvm)) for (const dir of readdirSync(jvm)) candidates.push(path.join(jvm, dir, 'bin', 'java'));
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) if (dir) candidates.push(path.join(dir, 'java'));
+  if (env.PGTUNNEL_REGISTRY_JAVA) candidates.push(env.PGTUNNEL_REGISTRY_JAVA);
+  else {
+    if (existsSync(jvm)) for (const dir of readdirSync(jvm)) candidates.push(path.join(jvm, dir, 'bin', 'java'));
+    for (const dir of (env.PATH ?? '').split(path.delimiter)) if (dir) candidates.push(path.join(dir, 'java'));
+  }
   const found = candidates.filter((c) => existsSync(c)).map((c) => ({ bin: c, major: javaMajor(c) })).sort((a, b) => b.major - a.major)[0];
   if (found && found.major >= minJava) return found.bin;
   throw new TunnelError('PGT_REGISTRY_JAVA', `the schema registry (Apicurio ${apicurioVersion}) needs Java ${minJava} or newer; ${found ? `the newest found is Java ${found.major} (${found.bin})` : 'no Java was found'}`, {

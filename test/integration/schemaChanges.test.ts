@@ -89,6 +89,9 @@ test('ADD, DROP, RENAME COLUMN and ALTER TYPE under concurrent writers: no faile
   const salary = await query<{ t: string }>(db.targetUrl, "SELECT data_type AS t FROM information_schema.columns WHERE table_name = 'employees' AND column_name = 'salary'");
   assert.equal(salary[0]!.t, 'bigint');
   assert.deepEqual(JSON.parse((await runCli(['dlq', 'list', '--json'], db.env)).stdout), []);
+  // each of the four DDL statements is a new capture schema version (shown by status and the dashboard)
+  const table = JSON.parse((await runCli(['status', '--json'], db.env)).stdout).tables[0];
+  assert.deepEqual([table.schemaVersion, table.registeredVersion], [5, null]);
   await tunnel.stop();
 });
 

@@ -6,4 +6,9 @@ test('a running stack is reused, never restarted: up() starts nothing and report
   const stack = currentTestStack();
   assert.deepEqual(Object.values(stack.status()).map((s) => s.running), [true, true, true]);
   assert.deepEqual(await stack.up('postgres', 'postgres'), []);
+  // test.mjs starts the schema registry for the whole suite (and for tests that need it)
+  if (process.env.PGTUNNEL_TEST_REGISTRY_URL) {
+    assert.equal(stack.status(true).registry?.running, true);
+    assert.deepEqual(await stack.up('postgres', 'postgres', true), []);
+  }
 });
