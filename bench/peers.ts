@@ -4,7 +4,7 @@
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
-import { ConnectWorker } from '../test/helpers/connect.js';
+import { apicurioAvroConverter, ConnectWorker } from '../test/helpers/connect.js';
 import { BenchContext, root, sql, waitUntil } from './context.js';
 import { fixedRateLoad, measure, sourceDdl, targetDdl, tunnelLatency, type LatencyResult } from './latency.js';
 import { fill, snapshot } from './snapshot.js';
@@ -69,10 +69,13 @@ async function dropSlots(ctx: BenchContext, db: string): Promise<void> {
 class DebeziumPipeline {
   private constructor(private readonly connect: ConnectWorker, private readonly name: string) {}
 
-  static async start(connect: ConnectWorker, dbs: { source: string; target: string }, table: string, name: string): Promise<DebeziumPipeline> {
+  /** With pgtunnel on `--format avro`, Debezium uses Avro through the same registry too; else its default, JSON with schemas. */
+  static async start(ctx: BenchContext, connect: ConnectWorker, dbs: { source: string; target: string }, table: string, name: string): Promise<DebeziumPipeline> {
     const pipeline = new DebeziumPipeline(connect, name);
-    await connect.addConnector(`${name}-source`, debeziumSource(dbs.source, table, name));
-    await connect.addConnector(`${name}-sink`, debeziumSink(dbs.target, `${name}.public.${table}`, table));
+    const registry = ctx.env.PGTUNNEL_TEST_REGISTRY_URL;
+    const avro = (register: boolean) => (ctx.format === 'avro' && registry ? { ...apicurioAvroConverter('key', registry, register), ...apicurioAvroConverter('value', registry, register) } : {});
+    await connect.addConnector(`${name}-source`, { ...debeziumSource(dbs.source, table, name), ...avro(true) });
+    await connect.addConnector(`${name}-sink`, { ...debeziumSink(dbs.target, `${name}.public.${table}`, table), ...avro(false) });
     return pipeline;
   }
 
@@ -94,7 +97,7 @@ export async function debeziumSnapshot(ctx: BenchContext, connect: ConnectWorker
   await sql(dbs.source, fill(rows));
   await sql(dbs.source, 'VACUUM ANALYZE employees');
   const start = Date.now();
-  const pipeline = await DebeziumPipeline.start(connect, dbs, 'employees', `peer_snapshot_${Date.now()}`);
+  const pipeline = await DebeziumPipeline.start(ctx, connect, dbs, 'employees', `peer_snapshot_${Date.now()}`);
   try {
     await waitUntil('the Debezium snapshot in the target', async () => {
       await pipeline.check();
@@ -110,7 +113,7 @@ export async function debeziumSnapshot(ctx: BenchContext, connect: ConnectWorker
 export async function debeziumLatency(ctx: BenchContext, connect: ConnectWorker, rate: number, seconds: number): Promise<LatencyResult> {
   await dropSlots(ctx, 'bench_peer_latency');
   const dbs = await ctx.databases('bench_peer_latency', sourceDdl, targetDdl);
-  const pipeline = await DebeziumPipeline.start(connect, dbs, 'bench_latency', `peer_latency_${Date.now()}`);
+  const pipeline = await DebeziumPipeline.start(ctx, connect, dbs, 'bench_latency', `peer_latency_${Date.now()}`);
   try {
     // streaming, and the sink has its partition: a probe row made it through
     await sql(dbs.source, "INSERT INTO bench_latency VALUES (0, 'probe')");
@@ -158,7 +161,8 @@ export async function peersBench(ctx: BenchContext, quick: boolean, record: bool
     ['latency max', ms(tunnel.max), ms(peer.latency.max), f(peer.latency.max / tunnel.max, 2)],
     ['peak RSS (pgtunnel process / Connect worker)', `${f(Math.max(snap.peakRssMb, tunnel.peakRssMb), 0)} MB`, `${f(peer.rssMb, 0)} MB`, '-'],
   ];
-  const table = ['| measure | pgtunnel | Debezium 3.6 (tuned) | Debezium / pgtunnel |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  const encoding = ctx.format === 'avro' ? 'Avro' : ctx.format === 'json' ? 'JSON' : 'JSON Schema';
+  const table = [`| measure | pgtunnel (${encoding}) | Debezium 3.6, tuned (${ctx.format === 'avro' ? 'Avro' : 'JSON with schemas'}) | Debezium / pgtunnel |`, '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
   console.log(`\n${table}\n`);
   if (record) {
     const date = new Date().toISOString().slice(0, 10);

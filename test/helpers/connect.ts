@@ -126,3 +126,21 @@ export class ConnectWorker {
     this.pid = undefined;
   }
 }
+
+/**
+ * Converter settings for Apicurio's Avro converter in the Confluent wire format: 4-byte schema ids as the
+ * Confluent-compatible API hands them out (Apicurio's content ids), no headers. `ccompatUrl` is the
+ * registry's /apis/ccompat/v7 URL; the converter talks to the same registry's v2 API. `register` lets a
+ * source connector register its schemas.
+ */
+export function apicurioAvroConverter(side: 'key' | 'value', ccompatUrl: string, register = false): Record<string, string | boolean> {
+  const p = `${side}.converter`;
+  return {
+    [p]: 'io.apicurio.registry.utils.converter.AvroConverter',
+    [`${p}.apicurio.registry.url`]: ccompatUrl.replace(/\/apis\/ccompat\/v7\/?$/, '/apis/registry/v2'),
+    [`${p}.apicurio.registry.as-confluent`]: true,
+    [`${p}.apicurio.registry.use-id`]: 'contentId',
+    [`${p}.apicurio.registry.headers.enabled`]: false,
+    ...(register ? { [`${p}.apicurio.registry.auto-register`]: true, [`${p}.apicurio.registry.find-latest`]: true } : {}),
+  };
+}

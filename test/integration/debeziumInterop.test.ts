@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { employeesDdl } from '../../src/stack/demo.js';
-import { ConnectWorker } from '../helpers/connect.js';
+import { apicurioAvroConverter, ConnectWorker } from '../helpers/connect.js';
 import { onCleanup, query, services, tunnelDatabases, uniqueName, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
@@ -32,17 +32,6 @@ const typesDdl = `CREATE TABLE interop_types (
 
 const row = (i: number) => [i, `${i}.25`, i / 3, i % 2 === 0, `19${String(50 + (i % 50)).padStart(2, '0')}-0${1 + (i % 9)}-1${i % 9}`,
   `2026-11-26 01:02:03.${String(i).padStart(6, '0')}`, `2026-11-26 01:02:03.5+0${i % 9}`, `note ${i} ünïcødé`, `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, i % 100];
-
-/** Apicurio's converter reading the Confluent wire format: 4-byte ids as the ccompat API gives them (content ids), no headers. */
-function avroConverter(side: 'key' | 'value'): Record<string, string | boolean> {
-  return {
-    [`${side}.converter`]: 'io.apicurio.registry.utils.converter.AvroConverter',
-    [`${side}.converter.apicurio.registry.url`]: registryUrl().replace(/\/apis\/ccompat\/v7\/?$/, '/apis/registry/v2'),
-    [`${side}.converter.apicurio.registry.as-confluent`]: true,
-    [`${side}.converter.apicurio.registry.use-id`]: 'contentId',
-    [`${side}.converter.apicurio.registry.headers.enabled`]: false,
-  };
-}
 
 test('Debezium\'s JDBC sink applies pgtunnel\'s Avro topics (snapshot, inserts, updates, deletes, a key change) into a third database equal to the source', { timeout: 300_000 }, async (t) => {
   const db = await tunnelDatabases(t);
@@ -76,8 +65,9 @@ test('Debezium\'s JDBC sink applies pgtunnel\'s Avro topics (snapshot, inserts, 
     // the topic's last part is the table name
     'collection.name.format': '${source.table}',
     'consumer.override.auto.offset.reset': 'earliest',
-    ...avroConverter('key'),
-    ...avroConverter('value'),
+    // Confluent's AvroConverter is not on Maven Central; Apicurio's reads the same wire format
+    ...apicurioAvroConverter('key', registryUrl()),
+    ...apicurioAvroConverter('value', registryUrl()),
   });
   onCleanup(t, () => connect!.removeConnector(sink).catch(() => {}));
 
