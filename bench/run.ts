@@ -36,6 +36,8 @@ const rows: Row[] = [];
 const f = (n: number, digits = 1) => n.toFixed(digits);
 
 if (values.peers) {
+  if (formats.length !== 1) throw new Error('--peers takes one --format (json or avro)');
+  ctx.format = formats[0]!;
   try {
     await peersBench(ctx, quick, !values['no-record'] && !quick);
     log(`done in ${f((Date.now() - started) / 1000, 0)} s`);
