@@ -2,8 +2,8 @@ import pg from 'pg';
 import { BenchContext, BenchTunnel, percentile, sql, waitUntil } from './context.js';
 
 // The target stamps each row when it is written; the source's commit time comes from track_commit_timestamp.
-const sourceDdl = 'CREATE TABLE bench_latency (id bigint PRIMARY KEY, payload text)';
-const targetDdl = `CREATE TABLE bench_latency (id bigint PRIMARY KEY, payload text, applied_at timestamptz);
+export const sourceDdl = 'CREATE TABLE bench_latency (id bigint PRIMARY KEY, payload text)';
+export const targetDdl = `CREATE TABLE bench_latency (id bigint PRIMARY KEY, payload text, applied_at timestamptz);
   CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.applied_at := clock_timestamp(); RETURN NEW; END $$;
   CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON bench_latency FOR EACH ROW EXECUTE FUNCTION stamp();
   ALTER TABLE bench_latency ENABLE ALWAYS TRIGGER stamp;`;
@@ -43,7 +43,7 @@ export async function fixedRateLoad(url: string, rate: number, seconds: number):
   return total;
 }
 
-async function measure(source: string, target: string, count: number): Promise<LatencyResult> {
+export async function measure(source: string, target: string, count: number): Promise<LatencyResult> {
   await waitUntil('every row in the target', async () => Number((await sql<{ n: string }>(target, 'SELECT count(*) AS n FROM bench_latency'))[0]!.n) >= count, 120_000, 100);
   const committed = await sql<{ id: string; ms: number }>(source, 'SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 * 1000 AS ms FROM bench_latency');
   const applied = new Map((await sql<{ id: string; ms: number }>(target, 'SELECT id, extract(epoch FROM applied_at)::float8 * 1000 AS ms FROM bench_latency')).map((r) => [r.id, r.ms]));

@@ -1,5 +1,6 @@
 // npm run bench [-- --quick] [-- --format json,avro]: latency, throughput, snapshot speed, capture overhead and memory, each as a
 // ratio to a baseline measured in the same invocation; appends a dated table to bench/RESULTS.md.
+// `-- --peers` runs Debezium beside pgtunnel instead (bench/peers.ts).
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -7,12 +8,13 @@ import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
 import { BenchContext, root } from './context.js';
 import { nativeLatency, tunnelLatency } from './latency.js';
 import { overhead } from './overhead.js';
+import { peersBench } from './peers.js';
 import { latencyPlot } from './plot.js';
 import { applyScale, type ScaleResult } from './scale.js';
 import { snapshot } from './snapshot.js';
 import { throughput } from './throughput.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, format: { type: 'string', default: 'json' } } });
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, format: { type: 'string', default: 'json' }, peers: { type: 'boolean', default: false } } });
 const quick = values.quick!;
 // --format json,avro,json-schema: the streaming and snapshot measures once per encoding, side by side
 const formats = values.format!.split(',').map((s) => s.trim()) as BenchContext['format'][];
@@ -33,6 +35,18 @@ const started = Date.now();
 type Row = { measure: string; baseline: string; tunnel: string; ratio: string; target: string; met: boolean };
 const rows: Row[] = [];
 const f = (n: number, digits = 1) => n.toFixed(digits);
+
+if (values.peers) {
+  if (formats.length !== 1) throw new Error('--peers takes one --format (json or avro)');
+  ctx.format = formats[0]!;
+  try {
+    await peersBench(ctx, quick, !values['no-record'] && !quick);
+    log(`done in ${f((Date.now() - started) / 1000, 0)} s`);
+  } finally {
+    await own?.stack.down();
+  }
+  process.exit(0);
+}
 
 try {
   log(`plan ${JSON.stringify(plan)}`);

@@ -9,7 +9,7 @@ export interface SnapshotResult {
   peakRssMb: number;
 }
 
-const fill = (rows: number) =>
+export const fill = (rows: number) =>
   `INSERT INTO employees (first_name, last_name, dob, city, salary)
    SELECT 'first' || i, 'last' || i, DATE '1960-01-01' + i % 20000, 'city' || i % 100, i % 100000 FROM generate_series(1, ${rows}) i`;
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh clone: Node.js 24 when the system's is older, npm packages, the TypeScript
 # build, the Kafka broker jars and PostgreSQL 15 server binaries. Each step is skipped when its result is
-# already there. Options: --browser (Chromium for the dashboard test), --registry (the embedded schema registry).
+# already there. Options: --browser (Chromium for the dashboard test), --registry (the embedded schema registry),
+# --connect (Kafka Connect + Debezium: interop test, bench --peers), --python (confluent-kafka venv: Python consumer test).
 set -euo pipefail
 want() { case " $args " in *" $1 "*) return 0;; esac; return 1; }
 args="$*"
@@ -93,4 +94,7 @@ if want --browser && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
   apt_install python3-venv "Python's venv for the Airflow test" "(or set PGTUNNEL_PYTHON to a Python 3.10+ with venv)" \
     || die "the Airflow test needs $python with venv (apt-get install python3-venv, or set PGTUNNEL_PYTHON)"
 fi
+# Kafka Connect and Debezium from Maven Central (npm test passes --connect)
+if want --connect; then bash scripts/connect.sh; fi
+if want --python; then bash scripts/python.sh; fi
 say "ready"

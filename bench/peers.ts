@@ -1,0 +1,172 @@
+// `npm run bench -- --peers`: Debezium 3.6 (PostgreSQL connector with pgoutput + JDBC sink, on a Kafka Connect
+// standalone worker against the same broker) beside pgtunnel on the same source, load and target: snapshot
+// time and commit → target latency. The peer is tuned for latency as its users would (poll.interval.ms=5).
+import { appendFileSync } from 'node:fs';
+import path from 'node:path';
+import { employeesDdl } from '../src/stack/demo.js';
+import { apicurioAvroConverter, ConnectWorker } from '../test/helpers/connect.js';
+import { BenchContext, root, sql, waitUntil } from './context.js';
+import { fixedRateLoad, measure, sourceDdl, targetDdl, tunnelLatency, type LatencyResult } from './latency.js';
+import { fill, snapshot } from './snapshot.js';
+
+const count = async (url: string, table: string) => Number((await sql<{ n: string }>(url, `SELECT count(*) AS n FROM ${table}`))[0]!.n);
+
+/** Debezium's PostgreSQL source connector on `db`, one table, tuned for latency. */
+export function debeziumSource(db: string, table: string, name: string): Record<string, string | number> {
+  const url = new URL(db);
+  return {
+    'connector.class': 'io.debezium.connector.postgresql.PostgresConnector',
+    'database.hostname': url.hostname,
+    'database.port': url.port,
+    'database.user': decodeURIComponent(url.username),
+    'database.password': decodeURIComponent(url.password),
+    'database.dbname': url.pathname.slice(1),
+    'topic.prefix': name,
+    'plugin.name': 'pgoutput',
+    'slot.name': name,
+    'slot.drop.on.stop': 'true',
+    'publication.name': name,
+    'publication.autocreate.mode': 'filtered',
+    'table.include.list': `public.${table}`,
+    'snapshot.mode': 'initial',
+    // the default 500 ms poll is the whole latency gap between the peers; 5 ms as pgtunnel's poll
+    'poll.interval.ms': 5,
+    'max.batch.size': 8192,
+    'max.queue.size': 32768,
+    // the broker does not auto-create topics
+    'topic.creation.default.replication.factor': 1,
+    'topic.creation.default.partitions': 1,
+  };
+}
+
+/** Debezium's JDBC sink writing `topic` into `table` of `db`, as its documentation configures it for Debezium sources. */
+export function debeziumSink(db: string, topic: string, table: string): Record<string, string | number> {
+  const url = new URL(db);
+  return {
+    'connector.class': 'io.debezium.connector.jdbc.JdbcSinkConnector',
+    'connection.url': `jdbc:postgresql://${url.host}${url.pathname}`,
+    'connection.username': decodeURIComponent(url.username),
+    'connection.password': decodeURIComponent(url.password),
+    topics: topic,
+    'insert.mode': 'upsert',
+    'delete.enabled': 'true',
+    'primary.key.mode': 'record_key',
+    'schema.evolution': 'none',
+    'collection.name.format': table,
+    // 'reWriteBatchedInserts' fails upserts of one key twice in a batch; unnest fails on DATE columns
+    'batch.size': 2000,
+    'consumer.override.fetch.max.wait.ms': 200,
+    'consumer.override.auto.offset.reset': 'earliest',
+  };
+}
+
+/** Slots left by an interrupted run keep a database from being dropped. */
+async function dropSlots(ctx: BenchContext, db: string): Promise<void> {
+  await sql(`${ctx.sourceServer}/postgres`, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active', [db]);
+}
+
+/** One Debezium pipeline (source + sink connectors) on a database pair; removed, slot included, by `stop`. */
+class DebeziumPipeline {
+  private constructor(private readonly connect: ConnectWorker, private readonly name: string) {}
+
+  /** With pgtunnel on `--format avro`, Debezium uses Avro through the same registry too; else its default, JSON with schemas. */
+  static async start(ctx: BenchContext, connect: ConnectWorker, dbs: { source: string; target: string }, table: string, name: string): Promise<DebeziumPipeline> {
+    const pipeline = new DebeziumPipeline(connect, name);
+    const registry = ctx.env.PGTUNNEL_TEST_REGISTRY_URL;
+    const avro = (register: boolean) => (ctx.format === 'avro' && registry ? { ...apicurioAvroConverter('key', registry, register), ...apicurioAvroConverter('value', registry, register) } : {});
+    await connect.addConnector(`${name}-source`, { ...debeziumSource(dbs.source, table, name), ...avro(true) });
+    await connect.addConnector(`${name}-sink`, { ...debeziumSink(dbs.target, `${name}.public.${table}`, table), ...avro(false) });
+    return pipeline;
+  }
+
+  async check(): Promise<void> {
+    for (const c of [`${this.name}-source`, `${this.name}-sink`]) {
+      const trace = await this.connect.failure(c);
+      if (trace) throw new Error(`bench: Debezium connector ${c} failed: ${trace}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const c of [`${this.name}-sink`, `${this.name}-source`]) await this.connect.removeConnector(c).catch(() => {});
+  }
+}
+
+export async function debeziumSnapshot(ctx: BenchContext, connect: ConnectWorker, rows: number): Promise<{ seconds: number }> {
+  await dropSlots(ctx, 'bench_peer_snapshot');
+  const dbs = await ctx.databases('bench_peer_snapshot', employeesDdl);
+  await sql(dbs.source, fill(rows));
+  await sql(dbs.source, 'VACUUM ANALYZE employees');
+  const start = Date.now();
+  const pipeline = await DebeziumPipeline.start(ctx, connect, dbs, 'employees', `peer_snapshot_${Date.now()}`);
+  try {
+    await waitUntil('the Debezium snapshot in the target', async () => {
+      await pipeline.check();
+      return (await count(dbs.target, 'employees')) >= rows;
+    }, 1_800_000, 200);
+    return { seconds: (Date.now() - start) / 1000 };
+  } finally {
+    await pipeline.stop();
+    await dropSlots(ctx, 'bench_peer_snapshot');
+  }
+}
+
+export async function debeziumLatency(ctx: BenchContext, connect: ConnectWorker, rate: number, seconds: number): Promise<LatencyResult> {
+  await dropSlots(ctx, 'bench_peer_latency');
+  const dbs = await ctx.databases('bench_peer_latency', sourceDdl, targetDdl);
+  const pipeline = await DebeziumPipeline.start(ctx, connect, dbs, 'bench_latency', `peer_latency_${Date.now()}`);
+  try {
+    // streaming, and the sink has its partition: a probe row made it through
+    await sql(dbs.source, "INSERT INTO bench_latency VALUES (0, 'probe')");
+    await waitUntil('the probe row through Debezium', async () => {
+      await pipeline.check();
+      return (await count(dbs.target, 'bench_latency')) > 0;
+    }, 120_000, 20);
+    const n = await fixedRateLoad(dbs.source, rate, seconds);
+    const result = await measure(dbs.source, dbs.target, n + 1);
+    await pipeline.check();
+    return result;
+  } finally {
+    await pipeline.stop();
+    await dropSlots(ctx, 'bench_peer_latency');
+  }
+}
+
+/** Both peers on the same plan, one after the other on the same stack; prints (and records) one table. */
+export async function peersBench(ctx: BenchContext, quick: boolean, record: boolean): Promise<void> {
+  const plan = quick ? { rows: 50_000, rate: 200, seconds: 20 } : { rows: 1_000_000, rate: 1000, seconds: 60 };
+  const log = (text: string) => console.log(`bench: ${text}`);
+  const f = (n: number, digits = 1) => n.toFixed(digits);
+  log(`peers plan ${JSON.stringify(plan)}`);
+  log(`snapshot of ${plan.rows} rows: COPY pipe and pgtunnel`);
+  const snap = await snapshot(ctx, plan.rows);
+  log(`latency at ${plan.rate}/s for ${plan.seconds} s: pgtunnel`);
+  const tunnel = await tunnelLatency(ctx, plan.rate, plan.seconds);
+  // Connect's own default heap (2 GB), as its users run it
+  const connect = await ConnectWorker.start(ctx.home, path.join(ctx.home, 'bench-connect'), ctx.brokers, { heap: '2g' });
+  let peer: { snapshot: { seconds: number }; latency: LatencyResult; rssMb: number };
+  try {
+    log(`snapshot of ${plan.rows} rows: Debezium`);
+    const dSnap = await debeziumSnapshot(ctx, connect, plan.rows);
+    log(`latency at ${plan.rate}/s for ${plan.seconds} s: Debezium`);
+    const dLat = await debeziumLatency(ctx, connect, plan.rate, plan.seconds);
+    peer = { snapshot: dSnap, latency: dLat, rssMb: connect.peakRssMb() };
+  } finally {
+    await connect.stop();
+  }
+  const ms = (n: number) => `${f(n)} ms`;
+  const rows = [
+    [`snapshot ${plan.rows} rows (COPY pipe ${f(snap.copySeconds, 2)} s)`, `${f(snap.tunnelSeconds)} s`, `${f(peer.snapshot.seconds)} s`, f(peer.snapshot.seconds / snap.tunnelSeconds, 2)],
+    [`latency p50 (${plan.rate}/s, ${plan.seconds} s, commit → target)`, ms(tunnel.p50), ms(peer.latency.p50), f(peer.latency.p50 / tunnel.p50, 2)],
+    ['latency p99', ms(tunnel.p99), ms(peer.latency.p99), f(peer.latency.p99 / tunnel.p99, 2)],
+    ['latency max', ms(tunnel.max), ms(peer.latency.max), f(peer.latency.max / tunnel.max, 2)],
+    ['peak RSS (pgtunnel process / Connect worker)', `${f(Math.max(snap.peakRssMb, tunnel.peakRssMb), 0)} MB`, `${f(peer.rssMb, 0)} MB`, '-'],
+  ];
+  const encoding = ctx.format === 'avro' ? 'Avro' : ctx.format === 'json' ? 'JSON' : 'JSON Schema';
+  const table = [`| measure | pgtunnel (${encoding}) | Debezium 3.6, tuned (${ctx.format === 'avro' ? 'Avro' : 'JSON with schemas'}) | Debezium / pgtunnel |`, '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  console.log(`\n${table}\n`);
+  if (record) {
+    const date = new Date().toISOString().slice(0, 10);
+    appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## Peers ${date} (npm run bench -- --peers, 2 cores)\nDebezium 3.6 PostgreSQL connector (pgoutput, poll.interval.ms=5) + JDBC sink (upsert, batch.size=2000) on Kafka Connect 4.1.1 standalone, same broker, source, load and target as pgtunnel; one after the other.\n\n${table}\n`);
+    log('recorded in bench/RESULTS.md');
+  }
+}
