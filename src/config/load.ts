@@ -42,6 +42,7 @@ export interface TunnelConfig {
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
+  exactlyOnce: boolean;
   httpPort: number | 'off';
   httpHost: string;
   /** Salt of masked columns; '' when no table masks a column. */
@@ -140,6 +141,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
+  if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   if (env.PGTUNNEL_HTTP_ALLOWED_HOSTS) out.httpAllowedHosts = env.PGTUNNEL_HTTP_ALLOWED_HOSTS.split(',').map((s) => s.trim()).filter(Boolean);
   Object.assign(out, kafkaSecurityEnv(env));
@@ -258,6 +260,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,
+    exactlyOnce: merged.exactlyOnce ?? false,
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
     maskSalt: merged.maskSalt ?? '',
