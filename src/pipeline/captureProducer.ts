@@ -201,7 +201,7 @@ export class CaptureProducer {
     }
     const savedAt = Date.now();
     await inTransaction(client, async () => {
-      await saveState(client, this.id, next);
+      next.updatedAt = await saveState(client, this.id, next);
       if (isBatchComplete(next.position)) await this.changes.cleanup(client, next.position.prev!);
     });
     this.state = this.stored = next;
@@ -256,7 +256,7 @@ export class CaptureProducer {
           deadLettered: state.deadLettered + bad,
         };
         await publication.commit(this.stored!, after);
-        await saveState(client, this.id, after);
+        after.updatedAt = await saveState(client, this.id, after);
         await this.changes.cleanup(client, cur);
         return after;
       }),
@@ -303,7 +303,7 @@ export class CaptureProducer {
     const adopted = adoptable(await publisher.lastCommitted(), this.stored!);
     if (!adopted) return;
     await inTransaction(client, async () => {
-      await saveState(client, this.id, adopted);
+      adopted.updatedAt = await saveState(client, this.id, adopted);
       if (isBatchComplete(adopted.position)) await this.changes.cleanup(client, adopted.position.prev!);
     });
     this.state = this.stored = adopted;

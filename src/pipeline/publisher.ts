@@ -31,8 +31,11 @@ export function positionsTopic(topicPrefix: string): string {
   return `${topicPrefix}.positions`;
 }
 
-/** What identifies a stored checkpoint (the snapshot's progress included). */
-type Mark = Pick<CaptureState, 'phase' | 'snapshotRowsDone'> & { prev: string | null; cur: string | null; lastChangeId: number };
+/**
+ * What identifies a stored checkpoint: its position, the snapshot's progress, and when it was stored (a
+ * reinstalled capture starts from the same position as the first install did, but not at the same time).
+ */
+type Mark = Pick<CaptureState, 'phase' | 'snapshotRowsDone' | 'updatedAt'> & { prev: string | null; cur: string | null; lastChangeId: number };
 
 /** A position record: the source checkpoint the batch started from, and the state after it. */
 export interface PositionRecord {
@@ -42,10 +45,10 @@ export interface PositionRecord {
 }
 
 function mark(state: CaptureState): Mark {
-  return { phase: state.phase, snapshotRowsDone: state.snapshotRowsDone, prev: state.position.prev, cur: state.position.cur, lastChangeId: state.position.lastChangeId };
+  return { phase: state.phase, snapshotRowsDone: state.snapshotRowsDone, updatedAt: state.updatedAt, prev: state.position.prev, cur: state.position.cur, lastChangeId: state.position.lastChangeId };
 }
 
-const sameMark = (a: Mark, b: Mark) => a.phase === b.phase && a.snapshotRowsDone === b.snapshotRowsDone && a.prev === b.prev && a.cur === b.cur && a.lastChangeId === b.lastChangeId;
+const sameMark = (a: Mark, b: Mark) => a.updatedAt === b.updatedAt && a.phase === b.phase && a.snapshotRowsDone === b.snapshotRowsDone && a.prev === b.prev && a.cur === b.cur && a.lastChangeId === b.lastChangeId;
 
 /**
  * Pure: the state to adopt when Kafka committed a batch whose source checkpoint was never written (a crash

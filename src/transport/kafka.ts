@@ -140,6 +140,12 @@ const fencedIds = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'INVALID
 /** The transaction coordinator still starting or moving: wait and begin again. */
 const coordinatorIds = new Set(['COORDINATOR_NOT_AVAILABLE', 'NOT_COORDINATOR', 'COORDINATOR_LOAD_IN_PROGRESS', 'CONCURRENT_TRANSACTIONS']);
 
+/**
+ * InitProducerId as a new session (-1/-1): @platformatic/kafka sends 0/0 by default, which the broker
+ * reads as "bump producer 0", refused once the transactionalId belongs to another producer id.
+ */
+const newSession = { producerId: -1n, producerEpoch: -1 };
+
 /** The messages of one Kafka transaction: invisible to read_committed consumers until `commit`. */
 export interface EnvelopeTransaction {
   publish(messages: OutMessage[]): Promise<void>;
@@ -172,7 +178,7 @@ export class EnvelopeProducer {
   async begin(): Promise<EnvelopeTransaction> {
     let tx: Awaited<ReturnType<typeof this.producer.beginTransaction>>;
     try {
-      tx = await this.producer.beginTransaction();
+      tx = await this.producer.beginTransaction(newSession);
     } catch (err) {
       throw this.failure(err);
     }
@@ -203,7 +209,7 @@ export class EnvelopeProducer {
   /** Fences older producers of this transactionalId now (aborting their open transaction), before any read of what they committed. */
   async fence(): Promise<void> {
     try {
-      await (await this.producer.beginTransaction()).cancel();
+      await (await this.producer.beginTransaction(newSession)).cancel();
     } catch (err) {
       throw this.failure(err);
     }

@@ -11,19 +11,20 @@ const state = (prev: string, rows = 0, extra: Partial<CaptureState> = {}): Captu
   snapshotRowsTotal: null,
   changesPublished: 0,
   deadLettered: 0,
+  updatedAt: '2026-11-26T01:00:00.000Z',
   ...extra,
 });
 
 const record = (before: CaptureState, after: CaptureState): PositionRecord => ({
   table: 'public.employees',
-  before: { phase: before.phase, snapshotRowsDone: before.snapshotRowsDone, prev: before.position.prev, cur: before.position.cur, lastChangeId: before.position.lastChangeId },
-  after,
+  before: { phase: before.phase, snapshotRowsDone: before.snapshotRowsDone, updatedAt: before.updatedAt, prev: before.position.prev, cur: before.position.cur, lastChangeId: before.position.lastChangeId },
+  after: { ...after, updatedAt: undefined },
 });
 
 test('Kafka committed a batch the source never checkpointed: its state is adopted', () => {
   const stored = state('10:12:10');
   const after = state('10:20:', 0, { changesPublished: 7 });
-  assert.deepEqual(adoptable(record(stored, after), { ...stored, updatedAt: '2026-01-01T00:00:00.000Z' }), { ...after, updatedAt: undefined });
+  assert.deepEqual(adoptable(record(stored, after), stored), { ...after, updatedAt: undefined });
 });
 
 test('the source already holds the batch\'s checkpoint, or nothing was committed: nothing to adopt', () => {
@@ -38,6 +39,12 @@ test('a source moved on by other means (a snapshot restart, an older record) kee
   assert.equal(adoptable(older, state('10:20:')), undefined);
   const restarted = { ...state('10:12:10'), phase: 'snapshot' as const };
   assert.equal(adoptable(record(state('10:12:10', 500, { phase: 'snapshot' }), state('10:20:', 1000)), restarted), undefined);
+});
+
+test('a reinstalled capture starts where the first install did, but its record is not adopted', () => {
+  const first = state('10:12:10', 0, { phase: 'snapshot' });
+  const reinstalled = { ...first, updatedAt: '2026-11-26T02:00:00.000Z' };
+  assert.equal(adoptable(record(first, state('10:20:', 500)), reinstalled), undefined);
 });
 
 test('a page in the middle of a batch is part of the mark: a record of another page is not adopted', () => {
