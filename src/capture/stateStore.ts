@@ -57,11 +57,12 @@ export async function loadState(client: pg.Client, tableId: string): Promise<Cap
   };
 }
 
-export async function saveState(client: pg.Client, tableId: string, state: CaptureState): Promise<void> {
-  const result = await client.query(
+/** Stores the state; returns its new `updatedAt` (part of what identifies a checkpoint, see pipeline/publisher.ts). */
+export async function saveState(client: pg.Client, tableId: string, state: CaptureState): Promise<string> {
+  const result = await client.query<{ updated_at: Date }>(
     `UPDATE pgtunnel.state SET phase = $2, prev_snapshot = $3::pg_snapshot, cur_snapshot = $4::pg_snapshot, last_change_id = $5,
             snapshot_last_key = $6::jsonb, snapshot_rows_done = $7, snapshot_rows_total = $8, changes_published = $9, dead_lettered = $10, updated_at = now()
-     WHERE table_id = $1`,
+     WHERE table_id = $1 RETURNING updated_at`,
     [
       tableId,
       state.phase,
@@ -76,6 +77,7 @@ export async function saveState(client: pg.Client, tableId: string, state: Captu
     ],
   );
   if (result.rowCount !== 1) throw new TunnelError('PGT_NOT_INSTALLED', `capture state for ${tableId} vanished`, { hint: 'run `pgtunnel install`' });
+  return result.rows[0]!.updated_at.toISOString();
 }
 
 /** Starts the snapshot over (keeps the stream position, so nothing captured meanwhile is lost). */

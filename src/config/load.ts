@@ -49,6 +49,7 @@ export interface TunnelConfig {
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
+  exactlyOnce: boolean;
   httpPort: number | 'off';
   httpHost: string;
   /** Salt of masked columns; '' when no table masks a column. */
@@ -158,6 +159,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
+  if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   for (const [name, key] of [['URL', 'registryUrl'], ['USERNAME', 'registryUsername'], ['PASSWORD', 'registryPassword'], ['PASSWORD_FILE', 'registryPasswordFile']] as const) {
     if (env[`PGTUNNEL_REGISTRY_${name}`]) out[key] = env[`PGTUNNEL_REGISTRY_${name}`];
@@ -291,6 +293,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,
+    exactlyOnce: merged.exactlyOnce ?? false,
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
     maskSalt: merged.maskSalt ?? '',

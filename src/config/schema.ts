@@ -109,6 +109,8 @@ export const fileSchema = z
     batchSize: z.number().int().min(1).max(100_000).optional(),
     snapshotChunkSize: z.number().int().min(1).max(1_000_000).optional(),
     pollIntervalMs: z.number().int().min(1).max(10_000).optional(),
+    /** Each batch and its position commit in one Kafka transaction (no envelope published twice). */
+    exactlyOnce: z.boolean().optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */
     httpPort: z.union([z.number().int().min(0).max(65535), z.literal('off')]).optional(),
     httpHost: hostName.optional(),

@@ -3,6 +3,7 @@ import { tableId } from '../capture/install.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
+import { CommittedReader } from '../transport/committedReader.js';
 import { describeError } from '../errors.js';
 import { readHealth, type ProcessHealth } from './health.js';
 import { registeredVersions } from './registeredVersions.js';
@@ -73,6 +74,15 @@ export interface StatusLinks {
   withSource<T>(body: (c: Client) => Promise<T>): Promise<T>;
   withTarget<T>(body: (c: Client) => Promise<T>): Promise<T>;
   endOffsets(topics: string[]): Promise<Map<string, bigint[]>>;
+  /** How many committed records `[from, until)` of a partition holds (transaction markers take offsets too). */
+  committedRecords(topic: string, partition: number, from: bigint, until: bigint): Promise<number>;
+}
+
+/** Below this many offsets, lag is counted in records: caught up reads 0 even after transaction markers (exactlyOnce). */
+const exactLagBelow = 64;
+
+export async function countCommitted(reader: CommittedReader, topic: string, partition: number, from: bigint, until: bigint): Promise<number> {
+  return (await reader.read(topic, partition, from, until)).length;
 }
 
 function freshLinks(config: TunnelConfig): StatusLinks {
@@ -88,6 +98,14 @@ function freshLinks(config: TunnelConfig): StatusLinks {
     withSource: (body) => withClient(config.sourceUrl, 'source', body),
     withTarget: (body) => withClient(config.targetUrl, 'target', body),
     endOffsets: (topics) => endOffsets(config, topics),
+    committedRecords: async (topic, partition, from, until) => {
+      const reader = new CommittedReader(config, 'pgtunnel-status');
+      try {
+        return await countCommitted(reader, topic, partition, from, until);
+      } finally {
+        await reader.close();
+      }
+    },
   };
 }
 
@@ -128,11 +146,13 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
   const group = await attempt(errors, new Map<string, bigint>(), () => links.groupOffsets(topics));
   const partitions: PartitionStatus[] = [];
   for (const topic of topics) {
-    (ends.get(topic) ?? []).forEach((end, partition) => {
+    for (const [partition, end] of (ends.get(topic) ?? []).entries()) {
       const row = applied.find((r) => r.topic === topic && r.partition === partition);
       const appliedOffset = row ? Number(row.next_offset) : 0;
-      partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag: Math.max(0, Number(end) - appliedOffset) });
-    });
+      let lag = Math.max(0, Number(end) - appliedOffset);
+      if (lag > 0 && lag < exactLagBelow) lag = await attempt(errors, lag, () => links.committedRecords(topic, partition, BigInt(appliedOffset), end));
+      partitions.push({ topic, partition, appliedOffset, endOffset: Number(end), lag });
+    }
   }
   for (const p of partitions) {
     const committed = group.get(partitionId(p.topic, p.partition));

@@ -2,9 +2,10 @@ import type { TunnelConfig } from '../config/load.js';
 import { connect, type Client } from '../pg.js';
 import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
 import { EndOffsetReader } from '../transport/kafka.js';
+import { CommittedReader } from '../transport/committedReader.js';
 import type { Logger } from './log.js';
 import { redactError } from './redact.js';
-import { collectStatus, type StatusLinks, type StatusReport } from './status.js';
+import { collectStatus, countCommitted, type StatusLinks, type StatusReport } from './status.js';
 
 /** One PostgreSQL connection kept between polls; dropped on any error so the next poll connects afresh. */
 class KeptClient {
@@ -43,6 +44,7 @@ export class StatusPoller {
   private readonly source: KeptClient;
   private readonly target: KeptClient;
   private readonly offsets: EndOffsetReader;
+  private committed: CommittedReader | undefined;
   private readonly links: StatusLinks;
   private readonly group: KafkaOffsetReader;
   /** Polls started and polls done since start (for tests). */
@@ -67,6 +69,7 @@ export class StatusPoller {
       withSource: (b) => open(() => this.source.use(b)),
       withTarget: (b) => open(() => this.target.use(b)),
       endOffsets: (t) => open(() => this.offsets.read(t)),
+      committedRecords: (topic, partition, from, until) => open(() => countCommitted((this.committed ??= new CommittedReader(config, 'pgtunnel-status')), topic, partition, from, until)),
     };
   }
 
@@ -109,6 +112,8 @@ export class StatusPoller {
     this.source.close();
     this.target.close();
     await this.offsets.close();
+    await this.committed?.close();
+    this.committed = undefined;
   }
 
   /** Stops at once, without waiting for a poll under way (its next service call fails and it ends). */

@@ -22,6 +22,7 @@ import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
 import { ChangeVacuum } from './changeVacuum.js';
 import { becomeLeader } from './producerLock.js';
+import { ExactlyOnce, adoptable, atLeastOnce, type Publication, type Publisher } from './publisher.js';
 
 function countOps(changes: ChangeRow[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -34,6 +35,8 @@ function countOps(changes: ChangeRow[]): Record<string, number> {
 
 /** How often the producer checks that its triggers still exist. */
 const captureCheckMs = 2000;
+/** The longest idle wait in one query: the producer's own duties (capture check, shutdown) come between. */
+const idleWaitMs = 250;
 /** SQLSTATEs of a change table whose columns or types were changed by hand. */
 const changeTableBroken = new Set(['42703', '42P01', '42804', '22P02', '23502']);
 
@@ -47,6 +50,9 @@ export class CaptureProducer {
   private readonly changes: ChangeReader;
   private readonly snapshot: SnapshotReader;
   private state: CaptureState | undefined;
+  /** The state last written to the source: a batch's position record names it as its start. */
+  private stored: CaptureState | undefined;
+  private publisher: Publisher;
   private readonly part: string;
   private lastProgressLog = 0;
   private pageSize = 0;
@@ -75,6 +81,7 @@ export class CaptureProducer {
     this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry);
     this.changes = new ChangeReader(table, masked, config.maskSalt);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
+    this.publisher = atLeastOnce(producer);
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -85,7 +92,8 @@ export class CaptureProducer {
       try {
         client = await connect(this.config.sourceUrl, 'source', `pgtunnel producer ${this.id}`);
         if (!(await this.becomeLeader(client, signal))) return;
-        this.state = await loadState(client, this.id);
+        this.state = this.stored = await loadState(client, this.id);
+        if (this.config.exactlyOnce) await this.openExactlyOnce(client);
         await this.refreshColumns(client);
         this.onPhase(this.state.phase);
         this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
@@ -101,7 +109,7 @@ export class CaptureProducer {
           vacuum.poke();
           this.health.set(this.part, 'ok');
           backoff.reset();
-          if (!busy) await sleep(this.config.pollIntervalMs, signal);
+          if (!busy) await this.idle(client, signal);
         }
       } catch (err) {
         const e = classify(err);
@@ -118,6 +126,8 @@ export class CaptureProducer {
         this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
         await sleep(wait, signal);
       } finally {
+        await this.publisher.close();
+        this.publisher = atLeastOnce(this.producer);
         await vacuum?.close();
         await client?.end().catch(() => {});
       }
@@ -205,21 +215,24 @@ export class CaptureProducer {
       return false;
     }
     const publishAt = Date.now();
+    const bad = page.changes.filter((c) => opOf(c.action) === undefined).length;
+    next.changesPublished += count - bad;
+    next.deadLettered += bad;
     if (count > 0) {
-      await this.producer.publish(this.toMessages(page.changes));
+      await this.published(async (publication) => {
+        await publication.send(this.toMessages(page.changes));
+        await publication.commit(this.stored!, next);
+      });
       failpoint('producer.after-publish');
       telemetry.captured(this.id, countOps(page.changes));
       telemetry.produced(this.id, count, count);
     }
     const savedAt = Date.now();
-    const bad = page.changes.filter((c) => opOf(c.action) === undefined).length;
-    next.changesPublished += count - bad;
-    next.deadLettered += bad;
     await inTransaction(client, async () => {
-      await saveState(client, this.id, next);
+      next.updatedAt = await saveState(client, this.id, next);
       if (isBatchComplete(next.position)) await this.changes.cleanup(client, next.position.prev!);
     });
-    this.state = next;
+    this.state = this.stored = next;
     telemetry.checkpoint(this.id);
     // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
     if (count > 0 && this.log.isLevelEnabled('debug')) {
@@ -236,7 +249,7 @@ export class CaptureProducer {
   private async snapshotStep(client: pg.Client, state: CaptureState): Promise<boolean> {
     const next = await inTransaction(
       client,
-      async () => {
+      () => this.published(async (publication) => {
         const { rows } = await client.query<{ cur: string }>('SELECT pg_current_snapshot()::text AS cur');
         const cur = rows[0]!.cur;
         const total = state.snapshotRowsTotal ?? (await this.snapshot.countRows(client));
@@ -250,7 +263,7 @@ export class CaptureProducer {
               await this.refreshColumns(client);
               page = await this.changes.readPage(client, position, this.config.batchSize, cur);
             }
-            if (page.changes.length > 0) await this.producer.publish(this.toMessages(page.changes));
+            if (page.changes.length > 0) await publication.send(this.toMessages(page.changes));
             published += page.changes.length;
             bad += page.changes.filter((c) => opOf(c.action) === undefined).length;
             position = advance(position, cur, page.changes.length, page.changes.at(-1)?.changeId as number, this.config.batchSize);
@@ -260,7 +273,7 @@ export class CaptureProducer {
         const chunk = await this.snapshot.readChunk(client, state.snapshotLastKey, this.config.snapshotChunkSize);
         const now = Date.now();
         const final = chunk.length < this.config.snapshotChunkSize ? chunk.at(-1) : undefined;
-        await this.producer.publish(chunk.flatMap((row) => this.encoded([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now, row === final)], { key: row.key, txid: null, changeId: null })));
+        await publication.send(chunk.flatMap((row) => this.encoded([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now, row === final)], { key: row.key, txid: null, changeId: null })));
         const last = chunk.at(-1);
         const after: CaptureState = {
           phase: chunk.length < this.config.snapshotChunkSize ? 'streaming' : 'snapshot',
@@ -271,18 +284,59 @@ export class CaptureProducer {
           changesPublished: state.changesPublished + published - bad,
           deadLettered: state.deadLettered + bad,
         };
-        await saveState(client, this.id, after);
+        await publication.commit(this.stored!, after);
+        after.updatedAt = await saveState(client, this.id, after);
         await this.changes.cleanup(client, cur);
         return after;
-      },
+      }),
       'BEGIN ISOLATION LEVEL REPEATABLE READ',
     );
-    this.state = next;
+    this.state = this.stored = next;
     telemetry.checkpoint(this.id);
     telemetry.snapshot(this.id, next.snapshotRowsDone, next.snapshotRowsTotal);
     telemetry.produced(this.id, next.snapshotRowsDone - state.snapshotRowsDone);
     this.reportProgress(next);
     return true;
+  }
+
+  /**
+   * Idle: waits in the source until its snapshot moves past the one last read — the database compares
+   * snapshots every pollIntervalMs, cheaply — so an idle producer sends one query per 250 ms, and a commit
+   * still wakes it within a poll interval. Capture pays nothing for it (unlike a NOTIFY per transaction).
+   */
+  private async idle(client: pg.Client, signal: AbortSignal): Promise<void> {
+    const position = this.state?.position;
+    if (!position || position.prev === null || position.cur !== null || signal.aborted) return sleep(this.config.pollIntervalMs, signal);
+    await client.query('SELECT pgtunnel.wait_for_commit($1, $2, $3)', [position.prev, this.config.pollIntervalMs, idleWaitMs]);
+  }
+
+  /** A batch's publication, aborted when anything before its source checkpoint fails. */
+  private async published<T>(work: (publication: Publication) => Promise<T>): Promise<T> {
+    const publication = await this.publisher.begin();
+    try {
+      return await work(publication);
+    } catch (err) {
+      await publication.abort();
+      throw err;
+    }
+  }
+
+  /**
+   * Exactly-once: this leader's transactional publisher fences its predecessor, then a batch Kafka
+   * committed whose source checkpoint the crash prevented is adopted (and its change rows cleaned), not
+   * published again.
+   */
+  private async openExactlyOnce(client: pg.Client): Promise<void> {
+    const publisher = await ExactlyOnce.open(this.config, this.id, this.table.topic, this.producer);
+    this.publisher = publisher;
+    const adopted = adoptable(await publisher.lastCommitted(), this.stored!);
+    if (!adopted) return;
+    await inTransaction(client, async () => {
+      adopted.updatedAt = await saveState(client, this.id, adopted);
+      if (isBatchComplete(adopted.position)) await this.changes.cleanup(client, adopted.position.prev!);
+    });
+    this.state = this.stored = adopted;
+    this.log.info({ table: this.id, checkpoint: adopted.position.prev }, 'adopted the position Kafka committed last: the source checkpoint after it was never written');
   }
 
   private reportProgress(state: CaptureState): void {

@@ -8,7 +8,7 @@ for (const spec of (process.env.PGTUNNEL_FAILPOINTS ?? '').split(',').filter(Boo
   armed.set(name!, Number(nth ?? 1));
 }
 
-export type FailpointName = 'producer.after-publish' | 'apply.after-commit';
+export type FailpointName = 'producer.after-publish' | 'producer.after-kafka-commit' | 'apply.after-commit';
 
 export function failpoint(name: FailpointName): void {
   const left = armed.get(name);

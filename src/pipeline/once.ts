@@ -6,6 +6,7 @@ import { connect, qualified } from '../pg.js';
 import { storedOffsets } from '../apply/offsets.js';
 import { partitionId } from '../apply/setOutcome.js';
 import { endOffsets } from '../transport/kafka.js';
+import { CommittedReader } from '../transport/committedReader.js';
 import type { Logger } from '../observe/log.js';
 import { Backoff, sleep } from './retry.js';
 
@@ -88,14 +89,17 @@ async function unpublished(client: pg.Client, table: TableConfig, horizon: strin
 }
 
 /** Partitions whose stored target offset is below the goal, as `topic[p] applied/end`. */
-async function unapplied(client: pg.Client, ends: Map<string, bigint[]>): Promise<string[]> {
+async function unapplied(client: pg.Client, ends: Map<string, bigint[]>, committed: CommittedReader | undefined): Promise<string[]> {
   const stored = await storedOffsets(client, [...ends.keys()]);
   const behind: string[] = [];
   for (const [topic, partitions] of ends) {
-    partitions.forEach((end, partition) => {
+    for (const [partition, end] of partitions.entries()) {
       const applied = stored.get(partitionId(topic, partition)) ?? 0n;
-      if (applied < end) behind.push(`${topic}[${partition}] ${applied}/${end}`);
-    });
+      if (applied >= end) continue;
+      // exactly-once: transaction markers take offsets the target never stores; only records count
+      if (committed && (await committed.read(topic, partition, applied, end)).length === 0) continue;
+      behind.push(`${topic}[${partition}] ${applied}/${end}`);
+    }
   }
   return behind;
 }
@@ -111,6 +115,7 @@ export async function waitUntilDone(config: TunnelConfig, parts: OnceParts, hori
   let ends = horizon.ends;
   let source: pg.Client | undefined;
   let target: pg.Client | undefined;
+  let committed: CommittedReader | undefined;
   let loggedAt = Date.now();
   try {
     while (!signal.aborted) {
@@ -131,7 +136,8 @@ export async function waitUntilDone(config: TunnelConfig, parts: OnceParts, hori
         }
         if (ends) {
           target ??= await connect(config.targetUrl, 'target', 'pgtunnel once');
-          const behind = await unapplied(target, ends);
+          committed ??= config.exactlyOnce ? new CommittedReader(config, 'pgtunnel-once') : undefined;
+          const behind = await unapplied(target, ends, committed);
           waiting.what = behind.length > 0 ? `the target to apply ${behind.join(', ')} (applied/end offset)` : '';
           if (behind.length === 0) {
             const applyUpTo: Record<string, number> = {};
@@ -158,6 +164,7 @@ export async function waitUntilDone(config: TunnelConfig, parts: OnceParts, hori
   } finally {
     await source?.end().catch(() => {});
     await target?.end().catch(() => {});
+    await committed?.close();
   }
 }
 

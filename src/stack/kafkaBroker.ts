@@ -135,7 +135,8 @@ export class KafkaBroker {
     this.writeConfig();
     if (!existsSync(path.join(this.dataDir, 'meta.properties'))) {
       this.log.info({ dataDir: this.dataDir }, 'formatting Kafka storage (KRaft)');
-      const clusterId = randomBytes(16).toString('base64url');
+      // A base64url id may begin with '-', which the format tool's argument parser takes for an option.
+      const clusterId = randomBytes(16).toString('base64url').replace(/^-/, 'A');
       // SCRAM credentials live in the cluster metadata: the secure stack's user is created with the storage.
       const scram = this.security
         ? ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${stackKafkaUser},password=${this.security!.kafkaPassword}]`])

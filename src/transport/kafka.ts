@@ -47,7 +47,7 @@ export function unreachableBroker(brokers: string[], err: unknown): TunnelError 
 }
 
 /** Creates the table topics and their DLQ topics when missing; existing topics are left as they are. */
-export async function ensureTopics(kafka: KafkaAccess, topics: string[], partitions: number): Promise<void> {
+export async function ensureTopics(kafka: KafkaAccess, topics: string[], partitions: number, configs: { name: string; value: string }[] = []): Promise<void> {
   const admin = new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), ...clientDefaults });
   try {
     let existing: string[];
@@ -60,7 +60,7 @@ export async function ensureTopics(kafka: KafkaAccess, topics: string[], partiti
     if (missing.length === 0) return;
     try {
       // Rows of TOAST-sized values (MBs) must fit: the broker's default record limit is 1 MiB.
-      await admin.createTopics({ topics: missing, partitions, replicas: -1, configs: [{ name: 'max.message.bytes', value: String(maxMessageBytes) }] });
+      await admin.createTopics({ topics: missing, partitions, replicas: -1, configs: [{ name: 'max.message.bytes', value: String(maxMessageBytes) }, ...configs] });
     } catch (err) {
       // Another tunnel may be creating them at the same moment (processes started together): a topic that
       // already exists is fine, even before the listing shows it; only a topic still missing is an error.
@@ -142,11 +142,35 @@ const bytes = (v: Bytes | undefined): Buffer | undefined => (v === undefined ? u
 /** Keys and values as JSON text or as encoded bytes (the wire format); headers are text. */
 const bytesSerializers = { key: bytes, value: bytes, headerKey: stringSerializer, headerValue: stringSerializer };
 
-/** Idempotent producer with acks=all: a publish resolves only when every message is durably in Kafka. */
+
+/** Kafka errors that end a transactional producer's session: another instance took its transactionalId over, or the coordinator aborted. */
+const fencedIds = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'INVALID_TXN_STATE', 'TRANSACTIONAL_ID_NOT_FOUND', 'INVALID_PRODUCER_ID_MAPPING', 'TRANSACTION_ABORTABLE']);
+
+/** The transaction coordinator still starting or moving: wait and begin again. */
+const coordinatorIds = new Set(['COORDINATOR_NOT_AVAILABLE', 'NOT_COORDINATOR', 'COORDINATOR_LOAD_IN_PROGRESS', 'CONCURRENT_TRANSACTIONS']);
+
+/**
+ * InitProducerId as a new session (-1/-1): @platformatic/kafka sends 0/0 by default, which the broker
+ * reads as "bump producer 0", refused once the transactionalId belongs to another producer id.
+ */
+const newSession = { producerId: -1n, producerEpoch: -1 };
+
+/** The messages of one Kafka transaction: invisible to read_committed consumers until `commit`. */
+export interface EnvelopeTransaction {
+  publish(messages: WireMessage[]): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/**
+ * Idempotent producer with acks=all: a publish resolves only when every message is durably in Kafka.
+ * With a `transactionalId` it publishes in transactions (`begin`); a new producer with the same id fences
+ * the old one, so a zombie leader cannot commit after its successor started.
+ */
 export class EnvelopeProducer {
   private readonly producer: Producer<Bytes, Bytes, string, string>;
 
-  constructor(private readonly kafka: KafkaAccess, clientId: string) {
+  constructor(private readonly kafka: KafkaAccess, clientId: string, options: { transactionalId?: string } = {}) {
     this.producer = new Producer({
       clientId,
       ...kafkaClientOptions(kafka),
@@ -154,7 +178,70 @@ export class EnvelopeProducer {
       acks: -1,
       serializers: bytesSerializers,
       ...clientDefaults,
+      // the broker aborts a transaction open longer than this (a snapshot chunk is one transaction)
+      ...(options.transactionalId ? { transactionalId: options.transactionalId, timeout: 30_000 } : {}),
     });
+  }
+
+  /** Starts a transaction; the first one of this producer fences older producers of its transactionalId. */
+  async begin(): Promise<EnvelopeTransaction> {
+    let tx: Awaited<ReturnType<typeof this.producer.beginTransaction>>;
+    try {
+      tx = await this.producer.beginTransaction(newSession);
+    } catch (err) {
+      throw this.failure(err);
+    }
+    return {
+      publish: async (messages, chunk = 2000) => {
+        try {
+          const placed = await this.placed(messages);
+          for (let i = 0; i < placed.length; i += chunk) await tx.send({ messages: placed.slice(i, i + chunk) });
+        } catch (err) {
+          throw this.failure(err);
+        }
+      },
+      commit: async () => {
+        try {
+          await tx.commit();
+        } catch (err) {
+          throw this.failure(err);
+        }
+      },
+      // an abort that fails leaves the broker to abort at the transaction timeout, or the next begin's fencing
+      abort: async () => {
+        if (tx.completed) return;
+        await tx.abort().catch(() => tx.cancel().catch(() => {}));
+      },
+    };
+  }
+
+  /** Fences older producers of this transactionalId now (aborting their open transaction), before any read of what they committed. */
+  async fence(): Promise<void> {
+    try {
+      await (await this.producer.beginTransaction(newSession)).cancel();
+    } catch (err) {
+      throw this.failure(err);
+    }
+  }
+
+  private failure(err: unknown): TunnelError {
+    const ids = kafkaProtocolIds(err);
+    if (ids.some((id) => coordinatorIds.has(id))) {
+      return new TunnelError('PGT_KAFKA_COORDINATOR', `the Kafka transaction coordinator is not ready (${[...new Set(ids)].join(', ')})`, {
+        errorClass: 'retryable',
+        hint: 'a broker creates __transaction_state on its first transaction and then answers; if this lasts, check that transaction.state.log.replication.factor and min.isr fit the number of brokers',
+        cause: err,
+      });
+    }
+    if (ids.some((id) => fencedIds.has(id))) {
+      return new TunnelError('PGT_KAFKA_FENCED', `the Kafka transaction failed: ${classify(err).message}`, {
+        errorClass: 'retryable',
+        hint: 'another producer instance took this table over (its transactionalId fenced this one), or the broker aborted a transaction open too long; the producer starts over from its checkpoint',
+        cause: err,
+      });
+    }
+    const e = classify(err);
+    return e.retryable ? unreachableBroker(this.kafka.kafkaBrokers, err) : e;
   }
 
   private readonly partitionCounts = new Map<string, number>();
