@@ -142,7 +142,6 @@ const bytes = (v: Bytes | undefined): Buffer | undefined => (v === undefined ? u
 /** Keys and values as JSON text or as encoded bytes (the wire format); headers are text. */
 const bytesSerializers = { key: bytes, value: bytes, headerKey: stringSerializer, headerValue: stringSerializer };
 
-
 /** Kafka errors that end a transactional producer's session: another instance took its transactionalId over, or the coordinator aborted. */
 const fencedIds = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'INVALID_TXN_STATE', 'TRANSACTIONAL_ID_NOT_FOUND', 'INVALID_PRODUCER_ID_MAPPING', 'TRANSACTION_ABORTABLE']);
 
