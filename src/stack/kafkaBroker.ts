@@ -5,9 +5,8 @@ import path from 'node:path';
 import { Admin } from '@platformatic/kafka';
 import { TunnelError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
-import { sleep } from '../pipeline/retry.js';
 import { kafkaClientOptions } from '../transport/kafka.js';
-import { portOpen, processAlive, run, tail, waitFor } from './processes.js';
+import { portOpen, processAlive, stopProcess, run, tail, waitFor } from './processes.js';
 import { stackKafkaUser, type StackSecurity } from './stackSecurity.js';
 
 const mainClass = 'kafka.Kafka';
@@ -175,10 +174,7 @@ export class KafkaBroker {
     const pid = this.pid();
     if (pid === undefined) return;
     this.log.info({ pid }, 'stopping Kafka');
-    process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + 30_000;
-    while (processAlive(pid, mainClass) && Date.now() < deadline) await sleep(100);
-    if (processAlive(pid, mainClass)) process.kill(pid, 'SIGKILL');
+    await stopProcess(pid, mainClass, 30_000);
     rmSync(this.pidFile, { force: true });
   }
 }

@@ -37,6 +37,15 @@ export function processAlive(pid: number, marker: string): boolean {
   }
 }
 
+/** SIGTERM, then SIGKILL if the process (still carrying `marker`) has not ended within `graceMs`. */
+export async function stopProcess(pid: number, marker: string, graceMs: number): Promise<void> {
+  if (!processAlive(pid, marker)) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (processAlive(pid, marker) && Date.now() < deadline) await sleep(100);
+  if (processAlive(pid, marker)) process.kill(pid, 'SIGKILL');
+}
+
 export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host });

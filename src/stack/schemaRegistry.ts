@@ -3,8 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import path from 'node:path';
 import { TunnelError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
-import { sleep } from '../pipeline/retry.js';
-import { portOpen, processAlive, tail, waitFor } from './processes.js';
+import { portOpen, processAlive, stopProcess, tail, waitFor } from './processes.js';
 
 /** The Apicurio Registry release scripts/setup.sh --registry fetches from Maven Central. */
 export const apicurioVersion = '3.3.3';
@@ -137,10 +136,7 @@ export class SchemaRegistryServer {
     const pid = this.pid();
     if (pid === undefined) return;
     this.log.info({ pid }, 'stopping the schema registry');
-    process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + 30_000;
-    while (processAlive(pid, marker) && Date.now() < deadline) await sleep(100);
-    if (processAlive(pid, marker)) process.kill(pid, 'SIGKILL');
+    await stopProcess(pid, marker, 30_000);
     rmSync(this.pidFile, { force: true });
   }
 }

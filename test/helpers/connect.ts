@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { processAlive, tail } from '../../src/stack/processes.js';
+import { stopProcess, tail } from '../../src/stack/processes.js';
 import { freePort } from './testStack.js';
 
 const mainClass = 'org.apache.kafka.connect.cli.ConnectStandalone';
@@ -118,11 +118,7 @@ export class ConnectWorker {
 
   async stop(): Promise<void> {
     const pid = this.pid;
-    if (pid === undefined || !processAlive(pid, mainClass)) return;
-    process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + 20_000;
-    while (processAlive(pid, mainClass) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    if (processAlive(pid, mainClass)) process.kill(pid, 'SIGKILL');
+    if (pid !== undefined) await stopProcess(pid, mainClass, 20_000);
     this.pid = undefined;
   }
 }

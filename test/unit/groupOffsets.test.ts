@@ -5,6 +5,7 @@ import pino from 'pino';
 import { Health } from '../../src/observe/health.js';
 import { telemetry } from '../../src/observe/telemetry.js';
 import { GroupOffsets, warnAfterFailures } from '../../src/pipeline/groupOffsets.js';
+import { waitFor } from '../helpers/services.js';
 
 function logger() {
   const lines: { level: number; msg: string }[] = [];
@@ -22,13 +23,7 @@ function message(partition: number, failures: number) {
 }
 
 const failuresCounted = async () => (await telemetry.registry.getSingleMetric('pgtunnel_group_commit_failures_total')!.get()).values[0]?.value ?? 0;
-const until = async (what: string, check: () => boolean) => {
-  const deadline = Date.now() + 20_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+const until = (what: string, check: () => boolean) => waitFor(what, async () => check(), 20_000, 10);
 
 test('a failed group commit of an idle partition is retried on its own until it succeeds; a run of failures warns, counts and degrades health, then recovers', async () => {
   const { log, lines } = logger();
