@@ -6,6 +6,8 @@ export interface SnapshotResult {
   rows: number;
   copySeconds: number;
   tunnelSeconds: number;
+  /** the source table's size on disk */
+  tableMb: number;
   peakRssMb: number;
 }
 
@@ -29,11 +31,12 @@ export async function snapshot(ctx: BenchContext, rows: number): Promise<Snapsho
   const dbs = await ctx.databases('bench_snapshot', employeesDdl);
   await sql(dbs.source, fill(rows));
   await sql(dbs.source, 'VACUUM ANALYZE employees');
+  const tableMb = Number((await sql<{ b: string }>(dbs.source, "SELECT pg_table_size('employees') AS b"))[0]!.b) / 1e6;
   const start = Date.now();
   const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'employees'));
   try {
     await waitUntil('the snapshot in the target', async () => Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM employees'))[0]!.n) >= rows, 900_000, 100);
-    return { rows, copySeconds, tunnelSeconds: (Date.now() - start) / 1000, peakRssMb: tunnel.peakRssMb() };
+    return { rows, copySeconds, tunnelSeconds: (Date.now() - start) / 1000, tableMb, peakRssMb: tunnel.peakRssMb() };
   } finally {
     await tunnel.stop();
   }
