@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { SnapshotReader } from '../capture/snapshotReader.js';
+import type { SnapshotReader, SnapshotRow } from '../capture/snapshotReader.js';
 import { saveState, type CaptureState } from '../capture/stateStore.js';
 import { telemetry } from '../observe/telemetry.js';
 import { inTransaction } from '../pg.js';
@@ -7,7 +7,7 @@ import { emptyTally } from './batchPublisher.js';
 import { failpoint } from './failpoints.js';
 import type { SourceContext, StreamSource } from './streamSource.js';
 
-/** The bytes of messages one piece of a chunk aims at: the next piece is read while this one is sent. */
+/** The bytes of messages one piece of a chunk aims at; at most three pieces are held (read, built, in flight). */
 const pieceBytes = 4 * 1024 * 1024;
 const firstPieceRows = 2000;
 
@@ -42,15 +42,24 @@ export class SnapshotSource {
         if (state.position.prev !== null) await this.stream.drain(client, publication, state.position, cur, tally);
         let lastKey = state.snapshotLastKey;
         let done = false;
-        while (!done && tally.rows < config.snapshotChunkSize) {
-          const want = Math.min(this.pieceRows, config.snapshotChunkSize - tally.rows);
-          const piece = await this.reader.readChunk(client, lastKey, want);
-          done = piece.length < want;
-          const bytes = await batches.publishBatch(publication, { rows: piece, schemaVersion: changes.schemaVersion, final: done ? piece.at(-1) : undefined }, tally);
-          if (piece.length > 0) {
-            lastKey = piece.at(-1)!.key;
-            this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.length) / Math.max(bytes, 1))));
+        // the next piece is asked for as soon as the previous one arrived: PostgreSQL reads it while
+        // this process turns the previous one into messages and Kafka acknowledges the one before
+        let want = Math.min(this.pieceRows, config.snapshotChunkSize);
+        let reading: Promise<SnapshotRow[]> | undefined = this.reader.readChunk(client, lastKey, want);
+        while (reading) {
+          const piece = await reading;
+          const asked = want;
+          reading = undefined;
+          done = piece.length < asked;
+          if (piece.length > 0) lastKey = piece.at(-1)!.key;
+          const left = config.snapshotChunkSize - tally.rows - piece.length;
+          if (!done && left > 0) {
+            want = Math.min(this.pieceRows, left);
+            reading = this.reader.readChunk(client, lastKey, want);
+            reading.catch(() => {}); // awaited above on the next turn
           }
+          const bytes = await batches.publishBatch(publication, { rows: piece, schemaVersion: changes.schemaVersion, final: done ? piece.at(-1) : undefined }, tally);
+          if (piece.length > 0) this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.length) / Math.max(bytes, 1))));
         }
         await batches.flush();
         const after: CaptureState = {

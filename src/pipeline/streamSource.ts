@@ -29,6 +29,8 @@ export interface SourceContext {
  */
 export class StreamSource {
   private pageSize = 0;
+  /** The next page of a batch, read while Kafka acknowledges the current one. */
+  private prefetched: { client: pg.Client; position: Position; size: number; page: Promise<Page> } | undefined;
 
   constructor(private readonly ctx: SourceContext) {}
 
@@ -55,13 +57,31 @@ export class StreamSource {
     }
   }
 
+  /**
+   * While a full page is in flight, the batch's next page is read (queued on the connection before the
+   * checkpoint's transaction): a backlog is read and acknowledged at the same time. Only within a batch,
+   * so a new batch's snapshot is never taken early (that would delay the changes committed meanwhile).
+   */
+  private prefetch(client: pg.Client, position: Position, size: number): void {
+    const page = this.readPage(client, position, size);
+    page.catch(() => {}); // seen by the step that takes it
+    this.prefetched = { client, position, size, page };
+  }
+
+  private take(client: pg.Client, position: Position, size: number): Promise<Page> {
+    const p = this.prefetched;
+    this.prefetched = undefined;
+    const same = p && p.client === client && p.size === size && p.position.prev === position.prev && p.position.cur === position.cur && p.position.lastChangeId === position.lastChangeId;
+    return same ? p.page : this.readPage(client, position, size);
+  }
+
   /** One page published and checkpointed (`busy`: more is likely waiting), or an empty batch seen (not stored). */
   async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<{ next: CaptureState; busy: boolean }> {
     const { id, batches, changes } = this.ctx;
     const size = nextPageSize(state.position, this.pageSize, this.ctx.config.batchSize);
     this.pageSize = size;
     const readAt = Date.now();
-    const page = await this.readPage(client, state.position, size);
+    const page = await this.take(client, state.position, size);
     const readMs = Date.now() - readAt;
     const count = page.changes.length;
     const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };
@@ -75,6 +95,7 @@ export class StreamSource {
     if (count > 0) {
       await this.ctx.published(async (publication) => {
         await batches.publishBatch(publication, { changes: page.changes }, tally);
+        if (!isBatchComplete(next.position)) this.prefetch(client, next.position, nextPageSize(next.position, size, this.ctx.config.batchSize));
         await batches.flush();
         next.changesPublished += tally.changes - tally.bad;
         next.deadLettered += tally.bad;
