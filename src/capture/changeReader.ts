@@ -55,9 +55,10 @@ export function rowJson(alias: string, columns: string[], masked: ReadonlySet<st
 
 /**
  * Reads the change table in snapshot-diff batches: the changes of transactions visible in `cur` and not
- * in `prev`, in change_id order, never `change_id > last` alone (that loses late commits). The txid
- * range keeps it an index scan however large the change table is. Rows leave as row_to_json text and are
- * never parsed on the way to Kafka, so every value stays exact.
+ * in `prev`, in change_id order, never `change_id > last` alone (that loses late commits). Each page walks
+ * the change_id index from the last change on (both scans: a txid range as the index condition made the
+ * planner read, sort and join the whole backlog on every page, so a 200k backlog cost 0.4–0.9 s a page).
+ * Rows leave as row_to_json text and are never parsed on the way to Kafka, so every value stays exact.
  */
 export class ChangeReader {
   private batchSql = '';
@@ -90,8 +91,7 @@ export class ChangeReader {
                                      current_setting('track_commit_timestamp')::bool AS commit_ts),
       page AS (
         SELECT c.change_id FROM ${this.changeTable} c, s
-        WHERE c.txid >= pg_snapshot_xmin(s.prev) AND c.txid < pg_snapshot_xmax(s.cur)
-          AND pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
+        WHERE pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
           AND c.change_id > $3
         ORDER BY c.change_id
         LIMIT $4)
@@ -104,6 +104,7 @@ export class ChangeReader {
                ${rowJson('c', captured.columns, this.masked, 's.salt', captured.json)} AS row,
                ${rowJson('c', key)} AS key
         FROM ${this.changeTable} c JOIN page USING (change_id)
+        WHERE c.change_id > $3
         ORDER BY c.change_id) b ON true`;
     return captured;
   }

@@ -1,37 +1,27 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, classify, describeError } from '../errors.js';
-import { connect, inTransaction } from '../pg.js';
+import { connect, inTransaction, qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
-import { ChangeReader } from '../capture/changeReader.js';
+import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { tableId } from '../capture/install.js';
-import { advance, isBatchComplete, nextPageSize } from '../capture/position.js';
+import { isBatchComplete } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
-import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef, type WireMessage } from '../transport/envelope.js';
-import { TableEncoder, UnencodableError, type SchemaRegistryClient } from '../contracts/codec.js';
+import type { TableRef } from '../transport/envelope.js';
+import { TableEncoder, type SchemaRegistryClient } from '../contracts/codec.js';
 import { columnKinds } from '../contracts/columnKinds.js';
-import type { CapturedColumns } from '../capture/changeReader.js';
-import { qualified } from '../pg.js';
-import { maxMessageBytes, type EnvelopeProducer } from '../transport/kafka.js';
-import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
+import type { EnvelopeProducer } from '../transport/kafka.js';
 import type { Logger } from '../observe/log.js';
 import type { Health } from '../observe/health.js';
-import { failpoint } from './failpoints.js';
 import { telemetry } from '../observe/telemetry.js';
 import { Backoff, sleep } from './retry.js';
+import { BatchPublisher } from './batchPublisher.js';
 import { ChangeVacuum } from './changeVacuum.js';
 import { becomeLeader } from './producerLock.js';
 import { ExactlyOnce, adoptable, atLeastOnce, type Publication, type Publisher } from './publisher.js';
-
-function countOps(changes: ChangeRow[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const c of changes) {
-    const op = opOf(c.action) ?? 'bad';
-    out[op] = (out[op] ?? 0) + 1;
-  }
-  return out;
-}
+import { SnapshotSource } from './snapshotSource.js';
+import { StreamSource } from './streamSource.js';
 
 /** How often the producer checks that its triggers still exist. */
 const captureCheckMs = 2000;
@@ -54,12 +44,12 @@ export class CaptureProducer {
   private stored: CaptureState | undefined;
   private publisher: Publisher;
   private readonly part: string;
-  private lastProgressLog = 0;
-  private pageSize = 0;
-  private snapshotStarted: { at: number; rows: number } | undefined;
   private uncaptured = '';
   private readonly encoder: TableEncoder;
   private readonly masked: Set<string>;
+  private readonly batches: BatchPublisher;
+  private readonly stream: StreamSource;
+  private readonly snapshotSource: SnapshotSource;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -82,6 +72,18 @@ export class CaptureProducer {
     this.changes = new ChangeReader(table, masked, config.maskSalt);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
     this.publisher = atLeastOnce(producer);
+    this.batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
+    const context = {
+      id: this.id,
+      config,
+      changes: this.changes,
+      batches: this.batches,
+      log,
+      refreshColumns: (client: pg.Client) => this.refreshColumns(client),
+      published: <T>(work: (publication: Publication) => Promise<T>) => this.published(work),
+    };
+    this.stream = new StreamSource(context);
+    this.snapshotSource = new SnapshotSource(context, this.stream, this.snapshot, onPhase);
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -177,8 +179,14 @@ export class CaptureProducer {
   private async step(client: pg.Client, afterDdl = false): Promise<boolean> {
     const state = this.state!;
     try {
-      if (state.phase === 'snapshot' && state.position.cur === null) return await this.snapshotStep(client, state);
-      return await this.streamStep(client, state);
+      if (state.phase === 'snapshot' && state.position.cur === null) {
+        this.state = this.stored = await this.snapshotSource.step(client, state, this.stored!);
+        return true;
+      }
+      const { next, busy } = await this.stream.step(client, state, this.stored!);
+      this.state = next;
+      if (busy) this.stored = next;
+      return busy;
     } catch (err) {
       const e = classify(err);
       if (!changeTableBroken.has(e.code)) throw err;
@@ -193,110 +201,6 @@ export class CaptureProducer {
         cause: err,
       });
     }
-  }
-
-  private async streamStep(client: pg.Client, state: CaptureState): Promise<boolean> {
-    const size = nextPageSize(state.position, this.pageSize, this.config.batchSize);
-    this.pageSize = size;
-    const readAt = Date.now();
-    let page = await this.changes.readPage(client, state.position, size);
-    if (this.changes.isStale(page)) {
-      // rows written after DDL on the source: read them with the columns capture has now
-      await this.refreshColumns(client);
-      page = await this.changes.readPage(client, state.position, size);
-    }
-    const readMs = Date.now() - readAt;
-    const count = page.changes.length;
-    const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };
-    if (count === 0 && state.position.cur === null) {
-      // An empty batch moves the position in memory only: nothing was published, nothing to clean.
-      this.state = next;
-      telemetry.checkpoint(this.id);
-      return false;
-    }
-    const publishAt = Date.now();
-    const bad = page.changes.filter((c) => opOf(c.action) === undefined).length;
-    next.changesPublished += count - bad;
-    next.deadLettered += bad;
-    if (count > 0) {
-      await this.published(async (publication) => {
-        await publication.send(this.toMessages(page.changes));
-        await publication.commit(this.stored!, next);
-      });
-      failpoint('producer.after-publish');
-      telemetry.captured(this.id, countOps(page.changes));
-      telemetry.produced(this.id, count, count);
-    }
-    const savedAt = Date.now();
-    await inTransaction(client, async () => {
-      next.updatedAt = await saveState(client, this.id, next);
-      if (isBatchComplete(next.position)) await this.changes.cleanup(client, next.position.prev!);
-    });
-    this.state = this.stored = next;
-    telemetry.checkpoint(this.id);
-    // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
-    if (count > 0 && this.log.isLevelEnabled('debug')) {
-      const txids = page.changes.map((c) => Number(c.txid));
-      this.log.debug({ table: this.id, count, txids: [Math.min(...txids), Math.max(...txids)], at: readAt, readMs, publishMs: savedAt - publishAt, saveMs: Date.now() - savedAt }, 'page published');
-    }
-    return true;
-  }
-
-  /**
-   * DBLog's idea in batch terms: in one REPEATABLE READ transaction with snapshot s, publish the stream
-   * batch up to s, then a key chunk read in s. Each chunk row thus follows every change it contains.
-   */
-  private async snapshotStep(client: pg.Client, state: CaptureState): Promise<boolean> {
-    const next = await inTransaction(
-      client,
-      () => this.published(async (publication) => {
-        const { rows } = await client.query<{ cur: string }>('SELECT pg_current_snapshot()::text AS cur');
-        const cur = rows[0]!.cur;
-        const total = state.snapshotRowsTotal ?? (await this.snapshot.countRows(client));
-        let published = 0;
-        let bad = 0;
-        if (state.position.prev !== null) {
-          let position = state.position;
-          for (;;) {
-            let page = await this.changes.readPage(client, position, this.config.batchSize, cur);
-            if (this.changes.isStale(page)) {
-              await this.refreshColumns(client);
-              page = await this.changes.readPage(client, position, this.config.batchSize, cur);
-            }
-            if (page.changes.length > 0) await publication.send(this.toMessages(page.changes));
-            published += page.changes.length;
-            bad += page.changes.filter((c) => opOf(c.action) === undefined).length;
-            position = advance(position, cur, page.changes.length, page.changes.at(-1)?.changeId as number, this.config.batchSize);
-            if (isBatchComplete(position)) break;
-          }
-        }
-        const chunk = await this.snapshot.readChunk(client, state.snapshotLastKey, this.config.snapshotChunkSize);
-        const now = Date.now();
-        const final = chunk.length < this.config.snapshotChunkSize ? chunk.at(-1) : undefined;
-        await publication.send(chunk.flatMap((row) => this.encoded([snapshotRowToMessage(this.ref, row, this.changes.schemaVersion, now, row === final)], { key: row.key, txid: null, changeId: null })));
-        const last = chunk.at(-1);
-        const after: CaptureState = {
-          phase: chunk.length < this.config.snapshotChunkSize ? 'streaming' : 'snapshot',
-          position: { prev: cur, cur: null, lastChangeId: 0 },
-          snapshotLastKey: last ? last.key : state.snapshotLastKey,
-          snapshotRowsDone: state.snapshotRowsDone + chunk.length,
-          snapshotRowsTotal: total,
-          changesPublished: state.changesPublished + published - bad,
-          deadLettered: state.deadLettered + bad,
-        };
-        await publication.commit(this.stored!, after);
-        after.updatedAt = await saveState(client, this.id, after);
-        await this.changes.cleanup(client, cur);
-        return after;
-      }),
-      'BEGIN ISOLATION LEVEL REPEATABLE READ',
-    );
-    this.state = this.stored = next;
-    telemetry.checkpoint(this.id);
-    telemetry.snapshot(this.id, next.snapshotRowsDone, next.snapshotRowsTotal);
-    telemetry.produced(this.id, next.snapshotRowsDone - state.snapshotRowsDone);
-    this.reportProgress(next);
-    return true;
   }
 
   /**
@@ -316,6 +220,7 @@ export class CaptureProducer {
     try {
       return await work(publication);
     } catch (err) {
+      await this.batches.settle();
       await publication.abort();
       throw err;
     }
@@ -337,88 +242,5 @@ export class CaptureProducer {
     });
     this.state = this.stored = adopted;
     this.log.info({ table: this.id, checkpoint: adopted.position.prev }, 'adopted the position Kafka committed last: the source checkpoint after it was never written');
-  }
-
-  private reportProgress(state: CaptureState): void {
-    const now = Date.now();
-    if (state.phase === 'streaming') {
-      this.log.info({ table: this.id, rows: state.snapshotRowsDone }, 'snapshot published; phase streaming');
-      this.onPhase('streaming');
-    } else if (now - this.lastProgressLog >= 1000) {
-      this.lastProgressLog = now;
-      this.snapshotStarted ??= { at: now, rows: state.snapshotRowsDone };
-      const seconds = (now - this.snapshotStarted.at) / 1000;
-      const rate = seconds > 0 ? Math.round((state.snapshotRowsDone - this.snapshotStarted.rows) / seconds) : 0;
-      const left = (state.snapshotRowsTotal ?? state.snapshotRowsDone) - state.snapshotRowsDone;
-      const etaSeconds = rate > 0 ? Math.round(left / rate) : null;
-      const pct = state.snapshotRowsTotal ? Math.min(100, Math.round((100 * state.snapshotRowsDone) / state.snapshotRowsTotal)) : null;
-      this.log.info({ table: this.id, done: state.snapshotRowsDone, total: state.snapshotRowsTotal, rowsPerSecond: rate, etaSeconds }, `snapshot progress${pct === null ? '' : ` ${pct}%`}`);
-    }
-  }
-
-  private toMessages(changes: ChangeRow[]): WireMessage[] {
-    const now = Date.now();
-    const out: WireMessage[] = [];
-    for (const change of changes) {
-      const op = opOf(change.action);
-      if (op) {
-        out.push(...this.encoded(changeToMessages(this.ref, change, op, now), change));
-        continue;
-      }
-      // A row written by hand with an unknown action is kept as a dead letter, never dropped.
-      this.log.warn({ table: this.id, changeId: change.changeId, action: change.action }, 'bad action sent to the dead-letter topic');
-      out.push(this.letter(change, `{"action":${JSON.stringify(change.action)},"row":${change.row},"source":${this.sourceJson(change)}}`, {
-        errorClass: 'bad-action',
-        message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE`,
-      }));
-    }
-    return out;
-  }
-
-  private sourceJson(change: { txid: string | null; changeId: number | string | null }): string {
-    return JSON.stringify({ db: this.ref.db, schema: this.ref.schema, table: this.ref.name, txid: change.txid, changeId: change.changeId === null ? null : String(change.changeId) });
-  }
-
-  /** A dead letter written by the producer: the change never reached the table topic. */
-  private letter(change: { key: string; txid: string | null; changeId: number | string | null }, value: string, letter: DeadLetter): WireMessage {
-    telemetry.deadLettered({ time: new Date().toISOString(), table: this.id, errorClass: letter.errorClass, key: change.key, message: letter.message });
-    return deadLetterMessage({
-      record: { topic: this.table.topic, partition: -1, offset: -1n, key: change.key, value },
-      letter,
-      original: { topic: `${this.table.schema}.${this.table.changeTable}`, partition: -1, offset: String(change.changeId ?? -1) },
-    });
-  }
-
-  /**
-   * The messages in the table's format (after the size check on their JSON text); a value the format
-   * cannot carry (a numeric NaN in a decimal column) is a dead letter naming the column, never a wrong value.
-   */
-  private encoded(messages: OutMessage[], change: { key: string; txid: string | null; changeId: number | string | null }): WireMessage[] {
-    const fitted = this.fitted(messages, change);
-    if (this.encoder.format === 'json') return fitted;
-    try {
-      return fitted.map((m) => (m.topic === this.table.topic ? this.encoder.encode(m as OutMessage) : m));
-    } catch (err) {
-      if (!(err instanceof UnencodableError)) throw err;
-      this.log.warn({ table: this.id, key: change.key }, `change not encodable as ${this.encoder.format}, sent to the dead-letter topic: ${err.message}`);
-      return [this.letter(change, messages[0]!.value!, { errorClass: 'unencodable', message: `not encodable as ${this.encoder.format}: ${err.message}` })];
-    }
-  }
-
-  /**
-   * A row larger than a Kafka record may be becomes a dead letter with its key and size (the row stays in
-   * the source; `pgtunnel verify --repair` re-sends it once the topic takes it), instead of a publish
-   * that fails forever.
-   */
-  private fitted(messages: OutMessage[], change: { key: string; txid: string | null; changeId: number | string | null }): WireMessage[] {
-    const limit = maxMessageBytes - 64 * 1024;
-    const big = messages.find((m) => m.value !== undefined && m.value.length * 3 > limit && Buffer.byteLength(m.value) > limit);
-    if (!big) return messages;
-    const bytes = Buffer.byteLength(big.value!);
-    this.log.warn({ table: this.id, key: change.key, bytes }, 'row too large for Kafka sent to the dead-letter topic');
-    return [this.letter(change, `{"key":${change.key},"bytes":${bytes},"source":${this.sourceJson(change)}}`, {
-      errorClass: 'too-large',
-      message: `the change of key ${change.key} is ${bytes} bytes, more than a Kafka record may hold (${limit})`,
-    })];
   }
 }

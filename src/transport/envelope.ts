@@ -108,10 +108,26 @@ function int64(v: string | null): string {
  * The envelope's text (Debezium's field names), assembled around the row's exact text: no value is
  * parsed or re-printed.
  */
+/** The constant parts of a table's `source`, built once per table (not once per message). */
+const sourceParts = new WeakMap<TableRef, { head: string; tail: string }>();
+
+function partsOf(table: TableRef): { head: string; tail: string } {
+  let parts = sourceParts.get(table);
+  if (!parts) {
+    parts = {
+      head: `{"version":${JSON.stringify(pgtunnelVersion)},"connector":"pgtunnel","name":${JSON.stringify(table.topicPrefix)},"ts_ms":`,
+      tail: `,"db":${JSON.stringify(table.db)},"schema":${JSON.stringify(table.schema)},"table":${JSON.stringify(table.name)},"txId":`,
+    };
+    sourceParts.set(table, parts);
+  }
+  return parts;
+}
+
 function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number): string {
   const before = op === 'd' ? row : null;
   const after = op === 'd' || op === 't' ? null : row;
-  const source = `{"version":${JSON.stringify(pgtunnelVersion)},"connector":"pgtunnel","name":${JSON.stringify(table.topicPrefix)},"ts_ms":${s.tsMs},"snapshot":"${s.snapshot}","db":${JSON.stringify(table.db)},"schema":${JSON.stringify(table.schema)},"table":${JSON.stringify(table.name)},"txId":${int64(s.txId)},"lsn":${int64(s.lsn)},"schema_version":${s.schemaVersion}}`;
+  const { head, tail } = partsOf(table);
+  const source = `${head}${s.tsMs},"snapshot":"${s.snapshot}"${tail}${int64(s.txId)},"lsn":${int64(s.lsn)},"schema_version":${s.schemaVersion}}`;
   return `{"before":${before ?? 'null'},"after":${after ?? 'null'},"source":${source},"op":"${op}","ts_ms":${nowMs}}`;
 }
 

@@ -138,6 +138,19 @@ export async function endOffsets(kafka: KafkaAccess, topics: string[]): Promise<
 }
 
 type Bytes = string | Buffer;
+type PlacedMessage = { topic: string; key?: Bytes; value?: Bytes; partition: number; headers?: Map<string, string> };
+
+/**
+ * Produce requests of about this many bytes: fewer round trips than one per 2000 records, and each
+ * partition's record batch stays far below the topics' max.message.bytes.
+ */
+const requestBytes = 1024 * 1024;
+/**
+ * Record batches are lz4-compressed (WebAssembly in @platformatic/kafka, no native add-on; every Kafka
+ * client reads it): JSON envelopes shrink several times, so the client copies, the broker writes and the
+ * consumers fetch far fewer bytes. Producer alone, 1M-row snapshot: 1.7x faster than uncompressed; zstd 1.5x.
+ */
+const producerCompression = 'lz4' as const;
 const bytes = (v: Bytes | undefined): Buffer | undefined => (v === undefined ? undefined : typeof v === 'string' ? Buffer.from(v) : v);
 /** Keys and values as JSON text or as encoded bytes (the wire format); headers are text. */
 const bytesSerializers = { key: bytes, value: bytes, headerKey: stringSerializer, headerValue: stringSerializer };
@@ -176,6 +189,7 @@ export class EnvelopeProducer {
       idempotent: true,
       acks: -1,
       serializers: bytesSerializers,
+      compression: producerCompression,
       ...clientDefaults,
       // the broker aborts a transaction open longer than this (a snapshot chunk is one transaction)
       ...(options.transactionalId ? { transactionalId: options.transactionalId, timeout: 30_000 } : {}),
@@ -191,10 +205,9 @@ export class EnvelopeProducer {
       throw this.failure(err);
     }
     return {
-      publish: async (messages, chunk = 2000) => {
+      publish: async (messages) => {
         try {
-          const placed = await this.placed(messages);
-          for (let i = 0; i < placed.length; i += chunk) await tx.send({ messages: placed.slice(i, i + chunk) });
+          for (const request of await this.requests(messages)) await tx.send({ messages: request });
         } catch (err) {
           throw this.failure(err);
         }
@@ -257,24 +270,38 @@ export class EnvelopeProducer {
     return count;
   }
 
-  /** Every message gets its partition here: by key as the Java client would, or a copy per partition. */
-  private async placed(messages: WireMessage[]) {
-    const out: { topic: string; key?: Bytes; value?: Bytes; partition: number; headers?: Map<string, string> }[] = [];
+  /**
+   * Every message gets its partition here (by key as the Java client would, or a copy per partition),
+   * split into produce requests of about `requestBytes` each.
+   */
+  private async requests(messages: WireMessage[]): Promise<PlacedMessage[][]> {
+    const counts = new Map<string, number>();
+    for (const m of messages) if (!counts.has(m.topic)) counts.set(m.topic, await this.partitions(m.topic));
+    const out: PlacedMessage[][] = [];
+    let request: PlacedMessage[] = [];
+    let size = 0;
+    const add = (p: PlacedMessage) => {
+      request.push(p);
+      size += (p.value?.length ?? 0) + (p.key?.length ?? 0) + 64;
+      if (size >= requestBytes) {
+        out.push(request);
+        request = [];
+        size = 0;
+      }
+    };
     for (const m of messages) {
-      const count = await this.partitions(m.topic);
-      const base = { topic: m.topic, key: m.keyBytes ?? m.key, value: m.value, headers: m.headers };
-      if (m.partition === 'all') for (let p = 0; p < count; p++) out.push({ ...base, partition: p });
-      else out.push({ ...base, partition: m.partition ?? (m.key === undefined ? 0 : partitionOf(m.key, count)) });
+      const count = counts.get(m.topic)!;
+      const key = m.keyBytes ?? m.key;
+      if (m.partition === 'all') for (let p = 0; p < count; p++) add({ topic: m.topic, key, value: m.value, partition: p, headers: m.headers });
+      else add({ topic: m.topic, key, value: m.value, partition: m.partition ?? (m.key === undefined ? 0 : partitionOf(m.key, count)), headers: m.headers });
     }
+    if (request.length > 0) out.push(request);
     return out;
   }
 
-  async publish(messages: WireMessage[], chunk = 2000): Promise<void> {
+  async publish(messages: WireMessage[]): Promise<void> {
     try {
-      const placed = await this.placed(messages);
-      for (let i = 0; i < placed.length; i += chunk) {
-        await this.producer.send({ messages: placed.slice(i, i + chunk) });
-      }
+      for (const request of await this.requests(messages)) await this.producer.send({ messages: request });
     } catch (err) {
       const e = classify(err);
       if (e.retryable) throw unreachableBroker(this.kafka.kafkaBrokers, err);

@@ -54,3 +54,28 @@ test('snapshot of many rows, then every kind of change reaches the target in und
   assert.equal((await runCli(['verify'], db.env)).code, 0);
   assert.equal(await tunnel.stop(), 0);
 });
+
+test('changes committed while the snapshot runs are published between its chunks and counted in pgtunnel_changes_captured_total', { timeout: 120_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'f' || i, 0 FROM generate_series(1, 5000) i");
+  // 500 chunks of 10 rows: the snapshot is still reading when the changes below commit
+  const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_SNAPSHOT_CHUNK_SIZE: '10' }, false);
+  await tunnel.waitForLog('dashboard at http://', 30_000);
+  const url = tunnel.output.match(/dashboard at (http:\/\/[^ )"]+)/)![1]!;
+  const progress = async () => (await query<{ phase: string; done: number }>(db.sourceUrl, "SELECT phase, snapshot_rows_done::int AS done FROM pgtunnel.state WHERE table_id = 'public.employees'"))[0]!;
+  await waitFor('the snapshot under way', async () => (await progress()).done > 0, 60_000, 10);
+  await query(db.sourceUrl, 'UPDATE employees SET salary = 1 WHERE emp_id <= 300');
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, 2 FROM generate_series(1, 200) i");
+  const after = await progress();
+  assert.ok(after.phase === 'snapshot' && after.done < 4000, `the changes committed with chunks left to read (${JSON.stringify(after)})`);
+  await tunnel.waitForLog('phase: streaming', 60_000);
+  const captured = await waitFor('500 captured changes in /metrics', async () => {
+    const text = await (await fetch(`${url}metrics`)).text();
+    const ops: Record<string, number> = {};
+    for (const m of text.matchAll(/^pgtunnel_changes_captured_total\{table="public\.employees",op="(\w+)"\} (\d+)/gm)) ops[m[1]!] = Number(m[2]);
+    return Object.values(ops).reduce((a, b) => a + b, 0) >= 500 ? ops : undefined;
+  }, 30_000, 200);
+  assert.deepEqual(captured, { c: 200, u: 300 });
+  await waitFor('the target', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees WHERE salary > 0'))[0]!.n === 500, 30_000, 100);
+  assert.equal(await tunnel.stop(), 0);
+});

@@ -15,3 +15,13 @@ test('a key always maps to the same partition within range', () => {
     assert.equal(p, partitionOf(JSON.stringify({ emp_id: id }), 3));
   }
 });
+
+test('the 32-bit murmur2 gives the Kafka client library\'s partition for every key length and for non-ASCII keys', async () => {
+  const { murmur2 } = await import('@platformatic/kafka');
+  const keys = ['', 'a', 'ab', 'abc', 'abcd', '{"emp_id":7}', '{"name":"Zoë ✓ 𝄞"}', 'x'.repeat(5000)];
+  for (let id = -5; id < 3000; id += 7) keys.push(JSON.stringify({ emp_id: id, k: 'é'.repeat(id % 5 < 0 ? 0 : id % 5) }));
+  for (const key of keys) {
+    for (const n of [1, 3, 7, 1 << 30]) assert.equal(partitionOf(key, n), (murmur2(Buffer.from(key)) & 0x7fffffff) % n, `${key} over ${n}`);
+    assert.equal(partitionOf(Buffer.from(key), 3), partitionOf(key, 3));
+  }
+});

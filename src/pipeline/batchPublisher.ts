@@ -1,0 +1,153 @@
+import type { TableConfig } from '../config/load.js';
+import type { SnapshotRow } from '../capture/snapshotReader.js';
+import { TableEncoder, UnencodableError } from '../contracts/codec.js';
+import type { Logger } from '../observe/log.js';
+import { telemetry } from '../observe/telemetry.js';
+import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef, type WireMessage } from '../transport/envelope.js';
+import { maxMessageBytes } from '../transport/kafka.js';
+import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
+import type { Publication } from './publisher.js';
+
+/** What one unit of work published: changes by op (unknown actions as "bad"), and snapshot rows. */
+export interface Tally {
+  changes: number;
+  bad: number;
+  ops: Record<string, number>;
+  rows: number;
+}
+
+export const emptyTally = (): Tally => ({ changes: 0, bad: 0, ops: {}, rows: 0 });
+
+type Origin = { key: string; txid: string | null; changeId: number | string | null };
+
+/**
+ * The one way a producer's batch reaches Kafka, for stream pages and snapshot rows alike: messages built
+ * around the rows' exact JSON text, encoded in the table's format, size-checked, with the producer's dead
+ * letters, counted for telemetry. One send is in flight at a time: the next page or piece is read from
+ * PostgreSQL while Kafka acknowledges the current one, and `flush` waits for it before any checkpoint.
+ */
+export class BatchPublisher {
+  private inFlight: Promise<void> | undefined;
+
+  constructor(
+    private readonly id: string,
+    private readonly table: TableConfig,
+    private readonly ref: TableRef,
+    private readonly encoder: TableEncoder,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Sends a batch after the previous one was acknowledged (order per key is kept), without waiting for its
+   * own acknowledgement; returns its messages' bytes.
+   */
+  async publishBatch(publication: Publication, batch: { changes: ChangeRow[] } | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow }, tally: Tally): Promise<number> {
+    const messages = 'changes' in batch ? this.changeMessages(batch.changes, tally) : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, tally);
+    let bytes = 0;
+    for (const m of messages) bytes += m.value?.length ?? 0;
+    await this.flush();
+    if (messages.length === 0) return bytes;
+    const sending = publication.send(messages);
+    sending.catch(() => {}); // seen by the next flush
+    this.inFlight = sending;
+    return bytes;
+  }
+
+  /** Waits until Kafka acknowledged everything sent so far; its failure is the caller's. */
+  async flush(): Promise<void> {
+    const sending = this.inFlight;
+    this.inFlight = undefined;
+    await sending;
+  }
+
+  /** Drops what is in flight (the publication is being aborted). */
+  async settle(): Promise<void> {
+    await this.flush().catch(() => {});
+  }
+
+  /** Telemetry once the batch is durable: captured changes by op, and produced records. */
+  counted(tally: Tally, pageSize?: number): void {
+    if (tally.changes > 0) telemetry.captured(this.id, tally.ops);
+    if (tally.changes + tally.rows > 0) telemetry.produced(this.id, tally.changes + tally.rows, pageSize);
+  }
+
+  private changeMessages(changes: ChangeRow[], tally: Tally): WireMessage[] {
+    const now = Date.now();
+    const out: WireMessage[] = [];
+    for (const change of changes) {
+      const op = opOf(change.action);
+      tally.changes++;
+      tally.ops[op ?? 'bad'] = (tally.ops[op ?? 'bad'] ?? 0) + 1;
+      if (op) {
+        out.push(...this.encoded(changeToMessages(this.ref, change, op, now), change));
+        continue;
+      }
+      tally.bad++;
+      // A row written by hand with an unknown action is kept as a dead letter, never dropped.
+      this.log.warn({ table: this.id, changeId: change.changeId, action: change.action }, 'bad action sent to the dead-letter topic');
+      out.push(this.letter(change, `{"action":${JSON.stringify(change.action)},"row":${change.row},"source":${this.sourceJson(change)}}`, {
+        errorClass: 'bad-action',
+        message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE`,
+      }));
+    }
+    return out;
+  }
+
+  private rowMessages(rows: SnapshotRow[], schemaVersion: number, final: SnapshotRow | undefined, tally: Tally): WireMessage[] {
+    const now = Date.now();
+    const out: WireMessage[] = [];
+    for (const row of rows) {
+      const messages = this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, row === final)], { key: row.key, txid: null, changeId: null });
+      for (const m of messages) out.push(m);
+    }
+    tally.rows += rows.length;
+    return out;
+  }
+
+  private sourceJson(change: { txid: string | null; changeId: number | string | null }): string {
+    return JSON.stringify({ db: this.ref.db, schema: this.ref.schema, table: this.ref.name, txid: change.txid, changeId: change.changeId === null ? null : String(change.changeId) });
+  }
+
+  /** A dead letter written by the producer: the change never reached the table topic. */
+  private letter(change: Origin, value: string, letter: DeadLetter): WireMessage {
+    telemetry.deadLettered({ time: new Date().toISOString(), table: this.id, errorClass: letter.errorClass, key: change.key, message: letter.message });
+    return deadLetterMessage({
+      record: { topic: this.table.topic, partition: -1, offset: -1n, key: change.key, value },
+      letter,
+      original: { topic: `${this.table.schema}.${this.table.changeTable}`, partition: -1, offset: String(change.changeId ?? -1) },
+    });
+  }
+
+  /**
+   * The messages in the table's format (after the size check on their JSON text); a value the format
+   * cannot carry (a numeric NaN in a decimal column) is a dead letter naming the column, never a wrong value.
+   */
+  private encoded(messages: OutMessage[], change: Origin): WireMessage[] {
+    const fitted = this.fitted(messages, change);
+    if (this.encoder.format === 'json') return fitted;
+    try {
+      return fitted.map((m) => (m.topic === this.table.topic ? this.encoder.encode(m as OutMessage) : m));
+    } catch (err) {
+      if (!(err instanceof UnencodableError)) throw err;
+      this.log.warn({ table: this.id, key: change.key }, `change not encodable as ${this.encoder.format}, sent to the dead-letter topic: ${err.message}`);
+      return [this.letter(change, messages[0]!.value!, { errorClass: 'unencodable', message: `not encodable as ${this.encoder.format}: ${err.message}` })];
+    }
+  }
+
+  /**
+   * A row larger than a Kafka record may be becomes a dead letter with its key and size (the row stays in
+   * the source; `pgtunnel verify --repair` re-sends it once the topic takes it), instead of a publish
+   * that fails forever.
+   */
+  private fitted(messages: OutMessage[], change: Origin): WireMessage[] {
+    const limit = maxMessageBytes - 64 * 1024;
+    const big = messages.find((m) => m.value !== undefined && m.value.length * 3 > limit && Buffer.byteLength(m.value) > limit);
+    if (!big) return messages;
+    const bytes = Buffer.byteLength(big.value!);
+    this.log.warn({ table: this.id, key: change.key, bytes }, 'row too large for Kafka sent to the dead-letter topic');
+    return [this.letter(change, `{"key":${change.key},"bytes":${bytes},"source":${this.sourceJson(change)}}`, {
+      errorClass: 'too-large',
+      message: `the change of key ${change.key} is ${bytes} bytes, more than a Kafka record may hold (${limit})`,
+    })];
+  }
+}
