@@ -88,3 +88,14 @@ export async function restartSnapshot(client: pg.Client, tableId: string): Promi
     [tableId],
   );
 }
+
+/**
+ * At-least-once only: the producer's checkpoint commits need not wait for the WAL flush. A source crash
+ * loses at most the last few checkpoints (never one without its predecessors), and the producer publishes
+ * those batches again from the checkpoint that survived, which at-least-once delivery already allows; the
+ * producer then no longer waits for an fsync per page (the largest producer stage at 1k/s). Exactly-once
+ * adopts only the last batch whose checkpoint was lost, so it keeps synchronous commits.
+ */
+export async function useAsyncCheckpoints(client: pg.Client, exactlyOnce: boolean): Promise<void> {
+  if (!exactlyOnce) await client.query("SELECT set_config('synchronous_commit', 'off', false)");
+}

@@ -60,7 +60,9 @@ export class Telemetry {
   private ticker: NodeJS.Timeout | undefined;
 
   constructor() {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'pgtunnel_' });
+    // the event-loop-lag histogram samples on a timer: prom-client's 10 ms default woke an idle tunnel
+    // 100 times a second (~1% of a core); 1 s still catches the long stalls it is read for
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'pgtunnel_', eventLoopMonitoringPrecision: 1000 });
   }
 
   captured(table: string, ops: Record<string, number>): void {

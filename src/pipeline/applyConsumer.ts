@@ -146,7 +146,7 @@ export class ApplyConsumer {
         });
         watchAssignment(consumer, instanceId, this.log);
         try {
-          stream = await consumer.consume({ topics: [...this.tables.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 200, maxBytes: maxFetchBytes });
+          stream = await consumer.consume({ topics: [...this.tables.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 500, maxBytes: maxFetchBytes });
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
