@@ -4,10 +4,11 @@ import { TunnelError, classify, describeError } from '../errors.js';
 import { connect, inTransaction, qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
+import { waitForCommit } from '../capture/commitWait.js';
 import { tableId } from '../capture/install.js';
 import { isBatchComplete } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
-import { loadState, saveState, type CaptureState } from '../capture/stateStore.js';
+import { loadState, saveState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
 import type { TableRef } from '../transport/envelope.js';
 import { TableEncoder, type SchemaRegistryClient } from '../contracts/codec.js';
 import { columnKinds } from '../contracts/columnKinds.js';
@@ -25,8 +26,6 @@ import { StreamSource } from './streamSource.js';
 
 /** How often the producer checks that its triggers still exist. */
 const captureCheckMs = 2000;
-/** The longest idle wait in one query: the producer's own duties (capture check, shutdown) come between. */
-const idleWaitMs = 250;
 /** SQLSTATEs of a change table whose columns or types were changed by hand. */
 const changeTableBroken = new Set(['42703', '42P01', '42804', '22P02', '23502']);
 
@@ -94,6 +93,7 @@ export class CaptureProducer {
       try {
         client = await connect(this.config.sourceUrl, 'source', `pgtunnel producer ${this.id}`);
         if (!(await this.becomeLeader(client, signal))) return;
+        await useAsyncCheckpoints(client, this.config.exactlyOnce);
         this.state = this.stored = await loadState(client, this.id);
         if (this.config.exactlyOnce) await this.openExactlyOnce(client);
         await this.refreshColumns(client);
@@ -204,14 +204,13 @@ export class CaptureProducer {
   }
 
   /**
-   * Idle: waits in the source until its snapshot moves past the one last read — the database compares
-   * snapshots every pollIntervalMs, cheaply — so an idle producer sends one query per 250 ms, and a commit
-   * still wakes it within a poll interval. Capture pays nothing for it (unlike a NOTIFY per transaction).
+   * Idle: waits in the source until its snapshot moves past the one last read (commitWait.ts), until the
+   * next capture check at the latest. Capture pays nothing for it (unlike a NOTIFY per transaction).
    */
   private async idle(client: pg.Client, signal: AbortSignal): Promise<void> {
     const position = this.state?.position;
     if (!position || position.prev === null || position.cur !== null || signal.aborted) return sleep(this.config.pollIntervalMs, signal);
-    await client.query('SELECT pgtunnel.wait_for_commit($1, $2, $3)', [position.prev, this.config.pollIntervalMs, idleWaitMs]);
+    await waitForCommit(client, position.prev, this.config.pollIntervalMs, captureCheckMs, signal);
   }
 
   /** A batch's publication, aborted when anything before its source checkpoint fails. */
