@@ -1,3 +1,4 @@
+import type { DecodedEnvelope } from '../contracts/avroEnvelope.js';
 import type { WireMessage } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import { redact } from '../observe/redact.js';
@@ -15,6 +16,8 @@ export interface RawRecord {
   wire?: { key?: Buffer; value?: Buffer; format: string; schemaId?: number };
   /** Why the record could not even be read (bad magic byte, unknown schema id, undecodable bytes). */
   unreadable?: string;
+  /** An Avro envelope already decoded (src/contracts/avroEnvelope.ts): the apply skips parsing `value`. */
+  decoded?: DecodedEnvelope;
 }
 
 export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
