@@ -7,6 +7,7 @@ import type { ColumnType } from './columnKinds.js';
 import { envelopeJsonSchema, keyJsonSchema } from './jsonSchema.js';
 import { toAvro, UnencodableError } from './values.js';
 import { frame, frameEncoded } from './wireFormat.js';
+import { keySubject, valueSubject } from '../names.js';
 
 export type Format = 'json' | 'avro' | 'json-schema';
 import type { SchemaType } from './registry.js';
@@ -47,13 +48,6 @@ export function avroType(schema: AvroSchema): avro.Type {
   return avro.Type.forSchema(withPlainLongs(schema) as avro.Schema, { registry: { long: bigLong } as unknown as Record<string, avro.Type> });
 }
 
-export function keySubject(topic: string): string {
-  return `${topic}-key`;
-}
-
-export function valueSubject(topic: string): string {
-  return `${topic}-value`;
-}
 
 interface Registered {
   id: number;

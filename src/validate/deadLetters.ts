@@ -2,6 +2,7 @@ import type { DecodedEnvelope } from '../contracts/avroEnvelope.js';
 import type { WireMessage } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import { redact } from '../observe/redact.js';
+import { dlqTopicOf } from '../names.js';
 
 export interface RawRecord {
   topic: string;
@@ -47,9 +48,6 @@ export const deadLetterHeaders = {
   schemaId: 'pgtunnel.original.schema.id',
 } as const;
 
-export function dlqTopicOf(topic: string): string {
-  return `${topic}.dlq`;
-}
 
 export interface DeadLetterItem {
   record: RawRecord;
