@@ -1,5 +1,5 @@
 // Micro-benchmark of the Avro codec alone (no PostgreSQL, no Kafka): employees rows encoded and decoded in
-// sets of 1000 as the pipeline does, ns per row. With `--baseline <dir>` (another build's dist/, e.g. of
+// sets of 1000 as the pipeline does, ns per row, beside format json's texts. With `--baseline <dir>` (another build's dist/, e.g. of
 // main) both builds run in this one process, set by set in turn, so machine load hits both alike.
 //   node dist/bench/codec.js [rows] [--baseline ../main/dist]
 import path from 'node:path';
@@ -37,19 +37,23 @@ function rows(from: number, n: number): { row: string; key: string }[] {
 /* eslint-disable @typescript-eslint/no-explicit-any -- each build's modules, loaded by path */
 type Build = { label: string; encode: (r: { row: string; key: string }) => any; decode: (m: any) => Promise<any>; envelope: (d: any) => unknown; ns: { encode: number; decode: number; envelope: number } };
 
-async function build(label: string, dist: string): Promise<Build> {
+async function build(label: string, dist: string, format: 'avro' | 'json' = 'avro'): Promise<Build> {
   const load = (p: string) => import(pathToFileURL(path.resolve(dist, p)).href);
   const [{ TableEncoder }, { RecordDecoder }, { snapshotRowToMessage, decodeEnvelope }, avroEnvelope] = await Promise.all([
     load('src/contracts/codec.js'), load('src/contracts/recordDecoder.js'), load('src/transport/envelope.js'), load('src/contracts/avroEnvelope.js').catch(() => undefined),
   ]);
   const registry = new MemoryRegistry();
-  const encoder = new TableEncoder('avro', table.topic, registry);
+  const encoder = new TableEncoder(format, table.topic, registry);
   await encoder.use(1, columns, [columns[0]!]);
   const decoder = new RecordDecoder(registry);
   const now = Date.now();
   return {
     label,
-    encode: (r) => encoder.encode(snapshotRowToMessage(table, r, 1, now)),
+    // format json: the bytes Kafka takes and gives back are the texts' UTF-8
+    encode: (r) => {
+      const m = encoder.encode(snapshotRowToMessage(table, r, 1, now));
+      return format === 'json' ? { keyBytes: Buffer.from(m.key), value: Buffer.from(m.value) } : m;
+    },
     decode: async (m) => {
       const d = await decoder.decode(m.keyBytes, m.value);
       if ('poison' in d) throw new Error(d.poison);
@@ -64,7 +68,7 @@ const args = process.argv.slice(2);
 const baseline = args.indexOf('--baseline');
 const n = Number(args.find((a, i) => /^\d+$/.test(a) && i !== baseline + 1) ?? 200_000);
 const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const builds = [await build('this build', here)];
+const builds = [await build('this build', here), await build('json', here, 'json')];
 if (baseline >= 0) builds.unshift(await build('baseline', args[baseline + 1]!));
 
 const since = (start: bigint) => Number(process.hrtime.bigint() - start);
@@ -86,9 +90,9 @@ for (let done = 0; done < n; done += 1000) {
 }
 for (const b of builds) {
   const per = (ns: number) => Math.round(ns / n);
-  console.log(`${b.label.padEnd(10)} encode ${per(b.ns.encode)} ns/row, decode ${per(b.ns.decode + b.ns.envelope)} ns/row (Avro ${per(b.ns.decode)} + envelope ${per(b.ns.envelope)})`);
+  console.log(`${b.label.padEnd(10)} encode ${per(b.ns.encode)} ns/row, decode ${per(b.ns.decode + b.ns.envelope)} ns/row (record decoder ${per(b.ns.decode)} + envelope ${per(b.ns.envelope)})`);
 }
-if (builds.length === 2) {
-  const [base, mine] = builds as [Build, Build];
-  console.log(`ratio this/baseline: encode ${(mine.ns.encode / base.ns.encode).toFixed(2)}, decode ${((mine.ns.decode + mine.ns.envelope) / (base.ns.decode + base.ns.envelope)).toFixed(2)}`);
-}
+const ratio = (a: Build, b: Build) => `encode ${(a.ns.encode / b.ns.encode).toFixed(2)}, decode ${((a.ns.decode + a.ns.envelope) / (b.ns.decode + b.ns.envelope)).toFixed(2)}`;
+const [mine, json] = builds.slice(-2) as [Build, Build];
+console.log(`ratio Avro/JSON of this build: ${ratio(mine, json)}`);
+if (builds.length === 3) console.log(`ratio this/baseline (Avro): ${ratio(mine, builds[0]!)}`);
