@@ -1,8 +1,8 @@
-import { canonical, type JsonObject, type JsonScalar } from '../transport/json.js';
+import { canonical, JsonNumber, RawJson, type JsonObject, type JsonScalar } from '../transport/json.js';
 import { PoisonError, type Envelope, type EnvelopeSource, type RowImage } from '../transport/envelope.js';
 import { avroName } from './avroSchema.js';
 import type { ColumnType } from './columnKinds.js';
-import { fromAvro, jsonValueOf } from './values.js';
+import { fromAvro } from './values.js';
 
 /**
  * An Avro record read straight into what the apply reads — row images with their exact row_to_json text
@@ -14,6 +14,42 @@ export type NamedColumns = { column: ColumnType; field: string; member: string }
 
 export function namedColumns(columns: ColumnType[]): NamedColumns {
   return columns.map((column) => ({ column, field: avroName(column.name), member: JSON.stringify(column.name) }));
+}
+
+/**
+ * The value readObject would give for a column's JSON text `text` (fromAvro's output for the Avro value
+ * `v`): numbers as JsonNumber, strings unescaped, arrays and composites as RawJson.
+ */
+function jsonValueOf(c: ColumnType, v: unknown, text: string): JsonScalar {
+  if (text === 'null') return null;
+  if (c.dims > 0) return new RawJson(text);
+  switch (c.kind) {
+    case 'int':
+    case 'long':
+    case 'decimal':
+      return new JsonNumber(text);
+    case 'float':
+    case 'double':
+    case 'numeric':
+      // quoted only as "NaN", "Infinity", "-Infinity": nothing to unescape
+      return text.charCodeAt(0) === 0x22 ? text.slice(1, -1) : new JsonNumber(text);
+    case 'boolean':
+      return v as boolean;
+    case 'date':
+    case 'timestamp':
+    case 'time':
+      return text.slice(1, -1);
+    case 'bytes':
+      return `\\x${(v as Buffer).toString('hex')}`;
+    case 'raw': {
+      const first = text.charCodeAt(0);
+      if (first === 0x7b || first === 0x5b) return new RawJson(text);
+      const scalar = JSON.parse(text) as unknown;
+      return typeof scalar === 'number' ? new JsonNumber(text) : (scalar as JsonScalar);
+    }
+    default:
+      return v as string;
+  }
 }
 
 /** A row record as the image readObject would have read from its text. */

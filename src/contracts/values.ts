@@ -288,39 +288,3 @@ function arrayFromAvro(c: ColumnType, v: unknown, dims: number): string {
 export function fromAvro(c: ColumnType, v: unknown): string {
   return arrayFromAvro(c, v, c.dims);
 }
-
-/**
- * The value readObject would give for a column's JSON text `text` (fromAvro's output for the Avro value
- * `v`): numbers as JsonNumber, strings unescaped, arrays and composites as RawJson.
- */
-export function jsonValueOf(c: ColumnType, v: unknown, text: string): JsonScalar {
-  if (text === 'null') return null;
-  if (c.dims > 0) return new RawJson(text);
-  switch (c.kind) {
-    case 'int':
-    case 'long':
-    case 'decimal':
-      return new JsonNumber(text);
-    case 'float':
-    case 'double':
-    case 'numeric':
-      // quoted only as "NaN", "Infinity", "-Infinity": nothing to unescape
-      return text.charCodeAt(0) === 0x22 ? text.slice(1, -1) : new JsonNumber(text);
-    case 'boolean':
-      return v as boolean;
-    case 'date':
-    case 'timestamp':
-    case 'time':
-      return text.slice(1, -1);
-    case 'bytes':
-      return `\\x${(v as Buffer).toString('hex')}`;
-    case 'raw': {
-      const first = text.charCodeAt(0);
-      if (first === 0x7b || first === 0x5b) return new RawJson(text);
-      const scalar = JSON.parse(text) as unknown;
-      return typeof scalar === 'number' ? new JsonNumber(text) : (scalar as JsonScalar);
-    }
-    default:
-      return v as string;
-  }
-}
