@@ -13,6 +13,7 @@ import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../observe/telemetry.js';
+import { keyedEnvelope } from '../contracts/avroEnvelope.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -179,7 +180,7 @@ export class TargetWriter {
     const table = this.table(r.topic);
     if (r.unreadable) return { poison: { errorClass: 'poison', message: `unreadable record: ${r.unreadable}` } };
     try {
-      const envelope = decodeEnvelope(r.key, r.value!, table.statements.key);
+      const envelope = r.decoded ? keyedEnvelope(r.decoded, table.statements.key) : decodeEnvelope(r.key, r.value!, table.statements.key);
       if (envelope.op === 't') return { envelope, key: '' };
       const row = (envelope.op === 'd' ? envelope.before : envelope.after)!;
       checkKeyForm(row, table.statements.key, table.statements.types);

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError } from '../errors.js';
@@ -6,19 +5,10 @@ import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '..
 import type { TableShape } from './catalog.js';
 import { controlColumns } from './changeReader.js';
 import { migrate, pendingMigrations, readMigrations } from './migrations.js';
+import { captureScope, changeTableId, functionPrefix, tableId } from '../names.js';
 
-export function tableId(table: { schema: string; name: string }): string {
-  return `${table.schema}.${table.name}`;
-}
-
-/**
- * Capture functions live in the pgtunnel schema under a name that stays distinct within PostgreSQL's
- * 63-byte limit for any table name: a readable head and a hash of the whole table id.
- */
-export function functionPrefix(table: { schema: string; name: string }): string {
-  const head = Buffer.from(table.name.replace(/[^A-Za-z0-9_]/g, '')).subarray(0, 32).toString();
-  return `${head}_${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 12)}`;
-}
+/** Where a's and b's files import it from until the merge moves them to names.ts. */
+export { tableId } from '../names.js';
 
 /** A change table name must never point at an object pgtunnel did not create for this table. */
 async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Promise<void> {
@@ -28,18 +18,18 @@ async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Pro
             (SELECT c.table_id FROM pgtunnel.captures c WHERE c.change_table = to_regclass($1)) AS owner,
             (SELECT c.change_table::text FROM pgtunnel.captures c WHERE c.table_id = $3) AS mine,
             EXISTS (SELECT 1 FROM pgtunnel.migrations WHERE scope = $2) AS recorded`,
-    [changeTable, `table:${tableId(table)}`, tableId(table)],
+    [changeTable, captureScope(tableId(table)), tableId(table)],
   );
   const r = rows[0]!;
   if (r.mine !== null && r.owner !== tableId(table)) {
-    throw new TunnelError('PGT_CHANGE_TABLE_MOVED', `${tableId(table)} is captured into the change table ${r.mine}, not ${table.schema}.${table.changeTable}`, {
+    throw new TunnelError('PGT_CHANGE_TABLE_MOVED', `${tableId(table)} is captured into the change table ${r.mine}, not ${changeTableId(table)}`, {
       errorClass: 'config',
       hint: `set changeTable back to ${r.mine}, or run \`pgtunnel uninstall\` with the old setting first`,
     });
   }
   // a change table recorded by migrations older than the capture registry is pgtunnel's own
   if (!r.exists || r.owner === tableId(table) || (r.owner === null && r.mine === null && r.recorded)) return;
-  throw new TunnelError('PGT_CHANGE_TABLE_TAKEN', `the change table ${table.schema}.${table.changeTable} of ${tableId(table)} already exists and pgtunnel did not create it for this table${r.owner ? ` (it captures ${r.owner})` : ''}`, {
+  throw new TunnelError('PGT_CHANGE_TABLE_TAKEN', `the change table ${changeTableId(table)} of ${tableId(table)} already exists and pgtunnel did not create it for this table${r.owner ? ` (it captures ${r.owner})` : ''}`, {
     errorClass: 'config',
     hint: `choose another name: tables: [{ name: ${table.name}, changeTable: ${table.name}_changes }]`,
   });
@@ -56,7 +46,7 @@ function truncateFunctionName(table: TableConfig): string {
 /** How many migrations installing this table's capture would apply (0: the installer's work is done). */
 export async function pendingCapture(source: pg.Client, table: TableConfig): Promise<number> {
   const own = await pendingMigrations(source, 'source', readMigrations('source'));
-  const forTable = await pendingMigrations(source, `table:${tableId(table)}`, readMigrations('table'));
+  const forTable = await pendingMigrations(source, captureScope(tableId(table)), readMigrations('table'));
   return own.length + forTable.length;
 }
 
@@ -90,7 +80,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
   await checkChangeTableOwner(source, table);
   const changeTable = qualified(table.schema, table.changeTable);
   const prefix = functionPrefix(table);
-  applied += await migrate(source, `table:${tableId(table)}`, readMigrations('table'), {
+  applied += await migrate(source, captureScope(tableId(table)), readMigrations('table'), {
     table: qualified(table.schema, table.name),
     tableLiteral: quoteLiteral(qualified(table.schema, table.name)),
     functionPrefixLiteral: quoteLiteral(prefix),
@@ -149,7 +139,7 @@ export async function uninstallCapture(source: pg.Client, table: TableConfig): P
     if (changeTableName && changeTableName !== sourceTable) await source.query(`DROP TABLE IF EXISTS ${changeTableName}`);
     await source.query('DELETE FROM pgtunnel.captures WHERE table_id = $1', [id]);
     await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [id]);
-    await source.query('DELETE FROM pgtunnel.migrations WHERE scope = $1', [`table:${id}`]);
+    await source.query('DELETE FROM pgtunnel.migrations WHERE scope = $1', [captureScope(id)]);
     return true;
   });
 }

@@ -16,6 +16,7 @@ import { resolveLetter } from '../validate/resolutions.js';
 import { cliAction, config, log } from './context.js';
 import { RecordDecoder } from '../contracts/recordDecoder.js';
 import { SchemaRegistry } from '../contracts/registry.js';
+import { compositeKey } from '../names.js';
 
 interface Filters {
   table?: string;
@@ -57,7 +58,7 @@ export async function loadLetters(cfg: TunnelConfig, filters: Filters, includeRe
   const letters = await withClient(cfg.targetUrl, 'target', (target) => readLetters(cfg, target, filters.table));
   const seen = new Set<string>();
   return letters.filter((l) => {
-    const id = `${l.original.topic}\u0000${l.original.partition}\u0000${l.original.offset}\u0000${l.attempt}`;
+    const id = compositeKey(l.original.topic, l.original.partition, l.original.offset, l.attempt);
     const first = !seen.has(id);
     seen.add(id);
     return first && (includeResolved || !l.resolved) && matches(l, filters);

@@ -6,6 +6,7 @@ import { withClient } from '../pg.js';
 import { prepare } from '../pipeline/tunnel.js';
 import { deleteTopics } from '../transport/kafka.js';
 import { cliAction, config, log } from './context.js';
+import { tableId } from '../names.js';
 
 export function registerInstall(program: Command): void {
   program
@@ -16,7 +17,7 @@ export function registerInstall(program: Command): void {
       cliAction(async (_options: object, globals) => {
         const tables = await prepare(await withTables(config(globals)), log, { installOnly: true });
         for (const t of tables) {
-          process.stdout.write(`installed ${t.config.schema}.${t.config.name}: change table ${t.config.changeTable}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
+          process.stdout.write(`installed ${tableId(t.config)}: change table ${t.config.changeTable}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
         }
         return exitCodes.ok;
       }),
@@ -34,7 +35,7 @@ export function registerInstall(program: Command): void {
           for (const t of cfg.tables) await uninstallCapture(source, t);
         });
         if (options.dropTopics) await deleteTopics(cfg, cfg.tables.flatMap((t) => [t.topic, t.dlqTopic]));
-        process.stdout.write(`capture removed from ${cfg.tables.map((t) => `${t.schema}.${t.name}`).join(', ')}\n`);
+        process.stdout.write(`capture removed from ${cfg.tables.map((t) => tableId(t)).join(', ')}\n`);
         return exitCodes.ok;
       }),
     );

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { resolveTable, type TunnelConfig } from '../config/load.js';
 import { SchemaRegistry, type RegisteredSchema } from '../contracts/registry.js';
 import { exitCodes, TunnelError } from '../errors.js';
+import { keySubject, tableId, valueSubject } from '../names.js';
 import { config, failure, log, type GlobalOptions } from './context.js';
 
 interface SubjectReport {
@@ -47,7 +48,7 @@ export async function schemaReport(cfg: TunnelConfig, table: string): Promise<Sc
     });
   }
   const name = table.includes('.') ? table : `public.${table}`;
-  const t = cfg.tables.find((c) => `${c.schema}.${c.name}` === name) ?? resolveTable(name, cfg.topicPrefix, true);
+  const t = cfg.tables.find((c) => tableId(c) === name) ?? resolveTable(name, cfg.topicPrefix, true);
   const registry = new SchemaRegistry(cfg.registry, log);
   const subject = async (s: string): Promise<SubjectReport | null> => {
     const latest = await registry.latest(s);
@@ -55,7 +56,7 @@ export async function schemaReport(cfg: TunnelConfig, table: string): Promise<Sc
     const [versions, compatibility] = await Promise.all([registry.versions(s), registry.compatibility(s)]);
     return { subject: s, compatibility, versions, latest };
   };
-  const [key, value] = await Promise.all([subject(`${t.topic}-key`), subject(`${t.topic}-value`)]);
+  const [key, value] = await Promise.all([subject(keySubject(t.topic)), subject(valueSubject(t.topic))]);
   if (!key && !value) {
     throw new TunnelError('PGT_SCHEMA_NOT_REGISTERED', `the registry at ${registry.url} has no subject ${t.topic}-key or ${t.topic}-value`, {
       errorClass: 'fatal',

@@ -1,6 +1,6 @@
 import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
-import { tableId } from '../capture/install.js';
+import { tableId } from '../names.js';
 import { restartSnapshot } from '../capture/stateStore.js';
 import { exitCodes } from '../errors.js';
 import { collectStatus } from '../observe/status.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { withTables } from '../config/tables.js';
 import { TunnelError, exitCodes } from '../errors.js';
-import { tableId } from '../capture/install.js';
+import { tableId } from '../names.js';
 import { withClient } from '../pg.js';
 import { staticSessionTimeoutMs } from '../pipeline/applyConsumer.js';
 import { tryProducerLock } from '../pipeline/producerLock.js';

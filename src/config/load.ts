@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
+import { changeTableId, defaultChangeTable, defaultGroupId, dlqTopicOf, tableId, tableTopic } from '../names.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
 import type { RegistryAccess } from '../contracts/registry.js';
 import { registryPassword, withPassword } from './secrets.js';
@@ -89,26 +89,20 @@ const fixes: Record<string, string> = {
 };
 
 /** The seed names the change table of `employees` `emp_cdc`; other tables get `<name>_cdc`. */
-export function defaultChangeTable(table: string): string {
-  if (table === 'employees') return 'emp_cdc';
-  if (Buffer.byteLength(table) <= 59) return `${table}_cdc`;
-  // a long name keeps a readable head and a hash of the whole name, so two long names never collide
-  return `${Buffer.from(table).subarray(0, 46).toString().replace(/\uFFFD$/, '')}_${createHash('sha256').update(table).digest('hex').slice(0, 8)}_cdc`;
-}
 
 export const isPattern = (name: string) => /[*?]/.test(name);
 
 export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate: boolean, partitions = 3): TableConfig {
   const spec: Exclude<TableEntry, string> & { schema: string } =
     typeof entry === 'string' ? splitName(entry) : { ...entry, schema: entry.schema ?? 'public' };
-  const topic = `${topicPrefix}.${spec.schema}.${spec.name}`;
+  const topic = tableTopic(topicPrefix, spec);
   return {
     schema: spec.schema,
     name: spec.name,
     key: spec.key,
     changeTable: spec.changeTable ?? defaultChangeTable(spec.name),
     topic,
-    dlqTopic: `${topic}.dlq`,
+    dlqTopic: dlqTopicOf(topic),
     rules: spec.rules ?? [],
     onMissingKey: spec.onMissingKey ?? 'upsert',
     orderPolicy: spec.orderPolicy ?? 'park',
@@ -188,7 +182,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
 
 /** What is wrong with one table's options, each with its fix. */
 function tableProblems(t: TableConfig, maskSalt: string | undefined): string[] {
-  const id = `${t.schema}.${t.name}`;
+  const id = tableId(t);
   const out: string[] = [];
   if (t.pattern && t.changeTable !== defaultChangeTable(t.name)) out.push(`tables: the pattern ${id} cannot set one changeTable for many tables — fix: drop changeTable (each table gets <name>_cdc)`);
   if (t.changeTable === t.name) out.push(`tables: ${id} names itself as its change table — fix: set another changeTable`);
@@ -234,7 +228,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   const merged: FileConfig = { ...fileData, ...(envResult.success ? envResult.data : {}) };
   // PGTUNNEL_TABLES picks tables; options written for the same table in the file (rules, key…) still apply.
   if (merged.tables && fileData.tables && merged.tables !== fileData.tables) {
-    const byName = new Map(fileData.tables.filter((t) => typeof t !== 'string').map((t) => [`${t.schema ?? 'public'}.${t.name}`, t]));
+    const byName = new Map(fileData.tables.filter((t) => typeof t !== 'string').map((t) => [tableId({ schema: t.schema ?? 'public', name: t.name }), t]));
     merged.tables = merged.tables.map((t) => (typeof t === 'string' ? byName.get(t.includes('.') ? t : `public.${t}`) ?? t : t));
   }
 
@@ -250,17 +244,17 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix, merged.autoCreate ?? true, merged.partitions ?? 3));
   const seen = new Set<string>();
   for (const t of tables) {
-    const id = `${t.schema}.${t.name}`;
+    const id = tableId(t);
     if (seen.has(id)) errors.push(`tables: ${id} is listed twice — fix: list each table once`);
     seen.add(id);
     errors.push(...tableProblems(t, merged.maskSalt));
     // Kafka refuses topic names over 249 characters: say so now.
     if (t.dlqTopic.length > 249) errors.push(`tables: the topic ${t.dlqTopic} is longer than 249 characters — fix: use a shorter topicPrefix or table name`);
   }
-  const names = new Map(tables.map((t) => [`${t.schema}.${t.name}`, t]));
+  const names = new Map(tables.map((t) => [tableId(t), t]));
   for (const t of tables) {
-    const clash = names.get(`${t.schema}.${t.changeTable}`);
-    if (clash && clash !== t) errors.push(`tables: the change table of ${t.schema}.${t.name} would be ${t.schema}.${t.changeTable}, a captured table — fix: set another changeTable`);
+    const clash = names.get(changeTableId(t));
+    if (clash && clash !== t) errors.push(`tables: the change table of ${tableId(t)} would be ${changeTableId(t)}, a captured table — fix: set another changeTable`);
   }
   const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
   const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);
@@ -272,7 +266,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   };
   const format = merged.format ?? (registry ? 'avro' : 'json');
   if (format !== 'json' && !registry) errors.push(`format: ${format} needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded, or format: json`);
-  for (const t of tables) if (t.format && t.format !== 'json' && !registry) errors.push(`tables: ${t.schema}.${t.name} has format ${t.format}, which needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded`);
+  for (const t of tables) if (t.format && t.format !== 'json' && !registry) errors.push(`tables: ${tableId(t)} has format ${t.format}, which needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded`);
   const kafkaSecurity = resolveKafkaSecurity(fileData, envResult.success ? envResult.data : {}, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
@@ -288,7 +282,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     tables,
     topicPrefix,
     partitions: merged.partitions ?? 3,
-    groupId: merged.groupId ?? `${topicPrefix}-apply`,
+    groupId: merged.groupId ?? defaultGroupId(topicPrefix),
     groupInstanceId: merged.groupInstanceId,
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,

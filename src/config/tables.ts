@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { TunnelError } from '../errors.js';
 import { withClient } from '../pg.js';
-import { defaultChangeTable, type TableConfig, type TunnelConfig } from './load.js';
+import { defaultChangeTable, dlqTopicOf, tableId, tableTopic, topicPrefixOf } from '../names.js';
+import type { TableConfig, TunnelConfig } from './load.js';
 
 /** A glob (`*`, `?`) as a LIKE pattern, with LIKE's own wildcards escaped. */
 export function likePattern(glob: string): string {
@@ -16,7 +17,7 @@ export async function expandTables(source: pg.Client, tables: TableConfig[]): Pr
   const out: TableConfig[] = [];
   const { rows: registry } = await source.query<{ present: boolean }>("SELECT to_regclass('pgtunnel.captures') IS NOT NULL AS present");
   const ownChangeTables = registry[0]?.present ? 'AND c.oid NOT IN (SELECT change_table FROM pgtunnel.captures)' : '';
-  const seen = new Set(tables.filter((t) => !t.pattern).map((t) => `${t.schema}.${t.name}`));
+  const seen = new Set(tables.filter((t) => !t.pattern).map((t) => tableId(t)));
   for (const t of tables) {
     if (!t.pattern) {
       out.push(t);
@@ -30,15 +31,14 @@ export async function expandTables(source: pg.Client, tables: TableConfig[]): Pr
        ORDER BY 1, 2`,
       [likePattern(t.schema), likePattern(t.name)],
     );
-    const matched = rows.filter((r) => !seen.has(`${r.schema}.${r.name}`));
+    const matched = rows.filter((r) => !seen.has(tableId(r)));
     if (rows.length === 0) {
-      throw new TunnelError('PGT_TABLE_MISSING', `the pattern ${t.schema}.${t.name} matches no table in the source database`, { errorClass: 'config', hint: 'create the tables, or fix tables in pgtunnel.yaml' });
+      throw new TunnelError('PGT_TABLE_MISSING', `the pattern ${tableId(t)} matches no table in the source database`, { errorClass: 'config', hint: 'create the tables, or fix tables in pgtunnel.yaml' });
     }
     for (const r of matched) {
-      seen.add(`${r.schema}.${r.name}`);
-      const prefix = t.topic.slice(0, t.topic.length - `${t.schema}.${t.name}`.length);
-      const topic = `${prefix}${r.schema}.${r.name}`;
-      out.push({ ...t, schema: r.schema, name: r.name, changeTable: defaultChangeTable(r.name), topic, dlqTopic: `${topic}.dlq`, pattern: false });
+      seen.add(tableId(r));
+      const topic = tableTopic(topicPrefixOf(t.topic, t), r);
+      out.push({ ...t, schema: r.schema, name: r.name, changeTable: defaultChangeTable(r.name), topic, dlqTopic: dlqTopicOf(topic), pattern: false });
     }
   }
   return out;

@@ -1,12 +1,13 @@
 import avro from 'avsc';
 import { TunnelError } from '../errors.js';
-import { readObject, type JsonObject, type JsonScalar } from '../transport/json.js';
-import type { OutMessage, WireMessage } from '../transport/envelope.js';
+import { readObject, type JsonObject } from '../transport/json.js';
+import { pgtunnelVersion, type EnvelopeParts, type OutMessage, type WireMessage } from '../transport/envelope.js';
 import { avroName, envelopeSchema, keySchema, type AvroSchema } from './avroSchema.js';
 import type { ColumnType } from './columnKinds.js';
 import { envelopeJsonSchema, keyJsonSchema } from './jsonSchema.js';
 import { toAvro, UnencodableError } from './values.js';
-import { frame } from './wireFormat.js';
+import { frame, frameEncoded } from './wireFormat.js';
+import { keySubject, valueSubject } from '../names.js';
 
 export type Format = 'json' | 'avro' | 'json-schema';
 import type { SchemaType } from './registry.js';
@@ -47,13 +48,6 @@ export function avroType(schema: AvroSchema): avro.Type {
   return avro.Type.forSchema(withPlainLongs(schema) as avro.Schema, { registry: { long: bigLong } as unknown as Record<string, avro.Type> });
 }
 
-export function keySubject(topic: string): string {
-  return `${topic}-key`;
-}
-
-export function valueSubject(topic: string): string {
-  return `${topic}-value`;
-}
 
 interface Registered {
   id: number;
@@ -62,8 +56,6 @@ interface Registered {
   /** Each column's Avro field name (computed once, not per row). */
   fields: string[];
 }
-
-const n = (v: JsonScalar | JsonObject | undefined): bigint | null => (v === null || v === undefined ? null : BigInt(String(v)));
 
 /**
  * Encodes one table's messages in its format: the envelope and key texts the producer built become the
@@ -121,31 +113,34 @@ export class TableEncoder {
     if (this.format === 'json-schema') {
       return { ...m, keyBytes: m.key === undefined ? undefined : frame(key.id, Buffer.from(m.key)), value: m.value === undefined ? undefined : frame(value.id, Buffer.from(m.value)) };
     }
-    const keyBytes = m.key === undefined ? undefined : frame(key.id, key.type!.toBuffer(this.row(readObject(m.key, 1), key)));
-    if (m.value === undefined) return { ...m, keyBytes };
-    const e = readObject(m.value, 2).values;
-    const s = (e.get('source') as JsonObject).values;
-    const image = (v: JsonScalar | JsonObject | undefined) => (v && typeof v === 'object' && 'values' in v ? this.row(v, value) : null);
-    const record = {
-      before: image(e.get('before')),
-      after: image(e.get('after')),
+    const keyBytes = m.key === undefined ? undefined : frameEncoded(key.id, key.type!, this.row(readObject(m.key, 1), key));
+    if (m.value === undefined) return { ...m, keyBytes, parts: undefined };
+    if (!m.parts) throw new Error(`an Avro envelope of ${this.topic} needs its parts (changeToMessages, snapshotRowToMessage)`);
+    return { ...m, keyBytes, value: frameEncoded(value.id, value.type!, this.record(m.parts, value)), parts: undefined };
+  }
+
+  /** The Avro envelope from its parts: the row's text is read once, the source never was text. */
+  private record({ table, op, row, source: s, tsMs }: EnvelopeParts, value: Registered): Record<string, unknown> {
+    const image = row === null ? null : this.row(readObject(row, 1), value);
+    return {
+      before: op === 'd' ? image : null,
+      after: op === 'd' ? null : image,
       source: {
-        version: s.get('version'),
-        connector: s.get('connector'),
-        name: s.get('name'),
-        ts_ms: n(s.get('ts_ms')),
-        snapshot: s.get('snapshot'),
-        db: s.get('db'),
-        schema: s.get('schema'),
-        table: s.get('table'),
-        txId: n(s.get('txId')),
-        lsn: n(s.get('lsn')),
-        schema_version: s.get('schema_version') === null ? null : Number(String(s.get('schema_version'))),
+        version: pgtunnelVersion,
+        connector: 'pgtunnel',
+        name: table.topicPrefix,
+        ts_ms: BigInt(s.tsMs),
+        snapshot: s.snapshot,
+        db: table.db,
+        schema: table.schema,
+        table: table.name,
+        txId: s.txId === null ? null : BigInt(s.txId),
+        lsn: s.lsn === null ? null : BigInt(s.lsn),
+        schema_version: s.schemaVersion,
       },
-      op: e.get('op'),
-      ts_ms: n(e.get('ts_ms')),
+      op,
+      ts_ms: BigInt(tsMs),
     };
-    return { ...m, keyBytes, value: frame(value.id, value.type!.toBuffer(record)) };
   }
 
   private row(image: JsonObject, { columns, fields }: Registered): Record<string, unknown> {

@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId } from '../capture/install.js';
+import { tableId } from '../names.js';
 import { storedOffsets } from '../apply/offsets.js';
 import { partitionId } from '../apply/setOutcome.js';
 import { describeError } from '../errors.js';

@@ -1,5 +1,6 @@
 import type { TunnelConfig } from '../config/load.js';
 import { SchemaRegistry } from '../contracts/registry.js';
+import { valueSubject } from '../names.js';
 
 /** How long a registered version is shown before the registry is asked again: schemas change rarely, the dashboard polls every second. */
 const freshForMs = 10_000;
@@ -20,7 +21,7 @@ export async function registeredVersions(config: TunnelConfig, topics: string[])
   await Promise.all(topics.map(async (topic) => {
     let known = versions.get(topic);
     if (!known || now - known.at > freshForMs) {
-      known = { version: (await registry.latest(`${topic}-value`))?.version ?? null, at: now };
+      known = { version: (await registry.latest(valueSubject(topic)))?.version ?? null, at: now };
       versions.set(topic, known);
     }
     out.set(topic, known.version);

@@ -9,7 +9,8 @@ import { HttpAccess } from './access.js';
 import { redact } from './redact.js';
 import type { StatusReport } from './status.js';
 import { StatusPoller } from './statusPoller.js';
-import { telemetry } from './telemetry.js';
+import { LiveHistory } from './liveHistory.js';
+import { processMetrics } from './metrics.js';
 
 const web = (file: string) => fileURLToPath(new URL(`../../../web/${file}`, import.meta.url));
 const uplot = (file: string) => fileURLToPath(new URL(`../../../node_modules/uplot/dist/${file}`, import.meta.url));
@@ -47,17 +48,20 @@ export class ObserveServer {
   private readonly started = Date.now();
   private readonly poller: StatusPoller;
   private readonly access: HttpAccess;
+  /** Subscribed to the telemetry channels once served (metrics) and while served (history): with the HTTP port off, nothing listens. */
+  private readonly live = new LiveHistory();
 
   constructor(private readonly config: TunnelConfig, private readonly health: Health, private readonly log: Logger) {
     this.access = new HttpAccess(config.httpHost, config.httpAllowedHosts, config.httpToken);
     this.poller = new StatusPoller(config, log, (report) => {
-      for (const p of report.partitions) telemetry.lag.set({ topic: p.topic, partition: String(p.partition) }, p.lag);
+      for (const p of report.partitions) processMetrics().lag.set({ topic: p.topic, partition: String(p.partition) }, p.lag);
       this.lagTrend = [...this.lagTrend, report.lag].slice(-6);
     });
   }
 
   async start(host: string, port: number): Promise<string | undefined> {
-    telemetry.start();
+    processMetrics();
+    this.live.start();
     const server = http.createServer((req, res) => void this.handle(req, res));
     const listening = await new Promise<boolean>((resolve) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
@@ -89,8 +93,8 @@ export class ObserveServer {
 
   /** Recent dead letters; without the right to row data, their key and message (which hold values) are left out. */
   private deadLetters(): unknown[] {
-    if (this.access.rowData) return telemetry.deadLetters;
-    return telemetry.deadLetters.map(({ time, table, errorClass, rule }) => ({ time, table, errorClass, rule, key: null, message: 'row data hidden: set httpToken to see it' }));
+    if (this.access.rowData) return this.live.deadLetters;
+    return this.live.deadLetters.map(({ time, table, errorClass, rule }) => ({ time, table, errorClass, rule, key: null, message: 'row data hidden: set httpToken to see it' }));
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -107,8 +111,9 @@ export class ObserveServer {
         json(401, { error: 'token required: open the dashboard as /?token=<httpToken>, or send Authorization: Bearer <httpToken>' }, { 'www-authenticate': 'Bearer' });
       } else if (path === '/metrics') {
         await this.poller.watch();
-        res.writeHead(200, { 'content-type': telemetry.registry.contentType });
-        res.end(await telemetry.registry.metrics());
+        const { registry } = processMetrics();
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(await registry.metrics());
       } else if (path === '/health') {
         json(200, { status: 'alive', pid: process.pid, uptimeSeconds: Math.round((Date.now() - this.started) / 1000) });
       } else if (path === '/ready') {
@@ -121,8 +126,8 @@ export class ObserveServer {
           status: report ?? null,
           health: this.health.parts,
           problems: problems(report, this.health, this.lagTrend),
-          history: telemetry.history,
-          membership: telemetry.membership,
+          history: this.live.history,
+          membership: this.live.membership,
           deadLetters: this.deadLetters(),
           rowData: this.access.rowData,
           uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
@@ -140,7 +145,7 @@ export class ObserveServer {
   }
 
   async stop(): Promise<void> {
-    telemetry.stop();
+    this.live.stop();
     await this.poller.stop();
     // A dashboard polling every second keeps its connection busy: close it, or close() waits forever.
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));

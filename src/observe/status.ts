@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId } from '../capture/install.js';
+import { tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';

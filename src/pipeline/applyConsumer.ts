@@ -200,7 +200,7 @@ export class ApplyConsumer {
       return { ...base, key: key?.toString('latin1'), value: '', unreadable: d.poison, wire: { key, value, format: 'unreadable' } };
     }
     const form = d.form.value ?? d.form.key;
-    const record: RawRecord = { ...base, key: d.key, value: d.value };
+    const record: RawRecord = { ...base, key: d.key, value: d.value, decoded: d.decoded };
     if (form && form.format !== 'json') record.wire = { key, value, format: form.format, schemaId: form.schemaId };
     return record;
   }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, describeError } from '../errors.js';
-import { tableId } from '../capture/install.js';
+import { tableId } from '../names.js';
 import { connect, qualified } from '../pg.js';
 import { storedOffsets } from '../apply/offsets.js';
 import { partitionId } from '../apply/setOutcome.js';

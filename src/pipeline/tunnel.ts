@@ -1,6 +1,7 @@
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
-import { installCapture, installTarget, pendingCapture, tableId } from '../capture/install.js';
+import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
+import { tableId } from '../names.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
 import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
 import { TableStatements } from '../apply/statements.js';

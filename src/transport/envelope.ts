@@ -61,6 +61,16 @@ export interface OutMessage {
   /** Unset: by key. 'all': one copy in every partition (a truncate must pass every key's changes). */
   partition?: number | 'all';
   headers?: Map<string, string>;
+  /** What `value`'s text was built from: Avro encodes these parts without reading the text back. */
+  parts?: EnvelopeParts;
+}
+
+export interface EnvelopeParts {
+  table: TableRef;
+  op: Op;
+  row: string | null;
+  source: SourceFields;
+  tsMs: number;
 }
 
 /** A message as Kafka gets it: JSON text, or the Confluent wire format once encoded. */
@@ -87,7 +97,7 @@ export interface TableRef {
   topicPrefix: string;
 }
 
-interface SourceFields {
+export interface SourceFields {
   txId: string | null;
   lsn: string | null;
   snapshot: SnapshotMarker;
@@ -135,16 +145,17 @@ function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFiel
 export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, nowMs: number): OutMessage[] {
   const source = { txId: change.txid, lsn: String(change.changeId), snapshot: 'false' as const, tsMs: Math.round(change.capturedMs), schemaVersion: change.schemaVersion };
   const value = envelopeText(table, op, op === 't' ? null : change.row, source, nowMs);
-  if (op === 't') return [{ topic: table.topic, key: undefined, value, partition: 'all' }];
-  const messages: OutMessage[] = [{ topic: table.topic, key: change.key, value }];
+  const parts = { table, op, row: op === 't' ? null : change.row, source, tsMs: nowMs };
+  if (op === 't') return [{ topic: table.topic, key: undefined, value, partition: 'all', parts }];
+  const messages: OutMessage[] = [{ topic: table.topic, key: change.key, value, parts }];
   if (op === 'd') messages.push({ topic: table.topic, key: change.key, value: undefined });
   return messages;
 }
 
 /** A row read by the snapshot (op "r"), as exact text with its key; `last` marks the snapshot's final row. */
 export function snapshotRowToMessage(table: TableRef, row: { row: string; key: string }, schemaVersion: number, nowMs: number, last = false): OutMessage {
-  const value = envelopeText(table, 'r', row.row, { txId: null, lsn: null, snapshot: last ? 'last' : 'true', tsMs: nowMs, schemaVersion }, nowMs);
-  return { topic: table.topic, key: row.key, value };
+  const source = { txId: null, lsn: null, snapshot: last ? ('last' as const) : ('true' as const), tsMs: nowMs, schemaVersion };
+  return { topic: table.topic, key: row.key, value: envelopeText(table, 'r', row.row, source, nowMs), parts: { table, op: 'r', row: row.row, source, tsMs: nowMs } };
 }
 
 export class PoisonError extends Error {

@@ -1,6 +1,8 @@
+import type { DecodedEnvelope } from '../contracts/avroEnvelope.js';
 import type { WireMessage } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import { redact } from '../observe/redact.js';
+import { dlqTopicOf } from '../names.js';
 
 export interface RawRecord {
   topic: string;
@@ -15,6 +17,8 @@ export interface RawRecord {
   wire?: { key?: Buffer; value?: Buffer; format: string; schemaId?: number };
   /** Why the record could not even be read (bad magic byte, unknown schema id, undecodable bytes). */
   unreadable?: string;
+  /** An Avro envelope already decoded (src/contracts/avroEnvelope.ts): the apply skips parsing `value`. */
+  decoded?: DecodedEnvelope;
 }
 
 export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
@@ -44,9 +48,6 @@ export const deadLetterHeaders = {
   schemaId: 'pgtunnel.original.schema.id',
 } as const;
 
-export function dlqTopicOf(topic: string): string {
-  return `${topic}.dlq`;
-}
 
 export interface DeadLetterItem {
   record: RawRecord;

@@ -5,6 +5,7 @@ import { isFramed } from '../contracts/wireFormat.js';
 import type pg from 'pg';
 import { closeConsumer, endOffsets, kafkaClientOptions, unreachableBroker, type KafkaAccess } from '../transport/kafka.js';
 import { deadLetterHeaders, type DeadLetterClass } from './deadLetters.js';
+import { compositeKey, topicOfDlq } from '../names.js';
 
 /** A dead letter as stored in a DLQ topic, with its reason read back from the headers. */
 export interface StoredLetter {
@@ -40,7 +41,7 @@ async function valueText(bytes: Buffer | undefined, decoder: RecordDecoder | und
 export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[], decoder?: RecordDecoder): Promise<StoredLetter[]> {
   const ends = await endOffsets(kafka, dlqTopics);
   const remaining = new Map<string, bigint>();
-  for (const [topic, offsets] of ends) offsets.forEach((end, p) => end > 0n && remaining.set(`${topic}\u0000${p}`, end));
+  for (const [topic, offsets] of ends) offsets.forEach((end, p) => end > 0n && remaining.set(compositeKey(topic, p), end));
   if (remaining.size === 0) return [];
   // A group of its own, never committed: it reads everything and leaves nothing behind.
   const consumer = new Consumer({
@@ -59,7 +60,7 @@ export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[], d
       throw unreachableBroker(kafka.kafkaBrokers, err);
     }
     for await (const m of stream) {
-      const id = `${m.topic}\u0000${m.partition}`;
+      const id = compositeKey(m.topic, m.partition);
       const end = remaining.get(id);
       if (end !== undefined && m.offset < end) letters.push(toLetter(m.topic, m.partition, m.offset, m.key, await valueText(m.value, decoder), m.headers));
       if (end !== undefined && m.offset >= end - 1n) remaining.delete(id);
@@ -84,7 +85,7 @@ function toLetter(topic: string, partition: number, offset: bigint, key: string 
     rule: headers[deadLetterHeaders.rule],
     message: headers[deadLetterHeaders.message] ?? '(no reason header: not written by pgtunnel)',
     original: {
-      topic: headers[deadLetterHeaders.topic] ?? topic.replace(/\.dlq$/, ''),
+      topic: headers[deadLetterHeaders.topic] ?? topicOfDlq(topic),
       partition: Number(headers[deadLetterHeaders.partition] ?? -1),
       offset: headers[deadLetterHeaders.offset] ?? '-1',
     },
@@ -100,6 +101,6 @@ export async function markResolved(target: pg.Client, letters: StoredLetter[]): 
     `SELECT topic, partition, "offset"::text AS offset, outcome FROM pgtunnel.dlq_resolved WHERE topic = ANY($1::text[])`,
     [[...new Set(letters.map((l) => l.dlqTopic))]],
   );
-  const outcome = new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}\u0000${r.offset}`, r.outcome]));
-  for (const l of letters) l.resolved = outcome.get(`${l.dlqTopic}\u0000${l.partition}\u0000${l.offset}`);
+  const outcome = new Map(rows.map((r) => [compositeKey(r.topic, r.partition, r.offset), r.outcome]));
+  for (const l of letters) l.resolved = outcome.get(compositeKey(l.dlqTopic, l.partition, l.offset));
 }

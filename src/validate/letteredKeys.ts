@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { compositeKey } from '../names.js';
 import type { DeadLetterItem, RawRecord } from './deadLetters.js';
 
 /**
@@ -6,8 +7,6 @@ import type { DeadLetterItem, RawRecord } from './deadLetters.js';
  * the newest original offset applied to the target for each since. Written in the consumer's transaction,
  * so it is exactly as current as the target rows; `dlq replay` reads it under a row lock.
  */
-
-const sep = '\u0000';
 
 /** Where a change sits in its table topic; offsets compare only within one partition. */
 export interface OriginalPosition {
@@ -37,9 +36,9 @@ export async function recordLetteredKeys(client: pg.Client, fresh: RawRecord[], 
   const counts = new Map<string, { topic: string; key: string; partition: number; n: number }>();
   const lettered = new Set<string>();
   for (const { record: r } of letters) {
-    lettered.add(`${r.topic}${sep}${r.partition}${sep}${r.offset}`);
+    lettered.add(compositeKey(r.topic, r.partition, r.offset));
     if (r.key === undefined) continue;
-    const id = `${r.topic}${sep}${r.key}`;
+    const id = compositeKey(r.topic, r.key);
     const c = counts.get(id) ?? { topic: r.topic, key: r.key, partition: r.partition, n: 0 };
     c.n++;
     counts.set(id, c);
@@ -63,12 +62,12 @@ export async function recordLetteredKeys(client: pg.Client, fresh: RawRecord[], 
   const newest = new Map<string, { topic: string; key: string; partition: number; offset: bigint }>();
   const truncates: { topic: string; partition: number; offset: bigint }[] = [];
   for (const r of fresh) {
-    if (r.value === undefined || r.value === null || lettered.has(`${r.topic}${sep}${r.partition}${sep}${r.offset}`)) continue;
+    if (r.value === undefined || r.value === null || lettered.has(compositeKey(r.topic, r.partition, r.offset))) continue;
     if (r.key === undefined) {
       if (isTruncate(r.value)) truncates.push(r);
       continue;
     }
-    const id = `${r.topic}${sep}${r.key}`;
+    const id = compositeKey(r.topic, r.key);
     const n = newest.get(id);
     if (!n || r.offset > n.offset) newest.set(id, { topic: r.topic, key: r.key, partition: r.partition, offset: r.offset });
   }

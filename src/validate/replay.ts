@@ -9,6 +9,7 @@ import type { ReplayPlan } from './replayOrder.js';
 import type { ReplayTable } from './replayTables.js';
 import { resolveLetter, retireCopy } from './resolutions.js';
 import { firstFailure } from './rules.js';
+import { topicOfDlq } from '../names.js';
 
 export interface ReplayOutcome {
   letter: StoredLetter;
@@ -136,7 +137,7 @@ export class Replayer {
   private async again(letter: StoredLetter, reason: DeadLetter): Promise<ReplayOutcome> {
     await this.writer!.send([
       {
-        record: { topic: letter.dlqTopic.replace(/\.dlq$/, ''), partition: letter.original.partition, offset: BigInt(letter.original.offset), key: letter.key, value: letter.value },
+        record: { topic: topicOfDlq(letter.dlqTopic), partition: letter.original.partition, offset: BigInt(letter.original.offset), key: letter.key, value: letter.value },
         letter: { ...reason, attempt: letter.attempt + 1 },
         original: letter.original,
       },

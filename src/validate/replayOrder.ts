@@ -1,5 +1,6 @@
 import type { StoredLetter } from './dlqReader.js';
 import { fromConsumer } from './resolutions.js';
+import { compositeKey } from '../names.js';
 
 /** One key's unresolved dead letters in the order their changes were published; `selected` by the filters. */
 export type KeyQueue = { letter: StoredLetter; selected: boolean }[];
@@ -27,7 +28,7 @@ export function planReplay(letters: StoredLetter[], selected: (l: StoredLetter) 
   for (const l of letters) {
     // Letters that are no position in the topic (the producer's) or no change (poison) order nothing.
     const alone = l.key === undefined || !fromConsumer(l) || l.errorClass === 'poison';
-    const id = `${l.dlqTopic}\u0000${alone ? `\u0001${l.partition}:${l.offset}` : l.key}`;
+    const id = compositeKey(l.dlqTopic, alone ? `\u0001${l.partition}:${l.offset}` : l.key!);
     const group = byKey.get(id);
     if (group) group.push(l);
     else byKey.set(id, [l]);

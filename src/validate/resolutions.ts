@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { StoredLetter } from './dlqReader.js';
+import { topicOfDlq } from '../names.js';
 
 /**
  * How a dead letter was resolved, kept in the target (`pgtunnel.dlq_resolved`); Kafka data is never deleted.
@@ -27,7 +28,7 @@ export async function resolveLetter(client: pg.Client, letter: StoredLetter, out
   if (!(await record(client, letter, outcome)) || letter.key === undefined || !fromConsumer(letter)) return;
   // The counts were kept under the topic whose DLQ holds the letter, whatever its headers say; the consumer
   // parks a key for every class of letter but poison, and counts every letter in lettered_keys.
-  const topic = letter.dlqTopic.replace(/\.dlq$/, '');
+  const topic = topicOfDlq(letter.dlqTopic);
   for (const table of letter.errorClass === 'poison' ? ['lettered_keys'] : ['parked_keys', 'lettered_keys']) {
     await client.query(`UPDATE pgtunnel.${table} SET dead_letters = dead_letters - 1 WHERE topic = $1 AND key = $2`, [topic, letter.key]);
     await client.query(`DELETE FROM pgtunnel.${table} WHERE topic = $1 AND key = $2 AND dead_letters <= 0`, [topic, letter.key]);

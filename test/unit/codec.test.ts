@@ -4,6 +4,7 @@ import { avroType, TableEncoder, type SchemaRegistryClient } from '../../src/con
 import { envelopeSchema, keySchema } from '../../src/contracts/avroSchema.js';
 import type { ColumnType } from '../../src/contracts/columnKinds.js';
 import { numericTypmod } from '../../src/contracts/columnKinds.js';
+import { keyedEnvelope } from '../../src/contracts/avroEnvelope.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
 import { civilFromDays, daysFromCivil, decimalBytes, decimalFromBytes, floatText, UnencodableError } from '../../src/contracts/values.js';
 import { frame, unframe } from '../../src/contracts/wireFormat.js';
@@ -85,6 +86,39 @@ async function roundTrip(format: 'avro' | 'json-schema') {
 test('Avro: every type family goes row_to_json text → Avro → the same text, digit for digit and to the microsecond', async () => {
   const registry = await roundTrip('avro');
   assert.deepEqual(registry.schemas.map((s) => [s.subject, s.schemaType]), [['pgtunnel.public.all_types-key', 'AVRO'], ['pgtunnel.public.all_types-value', 'AVRO']]);
+});
+
+test('Avro decodes straight to the envelope the apply reads: the same values, texts and source as decoding its JSON text', async () => {
+  // without the composite column: composites stay text, so that readObject bounds their depth
+  const direct = columns.filter((c) => c.kind !== 'raw');
+  const registry = new MemoryRegistry();
+  const encoder = new TableEncoder('avro', table.topic, registry);
+  await encoder.use(1, direct, [direct[0]!]);
+  const decoder = new RecordDecoder(registry);
+  for (const row of rows.map((r) => r.replace(/,"p":(\{[^}]*\}|null)/, ''))) {
+    const key = `{"id":${/"id":(-?\d+)/.exec(row)![1]}}`;
+    const messages = [
+      ...changeToMessages(table, { changeId: 5, action: 'UPDATE', txid: '9007199254740993', capturedMs: 1, row, key, schemaVersion: 3 }, 'u', 2),
+      ...changeToMessages(table, { changeId: 6, action: 'DELETE', txid: '7', capturedMs: 1, row, key, schemaVersion: 3 }, 'd', 2).slice(0, 1),
+      snapshotRowToMessage(table, { row, key }, 3, 9, true),
+    ];
+    for (const m of messages) {
+      const wire = encoder.encode(m);
+      const d = await decoder.decode(wire.keyBytes, wire.value as Buffer);
+      assert.ok(!('poison' in d) && d.decoded, 'decoded straight from Avro');
+      const fromText = decodeEnvelope(d.key, d.value!, ['id']);
+      const straight = keyedEnvelope(d.decoded, ['id']);
+      assert.deepEqual({ ...straight, before: straight.before && [straight.before.text, straight.before.values], after: straight.after && [straight.after.text, straight.after.values] },
+        { ...fromText, before: fromText.before && [fromText.before.text, fromText.before.values], after: fromText.after && [fromText.after.text, fromText.after.values] });
+      assert.equal((straight.after ?? straight.before)!.text, row);
+    }
+  }
+  // the key is checked as decodeEnvelope checks it
+  const wire = encoder.encode(snapshotRowToMessage(table, { row: rows[2]!.replace(/,"p":null/, ''), key: '{"id":1}' }, 1, 1));
+  const d = await decoder.decode(wire.keyBytes, wire.value as Buffer);
+  assert.ok(!('poison' in d) && d.decoded);
+  assert.throws(() => keyedEnvelope(d.decoded!, ['id', 'i2']), /must name exactly the key column\(s\) id, i2/);
+  assert.throws(() => keyedEnvelope({ ...d.decoded!, key: undefined }, ['id']), /message has no key/);
 });
 
 test('JSON Schema: the payload is the JSON envelope itself, behind the wire format header', async () => {

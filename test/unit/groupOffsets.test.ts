@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import pino from 'pino';
 import { Health } from '../../src/observe/health.js';
-import { telemetry } from '../../src/observe/telemetry.js';
+import { processMetrics } from '../../src/observe/metrics.js';
 import { GroupOffsets, warnAfterFailures } from '../../src/pipeline/groupOffsets.js';
 import { waitFor } from '../helpers/services.js';
 
@@ -22,7 +22,7 @@ function message(partition: number, failures: number) {
   return m;
 }
 
-const failuresCounted = async () => (await telemetry.registry.getSingleMetric('pgtunnel_group_commit_failures_total')!.get()).values[0]?.value ?? 0;
+const failuresCounted = async () => (await processMetrics().registry.getSingleMetric('pgtunnel_group_commit_failures_total')!.get()).values[0]?.value ?? 0;
 const until = (what: string, check: () => boolean) => waitFor(what, async () => check(), 20_000, 10);
 
 test('a failed group commit of an idle partition is retried on its own until it succeeds; a run of failures warns, counts and degrades health, then recovers', async () => {

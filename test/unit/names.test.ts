@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { functionPrefix } from '../../src/capture/install.js';
-import { defaultChangeTable, loadConfig } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
+import { captureScope, changeTableId, compositeKey, defaultChangeTable, defaultGroupId, dlqTopicOf, functionPrefix, groupInstanceId, groupSlotLock, keyParts, keySubject, tableId, tableTopic, topicOfDlq, topicPrefixOf, valueSubject } from '../../src/names.js';
 import { likePattern } from '../../src/config/tables.js';
 
 test('names pgtunnel creates stay distinct within 63 bytes, whatever the table names', () => {
@@ -19,6 +19,30 @@ test('names pgtunnel creates stay distinct within 63 bytes, whatever the table n
   const other = functionPrefix({ schema: 'shop', name: a });
   assert.equal(new Set([fa, fb, other]).size, 3);
   for (const f of [fa, fb, other]) assert.ok(Buffer.byteLength(`${f}_trunc`) <= 63);
+});
+
+test('composite names: table ids, topics, subjects, group members, as users and other tools see them', () => {
+  const t = { schema: 'shop', name: 'order.lines', changeTable: 'order_lines_cdc' };
+  assert.equal(tableId(t), 'shop.order.lines');
+  assert.equal(changeTableId(t), 'shop.order_lines_cdc');
+  assert.equal(captureScope(tableId(t)), 'table:shop.order.lines');
+  const topic = tableTopic('pgtunnel', t);
+  assert.equal(topic, 'pgtunnel.shop.order.lines', "Debezium's <prefix>.<schema>.<table>");
+  assert.equal(topicPrefixOf(topic, t), 'pgtunnel');
+  assert.equal(topicPrefixOf(tableTopic('a.b', t), t), 'a.b', 'a prefix with dots comes back whole');
+  assert.equal(dlqTopicOf(topic), 'pgtunnel.shop.order.lines.dlq');
+  assert.equal(topicOfDlq(dlqTopicOf(topic)), topic);
+  assert.equal(keySubject(topic), 'pgtunnel.shop.order.lines-key', "Confluent's TopicNameStrategy");
+  assert.equal(valueSubject(topic), 'pgtunnel.shop.order.lines-value');
+  assert.equal(defaultGroupId('pgtunnel'), 'pgtunnel-apply');
+  assert.equal(groupInstanceId('pgtunnel-apply', 2), 'pgtunnel-apply-2');
+  assert.equal(groupSlotLock('pgtunnel-apply', 2), 'pgtunnel-apply/2');
+});
+
+test('composite map keys never collide across parts and split back into them', () => {
+  assert.notEqual(compositeKey('a:1', 2), compositeKey('a', '1:2'));
+  assert.notEqual(compositeKey('t', 1, 10n), compositeKey('t', 11, 0n));
+  assert.deepEqual(keyParts(compositeKey('t', '{"id":1}')), ['t', '{"id":1}']);
 });
 
 test('a change table can never be the captured table or another captured table', () => {

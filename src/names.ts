@@ -1,0 +1,92 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Every name and composite key pgtunnel builds from other names, in one place: table ids, topics,
+ * registry subjects, capture objects, consumer group members, and the keys of in-memory maps.
+ */
+
+/** `schema.name`: a table's id in logs, metrics, pgtunnel.state and pgtunnel.captures. */
+export function tableId(table: { schema: string; name: string }): string {
+  return `${table.schema}.${table.name}`;
+}
+
+/** `schema.changeTable`: a captured table's change table, as messages name it. */
+export function changeTableId(table: { schema: string; changeTable: string }): string {
+  return `${table.schema}.${table.changeTable}`;
+}
+
+/** The pgtunnel.migrations scope of one table's capture objects. */
+export function captureScope(id: string): string {
+  return `table:${id}`;
+}
+
+/** A table's topic: `<prefix>.<schema>.<table>` (Debezium's naming). */
+export function tableTopic(topicPrefix: string, table: { schema: string; name: string }): string {
+  return `${topicPrefix}.${tableId(table)}`;
+}
+
+/** A table topic's topic prefix, given the table it carries. */
+export function topicPrefixOf(topic: string, table: { schema: string; name: string }): string {
+  return topic.slice(0, topic.length - tableId(table).length - 1);
+}
+
+/** A table topic's dead-letter topic. */
+export function dlqTopicOf(topic: string): string {
+  return `${topic}.dlq`;
+}
+
+/** The table topic a dead-letter topic belongs to. */
+export function topicOfDlq(dlqTopic: string): string {
+  return dlqTopic.replace(/\.dlq$/, '');
+}
+
+/** The registry subjects of a topic's key and value schemas (Confluent's TopicNameStrategy). */
+export function keySubject(topic: string): string {
+  return `${topic}-key`;
+}
+
+export function valueSubject(topic: string): string {
+  return `${topic}-value`;
+}
+
+/** The change table a captured table gets unless configured: `emp_cdc` for the seed's employees, else `<table>_cdc`. */
+export function defaultChangeTable(table: string): string {
+  if (table === 'employees') return 'emp_cdc';
+  if (Buffer.byteLength(table) <= 59) return `${table}_cdc`;
+  // a long name keeps a readable head and a hash of the whole name, so two long names never collide
+  return `${Buffer.from(table).subarray(0, 46).toString().replace(/\uFFFD$/, '')}_${createHash('sha256').update(table).digest('hex').slice(0, 8)}_cdc`;
+}
+
+/**
+ * Capture functions live in the pgtunnel schema under a name that stays distinct within PostgreSQL's
+ * 63-byte limit for any table name: a readable head and a hash of the whole table id.
+ */
+export function functionPrefix(table: { schema: string; name: string }): string {
+  const head = Buffer.from(table.name.replace(/[^A-Za-z0-9_]/g, '')).subarray(0, 32).toString();
+  return `${head}_${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 12)}`;
+}
+
+/** The consumer group of a topic prefix unless configured. */
+export function defaultGroupId(topicPrefix: string): string {
+  return `${topicPrefix}-apply`;
+}
+
+/** A consumer's static membership id in its group, slot n (src/pipeline/groupMembership.ts). */
+export function groupInstanceId(groupId: string, slot: number): string {
+  return `${groupId}-${slot}`;
+}
+
+/** The advisory-lock name that holds slot n of a group. */
+export function groupSlotLock(groupId: string, slot: number): string {
+  return `${groupId}/${slot}`;
+}
+
+/** A map key of several parts (topic and partition, topic and key, …): NUL never occurs in any part. */
+export function compositeKey(...parts: (string | number | bigint)[]): string {
+  return parts.join('\u0000');
+}
+
+/** The parts of a compositeKey. */
+export function keyParts(key: string): string[] {
+  return key.split('\u0000');
+}

@@ -1,0 +1,64 @@
+import { subscribe, type RecentDeadLetter } from './telemetry.js';
+
+export interface RatePoint {
+  /** unix seconds */
+  t: number;
+  captured: number;
+  applied: number;
+  p50: number | null;
+  p99: number | null;
+}
+
+function quantile(sorted: number[], q: number): number | null {
+  return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/**
+ * The dashboard's short live history, from the telemetry channels while started: rates and latency
+ * percentiles per second (five minutes kept), the latest dead letters, this process's consumer in its group.
+ */
+export class LiveHistory {
+  readonly history: RatePoint[] = [];
+  readonly deadLetters: RecentDeadLetter[] = [];
+  membership: { instanceId: string; assigned: Record<string, number[]>; rebalances: number; since: string } | null = null;
+  private window = { captured: 0, applied: 0, latencies: [] as number[] };
+  private ticker: NodeJS.Timeout | undefined;
+  private unsubscribes: (() => void)[] = [];
+
+  /** Closes a one-second window. */
+  tick(): void {
+    const sorted = this.window.latencies.sort((a, b) => a - b);
+    this.history.push({ t: Math.round(Date.now() / 1000), captured: this.window.captured, applied: this.window.applied, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99) });
+    if (this.history.length > 300) this.history.shift();
+    this.window = { captured: 0, applied: 0, latencies: [] };
+  }
+
+  start(): void {
+    if (this.ticker) return;
+    this.unsubscribes = [
+      subscribe('pgtunnel:captured', ({ ops }) => {
+        for (const n of Object.values(ops)) this.window.captured += n;
+      }),
+      subscribe('pgtunnel:applied', ({ n }) => (this.window.applied += n)),
+      subscribe('pgtunnel:latencies', ({ latenciesMs }) => {
+        for (const ms of latenciesMs) this.window.latencies.push(ms);
+      }),
+      subscribe('pgtunnel:dead-lettered', (letter) => {
+        this.deadLetters.unshift(letter);
+        this.deadLetters.length = Math.min(this.deadLetters.length, 20);
+      }),
+      subscribe('pgtunnel:assigned', ({ instanceId, assigned }) => {
+        this.membership = { instanceId, assigned: Object.fromEntries(assigned), rebalances: (this.membership?.rebalances ?? 0) + 1, since: new Date().toISOString() };
+      }),
+    ];
+    this.ticker = setInterval(() => this.tick(), 1000);
+    this.ticker.unref();
+  }
+
+  stop(): void {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+    for (const unsubscribe of this.unsubscribes) unsubscribe();
+    this.unsubscribes = [];
+  }
+}

@@ -1,0 +1,80 @@
+import client from 'prom-client';
+import { subscribe } from './telemetry.js';
+
+/**
+ * The Prometheus metrics of this process, counted from the telemetry channels. One per process (as
+ * Prometheus scrapes it): `processMetrics()` subscribes on first use.
+ */
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly checkpoints = new Map<string, number>();
+  readonly lag = new client.Gauge({ name: 'pgtunnel_consumer_lag', help: 'Records in the topic not yet applied', labelNames: ['topic', 'partition'], registers: [this.registry] });
+  private readonly unsubscribes: (() => void)[];
+
+  constructor() {
+    // the event-loop-lag histogram samples on a timer: prom-client's 10 ms default woke an idle tunnel
+    // 100 times a second (~1% of a core); 1 s still catches the long stalls it is read for
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'pgtunnel_', eventLoopMonitoringPrecision: 1000 });
+    const registers = [this.registry];
+    const captured = new client.Counter({ name: 'pgtunnel_changes_captured_total', help: 'Changes read from the change tables', labelNames: ['table', 'op'], registers });
+    const produced = new client.Counter({ name: 'pgtunnel_envelopes_produced_total', help: 'Envelopes acknowledged by Kafka (snapshot rows included)', labelNames: ['table'], registers });
+    const applied = new client.Counter({ name: 'pgtunnel_changes_applied_total', help: 'Envelopes applied to the target', labelNames: ['table', 'op'], registers });
+    const dead = new client.Counter({ name: 'pgtunnel_changes_dead_lettered_total', help: 'Changes sent to the dead-letter topic', labelNames: ['table', 'class'], registers });
+    const batchSize = new client.Histogram({ name: 'pgtunnel_batch_size', help: 'Changes per producer page and per applied set', labelNames: ['side'], buckets: [1, 10, 100, 1000, 5000, 20000], registers });
+    const latency = new client.Histogram({ name: 'pgtunnel_latency_seconds', help: 'Source commit (track_commit_timestamp; the statement time when it is off) to target commit', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers });
+    const groupCommitFailures = new client.Counter({ name: 'pgtunnel_group_commit_failures_total', help: 'Kafka group offset commits that failed (retried; the target offsets stay authoritative)', registers });
+    const checkpointAge: client.Gauge = new client.Gauge({
+      name: 'pgtunnel_checkpoint_age_seconds',
+      help: 'Seconds since the producer last advanced its checkpoint or found nothing new',
+      labelNames: ['table'],
+      registers,
+      collect: () => {
+        for (const [table, at] of this.checkpoints) checkpointAge.set({ table }, (Date.now() - at) / 1000);
+      },
+    });
+    const snapshotRows = new client.Gauge({ name: 'pgtunnel_snapshot_rows', help: 'Snapshot progress', labelNames: ['table', 'kind'], registers });
+    const retries = new client.Counter({ name: 'pgtunnel_retries_total', help: 'Retries after retryable errors', labelNames: ['part', 'class'], registers });
+    const rebalances = new client.Counter({ name: 'pgtunnel_consumer_rebalances_total', help: "Changes of this consumer's partition assignment", registers });
+    const assignedPartitions = new client.Gauge({ name: 'pgtunnel_consumer_assigned_partitions', help: 'Partitions this consumer is assigned, per topic', labelNames: ['topic'], registers });
+
+    this.unsubscribes = [
+      subscribe('pgtunnel:captured', ({ table, ops }) => {
+        for (const [op, n] of Object.entries(ops)) captured.inc({ table, op }, n);
+      }),
+      subscribe('pgtunnel:produced', ({ table, n, pageSize }) => {
+        produced.inc({ table }, n);
+        if (pageSize !== undefined) batchSize.observe({ side: 'producer' }, pageSize);
+      }),
+      subscribe('pgtunnel:checkpoint', ({ table }) => this.checkpoints.set(table, Date.now())),
+      subscribe('pgtunnel:snapshot', ({ table, done, total }) => {
+        snapshotRows.set({ table, kind: 'done' }, done);
+        if (total !== null) snapshotRows.set({ table, kind: 'total' }, total);
+      }),
+      subscribe('pgtunnel:applied', ({ table, op, n }) => applied.inc({ table, op }, n)),
+      subscribe('pgtunnel:latencies', ({ latenciesMs }) => {
+        for (const ms of latenciesMs) latency.observe(ms / 1000);
+      }),
+      subscribe('pgtunnel:applied-set', ({ size }) => batchSize.observe({ side: 'consumer' }, size)),
+      subscribe('pgtunnel:group-commit-failed', () => groupCommitFailures.inc()),
+      subscribe('pgtunnel:dead-lettered', ({ table, errorClass }) => dead.inc({ table, class: errorClass })),
+      subscribe('pgtunnel:retried', ({ part, errorClass }) => retries.inc({ part, class: errorClass })),
+      subscribe('pgtunnel:assigned', ({ assigned }) => {
+        rebalances.inc();
+        assignedPartitions.reset();
+        for (const [topic, partitions] of assigned) assignedPartitions.set({ topic }, partitions.length);
+      }),
+    ];
+  }
+
+  /** Stops counting (tests; the process's own metrics count until it exits). */
+  close(): void {
+    for (const unsubscribe of this.unsubscribes) unsubscribe();
+  }
+}
+
+let shared: Metrics | undefined;
+
+/** This process's metrics, subscribed from the first call on. */
+export function processMetrics(): Metrics {
+  return (shared ??= new Metrics());
+}
