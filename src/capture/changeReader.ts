@@ -3,6 +3,7 @@ import { qualified, quoteIdent } from '../pg.js';
 import type { TableConfig } from '../config/load.js';
 import type { ChangeRow } from '../transport/envelope.js';
 import type { Position } from './position.js';
+import { tableId } from '../names.js';
 
 export interface Page {
   cur: string;
@@ -34,7 +35,7 @@ export async function capturedColumns(client: pg.Client, table: TableConfig, key
                     AND EXISTS (SELECT 1 FROM pg_attribute s WHERE s.attrelid = to_regclass($2) AND s.attname = a.attname AND s.attnum > 0 AND NOT s.attisdropped)
                   ORDER BY a.attnum) AS columns,
             (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $4) AS schema_version`,
-    [qualified(table.schema, table.changeTable), qualified(table.schema, table.name), controlColumns, `${table.schema}.${table.name}`],
+    [qualified(table.schema, table.changeTable), qualified(table.schema, table.name), controlColumns, tableId(table)],
   );
   return { columns: rows[0]?.columns ?? [], key, schemaVersion: rows[0]?.schema_version ?? 1, json: new Set(rows[0]?.json ?? []) };
 }

@@ -8,7 +8,6 @@ import { migrate, pendingMigrations, readMigrations } from './migrations.js';
 import { captureScope, changeTableId, functionPrefix, tableId } from '../names.js';
 
 /** Where a's and b's files import it from until the merge moves them to names.ts. */
-export { tableId } from '../names.js';
 
 /** A change table name must never point at an object pgtunnel did not create for this table. */
 async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Promise<void> {

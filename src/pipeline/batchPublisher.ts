@@ -7,6 +7,7 @@ import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutM
 import { maxMessageBytes } from '../transport/kafka.js';
 import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
 import type { Publication } from './publisher.js';
+import { changeTableId } from '../names.js';
 
 /** What one unit of work published: changes by op (unknown actions as "bad"), and snapshot rows. */
 export interface Tally {
@@ -114,7 +115,7 @@ export class BatchPublisher {
     return deadLetterMessage({
       record: { topic: this.table.topic, partition: -1, offset: -1n, key: change.key, value },
       letter,
-      original: { topic: `${this.table.schema}.${this.table.changeTable}`, partition: -1, offset: String(change.changeId ?? -1) },
+      original: { topic: changeTableId(this.table), partition: -1, offset: String(change.changeId ?? -1) },
     });
   }
 

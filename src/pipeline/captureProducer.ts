@@ -5,7 +5,7 @@ import { connect, inTransaction, qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
-import { tableId } from '../capture/install.js';
+import { changeTableId, tableId } from '../names.js';
 import { isBatchComplete } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
@@ -195,7 +195,7 @@ export class CaptureProducer {
         await this.refreshColumns(client);
         return this.step(client, true);
       }
-      throw new TunnelError('PGT_CHANGE_TABLE', `reading the change table ${this.table.schema}.${this.table.changeTable} failed (${e.message}): it no longer has the shape capture writes — edited by hand?`, {
+      throw new TunnelError('PGT_CHANGE_TABLE', `reading the change table ${changeTableId(this.table)} failed (${e.message}): it no longer has the shape capture writes — edited by hand?`, {
         errorClass: 'fatal',
         hint: repairHint,
         cause: err,
