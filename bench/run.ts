@@ -11,6 +11,7 @@ import { overhead } from './overhead.js';
 import { peersBench } from './peers.js';
 import { latencyPlot } from './plot.js';
 import { backlog } from './backlog.js';
+import { idleCost } from './idleCost.js';
 import { applyScale, type ScaleResult } from './scale.js';
 import { snapshot } from './snapshot.js';
 import { throughput } from './throughput.js';
@@ -22,8 +23,8 @@ const formats = values.format!.split(',').map((s) => s.trim()) as BenchContext['
 if (formats.some((f) => !['json', 'avro', 'json-schema'].includes(f))) throw new Error(`--format takes json, avro and json-schema (comma-separated), not ${values.format}`);
 const needsRegistry = formats.some((f) => f !== 'json');
 const plan = quick
-  ? { rate: 200, latencySeconds: 4, throughputSeconds: 3, bulkCap: 20_000, floodRate: 500, floodSeconds: 3, backlogChanges: 20_000, scaleChanges: 10_000, snapshotRows: 20_000, overheadRows: 10_000, pgbenchSeconds: 2 }
-  : { rate: 1000, latencySeconds: 60, throughputSeconds: 20, bulkCap: 500_000, floodRate: 2500, floodSeconds: 30, backlogChanges: 1_000_000, scaleChanges: 200_000, snapshotRows: 1_000_000, overheadRows: 100_000, pgbenchSeconds: 15 };
+  ? { rate: 200, latencySeconds: 4, throughputSeconds: 3, bulkCap: 20_000, floodRate: 500, floodSeconds: 3, backlogChanges: 20_000, idleSeconds: 5, idleProbes: 5, scaleChanges: 10_000, snapshotRows: 20_000, overheadRows: 10_000, pgbenchSeconds: 2 }
+  : { rate: 1000, latencySeconds: 60, throughputSeconds: 20, bulkCap: 500_000, floodRate: 2500, floodSeconds: 30, backlogChanges: 1_000_000, idleSeconds: 30, idleProbes: 20, scaleChanges: 200_000, snapshotRows: 1_000_000, overheadRows: 100_000, pgbenchSeconds: 15 };
 
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 // Inside `npm test` the suite's stack is reused; alone, the bench starts a stack of its own.
@@ -54,6 +55,7 @@ try {
   log('latency: PostgreSQL logical replication (baseline)');
   const native = await nativeLatency(ctx, plan.rate, plan.latencySeconds);
   let peak = 0;
+  let atLeastOnceBulk = 0;
   const latencies: { format: string; result: Awaited<ReturnType<typeof tunnelLatency>> }[] = [];
   for (const format of formats) {
     ctx.format = format;
@@ -71,6 +73,7 @@ try {
     rows.push({ measure: `keeps up with one-row transactions (${oltp.changes} changes)${tag}`, baseline: `writer ${f(oltp.writerPerSec, 0)}/s`, tunnel: `${f(oltp.tunnelPerSec, 0)}/s`, ratio: f(oltp.tunnelPerSec / oltp.writerPerSec, 2), target: 'ratio ≈ 1', met: oltp.tunnelPerSec >= 0.9 * oltp.writerPerSec });
     log('throughput: a bulk writer (100-row transactions) vs the tunnel');
     const tp = await throughput(ctx, plan.throughputSeconds, 100, plan.bulkCap);
+    if (format === 'json' || !atLeastOnceBulk) atLeastOnceBulk = tp.tunnelPerSec;
     rows.push({ measure: `max throughput, bulk writer (${tp.changes} changes)${tag}`, baseline: `writer ${f(tp.writerPerSec, 0)}/s`, tunnel: `${f(tp.tunnelPerSec, 0)}/s`, ratio: f(tp.tunnelPerSec / tp.writerPerSec, 2), target: 'ratio ≥ 0.8', met: tp.tunnelPerSec >= 0.8 * tp.writerPerSec });
     log(`snapshot of ${plan.snapshotRows} rows: COPY pipe vs the tunnel`);
     const snap = await snapshot(ctx, plan.snapshotRows);
@@ -87,6 +90,25 @@ try {
   const bl = await backlog(ctx, plan.backlogChanges);
   rows.push({ measure: `backlog of ${bl.changes} changes caught up (tunnel start included)`, baseline: `source wrote it in ${f(bl.writeSeconds)} s`, tunnel: `${f(bl.catchUpSeconds)} s (${f(bl.changes / bl.catchUpSeconds / 1000, 1)}k/s)`, ratio: f(bl.writeSeconds / bl.catchUpSeconds, 2), target: '≤ 20 s', met: bl.catchUpSeconds <= 20 });
   peak = Math.max(peak, flood.peakRssMb, bl.peakRssMb);
+  log(`idle: CPU over ${plan.idleSeconds} s without writes, then ${plan.idleProbes} probes`);
+  const idle = await idleCost(ctx, plan.idleSeconds, plan.idleProbes);
+  rows.push(
+    { measure: `idle CPU over ${f(idle.seconds, 0)} s, tunnel process + its source backend`, baseline: '-', tunnel: `${f(idle.tunnelCpu + idle.producerBackendCpu, 2)}% of a core (${f(idle.tunnelCpu, 2)}% + ${f(idle.producerBackendCpu, 2)}%)`, ratio: '-', target: '≤ 1%', met: idle.tunnelCpu + idle.producerBackendCpu <= 1 },
+    { measure: `wake-up: first change after the idle window; ${idle.probes.count} probes after 50–250 ms gaps (p50 / p99)`, baseline: '-', tunnel: `${f(idle.firstProbeMs)} ms; ${f(idle.probes.p50)} / ${f(idle.probes.p99)} ms`, ratio: '-', target: 'recorded', met: true },
+  );
+  log('exactly-once into Kafka: the bulk writer and the latency load with exactlyOnce on');
+  process.env.PGTUNNEL_EXACTLY_ONCE = 'true'; // the bench tunnels inherit the environment
+  try {
+    const eosTp = await throughput(ctx, plan.throughputSeconds, 100, plan.bulkCap);
+    const eosLat = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
+    const plain = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
+    rows.push(
+      { measure: `exactlyOnce: bulk writer (${eosTp.changes} changes)`, baseline: `at-least-once ${f(atLeastOnceBulk, 0)}/s`, tunnel: `${f(eosTp.tunnelPerSec, 0)}/s (writer ${f(eosTp.writerPerSec, 0)}/s)`, ratio: `${f(eosTp.tunnelPerSec / atLeastOnceBulk, 2)}×`, target: 'recorded (a mode, off by default)', met: true },
+      { measure: `exactlyOnce: latency p50 / p99 / max (${plan.rate}/s)`, baseline: `at-least-once ${f(plain.p50)} / ${f(plain.p99)} / ${f(plain.max)} ms`, tunnel: `${f(eosLat.p50)} / ${f(eosLat.p99)} / ${f(eosLat.max)} ms`, ratio: `${f(eosLat.p50 / plain.p50, 2)}× / ${f(eosLat.p99 / plain.p99, 2)}×`, target: 'recorded (a mode, off by default)', met: true },
+    );
+  } finally {
+    delete process.env.PGTUNNEL_EXACTLY_ONCE;
+  }
   log('apply throughput: a backlog applied by 1, 2 and 3 consumer processes (6 partitions)');
   const scale: ScaleResult[] = [];
   for (const consumers of [1, 2, 3]) scale.push(await applyScale(ctx, consumers, plan.scaleChanges));

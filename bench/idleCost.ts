@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs';
+import { BenchContext, BenchTunnel, percentile, sql, waitUntil } from './context.js';
+
+export interface IdleResult {
+  seconds: number;
+  /** % of one core */
+  tunnelCpu: number;
+  producerBackendCpu: number;
+  /** the first probe after the whole idle window, commit → target commit, ms */
+  firstProbeMs: number;
+  probes: { count: number; p50: number; p99: number; max: number };
+}
+
+const ticksPerSecond = 100;
+
+/** utime + stime of a process, in seconds. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+}
+
+/**
+ * What an idle tunnel costs and how fast it wakes: CPU of the tunnel process and of its producer's source
+ * backend over `seconds` of no writes (from /proc/<pid>/stat), then single-row probes written one at a
+ * time with idle gaps between them, each measured source commit → target commit (track_commit_timestamp).
+ */
+export async function idleCost(ctx: BenchContext, seconds: number, probes: number): Promise<IdleResult> {
+  const dbs = await ctx.databases('bench_idle', 'CREATE TABLE bench_latency (id bigint PRIMARY KEY, payload text)');
+  const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bench_latency'));
+  try {
+    await tunnel.ready(dbs.source, dbs.target, 'bench_latency', "INSERT INTO bench_latency VALUES (0, 'probe')");
+    const backends = await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgtunnel producer%'");
+    const pids = { tunnel: tunnel.child.pid!, producerBackend: backends[0]?.pid };
+    const before = { tunnel: cpuSeconds(pids.tunnel), backend: pids.producerBackend ? cpuSeconds(pids.producerBackend) : 0 };
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, seconds * 1000)); // the measurement window itself, not a synchronisation
+    const elapsed = (Date.now() - started) / 1000;
+    const tunnelCpu = (100 * (cpuSeconds(pids.tunnel) - before.tunnel)) / elapsed;
+    const producerBackendCpu = pids.producerBackend ? (100 * (cpuSeconds(pids.producerBackend) - before.backend)) / elapsed : NaN;
+    for (let id = 1; id <= probes; id++) {
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 200)); // idle gaps between probes, by design
+      await sql(dbs.source, "INSERT INTO bench_latency VALUES ($1, 'probe')", [id]);
+      await waitUntil(`probe ${id} in the target`, async () => (await sql(dbs.target, 'SELECT 1 FROM bench_latency WHERE id = $1', [id])).length > 0, 30_000, 2);
+    }
+    const commitMs = 'extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 * 1000';
+    const source = new Map((await sql<{ id: string; ms: number }>(dbs.source, `SELECT id::text, ${commitMs} AS ms FROM bench_latency WHERE id > 0`)).map((r) => [r.id, r.ms]));
+    let firstProbeMs = NaN;
+    const latencies: number[] = [];
+    for (const r of await sql<{ id: string; ms: number }>(dbs.target, `SELECT id::text, ${commitMs} AS ms FROM bench_latency WHERE id > 0`)) {
+      // the first probe follows the whole idle window, when the source-side wait polls slowest (sql/source/000005)
+      if (r.id === '1') firstProbeMs = r.ms - source.get(r.id)!;
+      else latencies.push(r.ms - source.get(r.id)!);
+    }
+    latencies.sort((a, b) => a - b);
+    return { seconds: elapsed, tunnelCpu, producerBackendCpu, firstProbeMs, probes: { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)! } };
+  } finally {
+    await tunnel.stop();
+  }
+}
