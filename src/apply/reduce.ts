@@ -16,6 +16,8 @@ export interface TableWrites {
   deletes: RowImage[];
   /** Newest source capture time in the set, for the latency figure. */
   newestSourceMs: number;
+  /** Every upsert comes from an insert or a snapshot read (the target is not expected to have its key). */
+  creates: boolean;
 }
 
 /**
@@ -32,10 +34,13 @@ export function newestPerKey(records: DecodedRecord[]): Map<string, TableWrites>
   }
   const out = new Map<string, TableWrites>();
   for (const [topic, byKey] of latest) {
-    const writes: TableWrites = { upserts: [], deletes: [], newestSourceMs: 0 };
+    const writes: TableWrites = { upserts: [], deletes: [], newestSourceMs: 0, creates: true };
     for (const envelope of byKey.values()) {
       if (envelope.op === 'd') writes.deletes.push(envelope.before!);
-      else writes.upserts.push(envelope.after!);
+      else {
+        writes.upserts.push(envelope.after!);
+        if (envelope.op !== 'c' && envelope.op !== 'r') writes.creates = false;
+      }
       writes.newestSourceMs = Math.max(writes.newestSourceMs, envelope.source.tsMs);
     }
     out.set(topic, writes);

@@ -9,6 +9,7 @@ import { recordLetteredKeys } from '../validate/letteredKeys.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import { TableStatements } from './statements.js';
 import { SetOutcome } from './setOutcome.js';
+import { Staging } from './staging.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import type { TableShape } from '../capture/catalog.js';
@@ -53,6 +54,7 @@ type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
  */
 export class TargetWriter {
   private readonly checkedColumns = new Map<string, Set<string>>();
+  private readonly staging = new Staging();
 
   constructor(
     private readonly client: pg.Client,
@@ -149,6 +151,7 @@ export class TargetWriter {
       await advanceOffsets(this.client, advanced, outcome);
       return outcome;
     }).then((outcome) => {
+      this.staging.committed();
       for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
       for (const { topic, names } of outcome.checked) {
         const checked = this.checkedColumns.get(topic) ?? new Set<string>();
@@ -161,6 +164,9 @@ export class TargetWriter {
         deadLettered: outcome.letters.length,
         skipped: records.length - outcome.fresh,
       };
+    }, (err) => {
+      this.staging.rolledBack();
+      throw err;
     });
   }
 
@@ -273,7 +279,7 @@ export class TargetWriter {
       if (!writes) continue;
       const statements = await this.evolve(topic, table, writes.upserts, outcome);
       if (writes.deletes.length > 0) await statements.delete(this.client, writes.deletes);
-      if (writes.upserts.length > 0) await statements.upsert(this.client, writes.upserts);
+      if (writes.upserts.length > 0) await statements.upsert(this.client, writes.upserts, this.staging, writes.creates);
       outcome.newestSourceMs = Math.max(outcome.newestSourceMs, writes.newestSourceMs);
       for (const r of kept) {
         outcome.count(r, 'applied');
