@@ -85,8 +85,16 @@ export class Staging {
   /** table → sets to go before a plain INSERT is tried again, after one met an existing key */
   private readonly upsertOnly = new Map<string, number>();
 
-  /** A staging table for `target`'s columns `defs`, empty, in this transaction. */
-  async table(client: pg.Client, target: string, defs: string): Promise<string> {
+  /** Whether the role may create temporary tables here (PUBLIC may by default; a hardened database may revoke it). */
+  private allowed: boolean | undefined;
+
+  /** A staging table for `target`'s columns `defs`, empty, in this transaction; undefined without the TEMP privilege. */
+  async table(client: pg.Client, target: string, defs: string): Promise<string | undefined> {
+    if (this.allowed === undefined) {
+      const { rows } = await client.query<{ ok: boolean }>("SELECT has_database_privilege(current_database(), 'TEMP') AS ok");
+      this.allowed = rows[0]?.ok === true;
+    }
+    if (!this.allowed) return undefined;
     const signature = `${target}\u0000${defs}`;
     let name = this.names.get(signature);
     if (name === undefined) this.names.set(signature, (name = quoteIdent(`pgtunnel_stage_${this.next++}`)));

@@ -115,26 +115,25 @@ export class TableStatements {
     for (const { columns, rows: group } of groups.values()) {
       if (staging && copyableColumns(this.shape.types, columns)) {
         const lines = group.map((row) => copyLine(row, columns));
-        if (lines.every((l) => l !== undefined)) {
-          await this.viaStaging(client, staging, columns, lines as string[], creates);
-          continue;
-        }
+        if (lines.every((l) => l !== undefined) && (await this.viaStaging(client, staging, columns, lines as string[], creates))) continue;
       }
       const sql = this.upsertSql(columns);
       for (const part of jsonArrays(group.map((row) => row.text))) await client.query(sql, [part]);
     }
   }
 
-  private async viaStaging(client: pg.Client, staging: Staging, columns: string[], lines: string[], creates: boolean): Promise<void> {
+  /** False when no staging table can be had (no TEMP privilege): the rows then go as JSON. */
+  private async viaStaging(client: pg.Client, staging: Staging, columns: string[], lines: string[], creates: boolean): Promise<boolean> {
     const defs = this.defs(columns);
     const stage = await staging.table(client, this.table, defs);
+    if (stage === undefined) return false;
     await copyIn(client, `COPY ${stage} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`, lines);
     if (creates && staging.tryPlainInsert(this.table)) {
       await client.query('SAVEPOINT pgtunnel_insert');
       try {
         await client.query(this.insertSql(columns, `${stage} r`, false));
         await client.query('RELEASE SAVEPOINT pgtunnel_insert');
-        return;
+        return true;
       } catch (err) {
         if ((err as { code?: string }).code !== '23505') throw err; // unique_violation: a key the target has
         await client.query('ROLLBACK TO SAVEPOINT pgtunnel_insert');
@@ -142,6 +141,7 @@ export class TableStatements {
       }
     }
     await client.query(this.insertSql(columns, `${stage} r`, true));
+    return true;
   }
 
   async delete(client: pg.Client, rows: RowImage[]): Promise<void> {
