@@ -51,10 +51,16 @@ export function newestPerKey(records: DecodedRecord[]): Map<string, TableWrites>
 /** Pure: the next offset to store per partition, from the records of a set. */
 export function nextOffsets(records: { topic: string; partition: number; offset: bigint }[]): Map<string, { topic: string; partition: number; next: bigint }> {
   const out = new Map<string, { topic: string; partition: number; next: bigint }>();
+  let current: { topic: string; partition: number; next: bigint } | undefined;
   for (const r of records) {
-    const id = `${r.topic}\u0000${r.partition}`;
-    const seen = out.get(id);
-    if (!seen || r.offset + 1n > seen.next) out.set(id, { topic: r.topic, partition: r.partition, next: r.offset + 1n });
+    // records come in runs per partition: look the partition up when the run changes; `next` holds the highest offset until the end
+    if (current === undefined || current.topic !== r.topic || current.partition !== r.partition) {
+      const id = `${r.topic}\u0000${r.partition}`;
+      current = out.get(id);
+      if (!current) out.set(id, (current = { topic: r.topic, partition: r.partition, next: r.offset }));
+    }
+    if (r.offset > current.next) current.next = r.offset;
   }
+  for (const o of out.values()) o.next += 1n;
   return out;
 }
