@@ -249,11 +249,8 @@ export class TargetWriter {
       if (writes.deletes.length > 0) await statements.delete(this.client, writes.deletes);
       if (writes.upserts.length > 0) await statements.upsert(this.client, writes.upserts, this.staging, writes.creates);
       outcome.newestSourceMs = Math.max(outcome.newestSourceMs, writes.newestSourceMs);
-      for (const r of kept) {
-        outcome.count(r, 'applied');
-        outcome.appliedOp(table.table, r.envelope.op);
-        if (r.envelope.op !== 'r') outcome.latencies.push(r.envelope.source.tsMs);
-      }
+      outcome.applied(table.table, kept);
+      for (const r of kept) if (r.envelope.op !== 'r') outcome.latencies.push(r.envelope.source.tsMs);
     }
   }
 
