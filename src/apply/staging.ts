@@ -74,11 +74,9 @@ export function copyIn(client: pg.Client, sql: string, lines: string[]): Promise
 
 /**
  * The session's temporary staging tables (one per target table and column list, emptied at each commit),
- * and which of them this transaction has filled already. A rolled-back transaction may have created
- * one: the writer forgets them all then, and they are created again if missing.
+ * and which of them this transaction has filled already.
  */
 export class Staging {
-  private readonly created = new Set<string>();
   private readonly filled = new Set<string>();
   private next = 0;
   private readonly names = new Map<string, string>();
@@ -98,17 +96,16 @@ export class Staging {
     const signature = `${target}\u0000${defs}`;
     let name = this.names.get(signature);
     if (name === undefined) this.names.set(signature, (name = quoteIdent(`pgtunnel_stage_${this.next++}`)));
-    if (!this.created.has(name)) {
-      await client.query(`CREATE TEMP TABLE IF NOT EXISTS ${name} (${defs}) ON COMMIT DELETE ROWS`);
-      this.created.add(name);
-    } else if (this.filled.has(name)) await client.query(`TRUNCATE ${name}`);
+    // asked for in each transaction: behind a pooler, or after a rollback, the session may not have it
+    if (!this.filled.has(name)) await client.query(`CREATE TEMP TABLE IF NOT EXISTS ${name} (${defs}) ON COMMIT DELETE ROWS`);
+    else await client.query(`TRUNCATE ${name}`);
     this.filled.add(name);
     return `pg_temp.${name}`;
   }
 
   /**
    * Rows that all come from inserts or snapshot reads are tried as a plain INSERT first (no conflict
-   * check: a third of the upsert's cost); an existing key fails it, and the upsert runs instead. After
+   * arbiter: about half the upsert's cost); an existing key fails it, and the upsert runs instead. After
    * such a failure the table's next sets go straight to the upsert for a while (a re-snapshot, say).
    */
   tryPlainInsert(target: string): boolean {
@@ -121,12 +118,8 @@ export class Staging {
     this.upsertOnly.set(target, 64);
   }
 
-  committed(): void {
+  /** The transaction committed or rolled back: the staging tables are empty (or gone). */
+  ended(): void {
     this.filled.clear();
-  }
-
-  rolledBack(): void {
-    this.filled.clear();
-    this.created.clear();
   }
 }

@@ -149,7 +149,7 @@ export class TargetWriter {
       await advanceOffsets(this.client, advanced, outcome);
       return outcome;
     }).then((outcome) => {
-      this.staging.committed();
+      this.staging.ended();
       for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
       for (const { topic, names } of outcome.checked) {
         const checked = this.checkedColumns.get(topic) ?? new Set<string>();
@@ -163,7 +163,7 @@ export class TargetWriter {
         skipped: records.length - outcome.fresh,
       };
     }, (err) => {
-      this.staging.rolledBack();
+      this.staging.ended();
       throw err;
     });
   }
