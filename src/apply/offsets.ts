@@ -12,13 +12,25 @@ import { partitionId, type SetOutcome } from './setOutcome.js';
  * and the next offset moves past each record kept, so a repeat is dropped and never overwrites a newer row.
  */
 export function freshRecords<R extends { topic: string; partition: number; offset: bigint }>(records: R[], stored: Map<string, bigint>): R[] {
-  const next = new Map(stored);
-  return records.filter((r) => {
-    const id = partitionId(r.topic, r.partition);
-    if (r.offset < (next.get(id) ?? 0n)) return false;
-    next.set(id, r.offset + 1n);
-    return true;
-  });
+  // highest offset taken per partition (stored next offset - 1 until one is); records come in runs per partition
+  const last = new Map<string, bigint>();
+  let topic: string | undefined;
+  let partition = -1;
+  let lastTaken = -1n;
+  const out: R[] = [];
+  for (const r of records) {
+    if (r.topic !== topic || r.partition !== partition) {
+      if (topic !== undefined) last.set(partitionId(topic, partition), lastTaken);
+      topic = r.topic;
+      partition = r.partition;
+      const id = partitionId(topic, partition);
+      lastTaken = last.get(id) ?? (stored.get(id) ?? 0n) - 1n;
+    }
+    if (r.offset <= lastTaken) continue;
+    lastTaken = r.offset;
+    out.push(r);
+  }
+  return out;
 }
 
 /** Locks the set's partition rows (creating missing ones) and returns their stored next offsets. */

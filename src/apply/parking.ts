@@ -4,6 +4,10 @@ import type { SetOutcome } from './setOutcome.js';
 /** Which of the keys are parked (they have unresolved dead letters), locked for the set's transaction. */
 export async function parkedKeys(client: pg.Client, keys: { topic: string; key: string }[]): Promise<Set<string>> {
   if (keys.length === 0) return new Set();
+  // Parked keys are rare: one probe per set, instead of sending every key of the set (thousands) for nothing.
+  const topics = [...new Set(keys.map((k) => k.topic))];
+  const { rows: probe } = await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM pgtunnel.parked_keys WHERE topic = ANY($1::text[])) AS any', [topics]);
+  if (!probe[0]?.any) return new Set();
   const { rows } = await client.query<{ topic: string; key: string }>(
     `SELECT p.topic, p.key FROM pgtunnel.parked_keys p JOIN unnest($1::text[], $2::text[]) AS k(topic, key) USING (topic, key) FOR SHARE OF p`,
     [keys.map((r) => r.topic), keys.map((r) => r.key)],

@@ -16,6 +16,8 @@ export interface TableWrites {
   deletes: RowImage[];
   /** Newest source capture time in the set, for the latency figure. */
   newestSourceMs: number;
+  /** Every upsert comes from an insert or a snapshot read (the target is not expected to have its key). */
+  creates: boolean;
 }
 
 /**
@@ -32,10 +34,13 @@ export function newestPerKey(records: DecodedRecord[]): Map<string, TableWrites>
   }
   const out = new Map<string, TableWrites>();
   for (const [topic, byKey] of latest) {
-    const writes: TableWrites = { upserts: [], deletes: [], newestSourceMs: 0 };
+    const writes: TableWrites = { upserts: [], deletes: [], newestSourceMs: 0, creates: true };
     for (const envelope of byKey.values()) {
       if (envelope.op === 'd') writes.deletes.push(envelope.before!);
-      else writes.upserts.push(envelope.after!);
+      else {
+        writes.upserts.push(envelope.after!);
+        if (envelope.op !== 'c' && envelope.op !== 'r') writes.creates = false;
+      }
       writes.newestSourceMs = Math.max(writes.newestSourceMs, envelope.source.tsMs);
     }
     out.set(topic, writes);
@@ -46,10 +51,16 @@ export function newestPerKey(records: DecodedRecord[]): Map<string, TableWrites>
 /** Pure: the next offset to store per partition, from the records of a set. */
 export function nextOffsets(records: { topic: string; partition: number; offset: bigint }[]): Map<string, { topic: string; partition: number; next: bigint }> {
   const out = new Map<string, { topic: string; partition: number; next: bigint }>();
+  let current: { topic: string; partition: number; next: bigint } | undefined;
   for (const r of records) {
-    const id = `${r.topic}\u0000${r.partition}`;
-    const seen = out.get(id);
-    if (!seen || r.offset + 1n > seen.next) out.set(id, { topic: r.topic, partition: r.partition, next: r.offset + 1n });
+    // records come in runs per partition: look the partition up when the run changes; `next` holds the highest offset until the end
+    if (current === undefined || current.topic !== r.topic || current.partition !== r.partition) {
+      const id = `${r.topic}\u0000${r.partition}`;
+      current = out.get(id);
+      if (!current) out.set(id, (current = { topic: r.topic, partition: r.partition, next: r.offset }));
+    }
+    if (r.offset > current.next) current.next = r.offset;
   }
+  for (const o of out.values()) o.next += 1n;
   return out;
 }

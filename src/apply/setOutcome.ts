@@ -19,17 +19,34 @@ export class SetOutcome {
   /** column names looked up in the source for evolution; remembered once the set commits */
   readonly checked: { topic: string; names: string[] }[] = [];
 
-  appliedOp(table: string, op: string): void {
+  appliedOp(table: string, op: string, n = 1): void {
     const byOp = this.ops.get(table) ?? new Map<string, number>();
-    byOp.set(op, (byOp.get(op) ?? 0) + 1);
+    byOp.set(op, (byOp.get(op) ?? 0) + n);
     this.ops.set(table, byOp);
   }
 
-  count(r: { topic: string; partition: number }, what: 'applied' | 'dead' | 'poison'): void {
+  count(r: { topic: string; partition: number }, what: 'applied' | 'dead' | 'poison', n = 1): void {
     const key = partitionId(r.topic, r.partition);
     const c = this.counts.get(key) ?? { applied: 0, dead: 0, poison: 0 };
-    c[what]++;
+    c[what] += n;
     this.counts.set(key, c);
+  }
+
+  /** Counts applied records by partition run and op (a set is thousands of records of a few partitions). */
+  applied(table: string, records: { topic: string; partition: number; envelope: { op: string } }[]): void {
+    let run = 0;
+    const ops = new Map<string, number>();
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      ops.set(r.envelope.op, (ops.get(r.envelope.op) ?? 0) + 1);
+      run++;
+      const next = records[i + 1];
+      if (next === undefined || next.topic !== r.topic || next.partition !== r.partition) {
+        this.count(r, 'applied', run);
+        run = 0;
+      }
+    }
+    for (const [op, n] of ops) this.appliedOp(table, op, n);
   }
 
   dead(record: RawRecord, letter: DeadLetter, park: boolean): void {

@@ -1,19 +1,20 @@
 import type pg from 'pg';
 import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { checkKeyForm, decodeEnvelope, keyOfImage, PoisonError, rowValues, type Envelope, type RowImage } from '../transport/envelope.js';
+import type { RowImage } from '../transport/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
-import { firstFailure, type CompiledRule } from '../validate/rules.js';
-import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
+import type { CompiledRule } from '../validate/rules.js';
+import type { DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
 import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import { TableStatements } from './statements.js';
 import { SetOutcome } from './setOutcome.js';
+import { Staging } from './staging.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
+import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../observe/telemetry.js';
-import { keyedEnvelope } from '../contracts/avroEnvelope.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -44,9 +45,6 @@ export interface ApplyResult {
   skipped: number;
 }
 
-/** A record's envelope and canonical key (empty for a truncate), or its poison letter. */
-type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
-
 /**
  * Applies a polled set in ONE target transaction together with its offsets. Partition rows are locked
  * first, and records below the stored offsets dropped, so a record takes effect exactly once even when
@@ -54,6 +52,7 @@ type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
  */
 export class TargetWriter {
   private readonly checkedColumns = new Map<string, Set<string>>();
+  private readonly staging = new Staging();
 
   constructor(
     private readonly client: pg.Client,
@@ -134,7 +133,7 @@ export class TargetWriter {
           details: { constraint: e.constraint, table: e.table, column: e.column, detail: e.detail },
         }, this.table(only.topic).orderPolicy === 'park');
       } else {
-        await this.route(fresh, decoded, outcome);
+        await this.routeAndWrite(fresh, decoded, outcome);
       }
       // Durably in the DLQ before the offsets that skip past them commit.
       await this.deadLetters.send(outcome.letters);
@@ -150,6 +149,7 @@ export class TargetWriter {
       await advanceOffsets(this.client, advanced, outcome);
       return outcome;
     }).then((outcome) => {
+      this.staging.ended();
       for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
       for (const { topic, names } of outcome.checked) {
         const checked = this.checkedColumns.get(topic) ?? new Set<string>();
@@ -162,6 +162,9 @@ export class TargetWriter {
         deadLettered: outcome.letters.length,
         skipped: records.length - outcome.fresh,
       };
+    }, (err) => {
+      this.staging.ended();
+      throw err;
     });
   }
 
@@ -175,66 +178,36 @@ export class TargetWriter {
     }
   }
 
-  /** The one strict decoder, and the canonical key every later step uses. */
-  private decode(r: RawRecord): Decoded {
-    const table = this.table(r.topic);
-    if (r.unreadable) return { poison: { errorClass: 'poison', message: `unreadable record: ${r.unreadable}` } };
-    try {
-      const envelope = r.decoded ? keyedEnvelope(r.decoded, table.statements.key) : decodeEnvelope(r.key, r.value!, table.statements.key);
-      if (envelope.op === 't') return { envelope, key: '' };
-      const row = (envelope.op === 'd' ? envelope.before : envelope.after)!;
-      checkKeyForm(row, table.statements.key, table.statements.types);
-      const key = keyOfImage(row, table.statements.key);
-      if (Buffer.byteLength(key) > maxKeyBytes) throw new PoisonError(`key is longer than ${maxKeyBytes} bytes`);
-      return { envelope, key };
-    } catch (err) {
-      if (!(err instanceof PoisonError)) throw err;
-      return { poison: { errorClass: 'poison', message: `not a pgtunnel envelope: ${err.message}` } };
-    }
+  private routeTable(topic: string): RouteTable {
+    const t = this.table(topic);
+    return { table: t.table, key: t.statements.key, types: t.statements.types, rules: t.rules, orderPolicy: t.orderPolicy };
   }
 
-  /** Decides each record's fate in order: apply, truncate, or dead letter (poison, parked, rule). */
-  private async route(fresh: RawRecord[], decoded: Map<RawRecord, Decoded>, outcome: SetOutcome): Promise<void> {
+  private decode(r: RawRecord): Decoded {
+    return decodeRecord(r, this.routeTable(r.topic));
+  }
+
+  /** Takes the routed steps in order: a dead letter parks its key before the next record is routed. */
+  private async routeAndWrite(fresh: RawRecord[], decoded: Map<RawRecord, Decoded>, outcome: SetOutcome): Promise<void> {
     const parked = await parkedKeys(this.client, [...decoded].flatMap(([r, d]) => ('key' in d && d.envelope.op !== 't' ? [{ topic: r.topic, key: d.key }] : [])));
-    let segment: DecodedRecord[] = [];
-    for (const r of fresh) {
-      const d = decoded.get(r);
-      if (d === undefined) continue; // a tombstone only tells compaction to forget the key
-      if ('poison' in d) {
-        outcome.dead(r, d.poison, false);
-        continue;
-      }
-      const table = this.table(r.topic);
-      const { envelope, key } = d;
-      if (envelope.op === 't') {
-        if (table.truncateRecorded && !(await table.truncateRecorded(envelope.source.txId, envelope.source.lsn))) {
-          outcome.dead(r, { errorClass: 'poison', message: `a truncate the source's capture did not record (txId ${envelope.source.txId}, lsn ${envelope.source.lsn}) is not honoured` }, false);
-          continue;
-        }
-        await this.write(segment, outcome);
-        segment = [];
+    const unrecorded = new Set<RawRecord>();
+    for (const [r, d] of decoded) {
+      const truncateRecorded = this.tables.get(r.topic)?.truncateRecorded;
+      if ('envelope' in d && d.envelope.op === 't' && truncateRecorded && !(await truncateRecorded(d.envelope.source.txId, d.envelope.source.lsn))) unrecorded.add(r);
+    }
+    const isParked = { has: (id: string) => parked.has(id) || outcome.parkedKeys.has(id) };
+    for (const step of route(fresh, decoded, (topic) => this.routeTable(topic), isParked, unrecorded)) {
+      if (step.kind === 'dead') outcome.dead(step.record, step.letter, step.park);
+      else if (step.kind === 'write') await this.write(step.records, outcome);
+      else {
+        const r = step.record;
         await this.truncatePartition(r.topic, r.partition);
         if (r.partition === 0) {
           outcome.count(r, 'applied'); // one truncate change, however many partitions carry it
-          outcome.appliedOp(table.table, 't');
+          outcome.appliedOp(step.table, 't');
         }
-        continue;
       }
-      const keyId = `${r.topic}\u0000${key}`;
-      const park = table.orderPolicy === 'park';
-      const canonical = { ...r, key };
-      if (park && (parked.has(keyId) || outcome.parkedKeys.has(keyId))) {
-        outcome.dead(canonical, { errorClass: 'parked', message: `key ${key} has an earlier dead letter; parked behind it until \`pgtunnel dlq replay\`` }, true);
-        continue;
-      }
-      const failure = envelope.op === 'd' || table.rules.length === 0 ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
-      if (failure) {
-        outcome.dead(canonical, { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park);
-        continue;
-      }
-      segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key, value: r.value!, envelope });
     }
-    await this.write(segment, outcome);
   }
 
   /** Updates of keys the target lacks, under onMissingKey: dead-letter (keys inserted in the same set are fine). */
@@ -274,13 +247,10 @@ export class TargetWriter {
       if (!writes) continue;
       const statements = await this.evolve(topic, table, writes.upserts, outcome);
       if (writes.deletes.length > 0) await statements.delete(this.client, writes.deletes);
-      if (writes.upserts.length > 0) await statements.upsert(this.client, writes.upserts);
+      if (writes.upserts.length > 0) await statements.upsert(this.client, writes.upserts, this.staging, writes.creates);
       outcome.newestSourceMs = Math.max(outcome.newestSourceMs, writes.newestSourceMs);
-      for (const r of kept) {
-        outcome.count(r, 'applied');
-        outcome.appliedOp(table.table, r.envelope.op);
-        if (r.envelope.op !== 'r') outcome.latencies.push(r.envelope.source.tsMs);
-      }
+      outcome.applied(table.table, kept);
+      for (const r of kept) if (r.envelope.op !== 'r') outcome.latencies.push(r.envelope.source.tsMs);
     }
   }
 
@@ -317,9 +287,6 @@ export class TargetWriter {
 function toRaw(r: DecodedRecord): RawRecord {
   return { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: r.value };
 }
-
-/** Keys longer than this are poison: they could not be parked (btree limit) and no real key is this long. */
-const maxKeyBytes = 2048;
 
 /** An apply error caused by the records of the set (found by bisecting), not by the connection or the table. */
 function isRecordLevel(err: unknown): boolean {

@@ -1,5 +1,5 @@
-import { canonical, JsonNumber, RawJson, type JsonObject, type JsonScalar } from '../transport/json.js';
-import { PoisonError, type Envelope, type EnvelopeSource, type RowImage } from '../transport/envelope.js';
+import { JsonNumber, RawJson, type JsonScalar } from '../transport/json.js';
+import { type Envelope, type EnvelopeSource, type RowImage } from '../transport/envelope.js';
 import { avroName } from './avroSchema.js';
 import type { ColumnType } from './columnKinds.js';
 import { fromAvro } from './values.js';
@@ -65,19 +65,10 @@ export function rowImage(columns: NamedColumns, row: Record<string, unknown>): R
   }
   return {
     values,
-    // members' texts: nothing on the apply path reads them, so only on demand
-    get raw() {
-      return new Map([...values].map(([k, v]) => [k, canonical(v)]));
-    },
     text: `${text}}`,
   };
 }
 
-/** An envelope decoded from Avro, checked as decodeEnvelope checks its text up to the key. */
-export interface DecodedEnvelope {
-  envelope: Envelope;
-  key: JsonObject | undefined;
-}
 
 const text = (v: unknown) => JSON.stringify(v ?? null);
 const int = (v: unknown) => (v === null || v === undefined ? 'null' : String(v));
@@ -128,20 +119,3 @@ export function envelopeOf(e: Record<string, unknown>, before: RowImage | null, 
   return { op: op as Envelope['op'], before, after, source, tsMs: Number(e.ts_ms) };
 }
 
-/** decodeEnvelope's key checks for an envelope decoded from Avro: the key names the key columns and matches the row. */
-export function keyedEnvelope({ envelope, key }: DecodedEnvelope, keyColumns?: string[]): Envelope {
-  const { op } = envelope;
-  if (op === 't') return envelope;
-  const row = op === 'd' ? envelope.before : envelope.after;
-  if (row === null) throw new PoisonError(`op ${op} needs a row object in "${op === 'd' ? 'before' : 'after'}"`);
-  if (key === undefined) throw new PoisonError('message has no key');
-  if (key.values.size === 0) throw new PoisonError('key names no column');
-  if (keyColumns && (key.values.size !== keyColumns.length || keyColumns.some((c) => !key.values.has(c)))) {
-    throw new PoisonError(`key ${key.text} must name exactly the key column(s) ${keyColumns.join(', ')}`);
-  }
-  for (const [name, v] of key.values) {
-    const rowValue = row.values.get(name);
-    if (v === null || rowValue === undefined || canonical(rowValue) !== canonical(v)) throw new PoisonError(`key ${key.text} does not match the row's ${name}`);
-  }
-  return envelope;
-}

@@ -1,8 +1,8 @@
 import type avro from 'avsc';
 import { classify } from '../errors.js';
 import { avroType, type SchemaRegistryClient } from './codec.js';
-import { envelopeLimits, type RowImage } from '../transport/envelope.js';
-import { envelopeOf, envelopeText, namedColumns, rowImage, type DecodedEnvelope } from './avroEnvelope.js';
+import { envelopeLimits, type DecodedEnvelope, type RowImage } from '../transport/envelope.js';
+import { envelopeOf, envelopeText, namedColumns, rowImage } from './avroEnvelope.js';
 import { columnsOfRecord, type AvroSchema } from './avroSchema.js';
 import { isFramed, unframe } from './wireFormat.js';
 

@@ -270,17 +270,30 @@ export function decodeEnvelope(key: string | undefined, value: string, keyColumn
   const before = image(e.values.get('before'), 'before');
   const after = image(e.values.get('after'), 'after');
   if (op === 't') return { op, before: null, after: null, source, tsMs };
-  const row = op === 'd' ? before : after;
+  const k = key === undefined ? undefined : poisonOnError(() => readObject(key, 1, limits), 'key is not a JSON object');
+  return keyedEnvelope({ envelope: { op, before, after, source, tsMs }, key: k }, keyColumns);
+}
+
+/** An envelope decoded from text or Avro, its key not yet checked against the row. */
+export interface DecodedEnvelope {
+  envelope: Envelope;
+  key: JsonObject | undefined;
+}
+
+/** The key checks of every decoded envelope: the key names the key columns and matches the row. */
+export function keyedEnvelope({ envelope, key }: DecodedEnvelope, keyColumns?: string[]): Envelope {
+  const { op } = envelope;
+  if (op === 't') return envelope;
+  const row = op === 'd' ? envelope.before : envelope.after;
   if (row === null) throw new PoisonError(`op ${op} needs a row object in "${op === 'd' ? 'before' : 'after'}"`);
   if (key === undefined) throw new PoisonError('message has no key');
-  const k = poisonOnError(() => readObject(key, 1, limits), 'key is not a JSON object');
-  if (k.values.size === 0) throw new PoisonError('key names no column');
-  if (keyColumns && (k.values.size !== keyColumns.length || keyColumns.some((c) => !k.values.has(c)))) {
-    throw new PoisonError(`key ${key} must name exactly the key column(s) ${keyColumns.join(', ')}`);
+  if (key.values.size === 0) throw new PoisonError('key names no column');
+  if (keyColumns && (key.values.size !== keyColumns.length || keyColumns.some((c) => !key.values.has(c)))) {
+    throw new PoisonError(`key ${key.text} must name exactly the key column(s) ${keyColumns.join(', ')}`);
   }
-  for (const [name, v] of k.values) {
+  for (const [name, v] of key.values) {
     const rowValue = row.values.get(name);
-    if (v === null || rowValue === undefined || canonical(rowValue) !== canonical(v)) throw new PoisonError(`key ${key} does not match the row's ${name}`);
+    if (v === null || rowValue === undefined || canonical(rowValue) !== canonical(v)) throw new PoisonError(`key ${key.text} does not match the row's ${name}`);
   }
-  return { op, before, after, source, tsMs };
+  return envelope;
 }

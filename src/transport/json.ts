@@ -26,10 +26,9 @@ export class RawJson {
 
 export type JsonScalar = string | boolean | null | JsonNumber | RawJson;
 
-/** An object read one level deep: each member's value, and its exact text. */
+/** An object read one level deep: each member's value. */
 export interface JsonObject {
   values: Map<string, JsonScalar | JsonObject>;
-  raw: Map<string, string>;
   /** The object's own text, exactly as it arrived. */
   text: string;
 }
@@ -128,11 +127,11 @@ class Reader {
 
   scalar(): JsonScalar {
     const s = this.s;
-    const c = s[this.pos];
-    if (c === '"') return this.string();
-    if (s.startsWith('true', this.pos)) return (this.pos += 4), true;
-    if (s.startsWith('false', this.pos)) return (this.pos += 5), false;
-    if (s.startsWith('null', this.pos)) return (this.pos += 4), null;
+    const c = s.charCodeAt(this.pos);
+    if (c === 0x22) return this.string();
+    if (c === 0x74 && s.startsWith('true', this.pos)) return (this.pos += 4), true;
+    if (c === 0x66 && s.startsWith('false', this.pos)) return (this.pos += 5), false;
+    if (c === 0x6e && s.startsWith('null', this.pos)) return (this.pos += 4), null;
     numberPattern.lastIndex = this.pos;
     const m = numberPattern.exec(s);
     if (!m) this.fail('expected a value');
@@ -143,39 +142,38 @@ class Reader {
   /** An object whose members are read `levels` deep; deeper values stay raw text. */
   object(depth: number, levels: number): JsonObject {
     if (depth > this.limits.maxDepth) this.fail(`nested deeper than ${this.limits.maxDepth} levels`);
+    const s = this.s;
     const start = this.pos;
-    if (this.s[this.pos] !== '{') this.fail('expected an object');
+    if (s.charCodeAt(this.pos) !== 0x7b) this.fail('expected an object');
     this.pos++;
     const values = new Map<string, JsonScalar | JsonObject>();
-    const raw = new Map<string, string>();
     this.ws();
-    if (this.s[this.pos] === '}') {
+    if (s.charCodeAt(this.pos) === 0x7d) {
       this.pos++;
-      return { values, raw, text: this.s.slice(start, this.pos) };
+      return { values, text: s.slice(start, this.pos) };
     }
     for (;;) {
       this.ws();
       const name = this.string();
       if (values.has(name)) this.fail(`duplicate member "${name}"`);
       this.ws();
-      if (this.s[this.pos++] !== ':') this.fail('expected ":"');
+      if (s.charCodeAt(this.pos++) !== 0x3a) this.fail('expected ":"');
       this.ws();
       const valueStart = this.pos;
-      const c = this.s[this.pos];
+      const c = s.charCodeAt(this.pos);
       let value: JsonScalar | JsonObject;
-      if (c === '{' && levels > 1) value = this.object(depth + 1, levels - 1);
-      else if (c === '{' || c === '[') {
+      if (c === 0x7b && levels > 1) value = this.object(depth + 1, levels - 1);
+      else if (c === 0x7b || c === 0x5b) {
         this.skip(depth + 1);
-        value = new RawJson(this.s.slice(valueStart, this.pos));
+        value = new RawJson(s.slice(valueStart, this.pos));
       } else value = this.scalar();
       values.set(name, value);
-      raw.set(name, this.s.slice(valueStart, this.pos));
       this.ws();
-      const next = this.s[this.pos++];
-      if (next === '}') break;
-      if (next !== ',') this.fail('expected "," or "}"');
+      const next = s.charCodeAt(this.pos++);
+      if (next === 0x7d) break;
+      if (next !== 0x2c) this.fail('expected "," or "}"');
     }
-    return { values, raw, text: this.s.slice(start, this.pos) };
+    return { values, text: s.slice(start, this.pos) };
   }
 
   end(): void {

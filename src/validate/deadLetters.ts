@@ -1,4 +1,4 @@
-import type { DecodedEnvelope } from '../contracts/avroEnvelope.js';
+import type { DecodedEnvelope } from '../transport/envelope.js';
 import type { WireMessage } from '../transport/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import { redact } from '../observe/redact.js';

@@ -4,7 +4,7 @@ import { avroType, TableEncoder, type SchemaRegistryClient } from '../../src/con
 import { envelopeSchema, keySchema } from '../../src/contracts/avroSchema.js';
 import type { ColumnType } from '../../src/contracts/columnKinds.js';
 import { numericTypmod } from '../../src/contracts/columnKinds.js';
-import { keyedEnvelope } from '../../src/contracts/avroEnvelope.js';
+import { keyedEnvelope } from '../../src/transport/envelope.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
 import { civilFromDays, daysFromCivil, decimalBytes, decimalFromBytes, floatText, UnencodableError } from '../../src/contracts/values.js';
 import { frame, unframe } from '../../src/contracts/wireFormat.js';

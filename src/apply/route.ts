@@ -1,0 +1,94 @@
+import { checkKeyForm, decodeEnvelope, keyedEnvelope, keyOfImage, PoisonError, rowValues, type Envelope } from '../transport/envelope.js';
+import { firstFailure, type CompiledRule } from '../validate/rules.js';
+import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
+import type { DecodedRecord } from './reduce.js';
+
+/** A record's envelope and canonical key (empty for a truncate), or its poison letter. */
+export type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
+
+/** What routing needs of a target table. */
+export interface RouteTable {
+  /** schema.table, for metrics */
+  table: string;
+  key: string[];
+  types: Record<string, string>;
+  rules: CompiledRule[];
+  orderPolicy: 'park' | 'continue';
+}
+
+/** Keys longer than this are poison: they could not be parked (btree limit) and no real key is this long. */
+const maxKeyBytes = 2048;
+
+/** Pure: the one strict decoder, and the canonical key every later step uses. */
+export function decodeRecord(r: RawRecord, table: RouteTable): Decoded {
+  if (r.unreadable) return { poison: { errorClass: 'poison', message: `unreadable record: ${r.unreadable}` } };
+  try {
+    const envelope = r.decoded ? keyedEnvelope(r.decoded, table.key) : decodeEnvelope(r.key, r.value!, table.key);
+    if (envelope.op === 't') return { envelope, key: '' };
+    const row = (envelope.op === 'd' ? envelope.before : envelope.after)!;
+    checkKeyForm(row, table.key, table.types);
+    const key = keyOfImage(row, table.key);
+    if (Buffer.byteLength(key) > maxKeyBytes) throw new PoisonError(`key is longer than ${maxKeyBytes} bytes`);
+    return { envelope, key };
+  } catch (err) {
+    if (!(err instanceof PoisonError)) throw err;
+    return { poison: { errorClass: 'poison', message: `not a pgtunnel envelope: ${err.message}` } };
+  }
+}
+
+/** One step of a set's work, in the set's order. */
+export type Step =
+  | { kind: 'dead'; record: RawRecord; letter: DeadLetter; park: boolean }
+  | { kind: 'truncate'; record: RawRecord; table: string }
+  | { kind: 'write'; records: DecodedRecord[] };
+
+/** A parked key's id: topic and canonical key. */
+export const keyId = (topic: string, key: string) => `${topic}\u0000${key}`;
+
+/**
+ * Pure: each record's fate in order — written (runs of records between truncates become one write step),
+ * truncated, or a dead letter (poison, parked behind an earlier letter of its key, a rule). `parked` is
+ * read as the steps are taken: a letter the caller records for a key parks that key's later records.
+ * `unrecorded`: truncates the source's capture did not record, which are never honoured.
+ */
+export function* route(
+  fresh: RawRecord[],
+  decoded: Map<RawRecord, Decoded>,
+  tableOf: (topic: string) => RouteTable,
+  parked: { has(keyId: string): boolean },
+  unrecorded: Set<RawRecord> = new Set(),
+): Generator<Step> {
+  let segment: DecodedRecord[] = [];
+  for (const r of fresh) {
+    const d = decoded.get(r);
+    if (d === undefined) continue; // a tombstone only tells compaction to forget the key
+    if ('poison' in d) {
+      yield { kind: 'dead', record: r, letter: d.poison, park: false };
+      continue;
+    }
+    const table = tableOf(r.topic);
+    const { envelope, key } = d;
+    if (envelope.op === 't') {
+      if (unrecorded.has(r)) {
+        yield { kind: 'dead', record: r, letter: { errorClass: 'poison', message: `a truncate the source's capture did not record (txId ${envelope.source.txId}, lsn ${envelope.source.lsn}) is not honoured` }, park: false };
+        continue;
+      }
+      if (segment.length > 0) yield { kind: 'write', records: segment };
+      segment = [];
+      yield { kind: 'truncate', record: r, table: table.table };
+      continue;
+    }
+    const park = table.orderPolicy === 'park';
+    if (park && parked.has(keyId(r.topic, key))) {
+      yield { kind: 'dead', record: { ...r, key }, letter: { errorClass: 'parked', message: `key ${key} has an earlier dead letter; parked behind it until \`pgtunnel dlq replay\`` }, park: true };
+      continue;
+    }
+    const failure = envelope.op === 'd' || table.rules.length === 0 ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
+    if (failure) {
+      yield { kind: 'dead', record: { ...r, key }, letter: { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park };
+      continue;
+    }
+    segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key, value: r.value!, envelope });
+  }
+  if (segment.length > 0) yield { kind: 'write', records: segment };
+}

@@ -1,0 +1,125 @@
+import pg from 'pg';
+import { quoteIdent } from '../pg.js';
+import { JsonNumber } from '../transport/json.js';
+import type { RowImage } from '../transport/envelope.js';
+
+/**
+ * Column types whose value PostgreSQL reads from the same text in COPY as in json_to_recordset (a JSON
+ * string's text, a number's digits, true/false): a row of only these can be staged through COPY. Arrays,
+ * composites, enums and domains keep the json_to_recordset path, which reads their JSON forms.
+ */
+const copyableType = /^(smallint|integer|bigint|numeric(\(\d+(,\d+)?\))?|real|double precision|money|boolean|text|character varying(\(\d+\))?|character(\(\d+\))?|"char"|name|citext|uuid|bytea|jsonb?|date|time(stamp)?(\(\d\))?( with(out)? time zone)?|interval.*|inet|cidr|macaddr8?|oid|xml)$/;
+
+export function copyableColumns(types: Record<string, string>, columns: string[]): boolean {
+  return columns.every((c) => copyableType.test(types[c] ?? ''));
+}
+
+const specials = /[\\\n\r\t]/;
+
+/** COPY text escaping of one string: the value reaches the column's input function unchanged. */
+function copyString(s: string): string {
+  if (!specials.test(s)) return s;
+  return s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+}
+
+/**
+ * A row's COPY text line for `columns`, or undefined when a value has no plain text form (a nested object
+ * or array, which json_to_recordset reads differently): the caller then writes the rows as JSON.
+ */
+export function copyLine(row: RowImage, columns: string[]): string | undefined {
+  let line = '';
+  for (let i = 0; i < columns.length; i++) {
+    const v = row.values.get(columns[i]!);
+    let text: string;
+    if (v === null || v === undefined) text = '\\N';
+    else if (typeof v === 'string') text = copyString(v);
+    else if (v instanceof JsonNumber) text = v.text;
+    else if (typeof v === 'boolean') text = v ? 'true' : 'false';
+    else return undefined;
+    line += i === 0 ? text : `\t${text}`;
+  }
+  return `${line}\n`;
+}
+
+/** COPY … FROM STDIN with the data in hand (pg's Query answers the server's CopyInResponse with it). */
+class CopyIn extends pg.Query {
+  constructor(text: string, private readonly chunks: Buffer[], callback: (err: Error | undefined) => void) {
+    super(text, undefined, callback);
+  }
+
+  handleCopyInResponse(connection: { sendCopyFromChunk(b: Buffer): void; endCopyFrom(): void }): void {
+    for (const chunk of this.chunks) connection.sendCopyFromChunk(chunk);
+    connection.endCopyFrom();
+  }
+}
+
+/** One COPY message stays under this size; a set of wide rows travels in several. */
+const chunkBytes = 256 * 1024;
+
+export function copyIn(client: pg.Client, sql: string, lines: string[]): Promise<void> {
+  const chunks: Buffer[] = [];
+  let part = '';
+  for (const line of lines) {
+    part += line;
+    if (part.length >= chunkBytes) {
+      chunks.push(Buffer.from(part));
+      part = '';
+    }
+  }
+  if (part.length > 0) chunks.push(Buffer.from(part));
+  return new Promise((resolve, reject) => {
+    client.query(new CopyIn(sql, chunks, (err) => (err ? reject(err) : resolve())) as unknown as pg.QueryConfig);
+  });
+}
+
+/**
+ * The session's temporary staging tables (one per target table and column list, emptied at each commit),
+ * and which of them this transaction has filled already.
+ */
+export class Staging {
+  private readonly filled = new Set<string>();
+  private next = 0;
+  private readonly names = new Map<string, string>();
+  /** table → sets to go before a plain INSERT is tried again, after one met an existing key */
+  private readonly upsertOnly = new Map<string, number>();
+
+  /** Whether the role may create temporary tables here (PUBLIC may by default; a hardened database may revoke it). */
+  private allowed: boolean | undefined;
+
+  /** A staging table for `target`'s columns `defs`, empty, in this transaction; undefined without the TEMP privilege. */
+  async table(client: pg.Client, target: string, defs: string): Promise<string | undefined> {
+    if (this.allowed === undefined) {
+      const { rows } = await client.query<{ ok: boolean }>("SELECT has_database_privilege(current_database(), 'TEMP') AS ok");
+      this.allowed = rows[0]?.ok === true;
+    }
+    if (!this.allowed) return undefined;
+    const signature = `${target}\u0000${defs}`;
+    let name = this.names.get(signature);
+    if (name === undefined) this.names.set(signature, (name = quoteIdent(`pgtunnel_stage_${this.next++}`)));
+    // asked for in each transaction: behind a pooler, or after a rollback, the session may not have it
+    if (!this.filled.has(name)) await client.query(`CREATE TEMP TABLE IF NOT EXISTS ${name} (${defs}) ON COMMIT DELETE ROWS`);
+    else await client.query(`TRUNCATE ${name}`);
+    this.filled.add(name);
+    return `pg_temp.${name}`;
+  }
+
+  /**
+   * Rows that all come from inserts or snapshot reads are tried as a plain INSERT first (no conflict
+   * arbiter: about half the upsert's cost); an existing key fails it, and the upsert runs instead. After
+   * such a failure the table's next sets go straight to the upsert for a while (a re-snapshot, say).
+   */
+  tryPlainInsert(target: string): boolean {
+    const left = this.upsertOnly.get(target) ?? 0;
+    if (left > 0) this.upsertOnly.set(target, left - 1);
+    return left === 0;
+  }
+
+  conflicted(target: string): void {
+    this.upsertOnly.set(target, 64);
+  }
+
+  /** The transaction committed or rolled back: the staging tables are empty (or gone). */
+  ended(): void {
+    this.filled.clear();
+  }
+}
