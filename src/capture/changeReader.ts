@@ -85,12 +85,14 @@ export class ChangeReader {
   async refresh(client: pg.Client, key: string[]): Promise<CapturedColumns> {
     const captured = await capturedColumns(client, this.table, key);
     this.captured = captured;
-    // The page's ids are chosen first and only those rows are turned into JSON: a large transaction
-    // read in pages must not pay for every one of its rows on every page.
+    // The page's ids are chosen first (once: MATERIALIZED) and only those rows are fetched, each by its
+    // key (OFFSET 0 keeps the planner from flattening the lookup into a join it may order badly — with a
+    // change table's stale statistics it re-ran the page for every change row, 10k rows ~10 s) and turned
+    // into JSON: a large transaction read in pages must not pay for every one of its rows on every page.
     this.batchSql = `
       WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev, $5::text AS salt,
                                      current_setting('track_commit_timestamp')::bool AS commit_ts),
-      page AS (
+      page AS MATERIALIZED (
         SELECT c.change_id FROM ${this.changeTable} c, s
         WHERE pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
           AND c.change_id > $3
@@ -104,9 +106,8 @@ export class ChangeReader {
                                            c.captured_at))::float8 * 1000 AS captured_ms,
                ${rowJson('c', captured.columns, this.masked, 's.salt', captured.json)} AS row,
                ${rowJson('c', key)} AS key
-        FROM ${this.changeTable} c JOIN page USING (change_id)
-        WHERE c.change_id > $3
-        ORDER BY c.change_id) b ON true`;
+        FROM page p CROSS JOIN LATERAL (SELECT * FROM ${this.changeTable} x WHERE x.change_id = p.change_id OFFSET 0) c
+        ORDER BY p.change_id) b ON true`;
     return captured;
   }
 
