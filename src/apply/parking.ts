@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import type { SetOutcome } from './setOutcome.js';
+import { keyParts } from '../names.js';
+import { keyId, type SetOutcome } from './setOutcome.js';
 
 /** Which of the keys are parked (they have unresolved dead letters), locked for the set's transaction. */
 export async function parkedKeys(client: pg.Client, keys: { topic: string; key: string }[]): Promise<Set<string>> {
@@ -12,13 +13,13 @@ export async function parkedKeys(client: pg.Client, keys: { topic: string; key: 
     `SELECT p.topic, p.key FROM pgtunnel.parked_keys p JOIN unnest($1::text[], $2::text[]) AS k(topic, key) USING (topic, key) FOR SHARE OF p`,
     [keys.map((r) => r.topic), keys.map((r) => r.key)],
   );
-  return new Set(rows.map((r) => `${r.topic}\u0000${r.key}`));
+  return new Set(rows.map((r) => keyId(r.topic, r.key)));
 }
 
 /** Parks the keys that got dead letters in this set (orderPolicy park). */
 export async function recordParked(client: pg.Client, outcome: SetOutcome): Promise<void> {
   if (outcome.parkedKeys.size === 0) return;
-  const entries = [...outcome.parkedKeys].map(([k, n]) => [...k.split('\u0000'), n] as [string, string, number]);
+  const entries = [...outcome.parkedKeys].map(([k, n]) => [...keyParts(k), n] as [string, string, number]);
   await client.query(
     `INSERT INTO pgtunnel.parked_keys (topic, key, dead_letters) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
      ON CONFLICT (topic, key) DO UPDATE SET dead_letters = pgtunnel.parked_keys.dead_letters + EXCLUDED.dead_letters`,

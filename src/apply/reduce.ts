@@ -1,4 +1,5 @@
 import type { Envelope, RowImage } from '../transport/envelope.js';
+import { partitionId } from './setOutcome.js';
 
 export interface DecodedRecord {
   topic: string;
@@ -55,7 +56,7 @@ export function nextOffsets(records: { topic: string; partition: number; offset:
   for (const r of records) {
     // records come in runs per partition: look the partition up when the run changes; `next` holds the highest offset until the end
     if (current === undefined || current.topic !== r.topic || current.partition !== r.partition) {
-      const id = `${r.topic}\u0000${r.partition}`;
+      const id = partitionId(r.topic, r.partition);
       current = out.get(id);
       if (!current) out.set(id, (current = { topic: r.topic, partition: r.partition, next: r.offset }));
     }

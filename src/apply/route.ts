@@ -2,6 +2,7 @@ import { checkKeyForm, decodeEnvelope, keyedEnvelope, keyOfImage, PoisonError, r
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { DecodedRecord } from './reduce.js';
+import { keyId } from './setOutcome.js';
 
 /** A record's envelope and canonical key (empty for a truncate), or its poison letter. */
 export type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
@@ -41,9 +42,6 @@ export type Step =
   | { kind: 'dead'; record: RawRecord; letter: DeadLetter; park: boolean }
   | { kind: 'truncate'; record: RawRecord; table: string }
   | { kind: 'write'; records: DecodedRecord[] };
-
-/** A parked key's id: topic and canonical key. */
-export const keyId = (topic: string, key: string) => `${topic}\u0000${key}`;
 
 /**
  * Pure: each record's fate in order — written (runs of records between truncates become one write step),

@@ -1,8 +1,12 @@
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { TableStatements } from './statements.js';
+import { compositeKey } from '../names.js';
 
 /** A partition's id in maps: topic and partition number. */
-export const partitionId = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+export const partitionId = (topic: string, partition: number) => compositeKey(topic, partition);
+
+/** A parked key's id: topic and canonical key (split again by names.keyParts). */
+export const keyId = (topic: string, key: string) => compositeKey(topic, key);
 
 /** One transaction's bookkeeping: what became a dead letter, which keys got parked, the per-partition counts. */
 export class SetOutcome {
@@ -53,7 +57,7 @@ export class SetOutcome {
     this.letters.push({ record, letter });
     this.count(record, letter.errorClass === 'poison' ? 'poison' : 'dead');
     if (park && record.key !== undefined) {
-      const k = `${record.topic}\u0000${record.key}`;
+      const k = keyId(record.topic, record.key);
       this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + 1);
     }
   }
