@@ -7,8 +7,6 @@ import { controlColumns } from './changeReader.js';
 import { migrate, pendingMigrations, readMigrations } from './migrations.js';
 import { captureScope, changeTableId, functionPrefix, tableId } from '../names.js';
 
-/** Where a's and b's files import it from until the merge moves them to names.ts. */
-
 /** A change table name must never point at an object pgtunnel did not create for this table. */
 async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Promise<void> {
   const changeTable = qualified(table.schema, table.changeTable);

@@ -48,7 +48,6 @@ export function avroType(schema: AvroSchema): avro.Type {
   return avro.Type.forSchema(withPlainLongs(schema) as avro.Schema, { registry: { long: bigLong } as unknown as Record<string, avro.Type> });
 }
 
-
 interface Registered {
   id: number;
   type?: avro.Type;

@@ -114,10 +114,6 @@ function int64(v: string | null): string {
   return v;
 }
 
-/**
- * The envelope's text (Debezium's field names), assembled around the row's exact text: no value is
- * parsed or re-printed.
- */
 /** The constant parts of a table's `source`, built once per table (not once per message). */
 const sourceParts = new WeakMap<TableRef, { head: string; tail: string }>();
 
@@ -133,6 +129,10 @@ function partsOf(table: TableRef): { head: string; tail: string } {
   return parts;
 }
 
+/**
+ * The envelope's text (Debezium's field names), assembled around the row's exact text: no value is
+ * parsed or re-printed.
+ */
 function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number): string {
   const before = op === 'd' ? row : null;
   const after = op === 'd' || op === 't' ? null : row;
