@@ -6,7 +6,7 @@ import { TunnelError } from '../errors.js';
 import { changeTableId, defaultChangeTable, defaultGroupId, dlqTopicOf, tableId, tableTopic } from '../names.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
 import type { RegistryAccess } from '../contracts/registry.js';
-import { registryPassword, withPassword } from './secrets.js';
+import { embeddedPassword, registryPassword, withPassword } from './secrets.js';
 import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
 
 export interface TableConfig {
@@ -256,8 +256,11 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     const clash = names.get(changeTableId(t));
     if (clash && clash !== t) errors.push(`tables: the change table of ${tableId(t)} would be ${changeTableId(t)}, a captured table — fix: set another changeTable`);
   }
-  const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
-  const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);
+  const home = path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel');
+  // the embedded stack's own password, so nobody types it
+  const stackPassword = named === 0 ? embeddedPassword(home) : undefined;
+  const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile ?? (merged.sourcePassword ? undefined : stackPassword) }, cwd, errors);
+  const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile ?? (merged.targetPassword ? undefined : stackPassword) }, cwd, errors);
   const registryUrl = merged.registryUrl ?? (merged.registry === 'embedded' ? defaultRegistryUrl : undefined);
   const registry = registryUrl === undefined ? undefined : {
     url: registryUrl,
@@ -278,7 +281,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     kafkaBrokers: brokers === undefined ? [defaultBroker] : Array.isArray(brokers) ? brokers : [brokers],
     kafkaSecurity,
     embedded: named === 0,
-    home: path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel'),
+    home,
     tables,
     topicPrefix,
     partitions: merged.partitions ?? 3,
