@@ -49,6 +49,9 @@ export interface TunnelConfig {
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
+  /** Change-table guardrails: warn above this many waiting changes, or when the oldest waited longer. */
+  changeTableWarnRows: number;
+  changeTableWarnSeconds: number;
   exactlyOnce: boolean;
   httpPort: number | 'off';
   httpHost: string;
@@ -172,6 +175,8 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
     ['PGTUNNEL_SNAPSHOT_CHUNK_SIZE', 'snapshotChunkSize'],
     ['PGTUNNEL_POLL_INTERVAL_MS', 'pollIntervalMs'],
+    ['PGTUNNEL_CHANGE_TABLE_WARN_ROWS', 'changeTableWarnRows'],
+    ['PGTUNNEL_CHANGE_TABLE_WARN_SECONDS', 'changeTableWarnSeconds'],
     ['PGTUNNEL_HTTP_PORT', 'httpPort'],
   ] as const) {
     const raw = env[name];
@@ -290,6 +295,9 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,
+    // a million rows or five minutes: far beyond a running producer's backlog, well before the source's disk fills
+    changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
+    changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
     exactlyOnce: merged.exactlyOnce ?? false,
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',

@@ -32,6 +32,18 @@ export interface TelemetryEvents {
   'pgtunnel:retried': { part: string; errorClass: string };
   /** A new partition assignment of this process's consumer: a rebalance. */
   'pgtunnel:assigned': { instanceId: string; assigned: Map<string, number[]> };
+  /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
+  'pgtunnel:change-table': ChangeTableSize;
+  /** This process's producer of a table stands by (another session holds its lock) or leads. */
+  'pgtunnel:standby': { table: string; standby: boolean };
+}
+
+export interface ChangeTableSize {
+  table: string;
+  rows: number;
+  bytes: number;
+  /** Seconds since the oldest waiting change was captured; null when none waits. */
+  oldestSeconds: number | null;
 }
 
 export type TelemetryChannel = keyof TelemetryEvents;
@@ -49,6 +61,8 @@ const channels = {
   deadLettered: channel('pgtunnel:dead-lettered'),
   retried: channel('pgtunnel:retried'),
   assigned: channel('pgtunnel:assigned'),
+  changeTable: channel('pgtunnel:change-table'),
+  standby: channel('pgtunnel:standby'),
 };
 
 /** Subscribes to one channel; returns the unsubscribe. */
@@ -102,6 +116,14 @@ export class Telemetry {
 
   assigned(instanceId: string, assigned: Map<string, number[]>): void {
     if (channels.assigned.hasSubscribers) channels.assigned.publish({ instanceId, assigned });
+  }
+
+  changeTable(size: ChangeTableSize): void {
+    if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
+  }
+
+  standby(table: string, standby: boolean): void {
+    if (channels.standby.hasSubscribers) channels.standby.publish({ table, standby });
   }
 }
 

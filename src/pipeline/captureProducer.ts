@@ -144,9 +144,11 @@ export class CaptureProducer {
       waited = true;
       this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
       this.health.set(this.part, 'standby', 'another instance holds the producer lock of this table');
+      telemetry.standby(this.id, true);
       await this.producer.partitions(this.table.topic).catch(() => {});
     });
     if (leading && waited) this.log.info({ table: this.id, standbyMs: Date.now() - standbyAt }, 'producer taking over: the previous leader\'s session ended');
+    if (leading) telemetry.standby(this.id, false);
     return leading;
   }
 
