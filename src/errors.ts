@@ -1,4 +1,4 @@
-import { redact } from './observe/redact.js';
+import { redact } from './redact.js';
 
 /** Exit codes of the CLI, documented in the README. */
 export const exitCodes = {

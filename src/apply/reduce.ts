@@ -1,4 +1,4 @@
-import type { Envelope, RowImage } from '../transport/envelope.js';
+import type { Envelope, RowImage } from '../contracts/envelope.js';
 import { partitionId } from './setOutcome.js';
 
 export interface DecodedRecord {

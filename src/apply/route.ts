@@ -1,4 +1,4 @@
-import { checkKeyForm, decodeEnvelope, keyedEnvelope, keyOfImage, PoisonError, rowValues, type Envelope } from '../transport/envelope.js';
+import { checkKeyForm, decodeEnvelope, keyedEnvelope, keyOfImage, PoisonError, rowValues, type Envelope } from '../contracts/envelope.js';
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { DecodedRecord } from './reduce.js';

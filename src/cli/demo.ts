@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { exitCodes } from '../errors.js';
 import { withClient } from '../pg.js';
-import { sleep } from '../pipeline/retry.js';
+import { sleep } from '../retry.js';
 import { prepare, Tunnel } from '../pipeline/tunnel.js';
 import { employeesDdl } from '../stack/demo.js';
 import { LocalStack } from '../stack/localStack.js';

@@ -2,12 +2,12 @@ import { withTables } from '../config/tables.js';
 import { Option, type Command } from 'commander';
 import type { TunnelConfig } from '../config/load.js';
 import { classify, describeError, exitCodes } from '../errors.js';
-import { redact } from '../observe/redact.js';
+import { redact } from '../redact.js';
 import { withClient } from '../pg.js';
-import { Backoff, sleep } from '../pipeline/retry.js';
+import { Backoff, sleep } from '../retry.js';
 import { prepare, Tunnel, type PreparedTable } from '../pipeline/tunnel.js';
-import { onceTimeout, parseTimeout, readHorizon, waitUntilDone, type OnceParts } from '../pipeline/once.js';
-import { readHealth } from '../observe/health.js';
+import { onceTimeout, parseTimeout, readHorizon, waitUntilDone, type OnceParts } from './once.js';
+import { readHealth } from '../instruments/health.js';
 import { seedEmployees } from '../stack/demo.js';
 import { config, embeddedStack, failure, log, shutdownSignal, type GlobalOptions } from './context.js';
 

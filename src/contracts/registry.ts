@@ -1,6 +1,6 @@
 import { TunnelError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
-import { redact, registerSecret } from '../observe/redact.js';
+import type { Logger } from '../instruments/log.js';
+import { redact, registerSecret } from '../redact.js';
 
 /**
  * A client of the Confluent Schema Registry REST API, as Confluent, Apicurio (`/apis/ccompat/v7`),

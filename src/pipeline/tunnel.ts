@@ -3,7 +3,7 @@ import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
 import { tableId } from '../names.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
-import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
+import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from '../setup/privileges.js';
 import { TableStatements } from '../apply/statements.js';
 import type { TableApply } from '../apply/targetWriter.js';
 import { compileRules, type CompiledRule } from '../validate/rules.js';
@@ -13,14 +13,14 @@ import { capturedColumns } from '../capture/changeReader.js';
 import type pg from 'pg';
 import { EnvelopeProducer, ensureTopics } from '../transport/kafka.js';
 import { checkPartitions } from '../transport/topicPartitions.js';
-import type { Logger } from '../observe/log.js';
-import { Health } from '../observe/health.js';
-import { ObserveServer } from '../observe/server.js';
+import type { Logger } from '../instruments/log.js';
+import { Health } from '../instruments/health.js';
+import { ObserveServer } from '../report/server.js';
 import type { Phase } from '../capture/stateStore.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
 import { SchemaRegistry } from '../contracts/registry.js';
-import { sleep } from './retry.js';
+import { sleep } from '../retry.js';
 
 const shutdownGraceMs = 3500;
 

@@ -1,7 +1,7 @@
-import type { DecodedEnvelope } from '../transport/envelope.js';
-import type { WireMessage } from '../transport/envelope.js';
+import type { DecodedEnvelope } from '../contracts/envelope.js';
+import type { WireMessage } from '../contracts/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
-import { redact } from '../observe/redact.js';
+import { redact } from '../redact.js';
 import { dlqTopicOf } from '../names.js';
 
 export interface RawRecord {

@@ -7,8 +7,8 @@ import { storedOffsets } from '../apply/offsets.js';
 import { partitionId } from '../apply/setOutcome.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
-import type { Logger } from '../observe/log.js';
-import { Backoff, sleep } from './retry.js';
+import type { Logger } from '../instruments/log.js';
+import { Backoff, sleep } from '../retry.js';
 
 /** Which sides a `run --once` waits for. */
 export interface OnceParts {
