@@ -6,7 +6,8 @@ import { exitCodes } from '../errors.js';
 import { collectStatus } from '../report/status.js';
 import { withClient } from '../pg.js';
 import { sleep } from '../retry.js';
-import { prepare, Tunnel } from '../pipeline/tunnel.js';
+import { Tunnel } from '../pipeline/tunnel.js';
+import { prepare } from '../setup/prepare.js';
 import { config, embeddedStack, failure, log, shutdownSignal, type GlobalOptions } from './context.js';
 
 export function registerSnapshot(program: Command): void {

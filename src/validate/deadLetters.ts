@@ -3,6 +3,7 @@ import type { WireMessage } from '../contracts/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import { redact } from '../redact.js';
 import { dlqTopicOf } from '../names.js';
+import type { DeadLetterClass } from '../errors.js';
 
 export interface RawRecord {
   topic: string;
@@ -20,8 +21,6 @@ export interface RawRecord {
   /** An Avro envelope already decoded (src/contracts/avroEnvelope.ts): the apply skips parsing `value`. */
   decoded?: DecodedEnvelope;
 }
-
-export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
 
 export interface DeadLetter {
   errorClass: DeadLetterClass;
