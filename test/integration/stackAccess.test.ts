@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger } from '../../src/instruments/log.js';
 import { postgresBinDir, PostgresCluster } from '../../src/stack/postgresCluster.js';
 import { StackPassword } from '../../src/stack/stackSecurity.js';
 import { onCleanup, query } from '../helpers/services.js';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pino from 'pino';
-import { ChangeTableGuard } from '../../src/observe/changeTables.js';
-import { telemetry } from '../../src/observe/telemetry.js';
+import { ChangeTableGuard } from '../../src/report/changeTables.js';
+import { telemetry } from '../../src/instruments/telemetry.js';
 
 test('the change-table guard warns once per crossing of each threshold and says when it is back below', () => {
   const lines: { level: number; msg: string }[] = [];

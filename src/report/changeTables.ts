@@ -2,8 +2,8 @@ import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeError } from '../errors.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { tableId } from '../names.js';
-import type { Logger } from './log.js';
-import { subscribe, telemetry, type ChangeTableSize } from './telemetry.js';
+import type { Logger } from '../instruments/log.js';
+import { subscribe, telemetry, type ChangeTableSize } from '../instruments/telemetry.js';
 
 /**
  * One change table's backlog: its rows are the changes not yet published (publishing deletes them in
