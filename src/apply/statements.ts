@@ -4,6 +4,7 @@ import { rowJson } from '../capture/changeReader.js';
 import { keyMatch, qualified, quoteIdent } from '../pg.js';
 import { keyOfImage, type RowImage } from '../contracts/envelope.js';
 import { copyableColumns, copyIn, copyLine, type Staging } from './staging.js';
+import { compositeKey } from '../names.js';
 
 /** One statement's parameter stays under this many bytes: a poll of wide rows is written in parts. */
 const maxParamBytes = 4 * 1024 * 1024;
@@ -82,7 +83,7 @@ export class TableStatements {
 
   /** The upsert for rows carrying exactly `columns` (already limited to writable target columns). */
   private upsertSql(columns: string[]): string {
-    const signature = columns.join('\u0000');
+    const signature = compositeKey(...columns);
     let sql = this.upserts.get(signature);
     if (sql === undefined) this.upserts.set(signature, (sql = this.insertSql(columns, `json_to_recordset($1::json) AS r(${this.defs(columns)})`, true)));
     return sql;
@@ -107,7 +108,7 @@ export class TableStatements {
     const groups = new Map<string, { columns: string[]; rows: RowImage[] }>();
     for (const row of rows) {
       const columns = this.columnsOf(row);
-      const signature = columns.join('\u0000');
+      const signature = compositeKey(...columns);
       let group = groups.get(signature);
       if (!group) groups.set(signature, (group = { columns, rows: [] }));
       group.rows.push(row);

@@ -5,7 +5,7 @@ import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '..
 import type { TableShape } from './catalog.js';
 import { controlColumns } from './changeReader.js';
 import { migrate, pendingMigrations, readMigrations } from './migrations.js';
-import { captureScope, changeTableId, functionPrefix, tableId } from '../names.js';
+import { captureScope, changeTableId, functionPrefix, lockNames, tableId } from '../names.js';
 
 /** A change table name must never point at an object pgtunnel did not create for this table. */
 async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Promise<void> {
@@ -114,7 +114,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
 export async function uninstallCapture(source: pg.Client, table: TableConfig): Promise<boolean> {
   const id = tableId(table);
   return inTransaction(source, async () => {
-    await source.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
+    await source.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockNames.migrate]);
     const { rows: registry } = await source.query<{ exists: boolean }>("SELECT to_regclass('pgtunnel.captures') IS NOT NULL AS exists");
     if (!registry[0]?.exists) return false;
     const { rows } = await source.query<{ source_table: string; change_table: string; function_prefix: string }>(

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { inTransaction } from '../pg.js';
+import { lockNames } from '../names.js';
 
 const sqlRoot = fileURLToPath(new URL('../../../sql/', import.meta.url));
 
@@ -58,7 +59,7 @@ export async function pendingMigrations(client: pg.Client, scope: string, migrat
 export async function migrate(client: pg.Client, scope: string, migrations: Migration[], values: Record<string, string> = {}): Promise<number> {
   if ((await pendingMigrations(client, scope, migrations)).length === 0) return 0;
   return inTransaction(client, async () => {
-    await client.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockNames.migrate]);
     await client.query('CREATE SCHEMA IF NOT EXISTS pgtunnel');
     await client.query(
       'CREATE TABLE IF NOT EXISTS pgtunnel.migrations (scope text NOT NULL, version int NOT NULL, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, version))',
