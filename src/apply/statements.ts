@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { sqlState } from '../errors.js';
 import type { TableShape } from '../capture/catalog.js';
 import { rowJson } from '../capture/changeReader.js';
 import { keyMatch, qualified, quoteIdent } from '../pg.js';
@@ -136,7 +137,7 @@ export class TableStatements {
         await client.query('RELEASE SAVEPOINT pgtunnel_insert');
         return true;
       } catch (err) {
-        if ((err as { code?: string }).code !== '23505') throw err; // unique_violation: a key the target has
+        if (sqlState(err) !== '23505') throw err; // unique_violation: a key the target has
         await client.query('ROLLBACK TO SAVEPOINT pgtunnel_insert');
         staging.conflicted(this.table);
       }

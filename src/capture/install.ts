@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
-import { TunnelError } from '../errors.js';
+import { sqlState, TunnelError } from '../errors.js';
 import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { TableShape } from './catalog.js';
 import { controlColumns } from './changeReader.js';
@@ -104,7 +104,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
       await source.query('SELECT pgtunnel.sync_capture($1)', [tableId(table)]);
     });
   } catch (err) {
-    if (applied > 0 || regenerate || (err as { code?: unknown }).code !== '42501') throw err;
+    if (applied > 0 || regenerate || sqlState(err) !== '42501') throw err;
     return { applied, stale };
   }
   return { applied, stale: [] };

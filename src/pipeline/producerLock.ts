@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { sqlState } from '../errors.js';
 import { lockNames } from '../names.js';
 
 /** How long one blocking wait for the lock lasts before the standby looks at its stop signal again. */
@@ -42,7 +43,7 @@ export async function becomeLeader(client: pg.Client, table: string, signal: Abo
       return true;
     } catch (err) {
       // 55P03: the slice ended with the lock still held by the leader
-      if ((err as { code?: unknown }).code !== '55P03') throw err;
+      if (sqlState(err) !== '55P03') throw err;
     }
   }
   return false;
