@@ -15,7 +15,7 @@ export type Need =
   | { on: 'schema owner'; schema: string }
   | { on: 'table owner'; schema: string; name: string };
 
-const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys', 'dlq_resolved'];
+const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys', 'dlq_resolved', 'honoured_truncates'];
 const dml = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
 
 /** What the producer (and `verify`, `status`) needs in the source once capture is installed. */
