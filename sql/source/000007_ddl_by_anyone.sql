@@ -172,13 +172,13 @@ BEGIN
 END
 $fn$;
 
--- ALTER TABLE on captured tables, inside the DDL's transaction, as the installer.
-CREATE OR REPLACE FUNCTION pgtunnel.on_ddl() RETURNS event_trigger
+-- Follows the captured tables among p_tables (source table oids, still present); never raises.
+CREATE OR REPLACE FUNCTION pgtunnel.follow_tables(p_tables oid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE t text;
 BEGIN
   FOR t IN SELECT c.table_id FROM pgtunnel.captures c
-           WHERE c.source_table IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d WHERE d.classid = 'pg_class'::regclass) LOOP
+           WHERE c.source_table::oid = ANY (p_tables) AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.source_table) LOOP
     PERFORM pgtunnel.follow_ddl(t);
   END LOOP;
 EXCEPTION WHEN OTHERS THEN
@@ -187,17 +187,25 @@ EXCEPTION WHEN OTHERS THEN
 END
 $fn$;
 
+-- ALTER TABLE on captured tables, inside the DDL's transaction, as the installer.
+CREATE OR REPLACE FUNCTION pgtunnel.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM pgtunnel.follow_tables(ARRAY(SELECT d.objid FROM pg_event_trigger_ddl_commands() d WHERE d.classid = 'pg_class'::regclass));
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'pgtunnel could not follow this DDL: %', SQLERRM;
+END
+$fn$;
+
 -- DROP TYPE … CASCADE and DROP DOMAIN … CASCADE remove columns with no ALTER TABLE: sql_drop lists them
--- as 'table column' objects of their table (objid), still present in pg_class.
+-- as 'table column' objects of their table (objid). pgtunnel_ddl stays the one switch: disabled, neither
+-- follows and capture matches by name.
 CREATE OR REPLACE FUNCTION pgtunnel.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE t text;
 BEGIN
-  FOR t IN SELECT c.table_id FROM pgtunnel.captures c
-           WHERE c.source_table IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d WHERE d.object_type = 'table column')
-             AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.source_table) LOOP
-    PERFORM pgtunnel.follow_ddl(t);
-  END LOOP;
+  IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgtunnel_ddl' AND evtenabled <> 'D') THEN
+    PERFORM pgtunnel.follow_tables(ARRAY(SELECT d.objid FROM pg_event_trigger_dropped_objects() d WHERE d.object_type = 'table column'));
+  END IF;
 EXCEPTION WHEN OTHERS THEN
   RAISE WARNING 'pgtunnel could not follow this DROP: %', SQLERRM;
 END

@@ -86,13 +86,15 @@ async function missing(client: pg.Client, needs: Need[]): Promise<{ role: string
               WHEN 'database' THEN has_database_privilege(current_database(), w.privilege)
               WHEN 'schema' THEN n.oid IS NULL OR has_schema_privilege(n.oid, w.privilege)
               WHEN 'table' THEN c.oid IS NULL OR has_table_privilege(c.oid, w.privilege)
-              WHEN 'function' THEN to_regprocedure(w.schema || '.' || w.name) IS NULL OR has_function_privilege(to_regprocedure(w.schema || '.' || w.name), w.privilege)
+              WHEN 'function' THEN p.oid IS NULL OR has_function_privilege(p.oid, w.privilege)
               WHEN 'schema owner' THEN n.oid IS NULL OR pg_has_role(n.nspowner, 'USAGE')
               WHEN 'table owner' THEN c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE')
             END AS lacks
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS w(kind, schema, name, privilege, i)
      LEFT JOIN pg_namespace n ON n.nspname = w.schema
      LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+     -- by oid: a name lookup (to_regprocedure) needs USAGE on the schema, itself maybe one of the needs
+     LEFT JOIN pg_proc p ON w.kind = 'function' AND p.pronamespace = n.oid AND p.proname = split_part(w.name, '(', 1)
      ORDER BY w.i`,
     [
       col((n) => n.on),

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Producer, stringSerializers } from '@platformatic/kafka';
+import pg from 'pg';
 import { query, services, tunnelDatabases, waitFor, type TunnelEnv } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { quoteLiteral } from '../../src/pg.js';
 
 const count = async (url: string) => (await query<{ n: number }>(url, 'SELECT count(*)::int AS n FROM employees'))[0]!.n;
 
@@ -104,4 +106,21 @@ test('a truncate is honoured once per partition; uninstall of the last table lea
   assert.deepEqual(await leftovers(db), []);
   // and DDL on the former captured table meets no trace of pgtunnel
   await query(db.sourceUrl, 'ALTER TABLE employees ADD COLUMN later text');
+});
+
+test('quoteLiteral means the same text whatever standard_conforming_strings says', { timeout: 30_000 }, async (t) => {
+  const db = await tunnelDatabases(t, { createTables: false });
+  const client = new pg.Client({ connectionString: db.sourceUrl });
+  await client.connect();
+  try {
+    for (const text of ['plain', "it's", 'back\\slash', "both\\'\\\\", '%s $1 "q"']) {
+      for (const setting of ['on', 'off']) {
+        await client.query(`SET standard_conforming_strings = ${setting}`);
+        const { rows } = await client.query<{ v: string }>(`SELECT ${quoteLiteral(text)}::text AS v`);
+        assert.equal(rows[0]?.v, text, `${text} with standard_conforming_strings = ${setting}`);
+      }
+    }
+  } finally {
+    await client.end();
+  }
 });
