@@ -15,7 +15,7 @@ import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../instruments/telemetry.js';
-import { firstHonour } from './truncateOnce.js';
+import { replayedTruncate } from './truncateOnce.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -202,12 +202,9 @@ export class TargetWriter {
       else if (step.kind === 'write') await this.write(step.records, outcome);
       else {
         const r = step.record;
-        const d = decoded.get(r);
-        const source = d && 'envelope' in d ? d.envelope.source : undefined;
-        if (!(await firstHonour(this.client, r.topic, r.partition, source?.txId ?? null, source?.lsn ?? null))) {
-          outcome.dead(r, { errorClass: 'poison', message: `a truncate this partition already honoured (txId ${source?.txId}, lsn ${source?.lsn}) is not honoured again` }, false);
-          continue;
-        }
+        const replayed = await replayedTruncate(this.client, r, decoded.get(r));
+        if (replayed) outcome.dead(r, replayed, false);
+        if (replayed) continue;
         await this.truncatePartition(r.topic, r.partition);
         if (r.partition === 0) {
           outcome.count(r, 'applied'); // one truncate change, however many partitions carry it
