@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { redact } from './redact.js';
 
 /** Exit codes of the CLI, documented in the README. */
@@ -46,13 +47,19 @@ const retryableSqlStates = new Set([
 
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
+/** The SQLSTATE PostgreSQL sent (node-postgres's DatabaseError), also when a TunnelError carries that error. */
+export function sqlState(err: unknown): string | undefined {
+  const cause = err instanceof TunnelError ? err.cause : err;
+  return cause instanceof pg.DatabaseError ? cause.code : undefined;
+}
+
 /**
  * A target error caused by one change's values (data exception 22xxx, integrity violation 23xxx, datatype
  * mismatch): that change is refused, not the connection, so it becomes a dead letter instead of a retry.
  */
 export function isRefusedChange(err: unknown): err is Error & { code: string } {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42804');
+  const code = sqlState(err);
+  return code !== undefined && (code.startsWith('22') || code.startsWith('23') || code === '42804');
 }
 
 /**
@@ -63,8 +70,8 @@ export function isRefusedChange(err: unknown): err is Error & { code: string } {
 const tableLevelSqlStates = new Set(['42P01', '42703', '42501', '42P10', '3D000', '42883']);
 
 export function isTableLevel(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && tableLevelSqlStates.has(code);
+  const code = sqlState(err);
+  return code !== undefined && tableLevelSqlStates.has(code);
 }
 
 export function coerceError(err: unknown): Error {

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { quoteIdent } from '../pg.js';
 import { JsonNumber } from '../contracts/json.js';
 import type { RowImage } from '../contracts/envelope.js';
+import { compositeKey } from '../names.js';
 
 /**
  * Column types whose value PostgreSQL reads from the same text in COPY as in json_to_recordset (a JSON
@@ -93,7 +94,7 @@ export class Staging {
       this.allowed = rows[0]?.ok === true;
     }
     if (!this.allowed) return undefined;
-    const signature = `${target}\u0000${defs}`;
+    const signature = compositeKey(target, defs);
     let name = this.names.get(signature);
     if (name === undefined) this.names.set(signature, (name = quoteIdent(`pgtunnel_stage_${this.next++}`)));
     // asked for in each transaction: behind a pooler, or after a rollback, the session may not have it

@@ -1,9 +1,11 @@
 import type pg from 'pg';
+import { sqlState } from '../errors.js';
 import type { TableShape } from '../capture/catalog.js';
 import { rowJson } from '../capture/changeReader.js';
 import { keyMatch, qualified, quoteIdent } from '../pg.js';
 import { keyOfImage, type RowImage } from '../contracts/envelope.js';
 import { copyableColumns, copyIn, copyLine, type Staging } from './staging.js';
+import { compositeKey } from '../names.js';
 
 /** One statement's parameter stays under this many bytes: a poll of wide rows is written in parts. */
 const maxParamBytes = 4 * 1024 * 1024;
@@ -82,7 +84,7 @@ export class TableStatements {
 
   /** The upsert for rows carrying exactly `columns` (already limited to writable target columns). */
   private upsertSql(columns: string[]): string {
-    const signature = columns.join('\u0000');
+    const signature = compositeKey(...columns);
     let sql = this.upserts.get(signature);
     if (sql === undefined) this.upserts.set(signature, (sql = this.insertSql(columns, `json_to_recordset($1::json) AS r(${this.defs(columns)})`, true)));
     return sql;
@@ -107,7 +109,7 @@ export class TableStatements {
     const groups = new Map<string, { columns: string[]; rows: RowImage[] }>();
     for (const row of rows) {
       const columns = this.columnsOf(row);
-      const signature = columns.join('\u0000');
+      const signature = compositeKey(...columns);
       let group = groups.get(signature);
       if (!group) groups.set(signature, (group = { columns, rows: [] }));
       group.rows.push(row);
@@ -135,7 +137,7 @@ export class TableStatements {
         await client.query('RELEASE SAVEPOINT pgtunnel_insert');
         return true;
       } catch (err) {
-        if ((err as { code?: string }).code !== '23505') throw err; // unique_violation: a key the target has
+        if (sqlState(err) !== '23505') throw err; // unique_violation: a key the target has
         await client.query('ROLLBACK TO SAVEPOINT pgtunnel_insert');
         staging.conflicted(this.table);
       }

@@ -1,5 +1,5 @@
-import type pg from 'pg';
-import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
+import pg from 'pg';
+import { TunnelError, classify, coerceError, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
 import type { RowImage } from '../contracts/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
@@ -15,6 +15,7 @@ import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../instruments/telemetry.js';
+import { replayedTruncate } from './truncateOnce.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -124,13 +125,13 @@ export class TargetWriter {
       if (refused && fresh.length === 1) {
         const only = fresh[0]!;
         const d = decoded.get(only);
-        const e = refused as Error & { code: string; constraint?: string; table?: string; column?: string; detail?: string };
+        const db = refused instanceof pg.DatabaseError ? refused : undefined;
         if (d && 'poison' in d) outcome.dead(only, d.poison, false);
         else if (d) outcome.dead({ ...only, key: d.key }, {
           errorClass: 'target',
-          code: e.code ?? classify(e).code,
-          message: `${isRefusedChange(e) ? 'the target refused the change' : 'applying the change failed'}: ${e.message}`,
-          details: { constraint: e.constraint, table: e.table, column: e.column, detail: e.detail },
+          code: db?.code ?? classify(refused).code,
+          message: `${isRefusedChange(refused) ? 'the target refused the change' : 'applying the change failed'}: ${coerceError(refused).message}`,
+          details: { constraint: db?.constraint, table: db?.table, column: db?.column, detail: db?.detail },
         }, this.table(only.topic).orderPolicy === 'park');
       } else {
         await this.routeAndWrite(fresh, decoded, outcome);
@@ -201,6 +202,9 @@ export class TargetWriter {
       else if (step.kind === 'write') await this.write(step.records, outcome);
       else {
         const r = step.record;
+        const replayed = await replayedTruncate(this.client, r, decoded.get(r));
+        if (replayed) outcome.dead(r, replayed, false);
+        if (replayed) continue;
         await this.truncatePartition(r.topic, r.partition);
         if (r.partition === 0) {
           outcome.count(r, 'applied'); // one truncate change, however many partitions carry it

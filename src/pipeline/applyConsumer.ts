@@ -18,6 +18,7 @@ import { GroupOffsets } from './groupOffsets.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff, sleep } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
+import { applicationNames, clientIds } from '../names.js';
 
 type StringMessage = Message<Buffer, Buffer, string, string>;
 
@@ -102,7 +103,7 @@ export class ApplyConsumer {
     private readonly deadLetters: EnvelopeProducer,
     private readonly log: Logger,
     private readonly health: Health,
-    private readonly clientId = 'pgtunnel-apply',
+    private readonly clientId: string = clientIds.apply,
     registry?: SchemaRegistryClient,
   ) {
     health.set('consumer', 'starting');
@@ -120,7 +121,7 @@ export class ApplyConsumer {
       let stream: MessagesStream<Buffer, Buffer, string, string> | undefined;
       const offsets = new GroupOffsets(this.log);
       try {
-        target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
+        target = await connect(this.config.targetUrl, 'target', applicationNames.apply);
         await applySession(target, this.log);
         const instanceId = await claimInstanceId(target, this.config.groupId, this.config.groupInstanceId);
         const counts = new Map<string, number>();

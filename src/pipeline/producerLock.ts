@@ -1,9 +1,11 @@
 import type pg from 'pg';
+import { sqlState } from '../errors.js';
+import { lockNames } from '../names.js';
 
 /** How long one blocking wait for the lock lasts before the standby looks at its stop signal again. */
 const waitSliceMs = 1000;
 
-const lockArgs = "hashtext('pgtunnel.producer'), hashtext($1)";
+const lockArgs = 'hashtext($1), hashtext($2)';
 
 /**
  * The server ends the session of a client it cannot reach (a dead machine, a cut network) after a few
@@ -19,7 +21,7 @@ async function guardSession(client: pg.Client): Promise<void> {
 
 /** Takes the table's producer lock if no producer holds it; held until the session ends. */
 export async function tryProducerLock(client: pg.Client, table: string): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${lockArgs}) AS ok`, [table]);
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${lockArgs}) AS ok`, [lockNames.producer, table]);
   return rows[0]!.ok;
 }
 
@@ -36,12 +38,12 @@ export async function becomeLeader(client: pg.Client, table: string, signal: Abo
   await client.query(`SET lock_timeout = ${waitSliceMs}`);
   while (!signal.aborted) {
     try {
-      await client.query(`SELECT pg_advisory_lock(${lockArgs})`, [table]);
+      await client.query(`SELECT pg_advisory_lock(${lockArgs})`, [lockNames.producer, table]);
       await client.query('RESET lock_timeout');
       return true;
     } catch (err) {
       // 55P03: the slice ended with the lock still held by the leader
-      if ((err as { code?: unknown }).code !== '55P03') throw err;
+      if (sqlState(err) !== '55P03') throw err;
     }
   }
   return false;

@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId } from '../names.js';
+import { clientIds, tableId } from '../names.js';
 import { tableApply, type PreparedTable } from '../apply/tableApply.js';
 import { EnvelopeProducer } from '../transport/kafka.js';
 import type { Logger } from '../instruments/log.js';
@@ -34,7 +34,7 @@ export class Tunnel {
     const inner = new AbortController();
     const stop = () => inner.abort();
     signal.addEventListener('abort', stop, { once: true });
-    const producer = new EnvelopeProducer(this.config, 'pgtunnel-producer');
+    const producer = new EnvelopeProducer(this.config, clientIds.producer);
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
     const health = new Health(this.config.home, role);
     const observe = new ObserveServer(this.config, health, this.log);

@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId, partitionId } from '../names.js';
+import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { withClient, type Client } from '../pg.js';
 import { changeTableSize } from './changeTables.js';
@@ -40,6 +40,8 @@ export interface TableStatus {
   schemaVersion: number | null;
   /** The latest version of `<topic>-value` in the schema registry; null without a registry or before registration. */
   registeredVersion: number | null;
+  /** A DDL the event trigger could not follow: capture matches columns by name until `pgtunnel install`. */
+  captureProblem: string | null;
 }
 
 /** The stable shape of `pgtunnel status --json` (documented in the README). */
@@ -103,7 +105,7 @@ function freshLinks(config: TunnelConfig): StatusLinks {
     withTarget: (body) => withClient(config.targetUrl, 'target', body),
     endOffsets: (topics) => endOffsets(config, topics),
     committedRecords: async (topic, partition, from, until) => {
-      const reader = new CommittedReader(config, 'pgtunnel-status');
+      const reader = new CommittedReader(config, clientIds.status);
       try {
         return await countCommitted(reader, topic, partition, from, until);
       } finally {
@@ -119,7 +121,9 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
     const out: TableStatus[] = [];
     for (const t of config.tables) {
       const state = await loadState(client, tableId(t));
-      const { rows } = await client.query<{ v: number | null }>('SELECT schema_version AS v FROM pgtunnel.captures WHERE table_id = $1', [tableId(t)]);
+      // to_jsonb: an install older than the ddl_problem column reads as no problem
+      const { rows } = await client.query<{ v: number | null; p: string | null }>(
+        "SELECT schema_version AS v, to_jsonb(c) ->> 'ddl_problem' AS p FROM pgtunnel.captures c WHERE table_id = $1", [tableId(t)]);
       const size = await changeTableSize(client, t);
       out.push({
         table: tableId(t),
@@ -133,6 +137,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         oldestUnpublishedSeconds: size.oldestSeconds,
         schemaVersion: rows[0]?.v ?? null,
         registeredVersion: null,
+        captureProblem: rows[0]?.p ?? null,
       });
     }
     return out;
@@ -194,6 +199,7 @@ export function formatStatus(report: StatusReport): string {
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  schema v${t.schemaVersion ?? '-'}${registered}`);
     const oldest = t.oldestUnpublishedSeconds === null ? 'none waiting' : `oldest unpublished ${Math.round(t.oldestUnpublishedSeconds)} s ago`;
     lines.push(`  change table ${t.changeTableRows} rows, ${formatBytes(t.changeTableBytes)}, ${oldest}`);
+    if (t.captureProblem) lines.push(`  capture matches columns by name: a DDL could not be followed (${t.captureProblem}) — run \`pgtunnel install\` to follow the source's columns again`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }
   for (const p of report.processes) {
