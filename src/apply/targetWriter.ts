@@ -151,7 +151,7 @@ export class TargetWriter {
       await advanceOffsets(this.client, advanced, outcome);
       return outcome;
     }).then((outcome) => {
-      this.staging.ended();
+      this.staging.ended(true);
       for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
       for (const { topic, names } of outcome.checked) {
         const checked = this.checkedColumns.get(topic) ?? new Set<string>();
@@ -165,7 +165,7 @@ export class TargetWriter {
         skipped: records.length - outcome.fresh,
       };
     }, (err) => {
-      this.staging.ended();
+      this.staging.ended(false);
       throw err;
     });
   }
