@@ -1,4 +1,4 @@
-import { redact } from './observe/redact.js';
+import { redact } from './redact.js';
 
 /** Exit codes of the CLI, documented in the README. */
 export const exitCodes = {
@@ -13,6 +13,9 @@ export type ErrorClass = 'config' | 'unreachable' | 'retryable' | 'fatal' | 'poi
 
 /** What the tunnel does after an error: try again, send the one record to the DLQ, stop its table, or stop the process. */
 export type Decision = 'retry' | 'dead-letter' | 'stop-table' | 'stop-process';
+
+/** Why one change became a dead letter (its DLQ header, telemetry and replay speak these). */
+export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
 
 /** The one error type of pgtunnel: a code, whether retrying can help, and a hint that names the fix. */
 export class TunnelError extends Error {

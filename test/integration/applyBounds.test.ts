@@ -6,7 +6,7 @@ import type { TableConfig } from '../../src/config/load.js';
 import { applySession } from '../../src/apply/session.js';
 import { TableStatements, upsertCacheSize } from '../../src/apply/statements.js';
 import { TargetWriter, type TableApply } from '../../src/apply/targetWriter.js';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger } from '../../src/instruments/log.js';
 import { connect } from '../../src/pg.js';
 import { dlqTopicOf } from '../../src/names.js';
 import { EnvelopeProducer, ensureTopics } from '../../src/transport/kafka.js';
