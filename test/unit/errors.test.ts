@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { test } from 'node:test';
 import { classify, decide, isRefusedChange, isTableLevel, TunnelError, unexpectedStack, type Decision } from '../../src/errors.js';
 import { MultipleErrors, NetworkError, ProtocolError, ResponseError, TimeoutError } from '@platformatic/kafka';
@@ -22,7 +23,8 @@ test('a commit that meets a group rebalance is retried, not fatal (the 2.x clien
   assert.equal(classify(new ProtocolError('INVALID_GROUP_ID')).errorClass, 'fatal');
 });
 
-const pgError = (code: string, message = 'from the server') => Object.assign(new Error(message), { code });
+/** An error as node-postgres raises it from the server's ErrorResponse. */
+const pgError = (code: string, message = 'from the server') => Object.assign(new pg.DatabaseError(message, message.length, 'error'), { code });
 
 /** Code → decision, over the error policy tables of src/errors.ts. */
 const cases: [string, unknown, Decision][] = [
