@@ -143,10 +143,12 @@ export class CaptureProducer {
     const leading = await becomeLeader(client, this.id, signal, async () => {
       waited = true;
       this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
+      telemetry.leadership(this.id, 'standby');
       this.health.set(this.part, 'standby', 'another instance holds the producer lock of this table');
       await this.producer.partitions(this.table.topic).catch(() => {});
     });
     if (leading && waited) this.log.info({ table: this.id, standbyMs: Date.now() - standbyAt }, 'producer taking over: the previous leader\'s session ended');
+    if (leading) telemetry.leadership(this.id, 'leading');
     return leading;
   }
 
