@@ -97,18 +97,57 @@ export async function tunnelDatabases(t: TestContext, options: { createTables?: 
   };
 }
 
-/** Polls a condition until it holds or the deadline passes; no fixed sleeps stand in for synchronisation. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 20): Promise<T> {
+/**
+ * Something a test runs (a tunnel process, an in-process tunnel). `ended()` names how it ended when it
+ * stopped on its own (not by the test's stop or kill); while it runs, or after the test stopped it, undefined.
+ */
+export interface UnderTest {
+  ended(): string | undefined;
+}
+
+const watched = new Set<UnderTest>();
+/** Ends a passing wait already saw: the test evidently expected them (it waited for that exit). */
+const expected = new WeakSet<UnderTest>();
+
+/** While `t` runs, every `waitFor` gives up at once when `subject` ends on its own instead of waiting out its deadline. */
+export function watch(t: TestContext, subject: UnderTest): void {
+  watched.add(subject);
+  onCleanup(t, () => watched.delete(subject));
+}
+
+function unexpectedEnds(also: UnderTest[]): UnderTest[] {
+  return [...new Set([...watched, ...also])].filter((s) => !expected.has(s) && s.ended() !== undefined);
+}
+
+/**
+ * Polls a condition until it holds or the deadline passes; no fixed sleeps stand in for synchronisation.
+ * An error of the check counts as "not yet" (a table not created yet, a broker still starting) and the last
+ * one is reported, with its stack, at the deadline. When a watched tunnel ends on its own the condition can
+ * no longer come true by it: the wait fails at once with how it ended (its exit code and output). `also`:
+ * subjects to watch during this wait only.
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 20, also: UnderTest[] = []): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
+    // read before the check: a check that reads the end itself (an exit code) still gets its answer
+    const ended = unexpectedEnds(also);
     try {
       const value = await check();
-      if (value !== undefined && value !== false) return value;
+      if (value !== undefined && value !== false) {
+        for (const s of ended) expected.add(s);
+        return value;
+      }
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (ended.length > 0) {
+      throw new Error(`gave up waiting for ${what}: ${ended.map((s) => s.ended()).join('\n')}${last ? `\n(last error of the check: ${(last as Error).message})` : ''}`, { cause: last });
+    }
+    if (Date.now() > deadline) {
+      const detail = last ? ` (last error: ${(last as Error).stack ?? String(last)})` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`, { cause: last });
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
