@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import pg from 'pg';
+import { query } from '../../testkit/query.js';
 import { employeesDdl } from '../../src/stack/demo.js';
 
 /** The stack started once per run by scripts/test.mjs (real PostgreSQL ×2 and a real Kafka broker). */
@@ -36,18 +36,10 @@ export function onCleanup(t: TestContext, fn: () => Promise<unknown> | unknown):
   stack.push(fn);
 }
 
+export { query };
+
 export function uniqueName(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString('hex')}`;
-}
-
-export async function query<T extends pg.QueryResultRow = pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
 }
 
 export interface TunnelEnv {

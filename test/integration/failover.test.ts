@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { EventRecorder, InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { TunnelProcess } from '../helpers/tunnelProcess.js';
-import { tortureDdl, Workload } from '../helpers/workload.js';
+import { tortureDdl, Workload } from '../../testkit/workload.js';
 
 test('producer failover under load: SIGKILL the active producer, the standby takes over and publishes; nothing lost, per-key order kept', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t, { createTables: false });
