@@ -170,8 +170,11 @@ export class InProcessTunnel implements UnderTest {
     });
   }
 
-  ended(): string | undefined {
-    if (this.stopped || !this.finished) return undefined;
+  ended(): boolean {
+    return !this.stopped && this.finished;
+  }
+
+  async howItEnded(): Promise<string> {
     const how = this.failure === undefined ? 'stopped on its own' : `failed: ${describeError(this.failure)}`;
     return `the in-process tunnel ${how}; its log ends:\n${this.logLines.slice(-20).join('\n')}`;
   }

@@ -89,12 +89,12 @@ export async function tunnelDatabases(t: TestContext, options: { createTables?: 
   };
 }
 
-/**
- * Something a test runs (a tunnel process, an in-process tunnel). `ended()` names how it ended when it
- * stopped on its own (not by the test's stop or kill); while it runs, or after the test stopped it, undefined.
- */
+/** Something a test runs (a tunnel process, an in-process tunnel) that may end on its own. */
 export interface UnderTest {
-  ended(): string | undefined;
+  /** Whether it ended on its own (a stop or kill by the test does not count). */
+  ended(): boolean;
+  /** How it ended, for the failure message (exit code, the end of its output). */
+  howItEnded(): Promise<string>;
 }
 
 const watched = new Set<UnderTest>();
@@ -108,7 +108,7 @@ export function watch(t: TestContext, subject: UnderTest): void {
 }
 
 function unexpectedEnds(also: UnderTest[]): UnderTest[] {
-  return [...new Set([...watched, ...also])].filter((s) => !expected.has(s) && s.ended() !== undefined);
+  return [...new Set([...watched, ...also])].filter((s) => !expected.has(s) && s.ended());
 }
 
 /**
@@ -134,7 +134,8 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       last = err;
     }
     if (ended.length > 0) {
-      throw new Error(`gave up waiting for ${what}: ${ended.map((s) => s.ended()).join('\n')}${last ? `\n(last error of the check: ${(last as Error).message})` : ''}`, { cause: last });
+      const how = await Promise.all(ended.map((s) => s.howItEnded()));
+      throw new Error(`gave up waiting for ${what}: ${how.join('\n')}${last ? `\n(last error of the check: ${(last as Error).message})` : ''}`, { cause: last });
     }
     if (Date.now() > deadline) {
       const detail = last ? ` (last error: ${(last as Error).stack ?? String(last)})` : '';

@@ -39,12 +39,15 @@ export class TunnelProcess implements UnderTest {
   output = '';
   private exited: Promise<number | null>;
   private stopped = false;
+  /** Its output read to the end (stdio closes after the exit). */
+  private closed: Promise<void>;
 
   constructor(env: Record<string, string>, args: string[] = ['run']) {
     this.child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    this.closed = new Promise((resolve) => this.child.once('close', () => resolve()));
   }
 
   static async start(t: TestContext, env: Record<string, string>, waitForStreaming = true): Promise<TunnelProcess> {
@@ -55,8 +58,12 @@ export class TunnelProcess implements UnderTest {
     return tunnel;
   }
 
-  ended(): string | undefined {
-    if (this.stopped || (this.child.exitCode === null && this.child.signalCode === null)) return undefined;
+  ended(): boolean {
+    return !this.stopped && (this.child.exitCode !== null || this.child.signalCode !== null);
+  }
+
+  async howItEnded(): Promise<string> {
+    await this.closed;
     return `the tunnel (pgtunnel ${this.child.spawnargs.slice(2).join(' ')}) exited with ${this.child.exitCode ?? this.child.signalCode}; its output ends:\n${this.output.slice(-3000)}`;
   }
 
