@@ -5,10 +5,11 @@ import { loadConfig, type TunnelConfig } from '../../src/config/load.js';
 import { withTables } from '../../src/config/tables.js';
 import { describeError } from '../../src/errors.js';
 import { tableId } from '../../src/names.js';
-import type { Logger } from '../../src/observe/log.js';
-import { redact } from '../../src/observe/redact.js';
-import { subscribe, type TelemetryChannel, type TelemetryEvents } from '../../src/observe/telemetry.js';
-import { prepare, Tunnel } from '../../src/pipeline/tunnel.js';
+import type { Logger } from '../../src/instruments/log.js';
+import { redact } from '../../src/redact.js';
+import { subscribe, type TelemetryChannel, type TelemetryEvents } from '../../src/instruments/telemetry.js';
+import { prepare } from '../../src/setup/prepare.js';
+import { Tunnel } from '../../src/pipeline/tunnel.js';
 import { compareTable, type TableDifference } from '../../src/verify/compare.js';
 import { onCleanup, waitFor, watch, type UnderTest } from './services.js';
 
