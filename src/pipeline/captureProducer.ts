@@ -144,6 +144,7 @@ export class CaptureProducer {
     const leading = await becomeLeader(client, this.id, signal, async (holder) => {
       if (!waited) {
         this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
+        telemetry.leadership(this.id, 'standby');
         await this.producer.partitions(this.table.topic).catch(() => {});
       }
       waited = true;
@@ -159,6 +160,7 @@ export class CaptureProducer {
       squatter = holder.pid;
     });
     if (leading && waited) this.log.info({ table: this.id, standbyMs: Date.now() - standbyAt }, 'producer taking over: the previous leader\'s session ended');
+    if (leading) telemetry.leadership(this.id, 'leading');
     return leading;
   }
 
