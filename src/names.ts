@@ -10,6 +10,14 @@ export function tableId(table: { schema: string; name: string }): string {
   return `${table.schema}.${table.name}`;
 }
 
+/**
+ * The application_name of a table's producer session: a standby tells a pgtunnel leader from any other
+ * session holding the producer lock by it.
+ */
+export function producerApplicationName(id: string): string {
+  return `pgtunnel producer ${id}`;
+}
+
 /** `schema.changeTable`: a captured table's change table, as messages name it. */
 export function changeTableId(table: { schema: string; changeTable: string }): string {
   return `${table.schema}.${table.changeTable}`;

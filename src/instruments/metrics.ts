@@ -48,7 +48,7 @@ export class Metrics {
         changeTableBytes.set({ table }, bytes);
         oldestUnpublished.set({ table }, oldestSeconds ?? 0);
       }),
-      subscribe('pgtunnel:standby', ({ table, standby: on }) => standby.set({ table }, on ? 1 : 0)),
+      subscribe('pgtunnel:leadership', ({ table, state }) => standby.set({ table }, state === 'standby' ? 1 : 0)),
       subscribe('pgtunnel:captured', ({ table, ops }) => {
         for (const [op, n] of Object.entries(ops)) captured.inc({ table, op }, n);
       }),

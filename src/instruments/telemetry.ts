@@ -32,10 +32,12 @@ export interface TelemetryEvents {
   'pgtunnel:retried': { part: string; errorClass: string };
   /** A new partition assignment of this process's consumer: a rebalance. */
   'pgtunnel:assigned': { instanceId: string; assigned: Map<string, number[]> };
+  /** A table's capture phase as its producer reports it (`snapshot`, then `streaming`). */
+  'pgtunnel:phase': { table: string; phase: string };
+  /** A producer's hold on its table's lock: `standby` while another instance publishes, then `leading`. */
+  'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
   /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
   'pgtunnel:change-table': ChangeTableSize;
-  /** This process's producer of a table stands by (another session holds its lock) or leads. */
-  'pgtunnel:standby': { table: string; standby: boolean };
 }
 
 export interface ChangeTableSize {
@@ -61,8 +63,9 @@ const channels = {
   deadLettered: channel('pgtunnel:dead-lettered'),
   retried: channel('pgtunnel:retried'),
   assigned: channel('pgtunnel:assigned'),
+  phase: channel('pgtunnel:phase'),
+  leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
-  standby: channel('pgtunnel:standby'),
 };
 
 /** Subscribes to one channel; returns the unsubscribe. */
@@ -118,12 +121,16 @@ export class Telemetry {
     if (channels.assigned.hasSubscribers) channels.assigned.publish({ instanceId, assigned });
   }
 
-  changeTable(size: ChangeTableSize): void {
-    if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
+  phase(table: string, phase: string): void {
+    if (channels.phase.hasSubscribers) channels.phase.publish({ table, phase });
   }
 
-  standby(table: string, standby: boolean): void {
-    if (channels.standby.hasSubscribers) channels.standby.publish({ table, standby });
+  leadership(table: string, state: 'standby' | 'leading'): void {
+    if (channels.leadership.hasSubscribers) channels.leadership.publish({ table, state });
+  }
+
+  changeTable(size: ChangeTableSize): void {
+    if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
   }
 }
 

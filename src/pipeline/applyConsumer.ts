@@ -2,7 +2,7 @@ import { Consumer, stringDeserializer, type Message, type MessagesStream } from 
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
-import { classify, describeError } from '../errors.js';
+import { classify, describeError, unexpectedStack } from '../errors.js';
 import { connect } from '../pg.js';
 import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import { applySession } from '../apply/session.js';
@@ -152,7 +152,7 @@ export class ApplyConsumer {
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
-        const writer = new TargetWriter(target, this.tables, partitionCount, dlq);
+        const writer = new TargetWriter(target, this.tables, partitionCount, dlq, () => failpoint('apply.write'));
         const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
         this.log.info({ group: this.config.groupId, instanceId }, 'consumer started');
         this.health.set('consumer', 'ok');
@@ -165,7 +165,11 @@ export class ApplyConsumer {
         }
       } catch (err) {
         const e = classify(err);
-        if (!e.retryable) throw e;
+        if (!e.retryable) {
+          // a table-wide error or a bug: the set stays unapplied (no dead letters), the consumer stops
+          this.log.error({ code: e.code, decision: e.decision, stack: unexpectedStack(e) }, `consumer stopped: ${describeError(e)}`);
+          throw e;
+        }
         const wait = backoff.next();
         telemetry.retried('consumer', e.errorClass);
         this.health.set('consumer', 'waiting', describeError(e));

@@ -11,6 +11,7 @@ import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
 import { SchemaRegistry } from '../contracts/registry.js';
 import { sleep } from '../retry.js';
+import { telemetry } from '../instruments/telemetry.js';
 
 const shutdownGraceMs = 3500;
 
@@ -50,6 +51,7 @@ export class Tunnel {
         const capture = new CaptureProducer(this.config, t.config, t.source, producer, this.log, health, (phase) => {
           const before = this.phase;
           this.phases.set(id, phase);
+          telemetry.phase(id, phase);
           if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
         }, registry);
         tasks.push(capture.run(inner.signal));
