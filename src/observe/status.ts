@@ -117,17 +117,17 @@ function freshLinks(config: TunnelConfig): StatusLinks {
  * snapshot that had not started.
  */
 async function tableProblem(client: Client, t: TableConfig): Promise<TunnelError | undefined> {
-  const { rows } = await client.query<{ present: boolean; installed: boolean }>(
-    `SELECT to_regclass($1) IS NOT NULL AS present,
-            to_regclass('pgtunnel.state') IS NOT NULL AND EXISTS (SELECT 1 FROM pgtunnel.state WHERE table_id = $2) AS installed`,
-    [qualified(t.schema, t.name), tableId(t)]);
+  const { rows } = await client.query<{ present: boolean; state: boolean }>(
+    "SELECT to_regclass($1) IS NOT NULL AS present, to_regclass('pgtunnel.state') IS NOT NULL AS state", [qualified(t.schema, t.name)]);
   const id = tableId(t);
+  // pgtunnel.state only exists once something was installed: asked apart, or the query would not parse
+  const installed = rows[0]!.state && (await client.query('SELECT 1 FROM pgtunnel.state WHERE table_id = $1', [id])).rows.length > 0;
   if (!rows[0]!.present) {
     return new TunnelError('PGT_TABLE_MISSING', `table ${id} is configured but does not exist in the source database`, {
       errorClass: 'config', hint: `create it in the source, or remove ${id} from tables (pgtunnel.yaml or PGTUNNEL_TABLES)`,
     });
   }
-  if (!rows[0]!.installed) {
+  if (!installed) {
     return new TunnelError('PGT_NOT_INSTALLED', `table ${id} is configured but capture is not installed for it in the source`, {
       errorClass: 'config', hint: 'run `pgtunnel install` (pgtunnel run does it for you)',
     });
