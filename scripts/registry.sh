@@ -17,17 +17,19 @@ mkdir -p "$tmp" || die "cannot create $tmp"
 trap 'rm -rf "$tmp"' EXIT
 # Maven writes the archive into its local repository first: its size there is the progress.
 cached="$HOME/.m2/repository/io/apicurio/apicurio-registry-app/$version"
-mvn -q -B dependency:copy -Dartifact="io.apicurio:apicurio-registry-app:$version:tar.gz:all" -DoutputDirectory="$tmp" &
+# Maven's output is kept apart (even -q -B writes terminal escapes) and shown when it fails.
+mvn -q -B dependency:copy -Dartifact="io.apicurio:apicurio-registry-app:$version:tar.gz:all" -DoutputDirectory="$tmp" >"$tmp/maven.log" 2>&1 &
 maven=$!
 seconds=0
 while kill -0 "$maven" 2>/dev/null; do
   sleep 1
   seconds=$((seconds + 1))
   if [ $((seconds % 5)) = 0 ] && kill -0 "$maven" 2>/dev/null; then
-    say "fetching Apicurio Registry: $(du -sm "$cached" 2>/dev/null | cut -f1 || echo '?') of 158 MB after ${seconds} s"
+    say "fetching Apicurio Registry: $(du -s --block-size=1000000 "$cached" 2>/dev/null | cut -f1 || echo "?") of 158 MB after ${seconds} s"
   fi
 done
-wait "$maven" || die "Maven could not fetch io.apicurio:apicurio-registry-app:$version (is Maven Central reachable?)"
+wait "$maven" || { grep -v '^\s*$' "$tmp/maven.log" | tail -5 >&2 || true; die "Maven could not fetch io.apicurio:apicurio-registry-app:$version (is Maven Central reachable?)"; }
+rm "$tmp/maven.log"
 say "unpacking Apicurio Registry $version"
 tar -xzf "$tmp/apicurio-registry-app-$version-all.tar.gz" -C "$tmp" && rm "$tmp/apicurio-registry-app-$version-all.tar.gz" \
   || die "could not unpack the Apicurio archive in $tmp"

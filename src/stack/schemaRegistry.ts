@@ -24,7 +24,7 @@ const fetchScript = fileURLToPath(new URL('../../../scripts/registry.sh', import
  */
 export async function fetchRegistryApp(appDir: string, say: (text: string) => void = (text) => process.stderr.write(text)): Promise<boolean> {
   if (existsSync(path.join(appDir, marker))) return false;
-  const child = spawn('bash', [fetchScript, appDir, apicurioVersion], { stdio: ['ignore', 'inherit', 'pipe'] });
+  const child = spawn('bash', [fetchScript, appDir, apicurioVersion], { stdio: ['ignore', 'ignore', 'pipe'] });
   let said = '';
   child.stderr.on('data', (chunk: Buffer) => {
     say(chunk.toString());
