@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TunnelError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../instruments/log.js';
 import { portOpen, processAlive, stopProcess, tail, waitFor } from './processes.js';
 
 /** The Apicurio Registry release scripts/registry.sh fetches from Maven Central (setup.sh --registry names it too). */
