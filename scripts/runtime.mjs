@@ -16,8 +16,9 @@ const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 /** The Node.js every test runs under and set-up fetches; the other one the unit and streaming tests also run under. */
 export const floorVersion = pkg.config.nodeFloor;
 export const testedVersion = pkg.config.nodeTested;
-// Not package.json `engines`: npm would print EBADENGINE twice before every `npx pgtunnel` under an older
-// node, though bin/pgtunnel.js then re-runs itself under the pinned one.
+// Not package.json `engines`: under an older node npm prints EBADENGINE twice before the output of a clone's
+// first `npx pgtunnel` (when npx links the project into its cache), though bin/pgtunnel.js then re-runs
+// itself under the pinned one.
 const minimum = pkg.config.nodeMinimum;
 
 const parts = (v) => v.replace(/^v/, '').split('.').map(Number);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -91,7 +93,10 @@ test('npx pgtunnel under the system node prints its output and no npm engine war
   const pinned = path.dirname(process.execPath);
   const PATH = (process.env.PATH ?? '').split(path.delimiter).filter((d) => d && d !== pinned).join(path.delimiter);
   if (!PATH.split(path.delimiter).some((d) => spawnSync('test', ['-x', path.join(d, 'npx')]).status === 0)) return t.skip('no npx on the system PATH');
-  const env: NodeJS.ProcessEnv = { ...process.env, PATH };
+  // npm checks engines when npx first links the project into its cache: a fresh cache, as on a new clone.
+  const cache = mkdtempSync(path.join(tmpdir(), 'npm-cache-'));
+  t.after(() => rmSync(cache, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH, npm_config_cache: cache };
   delete env.PGTUNNEL_HOME;
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const result = spawnSync('npx', ['--no-install', 'pgtunnel', '--version'], { cwd: root, env, encoding: 'utf8' });
