@@ -15,6 +15,7 @@ import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../instruments/telemetry.js';
+import { replayedTruncate } from './truncateOnce.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -201,6 +202,9 @@ export class TargetWriter {
       else if (step.kind === 'write') await this.write(step.records, outcome);
       else {
         const r = step.record;
+        const replayed = await replayedTruncate(this.client, r, decoded.get(r));
+        if (replayed) outcome.dead(r, replayed, false);
+        if (replayed) continue;
         await this.truncatePartition(r.topic, r.partition);
         if (r.partition === 0) {
           outcome.count(r, 'applied'); // one truncate change, however many partitions carry it
