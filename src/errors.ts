@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { redact } from './redact.js';
 
-/** Exit codes of the CLI, documented in the README. */
+/** Exit codes of the CLI, documented in docs/cli.md. */
 export const exitCodes = {
   ok: 0,
   verifyDifference: 1,
@@ -203,7 +203,7 @@ function kafkaError(e: Error, message: string): TunnelError | undefined {
   if (stop) {
     return new TunnelError('PGT_KAFKA_DENIED', `Kafka denied the request (${ids.join(', ')})`, {
       ...stop[1],
-      hint: 'grant the tunnel\'s principal the ACLs in the README\'s Security section',
+      hint: 'grant the tunnel\'s principal the ACLs in docs/security.md (Threat model)',
       cause: e,
     });
   }
@@ -218,7 +218,7 @@ function kafkaError(e: Error, message: string): TunnelError | undefined {
  * runtime privileges at start and names the exact GRANTs; this covers what only shows later).
  */
 export function privilegeHint(message: string): string {
-  const see = "README: Security → Least privileges lists each role's exact GRANTs";
+  const see = "docs/security.md (Least privileges) lists each role's exact GRANTs";
   const parameter = /permission denied to set parameter "([^"]+)"/.exec(message);
   if (parameter) return `GRANT SET ON PARAMETER ${parameter[1]} TO <role>; (${see})`;
   const owner = /must be owner of (table|relation|schema|function|database) (\S+)/.exec(message);

@@ -10,7 +10,7 @@ export function registerOffsets(program: Command): void {
   program
     .command('offsets')
     .description("per table partition: the group offset committed in Kafka, the offset stored in the target, the log end offset and the lag (log end − group offset, as Kafka's tools show it)")
-    .option('--json', 'print the report as JSON (schema in the README)')
+    .option('--json', 'print the report as JSON (schema in docs/operations.md)')
     .addHelpText('after', '\nExample:\n  pgtunnel offsets --json | jq \'.partitions[] | select(.lag > 0)\'')
     .action(
       cliAction(async (options: { json?: boolean }, globals) => {

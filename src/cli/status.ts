@@ -9,12 +9,14 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description('phase, snapshot progress, checkpoint, per-partition offsets and lag, last apply latency')
-    .option('--json', 'print the report as JSON (schema in the README)')
+    .option('--json', 'print the report as JSON (schema in docs/cli.md)')
     .addHelpText('after', '\nExample:\n  pgtunnel status --json | jq .lag')
     .action(
       cliAction(async (options: { json?: boolean }, globals) => {
         const report = await collectStatus(await withTables(config(globals)));
         process.stdout.write(redact(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`));
+        // a table that is missing or not installed is the configuration's fault, whatever else answered
+        if (report.problems.length > 0) return exitCodes.usage;
         return report.errors.length > 0 ? exitCodes.unreachable : exitCodes.ok;
       }),
     );

@@ -44,7 +44,7 @@ function column(c: ColumnType): Schema {
  * Rows are a closed content model (`additionalProperties: false`) and their columns not `required`: a
  * column added on the source is then a BACKWARD-compatible change (in an open model, old data could hold
  * anything under the new name, so registries refuse it). Removing a property from a closed model is not:
- * a DROP COLUMN needs the subject's compatibility relaxed (README).
+ * a DROP COLUMN needs the subject's compatibility relaxed (docs/encodings-and-registry.md).
  */
 function record(title: string, columns: ColumnType[], required = false): Schema {
   const properties = Object.fromEntries(columns.map((c) => [c.name, column(c)]));

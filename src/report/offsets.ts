@@ -20,7 +20,7 @@ export interface PartitionOffsets {
   lag: number | null;
 }
 
-/** The stable shape of `pgtunnel offsets --json` (documented in the README). */
+/** The stable shape of `pgtunnel offsets --json` (documented in docs/operations.md). */
 export interface OffsetsReport {
   group: string;
   partitions: PartitionOffsets[];

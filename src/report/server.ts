@@ -34,6 +34,7 @@ export function problems(report: StatusReport | undefined, health: Health, lagTr
     if (h.state === 'waiting') out.push(`${part} is waiting: ${h.reason?.split('\n')[0] ?? ''}`);
     if (h.state === 'degraded') out.push(`${part}: ${h.reason?.split('\n')[0] ?? ''}`);
   }
+  for (const p of report?.problems ?? []) out.push(p.split('\n')[0]!);
   for (const e of report?.errors ?? []) out.push(e.split('\n')[0]!);
   if (lagTrend.length >= 5 && lagTrend.every((l, i) => i === 0 || l > lagTrend[i - 1]!)) out.push(`lag is growing (${lagTrend.at(-1)} records behind)`);
   return out;

@@ -1,11 +1,11 @@
-import type { TunnelConfig } from '../config/load.js';
+import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { withClient, type Client } from '../pg.js';
 import { changeTableSize } from './changeTables.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
-import { describeError } from '../errors.js';
+import { describeError, TunnelError } from '../errors.js';
 import { readHealth, type ProcessHealth } from '../instruments/health.js';
 import { registeredVersions } from './registeredVersions.js';
 import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
@@ -44,9 +44,12 @@ export interface TableStatus {
   captureProblem: string | null;
 }
 
-/** The stable shape of `pgtunnel status --json` (documented in the README). */
+/** The stable shape of `pgtunnel status --json` (documented in docs/cli.md). */
 export interface StatusReport {
-  phase: Phase;
+  /** `not installed` when a configured table is missing or has no capture (see `problems`). */
+  phase: Phase | 'not installed';
+  /** Configured tables that cannot be reported on, each with its fix; they are left out of `tables`. */
+  problems: string[];
   tables: TableStatus[];
   partitions: PartitionStatus[];
   lag: number;
@@ -115,11 +118,40 @@ function freshLinks(config: TunnelConfig): StatusLinks {
   };
 }
 
+/**
+ * Why a configured table has nothing to report, or undefined: without this a missing table read as a
+ * snapshot that had not started.
+ */
+async function tableProblem(client: Client, t: TableConfig): Promise<TunnelError | undefined> {
+  const { rows } = await client.query<{ present: boolean; state: boolean }>(
+    "SELECT to_regclass($1) IS NOT NULL AS present, to_regclass('pgtunnel.state') IS NOT NULL AS state", [qualified(t.schema, t.name)]);
+  const id = tableId(t);
+  // pgtunnel.state only exists once something was installed: asked apart, or the query would not parse
+  const installed = rows[0]!.state && (await client.query('SELECT 1 FROM pgtunnel.state WHERE table_id = $1', [id])).rows.length > 0;
+  if (!rows[0]!.present) {
+    return new TunnelError('PGT_TABLE_MISSING', `table ${id} is configured but does not exist in the source database`, {
+      errorClass: 'config', hint: `create it in the source, or remove ${id} from tables (pgtunnel.yaml or PGTUNNEL_TABLES)`,
+    });
+  }
+  if (!installed) {
+    return new TunnelError('PGT_NOT_INSTALLED', `table ${id} is configured but capture is not installed for it in the source`, {
+      errorClass: 'config', hint: 'run `pgtunnel install` (pgtunnel run does it for you)',
+    });
+  }
+  return undefined;
+}
+
 export async function collectStatus(config: TunnelConfig, links: StatusLinks = freshLinks(config)): Promise<StatusReport> {
   const errors: string[] = [];
+  const problems: string[] = [];
   const tables = await attempt(errors, [] as TableStatus[], () => links.withSource(async (client) => {
     const out: TableStatus[] = [];
     for (const t of config.tables) {
+      const problem = await tableProblem(client, t);
+      if (problem) {
+        problems.push(describeError(problem));
+        continue;
+      }
       const state = await loadState(client, tableId(t));
       // to_jsonb: an install older than the ddl_problem column reads as no problem
       const { rows } = await client.query<{ v: number | null; p: string | null }>(
@@ -178,7 +210,8 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
   const deadLettered = sum(applied.map((r) => Number(r.dead_lettered))) + sum(tables.map((t) => t.deadLettered));
   return {
     counts: { captured, snapshotRows, applied: applied_, deadLettered, inFlight: captured + snapshotRows - applied_ - deadLettered, poison: sum(applied.map((r) => Number(r.poison))) },
-    phase: tables.length > 0 && tables.every((t) => t.phase === 'streaming') ? 'streaming' : 'snapshot',
+    phase: problems.length > 0 ? 'not installed' : tables.length > 0 && tables.every((t) => t.phase === 'streaming') ? 'streaming' : 'snapshot',
+    problems,
     tables,
     partitions,
     lag: partitions.reduce((sum, p) => sum + p.lag, 0),
@@ -207,6 +240,7 @@ export function formatStatus(report: StatusReport): string {
       lines.push(`pid ${p.pid} ${part}: ${h.state}${h.reason ? ` — ${h.reason.split('\n')[0]}` : ''} (since ${h.since.slice(11, 19)})`);
     }
   }
+  for (const p of report.problems) lines.push(`problem: ${p}`);
   for (const e of report.errors) lines.push(`unavailable: ${e.split('\n')[0]}`);
   lines.push('topic                              partition  applied      end      lag    group group lag');
   for (const p of report.partitions) {

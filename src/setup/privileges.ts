@@ -145,6 +145,6 @@ export async function requirePrivileges(client: pg.Client, side: 'source' | 'tar
   const grants = grantStatements(found.role, found.database, found.missing);
   throw new TunnelError('PGT_PRIVILEGES', `the ${side} role ${sqlName(found.role)} lacks what ${purpose} needs: ${found.missing.map(describeNeed).join(', ')}`, {
     errorClass: 'config',
-    hint: `${alternative}as an administrator of the ${side} database run: ${grants.join(' ')} (README: Security → Least privileges)`,
+    hint: `${alternative}as an administrator of the ${side} database run: ${grants.join(' ')} (docs/security.md: Least privileges)`,
   });
 }

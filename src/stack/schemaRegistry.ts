@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { TunnelError } from '../errors.js';
 import type { Logger } from '../instruments/log.js';
 import { portOpen, processAlive, stopProcess, tail, waitFor } from './processes.js';
 
-/** The Apicurio Registry release scripts/setup.sh --registry fetches from Maven Central. */
+/** The Apicurio Registry release scripts/registry.sh fetches from Maven Central (setup.sh --registry names it too). */
 export const apicurioVersion = '3.3.3';
 const marker = 'quarkus-run.jar';
 const minJava = 21;
@@ -13,6 +14,30 @@ const minJava = 21;
 /** Where setup.sh unpacks Apicurio's Quarkus fast-jar under PGTUNNEL_HOME. */
 export function registryAppDir(home: string): string {
   return path.join(home, 'registry', `apicurio-registry-${apicurioVersion}`);
+}
+
+const fetchScript = fileURLToPath(new URL('../../../scripts/registry.sh', import.meta.url));
+
+/**
+ * Fetches Apicurio into appDir unless it is there, as `npm start` fetches everything else: the script
+ * prints its progress on stderr. Returns whether it fetched.
+ */
+export async function fetchRegistryApp(appDir: string, say: (text: string) => void = (text) => process.stderr.write(text)): Promise<boolean> {
+  if (existsSync(path.join(appDir, marker))) return false;
+  const child = spawn('bash', [fetchScript, appDir, apicurioVersion], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let said = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    say(chunk.toString());
+    said = (said + chunk.toString()).slice(-2000);
+  });
+  const code = await new Promise<number | null>((resolve, reject) => child.once('error', reject).once('exit', resolve));
+  if (code !== 0 || !existsSync(path.join(appDir, marker))) {
+    throw new TunnelError('PGT_REGISTRY_MISSING', `the embedded schema registry (Apicurio ${apicurioVersion}) could not be fetched into ${appDir}: ${said.trim().split('\n').at(-1) ?? `exit ${code}`}`, {
+      errorClass: 'config',
+      hint: 'fix what the line above names and start again, or run `bash scripts/setup.sh --registry` (it fetches io.apicurio:apicurio-registry-app from Maven Central, 158 MB, once)',
+    });
+  }
+  return true;
 }
 
 export interface RegistryServerOptions {
@@ -83,13 +108,8 @@ export class SchemaRegistryServer {
   /** Starts the registry unless it already runs; returns true when this call started it. */
   async start(): Promise<boolean> {
     if (this.isRunning()) return false;
-    if (!existsSync(path.join(this.appDir, marker))) {
-      throw new TunnelError('PGT_REGISTRY_MISSING', `the embedded schema registry (Apicurio ${apicurioVersion}) is not installed in ${this.appDir}`, {
-        errorClass: 'config',
-        hint: 'run `bash scripts/setup.sh --registry`: it fetches io.apicurio:apicurio-registry-app from Maven Central (158 MB, once)',
-      });
-    }
     const java = findJava();
+    if (await fetchRegistryApp(this.appDir)) this.log.info({ appDir: this.appDir }, 'fetched the schema registry (Apicurio)');
     for (const port of [this.port, this.managementPort]) {
       if (await portOpen(port)) {
         throw new TunnelError('PGT_PORT_BUSY', `port ${port} for the schema registry is taken by another process`, {

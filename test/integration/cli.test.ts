@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 import { query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
@@ -61,6 +66,43 @@ test('a missing table on either side and a table without a primary key are clear
   assert.equal(noKey.code, 2);
   assert.match(noKey.stderr, /has no primary key in the source database, and no key is configured/);
   assert.match(noKey.stderr, /fix: add a primary key/);
+});
+
+test('status names a configured table that is missing or not installed, with the fix, and exits 2', { timeout: 90_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const notInstalled = await runCli(['status'], db.env);
+  assert.equal(notInstalled.code, 2, notInstalled.stdout + notInstalled.stderr);
+  assert.match(notInstalled.stdout, /^phase: not installed/);
+  assert.match(notInstalled.stdout, /problem: table public\.employees is configured but capture is not installed for it in the source\n  fix: run `pgtunnel install`/);
+  assert.equal((await runCli(['install'], db.env)).code, 0);
+  const missing = await runCli(['status', '--json'], { ...db.env, PGTUNNEL_TABLES: 'employees,nosuch' });
+  assert.equal(missing.code, 2, missing.stdout + missing.stderr);
+  const report = JSON.parse(missing.stdout) as { phase: string; problems: string[]; tables: { table: string }[] };
+  assert.equal(report.phase, 'not installed');
+  assert.deepEqual(report.tables.map((x) => x.table), ['public.employees'], 'the installed table is still reported');
+  assert.equal(report.problems.length, 1);
+  assert.match(report.problems[0]!, /table public\.nosuch is configured but does not exist in the source database\n  fix: create it in the source, or remove public\.nosuch from tables/);
+  const installed = await runCli(['status'], db.env);
+  assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+  assert.match(installed.stdout, /^phase: snapshot/);
+  assert.doesNotMatch(installed.stdout, /problem:/);
+});
+
+test('npx pgtunnel under the system node prints its output and no npm engine warning', { timeout: 120_000 }, (t) => {
+  // As a user types it: the system's node and npx first on PATH, not the pinned node the tests run under.
+  const pinned = path.dirname(process.execPath);
+  const PATH = (process.env.PATH ?? '').split(path.delimiter).filter((d) => d && d !== pinned).join(path.delimiter);
+  if (!PATH.split(path.delimiter).some((d) => spawnSync('test', ['-x', path.join(d, 'npx')]).status === 0)) return t.skip('no npx on the system PATH');
+  // npm checks engines when npx first links the project into its cache: a fresh cache, as on a new clone.
+  const cache = mkdtempSync(path.join(tmpdir(), 'npm-cache-'));
+  t.after(() => rmSync(cache, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH, npm_config_cache: cache };
+  delete env.PGTUNNEL_HOME;
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const result = spawnSync('npx', ['--no-install', 'pgtunnel', '--version'], { cwd: root, env, encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stdout + result.stderr);
+  assert.doesNotMatch(result.stderr, /EBADENGINE|Unsupported engine/);
+  assert.match(result.stdout, /^\d+\.\d+\.\d+\n$/);
 });
 
 test('a poisoned message goes to the DLQ with its reason and the tunnel keeps streaming', { timeout: 90_000 }, async (t) => {

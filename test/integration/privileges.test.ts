@@ -6,11 +6,13 @@ import { test } from 'node:test';
 import { onCleanup, query, services, tunnelDatabases, waitFor, withStackPassword } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
-const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+const securityPage = readFileSync(fileURLToPath(new URL('../../../docs/security.md', import.meta.url)), 'utf8');
 
-/** The README's "Least privileges" SQL blocks by their first line: what the test runs is what users read. */
+/** docs/security.md's "Least privileges" SQL blocks by their first line: what the test runs is what users read. */
 function documentedBlocks(): Map<string, string> {
-  const section = readme.slice(readme.indexOf('### Least privileges'), readme.indexOf('\n## ', readme.indexOf('### Least privileges')));
+  const start = securityPage.indexOf('\n## Least privileges\n');
+  assert.ok(start >= 0, 'docs/security.md has a "## Least privileges" section');
+  const section = securityPage.slice(start, securityPage.indexOf('\n## ', start + 1));
   const blocks = new Map<string, string>();
   for (const m of section.matchAll(/```sql\n(-- [^\n]+)\n([\s\S]*?)```/g)) blocks.set(m[1]!, m[2]!);
   return blocks;
@@ -21,7 +23,7 @@ function as(role: string, url: string): string {
   return url.replace('postgres://postgres@', `postgres://${role}@`);
 }
 
-test('the tunnel runs under roles holding only the GRANTs the README documents, and names a missing one', { timeout: 240_000 }, async (t) => {
+test('the tunnel runs under roles holding only the GRANTs docs/security.md documents, and names a missing one', { timeout: 240_000 }, async (t) => {
   const s = services();
   const id = randomBytes(3).toString('hex');
   const names: Record<string, string> = {
@@ -48,7 +50,7 @@ test('the tunnel runs under roles holding only the GRANTs the README documents, 
   const blocks = documentedBlocks();
   const block = (first: string) => {
     const sql = blocks.get(first);
-    assert.ok(sql, `README's Least privileges section has a block starting "${first}"`);
+    assert.ok(sql, `docs/security.md's Least privileges section has a block starting "${first}"`);
     return rename(sql);
   };
 
@@ -115,12 +117,12 @@ test('the tunnel runs under roles holding only the GRANTs the README documents, 
   const noDelete = await runCli(['run'], runtimeEnv);
   assert.equal(noDelete.code, 2, noDelete.stdout + noDelete.stderr);
   assert.match(noDelete.stderr, new RegExp(`lacks what the producer needs: DELETE on public.emp_cdc\\n`));
-  assert.match(noDelete.stderr, new RegExp(`fix: as an administrator of the source database run: GRANT DELETE ON TABLE public.emp_cdc TO ${names.pgtunnel_producer}; \\(README`));
+  assert.match(noDelete.stderr, new RegExp(`fix: as an administrator of the source database run: GRANT DELETE ON TABLE public.emp_cdc TO ${names.pgtunnel_producer}; \\(docs/security\\.md`));
   await query(db.sourceUrl, `GRANT DELETE ON public.emp_cdc TO ${names.pgtunnel_producer}`);
 
   await query(db.targetUrl, `REVOKE UPDATE ON pgtunnel.consumer_offsets FROM ${names.pgtunnel_apply}`);
   const noUpdate = await runCli(['run'], runtimeEnv);
   assert.equal(noUpdate.code, 2, noUpdate.stdout + noUpdate.stderr);
-  assert.match(noUpdate.stderr, new RegExp(`GRANT UPDATE ON TABLE pgtunnel.consumer_offsets TO ${names.pgtunnel_apply}; \\(README`));
+  assert.match(noUpdate.stderr, new RegExp(`GRANT UPDATE ON TABLE pgtunnel.consumer_offsets TO ${names.pgtunnel_apply}; \\(docs/security\\.md`));
   assert.doesNotMatch(noUpdate.stderr, /GRANT (SELECT|INSERT|DELETE)/, 'only what is missing is named');
 });

@@ -1,12 +1,11 @@
-// What the embedded schema registry says when it cannot start: no Java 21+, or Apicurio not fetched.
+// The embedded schema registry's set-up: Java 21+ found or refused with the fix, Apicurio fetched on first use.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { TunnelError } from '../../src/errors.js';
-import { createLogger } from '../../src/instruments/log.js';
-import { findJava, registryAppDir, SchemaRegistryServer } from '../../src/stack/schemaRegistry.js';
+import { fetchRegistryApp, findJava, registryAppDir } from '../../src/stack/schemaRegistry.js';
 
 /** A JDK directory as Debian and Temurin lay them out: bin/java and a `release` file naming the version. */
 function fakeJdk(root: string, name: string, version: string): string {
@@ -33,13 +32,32 @@ test('the newest JDK is chosen; one older than 21 is refused with the fix', () =
   assert.throws(() => findJava({ PATH: '' }, path.join(jvm, 'none')), /no Java was found/);
 });
 
-test('a registry that was never fetched names setup.sh --registry', async () => {
+test('a registry that was never fetched is fetched on first use, once, saying what it does', { timeout: 300_000 }, async () => {
   const home = mkdtempSync(path.join(tmpdir(), 'home-'));
-  const server = new SchemaRegistryServer(path.join(home, 'registry'), registryAppDir(home), 1, 2, '127.0.0.1:9', createLogger('test'));
-  await assert.rejects(server.start(), (err: TunnelError) => {
+  try {
+    const appDir = registryAppDir(home);
+    let said = '';
+    assert.equal(await fetchRegistryApp(appDir, (text) => (said += text)), true);
+    assert.ok(existsSync(path.join(appDir, 'quarkus-run.jar')), said);
+    assert.match(said, /fetching Apicurio Registry 3\.3\.3 from Maven Central into .* \(158 MB, once\)/);
+    assert.match(said, /Apicurio Registry 3\.3\.3 is in /);
+    assert.deepEqual(readdirSync(path.dirname(appDir)), [path.basename(appDir)], 'no temporary folder is left behind');
+    said = '';
+    assert.equal(await fetchRegistryApp(appDir, (text) => (said += text)), false, 'a second start fetches nothing');
+    assert.equal(said, '');
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('a fetch that fails names the reason and the fix', async () => {
+  const home = mkdtempSync(path.join(tmpdir(), 'home-'));
+  writeFileSync(path.join(home, 'registry'), 'a file where the folder should be');
+  await assert.rejects(fetchRegistryApp(registryAppDir(home), () => {}), (err: TunnelError) => {
     assert.equal(err.code, 'PGT_REGISTRY_MISSING');
+    assert.match(err.message, /could not be fetched into .*: setup: error: cannot create /);
     assert.match(err.hint!, /bash scripts\/setup\.sh --registry/);
     return true;
   });
-  assert.equal(server.isRunning(), false);
+  rmSync(home, { recursive: true, force: true });
 });
