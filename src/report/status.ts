@@ -1,7 +1,7 @@
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
-import { withClient, type Client } from '../pg.js';
+import { qualified, withClient, type Client } from '../pg.js';
 import { changeTableSize } from './changeTables.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
