@@ -6,28 +6,13 @@ import { dlqTopicOf } from '../../src/names.js';
 import { endOffsets } from '../../src/transport/kafka.js';
 import { onCleanup, query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { TunnelProcess } from '../helpers/tunnelProcess.js';
+import { testRegistryUrl, varint } from '../helpers/wireBytes.js';
 
 /** Reproduce a failure with PGTUNNEL_FUZZ_SEED=<the printed seed>. */
 const seed = Number(process.env.PGTUNNEL_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const forgedCount = 300;
 
-function registryUrl(): string {
-  const url = process.env.PGTUNNEL_TEST_REGISTRY_URL;
-  assert.ok(url, 'the test stack exports PGTUNNEL_TEST_REGISTRY_URL for wireFuzz tests');
-  return url;
-}
 
-/** A zig-zag varint, as Avro writes longs (block counts included). */
-function varint(n: bigint): number[] {
-  let z = n >= 0n ? n << 1n : ((-n) << 1n) - 1n;
-  const out: number[] = [];
-  do {
-    const b = Number(z & 0x7fn);
-    z >>= 7n;
-    out.push(z > 0n ? b | 0x80 : b);
-  } while (z > 0n);
-  return out;
-}
 
 /** A mutation of a real record's value bytes: a byte, a cut, bytes inserted, a huge count, another schema id. */
 const mutation = fc.oneof(
@@ -72,7 +57,7 @@ test(`avro end to end: ${forgedCount} mutated wire-format records never stop the
   const db = await tunnelDatabases(t);
   // an array column: its block counts are what avsc trusted
   for (const url of [db.sourceUrl, db.targetUrl]) await query(url, 'ALTER TABLE employees ADD COLUMN tags text[]');
-  const env = { ...db.env, PGTUNNEL_FORMAT: 'avro', PGTUNNEL_REGISTRY_URL: registryUrl() };
+  const env = { ...db.env, PGTUNNEL_FORMAT: 'avro', PGTUNNEL_REGISTRY_URL: testRegistryUrl() };
   const tunnel = await TunnelProcess.start(t, env);
   const topic = `${db.topicPrefix}.public.employees`;
   await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name, salary, tags) VALUES (1, 'Ada', 1, '{a,b}')");

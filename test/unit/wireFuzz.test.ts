@@ -10,6 +10,7 @@ import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { frame } from '../../src/contracts/wireFormat.js';
 import { changeToMessages, snapshotRowToMessage, type OutMessage, type TableRef } from '../../src/transport/envelope.js';
 import type { RawRecord } from '../../src/validate/deadLetters.js';
+import { testRegistryUrl, varint } from '../helpers/wireBytes.js';
 
 /**
  * The wire format's decoding as the consumer runs it (schema ids checked against the topic's subjects in a
@@ -19,11 +20,6 @@ import type { RawRecord } from '../../src/validate/deadLetters.js';
 const seed = Number(process.env.PGTUNNEL_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const runsPerFormat = 5000;
 
-function registryUrl(): string {
-  const url = process.env.PGTUNNEL_TEST_REGISTRY_URL;
-  assert.ok(url, 'the test stack exports PGTUNNEL_TEST_REGISTRY_URL for wireFuzz tests');
-  return url;
-}
 
 const col = (name: string, kind: ColumnType['kind'], extra: Partial<ColumnType> = {}): ColumnType => ({ name, kind, nullable: true, dims: 0, pgType: kind, ...extra });
 // the array first: its union branch and block count are then the payload's first bytes after "before"
@@ -52,17 +48,6 @@ function messagesOf(table: TableRef, row: Row, op: 'c' | 'u' | 'd' | 'r'): OutMe
   return changeToMessages(table, { changeId: 1, action: op === 'd' ? 'DELETE' : 'UPDATE', txid: '42', capturedMs: 1, row: text, key, schemaVersion: 1 }, op, 1);
 }
 
-/** A zig-zag varint, as Avro writes longs (block counts included). */
-function varint(n: bigint): number[] {
-  let z = n >= 0n ? n << 1n : ((-n) << 1n) - 1n;
-  const out: number[] = [];
-  do {
-    const b = Number(z & 0x7fn);
-    z >>= 7n;
-    out.push(z > 0n ? b | 0x80 : b);
-  } while (z > 0n);
-  return out;
-}
 
 const mutation = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
@@ -108,7 +93,7 @@ async function consume(decoder: RecordDecoder, routeTable: RouteTable, topic: st
 
 for (const format of ['avro', 'json-schema'] as const) {
   test(`${format}: ${runsPerFormat} mutated payloads each decode or become classified poison, none throws or hangs (seed ${seed})`, { timeout: 300_000 }, async (t) => {
-    const registry = new SchemaRegistry({ url: registryUrl() });
+    const registry = new SchemaRegistry({ url: testRegistryUrl() });
     const table = tableRef(format);
     const encoder = new TableEncoder(format, table.topic, registry);
     await encoder.use(1, columns, [columns[1]!]);
@@ -141,7 +126,7 @@ for (const format of ['avro', 'json-schema'] as const) {
 }
 
 test('Avro block counts the bytes cannot hold are poison at once: 1e8 and 2^50 items in six bytes', { timeout: 60_000 }, async () => {
-  const registry = new SchemaRegistry({ url: registryUrl() });
+  const registry = new SchemaRegistry({ url: testRegistryUrl() });
   const table = tableRef('avro');
   const encoder = new TableEncoder('avro', table.topic, registry);
   await encoder.use(1, columns, [columns[1]!]);
