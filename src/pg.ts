@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { TunnelError, classify } from './errors.js';
-import { redact } from './observe/redact.js';
+import { redact } from './redact.js';
 
 // int8 and numeric as strings would make every key a string; bigint-safe keys stay text, small ints parse.
 pg.types.setTypeParser(20, (v) => {
@@ -19,9 +19,13 @@ export function qualified(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`;
 }
 
-/** An SQL string literal, for names (never data) placed in generated SQL. */
+/**
+ * An SQL string literal, for names (never data) placed in generated SQL. With a backslash it takes the
+ * E'' form, which means the same whatever `standard_conforming_strings` says; without one both agree.
+ */
 export function quoteLiteral(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
+  const quoted = text.replace(/'/g, "''");
+  return text.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
 
 /** `a.k1 = b.k1 AND a.k2 = b.k2`: rows of two relations with the same key. */

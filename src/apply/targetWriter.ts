@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import type { RowImage } from '../transport/envelope.js';
+import type { RowImage } from '../contracts/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
 import type { CompiledRule } from '../validate/rules.js';
 import type { DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
@@ -14,7 +14,8 @@ import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
-import { telemetry } from '../observe/telemetry.js';
+import { telemetry } from '../instruments/telemetry.js';
+import { replayedTruncate } from './truncateOnce.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -203,6 +204,9 @@ export class TargetWriter {
       else if (step.kind === 'write') await this.write(step.records, outcome);
       else {
         const r = step.record;
+        const replayed = await replayedTruncate(this.client, r, decoded.get(r));
+        if (replayed) outcome.dead(r, replayed, false);
+        if (replayed) continue;
         await this.truncatePartition(r.topic, r.partition);
         if (r.partition === 0) {
           outcome.count(r, 'applied'); // one truncate change, however many partitions carry it

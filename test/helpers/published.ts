@@ -1,5 +1,5 @@
 import { CommittedReader } from '../../src/transport/committedReader.js';
-import { decodeEnvelope, type Envelope } from '../../src/transport/envelope.js';
+import { decodeEnvelope, type Envelope } from '../../src/contracts/envelope.js';
 
 /** Which source change an envelope carries: its transaction and change id (Debezium: source.txId, source.lsn). */
 const changeOf = (e: Envelope) => `${e.source.txId}/${e.source.lsn}`;

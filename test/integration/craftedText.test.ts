@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { snapshotRowToMessage, type TableRef } from '../../src/transport/envelope.js';
+import { snapshotRowToMessage, type TableRef } from '../../src/contracts/envelope.js';
 import { EnvelopeProducer } from '../../src/transport/kafka.js';
 import { onCleanup, query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { TunnelProcess } from '../helpers/tunnelProcess.js';

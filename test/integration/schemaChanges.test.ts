@@ -129,7 +129,7 @@ test('without a DDL event trigger: writes never fail, status names the columns n
   await tunnel.stop();
 });
 
-test('a change table name that points at a table pgtunnel did not create is refused, and uninstall drops only its own objects', { timeout: 60_000 }, async (t) => {
+test('a change table name that points at a table pgtunnel did not create is refused, and uninstall drops only its own objects', { timeout: 120_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   await query(db.sourceUrl, 'CREATE TABLE audit (id int)');
   const clash = await runCli(['install', '--config', writeConfig(db, 'tables: [{ name: employees, changeTable: audit }]')], db.env);

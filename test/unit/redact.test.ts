@@ -6,7 +6,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config/load.js';
 import { classify } from '../../src/errors.js';
-import { capText, maxMessageChars, redact, registerSecret } from '../../src/observe/redact.js';
+import { capText, maxMessageChars, redact, registerSecret } from '../../src/redact.js';
 import { deadLetterMessage } from '../../src/validate/deadLetters.js';
 
 const secret = 'Zq9-very-SECRET';

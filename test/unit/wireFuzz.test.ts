@@ -8,7 +8,7 @@ import type { ColumnType } from '../../src/contracts/columnKinds.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { frame } from '../../src/contracts/wireFormat.js';
-import { changeToMessages, snapshotRowToMessage, type OutMessage, type TableRef } from '../../src/transport/envelope.js';
+import { changeToMessages, snapshotRowToMessage, type OutMessage, type TableRef } from '../../src/contracts/envelope.js';
 import type { RawRecord } from '../../src/validate/deadLetters.js';
 import { testRegistryUrl, varint } from '../helpers/wireBytes.js';
 

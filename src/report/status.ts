@@ -1,14 +1,13 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId } from '../names.js';
+import { tableId, partitionId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
 import { describeError } from '../errors.js';
-import { readHealth, type ProcessHealth } from './health.js';
+import { readHealth, type ProcessHealth } from '../instruments/health.js';
 import { registeredVersions } from './registeredVersions.js';
 import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
-import { partitionId } from '../apply/setOutcome.js';
 
 export interface PartitionStatus {
   topic: string;
@@ -36,6 +35,8 @@ export interface TableStatus {
   schemaVersion: number | null;
   /** The latest version of `<topic>-value` in the schema registry; null without a registry or before registration. */
   registeredVersion: number | null;
+  /** A DDL the event trigger could not follow: capture matches columns by name until `pgtunnel install`. */
+  captureProblem: string | null;
 }
 
 /** The stable shape of `pgtunnel status --json` (documented in the README). */
@@ -115,8 +116,10 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
     const out: TableStatus[] = [];
     for (const t of config.tables) {
       const state = await loadState(client, tableId(t));
-      const { rows } = await client.query<{ n: number; v: number | null }>(
-        `SELECT count(*)::int AS n, (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $1) AS v FROM ${qualified(t.schema, t.changeTable)}`, [tableId(t)]);
+      // to_jsonb: an install older than the ddl_problem column reads as no problem
+      const { rows } = await client.query<{ n: number; v: number | null; p: string | null }>(
+        `SELECT count(*)::int AS n, (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $1) AS v,
+                (SELECT to_jsonb(c) ->> 'ddl_problem' FROM pgtunnel.captures c WHERE table_id = $1) AS p FROM ${qualified(t.schema, t.changeTable)}`, [tableId(t)]);
       out.push({
         table: tableId(t),
         phase: state.phase,
@@ -127,6 +130,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         changeTableRows: rows[0]!.n,
         schemaVersion: rows[0]!.v,
         registeredVersion: null,
+        captureProblem: rows[0]!.p,
       });
     }
     return out;
@@ -186,6 +190,7 @@ export function formatStatus(report: StatusReport): string {
     const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
     const registered = t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`;
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows  schema v${t.schemaVersion ?? '-'}${registered}`);
+    if (t.captureProblem) lines.push(`  capture matches columns by name: a DDL could not be followed (${t.captureProblem}) — run \`pgtunnel install\` to follow the source's columns again`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }
   for (const p of report.processes) {

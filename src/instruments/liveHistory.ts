@@ -1,4 +1,4 @@
-import { capText } from './redact.js';
+import { capText } from '../redact.js';
 import { subscribe, type RecentDeadLetter } from './telemetry.js';
 
 export interface RatePoint {
