@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { TunnelError, classify } from './errors.js';
 import { redact } from './redact.js';
+import { applicationNames } from './names.js';
 
 // int8 and numeric as strings would make every key a string; bigint-safe keys stay text, small ints parse.
 pg.types.setTypeParser(20, (v) => {
@@ -39,7 +40,7 @@ export function keyObject(key: string[], alias?: string): string {
 }
 
 /** Opens a connection; an unreachable database becomes an error that names the URL (masked) and the fix. */
-export async function connect(url: string, role: 'source' | 'target' | 'admin', applicationName = 'pgtunnel'): Promise<pg.Client> {
+export async function connect(url: string, role: 'source' | 'target' | 'admin', applicationName: string = applicationNames.default): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName, connectionTimeoutMillis: 10_000 });
   // A broken connection must not crash the process; the next query on it fails and is retried.
   client.on('error', () => {});

@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
-import { TunnelError } from '../errors.js';
+import { sqlState, TunnelError } from '../errors.js';
 import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { TableShape } from './catalog.js';
 import { controlColumns } from './changeReader.js';
 import { migrate, pendingMigrations, readMigrations } from './migrations.js';
-import { captureScope, changeTableId, functionPrefix, tableId } from '../names.js';
+import { captureScope, changeTableId, functionPrefix, lockNames, tableId } from '../names.js';
 
 /** A change table name must never point at an object pgtunnel did not create for this table. */
 async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Promise<void> {
@@ -106,7 +106,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
       await source.query('SELECT pgtunnel.sync_capture($1)', [tableId(table)]);
     });
   } catch (err) {
-    if (applied > 0 || regenerate || (err as { code?: unknown }).code !== '42501') throw err;
+    if (applied > 0 || regenerate || sqlState(err) !== '42501') throw err;
     return { applied, stale };
   }
   return { applied, stale: [] };
@@ -116,7 +116,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
 export async function uninstallCapture(source: pg.Client, table: TableConfig): Promise<boolean> {
   const id = tableId(table);
   return inTransaction(source, async () => {
-    await source.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
+    await source.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockNames.migrate]);
     const { rows: registry } = await source.query<{ exists: boolean }>("SELECT to_regclass('pgtunnel.captures') IS NOT NULL AS exists");
     if (!registry[0]?.exists) return false;
     const { rows } = await source.query<{ source_table: string; change_table: string; function_prefix: string }>(

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { TunnelError, classify } from '../errors.js';
 import { inTransaction, quoteIdent } from '../pg.js';
+import { lockNames } from '../names.js';
 
 export type Teardown = 'removed' | 'in use' | 'absent';
 
@@ -11,7 +12,7 @@ export type Teardown = 'removed' | 'in use' | 'absent';
  */
 export async function removeCaptureSchema(source: pg.Client): Promise<Teardown> {
   return inTransaction(source, async () => {
-    await source.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
+    await source.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockNames.migrate]);
     const { rows: present } = await source.query<{ schema: boolean; captures: boolean }>(
       "SELECT to_regnamespace('pgtunnel') IS NOT NULL AS schema, to_regclass('pgtunnel.captures') IS NOT NULL AS captures",
     );

@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId, partitionId } from '../names.js';
+import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
@@ -100,7 +100,7 @@ function freshLinks(config: TunnelConfig): StatusLinks {
     withTarget: (body) => withClient(config.targetUrl, 'target', body),
     endOffsets: (topics) => endOffsets(config, topics),
     committedRecords: async (topic, partition, from, until) => {
-      const reader = new CommittedReader(config, 'pgtunnel-status');
+      const reader = new CommittedReader(config, clientIds.status);
       try {
         return await countCommitted(reader, topic, partition, from, until);
       } finally {
