@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { redact } from './redact.js';
+import { capText, redact } from './redact.js';
 
 /** Exit codes of the CLI, documented in docs/cli.md. */
 export const exitCodes = {
@@ -158,7 +158,8 @@ export function classify(err: unknown): TunnelError {
   if (err instanceof TunnelError) return err;
   const e = coerceError(err) as Error & { code?: unknown };
   const code = typeof e.code === 'string' ? e.code : '';
-  const message = redact(e.message);
+  // a target error can echo a whole forged value: cut before the work on it
+  const message = redact(capText(e.message));
   // Before the network test: a refused login or certificate arrives wrapped in "cannot connect" errors.
   const transport = transportSecurityError(e);
   if (transport) return transport;

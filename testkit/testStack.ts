@@ -25,7 +25,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Words of test file names that need the schema registry: the test stack starts one for them (Apicurio takes ~30 s and ~300 MB). */
-export const registryTestWords = ['registry', 'avro', 'jsonSchema', 'interop', 'python', 'debezium'];
+export const registryTestWords = ['registry', 'avro', 'jsonSchema', 'interop', 'python', 'debezium', 'wireFuzz'];
 
 export function needsRegistry(files: string[]): boolean {
   return files.some((f) => registryTestWords.some((w) => path.basename(f).toLowerCase().includes(w.toLowerCase())));

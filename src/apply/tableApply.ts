@@ -27,6 +27,7 @@ export function tableApply(t: PreparedTable, config?: TunnelConfig, log?: Logger
     rules: t.rules,
     onMissingKey: t.config.onMissingKey,
     orderPolicy: t.config.orderPolicy,
+    format: t.config.format ?? config?.format,
   };
 }
 

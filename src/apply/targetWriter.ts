@@ -32,6 +32,8 @@ export interface TableApply {
    * from the table's own capture, never from whoever else can write the topic.
    */
   truncateRecorded?: (txid: string | null, changeId: string | null) => Promise<boolean>;
+  /** The topic's format: a record in the wire format is read only when it is avro or json-schema. */
+  format?: 'json' | 'avro' | 'json-schema';
   /** autoCreate: changes target column types to the source's (after ALTER COLUMN TYPE on the source). */
   followTypes?: (target: pg.Client) => Promise<TableShape | undefined>;
   rules: CompiledRule[];

@@ -6,6 +6,7 @@ import { TunnelError } from '../errors.js';
 import { changeTableId, defaultChangeTable, defaultGroupId, defaultTopicPrefix, dlqTopicOf, tableId, tableTopic } from '../names.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
 import { embeddedPassword, registryPassword, withPassword } from './secrets.js';
+import { registerSecret } from '../redact.js';
 import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
 
 export interface TableConfig {
@@ -285,6 +286,9 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
   }
+  // the token and the salt are secrets like the passwords: hidden wherever they would be printed
+  registerSecret(merged.httpToken);
+  registerSecret(merged.maskSalt);
   const brokers = merged.kafkaBrokers;
   return {
     sourceUrl,

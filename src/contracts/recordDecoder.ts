@@ -1,10 +1,16 @@
 import type avro from 'avsc';
 import { classify } from '../errors.js';
-import { avroType, type SchemaRegistryClient } from './codec.js';
+import { avroType, type Format, type SchemaRegistryClient } from './codec.js';
 import { envelopeLimits, type DecodedEnvelope, type RowImage } from './envelope.js';
 import { envelopeOf, envelopeText, namedColumns, rowImage } from './avroEnvelope.js';
 import { columnsOfRecord, type AvroSchema } from './avroSchema.js';
 import { isFramed, unframe } from './wireFormat.js';
+import { checkAvroBounds, hasBlocks } from './avroBounds.js';
+import { SubjectSchemas, type SubjectVersions } from './subjectSchemas.js';
+import { keySubject, valueSubject } from '../names.js';
+
+/** What the decoder needs of the registry: schemas by id, and which ids a subject's versions have. */
+export type ReadRegistry = Pick<SchemaRegistryClient, 'schemaById'> & SubjectVersions;
 
 /** How a record arrived: JSON text, or the wire format with the schema id it names. */
 export type RecordForm = { format: 'json' } | { format: 'avro' | 'json-schema'; schemaId: number };
@@ -16,7 +22,8 @@ export type RecordForm = { format: 'json' } | { format: 'avro' | 'json-schema'; 
 export type DecodedJson = { key?: string; value?: string; decoded?: DecodedEnvelope; form: { key?: RecordForm; value?: RecordForm } } | { poison: string };
 
 type AvroRead = { text: string; image?: RowImage; decoded?: Omit<DecodedEnvelope, 'key'> };
-type Reader = { kind: 'json' } | { kind: 'avro'; type: avro.Type; read: (v: Record<string, unknown>) => AvroRead };
+/** `bounded`: the schema has arrays or maps, whose block counts are checked before avsc trusts them. */
+type Reader = { kind: 'json' } | { kind: 'avro'; type: avro.Type; bounded: boolean; read: (v: Record<string, unknown>) => AvroRead };
 
 function unionRecord(t: AvroSchema): { fields: { name: string; type: AvroSchema }[] } | undefined {
   const branch = Array.isArray(t) ? t.find((x) => typeof x === 'object') : t;
@@ -30,7 +37,7 @@ function avroReader(schema: Record<string, unknown>): Reader {
   const before = fields.find((f) => f.name === 'before');
   if (!before) {
     const columns = namedColumns(columnsOfRecord(schema as never));
-    return { kind: 'avro', type, read: (v) => {
+    return { kind: 'avro', type, bounded: hasBlocks(type), read: (v) => {
       const image = rowImage(columns, v);
       return { text: image.text, image };
     } };
@@ -44,6 +51,7 @@ function avroReader(schema: Record<string, unknown>): Reader {
   return {
     kind: 'avro',
     type,
+    bounded: hasBlocks(type),
     read: (e) => {
       const b = e.before ? rowImage(columns, e.before as Record<string, unknown>) : null;
       const a = e.after ? rowImage(columns, e.after as Record<string, unknown>) : null;
@@ -56,14 +64,19 @@ function avroReader(schema: Record<string, unknown>): Reader {
 
 /**
  * Reads records of any format by what they carry: JSON text as it is, the wire format by its schema id
- * (the writer's schema fetched once per id). A record that cannot be read — bad magic byte, unknown id,
- * bytes the schema does not decode — is poison with the reason; a registry that cannot be reached is an
- * error the consumer waits out.
+ * (the writer's schema fetched once per id) when the topic's format is a wire format and the id is
+ * registered under the topic's own subject. A record that cannot be read — bad magic byte, unknown id, an
+ * id of another subject, bytes the schema does not decode — is poison with the reason; a registry that
+ * cannot be reached is an error the consumer waits out.
  */
 export class RecordDecoder {
   private readonly readers = new Map<number, Promise<Reader>>();
+  private readonly subjects: SubjectSchemas | undefined;
 
-  constructor(private readonly registry: SchemaRegistryClient | undefined) {}
+  /** `formatOf`: a topic's configured format; undefined (a topic not configured here) reads what the record carries. */
+  constructor(private readonly registry: ReadRegistry | undefined, private readonly formatOf: (topic: string) => Format | undefined = () => undefined) {
+    this.subjects = registry && new SubjectSchemas(registry);
+  }
 
   /** The readers fetched so far, to read without awaiting. */
   private readonly ready = new Map<number, Reader>();
@@ -79,27 +92,38 @@ export class RecordDecoder {
     return r;
   }
 
-  private async fetched(id: number): Promise<Reader> {
+  /** The reader of an id registered under the subject; poison when it is not (or not in the registry at all). */
+  private async fetched(subject: string, id: number): Promise<Reader> {
     try {
+      if (!this.subjects) return await this.reader(id);
+      if (!(await this.subjects.holds(subject, id))) {
+        throw new PoisonRead(`schema id ${id} is not registered under ${subject}: the record was not written with this topic's schemas (a producer writing the wrong topic, or forged bytes)`);
+      }
       return await this.reader(id);
     } catch (err) {
-      if (classify(err).retryable) throw err;
+      if (err instanceof PoisonRead || classify(err).retryable) throw err;
       throw new PoisonRead(`schema id ${id} is not in the registry: ${classify(err).message}`);
     }
   }
 
-  private one(bytes: Buffer | null | undefined): Read | Promise<Read> {
+  private one(topic: string, part: 'key' | 'value', bytes: Buffer | null | undefined): Read | Promise<Read> {
     if (bytes === null || bytes === undefined) return {};
     if (!isFramed(bytes)) return { text: bytes.toString('utf8'), form: { format: 'json' } };
+    if (this.formatOf(topic) === 'json') {
+      throw new PoisonRead(`the ${part} starts with byte 0 (the wire format of Avro or JSON Schema), but the format of ${topic} is json: a record of another producer, or written before the table's format changed — set the table's format to what its producer writes`);
+    }
     const { id, payload } = unframe(bytes);
+    const subject = part === 'key' ? keySubject(topic) : valueSubject(topic);
     const reader = this.ready.get(id);
-    return reader ? read(reader, id, payload) : this.fetched(id).then((r) => read(r, id, payload));
+    if (reader && (!this.subjects || this.subjects.known(subject, id))) return read(reader, id, payload);
+    return this.fetched(subject, id).then((r) => read(r, id, payload));
   }
 
-  async decode(key: Buffer | null | undefined, value: Buffer | null | undefined): Promise<DecodedJson> {
+  /** The record of `topic` as JSON texts, or poison with the reason; registry outages are thrown (retryable). */
+  async decode(topic: string, key: Buffer | null | undefined, value: Buffer | null | undefined): Promise<DecodedJson> {
     try {
-      const k = await this.one(key);
-      const v = await this.one(value);
+      const k = await this.one(topic, 'key', key);
+      const v = await this.one(topic, 'value', value);
       const out: DecodedJson = { key: k.text, value: v.text, form: { key: k.form, value: v.form } };
       if (v.decoded && (key === null || key === undefined || k.image)) out.decoded = { ...v.decoded, key: k.image };
       return out;
@@ -118,6 +142,7 @@ type Read = Partial<AvroRead> & { form?: RecordForm };
 function read(reader: Reader, id: number, payload: Buffer): Read {
   if (reader.kind === 'json') return { text: payload.toString('utf8'), form: { format: 'json-schema', schemaId: id } };
   try {
+    if (reader.bounded) checkAvroBounds(reader.type, payload);
     const r = reader.read(reader.type.fromBuffer(payload) as Record<string, unknown>) as Read;
     r.form = { format: 'avro', schemaId: id };
     return r;

@@ -96,6 +96,14 @@ export class SchemaRegistry {
     return (versions ?? []).sort((a, b) => a - b);
   }
 
+  /** The schema id of one version of the subject; undefined when the subject or version does not exist. */
+  async versionId(subject: string, version: number): Promise<number | undefined> {
+    const body = await this.optional(() => this.request<{ id: number; schema: string; schemaType?: string }>('GET', `/subjects/${enc(subject)}/versions/${version}`));
+    if (!body) return undefined;
+    this.byId.set(body.id, { schema: body.schema, schemaType: typeOf(body.schemaType) });
+    return body.id;
+  }
+
   /** The subject's compatibility level, or the registry's global one when the subject has none of its own. */
   async compatibility(subject: string): Promise<string> {
     const own = await this.subjectCompatibility(subject);

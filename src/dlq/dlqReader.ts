@@ -29,12 +29,13 @@ export interface StoredLetter {
 
 /**
  * A letter's value as text: JSON as it is; the wire format (Avro, JSON Schema) decoded through the registry
- * into the JSON envelope, so it reads and replays like any letter; else a line saying what it is.
+ * into the JSON envelope (its schema id checked against the table topic's subject), so it reads and
+ * replays like any letter; else a line saying what it is.
  */
-async function valueText(bytes: Buffer | undefined, decoder: RecordDecoder | undefined): Promise<string | undefined> {
+async function valueText(dlqTopic: string, bytes: Buffer | undefined, decoder: RecordDecoder | undefined): Promise<string | undefined> {
   if (bytes === undefined || bytes === null) return undefined;
   if (!isFramed(bytes)) return bytes.toString('utf8');
-  const d = decoder ? await decoder.decode(undefined, bytes) : { poison: 'no schema registry is configured (registryUrl)' };
+  const d = decoder ? await decoder.decode(topicOfDlq(dlqTopic), undefined, bytes) : { poison: 'no schema registry is configured (registryUrl)' };
   return 'poison' in d ? `(${bytes.length} bytes in the wire format, not readable: ${d.poison})` : d.value;
 }
 
@@ -63,7 +64,7 @@ export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[], d
     for await (const m of stream) {
       const id = compositeKey(m.topic, m.partition);
       const end = remaining.get(id);
-      if (end !== undefined && m.offset < end) letters.push(toLetter(m.topic, m.partition, m.offset, m.key, await valueText(m.value, decoder), m.headers));
+      if (end !== undefined && m.offset < end) letters.push(toLetter(m.topic, m.partition, m.offset, m.key, await valueText(m.topic, m.value, decoder), m.headers));
       if (end !== undefined && m.offset >= end - 1n) remaining.delete(id);
       if (remaining.size === 0) break;
     }

@@ -1,3 +1,4 @@
+import { capText } from '../redact.js';
 import { subscribe, type RecentDeadLetter } from './telemetry.js';
 
 export interface RatePoint {
@@ -44,7 +45,8 @@ export class LiveHistory {
         for (const ms of latenciesMs) this.window.latencies.push(ms);
       }),
       subscribe('pgtunnel:dead-lettered', (letter) => {
-        this.deadLetters.unshift(letter);
+        // a forged key or an echoed value can be megabytes: the status shows their start
+        this.deadLetters.unshift({ ...letter, key: letter.key === undefined ? undefined : capText(letter.key), message: capText(letter.message) });
         this.deadLetters.length = Math.min(this.deadLetters.length, 20);
       }),
       subscribe('pgtunnel:assigned', ({ instanceId, assigned }) => {

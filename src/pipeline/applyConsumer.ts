@@ -8,9 +8,8 @@ import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import { applySession } from '../apply/session.js';
 import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
-import { RecordDecoder } from '../contracts/recordDecoder.js';
+import { RecordDecoder, type ReadRegistry } from '../contracts/recordDecoder.js';
 import { isFramed } from '../contracts/wireFormat.js';
-import type { SchemaRegistryClient } from '../contracts/codec.js';
 import type { Logger } from '../instruments/log.js';
 import type { Health } from '../instruments/health.js';
 import { failpoint } from './failpoints.js';
@@ -104,10 +103,10 @@ export class ApplyConsumer {
     private readonly log: Logger,
     private readonly health: Health,
     private readonly clientId: string = clientIds.apply,
-    registry?: SchemaRegistryClient,
+    registry?: ReadRegistry,
   ) {
     health.set('consumer', 'starting');
-    this.decoder = new RecordDecoder(registry);
+    this.decoder = new RecordDecoder(registry, (topic) => this.tables.get(topic)?.format);
   }
 
   private readonly decoder: RecordDecoder;
@@ -210,7 +209,7 @@ export class ApplyConsumer {
     const base = { topic: m.topic, partition: m.partition, offset: m.offset };
     const key = m.key ?? undefined;
     const value = m.value ?? undefined;
-    const d = await this.decoder.decode(key, value);
+    const d = await this.decoder.decode(m.topic, key, value);
     if ('poison' in d) {
       return { ...base, key: key?.toString('latin1'), value: '', unreadable: d.poison, wire: { key, value, format: 'unreadable' } };
     }

@@ -1,7 +1,7 @@
 import type { DecodedEnvelope } from '../contracts/envelope.js';
 import type { WireMessage } from '../contracts/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
-import { redact } from '../redact.js';
+import { capText, redact } from '../redact.js';
 import { dlqTopicOf } from '../names.js';
 import type { DeadLetterClass } from '../errors.js';
 
@@ -59,7 +59,7 @@ export interface DeadLetterItem {
 export function deadLetterMessage({ record, letter, original }: DeadLetterItem, now = new Date().toISOString()): WireMessage {
   const headers = new Map<string, string>([
     [deadLetterHeaders.errorClass, letter.errorClass],
-    [deadLetterHeaders.message, redact(letter.message)],
+    [deadLetterHeaders.message, redact(capText(letter.message))],
     [deadLetterHeaders.topic, original?.topic ?? record.topic],
     [deadLetterHeaders.partition, original ? String(original.partition) : String(record.partition)],
     [deadLetterHeaders.offset, original?.offset ?? String(record.offset)],
@@ -68,7 +68,7 @@ export function deadLetterMessage({ record, letter, original }: DeadLetterItem, 
   ]);
   if (letter.code) headers.set(deadLetterHeaders.code, letter.code);
   if (letter.rule) headers.set(deadLetterHeaders.rule, letter.rule);
-  for (const [k, v] of Object.entries(letter.details ?? {})) if (v !== undefined) headers.set(`pgtunnel.error.${k}`, redact(v));
+  for (const [k, v] of Object.entries(letter.details ?? {})) if (v !== undefined) headers.set(`pgtunnel.error.${k}`, redact(capText(v)));
   if (record.wire) {
     // the original bytes; the key stays readable (its JSON text) unless it could not be read
     headers.set(deadLetterHeaders.format, record.wire.format);

@@ -23,8 +23,10 @@ function decimal(text: string): Decimal | undefined {
   const frac = m[3] ?? '';
   let digits = (m[2]! + frac).replace(/^0+/, '');
   let exp = Number(m[4] ?? 0) - frac.length;
-  const trailing = /0*$/.exec(digits)![0].length;
   if (digits === '') return { sign: 1, digits: '', exp: 0 };
+  // counted, not /0*$/: that regex retries from every position and is quadratic on a long run of zeros
+  let trailing = 0;
+  while (digits.charCodeAt(digits.length - 1 - trailing) === 48) trailing++;
   digits = digits.slice(0, digits.length - trailing);
   exp += trailing;
   return { sign: m[1] === '-' ? -1 : 1, digits, exp };

@@ -48,7 +48,7 @@ async function rawRecords(topic: string, count: number): Promise<{ key?: Buffer;
 /** The first record of a topic, decoded by its schema id the way the consumer does. */
 async function firstRecord(topic: string, registry: SchemaRegistry): Promise<{ key?: string; value?: string; raw: Buffer }> {
   const [m] = await rawRecords(topic, 1);
-  const d = await new RecordDecoder(registry).decode(m!.key, m!.value);
+  const d = await new RecordDecoder(registry).decode(topic, m!.key, m!.value);
   assert.ok(!('poison' in d), JSON.stringify(d));
   return { key: d.key, value: d.value, raw: m!.value! };
 }
@@ -122,7 +122,7 @@ test('avro: dead letters keep the original bytes and dlq list reads them through
   assert.match(refused.value!, /"after":\{"emp_id":\d+,"first_name":"Rich"/, 'dlq list shows the Avro letter decoded');
   assert.equal(refused.headers['pgtunnel.original.format'], 'avro');
   const forged = letters.find((l) => l.errorClass === 'poison')!;
-  assert.match(forged.message, /schema id 999999 is not in the registry/);
+  assert.match(forged.message, /schema id 999999 is not registered under \S+employees-value/);
   const raw = await rawRecords(`${topic}.dlq`, 2);
   assert.ok(raw.every((r) => r.value![0] === 0), 'the letters keep the original wire-format bytes');
   assert.ok(raw.some((r) => r.value!.equals(Buffer.from([0, 0, 0x0f, 0x42, 0x3f, 1, 2, 3]))));

@@ -25,6 +25,14 @@ class MemoryRegistry implements SchemaRegistryClient {
     if (!s) throw new Error(`schema ${id} not found`);
     return s;
   }
+  /** Each registered schema is version 1.. of its subject, in order. */
+  async versions(subject: string): Promise<number[]> {
+    return this.schemas.filter((s) => s.subject === subject).map((_, i) => i + 1);
+  }
+  async versionId(subject: string, version: number): Promise<number | undefined> {
+    const s = this.schemas.filter((x) => x.subject === subject)[version - 1];
+    return s && this.schemas.indexOf(s) + 1;
+  }
 }
 
 const col = (name: string, kind: ColumnType['kind'], extra: Partial<ColumnType> = {}): ColumnType => ({ name, kind, nullable: true, dims: 0, pgType: kind, ...extra });
@@ -72,7 +80,7 @@ async function roundTrip(format: 'avro' | 'json-schema') {
       const wire = encoder.encode(m);
       assert.ok(wire.value instanceof Buffer && wire.keyBytes instanceof Buffer);
       assert.equal(wire.value[0], 0, 'magic byte');
-      const d = await decoder.decode(wire.keyBytes, wire.value);
+      const d = await decoder.decode(table.topic, wire.keyBytes, wire.value);
       assert.ok(!('poison' in d), JSON.stringify(d));
       assert.equal(d.key, key);
       assert.equal(d.value, m.value, `${format}: the envelope's text comes back exactly`);
@@ -104,7 +112,7 @@ test('Avro decodes straight to the envelope the apply reads: the same values, te
     ];
     for (const m of messages) {
       const wire = encoder.encode(m);
-      const d = await decoder.decode(wire.keyBytes, wire.value as Buffer);
+      const d = await decoder.decode(table.topic, wire.keyBytes, wire.value as Buffer);
       assert.ok(!('poison' in d) && d.decoded, 'decoded straight from Avro');
       const fromText = decodeEnvelope(d.key, d.value!, ['id']);
       const straight = keyedEnvelope(d.decoded, ['id']);
@@ -115,7 +123,7 @@ test('Avro decodes straight to the envelope the apply reads: the same values, te
   }
   // the key is checked as decodeEnvelope checks it
   const wire = encoder.encode(snapshotRowToMessage(table, { row: rows[2]!.replace(/,"p":null/, ''), key: '{"id":1}' }, 1, 1));
-  const d = await decoder.decode(wire.keyBytes, wire.value as Buffer);
+  const d = await decoder.decode(table.topic, wire.keyBytes, wire.value as Buffer);
   assert.ok(!('poison' in d) && d.decoded);
   assert.throws(() => keyedEnvelope(d.decoded!, ['id', 'i2']), /must name exactly the key column\(s\) id, i2/);
   assert.throws(() => keyedEnvelope({ ...d.decoded!, key: undefined }, ['id']), /message has no key/);
@@ -134,11 +142,11 @@ test('a delete, its tombstone and a truncate survive the encoding', async () => 
   const [del, tombstone] = changeToMessages(table, { changeId: 6, action: 'DELETE', txid: '9', capturedMs: 1, row: rows[2]!, key: '{"id":1}', schemaVersion: 1 }, 'd', 2).map((m) => encoder.encode(m));
   assert.equal(tombstone!.value, undefined);
   assert.ok(tombstone!.keyBytes);
-  const d = await decoder.decode(del!.keyBytes, del!.value as Buffer);
+  const d = await decoder.decode(table.topic, del!.keyBytes, del!.value as Buffer);
   assert.ok(!('poison' in d));
   assert.equal(decodeEnvelope(d.key, d.value!, ['id']).op, 'd');
   const [truncate] = changeToMessages(table, { changeId: 7, action: 'TRUNCATE', txid: '9', capturedMs: 1, row: '{}', key: '{}', schemaVersion: 1 }, 't', 2).map((m) => encoder.encode(m));
-  const t = await decoder.decode(undefined, truncate!.value as Buffer);
+  const t = await decoder.decode(table.topic, undefined, truncate!.value as Buffer);
   assert.ok(!('poison' in t));
   assert.equal(decodeEnvelope(undefined, t.value!).op, 't');
 });
@@ -186,13 +194,24 @@ test('wire format: magic byte, big-endian id; unreadable records are poison with
   await encoder.use(1, columns, [columns[0]!]);
   const decoder = new RecordDecoder(registry);
   const poison = async (value: Buffer, reason: RegExp) => {
-    const d = await decoder.decode(Buffer.from('{"id":1}'), value);
+    const d = await decoder.decode(table.topic, Buffer.from('{"id":1}'), value);
     assert.ok('poison' in d && reason.test(d.poison), JSON.stringify(d));
   };
   await poison(Buffer.from([0, 0, 0]), /too short/);
-  await poison(frame(99, Buffer.from('x')), /schema id 99 is not in the registry/);
+  await poison(frame(99, Buffer.from('x')), /schema id 99 is not registered under pgtunnel\.public\.all_types-value/);
   await poison(frame(2, Buffer.from([1, 2, 3])), /do not decode with schema id 2/);
-  const json = await decoder.decode(Buffer.from('{"id":1}'), Buffer.from('{"op":"c"}'));
+  // the key's schema is registered, but not under the value's subject: a value written with it is refused
+  await poison(frame(1, Buffer.from([2])), /schema id 1 is not registered under pgtunnel\.public\.all_types-value/);
+  // a record of another topic, with that topic's registered schema
+  const other = new TableEncoder('avro', 'pgtunnel.public.other', registry);
+  await other.use(1, columns, [columns[0]!]);
+  const d = await decoder.decode(table.topic, Buffer.from('{"id":1}'), frame(4, Buffer.from([0, 0])));
+  assert.ok('poison' in d && /schema id 4 is not registered under pgtunnel\.public\.all_types-value/.test(d.poison), JSON.stringify(d));
+  // byte 0 on a topic whose format is json is never read as the wire format
+  const jsonTopics = new RecordDecoder(registry, () => 'json');
+  const j = await jsonTopics.decode(table.topic, Buffer.from('{"id":1}'), frame(2, Buffer.from([0, 0])));
+  assert.ok('poison' in j && /starts with byte 0 .* but the format of pgtunnel\.public\.all_types is json/.test(j.poison), JSON.stringify(j));
+  const json = await decoder.decode(table.topic, Buffer.from('{"id":1}'), Buffer.from('{"op":"c"}'));
   assert.deepEqual(json, { key: '{"id":1}', value: '{"op":"c"}', form: { key: { format: 'json' }, value: { format: 'json' } } });
 });
 

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { loadConfig } from '../../src/config/load.js';
 import { classify } from '../../src/errors.js';
-import { redact, registerSecret } from '../../src/redact.js';
+import { capText, maxMessageChars, redact, registerSecret } from '../../src/redact.js';
 import { deadLetterMessage } from '../../src/validate/deadLetters.js';
 
 const secret = 'Zq9-very-SECRET';
@@ -20,6 +25,13 @@ export const passwordForms: [string, string][] = [
   ['quoted conninfo password', `host=db password='${secret} with blanks' dbname=x`],
   ['no host after @', `postgres://app:${secret}@`],
   ['multi-host', `postgres://app:${secret}@db1:5432,db2:5432/x`],
+  ['PGPASSWORD=', `PGPASSWORD=${secret} psql -h db`],
+  ['env *_PASSWORD=', `PGTUNNEL_TARGET_PASSWORD=${secret} pgtunnel run`],
+  ['JSON "password":', `{"user":"app","password":"${secret}"}`],
+  ['JSON "password" with blanks', `{"password" : "${secret} \\" x"}`],
+  ['YAML password:', `user: app\npassword: ${secret}\nhost: db`],
+  ['YAML quoted password:', `password: "${secret} with blanks"`],
+  ['https://TOKEN@host', `https://${secret}@github.com/org/repo.git`],
 ];
 
 test('a password never survives redaction, in any spelling and inside longer messages', () => {
@@ -40,12 +52,21 @@ test('redaction keeps what a user needs to see', () => {
   assert.equal(redact('postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&password=x'), 'postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&password=***');
   assert.equal(redact('host=h password=pw port=5432'), 'host=h password=*** port=5432');
   assert.equal(redact('the password is checked'), 'the password is checked');
+  assert.equal(redact('PGPASSWORD=pw psql'), 'PGPASSWORD=*** psql');
+  assert.equal(redact('{"password":"pw","port":5432}'), '{"password":"***","port":5432}');
+  assert.equal(redact('password: pw\nport: 5432'), 'password: ***\nport: 5432');
+  assert.equal(redact('clone https://ghp_x@github.com/o/r failed'), 'clone https://***@github.com/o/r failed');
+  assert.equal(redact('https://u:pw@h/x and postgres://u:pw@h/y'), 'https://u:***@h/x and postgres://u:***@h/y');
 });
 
 test('registered secrets (passwords from env or files, the HTTP token) are hidden anywhere', () => {
   registerSecret('from-a-file-42');
   assert.equal(redact('authentication failed: from-a-file-42'), 'authentication failed: ***');
   assert.equal(redact('x from-a-file-42 y'), 'x *** y');
+  // the HTTP token and the mask salt, registered by the configuration loader
+  const config = loadConfig({ cwd: mkdtempSync(path.join(tmpdir(), 'redact-')), env: { PGTUNNEL_HTTP_TOKEN: 'a-token-of-16-chars+', PGTUNNEL_MASK_SALT: 'a-salt-of-16-chars+' } });
+  assert.ok(config.httpToken);
+  assert.equal(redact('Bearer a-token-of-16-chars+ salt a-salt-of-16-chars+'), 'Bearer *** salt ***');
   registerSecret('short');
   assert.equal(redact('a short word'), 'a short word');
 });
@@ -61,4 +82,44 @@ test('dead-letter headers, which outlive the process in Kafka, carry redacted re
     letter: { errorClass: 'target', message: `cannot connect to postgres://app:${secret}@db/x`, details: { detail: `password=${secret} host=db` } },
   });
   for (const value of message.headers!.values()) assert.ok(!String(value).includes('SECRET'), String(value));
+});
+
+/** Text a forger can put in a key or value that the target's error then echoes: each was quadratic or worse once. */
+const adversarial: [string, (n: number) => string][] = [
+  ['dotted', (n) => 'a.'.repeat(n / 2)],
+  ['base64 with +', (n) => 'QUJD+/9x'.repeat(n / 8)],
+  ['long user info', (n) => `https://${'u:p@'.repeat(n / 4)}`],
+  ['many @ and commas', (n) => `x://${'@h,'.repeat(n / 3)}`],
+  ['schemes', (n) => 'a+b://'.repeat(n / 6)],
+  ['open JSON secrets', (n) => '"password":"'.repeat(n / 12)],
+  ['env-like words', (n) => 'A_'.repeat(n / 2)],
+  ['trailing long scheme', (n) => `${'a'.repeat(n)}://u:p@h`],
+];
+
+function timed(text: string): number {
+  const start = performance.now();
+  redact(text);
+  return performance.now() - start;
+}
+
+test('redaction is linear: 1 MB of adversarial text takes about four times 256 KB, and well under seconds', () => {
+  for (const [name, make] of adversarial) {
+    const small = make(256 * 1024);
+    const large = make(1024 * 1024);
+    timed(small); // warm the code paths
+    const t1 = Math.min(timed(small), timed(small));
+    const t4 = Math.min(timed(large), timed(large));
+    // linear work grows 4x, quadratic 16x; the floor keeps a sub-millisecond case from deciding on noise
+    assert.ok(t4 < 8 * Math.max(t1, 5), `${name}: ${t1.toFixed(1)} ms for 256 KB, ${t4.toFixed(1)} ms for 1 MB`);
+    assert.ok(t4 < 5000, `${name}: ${t4.toFixed(0)} ms for 1 MB`);
+  }
+  assert.equal(redact(`${'a'.repeat(100)}://u:pw@h`), `${'a'.repeat(100)}://u:***@h`);
+});
+
+test('long messages are cut before redaction, saying how much was left out', () => {
+  assert.equal(capText('short'), 'short');
+  const cut = capText('x'.repeat(maxMessageChars + 10));
+  assert.ok(cut.startsWith('x'.repeat(maxMessageChars)) && cut.endsWith('… (10 more characters)'), cut.slice(-40));
+  const e = classify(new Error(`invalid input syntax for type integer: "${'a.'.repeat(100_000)}"`));
+  assert.ok(e.message.length < maxMessageChars + 100, String(e.message.length));
 });
