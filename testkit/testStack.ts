@@ -39,7 +39,13 @@ export async function startTestStack(home: string, name = 'test-stack', options:
   if (options.registry) Object.assign(ports, { registryPort: await freePort(), registryManagementPort: await freePort() });
   const stack = new LocalStack(home, createLogger(name), ports, root, { secure: options.secure });
   await stack.up('postgres', 'postgres', options.registry === true);
-  return { stack, env: stackEnv(ports, root) };
+  const env = stackEnv(ports, root);
+  // the plain stack asks for its password: this process's clients (a bench's, the suite's) take it from PGPASSWORD, as libpq's do
+  if (stack.password) {
+    env.PGPASSWORD = stack.password.value;
+    process.env.PGPASSWORD = env.PGPASSWORD;
+  }
+  return { stack, env };
 }
 
 /** A free loopback port, for a test's own service. */

@@ -2,6 +2,7 @@
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => (n === null || n === undefined ? '-' : Number(n).toLocaleString('en'));
 const text = (s) => document.createTextNode(String(s));
+const bytes = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : n >= 1024 ? `${(n / 1024).toFixed(1)} kB` : `${fmt(n)} B`);
 // Opened as /?token=… when the tunnel has an httpToken: the page keeps it for its own /api calls.
 const token = new URLSearchParams(location.search).get('token');
 const auth = token ? { authorization: `Bearer ${token}` } : {};
@@ -50,7 +51,7 @@ function draw(data) {
       return div;
     }));
     $('partitions').tBodies[0].replaceChildren(...s.partitions.map((p) => row([p.topic, p.partition, fmt(p.groupOffset), fmt(p.appliedOffset), fmt(p.endOffset), fmt(p.groupLag)])));
-    $('checkpoints').tBodies[0].replaceChildren(...s.tables.map((t) => row([t.table, t.phase, `v${t.schemaVersion ?? '-'}${t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`}`, t.checkpoint.snapshot ?? '-', fmt(t.changeTableRows)])));
+    $('checkpoints').tBodies[0].replaceChildren(...s.tables.map((t) => row([t.table, t.phase, `v${t.schemaVersion ?? '-'}${t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`}`, t.checkpoint.snapshot ?? '-', fmt(t.changeTableRows), bytes(t.changeTableBytes), t.oldestUnpublishedSeconds === null ? '-' : `${Math.round(t.oldestUnpublishedSeconds)} s`])));
     $('dlq-depth').textContent = `(${fmt(s.counts.deadLettered)} in total)`;
   }
   $('dlq').replaceChildren(...data.deadLetters.map((l) => {

@@ -37,6 +37,8 @@ export async function embeddedStack(cfg: TunnelConfig): Promise<{ stop: () => Pr
   const started = await stack.up(undefined, undefined, cfg.embeddedRegistry);
   if (started.length > 0) log.info({ started }, 'embedded stack started');
   else log.info('embedded stack already running; reusing it');
+  // on the stack's first start its password is made only now
+  if (!new URL(cfg.sourceUrl).password) Object.assign(cfg, { sourceUrl: stack.source.connectUrl(embeddedDefaults.sourceDb), targetUrl: stack.target.connectUrl(embeddedDefaults.targetDb) });
   // The embedded stack is a demo of the seed's table: create it on both sides when missing.
   if (cfg.tables.some((t) => t.schema === 'public' && t.name === 'employees')) {
     await withClient(cfg.sourceUrl, 'source', ensureEmployees);

@@ -65,18 +65,20 @@ export function registerDemo(program: Command): void {
 
 async function demoBad(stack: LocalStack, home: string): Promise<number> {
   for (const cluster of [stack.source, stack.target]) {
-    await withClient(cluster.url('postgres'), 'admin', async (c) => {
+    await withClient(cluster.connectUrl('postgres'), 'admin', async (c) => {
       await c.query(`DROP DATABASE IF EXISTS ${demoDb} WITH (FORCE)`);
       await c.query(`CREATE DATABASE ${demoDb}`);
     });
-    await withClient(cluster.url(demoDb), 'admin', (c) => c.query(employeesDdl));
+    await withClient(cluster.connectUrl(demoDb), 'admin', (c) => c.query(employeesDdl));
   }
-  await withClient(stack.target.url(demoDb), 'target', (c) => c.query('ALTER TABLE employees ADD CONSTRAINT salary_below_1000000 CHECK (salary < 1000000)'));
+  await withClient(stack.target.connectUrl(demoDb), 'target', (c) => c.query('ALTER TABLE employees ADD CONSTRAINT salary_below_1000000 CHECK (salary < 1000000)'));
   const cfg = loadConfig({
     configFile: rulesFile,
     env: {
       PGTUNNEL_SOURCE_URL: stack.source.url(demoDb),
       PGTUNNEL_TARGET_URL: stack.target.url(demoDb),
+      PGTUNNEL_SOURCE_PASSWORD_FILE: stack.password!.file,
+      PGTUNNEL_TARGET_PASSWORD_FILE: stack.password!.file,
       PGTUNNEL_KAFKA_BROKERS: stack.kafka.bootstrap,
       PGTUNNEL_TOPIC_PREFIX: 'pgtunnel-demo',
       PGTUNNEL_GROUP_ID: defaultGroupId('pgtunnel-demo'),
@@ -86,7 +88,7 @@ async function demoBad(stack: LocalStack, home: string): Promise<number> {
   });
   const table = cfg.tables[0]!;
   await deleteTopics(cfg, [table.topic, table.dlqTopic]);
-  say(`demo: rules from ${rulesFile}; source ${cfg.sourceUrl}, target ${cfg.targetUrl}, topic ${table.topic}`);
+  say(`demo: rules from ${rulesFile}; source ${stack.source.url(demoDb)}, target ${stack.target.url(demoDb)}, topic ${table.topic}`);
   const tables = await prepare(cfg, log);
   const stop = new AbortController();
   let streaming!: () => void;

@@ -29,7 +29,7 @@ export function registerStack(program: Command): void {
     .description('start the embedded stack (kept running until `stack down`)')
     .option('--secure', secureHelp)
     .option('--registry', 'also the schema registry (Apicurio, http://127.0.0.1:8081/apis/ccompat/v7), its schemas kept in the Kafka broker')
-    .addHelpText('after', '\nExamples:\n  pgtunnel stack up && psql postgres://postgres@127.0.0.1:5433/db1\n  pgtunnel stack up --registry && PGTUNNEL_REGISTRY_URL=http://127.0.0.1:8081/apis/ccompat/v7 pgtunnel run\n  pgtunnel stack up --secure && pgtunnel run --config .pgtunnel/secure-stack/secure/pgtunnel.yaml')
+    .addHelpText('after', '\nExamples:\n  pgtunnel stack up && PGPASSWORD=$(cat .pgtunnel/postgres.pw) psql postgres://postgres@127.0.0.1:5433/db1\n  pgtunnel stack up --registry && PGTUNNEL_REGISTRY_URL=http://127.0.0.1:8081/apis/ccompat/v7 pgtunnel run\n  pgtunnel stack up --secure && pgtunnel run --config .pgtunnel/secure-stack/secure/pgtunnel.yaml')
     .action(
       cliAction(async (options: StackOptions, globals) => {
         const s = local(globals, options);

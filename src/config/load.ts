@@ -5,7 +5,7 @@ import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
 import { changeTableId, defaultChangeTable, defaultGroupId, defaultTopicPrefix, dlqTopicOf, tableId, tableTopic } from '../names.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
-import { registryPassword, withPassword } from './secrets.js';
+import { embeddedPassword, registryPassword, withPassword } from './secrets.js';
 import { registerSecret } from '../redact.js';
 import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
 
@@ -56,6 +56,9 @@ export interface TunnelConfig {
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
+  /** Change-table guardrails: warn above this many waiting changes, or when the oldest waited longer. */
+  changeTableWarnRows: number;
+  changeTableWarnSeconds: number;
   exactlyOnce: boolean;
   httpPort: number | 'off';
   httpHost: string;
@@ -179,6 +182,8 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
     ['PGTUNNEL_SNAPSHOT_CHUNK_SIZE', 'snapshotChunkSize'],
     ['PGTUNNEL_POLL_INTERVAL_MS', 'pollIntervalMs'],
+    ['PGTUNNEL_CHANGE_TABLE_WARN_ROWS', 'changeTableWarnRows'],
+    ['PGTUNNEL_CHANGE_TABLE_WARN_SECONDS', 'changeTableWarnSeconds'],
     ['PGTUNNEL_HTTP_PORT', 'httpPort'],
   ] as const) {
     const raw = env[name];
@@ -263,8 +268,11 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     const clash = names.get(changeTableId(t));
     if (clash && clash !== t) errors.push(`tables: the change table of ${tableId(t)} would be ${changeTableId(t)}, a captured table — fix: set another changeTable`);
   }
-  const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile }, cwd, errors);
-  const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile }, cwd, errors);
+  const home = path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel');
+  // the embedded stack's own password, so nobody types it
+  const stackPassword = named === 0 ? embeddedPassword(home) : undefined;
+  const sourceUrl = withPassword(merged.sourceUrl ?? defaultSourceUrl, 'source', { password: merged.sourcePassword, passwordFile: merged.sourcePasswordFile ?? (merged.sourcePassword ? undefined : stackPassword) }, cwd, errors);
+  const targetUrl = withPassword(merged.targetUrl ?? defaultTargetUrl, 'target', { password: merged.targetPassword, passwordFile: merged.targetPasswordFile ?? (merged.targetPassword ? undefined : stackPassword) }, cwd, errors);
   const registryUrl = merged.registryUrl ?? (merged.registry === 'embedded' ? defaultRegistryUrl : undefined);
   const registry = registryUrl === undefined ? undefined : {
     url: registryUrl,
@@ -288,7 +296,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     kafkaBrokers: brokers === undefined ? [defaultBroker] : Array.isArray(brokers) ? brokers : [brokers],
     kafkaSecurity,
     embedded: named === 0,
-    home: path.resolve(cwd, env.PGTUNNEL_HOME ?? '.pgtunnel'),
+    home,
     tables,
     topicPrefix,
     partitions: merged.partitions ?? 3,
@@ -297,6 +305,9 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,
+    // a million rows or five minutes: far beyond a running producer's backlog, well before the source's disk fills
+    changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
+    changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
     exactlyOnce: merged.exactlyOnce ?? false,
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',

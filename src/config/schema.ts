@@ -109,6 +109,9 @@ export const fileSchema = z
     batchSize: z.number().int().min(1).max(100_000).optional(),
     snapshotChunkSize: z.number().int().min(1).max(1_000_000).optional(),
     pollIntervalMs: z.number().int().min(1).max(10_000).optional(),
+    /** A warning (once per crossing) when a change table holds more unpublished changes than this, or its oldest is older. */
+    changeTableWarnRows: z.number().int().min(1).optional(),
+    changeTableWarnSeconds: z.number().int().min(1).optional(),
     /** Each batch and its position commit in one Kafka transaction (no envelope published twice). */
     exactlyOnce: z.boolean().optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */

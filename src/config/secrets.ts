@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { registerSecret } from '../redact.js';
 
@@ -61,4 +61,15 @@ export function registryPassword(given: PasswordSources, cwd: string, errors: st
     errors.push(`registryPasswordFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}) — fix: point PGTUNNEL_REGISTRY_PASSWORD_FILE at a readable file holding only the password`);
     return undefined;
   }
+}
+
+/** Where the embedded stack keeps its `postgres` password (mode 0600), under the stack's root. */
+export function embeddedPasswordFile(root: string): string {
+  return path.join(root, 'postgres.pw');
+}
+
+/** The embedded stack's password file once the stack has made one (before its first start there is none). */
+export function embeddedPassword(home: string): string | undefined {
+  const file = embeddedPasswordFile(home);
+  return existsSync(file) ? file : undefined;
 }

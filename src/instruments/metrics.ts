@@ -37,7 +37,18 @@ export class Metrics {
     const rebalances = new client.Counter({ name: 'pgtunnel_consumer_rebalances_total', help: "Changes of this consumer's partition assignment", registers });
     const assignedPartitions = new client.Gauge({ name: 'pgtunnel_consumer_assigned_partitions', help: 'Partitions this consumer is assigned, per topic', labelNames: ['topic'], registers });
 
+    const changeTableRows = new client.Gauge({ name: 'pgtunnel_change_table_rows', help: 'Changes waiting in the change table to be published', labelNames: ['table'], registers });
+    const changeTableBytes = new client.Gauge({ name: 'pgtunnel_change_table_bytes', help: 'Size of the change table with its indexes and TOAST', labelNames: ['table'], registers });
+    const oldestUnpublished = new client.Gauge({ name: 'pgtunnel_oldest_unpublished_change_seconds', help: 'Age of the oldest change not yet published (0 when none waits)', labelNames: ['table'], registers });
+    const standby = new client.Gauge({ name: 'pgtunnel_producer_standby', help: "1 while this process's producer of the table stands by (another session holds its lock)", labelNames: ['table'], registers });
+
     this.unsubscribes = [
+      subscribe('pgtunnel:change-table', ({ table, rows, bytes, oldestSeconds }) => {
+        changeTableRows.set({ table }, rows);
+        changeTableBytes.set({ table }, bytes);
+        oldestUnpublished.set({ table }, oldestSeconds ?? 0);
+      }),
+      subscribe('pgtunnel:leadership', ({ table, state }) => standby.set({ table }, state === 'standby' ? 1 : 0)),
       subscribe('pgtunnel:captured', ({ table, ops }) => {
         for (const [op, n] of Object.entries(ops)) captured.inc({ table, op }, n);
       }),

@@ -36,6 +36,16 @@ export interface TelemetryEvents {
   'pgtunnel:phase': { table: string; phase: string };
   /** A producer's hold on its table's lock: `standby` while another instance publishes, then `leading`. */
   'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
+  /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
+  'pgtunnel:change-table': ChangeTableSize;
+}
+
+export interface ChangeTableSize {
+  table: string;
+  rows: number;
+  bytes: number;
+  /** Seconds since the oldest waiting change was captured; null when none waits. */
+  oldestSeconds: number | null;
 }
 
 export type TelemetryChannel = keyof TelemetryEvents;
@@ -55,6 +65,7 @@ const channels = {
   assigned: channel('pgtunnel:assigned'),
   phase: channel('pgtunnel:phase'),
   leadership: channel('pgtunnel:leadership'),
+  changeTable: channel('pgtunnel:change-table'),
 };
 
 /** Subscribes to one channel; returns the unsubscribe. */
@@ -116,6 +127,10 @@ export class Telemetry {
 
   leadership(table: string, state: 'standby' | 'leading'): void {
     if (channels.leadership.hasSubscribers) channels.leadership.publish({ table, state });
+  }
+
+  changeTable(size: ChangeTableSize): void {
+    if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
   }
 }
 

@@ -5,6 +5,7 @@ import { EnvelopeProducer } from '../transport/kafka.js';
 import type { Logger } from '../instruments/log.js';
 import { Health } from '../instruments/health.js';
 import { ObserveServer } from '../report/server.js';
+import { ChangeTableWatch } from '../report/changeTables.js';
 import type { Phase } from '../capture/stateStore.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
@@ -39,6 +40,9 @@ export class Tunnel {
     const health = new Health(this.config.home, role);
     const observe = new ObserveServer(this.config, health, this.log);
     if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
+    // a change table growing while no producer publishes it is warned about in the log, watched or not
+    const watch = new ChangeTableWatch(this.config, this.log);
+    watch.start();
     const tasks: Promise<void>[] = [];
     const registry = this.config.registry ? new SchemaRegistry(this.config.registry, this.log) : undefined;
     if (parts.produce !== false) {
@@ -68,6 +72,7 @@ export class Tunnel {
       const settled = await Promise.race([Promise.allSettled(tasks).then(() => true), sleep(shutdownGraceMs).then(() => false)]);
       if (!settled) this.log.warn({ graceMs: shutdownGraceMs }, 'in-flight work abandoned at shutdown; it resumes from the checkpoint');
       await Promise.race([producer.close(), sleep(500)]);
+      watch.stop();
       await observe.stop();
       health.close();
     }

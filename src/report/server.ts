@@ -24,8 +24,12 @@ const assets: Record<string, { file: string; type: string }> = {
 };
 
 /** What is wrong right now, in words; empty when healthy. */
-export function problems(report: StatusReport | undefined, health: Health, lagTrend: number[]): string[] {
+export function problems(report: StatusReport | undefined, health: Health, lagTrend: number[], limits?: Pick<TunnelConfig, 'changeTableWarnRows' | 'changeTableWarnSeconds'>): string[] {
   const out: string[] = [];
+  for (const t of limits ? report?.tables ?? [] : []) {
+    if (t.changeTableRows > limits!.changeTableWarnRows) out.push(`${t.table}: ${t.changeTableRows} unpublished changes in its change table (above changeTableWarnRows)`);
+    if ((t.oldestUnpublishedSeconds ?? 0) > limits!.changeTableWarnSeconds) out.push(`${t.table}: its oldest unpublished change waits for ${Math.round(t.oldestUnpublishedSeconds!)} s (above changeTableWarnSeconds)`);
+  }
   for (const [part, h] of Object.entries(health.parts)) {
     if (h.state === 'waiting') out.push(`${part} is waiting: ${h.reason?.split('\n')[0] ?? ''}`);
     if (h.state === 'degraded') out.push(`${part}: ${h.reason?.split('\n')[0] ?? ''}`);
@@ -130,7 +134,7 @@ export class ObserveServer {
         json(200, {
           status: report ?? null,
           health: this.health.parts,
-          problems: problems(report, this.health, this.lagTrend),
+          problems: problems(report, this.health, this.lagTrend, this.config),
           history: this.live.history,
           membership: this.live.membership,
           deadLetters: this.deadLetters(),

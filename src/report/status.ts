@@ -2,6 +2,7 @@ import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
+import { changeTableSize } from './changeTables.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
 import { describeError, TunnelError } from '../errors.js';
@@ -29,8 +30,12 @@ export interface TableStatus {
   changesPublished: number;
   /** Change rows the producer dead-lettered (bad actions). */
   deadLettered: number;
-  /** Change-table rows not yet cleaned up (published or waiting). */
+  /** Changes in the change table, not yet published (publishing deletes them). */
   changeTableRows: number;
+  /** The change table's size on disk, indexes and TOAST included. */
+  changeTableBytes: number;
+  /** Seconds the oldest unpublished change has waited; null when none waits. */
+  oldestUnpublishedSeconds: number | null;
   /** The capture's schema version (a source schema change adds one). */
   schemaVersion: number | null;
   /** The latest version of `<topic>-value` in the schema registry; null without a registry or before registration. */
@@ -149,9 +154,9 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
       }
       const state = await loadState(client, tableId(t));
       // to_jsonb: an install older than the ddl_problem column reads as no problem
-      const { rows } = await client.query<{ n: number; v: number | null; p: string | null }>(
-        `SELECT count(*)::int AS n, (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $1) AS v,
-                (SELECT to_jsonb(c) ->> 'ddl_problem' FROM pgtunnel.captures c WHERE table_id = $1) AS p FROM ${qualified(t.schema, t.changeTable)}`, [tableId(t)]);
+      const { rows } = await client.query<{ v: number | null; p: string | null }>(
+        "SELECT schema_version AS v, to_jsonb(c) ->> 'ddl_problem' AS p FROM pgtunnel.captures c WHERE table_id = $1", [tableId(t)]);
+      const size = await changeTableSize(client, t);
       out.push({
         table: tableId(t),
         phase: state.phase,
@@ -159,10 +164,12 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         checkpoint: { snapshot: state.position.prev, batchSnapshot: state.position.cur, lastChangeId: state.position.lastChangeId, updatedAt: state.updatedAt ?? null },
         changesPublished: state.changesPublished,
         deadLettered: state.deadLettered,
-        changeTableRows: rows[0]!.n,
-        schemaVersion: rows[0]!.v,
+        changeTableRows: size.rows,
+        changeTableBytes: size.bytes,
+        oldestUnpublishedSeconds: size.oldestSeconds,
+        schemaVersion: rows[0]?.v ?? null,
         registeredVersion: null,
-        captureProblem: rows[0]!.p,
+        captureProblem: rows[0]?.p ?? null,
       });
     }
     return out;
@@ -222,7 +229,9 @@ export function formatStatus(report: StatusReport): string {
   for (const t of report.tables) {
     const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
     const registered = t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`;
-    lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows  schema v${t.schemaVersion ?? '-'}${registered}`);
+    lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  schema v${t.schemaVersion ?? '-'}${registered}`);
+    const oldest = t.oldestUnpublishedSeconds === null ? 'none waiting' : `oldest unpublished ${Math.round(t.oldestUnpublishedSeconds)} s ago`;
+    lines.push(`  change table ${t.changeTableRows} rows, ${formatBytes(t.changeTableBytes)}, ${oldest}`);
     if (t.captureProblem) lines.push(`  capture matches columns by name: a DDL could not be followed (${t.captureProblem}) — run \`pgtunnel install\` to follow the source's columns again`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }
@@ -239,4 +248,10 @@ export function formatStatus(report: StatusReport): string {
     lines.push(`${p.topic.padEnd(34)} ${String(p.partition).padStart(9)} ${String(p.appliedOffset).padStart(8)} ${String(p.endOffset).padStart(8)} ${String(p.lag).padStart(8)} ${group.join('  ')}`);
   }
   return lines.join('\n');
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  const i = Math.min(units.length - 1, Math.floor(Math.log(Math.max(n, 1)) / Math.log(1024)));
+  return `${i === 0 ? n : (n / 1024 ** i).toFixed(1)} ${units[i]}`;
 }

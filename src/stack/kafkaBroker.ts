@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Admin } from '@platformatic/kafka';
 import { TunnelError } from '../errors.js';
@@ -52,8 +52,10 @@ export class KafkaBroker {
   }
 
   private writeConfig(): void {
-    mkdirSync(this.dataDir, { recursive: true });
     const root = path.dirname(this.propertiesFile);
+    mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+    // the topics' records and the broker's log are the tunnel's data: the owner's alone (also for a stack made before)
+    for (const dir of [root, this.dataDir]) chmodSync(dir, 0o700);
     writeFileSync(
       this.propertiesFile,
       [

@@ -6,7 +6,7 @@ import type { Logger } from '../instruments/log.js';
 import { KafkaBroker } from './kafkaBroker.js';
 import { PostgresCluster } from './postgresCluster.js';
 import { registryAppDir, SchemaRegistryServer, type RegistryServerOptions } from './schemaRegistry.js';
-import { StackSecurity, stackKafkaUser } from './stackSecurity.js';
+import { StackPassword, StackSecurity, stackKafkaUser } from './stackSecurity.js';
 
 export interface StackPorts {
   sourcePort: number;
@@ -38,11 +38,15 @@ export class LocalStack {
   readonly registry: SchemaRegistryServer;
   /** Set in secure mode: TLS and passwords on PostgreSQL, SASL_SSL on Kafka (opt-in; the demo is trust-on-loopback). */
   readonly security: StackSecurity | undefined;
+  /** Otherwise: the `postgres` role's password, 0600 at `<root>/postgres.pw`. */
+  readonly password: StackPassword | undefined;
 
   constructor(home: string, private readonly log: Logger, ports: StackPorts = embeddedDefaults, root = home, options: StackOptions = {}) {
     this.security = options.secure ? new StackSecurity(root) : undefined;
-    this.source = new PostgresCluster('source', path.join(root, 'pg'), ports.sourcePort, log, this.security);
-    this.target = new PostgresCluster('target', path.join(root, 'pg'), ports.targetPort, log, this.security);
+    this.password = options.secure ? undefined : new StackPassword(root);
+    const access = this.security ?? this.password!;
+    this.source = new PostgresCluster('source', path.join(root, 'pg'), ports.sourcePort, log, access);
+    this.target = new PostgresCluster('target', path.join(root, 'pg'), ports.targetPort, log, access);
     this.kafka = new KafkaBroker(path.join(root, 'kafka'), path.join(home, 'kafka', 'libs'), ports.kafkaPort, ports.controllerPort, log, this.security);
     this.registry = new SchemaRegistryServer(path.join(root, 'registry'), registryAppDir(home), ports.registryPort ?? embeddedDefaults.registryPort,
       ports.registryManagementPort ?? embeddedDefaults.registryManagementPort, this.kafka.bootstrap, log, options.registry);
@@ -52,6 +56,7 @@ export class LocalStack {
   async up(sourceDb: string = embeddedDefaults.sourceDb, targetDb: string = embeddedDefaults.targetDb, withRegistry = false): Promise<StackPart[]> {
     const started: StackPart[] = [];
     await this.security?.ensure(this.log);
+    this.password?.ensure();
     if (withRegistry && this.security) throw new Error('the secure stack has no schema registry');
     // the registry stores its schemas in Kafka: it starts once the broker is ready
     const kafkaThenRegistry = this.kafka.start().then(async (k) => {

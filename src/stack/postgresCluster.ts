@@ -1,10 +1,13 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync, appendFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { sqlState, TunnelError } from '../errors.js';
 import type { Logger } from '../instruments/log.js';
 import { asServiceUser, ensureTraversable, isRoot, portOpen, processAlive, run, tail } from './processes.js';
-import type { StackSecurity } from './stackSecurity.js';
+import { StackSecurity, type StackPassword } from './stackSecurity.js';
+
+/** Marks the pg_hba.conf this version writes; one without it (and with `trust`) is from before and is upgraded at start. */
+const hbaMarker = '# pgtunnel embedded stack: scram-sha-256 passwords, loopback only';
 
 export function postgresBinDir(): string {
   const dir = process.env.PGTUNNEL_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -22,10 +25,17 @@ export class PostgresCluster {
   readonly dataDir: string;
   readonly logFile: string;
 
-  /** With `security`: TLS only and scram-sha-256 passwords (the secure stack); without: trust on loopback. */
-  constructor(readonly name: string, root: string, readonly port: number, private readonly log: Logger, private readonly security?: StackSecurity) {
+  private readonly security: StackSecurity | undefined;
+
+  /** With StackSecurity: TLS only and scram-sha-256 passwords (the secure stack); with a StackPassword: scram-sha-256 on plain TCP. */
+  constructor(readonly name: string, root: string, readonly port: number, private readonly log: Logger, private readonly access: StackSecurity | StackPassword) {
     this.dataDir = path.join(root, name);
     this.logFile = path.join(root, `${name}.log`);
+    this.security = access instanceof StackSecurity ? access : undefined;
+  }
+
+  private get password(): string {
+    return this.access instanceof StackSecurity ? this.access.postgresPassword : this.access.value;
   }
 
   /** The URL users see: in secure mode with the CA to verify the server by, never with the password. */
@@ -34,11 +44,10 @@ export class PostgresCluster {
     return `postgres://postgres@127.0.0.1:${this.port}/${db}${tls}`;
   }
 
-  /** The URL to connect with: in secure mode with the password. */
+  /** The URL to connect with: with the password. */
   connectUrl(db: string): string {
-    if (!this.security) return this.url(db);
     const u = new URL(this.url(db));
-    u.password = encodeURIComponent(this.security.postgresPassword);
+    u.password = encodeURIComponent(this.password);
     return u.href;
   }
 
@@ -56,20 +65,22 @@ export class PostgresCluster {
     ensureTraversable(root, this.log);
     if (isRoot) await run('chown', ['postgres:postgres', root]);
     this.log.info({ cluster: this.name, dataDir: this.dataDir }, 'initdb: creating a PostgreSQL cluster');
-    const auth = ['--auth=trust'];
+    // initdb reads the password as the postgres user: a copy it may read, removed right after
     const pwFile = path.join(root, `${this.name}.pw`);
-    if (this.security) {
-      writeFileSync(pwFile, this.security.postgresPassword, { mode: 0o600 });
-      if (isRoot) await run('chown', ['postgres:postgres', pwFile]);
-      auth.splice(0, 1, '--auth=scram-sha-256', `--pwfile=${pwFile}`);
-    }
+    writeFileSync(pwFile, this.password, { mode: 0o600 });
+    if (isRoot) await run('chown', ['postgres:postgres', pwFile]);
+    const auth = ['--auth=scram-sha-256', `--pwfile=${pwFile}`];
     const [cmd, args] = asServiceUser(path.join(postgresBinDir(), 'initdb'), ['-D', this.dataDir, ...auth, '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8']);
     try {
       await run(cmd, args);
     } finally {
-      if (this.security) rmSync(pwFile, { force: true });
+      rmSync(pwFile, { force: true });
     }
     if (this.security) await this.secure();
+    else {
+      writeFileSync(path.join(this.dataDir, 'pg_hba.conf'), hbaLines());
+      if (isRoot) await run('chown', ['postgres:postgres', path.join(this.dataDir, 'pg_hba.conf')]);
+    }
     appendFileSync(
       path.join(this.dataDir, 'postgresql.conf'),
       [
@@ -91,7 +102,12 @@ export class PostgresCluster {
   /** Starts the cluster unless it already runs; returns true when this call started it. */
   async start(): Promise<boolean> {
     await this.initialize();
-    if (this.isRunning()) return false;
+    // its server logs beside the data directories name tables and queries
+    chmodSync(path.dirname(this.dataDir), 0o700);
+    if (this.isRunning()) {
+      await this.upgradeTrust();
+      return false;
+    }
     if (await portOpen(this.port)) {
       throw new TunnelError('PGT_PORT_BUSY', `port ${this.port} for the ${this.name} cluster is taken by another process`, {
         errorClass: 'fatal',
@@ -105,7 +121,30 @@ export class PostgresCluster {
     } catch (err) {
       throw new TunnelError('PGT_PG_START', `the ${this.name} PostgreSQL cluster did not start; its log ends:\n${tail(this.logFile)}`, { cause: err });
     }
+    await this.upgradeTrust();
     return true;
+  }
+
+  /**
+   * A cluster made before passwords trusted every loopback connection as superuser: it gets the stack's
+   * password and a pg_hba.conf asking for it, then reloads (in place, data kept).
+   */
+  private async upgradeTrust(): Promise<void> {
+    const hbaFile = path.join(this.dataDir, 'pg_hba.conf');
+    if (this.security || !trusting(readFileSync(hbaFile, 'utf8'))) return;
+    this.log.warn({ cluster: this.name, passwordFile: (this.access as StackPassword).file },
+      'this embedded PostgreSQL cluster trusted every local connection as superuser; upgrading it in place: the postgres role now needs the password kept in passwordFile (pgtunnel reads it; for psql, PGPASSWORD=$(cat <passwordFile>))');
+    const client = new pg.Client({ host: '127.0.0.1', port: this.port, user: 'postgres', database: 'postgres', password: this.password });
+    await client.connect();
+    try {
+      // ALTER ROLE takes no parameters: the server quotes the value itself
+      const { rows } = await client.query<{ statement: string }>("SELECT format('ALTER ROLE postgres PASSWORD %L', $1::text) AS statement", [this.password]);
+      await client.query(rows[0]!.statement);
+      writeFileSync(hbaFile, hbaLines());
+      await client.query('SELECT pg_reload_conf()');
+    } finally {
+      await client.end();
+    }
   }
 
   /** TLS with the stack's server certificate, and no connection without TLS or without a password. */
@@ -143,4 +182,13 @@ export class PostgresCluster {
       await client.end();
     }
   }
+}
+
+function hbaLines(): string {
+  return `${hbaMarker}\nhost all all 127.0.0.1/32 scram-sha-256\n`;
+}
+
+/** True when a pg_hba.conf lets someone in without a password. */
+function trusting(hba: string): boolean {
+  return hba.split('\n').some((line) => !line.trimStart().startsWith('#') && /\strust\s*$/.test(line));
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TunnelError } from '../errors.js';
@@ -118,7 +118,9 @@ export class SchemaRegistryServer {
         });
       }
     }
-    mkdirSync(this.root, { recursive: true });
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    // its work files and log hold the schemas: the owner's alone (also for a stack made before)
+    chmodSync(this.root, 0o700);
     this.log.info({ port: this.port, kafka: this.bootstrap }, 'starting the schema registry (Apicurio)');
     const out = openSync(this.logFile, 'a');
     // detached, as the broker: Ctrl-C on the tunnel's terminal must not kill it; `stop` ends it by pid.

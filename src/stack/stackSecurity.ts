@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { embeddedPasswordFile } from '../config/secrets.js';
 import path from 'node:path';
 import { TunnelError } from '../errors.js';
 import type { KafkaSecurity } from '../config/kafkaSecurity.js';
@@ -9,6 +10,35 @@ import { run } from './processes.js';
 
 /** The Kafka user of the secure stack (SCRAM credential made at format time, PLAIN user in JAAS). */
 export const stackKafkaUser = 'pgtunnel';
+
+/**
+ * The plain stack's `postgres` password, made once and kept 0600 at `<root>/postgres.pw`: without it,
+ * any local user could connect as superuser and run `COPY … TO PROGRAM` as the postgres account.
+ */
+export class StackPassword {
+  readonly file: string;
+
+  constructor(root: string) {
+    this.file = embeddedPasswordFile(root);
+  }
+
+  ensure(): void {
+    mkdirSync(path.dirname(this.file), { recursive: true });
+    try {
+      // hex only: it goes through initdb's --pwfile and a quoted literal unchanged
+      writeFileSync(this.file, `${randomBytes(16).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    chmodSync(this.file, 0o600);
+  }
+
+  get value(): string {
+    const value = readFileSync(this.file, 'utf8').trim();
+    registerSecret(value);
+    return value;
+  }
+}
 
 /**
  * The secure embedded stack's material, made once at first start under `<root>/secure` (mode 0700):

@@ -28,6 +28,7 @@ const everyChannel: Record<TelemetryChannel, true> = {
   'pgtunnel:assigned': true,
   'pgtunnel:phase': true,
   'pgtunnel:leadership': true,
+  'pgtunnel:change-table': true,
 };
 
 export interface Recorded<K extends TelemetryChannel = TelemetryChannel> {

@@ -144,3 +144,13 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * The test stack asks every role for a password, and its clients send the stack's (PGPASSWORD): the
+ * named roles that exist and may log in get that one. ALTER ROLE takes no parameters, so the server quotes.
+ */
+export async function withStackPassword(serverUrl: string, roles: string[]): Promise<void> {
+  const statements = await query<{ statement: string }>(serverUrl,
+    "SELECT format('ALTER ROLE %I PASSWORD %L', rolname, $2::text) AS statement FROM pg_roles WHERE rolname = ANY ($1) AND rolcanlogin", [roles, process.env.PGPASSWORD]);
+  for (const { statement } of statements) await query(serverUrl, statement);
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { query, tunnelDatabases, waitFor, type TunnelEnv } from '../helpers/services.js';
+import { query, tunnelDatabases, waitFor, withStackPassword, type TunnelEnv } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 /**
@@ -10,6 +10,7 @@ import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 async function appOwner(db: TunnelEnv): Promise<string> {
   const role = `app_${db.topicPrefix}`;
   await query(db.sourceUrl, `CREATE ROLE ${role} LOGIN`);
+  await withStackPassword(db.sourceUrl, [role]);
   await query(db.sourceUrl, `ALTER TABLE employees OWNER TO ${role}; GRANT CREATE ON SCHEMA public TO ${role}`);
   const url = new URL(db.sourceUrl);
   url.username = role;

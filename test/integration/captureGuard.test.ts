@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import pg from 'pg';
-import { query, services, tunnelDatabases, waitFor, type TunnelEnv } from '../helpers/services.js';
+import { query, services, tunnelDatabases, waitFor, withStackPassword, type TunnelEnv } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 import { quoteLiteral } from '../../src/pg.js';
 
@@ -29,6 +29,7 @@ test('a role with USAGE on pgtunnel cannot attach capture to its own table, and 
   const db = await tunnelDatabases(t);
   const mallory = `mallory_${db.topicPrefix}`;
   await query(db.sourceUrl, `CREATE ROLE ${mallory} LOGIN; GRANT CREATE ON SCHEMA public TO ${mallory}`);
+  await withStackPassword(db.sourceUrl, [mallory]);
   // default privileges of the installer: install takes EXECUTE back, and warns about the table grants
   await query(db.sourceUrl, `ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO ${mallory}; ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO ${mallory}`);
   const install = await runCli(['install'], db.env);

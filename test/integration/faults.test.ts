@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { publishedChanges } from '../helpers/published.js';
-import { query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { query, services, tunnelDatabases, waitFor, withStackPassword } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const verified = async (env: Record<string, string>) => ((await runCli(['verify', '--limit', '3'], env)).code === 0 ? true : undefined);
@@ -172,6 +172,7 @@ test('a capture trigger dropped or the change table edited by hand stops the tun
 test('insufficient privileges are a clear error naming what to grant', { timeout: 30_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   await query(db.sourceUrl, `DO $$ BEGIN CREATE ROLE pgtunnel_weak LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  await withStackPassword(db.sourceUrl, ['pgtunnel_weak']);
   const weakUrl = db.sourceUrl.replace('postgres@', 'pgtunnel_weak@');
   const result = await runCli(['install'], { ...db.env, PGTUNNEL_SOURCE_URL: weakUrl });
   assert.equal(result.code, 2, result.stderr);

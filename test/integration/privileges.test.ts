@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { onCleanup, query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { onCleanup, query, services, tunnelDatabases, waitFor, withStackPassword } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const securityPage = readFileSync(fileURLToPath(new URL('../../../docs/security.md', import.meta.url)), 'utf8');
@@ -56,6 +56,7 @@ test('the tunnel runs under roles holding only the GRANTs docs/security.md docum
 
   // The application: its owner owns employees, a writer only writes it.
   await query(`${s.sourceServer}/postgres`, `CREATE ROLE ${names.app_owner}; CREATE ROLE ${names.app_writer} LOGIN`);
+  await withStackPassword(`${s.sourceServer}/postgres`, [names.app_writer]);
   await query(db.sourceUrl, `ALTER TABLE employees OWNER TO ${names.app_owner};
     GRANT SELECT, INSERT, UPDATE, DELETE ON employees TO ${names.app_writer}; GRANT USAGE ON SEQUENCE employees_emp_id_seq TO ${names.app_writer}`);
   const writerUrl = as(names.app_writer, db.sourceUrl);
@@ -63,6 +64,7 @@ test('the tunnel runs under roles holding only the GRANTs docs/security.md docum
 
   await query(db.sourceUrl, block('-- source, as an administrator, before pgtunnel install'));
   await query(db.targetUrl, block('-- target, as an administrator, before pgtunnel install'));
+  for (const url of [db.sourceUrl, db.targetUrl]) await withStackPassword(url, Object.values(names));
   const installerEnv = { ...db.env, PGTUNNEL_SOURCE_URL: as(names.pgtunnel_installer, db.sourceUrl), PGTUNNEL_TARGET_URL: as(names.pgtunnel_installer, db.targetUrl) };
   const runtimeEnv = { ...db.env, PGTUNNEL_SOURCE_URL: as(names.pgtunnel_producer, db.sourceUrl), PGTUNNEL_TARGET_URL: as(names.pgtunnel_apply, db.targetUrl) };
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import pg from 'pg';
-import { onCleanup, query, tunnelDatabases, waitFor, type TunnelEnv } from '../helpers/services.js';
+import { onCleanup, query, tunnelDatabases, waitFor, withStackPassword, type TunnelEnv } from '../helpers/services.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { runCli } from '../helpers/tunnelProcess.js';
 
@@ -49,6 +49,7 @@ class Writers {
 async function appRole(db: TunnelEnv): Promise<string> {
   const role = `app_${db.topicPrefix}`;
   await query(db.sourceUrl, `CREATE ROLE ${role} LOGIN`);
+  await withStackPassword(db.sourceUrl, [role]);
   await query(db.sourceUrl, `GRANT SELECT, INSERT, UPDATE, DELETE ON employees TO ${role}; GRANT USAGE ON SEQUENCE employees_emp_id_seq TO ${role}`);
   const url = new URL(db.sourceUrl);
   url.username = role;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { httpGet } from '../helpers/httpGet.js';
-import { onCleanup, query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { onCleanup, query, services, tunnelDatabases, uniqueName, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const mark = 'Pw7x';
@@ -17,11 +17,27 @@ async function outputs(tunnel: TunnelProcess, home: string, url: string): Promis
   return out;
 }
 
+/** A superuser of the test's own on both clusters, whose passwords carry the mark: the tunnel really connects with them. */
+async function markedRole(t: TestContext): Promise<string> {
+  const s = services();
+  const role = uniqueName('marked');
+  onCleanup(t, async () => {
+    for (const server of [s.sourceServer, s.targetServer]) await query(`${server}/postgres`, `DROP ROLE IF EXISTS ${role}`);
+  });
+  for (const [server, password] of [[s.sourceServer, `${mark}-src@a:b`], [s.targetServer, `${mark}-tgt`]] as const) {
+    // CREATE ROLE takes no parameters: the server quotes
+    const [made] = await query<{ statement: string }>(`${server}/postgres`, "SELECT format('CREATE ROLE %I SUPERUSER LOGIN PASSWORD %L', $1::text, $2::text) AS statement", [role, password]);
+    await query(`${server}/postgres`, made!.statement);
+  }
+  return role;
+}
+
 test('a password planted in every URL form never appears in logs, run files, HTTP answers or status', { timeout: 120_000 }, async (t) => {
+  // registered before the databases, so it is dropped after them
+  const role = await markedRole(t);
   const db = await tunnelDatabases(t);
-  // The test clusters trust loopback, so any password connects: the tunnel really runs with them.
-  const sourceUrl = db.sourceUrl.replace('postgres://postgres@', `postgres://postgres:${mark}-src@a:b@`);
-  const targetUrl = `${db.targetUrl}?password=${mark}-tgt&sslmode=disable`;
+  const sourceUrl = db.sourceUrl.replace('postgres://postgres@', `postgres://${role}:${mark}-src@a:b@`);
+  const targetUrl = `${db.targetUrl.replace('postgres://postgres@', `postgres://${role}@`)}?password=${mark}-tgt&sslmode=disable`;
   const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_SOURCE_URL: sourceUrl, PGTUNNEL_TARGET_URL: targetUrl });
   await tunnel.waitForLog('dashboard at http://');
   const url = tunnel.output.match(/dashboard at (http:\/\/[^ )"]+)/)![1]!;
@@ -34,7 +50,7 @@ test('a password planted in every URL form never appears in logs, run files, HTT
   await waitFor('the consumer waiting for the target', async () => (await httpGet(`${url}ready`)).status === 503, 30_000, 200);
   await waitFor('the waiting reason in the log', async () => /consumer waiting: .*target/.test(tunnel.output), 30_000, 100);
   const seen = await outputs(tunnel, db.home, url);
-  assert.match(seen['/ready']!, /cannot connect to the target database postgres:\/\/postgres@/, 'the reason still names the database');
+  assert.match(seen['/ready']!, new RegExp(`cannot connect to the target database postgres://${role}@`), 'the reason still names the database');
   for (const [where, text] of Object.entries(seen)) assert.ok(!text.includes(mark), `${where} shows the password:\n${text.slice(0, 2000)}`);
   for (const f of readdirSync(path.join(db.home, 'run'))) {
     assert.equal(statSync(path.join(db.home, 'run', f)).mode & 0o777, 0o600, `run file ${f} is readable by others`);

@@ -11,7 +11,7 @@ import { startTestStack } from '../helpers/testStack.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 /**
- * Its own stack in secure mode on free ports (the shared test stack is trust-on-loopback): PostgreSQL
+ * Its own stack in secure mode on free ports (the shared test stack has passwords on plain TCP): PostgreSQL
  * accepting only TLS with scram-sha-256 passwords, Kafka with one SASL_SSL listener requiring a client
  * certificate, all from a CA made at start-up.
  */
