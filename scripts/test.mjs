@@ -47,7 +47,7 @@ process.once('SIGINT', () => void stop().then(() => process.exit(130)));
 try {
   const only = process.argv.slice(2);
   const all = [...testFiles('unit'), ...testFiles('integration')];
-  const selected = only.length > 0 ? all.filter((f) => only.some((o) => f.includes(o))) : all;
+  const selected = only.length > 0 ? all.filter((f) => only.some((o) => path.relative(path.join(root, 'dist/test'), f).includes(o))) : all;
   // the schema registry only when the whole suite runs or a selected file needs it (testkit/testStack.ts lists them)
   const registry = only.length === 0 || needsRegistry(selected);
   console.log(`test: starting the test stack (two PostgreSQL clusters and a Kafka broker${registry ? ', a schema registry' : ''} on free ports)`);
