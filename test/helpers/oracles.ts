@@ -56,7 +56,8 @@ export function snapshotReadsPerKey(records: TopicRecord[]): Map<string, number>
  */
 export async function appliedCountMismatches(targetUrl: string, topic: string, records: TopicRecord[]): Promise<string[]> {
   const inTopic = new Map<number, number>();
-  for (const r of records) if (r.value !== null) inTopic.set(r.partition, (inTopic.get(r.partition) ?? 0) + 1);
+  // a truncate is written to every partition and taken (and counted) once, from partition 0
+  for (const r of records) if (r.value !== null && (r.value.op !== 't' || r.partition === 0)) inTopic.set(r.partition, (inTopic.get(r.partition) ?? 0) + 1);
   const rows = await query<{ partition: number; n: number }>(targetUrl,
     'SELECT partition, (applied + dead_lettered + poison)::int AS n FROM pgtunnel.consumer_offsets WHERE topic = $1', [topic]);
   const counted = new Map(rows.map((r) => [r.partition, r.n]));
