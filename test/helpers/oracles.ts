@@ -146,7 +146,7 @@ export async function tableDigest(url: string, table: string): Promise<string> {
   await client.connect();
   try {
     await client.query("SET TimeZone TO 'UTC'");
-    const { rows } = await client.query<{ h: string; n: number }>(`SELECT md5(string_agg(r::text, E'\\n' ORDER BY r::text)) AS h, count(*)::int AS n FROM ${table} r`);
+    const { rows } = await client.query<{ h: string; n: number }>(`SELECT md5(string_agg(whole_row_::text, E'\\n' ORDER BY whole_row_::text)) AS h, count(*)::int AS n FROM ${table} whole_row_`);
     return `${rows[0]!.n} rows, md5 ${rows[0]!.h}`;
   } finally {
     await client.end();

@@ -111,7 +111,7 @@ const source = '"source":{"version":"0","connector":"pgtunnel","name":"p","ts_ms
 const employee = (op: string, row: string) => `{"op":"${op}","before":${op === 'd' ? row : 'null'},"after":${op === 'd' ? 'null' : row},${source}}`;
 const ada = (id: string, first = 'Ada') => `{"emp_id":${id},"first_name":"${first}","last_name":"L","dob":"1990-12-10","city":"London","salary":1}`;
 
-test(`fuzz: 10,000 random and mutated records through the decoder and apply path never stop it, and the counts add up (seed ${seed})`, { timeout: 150_000 }, async (t) => {
+test(`fuzz: 10,000 random and mutated records through the decoder and apply path never stop it, and the counts add up (seed ${seed})`, { timeout: 240_000 }, async (t) => {
   t.diagnostic(`fuzz seed ${seed} (reproduce with PGTUNNEL_FUZZ_SEED=${seed})`);
   const { db, tables, writer, letters, dlqTopics, next } = await inProcessWriter(t);
   const started = Date.now();

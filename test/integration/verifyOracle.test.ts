@@ -57,14 +57,15 @@ for (const f of families) {
     const source = await connect(db.sourceUrl);
     const target = await connect(db.targetUrl);
     onCleanup(t, () => Promise.all([source.end(), target.end()]));
-    const table = `"${f.name}"`;
+    // schema-qualified: a table named "time" must not read as the type time
+    const table = `public."${f.name}"`;
     for (const c of [source, target]) {
       if (f.types) await c.query(f.types);
       await c.query(tableDdl(f));
     }
     await source.query(`INSERT INTO ${table} VALUES ${f.rows.join(', ')}`);
     // the target: the source's rows through their text form (generated values such as gen_random_uuid() included)
-    const rows = (await source.query<{ r: string }>(`SELECT r::text AS r FROM ${table} r`)).rows.map((r) => r.r);
+    const rows = (await source.query<{ r: string }>(`SELECT whole_row_::text AS r FROM ${table} whole_row_`)).rows.map((r) => r.r);
     for (const r of rows) await target.query(`INSERT INTO ${table} SELECT ($1::${table}).*`, [r]);
     await target.query(`CREATE TABLE pristine AS SELECT row_number() OVER () AS rn, * FROM ${table}`);
 
@@ -129,6 +130,6 @@ for (const f of families) {
 
 async function columnsOf(client: pg.Client, table: string): Promise<string[]> {
   const { rows } = await client.query<{ c: string }>(
-    'SELECT attname AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum', [`"${table}"`]);
+    'SELECT attname AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum', [`public."${table}"`]);
   return rows.map((r) => r.c);
 }
