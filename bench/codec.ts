@@ -39,8 +39,9 @@ type Build = { label: string; encode: (r: { row: string; key: string }) => any; 
 
 async function build(label: string, dist: string, format: 'avro' | 'json' = 'avro'): Promise<Build> {
   const load = (p: string) => import(pathToFileURL(path.resolve(dist, p)).href);
+  // a baseline built before the rooms were reordered has the envelope in transport/
   const [{ TableEncoder }, { RecordDecoder }, { snapshotRowToMessage, decodeEnvelope }, avroEnvelope] = await Promise.all([
-    load('src/contracts/codec.js'), load('src/contracts/recordDecoder.js'), load('src/transport/envelope.js'), load('src/contracts/avroEnvelope.js').catch(() => undefined),
+    load('src/contracts/codec.js'), load('src/contracts/recordDecoder.js'), load('src/contracts/envelope.js').catch(() => load('src/transport/envelope.js')), load('src/contracts/avroEnvelope.js').catch(() => undefined),
   ]);
   const registry = new MemoryRegistry();
   const encoder = new TableEncoder(format, table.topic, registry);

@@ -1,4 +1,4 @@
-import { redact } from './observe/redact.js';
+import { redact } from './redact.js';
 
 /** Exit codes of the CLI, documented in the README. */
 export const exitCodes = {
@@ -10,6 +10,9 @@ export const exitCodes = {
 } as const;
 
 export type ErrorClass = 'config' | 'unreachable' | 'retryable' | 'fatal' | 'poison';
+
+/** Why one change became a dead letter (its DLQ header, telemetry and replay speak these). */
+export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
 
 /** The one error type of pgtunnel: a code, whether retrying can help, and a hint that names the fix. */
 export class TunnelError extends Error {

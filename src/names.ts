@@ -86,6 +86,16 @@ export function compositeKey(...parts: (string | number | bigint)[]): string {
   return parts.join('\u0000');
 }
 
+/** A partition's id in maps: topic and partition number. */
+export function partitionId(topic: string, partition: number): string {
+  return compositeKey(topic, partition);
+}
+
+/** A parked key's id: topic and canonical key (split again by keyParts). */
+export function keyId(topic: string, key: string): string {
+  return compositeKey(topic, key);
+}
+
 /** The parts of a compositeKey. */
 export function keyParts(key: string): string[] {
   return key.split('\u0000');

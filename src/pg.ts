@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { TunnelError, classify } from './errors.js';
-import { redact } from './observe/redact.js';
+import { redact } from './redact.js';
 
 // int8 and numeric as strings would make every key a string; bigint-safe keys stay text, small ints parse.
 pg.types.setTypeParser(20, (v) => {

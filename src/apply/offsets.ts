@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { partitionId, type SetOutcome } from './setOutcome.js';
+import type { SetOutcome } from './setOutcome.js';
+import { partitionId } from '../names.js';
 
 /**
  * The consumed offsets stored in the target (pgtunnel.consumer_offsets), written in the same transaction as

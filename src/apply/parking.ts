@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { keyParts } from '../names.js';
-import { keyId, type SetOutcome } from './setOutcome.js';
+import { keyId, keyParts } from '../names.js';
+import type { SetOutcome } from './setOutcome.js';
 
 /** Which of the keys are parked (they have unresolved dead letters), locked for the set's transaction. */
 export async function parkedKeys(client: pg.Client, keys: { topic: string; key: string }[]): Promise<Set<string>> {

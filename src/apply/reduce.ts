@@ -1,5 +1,5 @@
-import type { Envelope, RowImage } from '../transport/envelope.js';
-import { partitionId } from './setOutcome.js';
+import type { Envelope, RowImage } from '../contracts/envelope.js';
+import { partitionId } from '../names.js';
 
 export interface DecodedRecord {
   topic: string;

@@ -1,8 +1,8 @@
-import { checkKeyForm, decodeEnvelope, keyedEnvelope, keyOfImage, PoisonError, rowValues, type Envelope } from '../transport/envelope.js';
+import { checkKeyForm, decodeEnvelope, keyedEnvelope, keyOfImage, PoisonError, rowValues, type Envelope } from '../contracts/envelope.js';
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { DecodedRecord } from './reduce.js';
-import { keyId } from './setOutcome.js';
+import { keyId } from '../names.js';
 
 /** A record's envelope and canonical key (empty for a truncate), or its poison letter. */
 export type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { classify } from '../errors.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../instruments/log.js';
 
 let warned = false;
 

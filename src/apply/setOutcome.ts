@@ -1,12 +1,6 @@
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { TableStatements } from './statements.js';
-import { compositeKey } from '../names.js';
-
-/** A partition's id in maps: topic and partition number. */
-export const partitionId = (topic: string, partition: number) => compositeKey(topic, partition);
-
-/** A parked key's id: topic and canonical key (split again by names.keyParts). */
-export const keyId = (topic: string, key: string) => compositeKey(topic, key);
+import { keyId, partitionId } from '../names.js';
 
 /** One transaction's bookkeeping: what became a dead letter, which keys got parked, the per-partition counts. */
 export class SetOutcome {

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { quoteIdent } from '../pg.js';
-import { JsonNumber } from '../transport/json.js';
-import type { RowImage } from '../transport/envelope.js';
+import { JsonNumber } from '../contracts/json.js';
+import type { RowImage } from '../contracts/envelope.js';
 
 /**
  * Column types whose value PostgreSQL reads from the same text in COPY as in json_to_recordset (a JSON

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { TableShape } from '../capture/catalog.js';
 import { rowJson } from '../capture/changeReader.js';
 import { keyMatch, qualified, quoteIdent } from '../pg.js';
-import { keyOfImage, type RowImage } from '../transport/envelope.js';
+import { keyOfImage, type RowImage } from '../contracts/envelope.js';
 import { copyableColumns, copyIn, copyLine, type Staging } from './staging.js';
 
 /** One statement's parameter stays under this many bytes: a poll of wide rows is written in parts. */

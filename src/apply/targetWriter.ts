@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import type { RowImage } from '../transport/envelope.js';
+import type { RowImage } from '../contracts/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
 import type { CompiledRule } from '../validate/rules.js';
 import type { DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
@@ -14,7 +14,7 @@ import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
-import { telemetry } from '../observe/telemetry.js';
+import { telemetry } from '../instruments/telemetry.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {

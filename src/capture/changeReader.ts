@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { qualified, quoteIdent } from '../pg.js';
 import type { TableConfig } from '../config/load.js';
-import type { ChangeRow } from '../transport/envelope.js';
+import type { ChangeRow } from '../contracts/envelope.js';
 import type { Position } from './position.js';
 import { tableId } from '../names.js';
 

@@ -1,14 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
-import { exitCodes } from '../errors.js';
+import { exitCodes, type DeadLetterClass } from '../errors.js';
 import { withClient } from '../pg.js';
-import { sleep } from '../pipeline/retry.js';
-import { prepare, Tunnel } from '../pipeline/tunnel.js';
+import { sleep } from '../retry.js';
+import { Tunnel } from '../pipeline/tunnel.js';
+import { prepare } from '../setup/prepare.js';
 import { employeesDdl } from '../stack/demo.js';
 import { LocalStack } from '../stack/localStack.js';
 import { deleteTopics, EnvelopeProducer } from '../transport/kafka.js';
-import type { DeadLetterClass } from '../validate/deadLetters.js';
 import { cliAction, config, log } from './context.js';
 import { formatLetter, loadLetters } from './dlq.js';
 

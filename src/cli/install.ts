@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { uninstallCapture } from '../capture/install.js';
 import { exitCodes } from '../errors.js';
 import { withClient } from '../pg.js';
-import { prepare } from '../pipeline/tunnel.js';
+import { prepare } from '../setup/prepare.js';
 import { deleteTopics } from '../transport/kafka.js';
 import { cliAction, config, log } from './context.js';
 import { tableId } from '../names.js';

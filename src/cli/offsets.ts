@@ -1,8 +1,8 @@
 import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { exitCodes } from '../errors.js';
-import { collectOffsets, formatOffsets } from '../observe/offsets.js';
-import { redact } from '../observe/redact.js';
+import { collectOffsets, formatOffsets } from '../report/offsets.js';
+import { redact } from '../redact.js';
 import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
 import { cliAction, config } from './context.js';
 

@@ -3,10 +3,11 @@ import type { Command } from 'commander';
 import { tableId } from '../names.js';
 import { restartSnapshot } from '../capture/stateStore.js';
 import { exitCodes } from '../errors.js';
-import { collectStatus } from '../observe/status.js';
+import { collectStatus } from '../report/status.js';
 import { withClient } from '../pg.js';
-import { sleep } from '../pipeline/retry.js';
-import { prepare, Tunnel } from '../pipeline/tunnel.js';
+import { sleep } from '../retry.js';
+import { Tunnel } from '../pipeline/tunnel.js';
+import { prepare } from '../setup/prepare.js';
 import { config, embeddedStack, failure, log, shutdownSignal, type GlobalOptions } from './context.js';
 
 export function registerSnapshot(program: Command): void {

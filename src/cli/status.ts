@@ -1,8 +1,8 @@
 import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { exitCodes } from '../errors.js';
-import { redact } from '../observe/redact.js';
-import { collectStatus, formatStatus } from '../observe/status.js';
+import { redact } from '../redact.js';
+import { collectStatus, formatStatus } from '../report/status.js';
 import { cliAction, config } from './context.js';
 
 export function registerStatus(program: Command): void {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { registerSecret } from '../observe/redact.js';
+import { registerSecret } from '../redact.js';
 import type { FileConfig } from './schema.js';
 
 export type SaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';

@@ -5,7 +5,6 @@ import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
 import { changeTableId, defaultChangeTable, defaultGroupId, dlqTopicOf, tableId, tableTopic } from '../names.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
-import type { RegistryAccess } from '../contracts/registry.js';
 import { registryPassword, withPassword } from './secrets.js';
 import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
 
@@ -29,6 +28,13 @@ export interface TableConfig {
   partitions: number;
   /** schema or name holds * or ?: expanded against the source catalog (src/config/tables.ts) */
   pattern: boolean;
+}
+
+/** Where the schema registry is and how to sign in to it. */
+export interface RegistryAccess {
+  url: string;
+  username?: string;
+  password?: string;
 }
 
 export interface TunnelConfig {

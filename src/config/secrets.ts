@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { registerSecret } from '../observe/redact.js';
+import { registerSecret } from '../redact.js';
 
 export interface PasswordSources {
   password?: string;

@@ -1,5 +1,5 @@
-import { JsonNumber, RawJson, type JsonScalar } from '../transport/json.js';
-import { type Envelope, type EnvelopeSource, type RowImage } from '../transport/envelope.js';
+import { JsonNumber, RawJson, type JsonScalar } from './json.js';
+import { type Envelope, type EnvelopeSource, type RowImage } from './envelope.js';
 import { avroName } from './avroSchema.js';
 import type { ColumnType } from './columnKinds.js';
 import { fromAvro } from './values.js';

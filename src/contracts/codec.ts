@@ -1,7 +1,7 @@
 import avro from 'avsc';
 import { TunnelError } from '../errors.js';
-import { readObject, type JsonObject } from '../transport/json.js';
-import { pgtunnelVersion, type EnvelopeParts, type OutMessage, type WireMessage } from '../transport/envelope.js';
+import { readObject, type JsonObject } from './json.js';
+import { pgtunnelVersion, type EnvelopeParts, type OutMessage, type WireMessage } from './envelope.js';
 import { avroName, envelopeSchema, keySchema, type AvroSchema } from './avroSchema.js';
 import type { ColumnType } from './columnKinds.js';
 import { envelopeJsonSchema, keyJsonSchema } from './jsonSchema.js';

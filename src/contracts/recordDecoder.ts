@@ -1,7 +1,7 @@
 import type avro from 'avsc';
 import { classify } from '../errors.js';
 import { avroType, type SchemaRegistryClient } from './codec.js';
-import { envelopeLimits, type DecodedEnvelope, type RowImage } from '../transport/envelope.js';
+import { envelopeLimits, type DecodedEnvelope, type RowImage } from './envelope.js';
 import { envelopeOf, envelopeText, namedColumns, rowImage } from './avroEnvelope.js';
 import { columnsOfRecord, type AvroSchema } from './avroSchema.js';
 import { isFramed, unframe } from './wireFormat.js';

@@ -1,6 +1,7 @@
 import { TunnelError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
-import { redact, registerSecret } from '../observe/redact.js';
+import type { Logger } from '../instruments/log.js';
+import { redact, registerSecret } from '../redact.js';
+import type { RegistryAccess } from '../config/load.js';
 
 /**
  * A client of the Confluent Schema Registry REST API, as Confluent, Apicurio (`/apis/ccompat/v7`),
@@ -8,12 +9,6 @@ import { redact, registerSecret } from '../observe/redact.js';
  */
 
 export type SchemaType = 'AVRO' | 'JSON';
-
-export interface RegistryAccess {
-  url: string;
-  username?: string;
-  password?: string;
-}
 
 export interface RegisteredSchema {
   id: number;

@@ -1,4 +1,4 @@
-import { JsonNumber, RawJson, type JsonObject, type JsonScalar } from '../transport/json.js';
+import { JsonNumber, RawJson, type JsonObject, type JsonScalar } from './json.js';
 import type { ColumnType } from './columnKinds.js';
 
 /**

@@ -11,12 +11,12 @@ import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import { RecordDecoder } from '../contracts/recordDecoder.js';
 import { isFramed } from '../contracts/wireFormat.js';
 import type { SchemaRegistryClient } from '../contracts/codec.js';
-import type { Logger } from '../observe/log.js';
-import type { Health } from '../observe/health.js';
+import type { Logger } from '../instruments/log.js';
+import type { Health } from '../instruments/health.js';
 import { failpoint } from './failpoints.js';
 import { GroupOffsets } from './groupOffsets.js';
-import { telemetry } from '../observe/telemetry.js';
-import { Backoff, sleep } from './retry.js';
+import { telemetry } from '../instruments/telemetry.js';
+import { Backoff, sleep } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
 
 type StringMessage = Message<Buffer, Buffer, string, string>;

@@ -1,9 +1,9 @@
 import type { TableConfig } from '../config/load.js';
 import type { SnapshotRow } from '../capture/snapshotReader.js';
 import { TableEncoder, UnencodableError } from '../contracts/codec.js';
-import type { Logger } from '../observe/log.js';
-import { telemetry } from '../observe/telemetry.js';
-import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef, type WireMessage } from '../transport/envelope.js';
+import type { Logger } from '../instruments/log.js';
+import { telemetry } from '../instruments/telemetry.js';
+import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef, type WireMessage } from '../contracts/envelope.js';
 import { maxMessageBytes } from '../transport/kafka.js';
 import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
 import type { Publication } from './publisher.js';

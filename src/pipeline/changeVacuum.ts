@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { describeError } from '../errors.js';
 import { connect, quoteIdent } from '../pg.js';
 import type { ChangeReader } from '../capture/changeReader.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../instruments/log.js';
 
 /** After a failed vacuum (source down, say), wait this long before the next attempt. */
 const retryAfterMs = 5000;

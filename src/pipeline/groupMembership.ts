@@ -2,8 +2,8 @@ import type { Consumer } from '@platformatic/kafka';
 import type pg from 'pg';
 import { TunnelError } from '../errors.js';
 import { groupInstanceId, groupSlotLock } from '../names.js';
-import type { Logger } from '../observe/log.js';
-import { telemetry } from '../observe/telemetry.js';
+import type { Logger } from '../instruments/log.js';
+import { telemetry } from '../instruments/telemetry.js';
 
 /** How many consumers of one group may claim an instance id slot. */
 const maxSlots = 1000;

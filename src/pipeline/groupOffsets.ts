@@ -1,9 +1,9 @@
 import { classify, describeError } from '../errors.js';
-import type { Health } from '../observe/health.js';
-import type { Logger } from '../observe/log.js';
-import { telemetry } from '../observe/telemetry.js';
-import { partitionId } from '../apply/setOutcome.js';
-import { Backoff, sleep } from './retry.js';
+import type { Health } from '../instruments/health.js';
+import type { Logger } from '../instruments/log.js';
+import { telemetry } from '../instruments/telemetry.js';
+import { partitionId } from '../names.js';
+import { Backoff, sleep } from '../retry.js';
 
 /** A consumed message that can commit its offset + 1 as the group's offset. */
 export interface Committable {

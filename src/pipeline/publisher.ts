@@ -1,6 +1,6 @@
 import type { CaptureState } from '../capture/stateStore.js';
 import { CommittedReader } from '../transport/committedReader.js';
-import type { WireMessage } from '../transport/envelope.js';
+import type { WireMessage } from '../contracts/envelope.js';
 import { EnvelopeProducer, ensureTopics, type EnvelopeTransaction, type KafkaAccess } from '../transport/kafka.js';
 import { partitionOf } from '../transport/partitions.js';
 import { failpoint } from './failpoints.js';

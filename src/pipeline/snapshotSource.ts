@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { SnapshotReader, SnapshotRow } from '../capture/snapshotReader.js';
 import { saveState, type CaptureState } from '../capture/stateStore.js';
-import { telemetry } from '../observe/telemetry.js';
+import { telemetry } from '../instruments/telemetry.js';
 import { inTransaction } from '../pg.js';
 import { emptyTally } from './batchPublisher.js';
 import { failpoint } from './failpoints.js';

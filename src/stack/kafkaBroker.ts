@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, wri
 import path from 'node:path';
 import { Admin } from '@platformatic/kafka';
 import { TunnelError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../instruments/log.js';
 import { kafkaClientOptions } from '../transport/kafka.js';
 import { portOpen, processAlive, stopProcess, run, tail, waitFor } from './processes.js';
 import { stackKafkaUser, type StackSecurity } from './stackSecurity.js';

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { embeddedDefaults } from '../config/load.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../instruments/log.js';
 import { KafkaBroker } from './kafkaBroker.js';
 import { PostgresCluster } from './postgresCluster.js';
 import { registryAppDir, SchemaRegistryServer, type RegistryServerOptions } from './schemaRegistry.js';

@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, appendFileSync, rmSy
 import path from 'node:path';
 import pg from 'pg';
 import { TunnelError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../instruments/log.js';
 import { asServiceUser, ensureTraversable, isRoot, portOpen, processAlive, run, tail } from './processes.js';
 import type { StackSecurity } from './stackSecurity.js';
 

@@ -3,8 +3,8 @@ import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { TunnelError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
-import { sleep } from '../pipeline/retry.js';
+import type { Logger } from '../instruments/log.js';
+import { sleep } from '../retry.js';
 
 export const isRoot = process.getuid?.() === 0;
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { TunnelError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../instruments/log.js';
 import { portOpen, processAlive, stopProcess, tail, waitFor } from './processes.js';
 
 /** The Apicurio Registry release scripts/setup.sh --registry fetches from Maven Central. */

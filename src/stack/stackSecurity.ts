@@ -3,8 +3,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync
 import path from 'node:path';
 import { TunnelError } from '../errors.js';
 import type { KafkaSecurity } from '../config/kafkaSecurity.js';
-import { registerSecret } from '../observe/redact.js';
-import type { Logger } from '../observe/log.js';
+import { registerSecret } from '../redact.js';
+import type { Logger } from '../instruments/log.js';
 import { run } from './processes.js';
 
 /** The Kafka user of the secure stack (SCRAM credential made at format time, PLAIN user in JAAS). */

@@ -1,7 +1,7 @@
 import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializer, type Connection } from '@platformatic/kafka';
 import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity.js';
 import { TunnelError, classify, kafkaProtocolIds } from '../errors.js';
-import type { WireMessage } from './envelope.js';
+import type { WireMessage } from '../contracts/envelope.js';
 import { partitionOf } from './partitions.js';
 
 /** The largest record pgtunnel writes (topics it creates accept it); larger rows become dead letters. */

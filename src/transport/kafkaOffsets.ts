@@ -1,5 +1,5 @@
 import { Admin, FetchIsolationLevels, ListOffsetTimestamps } from '@platformatic/kafka';
-import { partitionId } from '../apply/setOutcome.js';
+import { partitionId } from '../names.js';
 import { kafkaClientOptions, unreachableBroker, type KafkaAccess } from './kafka.js';
 
 /** What Kafka holds for a group's partitions, read the way Kafka's consumer-group tool reads it. */

@@ -1,8 +1,9 @@
-import type { DecodedEnvelope } from '../transport/envelope.js';
-import type { WireMessage } from '../transport/envelope.js';
+import type { DecodedEnvelope } from '../contracts/envelope.js';
+import type { WireMessage } from '../contracts/envelope.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
-import { redact } from '../observe/redact.js';
+import { redact } from '../redact.js';
 import { dlqTopicOf } from '../names.js';
+import type { DeadLetterClass } from '../errors.js';
 
 export interface RawRecord {
   topic: string;
@@ -20,8 +21,6 @@ export interface RawRecord {
   /** An Avro envelope already decoded (src/contracts/avroEnvelope.ts): the apply skips parsing `value`. */
   decoded?: DecodedEnvelope;
 }
-
-export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
 
 export interface DeadLetter {
   errorClass: DeadLetterClass;

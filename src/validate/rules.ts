@@ -1,8 +1,8 @@
 import type { RuleSpec } from '../config/schema.js';
 import { TunnelError } from '../errors.js';
-import { compileRuleRegex } from './ruleRegex.js';
+import { compileRuleRegex } from '../config/ruleRegex.js';
 
-import { JsonNumber } from '../transport/json.js';
+import { JsonNumber } from '../contracts/json.js';
 
 type Kind = 'number' | 'date' | 'timestamp' | 'text' | 'boolean';
 /** Numbers are compared as exact decimal text (an int8 or numeric never goes through a float). */

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { changeToMessages, snapshotRowToMessage, type Op, type TableRef } from '../../src/transport/envelope.js';
+import { changeToMessages, snapshotRowToMessage, type Op, type TableRef } from '../../src/contracts/envelope.js';
 
 /**
  * Records for the fuzz tests: valid envelopes exactly as the producer writes them (changeToMessages,

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger } from '../../src/instruments/log.js';
 import { LocalStack, type StackPorts } from '../../src/stack/localStack.js';
 
 function bindable(port: number): Promise<boolean> {

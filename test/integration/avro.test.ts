@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Consumer, Producer } from '@platformatic/kafka';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
-import { decodeEnvelope } from '../../src/transport/envelope.js';
+import { decodeEnvelope } from '../../src/contracts/envelope.js';
 import { query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 import { families, runFamily } from '../helpers/typeFamilies.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import type { TunnelError } from '../../src/errors.js';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger } from '../../src/instruments/log.js';
 import { registryAppDir, SchemaRegistryServer } from '../../src/stack/schemaRegistry.js';
 import { onCleanup, services, uniqueName } from '../helpers/services.js';
 import { freePort } from '../helpers/testStack.js';

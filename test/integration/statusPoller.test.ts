@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/observe/log.js';
-import { StatusPoller } from '../../src/observe/statusPoller.js';
+import { createLogger } from '../../src/instruments/log.js';
+import { StatusPoller } from '../../src/report/statusPoller.js';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli } from '../helpers/tunnelProcess.js';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { TunnelError } from '../../src/errors.js';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger } from '../../src/instruments/log.js';
 import { findJava, registryAppDir, SchemaRegistryServer } from '../../src/stack/schemaRegistry.js';
 
 /** A JDK directory as Debian and Temurin lay them out: bin/java and a `release` file naming the version. */

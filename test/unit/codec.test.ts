@@ -4,11 +4,11 @@ import { avroType, TableEncoder, type SchemaRegistryClient } from '../../src/con
 import { envelopeSchema, keySchema } from '../../src/contracts/avroSchema.js';
 import type { ColumnType } from '../../src/contracts/columnKinds.js';
 import { numericTypmod } from '../../src/contracts/columnKinds.js';
-import { keyedEnvelope } from '../../src/transport/envelope.js';
+import { keyedEnvelope } from '../../src/contracts/envelope.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
 import { civilFromDays, daysFromCivil, decimalBytes, decimalFromBytes, floatText, UnencodableError } from '../../src/contracts/values.js';
 import { frame, unframe } from '../../src/contracts/wireFormat.js';
-import { changeToMessages, decodeEnvelope, snapshotRowToMessage } from '../../src/transport/envelope.js';
+import { changeToMessages, decodeEnvelope, snapshotRowToMessage } from '../../src/contracts/envelope.js';
 import type { SchemaType } from '../../src/contracts/registry.js';
 
 /** The registry's part in these pure tests: ids for schema texts (the integration tests use Apicurio). */

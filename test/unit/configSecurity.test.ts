@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { redact } from '../../src/observe/redact.js';
+import { redact } from '../../src/redact.js';
 import { compileRules } from '../../src/validate/rules.js';
 
 const services = { PGTUNNEL_SOURCE_URL: 'postgres://u@h:1/a', PGTUNNEL_TARGET_URL: 'postgres://u@h:2/b', PGTUNNEL_KAFKA_BROKERS: 'k:9092' };

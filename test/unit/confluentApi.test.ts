@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { TunnelError } from '../../src/errors.js';
-import { redact } from '../../src/observe/redact.js';
+import { redact } from '../../src/redact.js';
 
 interface Seen {
   method: string;

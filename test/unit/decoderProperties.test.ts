@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { decodeEnvelope, keyOfImage, PoisonError } from '../../src/transport/envelope.js';
-import { JsonError, readObject } from '../../src/transport/json.js';
+import { decodeEnvelope, keyOfImage, PoisonError } from '../../src/contracts/envelope.js';
+import { JsonError, readObject } from '../../src/contracts/json.js';
 import { fuzzRecords, fuzzTables } from '../helpers/fuzzRecords.js';
 
 /** Reproduce a failure with PGTUNNEL_FUZZ_SEED=<the printed seed>; fast-check also prints the shrunk case. */

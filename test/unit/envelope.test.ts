@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { changeToMessages, checkKeyForm, decodeEnvelope, keyOfImage, pgtunnelVersion, PoisonError, snapshotRowToMessage } from '../../src/transport/envelope.js';
-import { JsonNumber } from '../../src/transport/json.js';
+import { changeToMessages, checkKeyForm, decodeEnvelope, keyOfImage, pgtunnelVersion, PoisonError, snapshotRowToMessage } from '../../src/contracts/envelope.js';
+import { JsonNumber } from '../../src/contracts/json.js';
 
 const table = { db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic: 'pgtunnel.public.employees', topicPrefix: 'pgtunnel' };
 const row = '{"emp_id":7,"first_name":"Ada","last_name":"Lovelace","dob":"1990-12-10","city":"London","salary":20000}';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { freshRecords } from '../../src/apply/offsets.js';
-import { partitionId } from '../../src/apply/setOutcome.js';
+import { partitionId } from '../../src/names.js';
 
 const r = (partition: number, offset: number) => ({ topic: 't', partition, offset: BigInt(offset) });
 const offsets = (rs: { partition: number; offset: bigint }[]) => rs.map((x) => `${x.partition}@${x.offset}`);

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import pino from 'pino';
-import { Health } from '../../src/observe/health.js';
-import { processMetrics } from '../../src/observe/metrics.js';
+import { Health } from '../../src/instruments/health.js';
+import { processMetrics } from '../../src/instruments/metrics.js';
 import { GroupOffsets, warnAfterFailures } from '../../src/pipeline/groupOffsets.js';
 import { waitFor } from '../helpers/services.js';
 

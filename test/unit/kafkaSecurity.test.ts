@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { classify, describeError } from '../../src/errors.js';
-import { redact } from '../../src/observe/redact.js';
+import { redact } from '../../src/redact.js';
 import { kafkaClientOptions } from '../../src/transport/kafka.js';
 
 const services = { PGTUNNEL_SOURCE_URL: 'postgres://u@h:1/a', PGTUNNEL_TARGET_URL: 'postgres://u@h:2/b', PGTUNNEL_KAFKA_BROKERS: 'k:9093' };

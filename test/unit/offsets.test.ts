@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { partitionId } from '../../src/apply/setOutcome.js';
-import { formatOffsets, offsetRows } from '../../src/observe/offsets.js';
+import { partitionId } from '../../src/names.js';
+import { formatOffsets, offsetRows } from '../../src/report/offsets.js';
 
 test("offset rows: lag is log end − group offset as Kafka's tool has it, unknown without a committed group offset", () => {
   const rows = offsetRows(

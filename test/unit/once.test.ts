@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { onceTimeout, parseTimeout } from '../../src/pipeline/once.js';
+import { onceTimeout, parseTimeout } from '../../src/cli/once.js';
 
 test('--timeout takes seconds or a unit, and refuses anything else', () => {
   assert.equal(parseTimeout('90'), 90_000);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { classify } from '../../src/errors.js';
-import { grantStatements, sqlName } from '../../src/pipeline/privileges.js';
+import { grantStatements, sqlName } from '../../src/setup/privileges.js';
 
 test('missing privileges become one GRANT per object, names quoted only when they must be', () => {
   const grants = grantStatements('pgtunnel_producer', 'sales', [

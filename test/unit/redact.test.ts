@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { classify } from '../../src/errors.js';
-import { redact, registerSecret } from '../../src/observe/redact.js';
+import { redact, registerSecret } from '../../src/redact.js';
 import { deadLetterMessage } from '../../src/validate/deadLetters.js';
 
 const secret = 'Zq9-very-SECRET';

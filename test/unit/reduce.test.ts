@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { newestPerKey, nextOffsets, type DecodedRecord } from '../../src/apply/reduce.js';
-import type { Envelope, Op } from '../../src/transport/envelope.js';
-import { readObject } from '../../src/transport/json.js';
+import type { Envelope, Op } from '../../src/contracts/envelope.js';
+import { readObject } from '../../src/contracts/json.js';
 
 function record(offset: number, id: number, op: Op, salary = 1, topic = 'a'): DecodedRecord {
   const row = readObject(`{"emp_id":${id},"salary":${salary}}`, 2);

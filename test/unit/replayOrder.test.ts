@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { StoredLetter } from '../../src/validate/dlqReader.js';
+import type { StoredLetter } from '../../src/dlq/dlqReader.js';
 import { isSuperseded } from '../../src/validate/letteredKeys.js';
-import { planReplay } from '../../src/validate/replayOrder.js';
+import { planReplay } from '../../src/dlq/replayOrder.js';
 
 function letter(dlqOffset: number, key: number, originalOffset: number, more: Partial<StoredLetter> = {}): StoredLetter {
   return {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeRecord, route, type Decoded, type RouteTable, type Step } from '../../src/apply/route.js';
 import { copyLine } from '../../src/apply/staging.js';
-import { readObject } from '../../src/transport/json.js';
+import { readObject } from '../../src/contracts/json.js';
 import { compileRules } from '../../src/validate/rules.js';
 import type { RawRecord } from '../../src/validate/deadLetters.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compileRules, firstFailure } from '../../src/validate/rules.js';
 import { TunnelError } from '../../src/errors.js';
-import { JsonNumber } from '../../src/transport/json.js';
+import { JsonNumber } from '../../src/contracts/json.js';
 
 const types = { emp_id: 'integer', first_name: 'character varying(100)', dob: 'date', city: 'character varying(100)', salary: 'integer' };
 const seedRules = compileRules(

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { test } from 'node:test';
-import { LiveHistory } from '../../src/observe/liveHistory.js';
-import { Metrics } from '../../src/observe/metrics.js';
-import { telemetry } from '../../src/observe/telemetry.js';
+import { LiveHistory } from '../../src/instruments/liveHistory.js';
+import { Metrics } from '../../src/instruments/metrics.js';
+import { telemetry } from '../../src/instruments/telemetry.js';
 
 const value = async (m: Metrics, name: string, labels: Record<string, string> = {}) =>
   (await m.registry.getSingleMetric(name)!.get()).values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;

@@ -2,10 +2,10 @@ import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable } from '../capture/catalog.js';
 import type { TableApply } from '../apply/targetWriter.js';
+import { tableApply } from '../apply/tableApply.js';
 import { TunnelError } from '../errors.js';
 import { withClient } from '../pg.js';
-import { tableApply } from '../pipeline/tunnel.js';
-import { compileRules } from './rules.js';
+import { compileRules } from '../validate/rules.js';
 
 /** A table as `dlq replay` writes it: found by the DLQ topic that holds a letter, never by a header. */
 export interface ReplayTable extends TableApply {

@@ -3,8 +3,8 @@ import { connect, type Client } from '../pg.js';
 import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
 import { EndOffsetReader } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
-import type { Logger } from './log.js';
-import { redactError } from './redact.js';
+import type { Logger } from '../instruments/log.js';
+import { redactError } from '../redact.js';
 import { collectStatus, countCommitted, type StatusLinks, type StatusReport } from './status.js';
 
 /** One PostgreSQL connection kept between polls; dropped on any error so the next poll connects afresh. */

@@ -1,7 +1,6 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId } from '../names.js';
+import { tableId, partitionId } from '../names.js';
 import { storedOffsets } from '../apply/offsets.js';
-import { partitionId } from '../apply/setOutcome.js';
 import { describeError } from '../errors.js';
 import { withClient } from '../pg.js';
 import { KafkaOffsetReader, type KafkaPartitionOffsets } from '../transport/kafkaOffsets.js';

@@ -1,14 +1,13 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId } from '../names.js';
+import { tableId, partitionId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
 import { describeError } from '../errors.js';
-import { readHealth, type ProcessHealth } from './health.js';
+import { readHealth, type ProcessHealth } from '../instruments/health.js';
 import { registeredVersions } from './registeredVersions.js';
 import { KafkaOffsetReader } from '../transport/kafkaOffsets.js';
-import { partitionId } from '../apply/setOutcome.js';
 
 export interface PartitionStatus {
   topic: string;

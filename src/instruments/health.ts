@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { redact } from './redact.js';
+import { redact } from '../redact.js';
 
 /** degraded: running, with something a user must act on (e.g. source columns not captured) */
 export type PartState = 'starting' | 'ok' | 'waiting' | 'standby' | 'degraded';

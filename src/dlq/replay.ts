@@ -1,14 +1,14 @@
 import type pg from 'pg';
 import { isRefusedChange } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { decodeEnvelope, PoisonError, rowValues, type Envelope } from '../transport/envelope.js';
-import type { DeadLetter, DeadLetterWriter } from './deadLetters.js';
+import { decodeEnvelope, PoisonError, rowValues, type Envelope } from '../contracts/envelope.js';
+import type { DeadLetter, DeadLetterWriter } from '../validate/deadLetters.js';
 import type { StoredLetter } from './dlqReader.js';
-import { isSuperseded, lockAppliedPosition, noteReplayApplied } from './letteredKeys.js';
+import { isSuperseded, lockAppliedPosition, noteReplayApplied } from '../validate/letteredKeys.js';
 import type { ReplayPlan } from './replayOrder.js';
 import type { ReplayTable } from './replayTables.js';
 import { resolveLetter, retireCopy } from './resolutions.js';
-import { firstFailure } from './rules.js';
+import { firstFailure } from '../validate/rules.js';
 import { topicOfDlq } from '../names.js';
 
 export interface ReplayOutcome {

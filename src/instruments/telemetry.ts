@@ -1,5 +1,5 @@
 import diagnostics from 'node:diagnostics_channel';
-import type { DeadLetterClass } from '../validate/deadLetters.js';
+import type { DeadLetterClass } from '../errors.js';
 
 /**
  * What the running tunnel counts, published on named `node:diagnostics_channel` channels: every part calls

@@ -4,7 +4,8 @@ import type { RecordDecoder } from '../contracts/recordDecoder.js';
 import { isFramed } from '../contracts/wireFormat.js';
 import type pg from 'pg';
 import { closeConsumer, endOffsets, kafkaClientOptions, unreachableBroker, type KafkaAccess } from '../transport/kafka.js';
-import { deadLetterHeaders, type DeadLetterClass } from './deadLetters.js';
+import { deadLetterHeaders } from '../validate/deadLetters.js';
+import type { DeadLetterClass } from '../errors.js';
 import { compositeKey, topicOfDlq } from '../names.js';
 
 /** A dead letter as stored in a DLQ topic, with its reason read back from the headers. */

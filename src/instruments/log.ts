@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { redact } from './redact.js';
+import { redact } from '../redact.js';
 
 export type Logger = pino.Logger;
 

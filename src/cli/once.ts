@@ -1,14 +1,13 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, describeError } from '../errors.js';
-import { tableId } from '../names.js';
+import { tableId, partitionId } from '../names.js';
 import { connect, qualified } from '../pg.js';
 import { storedOffsets } from '../apply/offsets.js';
-import { partitionId } from '../apply/setOutcome.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
-import type { Logger } from '../observe/log.js';
-import { Backoff, sleep } from './retry.js';
+import type { Logger } from '../instruments/log.js';
+import { Backoff, sleep } from '../retry.js';
 
 /** Which sides a `run --once` waits for. */
 export interface OnceParts {
