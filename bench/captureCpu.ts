@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { employeesDdl } from '../src/stack/demo.js';
-import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
+import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, BenchTunnel, root, sql } from './context.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, rows: { type: 'string', default: '100000' } } });

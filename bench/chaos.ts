@@ -5,8 +5,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runChaos } from '../test/helpers/chaos.js';
-import { startTestStack } from '../test/helpers/testStack.js';
-import { tortureDdl } from '../test/helpers/workload.js';
+import { startTestStack } from '../testkit/testStack.js';
+import { tortureDdl } from '../testkit/workload.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '100' } } });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LocalStack } from '../src/stack/localStack.js';
-import { query as sql } from '../test/helpers/services.js';
+import { query as sql } from '../testkit/query.js';
 
 export { sql };
 

@@ -2,7 +2,7 @@
 // bulk-writer throughput run and fixed-rate latency run, at-least-once and then exactlyOnce, on one stack.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
+import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, root } from './context.js';
 import { tunnelLatency } from './latency.js';
 import { throughput } from './throughput.js';

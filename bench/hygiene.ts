@@ -3,7 +3,7 @@
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
-import { startTestStack } from '../test/helpers/testStack.js';
+import { startTestStack } from '../testkit/testStack.js';
 import { BenchContext, BenchTunnel, root, sql, waitUntil } from './context.js';
 
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');

@@ -2,7 +2,7 @@
 // (bench/idleCost.ts). PGTUNNEL_* variables in the environment (e.g. PGTUNNEL_EXACTLY_ONCE=true) reach the tunnel.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
+import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, root } from './context.js';
 import { idleCost } from './idleCost.js';
 

@@ -4,7 +4,7 @@
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
-import { apicurioAvroConverter, ConnectWorker } from '../test/helpers/connect.js';
+import { apicurioAvroConverter, ConnectWorker } from '../testkit/connect.js';
 import { BenchContext, root, sql, waitUntil } from './context.js';
 import { fixedRateLoad, measure, sourceDdl, targetDdl, tunnelLatency, type LatencyResult } from './latency.js';
 import { fill, snapshot } from './snapshot.js';

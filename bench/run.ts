@@ -4,7 +4,7 @@
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
+import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, root } from './context.js';
 import { nativeLatency, tunnelLatency } from './latency.js';
 import { overhead } from './overhead.js';

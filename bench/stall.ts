@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { currentTestStack, startTestStack } from '../test/helpers/testStack.js';
+import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, BenchTunnel, percentile, root, sql, waitUntil } from './context.js';
 import { fixedRateLoad } from './latency.js';
 

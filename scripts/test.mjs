@@ -22,7 +22,7 @@ function nodeOf(version) {
   return majorOf(process.versions.node) === majorOf(version) ? process.execPath : installNode(version);
 }
 
-const { needsRegistry, startTestStack } = await import(path.join(root, 'dist/test/helpers/testStack.js'));
+const { needsRegistry, startTestStack } = await import(path.join(root, 'dist/testkit/testStack.js'));
 
 function testFiles(dir) {
   const full = path.join(root, 'dist/test', dir);
@@ -48,7 +48,7 @@ try {
   const only = process.argv.slice(2);
   const all = [...testFiles('unit'), ...testFiles('integration')];
   const selected = only.length > 0 ? all.filter((f) => only.some((o) => f.includes(o))) : all;
-  // the schema registry only when the whole suite runs or a selected file needs it (helpers/testStack.ts lists them)
+  // the schema registry only when the whole suite runs or a selected file needs it (testkit/testStack.ts lists them)
   const registry = only.length === 0 || needsRegistry(selected);
   console.log(`test: starting the test stack (two PostgreSQL clusters and a Kafka broker${registry ? ', a schema registry' : ''} on free ports)`);
   const started = await startTestStack(home, 'test-stack', { registry });

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { redact } from './redact.js';
 
 /** Exit codes of the CLI, documented in the README. */
@@ -11,6 +12,9 @@ export const exitCodes = {
 
 export type ErrorClass = 'config' | 'unreachable' | 'retryable' | 'fatal' | 'poison';
 
+/** What the tunnel does after an error: try again, send the one record to the DLQ, stop its table, or stop the process. */
+export type Decision = 'retry' | 'dead-letter' | 'stop-table' | 'stop-process';
+
 /** Why one change became a dead letter (its DLQ header, telemetry and replay speak these). */
 export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'missing-key' | 'parked' | 'too-large' | 'unencodable';
 
@@ -18,118 +22,195 @@ export type DeadLetterClass = 'rule' | 'bad-action' | 'poison' | 'target' | 'mis
 export class TunnelError extends Error {
   readonly code: string;
   readonly errorClass: ErrorClass;
+  readonly decision: Decision;
   readonly hint?: string;
+  /** In no policy table: a bug, or a case pgtunnel does not know; it stops the process with its stack. */
+  readonly unexpected: boolean;
 
-  constructor(code: string, message: string, options: { errorClass?: ErrorClass; hint?: string; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: { errorClass?: ErrorClass; decision?: Decision; hint?: string; cause?: unknown; unexpected?: boolean } = {}) {
     super(message, { cause: options.cause });
     this.name = 'TunnelError';
     this.code = code;
     this.errorClass = options.errorClass ?? 'fatal';
     this.hint = options.hint;
+    this.decision = options.decision ?? decisionOfClass[this.errorClass];
+    this.unexpected = options.unexpected ?? false;
   }
 
   get retryable(): boolean {
-    return this.errorClass === 'retryable' || this.errorClass === 'unreachable';
+    return this.decision === 'retry';
   }
 }
 
-/** SQLSTATEs after which the same work may succeed when tried again. */
-const retryableSqlStates = new Set([
-  '40001', // serialization_failure
-  '40P01', // deadlock_detected
-  '55P03', // lock_not_available
-  '57P01', // admin_shutdown
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now
-  '53300', // too_many_connections
-]);
+const decisionOfClass: Record<ErrorClass, Decision> = { retryable: 'retry', unreachable: 'retry', poison: 'dead-letter', config: 'stop-process', fatal: 'stop-process' };
 
+interface Policy {
+  decision: Decision;
+  errorClass: ErrorClass;
+  hint?: string;
+}
+
+const retry: Policy = { decision: 'retry', errorClass: 'retryable' };
+/** One change's values: the target refused that change, not the connection; bisection finds it and it becomes a dead letter. */
+const refused: Policy = { decision: 'dead-letter', errorClass: 'fatal' };
+/** The whole target table is unusable (dead-lettering record after record would only empty the topic into the DLQ). */
+const tableWide: Policy = { decision: 'stop-table', errorClass: 'fatal' };
+const missingRelation: Policy = { ...tableWide, hint: 'create the table or database, or fix the name in PGTUNNEL_TABLES / pgtunnel.yaml' };
+const login: Policy = { decision: 'stop-process', errorClass: 'config' };
+
+/**
+ * THE error policy, by SQLSTATE (five characters) or SQLSTATE class (two): the most specific entry wins;
+ * a code in none of them is unexpected and stops the process. Record-level bisection (dead letters) is
+ * allowed only for the refused changes here and for poison records.
+ */
+export const sqlStatePolicy: Record<string, Policy> = {
+  '08': retry, // connection exception
+  '40001': retry, // serialization_failure
+  '40P01': retry, // deadlock_detected
+  '55P03': retry, // lock_not_available
+  '57P01': retry, // admin_shutdown
+  '57P02': retry, // crash_shutdown
+  '57P03': retry, // cannot_connect_now
+  '53300': retry, // too_many_connections
+  '22': refused, // data exception: a value the column cannot hold
+  '23': refused, // integrity constraint violation
+  '42804': refused, // datatype_mismatch
+  '42P01': missingRelation, // undefined_table
+  '3D000': missingRelation, // invalid_catalog_name
+  '42703': tableWide, // undefined_column
+  '42P10': tableWide, // invalid_column_reference (no unique key for ON CONFLICT)
+  '42883': tableWide, // undefined_function
+  '42501': { ...tableWide, errorClass: 'config' }, // insufficient_privilege (hint from the message)
+  '28000': login, // invalid_authorization_specification
+  '28P01': login, // invalid_password
+};
+
+/** By Kafka protocol error id, anywhere in the chain; ids not here follow the client's own `canRetry`. */
+export const kafkaIdPolicy: Record<string, Policy> = {
+  // a group rebalance: the consumer rejoins and reads on from the target's offsets (@platformatic/kafka 2.x
+  // ends the stream with it when an offset commit meets one); FENCED_INSTANCE_ID: another process took
+  // this consumer's groupInstanceId, it claims another one as it rejoins
+  MEMBER_ID_REQUIRED: retry,
+  UNKNOWN_MEMBER_ID: retry,
+  REBALANCE_IN_PROGRESS: retry,
+  ILLEGAL_GENERATION: retry,
+  FENCED_INSTANCE_ID: retry,
+  BROKER_NOT_AVAILABLE: { decision: 'retry', errorClass: 'unreachable' }, // a broker restarting
+  MESSAGE_TOO_LARGE: { decision: 'stop-process', errorClass: 'fatal' },
+  RECORD_LIST_TOO_LARGE: { decision: 'stop-process', errorClass: 'fatal' },
+  TOPIC_AUTHORIZATION_FAILED: login,
+  GROUP_AUTHORIZATION_FAILED: login,
+  CLUSTER_AUTHORIZATION_FAILED: login,
+  TRANSACTIONAL_ID_AUTHORIZATION_FAILED: login,
+};
+
+/** Network failures of Node's sockets: the peer is down or unreachable. */
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** The SQLSTATE PostgreSQL sent (node-postgres's DatabaseError), also when a TunnelError carries that error. */
+export function sqlState(err: unknown): string | undefined {
+  const cause = err instanceof TunnelError ? err.cause : err;
+  return cause instanceof pg.DatabaseError ? cause.code : undefined;
+}
+
+/** The policy entry of a SQLSTATE, most specific first. */
+function sqlStateEntry(code: string): Policy | undefined {
+  if (!/^[0-9A-Z]{5}$/.test(code)) return undefined;
+  return sqlStatePolicy[code] ?? sqlStatePolicy[code.slice(0, 2)];
+}
 
 /**
  * A target error caused by one change's values (data exception 22xxx, integrity violation 23xxx, datatype
  * mismatch): that change is refused, not the connection, so it becomes a dead letter instead of a retry.
  */
 export function isRefusedChange(err: unknown): err is Error & { code: string } {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42804');
+  const code = sqlState(err);
+  return code !== undefined && sqlStateEntry(code) === refused;
 }
 
-/**
- * SQLSTATEs that concern a whole target table, not one change: the table or a column is missing, a
- * privilege or a unique key for ON CONFLICT is lacking. Dead-lettering record after record would only
- * empty the topic into the DLQ; the table stops with the error instead.
- */
-const tableLevelSqlStates = new Set(['42P01', '42703', '42501', '42P10', '3D000', '42883']);
-
 export function isTableLevel(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && tableLevelSqlStates.has(code);
+  const code = sqlState(err);
+  return code !== undefined && sqlStateEntry(code)?.decision === 'stop-table';
+}
+
+/** What to do after `err` (see the tables above). */
+export function decide(err: unknown): Decision {
+  return classify(err).decision;
 }
 
 export function coerceError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** Sorts any thrown value into one of our classes, so callers decide between retry, dead letter and stop. */
-const rejoinIds = new Set(['MEMBER_ID_REQUIRED', 'UNKNOWN_MEMBER_ID', 'REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
+/**
+ * The SQLSTATE of an error or of the first error in its chain that has one: a PostgreSQL error wrapped by
+ * another layer is decided by what PostgreSQL said.
+ */
+function sqlStateIn(err: unknown): { code: string; at: Error & { code: string } } | undefined {
+  for (const e of errorChain(err)) {
+    if (typeof e.code === 'string' && sqlStateEntry(e.code)) return { code: e.code, at: e as unknown as Error & { code: string } };
+  }
+  return undefined;
+}
 
+/** Sorts any thrown value into one of our classes and decisions (retry, dead letter, stop table, stop process). */
 export function classify(err: unknown): TunnelError {
   if (err instanceof TunnelError) return err;
-  const e = coerceError(err) as Error & { code?: unknown; canRetry?: boolean; errors?: unknown[] };
+  const e = coerceError(err) as Error & { code?: unknown };
   const code = typeof e.code === 'string' ? e.code : '';
   const message = redact(e.message);
   // Before the network test: a refused login or certificate arrives wrapped in "cannot connect" errors.
   const transport = transportSecurityError(e);
   if (transport) return transport;
-  if (networkCodes.has(code) || /connect|Connection terminated|socket/i.test(e.message) && !code.match(/^[0-9A-Z]{5}$/)) {
+  const chainCodes = errorCodes(e);
+  if (chainCodes.some((c) => networkCodes.has(c)) || (/connect|Connection terminated|socket/i.test(e.message) && !/^[0-9A-Z]{5}$/.test(code))) {
     return new TunnelError(code || 'PGT_NETWORK', message, { errorClass: 'unreachable', cause: err });
   }
-  if (/^08/.test(code) || retryableSqlStates.has(code)) {
-    return new TunnelError(code, message, { errorClass: 'retryable', cause: err });
+  const sql = sqlStateIn(e);
+  if (sql) {
+    const policy = sqlStateEntry(sql.code)!;
+    const hint = sql.code === '42501' ? privilegeHint(sql.at.message) : login === policy ? loginHint(sql.at.message) : policy.hint;
+    return new TunnelError(sql.code, sql.at === e ? message : `${message}: ${redact(sql.at.message)}`, { ...policy, hint, cause: err });
   }
-  if (code === '28000' || code === '28P01') {
-    return new TunnelError(code, message, {
-      errorClass: 'config',
-      hint: /no encryption/.test(e.message)
-        ? 'the server accepts only TLS connections: add sslmode=verify-full&sslrootcert=/path/to/ca.crt to the URL'
-        : "fix the user or password (PGTUNNEL_SOURCE_PASSWORD_FILE / PGTUNNEL_TARGET_PASSWORD_FILE), or allow this host and user in the server's pg_hba.conf",
-      cause: err,
-    });
-  }
-  if (code === '42P01' || code === '3D000') {
-    return new TunnelError(code, message, {
-      errorClass: 'fatal',
-      hint: 'create the table or database, or fix the name in PGTUNNEL_TABLES / pgtunnel.yaml',
-      cause: err,
-    });
-  }
-  if (code === '42501') return new TunnelError(code, message, { errorClass: 'config', hint: privilegeHint(e.message), cause: err });
-  const kafka = kafkaProtocolIds(e);
-  if (kafka.some((id) => id === 'MESSAGE_TOO_LARGE' || id === 'RECORD_LIST_TOO_LARGE')) {
-    return new TunnelError('PGT_KAFKA_TOO_LARGE', `Kafka refused a record as too large (${kafka.join(', ')})`, {
-      errorClass: 'fatal',
+  return kafkaError(e, message) ?? new TunnelError(code || 'PGT_UNEXPECTED', message, { errorClass: 'fatal', cause: err, unexpected: true });
+}
+
+function loginHint(message: string): string {
+  return /no encryption/.test(message)
+    ? 'the server accepts only TLS connections: add sslmode=verify-full&sslrootcert=/path/to/ca.crt to the URL'
+    : "fix the user or password (PGTUNNEL_SOURCE_PASSWORD_FILE / PGTUNNEL_TARGET_PASSWORD_FILE), or allow this host and user in the server's pg_hba.conf";
+}
+
+/**
+ * A @platformatic/kafka error: by protocol id (table above), then by the client's `canRetry` over the whole
+ * chain (an aggregate's own `canRetry` is unset, its members say it). Timeouts and network errors retry.
+ */
+function kafkaError(e: Error, message: string): TunnelError | undefined {
+  const chain = errorChain(e);
+  if (!chain.some((c) => typeof c.code === 'string' && c.code.startsWith('PLT_KFK_'))) return undefined;
+  const ids = kafkaProtocolIds(e);
+  const known = ids.map((id) => [id, kafkaIdPolicy[id]] as const).filter((x): x is readonly [string, Policy] => x[1] !== undefined);
+  const own = (e as { code?: unknown }).code;
+  const code = typeof own === 'string' ? own : '';
+  const stop = known.find(([, p]) => p.decision !== 'retry');
+  if (stop && /TOO_LARGE/.test(stop[0])) {
+    return new TunnelError('PGT_KAFKA_TOO_LARGE', `Kafka refused a record as too large (${ids.join(', ')})`, {
+      ...stop[1],
       hint: "raise the topic's max.message.bytes (pgtunnel creates topics with 16 MiB), or exclude the wide column (tables: [{ name: …, exclude: [col] }])",
-      cause: err,
+      cause: e,
     });
   }
-  if (kafka.some((id) => /AUTHORIZATION_FAILED/.test(id))) {
-    return new TunnelError('PGT_KAFKA_DENIED', `Kafka denied the request (${kafka.join(', ')})`, {
-      errorClass: 'config',
+  if (stop) {
+    return new TunnelError('PGT_KAFKA_DENIED', `Kafka denied the request (${ids.join(', ')})`, {
+      ...stop[1],
       hint: 'grant the tunnel\'s principal the ACLs in the README\'s Security section',
-      cause: err,
+      cause: e,
     });
   }
-  // A group rebalance: the consumer rejoins and reads on from the target's offsets. @platformatic/kafka 2.x
-  // ends the consumer's stream with this error when an offset commit meets a rebalance. FENCED_INSTANCE_ID:
-  // another process took this consumer's groupInstanceId; it claims another one as it rejoins.
-  if (kafka.some((id) => rejoinIds.has(id))) {
-    return new TunnelError(code || 'PGT_KAFKA_REBALANCE', message, { errorClass: 'retryable', cause: err });
-  }
-  if (code.startsWith('PLT_KFK_')) {
-    return new TunnelError(code, message, { errorClass: e.canRetry === false ? 'fatal' : 'retryable', cause: err });
-  }
-  return new TunnelError(code || 'PGT_UNEXPECTED', message, { errorClass: 'fatal', cause: err });
+  if (known.length > 0) return new TunnelError(code || 'PGT_KAFKA_REBALANCE', message, { ...known[0]![1], cause: e });
+  const refusesRetry = chain.some((c) => c.canRetry === false && c.code !== 'PLT_KFK_NETWORK');
+  const errorClass = refusesRetry ? 'fatal' : chain.some((c) => c.code === 'PLT_KFK_NETWORK') ? 'unreachable' : 'retryable';
+  return new TunnelError(code || 'PGT_KAFKA', message, { errorClass, cause: e });
 }
 
 /**
@@ -220,4 +301,12 @@ export function kafkaProtocolIds(err: unknown): string[] {
 export function describeError(err: unknown): string {
   const e = classify(err);
   return redact(e.hint ? `${e.message}\n  fix: ${e.hint}` : e.message);
+}
+
+/** The stack of an unexpected error's original, for the report of a bug; undefined for known errors. */
+export function unexpectedStack(err: unknown): string | undefined {
+  const e = classify(err);
+  if (!e.unexpected) return undefined;
+  const stack = e.cause instanceof Error ? e.cause.stack : e.stack;
+  return stack === undefined ? undefined : redact(stack);
 }

@@ -10,6 +10,14 @@ export function tableId(table: { schema: string; name: string }): string {
   return `${table.schema}.${table.name}`;
 }
 
+/**
+ * The application_name of a table's producer session: a standby tells a pgtunnel leader from any other
+ * session holding the producer lock by it.
+ */
+export function producerApplicationName(id: string): string {
+  return `pgtunnel producer ${id}`;
+}
+
 /** `schema.changeTable`: a captured table's change table, as messages name it. */
 export function changeTableId(table: { schema: string; changeTable: string }): string {
   return `${table.schema}.${table.changeTable}`;
@@ -65,6 +73,68 @@ export function functionPrefix(table: { schema: string; name: string }): string 
   const head = Buffer.from(table.name.replace(/[^A-Za-z0-9_]/g, '')).subarray(0, 32).toString();
   return `${head}_${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 12)}`;
 }
+
+/** The topic prefix unless configured. */
+export const defaultTopicPrefix = 'pgtunnel';
+
+/** The compacted topic of the producers' committed positions (exactly-once), keyed by table id. */
+export function positionsTopic(topicPrefix: string): string {
+  return `${topicPrefix}.positions`;
+}
+
+/** The Kafka client id of a table's transactional producer. */
+export function tableProducerClientId(table: string): string {
+  return `pgtunnel-producer ${table}`;
+}
+
+/** A table's Kafka transactional id (exactly-once): the one publisher of the table fences its predecessor by it. */
+export function transactionalId(tableTopic: string): string {
+  return `pgtunnel-producer:${tableTopic}`;
+}
+
+/** Kafka client ids, one per part, so a broker's logs and quotas tell them apart (readers use them as group ids too). */
+export const clientIds = {
+  producer: 'pgtunnel-producer',
+  apply: 'pgtunnel-apply',
+  admin: 'pgtunnel-admin',
+  offsets: 'pgtunnel-offsets',
+  reader: 'pgtunnel-reader',
+  positions: 'pgtunnel-positions',
+  status: 'pgtunnel-status',
+  once: 'pgtunnel-once',
+  replay: 'pgtunnel-replay',
+  dlqReader: 'pgtunnel-dlq-reader',
+  stack: 'pgtunnel-stack',
+  demoPoisoner: 'pgtunnel-demo-poisoner',
+} as const;
+
+/** A group of its own for a one-off reader that never commits: the client id and something unique. */
+export function oneOffGroupId(clientId: string, unique: string): string {
+  return `${clientId}-${unique}`;
+}
+
+/** PostgreSQL application_name of pgtunnel's sessions, as pg_stat_activity shows them. */
+export const applicationNames = {
+  default: 'pgtunnel',
+  apply: 'pgtunnel apply',
+  once: 'pgtunnel once',
+  status: 'pgtunnel-status',
+} as const;
+
+/**
+ * Advisory locks: the key is hashtext(name), and hashtext(what is held) as the second key where there is
+ * one (a table id, a group slot). Running versions of pgtunnel must agree on them: never rename one.
+ */
+export const lockNames = {
+  /** install and migrations of a database */
+  migrate: 'pgtunnel.migrate',
+  /** a table's publisher, with the table id */
+  producer: 'pgtunnel.producer',
+  /** a consumer's group slot, with groupSlotLock */
+  consumer: 'pgtunnel.consumer',
+  /** one `dlq replay` or `dlq discard` per target */
+  dlqReplay: 'pgtunnel.dlq-replay',
+} as const;
 
 /** The consumer group of a topic prefix unless configured. */
 export function defaultGroupId(topicPrefix: string): string {

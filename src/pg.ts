@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { TunnelError, classify } from './errors.js';
 import { redact } from './redact.js';
+import { applicationNames } from './names.js';
 
 // int8 and numeric as strings would make every key a string; bigint-safe keys stay text, small ints parse.
 pg.types.setTypeParser(20, (v) => {
@@ -19,9 +20,13 @@ export function qualified(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`;
 }
 
-/** An SQL string literal, for names (never data) placed in generated SQL. */
+/**
+ * An SQL string literal, for names (never data) placed in generated SQL. With a backslash it takes the
+ * E'' form, which means the same whatever `standard_conforming_strings` says; without one both agree.
+ */
 export function quoteLiteral(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
+  const quoted = text.replace(/'/g, "''");
+  return text.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
 
 /** `a.k1 = b.k1 AND a.k2 = b.k2`: rows of two relations with the same key. */
@@ -35,7 +40,7 @@ export function keyObject(key: string[], alias?: string): string {
 }
 
 /** Opens a connection; an unreachable database becomes an error that names the URL (masked) and the fix. */
-export async function connect(url: string, role: 'source' | 'target' | 'admin', applicationName = 'pgtunnel'): Promise<pg.Client> {
+export async function connect(url: string, role: 'source' | 'target' | 'admin', applicationName: string = applicationNames.default): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName, connectionTimeoutMillis: 10_000 });
   // A broken connection must not crash the process; the next query on it fails and is retried.
   client.on('error', () => {});

@@ -72,35 +72,55 @@ export function copyIn(client: pg.Client, sql: string, lines: string[]): Promise
   });
 }
 
+/** A staging table of the session: its name and its columns, as committed and as this transaction made them. */
+interface StagingTable {
+  name: string;
+  committed?: string;
+  pending?: string;
+}
+
 /**
- * The session's temporary staging tables (one per target table and column list, emptied at each commit),
- * and which of them this transaction has filled already.
+ * The session's temporary staging tables: ONE per target table, with all its writable columns (emptied at
+ * each commit), so however many column subsets records carry, the session holds one table per target
+ * table. A row's COPY names the columns it carries; the others stay NULL and the INSERT never names them.
  */
 export class Staging {
   private readonly filled = new Set<string>();
-  private next = 0;
-  private readonly names = new Map<string, string>();
+  private readonly tables = new Map<string, StagingTable>();
   /** table → sets to go before a plain INSERT is tried again, after one met an existing key */
   private readonly upsertOnly = new Map<string, number>();
 
   /** Whether the role may create temporary tables here (PUBLIC may by default; a hardened database may revoke it). */
   private allowed: boolean | undefined;
 
-  /** A staging table for `target`'s columns `defs`, empty, in this transaction; undefined without the TEMP privilege. */
+  /** How many staging tables this session has made (one per target table written). */
+  get count(): number {
+    return this.tables.size;
+  }
+
+  /** The staging table of `target`, with columns `defs`, empty, in this transaction; undefined without the TEMP privilege. */
   async table(client: pg.Client, target: string, defs: string): Promise<string | undefined> {
     if (this.allowed === undefined) {
       const { rows } = await client.query<{ ok: boolean }>("SELECT has_database_privilege(current_database(), 'TEMP') AS ok");
       this.allowed = rows[0]?.ok === true;
     }
     if (!this.allowed) return undefined;
-    const signature = `${target}\u0000${defs}`;
-    let name = this.names.get(signature);
-    if (name === undefined) this.names.set(signature, (name = quoteIdent(`pgtunnel_stage_${this.next++}`)));
-    // asked for in each transaction: behind a pooler, or after a rollback, the session may not have it
-    if (!this.filled.has(name)) await client.query(`CREATE TEMP TABLE IF NOT EXISTS ${name} (${defs}) ON COMMIT DELETE ROWS`);
-    else await client.query(`TRUNCATE ${name}`);
-    this.filled.add(name);
-    return `pg_temp.${name}`;
+    let t = this.tables.get(target);
+    if (t === undefined) this.tables.set(target, (t = { name: quoteIdent(`pgtunnel_stage_${this.tables.size}`) }));
+    const qualifiedName = `pg_temp.${t.name}`;
+    if ((t.pending ?? t.committed) !== defs) {
+      // the target's columns changed (or first use): the old table goes, in this transaction
+      await client.query(`DROP TABLE IF EXISTS ${qualifiedName}`);
+      await client.query(`CREATE TEMP TABLE ${t.name} (${defs}) ON COMMIT DELETE ROWS`);
+      t.pending = defs;
+    } else if (!this.filled.has(t.name)) {
+      // asked for in each transaction: behind a pooler the session may not have it
+      await client.query(`CREATE TEMP TABLE IF NOT EXISTS ${t.name} (${defs}) ON COMMIT DELETE ROWS`);
+    } else {
+      await client.query(`TRUNCATE ${qualifiedName}`);
+    }
+    this.filled.add(t.name);
+    return qualifiedName;
   }
 
   /**
@@ -118,8 +138,12 @@ export class Staging {
     this.upsertOnly.set(target, 64);
   }
 
-  /** The transaction committed or rolled back: the staging tables are empty (or gone). */
-  ended(): void {
+  /** The transaction committed or rolled back: the staging tables are empty, and as it left them. */
+  ended(committed: boolean): void {
+    for (const t of this.tables.values()) {
+      if (committed && t.pending !== undefined) t.committed = t.pending;
+      t.pending = undefined;
+    }
     this.filled.clear();
   }
 }

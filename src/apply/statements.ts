@@ -1,9 +1,15 @@
 import type pg from 'pg';
+import { sqlState } from '../errors.js';
 import type { TableShape } from '../capture/catalog.js';
 import { rowJson } from '../capture/changeReader.js';
 import { keyMatch, qualified, quoteIdent } from '../pg.js';
 import { keyOfImage, type RowImage } from '../contracts/envelope.js';
 import { copyableColumns, copyIn, copyLine, type Staging } from './staging.js';
+import { compositeKey } from '../names.js';
+import { LruCache } from './lruCache.js';
+
+/** Cached upserts per table: column subsets beyond these are built again when met (a few µs each). */
+export const upsertCacheSize = 64;
 
 /** One statement's parameter stays under this many bytes: a poll of wide rows is written in parts. */
 const maxParamBytes = 4 * 1024 * 1024;
@@ -42,12 +48,15 @@ export class TableStatements {
   readonly key: string[];
   private readonly table: string;
   private readonly writable: Set<string>;
-  private readonly upserts = new Map<string, string>();
+  private readonly upserts = new LruCache<string, string>(upsertCacheSize);
+  /** The staging table's columns: every writable one COPY can fill (a domain's NOT NULL, say, never reaches it). */
+  private readonly stagedColumns: string[];
 
   constructor(private readonly shape: TableShape) {
     this.key = shape.key;
     this.table = qualified(shape.schema, shape.name);
     this.writable = new Set(shape.columns.filter((c) => !shape.generated.includes(c)));
+    this.stagedColumns = shape.columns.filter((c) => this.writable.has(c) && copyableColumns(shape.types, [c]));
     const match = keyMatch(shape.key, 't', 'k');
     this.keysSql = `SELECT ${rowJson('t', shape.key)} AS k FROM ${this.table} t`;
     this.existingKeysSql = `SELECT ${rowJson('t', shape.key)} AS k
@@ -82,10 +91,12 @@ export class TableStatements {
 
   /** The upsert for rows carrying exactly `columns` (already limited to writable target columns). */
   private upsertSql(columns: string[]): string {
-    const signature = columns.join('\u0000');
-    let sql = this.upserts.get(signature);
-    if (sql === undefined) this.upserts.set(signature, (sql = this.insertSql(columns, `json_to_recordset($1::json) AS r(${this.defs(columns)})`, true)));
-    return sql;
+    return this.upserts.getOrMake(compositeKey(...columns), () => this.insertSql(columns, `json_to_recordset($1::json) AS r(${this.defs(columns)})`, true));
+  }
+
+  /** How many upserts are cached (at most upsertCacheSize). */
+  get cachedUpserts(): number {
+    return this.upserts.size;
   }
 
   /** Target columns a row writes, in the target's column order. */
@@ -107,7 +118,7 @@ export class TableStatements {
     const groups = new Map<string, { columns: string[]; rows: RowImage[] }>();
     for (const row of rows) {
       const columns = this.columnsOf(row);
-      const signature = columns.join('\u0000');
+      const signature = compositeKey(...columns);
       let group = groups.get(signature);
       if (!group) groups.set(signature, (group = { columns, rows: [] }));
       group.rows.push(row);
@@ -124,8 +135,8 @@ export class TableStatements {
 
   /** False when no staging table can be had (no TEMP privilege): the rows then go as JSON. */
   private async viaStaging(client: pg.Client, staging: Staging, columns: string[], lines: string[], creates: boolean): Promise<boolean> {
-    const defs = this.defs(columns);
-    const stage = await staging.table(client, this.table, defs);
+    // one staging table for every subset: the columns a row lacks stay NULL there and the INSERT skips them
+    const stage = await staging.table(client, this.table, this.defs(this.stagedColumns));
     if (stage === undefined) return false;
     await copyIn(client, `COPY ${stage} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`, lines);
     if (creates && staging.tryPlainInsert(this.table)) {
@@ -135,7 +146,7 @@ export class TableStatements {
         await client.query('RELEASE SAVEPOINT pgtunnel_insert');
         return true;
       } catch (err) {
-        if ((err as { code?: string }).code !== '23505') throw err; // unique_violation: a key the target has
+        if (sqlState(err) !== '23505') throw err; // unique_violation: a key the target has
         await client.query('ROLLBACK TO SAVEPOINT pgtunnel_insert');
         staging.conflicted(this.table);
       }

@@ -1,5 +1,5 @@
-import type pg from 'pg';
-import { TunnelError, classify, isRefusedChange, isTableLevel } from '../errors.js';
+import pg from 'pg';
+import { TunnelError, classify, coerceError, decide, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
 import type { RowImage } from '../contracts/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
@@ -15,6 +15,7 @@ import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../instruments/telemetry.js';
+import { replayedTruncate } from './truncateOnce.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -59,12 +60,14 @@ export class TargetWriter {
     private readonly tables: Map<string, TableApply>,
     private readonly partitionCount: (topic: string) => Promise<number>,
     private readonly deadLetters: DeadLetterWriter,
+    /** Called before each table's rows are written, inside the transaction (a test's fault point). */
+    private readonly beforeWrite: () => void = () => {},
   ) {}
 
   /**
-   * A record whose apply fails for any reason but a transient one (connection, lock, broker) or a
-   * table-wide one (table missing, no privilege) is found by splitting the set and becomes a dead
-   * letter; the rest of the set is applied. No record can stop the tunnel or make it crash-loop.
+   * A record the target refuses (the error policy's dead-letter decision) is found by splitting the set
+   * and becomes a dead letter; the rest of the set is applied. Every other error leaves the set unapplied:
+   * transient ones are retried, table-wide ones and bugs stop the consumer.
    */
   async apply(records: RawRecord[], typesFollowed = false): Promise<ApplyResult> {
     try {
@@ -124,13 +127,13 @@ export class TargetWriter {
       if (refused && fresh.length === 1) {
         const only = fresh[0]!;
         const d = decoded.get(only);
-        const e = refused as Error & { code: string; constraint?: string; table?: string; column?: string; detail?: string };
+        const db = refused instanceof pg.DatabaseError ? refused : undefined;
         if (d && 'poison' in d) outcome.dead(only, d.poison, false);
         else if (d) outcome.dead({ ...only, key: d.key }, {
           errorClass: 'target',
-          code: e.code ?? classify(e).code,
-          message: `${isRefusedChange(e) ? 'the target refused the change' : 'applying the change failed'}: ${e.message}`,
-          details: { constraint: e.constraint, table: e.table, column: e.column, detail: e.detail },
+          code: db?.code ?? classify(refused).code,
+          message: `${isRefusedChange(refused) ? 'the target refused the change' : 'applying the change failed'}: ${coerceError(refused).message}`,
+          details: { constraint: db?.constraint, table: db?.table, column: db?.column, detail: db?.detail },
         }, this.table(only.topic).orderPolicy === 'park');
       } else {
         await this.routeAndWrite(fresh, decoded, outcome);
@@ -149,7 +152,7 @@ export class TargetWriter {
       await advanceOffsets(this.client, advanced, outcome);
       return outcome;
     }).then((outcome) => {
-      this.staging.ended();
+      this.staging.ended(true);
       for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
       for (const { topic, names } of outcome.checked) {
         const checked = this.checkedColumns.get(topic) ?? new Set<string>();
@@ -163,7 +166,7 @@ export class TargetWriter {
         skipped: records.length - outcome.fresh,
       };
     }, (err) => {
-      this.staging.ended();
+      this.staging.ended(false);
       throw err;
     });
   }
@@ -201,6 +204,9 @@ export class TargetWriter {
       else if (step.kind === 'write') await this.write(step.records, outcome);
       else {
         const r = step.record;
+        const replayed = await replayedTruncate(this.client, r, decoded.get(r));
+        if (replayed) outcome.dead(r, replayed, false);
+        if (replayed) continue;
         await this.truncatePartition(r.topic, r.partition);
         if (r.partition === 0) {
           outcome.count(r, 'applied'); // one truncate change, however many partitions carry it
@@ -234,6 +240,7 @@ export class TargetWriter {
       else byTopic.set(r.topic, [r]);
     }
     for (const [topic, records] of byTopic) {
+      this.beforeWrite();
       const table = this.table(topic);
       let kept = records;
       if (table.onMissingKey === 'dead-letter') {
@@ -288,10 +295,12 @@ function toRaw(r: DecodedRecord): RawRecord {
   return { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: r.value };
 }
 
-/** An apply error caused by the records of the set (found by bisecting), not by the connection or the table. */
+/**
+ * An apply error caused by the records of the set (found by bisecting): only what the error policy allows
+ * (a refused change). Anything else, an unexpected error (a bug) above all, stops the consumer with its
+ * stack instead of draining the topic into the DLQ record by record.
+ */
 function isRecordLevel(err: unknown): boolean {
-  if (isRefusedChange(err)) return true;
-  const e = classify(err);
-  return !e.retryable && !isTableLevel(err) && e.errorClass !== 'config';
+  return decide(err) === 'dead-letter';
 }
 

@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
-import { TunnelError } from '../errors.js';
+import { sqlState, TunnelError } from '../errors.js';
 import { inTransaction, keyMatch, qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { TableShape } from './catalog.js';
 import { controlColumns } from './changeReader.js';
 import { migrate, pendingMigrations, readMigrations } from './migrations.js';
-import { captureScope, changeTableId, functionPrefix, tableId } from '../names.js';
+import { captureScope, changeTableId, functionPrefix, lockNames, tableId } from '../names.js';
 
 /** A change table name must never point at an object pgtunnel did not create for this table. */
 async function checkChangeTableOwner(source: pg.Client, table: TableConfig): Promise<void> {
@@ -52,18 +52,20 @@ export async function pendingCapture(source: pg.Client, table: TableConfig): Pro
  * read without writing: only then does `run` regenerate capture, which needs the installer's rights.
  */
 async function staleColumns(source: pg.Client, table: TableConfig): Promise<string[]> {
-  const { rows } = await source.query<{ exclude_same: boolean | null; differ: string[] }>(
-    `WITH cap AS (SELECT source_table, change_table, excluded_columns FROM pgtunnel.captures WHERE table_id = $1),
+  const { rows } = await source.query<{ exclude_same: boolean | null; differ: string[]; by_name: boolean | null }>(
+    `WITH cap AS (SELECT source_table, change_table, excluded_columns, by_name FROM pgtunnel.captures WHERE table_id = $1),
      src AS (SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS typ FROM cap JOIN pg_attribute a ON a.attrelid = cap.source_table
              WHERE a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname = ANY ($2::text[])),
      chg AS (SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS typ FROM cap JOIN pg_attribute a ON a.attrelid = cap.change_table
              WHERE a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname = ANY ($3::text[]))
-     SELECT (SELECT excluded_columns @> $2::text[] AND excluded_columns <@ $2::text[] FROM cap) AS exclude_same,
+     SELECT (SELECT excluded_columns @> $2::text[] AND excluded_columns <@ $2::text[] FROM cap) AS exclude_same, (SELECT by_name FROM cap) AS by_name,
             ARRAY(SELECT name FROM src s FULL JOIN chg c USING (name) WHERE s.typ IS DISTINCT FROM c.typ ORDER BY name) AS differ`,
     [tableId(table), table.exclude, controlColumns],
   );
   const r = rows[0]!;
-  return r.exclude_same === true ? r.differ : [...r.differ, 'exclude'];
+  // a DDL the event trigger could not follow left capture matching by name until install regenerates it
+  const stale = r.by_name === true ? [...r.differ, 'by-name'] : r.differ;
+  return r.exclude_same === true ? stale : [...stale, 'exclude'];
 }
 
 /**
@@ -100,11 +102,11 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
   // and drops excluded columns from the change table: they are never captured.
   try {
     await inTransaction(source, async () => {
-      await source.query('UPDATE pgtunnel.captures SET excluded_columns = $2 WHERE table_id = $1', [tableId(table), table.exclude]);
+      await source.query('UPDATE pgtunnel.captures SET excluded_columns = $2, by_name = false, ddl_problem = NULL, ddl_problem_at = NULL WHERE table_id = $1', [tableId(table), table.exclude]);
       await source.query('SELECT pgtunnel.sync_capture($1)', [tableId(table)]);
     });
   } catch (err) {
-    if (applied > 0 || regenerate || (err as { code?: unknown }).code !== '42501') throw err;
+    if (applied > 0 || regenerate || sqlState(err) !== '42501') throw err;
     return { applied, stale };
   }
   return { applied, stale: [] };
@@ -114,7 +116,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
 export async function uninstallCapture(source: pg.Client, table: TableConfig): Promise<boolean> {
   const id = tableId(table);
   return inTransaction(source, async () => {
-    await source.query("SELECT pg_advisory_xact_lock(hashtext('pgtunnel.migrate'))");
+    await source.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockNames.migrate]);
     const { rows: registry } = await source.query<{ exists: boolean }>("SELECT to_regclass('pgtunnel.captures') IS NOT NULL AS exists");
     if (!registry[0]?.exists) return false;
     const { rows } = await source.query<{ source_table: string; change_table: string; function_prefix: string }>(
@@ -136,6 +138,7 @@ export async function uninstallCapture(source: pg.Client, table: TableConfig): P
     if (changeTableName && changeTableName !== sourceTable) await source.query(`DROP TABLE IF EXISTS ${changeTableName}`);
     await source.query('DELETE FROM pgtunnel.captures WHERE table_id = $1', [id]);
     await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [id]);
+    await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [id]);
     await source.query('DELETE FROM pgtunnel.migrations WHERE scope = $1', [captureScope(id)]);
     return true;
   });

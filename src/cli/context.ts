@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { embeddedDefaults, loadConfig, type TunnelConfig } from '../config/load.js';
-import { classify, describeError, exitCodes, TunnelError } from '../errors.js';
+import { classify, describeError, exitCodes, TunnelError, unexpectedStack } from '../errors.js';
 import { createLogger, type Logger } from '../instruments/log.js';
 import { redact } from '../redact.js';
 import { LocalStack } from '../stack/localStack.js';
@@ -23,6 +23,8 @@ export function config(options: GlobalOptions): TunnelConfig {
 export function failure(err: unknown): number {
   const e = classify(err);
   process.stderr.write(redact(`pgtunnel: ${describeError(e)}\n`));
+  const stack = unexpectedStack(e);
+  if (stack) process.stderr.write(`pgtunnel: unexpected error (a bug? please report it with this stack):\n${stack}\n`);
   if (e.errorClass === 'config') return exitCodes.usage;
   if (e.errorClass === 'unreachable') return exitCodes.unreachable;
   return exitCodes.failure;

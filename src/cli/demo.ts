@@ -11,6 +11,7 @@ import { LocalStack } from '../stack/localStack.js';
 import { deleteTopics, EnvelopeProducer } from '../transport/kafka.js';
 import { cliAction, config, log } from './context.js';
 import { formatLetter, loadLetters } from './dlq.js';
+import { clientIds, defaultGroupId } from '../names.js';
 
 const rulesFile = fileURLToPath(new URL('../../../examples/employees-rules.yaml', import.meta.url));
 const demoDb = 'pgtunnel_demo';
@@ -78,7 +79,7 @@ async function demoBad(stack: LocalStack, home: string): Promise<number> {
       PGTUNNEL_TARGET_URL: stack.target.url(demoDb),
       PGTUNNEL_KAFKA_BROKERS: stack.kafka.bootstrap,
       PGTUNNEL_TOPIC_PREFIX: 'pgtunnel-demo',
-      PGTUNNEL_GROUP_ID: 'pgtunnel-demo-apply',
+      PGTUNNEL_GROUP_ID: defaultGroupId('pgtunnel-demo'),
       PGTUNNEL_HOME: home,
       PGTUNNEL_HTTP_PORT: 'off',
     },
@@ -103,7 +104,7 @@ async function demoBad(stack: LocalStack, home: string): Promise<number> {
     for (const [i, change] of badChanges.entries()) {
       say(`bad change ${i + 1}: ${change.what}`);
       if (change.expect === 'poison') {
-        const producer = new EnvelopeProducer(cfg, 'pgtunnel-demo-poisoner');
+        const producer = new EnvelopeProducer(cfg, clientIds.demoPoisoner);
         await producer.publish([{ topic: table.topic, key: '{"emp_id":5}', value: 'this is not json' }]).finally(() => producer.close());
       } else if (change.expect === 'missing-key') {
         await target('DELETE FROM employees WHERE emp_id = 7');

@@ -16,7 +16,7 @@ import { resolveLetter } from '../dlq/resolutions.js';
 import { cliAction, config, log } from './context.js';
 import { RecordDecoder } from '../contracts/recordDecoder.js';
 import { SchemaRegistry } from '../contracts/registry.js';
-import { compositeKey } from '../names.js';
+import { clientIds, compositeKey } from '../names.js';
 
 interface Filters {
   table?: string;
@@ -96,7 +96,7 @@ async function replay(cfg: TunnelConfig, options: Filters & { dryRun?: boolean }
       return exitCodes.ok;
     }
     const tables = await replayTables(cfg, selectTables(cfg, options.table));
-    const producer = dryRun ? undefined : new EnvelopeProducer(cfg, 'pgtunnel-replay');
+    const producer = dryRun ? undefined : new EnvelopeProducer(cfg, clientIds.replay);
     try {
       const outcomes = await new Replayer(target, tables, producer && new DeadLetterWriter(producer)).replay(plan);
       printOutcomes(outcomes, dryRun);

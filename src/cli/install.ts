@@ -1,6 +1,7 @@
 import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { uninstallCapture } from '../capture/install.js';
+import { removeCaptureSchema } from '../capture/teardown.js';
 import { exitCodes } from '../errors.js';
 import { withClient } from '../pg.js';
 import { prepare } from '../setup/prepare.js';
@@ -27,15 +28,18 @@ export function registerInstall(program: Command): void {
     .command('uninstall')
     .description('remove capture (triggers, function, change table, state) from the source; tables are kept')
     .option('--drop-topics', 'also delete the Kafka topics and their DLQ topics')
+    .option('--keep-schema', "keep schema pgtunnel (functions, DDL event triggers, the GRANTs on it) after the last table's capture is removed")
     .addHelpText('after', '\nExample:\n  pgtunnel uninstall --drop-topics')
     .action(
-      cliAction(async (options: { dropTopics?: boolean }, globals) => {
+      cliAction(async (options: { dropTopics?: boolean; keepSchema?: boolean }, globals) => {
         const cfg = await withTables(config(globals));
-        await withClient(cfg.sourceUrl, 'source', async (source) => {
+        const schema = await withClient(cfg.sourceUrl, 'source', async (source) => {
           for (const t of cfg.tables) await uninstallCapture(source, t);
+          return options.keepSchema ? 'kept' : removeCaptureSchema(source);
         });
         if (options.dropTopics) await deleteTopics(cfg, cfg.tables.flatMap((t) => [t.topic, t.dlqTopic]));
         process.stdout.write(`capture removed from ${cfg.tables.map((t) => tableId(t)).join(', ')}\n`);
+        if (schema === 'removed') process.stdout.write('no table is captured any more: schema pgtunnel and its DDL event triggers removed from the source\n');
         return exitCodes.ok;
       }),
     );

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, describeError } from '../errors.js';
-import { tableId, partitionId } from '../names.js';
+import { applicationNames, clientIds, partitionId, tableId } from '../names.js';
 import { connect, qualified } from '../pg.js';
 import { storedOffsets } from '../apply/offsets.js';
 import { endOffsets } from '../transport/kafka.js';
@@ -39,7 +39,7 @@ export interface OnceResult {
 export async function readHorizon(config: TunnelConfig, parts: OnceParts): Promise<OnceHorizon> {
   const horizon: OnceHorizon = { deadLetters: await countDeadLetters(config, parts) };
   if (parts.produce) {
-    const client = await connect(config.sourceUrl, 'source', 'pgtunnel once');
+    const client = await connect(config.sourceUrl, 'source', applicationNames.once);
     try {
       horizon.snapshot = (await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
     } finally {
@@ -54,7 +54,7 @@ export async function readHorizon(config: TunnelConfig, parts: OnceParts): Promi
 /** Dead letters so far: the producer's (bad actions) when publishing, the consumer's when applying. */
 async function countDeadLetters(config: TunnelConfig, parts: OnceParts): Promise<number> {
   const sum = async (url: string, role: 'source' | 'target', sql: string, names: string[]) => {
-    const client = await connect(url, role, 'pgtunnel once');
+    const client = await connect(url, role, applicationNames.once);
     try {
       return Number((await client.query<{ n: string }>(sql, [names])).rows[0]!.n);
     } finally {
@@ -120,7 +120,7 @@ export async function waitUntilDone(config: TunnelConfig, parts: OnceParts, hori
     while (!signal.aborted) {
       try {
         if (parts.produce && !ends) {
-          source ??= await connect(config.sourceUrl, 'source', 'pgtunnel once');
+          source ??= await connect(config.sourceUrl, 'source', applicationNames.once);
           const left: string[] = [];
           for (const t of config.tables) {
             const what = await unpublished(source, t, horizon.snapshot!);
@@ -134,8 +134,8 @@ export async function waitUntilDone(config: TunnelConfig, parts: OnceParts, hori
           }
         }
         if (ends) {
-          target ??= await connect(config.targetUrl, 'target', 'pgtunnel once');
-          committed ??= config.exactlyOnce ? new CommittedReader(config, 'pgtunnel-once') : undefined;
+          target ??= await connect(config.targetUrl, 'target', applicationNames.once);
+          committed ??= config.exactlyOnce ? new CommittedReader(config, clientIds.once) : undefined;
           const behind = await unapplied(target, ends, committed);
           waiting.what = behind.length > 0 ? `the target to apply ${behind.join(', ')} (applied/end offset)` : '';
           if (behind.length === 0) {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
-import { changeTableId, defaultChangeTable, defaultGroupId, dlqTopicOf, tableId, tableTopic } from '../names.js';
+import { changeTableId, defaultChangeTable, defaultGroupId, defaultTopicPrefix, dlqTopicOf, tableId, tableTopic } from '../names.js';
 import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
 import { registryPassword, withPassword } from './secrets.js';
 import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
@@ -246,7 +246,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
       'sourceUrl, targetUrl and kafkaBrokers must be given together (or none, for the embedded stack) — fix: set all three of PGTUNNEL_SOURCE_URL, PGTUNNEL_TARGET_URL, PGTUNNEL_KAFKA_BROKERS',
     );
   }
-  const topicPrefix = merged.topicPrefix ?? 'pgtunnel';
+  const topicPrefix = merged.topicPrefix ?? defaultTopicPrefix;
   const tables = (merged.tables ?? ['employees']).map((t) => resolveTable(t, topicPrefix, merged.autoCreate ?? true, merged.partitions ?? 3));
   const seen = new Set<string>();
   for (const t of tables) {

@@ -7,7 +7,7 @@ import type { ColumnType } from './columnKinds.js';
 import { envelopeJsonSchema, keyJsonSchema } from './jsonSchema.js';
 import { toAvro, UnencodableError } from './values.js';
 import { frame, frameEncoded } from './wireFormat.js';
-import { keySubject, valueSubject } from '../names.js';
+import { compositeKey, keySubject, valueSubject } from '../names.js';
 
 export type Format = 'json' | 'avro' | 'json-schema';
 import type { SchemaType } from './registry.js';
@@ -93,7 +93,7 @@ export class TableEncoder {
     const avroFormat = this.format === 'avro';
     this.key = { id: keyId, columns: keys, fields: keys.map((c) => avroName(c.name)), type: avroFormat ? avroType(keyDoc as AvroSchema) : undefined };
     this.value = { id: valueId, columns: values, fields: values.map((c) => avroName(c.name)), type: avroFormat ? avroType(valueDoc as AvroSchema) : undefined };
-    this.derivedFrom = `${version}\u0000${columns.map((c) => c.name).join('\u0000')}`;
+    this.derivedFrom = compositeKey(version, ...columns.map((c) => c.name));
   }
 
   /** What the schemas in use were derived from (the capture's version and columns). */
@@ -101,7 +101,7 @@ export class TableEncoder {
 
   /** True when the schemas in use were derived from this capture version and these columns. */
   describes(version: number, columns: string[]): boolean {
-    return this.format === 'json' || this.derivedFrom === `${version}\u0000${columns.join('\u0000')}`;
+    return this.format === 'json' || this.derivedFrom === compositeKey(version, ...columns);
   }
 
   /** The message in the table's format; an UnencodableError names a value the format cannot carry. */

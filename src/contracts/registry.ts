@@ -2,6 +2,7 @@ import { TunnelError } from '../errors.js';
 import type { Logger } from '../instruments/log.js';
 import { redact, registerSecret } from '../redact.js';
 import type { RegistryAccess } from '../config/load.js';
+import { compositeKey } from '../names.js';
 
 /**
  * A client of the Confluent Schema Registry REST API, as Confluent, Apicurio (`/apis/ccompat/v7`),
@@ -38,7 +39,7 @@ export class SchemaRegistry {
   readonly url: string;
   private readonly authorization?: string;
   private readonly byId = new Map<number, { schema: string; schemaType: SchemaType }>();
-  /** `subject\0schema` → id: registering the same schema again asks the registry nothing. */
+  /** subject and schema (names.compositeKey) → id: registering the same schema again asks the registry nothing. */
   private readonly registered = new Map<string, number>();
   /** Subjects whose compatibility this client has seen to or set. */
   private readonly configured = new Set<string>();
@@ -57,7 +58,7 @@ export class SchemaRegistry {
 
   /** Registers the schema under the subject (or finds it there) and returns its id. */
   async register(subject: string, schema: string, schemaType: SchemaType): Promise<number> {
-    const key = `${subject}\0${schema}`;
+    const key = compositeKey(subject, schema);
     const known = this.registered.get(key);
     if (known !== undefined) return known;
     await this.ensureCompatibility(subject);

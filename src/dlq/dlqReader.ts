@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { closeConsumer, endOffsets, kafkaClientOptions, unreachableBroker, type KafkaAccess } from '../transport/kafka.js';
 import { deadLetterHeaders } from '../validate/deadLetters.js';
 import type { DeadLetterClass } from '../errors.js';
-import { compositeKey, topicOfDlq } from '../names.js';
+import { clientIds, compositeKey, oneOffGroupId, topicOfDlq } from '../names.js';
 
 /** A dead letter as stored in a DLQ topic, with its reason read back from the headers. */
 export interface StoredLetter {
@@ -46,8 +46,8 @@ export async function readDeadLetters(kafka: KafkaAccess, dlqTopics: string[], d
   if (remaining.size === 0) return [];
   // A group of its own, never committed: it reads everything and leaves nothing behind.
   const consumer = new Consumer({
-    clientId: 'pgtunnel-dlq-reader',
-    groupId: `pgtunnel-dlq-reader-${randomUUID()}`,
+    clientId: clientIds.dlqReader,
+    groupId: oneOffGroupId(clientIds.dlqReader, randomUUID()),
     ...kafkaClientOptions(kafka),
     deserializers: { key: stringDeserializer, value: (b?: Buffer) => b, headerKey: stringDeserializer, headerValue: stringDeserializer },
     autocommit: false,

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { isRefusedChange } from '../errors.js';
+import { isRefusedChange, sqlState } from '../errors.js';
 import { inTransaction } from '../pg.js';
 import { decodeEnvelope, PoisonError, rowValues, type Envelope } from '../contracts/envelope.js';
 import type { DeadLetter, DeadLetterWriter } from '../validate/deadLetters.js';
@@ -118,7 +118,7 @@ export class Replayer {
       } catch (err) {
         if (isRefusedChange(err)) return this.again(letter, { errorClass: 'target', code: err.code, message: `the target refused the change: ${err.message}` });
         // A deadlock with the consumer over the same key: whichever loses tries again and sees the winner.
-        if ((err as { code?: string }).code === '40P01' && attempt < deadlockRetries) continue;
+        if (sqlState(err) === '40P01' && attempt < deadlockRetries) continue;
         throw err;
       }
     }

@@ -6,6 +6,7 @@ import { tableApply } from '../apply/tableApply.js';
 import { TunnelError } from '../errors.js';
 import { withClient } from '../pg.js';
 import { compileRules } from '../validate/rules.js';
+import { lockNames } from '../names.js';
 
 /** A table as `dlq replay` writes it: found by the DLQ topic that holds a letter, never by a header. */
 export interface ReplayTable extends TableApply {
@@ -58,7 +59,7 @@ export async function targetInstalled(target: pg.Client, table = 'pgtunnel.dlq_r
  * ends, so two replays never apply (or re-queue) the same letters twice.
  */
 export async function takeReplayLock(target: pg.Client): Promise<void> {
-  const { rows } = await target.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgtunnel.dlq-replay')) AS ok");
+  const { rows } = await target.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [lockNames.dlqReplay]);
   if (rows[0]?.ok) return;
   throw new TunnelError('PGT_REPLAY_BUSY', 'another `pgtunnel dlq replay` or `dlq discard` is running against this target', {
     errorClass: 'fatal',

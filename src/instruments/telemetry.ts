@@ -32,6 +32,10 @@ export interface TelemetryEvents {
   'pgtunnel:retried': { part: string; errorClass: string };
   /** A new partition assignment of this process's consumer: a rebalance. */
   'pgtunnel:assigned': { instanceId: string; assigned: Map<string, number[]> };
+  /** A table's capture phase as its producer reports it (`snapshot`, then `streaming`). */
+  'pgtunnel:phase': { table: string; phase: string };
+  /** A producer's hold on its table's lock: `standby` while another instance publishes, then `leading`. */
+  'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
 }
 
 export type TelemetryChannel = keyof TelemetryEvents;
@@ -49,6 +53,8 @@ const channels = {
   deadLettered: channel('pgtunnel:dead-lettered'),
   retried: channel('pgtunnel:retried'),
   assigned: channel('pgtunnel:assigned'),
+  phase: channel('pgtunnel:phase'),
+  leadership: channel('pgtunnel:leadership'),
 };
 
 /** Subscribes to one channel; returns the unsubscribe. */
@@ -102,6 +108,14 @@ export class Telemetry {
 
   assigned(instanceId: string, assigned: Map<string, number[]>): void {
     if (channels.assigned.hasSubscribers) channels.assigned.publish({ instanceId, assigned });
+  }
+
+  phase(table: string, phase: string): void {
+    if (channels.phase.hasSubscribers) channels.phase.publish({ table, phase });
+  }
+
+  leadership(table: string, state: 'standby' | 'leading'): void {
+    if (channels.leadership.hasSubscribers) channels.leadership.publish({ table, state });
   }
 }
 

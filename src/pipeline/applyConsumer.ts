@@ -2,7 +2,7 @@ import { Consumer, stringDeserializer, type Message, type MessagesStream } from 
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
-import { classify, describeError } from '../errors.js';
+import { classify, describeError, unexpectedStack } from '../errors.js';
 import { connect } from '../pg.js';
 import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import { applySession } from '../apply/session.js';
@@ -18,6 +18,7 @@ import { GroupOffsets } from './groupOffsets.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff, sleep } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
+import { applicationNames, clientIds } from '../names.js';
 
 type StringMessage = Message<Buffer, Buffer, string, string>;
 
@@ -102,7 +103,7 @@ export class ApplyConsumer {
     private readonly deadLetters: EnvelopeProducer,
     private readonly log: Logger,
     private readonly health: Health,
-    private readonly clientId = 'pgtunnel-apply',
+    private readonly clientId: string = clientIds.apply,
     registry?: SchemaRegistryClient,
   ) {
     health.set('consumer', 'starting');
@@ -120,7 +121,7 @@ export class ApplyConsumer {
       let stream: MessagesStream<Buffer, Buffer, string, string> | undefined;
       const offsets = new GroupOffsets(this.log);
       try {
-        target = await connect(this.config.targetUrl, 'target', 'pgtunnel apply');
+        target = await connect(this.config.targetUrl, 'target', applicationNames.apply);
         await applySession(target, this.log);
         const instanceId = await claimInstanceId(target, this.config.groupId, this.config.groupInstanceId);
         const counts = new Map<string, number>();
@@ -151,7 +152,7 @@ export class ApplyConsumer {
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
-        const writer = new TargetWriter(target, this.tables, partitionCount, dlq);
+        const writer = new TargetWriter(target, this.tables, partitionCount, dlq, () => failpoint('apply.write'));
         const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
         this.log.info({ group: this.config.groupId, instanceId }, 'consumer started');
         this.health.set('consumer', 'ok');
@@ -164,7 +165,11 @@ export class ApplyConsumer {
         }
       } catch (err) {
         const e = classify(err);
-        if (!e.retryable) throw e;
+        if (!e.retryable) {
+          // a table-wide error or a bug: the set stays unapplied (no dead letters), the consumer stops
+          this.log.error({ code: e.code, decision: e.decision, stack: unexpectedStack(e) }, `consumer stopped: ${describeError(e)}`);
+          throw e;
+        }
         const wait = backoff.next();
         telemetry.retried('consumer', e.errorClass);
         this.health.set('consumer', 'waiting', describeError(e));

@@ -5,7 +5,7 @@ import { connect, inTransaction, qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
-import { changeTableId, tableId } from '../names.js';
+import { changeTableId, producerApplicationName, tableId } from '../names.js';
 import { isBatchComplete } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, saveState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
@@ -19,7 +19,7 @@ import { telemetry } from '../instruments/telemetry.js';
 import { Backoff, sleep } from '../retry.js';
 import { BatchPublisher } from './batchPublisher.js';
 import { ChangeVacuum } from './changeVacuum.js';
-import { becomeLeader } from './producerLock.js';
+import { becomeLeader, type LockHolder } from './producerLock.js';
 import { ExactlyOnce, adoptable, atLeastOnce, type Publication, type Publisher } from './publisher.js';
 import { SnapshotSource } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
@@ -91,7 +91,7 @@ export class CaptureProducer {
       let client: pg.Client | undefined;
       let vacuum: ChangeVacuum | undefined;
       try {
-        client = await connect(this.config.sourceUrl, 'source', `pgtunnel producer ${this.id}`);
+        client = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
         if (!(await this.becomeLeader(client, signal))) return;
         await useAsyncCheckpoints(client, this.config.exactlyOnce);
         this.state = this.stored = await loadState(client, this.id);
@@ -140,13 +140,27 @@ export class CaptureProducer {
   private async becomeLeader(client: pg.Client, signal: AbortSignal): Promise<boolean> {
     const standbyAt = Date.now();
     let waited = false;
-    const leading = await becomeLeader(client, this.id, signal, async () => {
+    let squatter: number | undefined;
+    const leading = await becomeLeader(client, this.id, signal, async (holder) => {
+      if (!waited) {
+        this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
+        telemetry.leadership(this.id, 'standby');
+        await this.producer.partitions(this.table.topic).catch(() => {});
+      }
       waited = true;
-      this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
-      this.health.set(this.part, 'standby', 'another instance holds the producer lock of this table');
-      await this.producer.partitions(this.table.topic).catch(() => {});
+      if (holder === undefined || holder.pgtunnel) {
+        this.health.set(this.part, 'standby', `another instance holds the producer lock of this table${holder ? ` (pid ${holder.pid}${holder.clientAddr ? ` from ${holder.clientAddr}` : ''})` : ''}`);
+        squatter = undefined;
+        return;
+      }
+      // not ready: nothing publishes this table while that session holds the lock
+      const reason = squatterReason(holder);
+      this.health.set(this.part, 'waiting', reason);
+      if (squatter !== holder.pid) this.log.warn({ table: this.id, holder }, reason);
+      squatter = holder.pid;
     });
     if (leading && waited) this.log.info({ table: this.id, standbyMs: Date.now() - standbyAt }, 'producer taking over: the previous leader\'s session ended');
+    if (leading) telemetry.leadership(this.id, 'leading');
     return leading;
   }
 
@@ -242,4 +256,10 @@ export class CaptureProducer {
     this.state = this.stored = adopted;
     this.log.info({ table: this.id, checkpoint: adopted.position.prev }, 'adopted the position Kafka committed last: the source checkpoint after it was never written');
   }
+}
+
+/** Why a standby waits on a lock no pgtunnel producer holds, naming the session and the fix. */
+function squatterReason(holder: LockHolder): string {
+  const who = [`pid ${holder.pid}`, `application_name ${JSON.stringify(holder.applicationName ?? '')}`, `client ${holder.clientAddr ?? 'local or hidden'}`, `user ${holder.user ?? 'hidden'}`].join(', ');
+  return `the producer lock of this table is held by a session that is not a pgtunnel producer (${who}), so nothing publishes it: end that session (SELECT pg_terminate_backend(${holder.pid})) or find who runs it`;
 }

@@ -1,7 +1,7 @@
 import type { Consumer } from '@platformatic/kafka';
 import type pg from 'pg';
 import { TunnelError } from '../errors.js';
-import { groupInstanceId, groupSlotLock } from '../names.js';
+import { groupInstanceId, groupSlotLock, lockNames } from '../names.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
 
@@ -18,7 +18,7 @@ const maxSlots = 1000;
 export async function claimInstanceId(target: pg.Client, groupId: string, configured: string | undefined): Promise<string> {
   if (configured) return configured;
   for (let slot = 0; slot < maxSlots; slot++) {
-    const { rows } = await target.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgtunnel.consumer'), hashtext($1)) AS ok", [groupSlotLock(groupId, slot)]);
+    const { rows } = await target.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS ok', [lockNames.consumer, groupSlotLock(groupId, slot)]);
     if (rows[0]!.ok) return groupInstanceId(groupId, slot);
   }
   throw new TunnelError('PGT_GROUP_FULL', `${maxSlots} consumers of group ${groupId} already run against this target`, {

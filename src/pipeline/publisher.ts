@@ -4,6 +4,7 @@ import type { WireMessage } from '../contracts/envelope.js';
 import { EnvelopeProducer, ensureTopics, type EnvelopeTransaction, type KafkaAccess } from '../transport/kafka.js';
 import { partitionOf } from '../transport/partitions.js';
 import { failpoint } from './failpoints.js';
+import { clientIds, positionsTopic, tableProducerClientId, transactionalId } from '../names.js';
 
 /**
  * One batch on its way to Kafka. `commit` makes it durable together with the position it moves the
@@ -24,11 +25,6 @@ export interface Publisher {
 export function atLeastOnce(producer: EnvelopeProducer): Publisher {
   const publication: Publication = { send: (messages) => producer.publish(messages), commit: async () => {}, abort: async () => {} };
   return { begin: async () => publication, close: async () => {} };
-}
-
-/** The topic of the producers' committed positions (compacted, keyed by table id). */
-export function positionsTopic(topicPrefix: string): string {
-  return `${topicPrefix}.positions`;
 }
 
 /**
@@ -83,7 +79,7 @@ export class ExactlyOnce implements Publisher {
 
   static async open(kafka: KafkaAccess & { topicPrefix: string }, table: string, tableTopic: string, letters: EnvelopeProducer): Promise<ExactlyOnce> {
     await ensureTopics(kafka, [positionsTopic(kafka.topicPrefix)], 1, [{ name: 'cleanup.policy', value: 'compact' }]);
-    const producer = new EnvelopeProducer(kafka, `pgtunnel-producer ${table}`, { transactionalId: `pgtunnel-producer:${tableTopic}` });
+    const producer = new EnvelopeProducer(kafka, tableProducerClientId(table), { transactionalId: transactionalId(tableTopic) });
     try {
       await producer.fence();
     } catch (err) {
@@ -95,7 +91,7 @@ export class ExactlyOnce implements Publisher {
 
   /** The newest position record of this table that Kafka committed (read after fencing, so none is in flight). */
   async lastCommitted(): Promise<PositionRecord | undefined> {
-    const reader = new CommittedReader(this.kafka, 'pgtunnel-positions');
+    const reader = new CommittedReader(this.kafka, clientIds.positions);
     try {
       const ends = await reader.ends(this.topic);
       const partition = partitionOf(this.table, ends.length);

@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId } from '../names.js';
+import { clientIds, tableId } from '../names.js';
 import { tableApply, type PreparedTable } from '../apply/tableApply.js';
 import { EnvelopeProducer } from '../transport/kafka.js';
 import type { Logger } from '../instruments/log.js';
@@ -10,6 +10,7 @@ import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
 import { SchemaRegistry } from '../contracts/registry.js';
 import { sleep } from '../retry.js';
+import { telemetry } from '../instruments/telemetry.js';
 
 const shutdownGraceMs = 3500;
 
@@ -33,7 +34,7 @@ export class Tunnel {
     const inner = new AbortController();
     const stop = () => inner.abort();
     signal.addEventListener('abort', stop, { once: true });
-    const producer = new EnvelopeProducer(this.config, 'pgtunnel-producer');
+    const producer = new EnvelopeProducer(this.config, clientIds.producer);
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
     const health = new Health(this.config.home, role);
     const observe = new ObserveServer(this.config, health, this.log);
@@ -46,6 +47,7 @@ export class Tunnel {
         const capture = new CaptureProducer(this.config, t.config, t.source, producer, this.log, health, (phase) => {
           const before = this.phase;
           this.phases.set(id, phase);
+          telemetry.phase(id, phase);
           if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
         }, registry);
         tasks.push(capture.run(inner.signal));

@@ -35,8 +35,12 @@ export function problems(report: StatusReport | undefined, health: Health, lagTr
   return out;
 }
 
-/** Paths that carry no row data and no secrets: open to probes and Prometheus, whatever their Host header. */
-const probes = new Set(['/metrics', '/health', '/ready']);
+/**
+ * Liveness only (no data at all) answers any Host header. /metrics and /ready carry states, table names and
+ * counts a rebinding page could read: they check the Host like the other paths (add the name or address
+ * Prometheus and probes use to httpAllowedHosts).
+ */
+const anyHost = new Set(['/health']);
 
 /**
  * The running tunnel's HTTP face: Prometheus `/metrics`, `/health` (liveness), `/ready` (readiness),
@@ -105,7 +109,7 @@ export class ObserveServer {
       res.end(redact(JSON.stringify(body)));
     };
     try {
-      if (!probes.has(path) && !this.access.hostAllowed(req)) {
+      if (!anyHost.has(path) && !this.access.hostAllowed(req)) {
         json(421, { error: 'this Host is not served: add it to httpAllowedHosts (PGTUNNEL_HTTP_ALLOWED_HOSTS)' });
       } else if ((path === '/' || path.startsWith('/api/')) && !this.access.authorized(req, url.searchParams)) {
         json(401, { error: 'token required: open the dashboard as /?token=<httpToken>, or send Authorization: Bearer <httpToken>' }, { 'www-authenticate': 'Bearer' });

@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { tableId, partitionId } from '../names.js';
+import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { endOffsets } from '../transport/kafka.js';
@@ -35,6 +35,8 @@ export interface TableStatus {
   schemaVersion: number | null;
   /** The latest version of `<topic>-value` in the schema registry; null without a registry or before registration. */
   registeredVersion: number | null;
+  /** A DDL the event trigger could not follow: capture matches columns by name until `pgtunnel install`. */
+  captureProblem: string | null;
 }
 
 /** The stable shape of `pgtunnel status --json` (documented in the README). */
@@ -98,7 +100,7 @@ function freshLinks(config: TunnelConfig): StatusLinks {
     withTarget: (body) => withClient(config.targetUrl, 'target', body),
     endOffsets: (topics) => endOffsets(config, topics),
     committedRecords: async (topic, partition, from, until) => {
-      const reader = new CommittedReader(config, 'pgtunnel-status');
+      const reader = new CommittedReader(config, clientIds.status);
       try {
         return await countCommitted(reader, topic, partition, from, until);
       } finally {
@@ -114,8 +116,10 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
     const out: TableStatus[] = [];
     for (const t of config.tables) {
       const state = await loadState(client, tableId(t));
-      const { rows } = await client.query<{ n: number; v: number | null }>(
-        `SELECT count(*)::int AS n, (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $1) AS v FROM ${qualified(t.schema, t.changeTable)}`, [tableId(t)]);
+      // to_jsonb: an install older than the ddl_problem column reads as no problem
+      const { rows } = await client.query<{ n: number; v: number | null; p: string | null }>(
+        `SELECT count(*)::int AS n, (SELECT schema_version FROM pgtunnel.captures WHERE table_id = $1) AS v,
+                (SELECT to_jsonb(c) ->> 'ddl_problem' FROM pgtunnel.captures c WHERE table_id = $1) AS p FROM ${qualified(t.schema, t.changeTable)}`, [tableId(t)]);
       out.push({
         table: tableId(t),
         phase: state.phase,
@@ -126,6 +130,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         changeTableRows: rows[0]!.n,
         schemaVersion: rows[0]!.v,
         registeredVersion: null,
+        captureProblem: rows[0]!.p,
       });
     }
     return out;
@@ -185,6 +190,7 @@ export function formatStatus(report: StatusReport): string {
     const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
     const registered = t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`;
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  change table ${t.changeTableRows} rows  schema v${t.schemaVersion ?? '-'}${registered}`);
+    if (t.captureProblem) lines.push(`  capture matches columns by name: a DDL could not be followed (${t.captureProblem}) — run \`pgtunnel install\` to follow the source's columns again`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }
   for (const p of report.processes) {

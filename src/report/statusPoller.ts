@@ -6,6 +6,7 @@ import { CommittedReader } from '../transport/committedReader.js';
 import type { Logger } from '../instruments/log.js';
 import { redactError } from '../redact.js';
 import { collectStatus, countCommitted, type StatusLinks, type StatusReport } from './status.js';
+import { applicationNames, clientIds } from '../names.js';
 
 /** One PostgreSQL connection kept between polls; dropped on any error so the next poll connects afresh. */
 class KeptClient {
@@ -14,7 +15,7 @@ class KeptClient {
   constructor(private readonly url: string, private readonly role: 'source' | 'target') {}
 
   async use<T>(body: (c: Client) => Promise<T>): Promise<T> {
-    this.client ??= connect(this.url, this.role, 'pgtunnel-status');
+    this.client ??= connect(this.url, this.role, applicationNames.status);
     try {
       return await body(await this.client);
     } catch (err) {
@@ -69,7 +70,7 @@ export class StatusPoller {
       withSource: (b) => open(() => this.source.use(b)),
       withTarget: (b) => open(() => this.target.use(b)),
       endOffsets: (t) => open(() => this.offsets.read(t)),
-      committedRecords: (topic, partition, from, until) => open(() => countCommitted((this.committed ??= new CommittedReader(config, 'pgtunnel-status')), topic, partition, from, until)),
+      committedRecords: (topic, partition, from, until) => open(() => countCommitted((this.committed ??= new CommittedReader(config, clientIds.status)), topic, partition, from, until)),
     };
   }
 

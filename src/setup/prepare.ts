@@ -13,6 +13,7 @@ import type { Logger } from '../instruments/log.js';
 import { tableId } from '../names.js';
 import { qualified, withClient } from '../pg.js';
 import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
+import { defaultTableGrants } from './defaultPrivileges.js';
 
 /**
  * A missing target table is created from the source catalog (autoCreate), and captured source columns the
@@ -60,6 +61,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
       const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
       if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
+      if (applied > 0) for (const warning of await defaultTableGrants(source, ['pgtunnel', table.schema])) logger.warn({ table: id }, warning);
       if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
       out.push({ config: table, source: shape });
     }

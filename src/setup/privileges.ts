@@ -11,10 +11,11 @@ export type Need =
   | { on: 'database'; privilege: 'CREATE' }
   | { on: 'schema'; schema: string; privilege: 'USAGE' | 'CREATE' }
   | { on: 'table'; schema: string; name: string; privilege: 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE' }
+  | { on: 'function'; schema: string; name: string; privilege: 'EXECUTE' }
   | { on: 'schema owner'; schema: string }
   | { on: 'table owner'; schema: string; name: string };
 
-const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys', 'dlq_resolved'];
+const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys', 'dlq_resolved', 'honoured_truncates'];
 const dml = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
 
 /** What the producer (and `verify`, `status`) needs in the source once capture is installed. */
@@ -27,6 +28,8 @@ export function producerNeeds(tables: TableConfig[]): Need[] {
     { on: 'table', schema: 'pgtunnel', name: 'migrations', privilege: 'SELECT' },
     // the consumer asks the source whether a truncate envelope was recorded by capture
     { on: 'table', schema: 'pgtunnel', name: 'truncates', privilege: 'SELECT' },
+    // the idle producer's wait; install takes EXECUTE on pgtunnel's functions from PUBLIC
+    { on: 'function', schema: 'pgtunnel', name: 'wait_for_commit(text, int, int)', privilege: 'EXECUTE' },
   ];
   for (const t of tables) {
     needs.push(
@@ -83,12 +86,15 @@ async function missing(client: pg.Client, needs: Need[]): Promise<{ role: string
               WHEN 'database' THEN has_database_privilege(current_database(), w.privilege)
               WHEN 'schema' THEN n.oid IS NULL OR has_schema_privilege(n.oid, w.privilege)
               WHEN 'table' THEN c.oid IS NULL OR has_table_privilege(c.oid, w.privilege)
+              WHEN 'function' THEN p.oid IS NULL OR has_function_privilege(p.oid, w.privilege)
               WHEN 'schema owner' THEN n.oid IS NULL OR pg_has_role(n.nspowner, 'USAGE')
               WHEN 'table owner' THEN c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE')
             END AS lacks
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS w(kind, schema, name, privilege, i)
      LEFT JOIN pg_namespace n ON n.nspname = w.schema
      LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+     -- by oid: a name lookup (to_regprocedure) needs USAGE on the schema, itself maybe one of the needs
+     LEFT JOIN pg_proc p ON w.kind = 'function' AND p.pronamespace = n.oid AND p.proname = split_part(w.name, '(', 1)
      ORDER BY w.i`,
     [
       col((n) => n.on),
@@ -113,6 +119,7 @@ export function grantStatements(role: string, database: string, lacks: Missing[]
     if (need.on === 'database') add(`ON DATABASE ${sqlName(database)}`, need.privilege);
     else if (need.on === 'schema') add(`ON SCHEMA ${sqlName(need.schema)}`, need.privilege);
     else if (need.on === 'table') add(`ON TABLE ${sqlName(need.schema)}.${sqlName(need.name)}`, need.privilege);
+    else if (need.on === 'function') add(`ON FUNCTION ${sqlName(need.schema)}.${need.name}`, need.privilege);
     else if (owner) add(`ROLE ${sqlName(owner)}`, '');
   }
   return [...grants].map(([object, what]) =>
@@ -124,6 +131,7 @@ function describeNeed({ need, owner }: Missing): string {
   if (need.on === 'database') return `${need.privilege} on the database`;
   if (need.on === 'schema') return `${need.privilege} on schema ${need.schema}`;
   if (need.on === 'table') return `${need.privilege} on ${need.schema}.${need.name}`;
+  if (need.on === 'function') return `${need.privilege} on function ${need.schema}.${need.name}`;
   return `ownership of ${need.schema}${need.on === 'table owner' ? `.${need.name}` : ''} (membership of its owner ${owner})`;
 }
 

@@ -8,6 +8,7 @@ import type { Logger } from '../instruments/log.js';
 import { kafkaClientOptions } from '../transport/kafka.js';
 import { portOpen, processAlive, stopProcess, run, tail, waitFor } from './processes.js';
 import { stackKafkaUser, type StackSecurity } from './stackSecurity.js';
+import { clientIds } from '../names.js';
 
 const mainClass = 'kafka.Kafka';
 
@@ -159,7 +160,7 @@ export class KafkaBroker {
   }
 
   private async metadataReady(): Promise<boolean> {
-    const admin = new Admin({ clientId: 'pgtunnel-stack', ...kafkaClientOptions({ kafkaBrokers: [this.bootstrap], kafkaSecurity: this.security?.kafkaClient() }), retries: 0, timeout: 3000 });
+    const admin = new Admin({ clientId: clientIds.stack, ...kafkaClientOptions({ kafkaBrokers: [this.bootstrap], kafkaSecurity: this.security?.kafkaClient() }), retries: 0, timeout: 3000 });
     try {
       await admin.listTopics();
       return true;

@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { TunnelError } from '../errors.js';
+import { sqlState, TunnelError } from '../errors.js';
 import type { Logger } from '../instruments/log.js';
 import { asServiceUser, ensureTraversable, isRoot, portOpen, processAlive, run, tail } from './processes.js';
 import type { StackSecurity } from './stackSecurity.js';
@@ -135,8 +135,8 @@ export class PostgresCluster {
     try {
       const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [db]);
       if (rowCount === 0) {
-        await client.query(`CREATE DATABASE "${db.replace(/"/g, '""')}"`).catch((err: { code?: string }) => {
-          if (err.code !== '42P04') throw err; // created meanwhile by another process
+        await client.query(`CREATE DATABASE "${db.replace(/"/g, '""')}"`).catch((err: unknown) => {
+          if (sqlState(err) !== '42P04') throw err; // created meanwhile by another process
         });
       }
     } finally {

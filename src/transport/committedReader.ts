@@ -1,5 +1,6 @@
 import { Consumer, FetchIsolationLevels } from '@platformatic/kafka';
 import { kafkaClientOptions, unreachableBroker, type KafkaAccess } from './kafka.js';
+import { clientIds } from '../names.js';
 
 const transactional = 1 << 4;
 const control = 1 << 5;
@@ -21,7 +22,7 @@ export interface CommittedRecord {
 export class CommittedReader {
   private readonly consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
 
-  constructor(private readonly kafka: KafkaAccess, clientId = 'pgtunnel-reader') {
+  constructor(private readonly kafka: KafkaAccess, clientId: string = clientIds.reader) {
     this.consumer = new Consumer({ clientId, groupId: clientId, ...kafkaClientOptions(kafka), retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 });
   }
 

@@ -3,6 +3,7 @@ import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity
 import { TunnelError, classify, kafkaProtocolIds } from '../errors.js';
 import type { WireMessage } from '../contracts/envelope.js';
 import { partitionOf } from './partitions.js';
+import { clientIds } from '../names.js';
 
 /** The largest record pgtunnel writes (topics it creates accept it); larger rows become dead letters. */
 export const maxMessageBytes = 16 * 1024 * 1024;
@@ -48,7 +49,7 @@ export function unreachableBroker(brokers: string[], err: unknown): TunnelError 
 
 /** Creates the table topics and their DLQ topics when missing; existing topics are left as they are. */
 export async function ensureTopics(kafka: KafkaAccess, topics: string[], partitions: number, configs: { name: string; value: string }[] = []): Promise<void> {
-  const admin = new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), ...clientDefaults });
+  const admin = new Admin({ clientId: clientIds.admin, ...kafkaClientOptions(kafka), ...clientDefaults });
   try {
     let existing: string[];
     try {
@@ -76,7 +77,7 @@ export async function ensureTopics(kafka: KafkaAccess, topics: string[], partiti
 
 /** Which of the topics exist; reads metadata only, so it never creates one. */
 export async function existingTopics(kafka: KafkaAccess, topics: string[]): Promise<string[]> {
-  const admin = new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), ...clientDefaults });
+  const admin = new Admin({ clientId: clientIds.admin, ...kafkaClientOptions(kafka), ...clientDefaults });
   try {
     const existing = new Set(await admin.listTopics());
     return topics.filter((t) => existing.has(t));
@@ -88,7 +89,7 @@ export async function existingTopics(kafka: KafkaAccess, topics: string[]): Prom
 }
 
 export async function deleteTopics(kafka: KafkaAccess, topics: string[]): Promise<void> {
-  const admin = new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), ...clientDefaults });
+  const admin = new Admin({ clientId: clientIds.admin, ...kafkaClientOptions(kafka), ...clientDefaults });
   try {
     const existing = await admin.listTopics();
     const present = topics.filter((t) => existing.includes(t));
@@ -111,7 +112,7 @@ export class EndOffsetReader {
 
   /** The end (next to be written) offset of every partition of the topics. */
   async read(topics: string[]): Promise<Map<string, bigint[]>> {
-    this.consumer ??= new Consumer({ clientId: 'pgtunnel-status', groupId: 'pgtunnel-status', ...kafkaClientOptions(this.kafka), ...clientDefaults });
+    this.consumer ??= new Consumer({ clientId: clientIds.status, groupId: clientIds.status, ...kafkaClientOptions(this.kafka), ...clientDefaults });
     try {
       return await this.consumer.listOffsets({ topics });
     } catch (err) {

@@ -1,5 +1,5 @@
 import { Admin, FetchIsolationLevels, ListOffsetTimestamps } from '@platformatic/kafka';
-import { partitionId } from '../names.js';
+import { clientIds, partitionId } from '../names.js';
 import { kafkaClientOptions, unreachableBroker, type KafkaAccess } from './kafka.js';
 
 /** What Kafka holds for a group's partitions, read the way Kafka's consumer-group tool reads it. */
@@ -67,7 +67,7 @@ export class KafkaOffsetReader {
   }
 
   private open(): Admin {
-    return new Admin({ clientId: 'pgtunnel-offsets', ...kafkaClientOptions(this.kafka), retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 });
+    return new Admin({ clientId: clientIds.offsets, ...kafkaClientOptions(this.kafka), retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 });
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@ import { Admin } from '@platformatic/kafka';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError } from '../errors.js';
 import { kafkaClientOptions, unreachableBroker, type KafkaAccess } from './kafka.js';
+import { clientIds } from '../names.js';
 
 /**
  * A key's partition is `murmur2(key) % partitions`: with another count most keys move to another partition.
@@ -16,7 +17,7 @@ export function partitionsProcedure(table: string, count: number): string {
 }
 
 function admin(kafka: KafkaAccess): Admin {
-  return new Admin({ clientId: 'pgtunnel-admin', ...kafkaClientOptions(kafka), retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 });
+  return new Admin({ clientId: clientIds.admin, ...kafkaClientOptions(kafka), retries: 3, retryDelay: 250, timeout: 10_000, connectTimeout: 5_000 });
 }
 
 /** How many partitions each existing topic has (missing topics are left out). */

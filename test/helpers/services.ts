@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import pg from 'pg';
+import { query } from '../../testkit/query.js';
 import { employeesDdl } from '../../src/stack/demo.js';
 
 /** The stack started once per run by scripts/test.mjs (real PostgreSQL ×2 and a real Kafka broker). */
@@ -36,18 +36,10 @@ export function onCleanup(t: TestContext, fn: () => Promise<unknown> | unknown):
   stack.push(fn);
 }
 
+export { query };
+
 export function uniqueName(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString('hex')}`;
-}
-
-export async function query<T extends pg.QueryResultRow = pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
 }
 
 export interface TunnelEnv {
@@ -97,18 +89,58 @@ export async function tunnelDatabases(t: TestContext, options: { createTables?: 
   };
 }
 
-/** Polls a condition until it holds or the deadline passes; no fixed sleeps stand in for synchronisation. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 20): Promise<T> {
+/** Something a test runs (a tunnel process, an in-process tunnel) that may end on its own. */
+export interface UnderTest {
+  /** Whether it ended on its own (a stop or kill by the test does not count). */
+  ended(): boolean;
+  /** How it ended, for the failure message (exit code, the end of its output). */
+  howItEnded(): Promise<string>;
+}
+
+const watched = new Set<UnderTest>();
+/** Ends a passing wait already saw: the test evidently expected them (it waited for that exit). */
+const expected = new WeakSet<UnderTest>();
+
+/** While `t` runs, every `waitFor` gives up at once when `subject` ends on its own instead of waiting out its deadline. */
+export function watch(t: TestContext, subject: UnderTest): void {
+  watched.add(subject);
+  onCleanup(t, () => watched.delete(subject));
+}
+
+function unexpectedEnds(also: UnderTest[]): UnderTest[] {
+  return [...new Set([...watched, ...also])].filter((s) => !expected.has(s) && s.ended());
+}
+
+/**
+ * Polls a condition until it holds or the deadline passes; no fixed sleeps stand in for synchronisation.
+ * An error of the check counts as "not yet" (a table not created yet, a broker still starting) and the last
+ * one is reported, with its stack, at the deadline. When a watched tunnel ends on its own the condition can
+ * no longer come true by it: the wait fails at once with how it ended (its exit code and output). `also`:
+ * subjects to watch during this wait only.
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 20, also: UnderTest[] = []): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
+    // read before the check: a check that reads the end itself (an exit code) still gets its answer
+    const ended = unexpectedEnds(also);
     try {
       const value = await check();
-      if (value !== undefined && value !== false) return value;
+      if (value !== undefined && value !== false) {
+        for (const s of ended) expected.add(s);
+        return value;
+      }
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (ended.length > 0) {
+      const how = await Promise.all(ended.map((s) => s.howItEnded()));
+      throw new Error(`gave up waiting for ${what}: ${how.join('\n')}${last ? `\n(last error of the check: ${(last as Error).message})` : ''}`, { cause: last });
+    }
+    if (Date.now() > deadline) {
+      const detail = last ? ` (last error: ${(last as Error).stack ?? String(last)})` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`, { cause: last });
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

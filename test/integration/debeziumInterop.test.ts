@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { employeesDdl } from '../../src/stack/demo.js';
-import { apicurioAvroConverter, ConnectWorker } from '../helpers/connect.js';
+import { apicurioAvroConverter, ConnectWorker } from '../../testkit/connect.js';
 import { onCleanup, query, services, tunnelDatabases, uniqueName, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 

@@ -23,7 +23,8 @@ test('the HTTP port answers only its own Host names, and the dashboard and /api 
   for (const p of ['/', '/api/status', `/api/status?token=${token}`]) {
     assert.equal((await httpGet(`${base}${p}`, { host: `evil.example:${port}` })).status, 421, `${p} with a foreign Host`);
   }
-  assert.equal((await httpGet(`${base}/health`, { host: `evil.example:${port}` })).status, 200, 'probes answer any Host');
+  assert.equal((await httpGet(`${base}/health`, { host: `evil.example:${port}` })).status, 200, 'liveness answers any Host');
+  for (const p of ['/metrics', '/ready']) assert.equal((await httpGet(`${base}${p}`, { host: `evil.example:${port}` })).status, 421, `${p} checks the Host too`);
   for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]) {
     assert.equal((await httpGet(`${base}/api/status`, { host, authorization: `Bearer ${token}` })).status, 200, host);
   }

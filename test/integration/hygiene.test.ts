@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 
 const changeTable = async (url: string) =>
   (await query<{ rows: number; bytes: number }>(url, "SELECT count(*)::int AS rows, pg_total_relation_size('emp_cdc')::int AS bytes FROM emp_cdc"))[0]!;
 
 test('the change table stays bounded: rows are cleaned after each checkpoint and its size stops growing', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  const tunnel = await TunnelProcess.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, db.env);
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, 0 FROM generate_series(1, 10000) i");
   await waitFor('the inserts published and cleaned', async () => (await changeTable(db.sourceUrl)).rows === 0, 60_000, 50);
   // From here on one 10,000-row transaction at a time: the change table should never hold more than it.
@@ -31,6 +31,6 @@ test('the change table stays bounded: rows are cleaned after each checkpoint and
   t.diagnostic(`220,000 changes: change table at most ${maxRows} rows; largest size in rounds 1-7 ${early} B, in rounds 15-21 ${late} B`);
   assert.ok(maxRows <= 10_000 + 2000, `the change table never held more than the largest transaction plus a batch (${maxRows})`);
   assert.ok(late <= early * 2.5, `size stops growing: ${sizes.join(', ')}`);
-  await waitFor('the target equal', async () => (await runCli(['verify'], db.env)).code === 0, 30_000, 250);
+  await tunnel.waitForEqual(30_000);
   await tunnel.stop();
 });

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import pg from 'pg';
-import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 
 const sourceDdl = `
   CREATE SCHEMA shop;
@@ -69,27 +70,19 @@ test('five tables named by patterns, one tunnel, concurrent writers: every table
   assert.equal(installed.code, 0, installed.stderr);
   assert.match(installed.stdout, /shop\.customers[\s\S]*shop\.orders[\s\S]*order_notes[\s\S]*order_lines/);
   assert.doesNotMatch(installed.stdout, /installed (public\.unrelated|\S+_cdc):/, 'a pattern matches neither unlisted tables nor change tables');
-  const producer = new TunnelProcess({ ...env, PGTUNNEL_HTTP_PORT: 'off' }, ['run', '--role', 'producer']);
-  onCleanup(t, () => producer.kill('SIGKILL'));
-  await producer.waitForLog('phase: streaming', 60_000);
+  const producer = await InProcessTunnel.start(t, { ...env, PGTUNNEL_HTTP_PORT: 'off' }, { role: 'producer' });
   await producer.stop();
-  const consumer = new TunnelProcess({ ...env, PGTUNNEL_CONFIG: ordersOnly, PGTUNNEL_HTTP_PORT: 'off' }, ['run', '--role', 'consumer']);
-  onCleanup(t, () => consumer.kill('SIGKILL'));
+  const consumer = await InProcessTunnel.start(t, { ...env, PGTUNNEL_CONFIG: ordersOnly, PGTUNNEL_HTTP_PORT: 'off' }, { role: 'consumer' });
   await waitFor('the child order in the target before its parent', async () => (await query(db.targetUrl, 'SELECT 1 FROM shop.orders WHERE customer_id = 1000001')).length === 1);
   assert.equal((await query(db.targetUrl, 'SELECT 1 FROM shop.customers WHERE id = 1000001')).length, 0);
   await consumer.stop();
 
-  const tunnel = await TunnelProcess.start(t, env);
-  onCleanup(t, () => tunnel.stop());
+  const tunnel = await InProcessTunnel.start(t, env);
   const written = await Promise.all([0, 1, 2].map((w) => writeFor(db.sourceUrl, 5000, w)));
   assert.ok(written.every((n) => n > 10));
-  const verify = await waitFor('verify equal for every table', async () => {
-    const r = await runCli(['verify'], env);
-    return r.code === 0 ? r.stdout : undefined;
-  }, 60_000, 500);
-  for (const table of tables) assert.match(verify, new RegExp(`${table.replace('.', '\\.')}: equal`));
-  const letters = await runCli(['dlq', 'list', '--json'], env);
-  assert.deepEqual(JSON.parse(letters.stdout), [], 'no dead letters');
+  assert.deepEqual(tunnel.tableIds.sort(), [...tables].sort(), 'the patterns matched these tables');
+  await tunnel.waitForEqual();
+  assert.deepEqual(tunnel.events.of('pgtunnel:dead-lettered'), [], 'no dead letters');
   const pk = await query<{ cols: string }>(db.targetUrl, "SELECT string_agg(a.attname, ',' ORDER BY a.attnum) AS cols FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = 'order_notes'::regclass AND i.indisprimary");
   assert.equal(pk[0]!.cols, 'note_id', 'the configured key became the created table\'s primary key');
 });

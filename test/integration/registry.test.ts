@@ -9,7 +9,7 @@ import type { TunnelError } from '../../src/errors.js';
 import { createLogger } from '../../src/instruments/log.js';
 import { registryAppDir, SchemaRegistryServer } from '../../src/stack/schemaRegistry.js';
 import { onCleanup, services, uniqueName } from '../helpers/services.js';
-import { freePort } from '../helpers/testStack.js';
+import { freePort } from '../../testkit/testStack.js';
 import { runCli } from '../helpers/tunnelProcess.js';
 
 const avro = (fields: object[]) => JSON.stringify({ type: 'record', name: 'Value', namespace: 'pgtunnel.test', fields });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
-import { tortureDdl, Workload } from '../helpers/workload.js';
+import { tortureDdl, Workload } from '../../testkit/workload.js';
 
 /** The partitions a consumer process holds now, from its newest assignment log line. */
 function holds(p: TunnelProcess): { instanceId: string; partitions: number[]; generation: number; at: number } | undefined {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { currentTestStack } from '../helpers/testStack.js';
+import { currentTestStack } from '../../testkit/testStack.js';
 
 test('a running stack is reused, never restarted: up() starts nothing and reports every part running', { timeout: 60_000 }, async () => {
   const stack = currentTestStack();

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { captureScope, changeTableId, compositeKey, defaultChangeTable, defaultGroupId, dlqTopicOf, functionPrefix, groupInstanceId, groupSlotLock, keyParts, keySubject, tableId, tableTopic, topicOfDlq, topicPrefixOf, valueSubject } from '../../src/names.js';
+import {
+  captureScope, changeTableId, clientIds, compositeKey, defaultChangeTable, defaultGroupId, defaultTopicPrefix, dlqTopicOf, functionPrefix, groupInstanceId,
+  groupSlotLock, keyId, keyParts, keySubject, lockNames, partitionId, positionsTopic, tableId, tableTopic, topicOfDlq, topicPrefixOf, transactionalId, valueSubject,
+} from '../../src/names.js';
 import { likePattern } from '../../src/config/tables.js';
 
 test('names pgtunnel creates stay distinct within 63 bytes, whatever the table names', () => {
@@ -43,6 +46,16 @@ test('composite map keys never collide across parts and split back into them', (
   assert.notEqual(compositeKey('a:1', 2), compositeKey('a', '1:2'));
   assert.notEqual(compositeKey('t', 1, 10n), compositeKey('t', 11, 0n));
   assert.deepEqual(keyParts(compositeKey('t', '{"id":1}')), ['t', '{"id":1}']);
+  assert.deepEqual(keyParts(partitionId('a.b', 3)), ['a.b', '3']);
+  assert.notEqual(keyId('t', '{"id":1}'), partitionId('t', 1));
+});
+
+test('names other processes and other versions share: positions topic, transactional ids, advisory locks', () => {
+  // a running older version takes the same locks and fences the same transactional ids: these never change
+  assert.deepEqual(lockNames, { migrate: 'pgtunnel.migrate', producer: 'pgtunnel.producer', consumer: 'pgtunnel.consumer', dlqReplay: 'pgtunnel.dlq-replay' });
+  assert.equal(positionsTopic(defaultTopicPrefix), 'pgtunnel.positions');
+  assert.equal(transactionalId(tableTopic('pgtunnel', { schema: 'public', name: 'employees' })), 'pgtunnel-producer:pgtunnel.public.employees');
+  assert.equal(new Set(Object.values(clientIds)).size, Object.keys(clientIds).length, 'each part has its own client id');
 });
 
 test('a change table can never be the captured table or another captured table', () => {

@@ -9,6 +9,7 @@ test('missing privileges become one GRANT per object, names quoted only when the
     { need: { on: 'table', schema: 'public', name: 'emp_cdc', privilege: 'SELECT' }, owner: 'installer' },
     { need: { on: 'table', schema: 'public', name: 'emp_cdc', privilege: 'DELETE' }, owner: 'installer' },
     { need: { on: 'table', schema: 'Shop', name: 'order', privilege: 'SELECT' }, owner: 'app' },
+    { need: { on: 'function', schema: 'pgtunnel', name: 'wait_for_commit(text, int, int)', privilege: 'EXECUTE' }, owner: 'installer' },
     { need: { on: 'table owner', schema: 'public', name: 'employees' }, owner: 'app_owner' },
     { need: { on: 'database', privilege: 'CREATE' }, owner: null },
   ]);
@@ -16,6 +17,7 @@ test('missing privileges become one GRANT per object, names quoted only when the
     'GRANT USAGE ON SCHEMA pgtunnel TO pgtunnel_producer;',
     'GRANT SELECT, DELETE ON TABLE public.emp_cdc TO pgtunnel_producer;',
     'GRANT SELECT ON TABLE "Shop"."order" TO pgtunnel_producer;',
+    'GRANT EXECUTE ON FUNCTION pgtunnel.wait_for_commit(text, int, int) TO pgtunnel_producer;',
     'GRANT app_owner TO pgtunnel_producer;',
     'GRANT CREATE ON DATABASE sales TO pgtunnel_producer;',
   ]);

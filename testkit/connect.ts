@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { stopProcess, tail } from '../../src/stack/processes.js';
+import { stopProcess, tail } from '../src/stack/processes.js';
 import { freePort } from './testStack.js';
 
 const mainClass = 'org.apache.kafka.connect.cli.ConnectStandalone';

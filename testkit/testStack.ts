@@ -1,0 +1,73 @@
+import { rmSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { createLogger } from '../src/instruments/log.js';
+import { LocalStack, type StackPorts } from '../src/stack/localStack.js';
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A free port below Linux's ephemeral range (32768+): there, a client that keeps reconnecting to a
+ * stopped broker can be handed the broker's own port as its local port and connect to itself,
+ * taking the port the restarted broker needs.
+ */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (await bindable(port)) return port;
+  }
+}
+
+/** Words of test file names that need the schema registry: the test stack starts one for them (Apicurio takes ~30 s and ~300 MB). */
+export const registryTestWords = ['registry', 'avro', 'jsonSchema', 'interop', 'python', 'debezium'];
+
+export function needsRegistry(files: string[]): boolean {
+  return files.some((f) => registryTestWords.some((w) => path.basename(f).toLowerCase().includes(w.toLowerCase())));
+}
+
+/** A fresh embedded stack on free loopback ports under `<home>/<name>`, apart from the default stack; with `registry`, a schema registry too. */
+export async function startTestStack(home: string, name = 'test-stack', options: { secure?: boolean; registry?: boolean } = {}): Promise<{ stack: LocalStack; env: Record<string, string> }> {
+  const root = path.join(home, name);
+  rmSync(root, { recursive: true, force: true });
+  const ports: StackPorts = { sourcePort: await freePort(), targetPort: await freePort(), kafkaPort: await freePort(), controllerPort: await freePort() };
+  if (options.registry) Object.assign(ports, { registryPort: await freePort(), registryManagementPort: await freePort() });
+  const stack = new LocalStack(home, createLogger(name), ports, root, { secure: options.secure });
+  await stack.up('postgres', 'postgres', options.registry === true);
+  return { stack, env: stackEnv(ports, root) };
+}
+
+/** A free loopback port, for a test's own service. */
+export { freePort };
+
+export function stackEnv(ports: StackPorts, root: string): Record<string, string> {
+  return {
+    ...(ports.registryPort ? { PGTUNNEL_TEST_REGISTRY_URL: `http://127.0.0.1:${ports.registryPort}/apis/ccompat/v7`, PGTUNNEL_TEST_REGISTRY_MANAGEMENT_PORT: String(ports.registryManagementPort) } : {}),
+    PGTUNNEL_TEST_SOURCE_SERVER: `postgres://postgres@127.0.0.1:${ports.sourcePort}`,
+    PGTUNNEL_TEST_TARGET_SERVER: `postgres://postgres@127.0.0.1:${ports.targetPort}`,
+    PGTUNNEL_TEST_BROKERS: `127.0.0.1:${ports.kafkaPort}`,
+    PGTUNNEL_TEST_CONTROLLER_PORT: String(ports.controllerPort),
+    PGTUNNEL_TEST_STACK_ROOT: root,
+  };
+}
+
+/** The running test stack, as the test process sees it through its environment. */
+export function currentTestStack(): LocalStack {
+  const portOf = (url: string) => Number(new URL(url).port);
+  const root = process.env.PGTUNNEL_TEST_STACK_ROOT!;
+  const ports: StackPorts = {
+    sourcePort: portOf(process.env.PGTUNNEL_TEST_SOURCE_SERVER!),
+    targetPort: portOf(process.env.PGTUNNEL_TEST_TARGET_SERVER!),
+    kafkaPort: Number(process.env.PGTUNNEL_TEST_BROKERS!.split(':')[1]),
+    controllerPort: Number(process.env.PGTUNNEL_TEST_CONTROLLER_PORT),
+    ...(process.env.PGTUNNEL_TEST_REGISTRY_URL
+      ? { registryPort: portOf(process.env.PGTUNNEL_TEST_REGISTRY_URL), registryManagementPort: Number(process.env.PGTUNNEL_TEST_REGISTRY_MANAGEMENT_PORT) }
+      : {}),
+  };
+  return new LocalStack(path.resolve(root, '..'), createLogger('test-stack'), ports, root);
+}
