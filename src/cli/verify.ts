@@ -18,7 +18,12 @@ export function registerVerify(program: Command): void {
         let equal = true;
         for (const table of cfg.tables) {
           const diff = await compareTable(cfg, table, options.limit);
+          if (diff.missingColumns.length > 0) {
+            equal = false;
+            process.stdout.write(`${diff.table}: DIFFERENT — the target lacks column(s) ${diff.missingColumns.join(', ')} (fix: add them to the target table, or list them in the table's exclude)\n`);
+          }
           if (diff.differingKeys.length === 0) {
+            if (diff.missingColumns.length > 0) continue;
             process.stdout.write(`${diff.table}: equal (${diff.sourceRows} rows)\n`);
             continue;
           }

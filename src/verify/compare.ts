@@ -13,6 +13,8 @@ export interface TableDifference {
   truncated: boolean;
   /** Every differing key, for repair. */
   allKeys: string[];
+  /** Source columns (not excluded) the target table lacks: their values can never be equal there. */
+  missingColumns: string[];
 }
 
 interface Bucket {
@@ -73,6 +75,7 @@ export async function compareTable(config: TunnelConfig, table: TableConfig, lim
       // Compared: the source's columns the target has, less excluded and masked ones (the target holds hashes).
       const skipped = new Set([...table.exclude, ...Object.keys(table.mask)]);
       const columns = shape.columns.filter((c) => targetShape.columns.includes(c) && !skipped.has(c));
+      const missingColumns = shape.columns.filter((c) => !targetShape.columns.includes(c) && !table.exclude.includes(c));
       const json = new Set(columns.filter((c) => /^jsonb?$/.test(shape.types[c] ?? '')));
       const hasher = new TableHasher(table.schema, table.name, shape.key, columns, json, await isIntegerKey(source, table, shape.key));
       for (const c of [source, target]) await c.query("SET TimeZone TO 'UTC'");
@@ -85,7 +88,7 @@ export async function compareTable(config: TunnelConfig, table: TableConfig, lim
       }
       keys.sort();
       const sum = (m: Map<string, Bucket>) => [...m.values()].reduce((n, b) => n + b.rows, 0);
-      return { table: `${table.schema}.${table.name}`, sourceRows: sum(s), targetRows: sum(t), differingKeys: keys.slice(0, limit), truncated: keys.length > limit, allKeys: keys };
+      return { table: `${table.schema}.${table.name}`, sourceRows: sum(s), targetRows: sum(t), differingKeys: keys.slice(0, limit), truncated: keys.length > limit, allKeys: keys, missingColumns };
     }),
   );
 }

@@ -85,7 +85,7 @@ export const families: Family[] = [
   },
 ];
 
-function tableDdl(f: Family): string {
+export function tableDdl(f: Family): string {
   const key = f.name === 'composite_key' ? 'id bigint, k2 text, k3 date, PRIMARY KEY (id, k2, k3)' : `id ${f.keyType ?? 'integer'} PRIMARY KEY`;
   return `CREATE TABLE ${quoted(f.name)} (${key}, ${f.columns})`;
 }

@@ -43,7 +43,7 @@ test('the tunnel runs through PostgreSQL with TLS and scram passwords and Kafka 
   await waitFor('the streamed row in the target', async () => (await query(targetUrl, 'SELECT 1 FROM employees WHERE emp_id = 5000')).length === 1, 20_000);
   const tls = await query<{ plain: number; tls: number }>(sourceUrl,
     "SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain, count(*) FILTER (WHERE s.ssl)::int AS tls FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name LIKE 'pgtunnel%'");
-  assert.deepEqual(tls, [{ plain: 0, tls: tls[0]!.tls }]);
+  assert.equal(tls[0]!.plain, 0, 'no connection of the tunnel to the source is without TLS');
   assert.ok(tls[0]!.tls > 0, 'the tunnel holds TLS connections to the source');
   const verified = await runCli(['verify'], env);
   assert.equal(verified.code, 0, verified.stdout + verified.stderr);
