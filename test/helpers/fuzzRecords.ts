@@ -19,6 +19,11 @@ export interface FuzzRecord {
    * mutation left byte for byte or only added a member to, or a valid record whose op alone a mutation turned into "t".
    */
   truncate?: boolean;
+  /**
+   * The source position the generator put in the envelope (txId and lsn), shared by every copy of one
+   * change; snapshot rows name none. A partition honours a truncate of one position once.
+   */
+  position?: string;
 }
 
 /** The fuzzed tables, created on the target (employees as the demo's; items with a composite key and odd types). */
@@ -89,12 +94,12 @@ function validRecords(tables: { employees: TableRef; items: TableRef }, partitio
       const change = { changeId, action: '', txid: String(changeId), capturedMs: Date.now(), row, key, schemaVersion: 1 };
       if (op === 'r') {
         const m = snapshotRowToMessage(t, { row, key }, 1, Date.now());
-        return [{ topic: m.topic, key: m.key, value: m.value, kind: 'valid r' }];
+        return [{ topic: m.topic, key: m.key, value: m.value, kind: 'valid r', position: 'none' }];
       }
       return changeToMessages(t, change, op as Op, Date.now()).flatMap((m): FuzzRecord[] =>
         m.partition === 'all'
-          ? Array.from({ length: partitions }, (_, p) => ({ topic: m.topic, key: undefined, value: m.value, partition: p, kind: 'valid t', truncate: true }))
-          : [{ topic: m.topic, key: m.key, value: m.value, kind: m.value === undefined ? 'tombstone' : `valid ${op}` }],
+          ? Array.from({ length: partitions }, (_, p) => ({ topic: m.topic, key: undefined, value: m.value, partition: p, kind: 'valid t', truncate: true, position: String(changeId) }))
+          : [{ topic: m.topic, key: m.key, value: m.value, kind: m.value === undefined ? 'tombstone' : `valid ${op}`, position: String(changeId) }],
       );
     }),
   );
