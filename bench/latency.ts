@@ -55,8 +55,13 @@ export async function measure(source: string, target: string, count: number): Pr
 export async function nativeLatency(ctx: BenchContext, rate: number, seconds: number): Promise<LatencyResult> {
   const dbs = await ctx.databases('bench_native', sourceDdl, targetDdl);
   await sql(dbs.source, 'CREATE PUBLICATION bench_pub FOR TABLE bench_latency');
-  const { port } = new URL(ctx.sourceServer);
-  await sql(dbs.target, `CREATE SUBSCRIPTION bench_sub CONNECTION 'host=127.0.0.1 port=${port} dbname=bench_native user=postgres' PUBLICATION bench_pub WITH (copy_data = false)`);
+  const server = new URL(ctx.sourceServer);
+  // the embedded stack asks for a password; the subscription's libpq connection carries it (conninfo quoting,
+  // then the server's own literal quoting: CREATE SUBSCRIPTION takes no parameters)
+  const password = decodeURIComponent(server.password) || process.env.PGPASSWORD || '';
+  const conninfo = `host=127.0.0.1 port=${server.port} dbname=bench_native user=postgres password='${password.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+  const [literal] = await sql<{ q: string }>(dbs.target, 'SELECT quote_literal($1::text) AS q', [conninfo]);
+  await sql(dbs.target, `CREATE SUBSCRIPTION bench_sub CONNECTION ${literal!.q} PUBLICATION bench_pub WITH (copy_data = false)`);
   try {
     await waitUntil('the subscription to stream', async () => (await sql(dbs.source, "SELECT 1 FROM pg_stat_replication WHERE application_name = 'bench_sub' AND state = 'streaming'")).length > 0, 30_000, 100);
     const count = await fixedRateLoad(dbs.source, rate, seconds);
