@@ -56,7 +56,7 @@ test('Debezium\'s JDBC sink applies pgtunnel\'s Avro topics (snapshot, inserts, 
     'connector.class': 'io.debezium.connector.jdbc.JdbcSinkConnector',
     'connection.url': `jdbc:postgresql://${new URL(db3).host}/${third}`,
     'connection.username': 'postgres',
-    'connection.password': '',
+    'connection.password': process.env.PGPASSWORD ?? '', // the test stack asks for one (testkit/testStack.ts exports it)
     topics: `${db.topicPrefix}.public.employees,${db.topicPrefix}.public.interop_types`,
     'insert.mode': 'upsert',
     'delete.enabled': true,
