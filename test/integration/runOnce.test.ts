@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
+import { lockNames, producerApplicationName } from '../../src/names.js';
 import { endOffsets } from '../../src/transport/kafka.js';
 import { onCleanup, query, services, tunnelDatabases } from '../helpers/services.js';
 import { runCli } from '../helpers/tunnelProcess.js';
@@ -82,12 +83,13 @@ test('run --once stuck behind a part names it at its timeout: a producer standin
   const db = await tunnelDatabases(t);
   await query(db.sourceUrl, "INSERT INTO employees (first_name, last_name, dob, city, salary) VALUES ('a', 'b', '2000-01-01', 'c', 1)");
   assert.equal((await runCli(['install'], db.env)).code, 0);
-  // another producer of this table: it holds the table's producer lock and publishes nothing
-  const holder = new pg.Client({ connectionString: db.sourceUrl });
+  // another producer of this table (named as pgtunnel's producers are, so readiness takes it for a live
+  // peer): it holds the table's producer lock and publishes nothing
+  const holder = new pg.Client({ connectionString: db.sourceUrl, application_name: producerApplicationName('public.employees') });
   holder.on('error', () => {});
   await holder.connect();
   onCleanup(t, () => holder.end());
-  await holder.query("SELECT pg_advisory_lock(hashtext('pgtunnel.producer'), hashtext('public.employees'))");
+  await holder.query('SELECT pg_advisory_lock(hashtext($1), hashtext($2))', [lockNames.producer, 'public.employees']);
   const stuck = await runCli(['run', '--role', 'producer', '--once', '--timeout', '6s'], db.env, 60_000);
   assert.equal(stuck.code, 4, stuck.stdout + stuck.stderr);
   assert.match(stuck.stderr, /run --once timed out after 6 s waiting for the snapshot of public\.employees to be published \(0 of \? rows\); producer public\.employees is standby: another instance holds the producer lock/);
