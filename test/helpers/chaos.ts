@@ -4,7 +4,7 @@ import type { LocalStack } from '../../src/stack/localStack.js';
 import { portOpen } from '../../src/stack/processes.js';
 import { runCli, TunnelProcess } from './tunnelProcess.js';
 import { waitFor } from './services.js';
-import { Workload, type WorkloadOptions, defaultWorkload } from './workload.js';
+import { Workload, type WorkloadOptions, defaultWorkload } from '../../testkit/workload.js';
 
 export const victims = ['producer', 'consumer', 'tunnel', 'kafka', 'target'] as const;
 export type Victim = (typeof victims)[number];

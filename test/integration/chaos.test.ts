@@ -3,8 +3,8 @@ import { test, type TestContext } from 'node:test';
 import { runChaos } from '../helpers/chaos.js';
 import { appliedCountMismatches, changesTwice, installWriteLog, topicRecords, versionGaps, writeLogRegressions } from '../helpers/oracles.js';
 import { query, tunnelDatabases } from '../helpers/services.js';
-import { currentTestStack } from '../helpers/testStack.js';
-import { tortureDdl } from '../helpers/workload.js';
+import { currentTestStack } from '../../testkit/testStack.js';
+import { tortureDdl } from '../../testkit/workload.js';
 
 /** Short runs (both modes sit in `npm test`); every kind of victim is killed in the first five rounds. */
 async function chaos(t: TestContext, exactlyOnce: boolean, rounds: number) {

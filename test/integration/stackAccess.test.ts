@@ -8,7 +8,7 @@ import { createLogger } from '../../src/instruments/log.js';
 import { postgresBinDir, PostgresCluster } from '../../src/stack/postgresCluster.js';
 import { StackPassword } from '../../src/stack/stackSecurity.js';
 import { onCleanup, query } from '../helpers/services.js';
-import { currentTestStack, freePort } from '../helpers/testStack.js';
+import { currentTestStack, freePort } from '../../testkit/testStack.js';
 
 const modeOf = (file: string) => statSync(file).mode & 0o777;
 

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { appliedCountMismatches, changesTwice, installWriteLog, sameRows, topicRecords, versionGaps, writeLogRegressions } from '../helpers/oracles.js';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
-import { tortureDdl, Workload } from '../helpers/workload.js';
+import { tortureDdl, Workload } from '../../testkit/workload.js';
 
 test('torture: concurrent writers, late and long transactions, rollbacks, key changes, truncate — exact target', { timeout: 240_000 }, async (t) => {
   const db = await tunnelDatabases(t, { createTables: false });

@@ -7,7 +7,7 @@ import { parse, stringify } from 'yaml';
 import { employeesDdl } from '../../src/stack/demo.js';
 import { existingTopics } from '../../src/transport/kafka.js';
 import { onCleanup, query, waitFor } from '../helpers/services.js';
-import { startTestStack } from '../helpers/testStack.js';
+import { startTestStack } from '../../testkit/testStack.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 /**
