@@ -10,6 +10,7 @@ import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
 import { TableStatements } from './statements.js';
 import { SetOutcome } from './setOutcome.js';
 import { Staging } from './staging.js';
+import { CopyPath } from './copyPath.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
@@ -56,6 +57,7 @@ export interface ApplyResult {
 export class TargetWriter {
   private readonly checkedColumns = new Map<string, Set<string>>();
   private readonly staging = new Staging();
+  private readonly copyPath: CopyPath;
 
   constructor(
     private readonly client: pg.Client,
@@ -64,7 +66,9 @@ export class TargetWriter {
     private readonly deadLetters: DeadLetterWriter,
     /** Called before each table's rows are written, inside the transaction (a test's fault point). */
     private readonly beforeWrite: () => void = () => {},
-  ) {}
+  ) {
+    this.copyPath = new CopyPath(client, tables);
+  }
 
   /**
    * A record the target refuses (the error policy's dead-letter decision) is found by splitting the set
@@ -123,6 +127,13 @@ export class TargetWriter {
       const fresh = freshRecords(records, stored);
       const outcome = new SetOutcome();
       outcome.fresh = fresh.length;
+      const copied = refused ? undefined : await this.copyPath.apply(fresh, outcome, this.staging, this.beforeWrite);
+      if (copied) {
+        // no letters, nothing parked: the guard's probe and the offsets remain
+        await recordLetteredKeys(this.client, copied, []);
+        await advanceOffsets(this.client, advanced, outcome);
+        return outcome;
+      }
       // Keys are canonical from here on (parked keys, letters, the supersede guard): a key spelled another
       // way, or binary garbage in a poison record's key, must neither miss its parked key nor break a query.
       const decoded = new Map(fresh.filter((r) => r.value !== undefined && r.value !== null).map((r) => [r, this.decode(r)] as const));
