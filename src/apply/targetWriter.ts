@@ -66,6 +66,8 @@ export class TargetWriter {
     private readonly deadLetters: DeadLetterWriter,
     /** Called before each table's rows are written, inside the transaction (a test's fault point). */
     private readonly beforeWrite: () => void = () => {},
+    /** false: every set takes the general path (the bench's baseline). */
+    private readonly byCopy = true,
   ) {
     this.copyPath = new CopyPath(client, tables);
   }
@@ -127,7 +129,7 @@ export class TargetWriter {
       const fresh = freshRecords(records, stored);
       const outcome = new SetOutcome();
       outcome.fresh = fresh.length;
-      const copied = refused ? undefined : await this.copyPath.apply(fresh, outcome, this.staging, this.beforeWrite);
+      const copied = refused || !this.byCopy ? undefined : await this.copyPath.apply(fresh, outcome, this.staging, this.beforeWrite);
       if (copied) {
         // no letters, nothing parked: the guard's probe and the offsets remain
         await recordLetteredKeys(this.client, copied, []);
