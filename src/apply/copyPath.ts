@@ -10,6 +10,9 @@ import { copyInBuffer, type Staging } from './staging.js';
 import type { TableStatements } from './statements.js';
 import type { TableApply } from './targetWriter.js';
 
+/** feature_not_supported (COPY FROM under row-level security), wrong_object_type (a view). */
+const noCopy = new Set(['0A000', '42809']);
+
 /** One table's COPY text of the set, per column subset (nearly always one: every column). */
 interface TableLines {
   table: TableApply;
@@ -27,6 +30,8 @@ interface TableLines {
  */
 export class CopyPath {
   private readonly scanners = new WeakMap<TableStatements, EnvelopeScanner>();
+  /** Tables whose COPY the server refuses whatever the rows: they keep the general path. */
+  private readonly refusing = new Set<string>();
 
   constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>) {}
 
@@ -48,7 +53,7 @@ export class CopyPath {
     const latencies: number[] = [];
     for (const r of fresh) {
       const table = this.tables.get(r.topic);
-      if (!table || table.rules.length > 0 || r.value === undefined || r.value === null || r.wire || r.decoded || r.unreadable) return undefined;
+      if (!table || table.rules.length > 0 || this.refusing.has(table.table) || r.value === undefined || r.value === null || r.wire || r.decoded || r.unreadable) return undefined;
       const statements = table.statements;
       const s = this.scanner(statements);
       if (s.scan(r.valueBytes ?? Buffer.from(r.value), r.key === undefined ? undefined : Buffer.from(r.key)) !== 'row') return undefined;
@@ -90,9 +95,12 @@ export class CopyPath {
       await this.client.query('RELEASE SAVEPOINT pgtunnel_copy');
       return true;
     } catch (err) {
-      if (sqlState(err) !== '23505') throw err; // unique_violation: a key the target has
+      const state = sqlState(err);
+      // unique_violation: a key the target has; a table COPY cannot fill (row-level security, a view): never again
+      if (state !== '23505' && !noCopy.has(state ?? '')) throw err;
       await this.client.query('ROLLBACK TO SAVEPOINT pgtunnel_copy');
-      staging.conflicted(table);
+      if (state === '23505') staging.conflicted(table);
+      else this.refusing.add(table);
       return false;
     }
   }
