@@ -12,7 +12,7 @@ import { SetOutcome } from './setOutcome.js';
 import { Staging } from './staging.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
-import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
+import { decodeRecord, missingKeyCandidates, missingKeyDecisions, route, type Decoded, type RouteTable } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { replayedTruncate } from './truncateOnce.js';
@@ -185,7 +185,7 @@ export class TargetWriter {
 
   private routeTable(topic: string): RouteTable {
     const t = this.table(topic);
-    return { table: t.table, key: t.statements.key, types: t.statements.types, rules: t.rules, orderPolicy: t.orderPolicy };
+    return { table: t.table, key: t.statements.key, types: t.statements.types, rules: t.rules, orderPolicy: t.orderPolicy, onMissingKey: t.onMissingKey };
   }
 
   private decode(r: RawRecord): Decoded {
@@ -218,14 +218,8 @@ export class TargetWriter {
     }
   }
 
-  /** Updates of keys the target lacks, under onMissingKey: dead-letter (keys inserted in the same set are fine). */
-  private async missingKeys(topic: string, records: DecodedRecord[]): Promise<Set<string>> {
-    const created = new Set<string>();
-    const candidates = new Set<string>();
-    for (const r of records) {
-      if (r.envelope.op === 'c' || r.envelope.op === 'r') created.add(r.key);
-      else if (r.envelope.op === 'u' && !created.has(r.key)) candidates.add(r.key);
-    }
+  /** Which of route's missing-key candidates the target lacks (read inside the set's transaction). */
+  private async missingKeys(topic: string, candidates: Set<string>): Promise<Set<string>> {
     if (candidates.size === 0) return new Set();
     const statements = this.table(topic).statements;
     const { rows } = await this.client.query<{ k: string }>(statements.existingKeysSql, [`[${[...candidates].join(',')}]`]);
@@ -244,14 +238,10 @@ export class TargetWriter {
     for (const [topic, records] of byTopic) {
       this.beforeWrite();
       const table = this.table(topic);
-      let kept = records;
-      if (table.onMissingKey === 'dead-letter') {
-        const missing = await this.missingKeys(topic, records);
-        kept = records.filter((r) => !missing.has(r.key));
-        for (const r of records.filter((x) => missing.has(x.key))) {
-          outcome.dead(toRaw(r), { errorClass: 'missing-key', message: `update of key ${r.key}, which the target does not have (onMissingKey: dead-letter)` }, table.orderPolicy === 'park');
-        }
-      }
+      const routeTable = this.routeTable(topic);
+      const missing = await this.missingKeys(topic, missingKeyCandidates(records, routeTable));
+      const { kept, dead } = missingKeyDecisions(records, missing, routeTable);
+      for (const d of dead) outcome.dead(d.record, d.letter, d.park);
       const writes = newestPerKey(kept).get(topic);
       if (!writes) continue;
       const statements = await this.evolve(topic, table, writes.upserts, outcome);
@@ -291,10 +281,6 @@ export class TargetWriter {
     if (mine.length > 0) await this.client.query(statements.deleteSql, [`[${mine.join(',')}]`]);
   }
 
-}
-
-function toRaw(r: DecodedRecord): RawRecord {
-  return { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: r.value };
 }
 
 /**
