@@ -53,7 +53,7 @@ export class CopyPath {
     const latencies: number[] = [];
     for (const r of fresh) {
       const table = this.tables.get(r.topic);
-      if (!table || table.rules.length > 0 || this.refusing.has(table.table) || r.value === undefined || r.value === null || r.wire || r.decoded || r.unreadable) return undefined;
+      if (!table || table.rules.length > 0 || this.refusing.has(table.statements.name) || r.value === undefined || r.value === null || r.wire || r.decoded || r.unreadable) return undefined;
       const statements = table.statements;
       const s = this.scanner(statements);
       if (s.scan(r.valueBytes ?? Buffer.from(r.value), r.key === undefined ? undefined : Buffer.from(r.key)) !== 'row') return undefined;
@@ -74,7 +74,7 @@ export class CopyPath {
     }
     if (lines.size === 0) return undefined;
     if (await anyParked(this.client, [...lines.keys()])) return undefined;
-    for (const { table } of lines.values()) if (!staging.tryPlainInsert(table.table)) return undefined;
+    for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
     if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
     this.count(keyed, lines, outcome);
     outcome.latencies.push(...latencies);
@@ -89,7 +89,7 @@ export class CopyPath {
     try {
       for (const t of lines.values()) {
         beforeWrite();
-        table = t.table.table;
+        table = t.statements.name;
         for (const { columns, out } of t.bySignature.values()) await copyInBuffer(this.client, t.statements.copySql(columns), out.view());
       }
       await this.client.query('RELEASE SAVEPOINT pgtunnel_copy');

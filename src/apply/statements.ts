@@ -101,6 +101,11 @@ export class TableStatements {
     return { key, columns, types, writable: columns.map((c) => this.writable.has(c)), copyable: columns.map((c) => copyableColumns(types, [c])) };
   }
 
+  /** The table's quoted name: the staging back-off's key. */
+  get name(): string {
+    return this.table;
+  }
+
   /** COPY of `columns` straight into the table (rows the target is not expected to have). */
   copySql(columns: string[]): string {
     return `COPY ${this.table} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
