@@ -18,15 +18,15 @@ export interface CaptureChoice {
  * reason. A table already captured one way stays so: switching modes is not built yet (issue 22 item 8).
  */
 export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode): Promise<CaptureChoice> {
-  const { rows } = await source.query<{ wal_level: string; triggers: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
-    `SELECT current_setting('wal_level') AS wal_level,
-            to_regclass('pgtunnel.captures') IS NOT NULL AND EXISTS (SELECT 1 FROM pgtunnel.captures WHERE table_id = $1) AS triggers,
-            EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $2) AS slot,
-            (SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($3)) AS identity,
-            EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($3) AND indisprimary) AS has_pk`,
-    [tableId(table), slotName(table), qualified(table.schema, table.name)],
+  const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
+    `SELECT current_setting('wal_level') AS wal_level, to_regclass('pgtunnel.captures') IS NOT NULL AS registry,
+            EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot,
+            (SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($2)) AS identity,
+            EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($2) AND indisprimary) AS has_pk`,
+    [slotName(table), qualified(table.schema, table.name)],
   );
-  const r = rows[0]!;
+  const r = { ...rows[0]!, triggers: false };
+  if (r.registry) r.triggers = (await source.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)])).rows.length > 0;
   if (asked === 'trigger') {
     if (r.slot && !r.triggers) {
       throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding (slot ${slotName(table)}), but the config asks for capture: trigger`, {
