@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { qualified } from '../pg.js';
+import { qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { ChangeRow } from '../contracts/envelope.js';
 import { rowJson, type CapturedColumns } from './changeReader.js';
 import type { Relation, TupleValue } from './pgoutput.js';
@@ -14,7 +14,7 @@ export interface LogicalChange {
   values: TupleValue[];
 }
 
-/** json and jsonb values travel as JSON, so json_populate_record keeps them JSON (and row text as in trigger mode). */
+/** json and jsonb: their text is read back as json, never through json_populate_record (a JSON null is not SQL NULL). */
 const jsonTypes = new Set([114, 3802]);
 
 /**
@@ -52,7 +52,7 @@ export class LogicalRows {
       columns.push(col.name);
       const isJson = jsonTypes.has(col.typeOid);
       if (isJson) json.add(col.name);
-      members.push(`${JSON.stringify(col.name)}:${v === null ? 'null' : isJson ? v : JSON.stringify(v)}`);
+      members.push(`${JSON.stringify(col.name)}:${v === null ? 'null' : JSON.stringify(v)}`);
     });
     return { columns, json, object: `{${members.join(',')}}` };
   }
@@ -61,9 +61,11 @@ export class LogicalRows {
     const id = JSON.stringify(columns);
     let sql = this.sql.get(id);
     if (!sql) {
-      sql = `SELECT ${rowJson('p', columns, this.masked, 's.salt', json)} AS row, ${rowJson('p', this.key)} AS key
+      const values = columns.map((c) => (json.has(c) ? `(e.v ->> ${quoteLiteral(c)})::json AS ${quoteIdent(c)}` : `p.${quoteIdent(c)}`));
+      sql = `SELECT ${rowJson('q', columns, this.masked, 's.salt', json)} AS row, ${rowJson('q', this.key)} AS key
              FROM json_array_elements($1::json) WITH ORDINALITY e(v, n)
                   CROSS JOIN LATERAL json_populate_record(NULL::${this.table}, e.v) p
+                  CROSS JOIN LATERAL (SELECT ${values.join(', ')}) q
                   CROSS JOIN (SELECT $2::text AS salt) s
              ORDER BY e.n`;
       if (this.sql.size > 64) this.sql.clear(); // column subsets are few; never an unbounded cache
