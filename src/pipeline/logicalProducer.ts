@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
-import { TunnelError, classify, describeError, sqlState } from '../errors.js';
+import { TunnelError, classify, sqlState } from '../errors.js';
 import { connect, qualified } from '../pg.js';
 import type { TableShape } from '../capture/catalog.js';
 import { LogicalRows, logicalColumns } from '../capture/logicalRows.js';
@@ -15,8 +15,9 @@ import type { Logger } from '../instruments/log.js';
 import type { Health } from '../instruments/health.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { producerApplicationName, publicationName, slotName, tableId } from '../names.js';
-import { Backoff, sleep } from '../retry.js';
+import { Backoff } from '../retry.js';
 import { BatchPublisher } from './batchPublisher.js';
+import { waitToRetry } from './producerRetry.js';
 import { LogicalSnapshot } from './logicalSnapshot.js';
 import { LogicalStream } from './logicalStream.js';
 import { becomeLeader } from './producerLock.js';
@@ -95,11 +96,7 @@ export class LogicalProducer {
         const e = classify(err);
         if (slotLost.has(sqlState(err) ?? '')) throw this.slotLost(e.message, err);
         if (!e.retryable) throw e;
-        const wait = backoff.next();
-        telemetry.retried('producer', e.errorClass);
-        this.health.set(this.part, 'waiting', describeError(e));
-        this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
-        await sleep(wait, signal);
+        await waitToRetry(e, backoff, { id: this.id, name: this.part, health: this.health, log: this.log }, signal);
       } finally {
         await this.batches.settle();
         await stream?.close();
