@@ -22,6 +22,7 @@ import { LogicalSnapshot } from './logicalSnapshot.js';
 import { LogicalStream } from './logicalStream.js';
 import { becomeLeader } from './producerLock.js';
 import { atLeastOnce } from './publisher.js';
+import { PublishStep } from './publishStep.js';
 
 /** SQLSTATEs of a slot that is gone (42704) or can no longer give its changes (55000: invalidated, WAL removed). */
 const slotLost = new Set(['42704', '55000']);
@@ -81,7 +82,8 @@ export class LogicalProducer {
         this.log.info({ table: this.id, capture: 'logical', slot: slotName(this.table), phase: state.phase }, 'producer started');
         if (state.phase === 'snapshot') {
           this.health.set(this.part, 'ok');
-          state = await new LogicalSnapshot(this.config, this.table, this.reader, this.batches, publication, this.log).run(client, state, signal);
+          const step = new PublishStep(this.id, this.batches, undefined, this.producer);
+          state = await new LogicalSnapshot(this.config, this.table, this.reader, step, this.log).run(client, state, signal);
           if (state.phase !== 'streaming') continue;
           this.onPhase('streaming');
         }

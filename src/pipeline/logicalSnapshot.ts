@@ -5,13 +5,16 @@ import { connect, quoteIdent, quoteLiteral } from '../pg.js';
 import { producerApplicationName, slotName, tableId } from '../names.js';
 import { replicationClient } from '../capture/replicationStream.js';
 import type { SnapshotReader } from '../capture/snapshotReader.js';
-import { saveState, type CaptureState } from '../capture/stateStore.js';
+import type { CaptureState } from '../capture/stateStore.js';
 import type { TableConfig } from '../config/load.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
-import { emptyTally, type BatchPublisher } from './batchPublisher.js';
-import { failpoint } from './failpoints.js';
-import type { Publication } from './publisher.js';
+import type { PublishStep, SourcePage } from './publishStep.js';
+import type { Records } from './batchPublisher.js';
+
+async function* onePart(records: Records): AsyncGenerator<Records, void, number> {
+  yield records;
+}
 
 /**
  * Logical capture's snapshot. A fresh one re-creates the slot with an exported snapshot and reads the
@@ -26,8 +29,7 @@ export class LogicalSnapshot {
     private readonly config: TunnelConfig,
     private readonly table: TableConfig,
     private readonly reader: SnapshotReader,
-    private readonly batches: BatchPublisher,
-    private readonly publication: Publication,
+    private readonly step: PublishStep,
     private readonly log: Logger,
   ) {}
 
@@ -43,13 +45,13 @@ export class LogicalSnapshot {
       while (next.phase === 'snapshot' && !signal.aborted) {
         const rows = await this.reader.readChunk(snap, next.snapshotLastKey, this.config.snapshotChunkSize);
         const done = rows.length < this.config.snapshotChunkSize;
-        const tally = emptyTally();
-        await this.batches.publishBatch(this.publication, { rows, schemaVersion: 1, final: done ? rows.at(-1) : undefined }, tally);
-        await this.batches.flush();
-        failpoint('producer.after-publish');
-        next = { ...next, phase: done ? 'streaming' : 'snapshot', snapshotLastKey: rows.at(-1)?.key ?? next.snapshotLastKey, snapshotRowsDone: next.snapshotRowsDone + rows.length };
-        next.updatedAt = await saveState(client, id, next);
-        this.batches.counted(tally);
+        // one chunk is one page of the publish step: its progress is stored only after Kafka's ack
+        const before = next;
+        const page: SourcePage = {
+          records: onePart({ rows, schemaVersion: 1, final: done ? rows.at(-1) : undefined }),
+          after: () => ({ ...before, phase: done ? 'streaming' : 'snapshot', snapshotLastKey: rows.at(-1)?.key ?? before.snapshotLastKey }),
+        };
+        next = (await this.step.publish(client, page, before)).after;
         telemetry.snapshot(id, next.snapshotRowsDone, next.snapshotRowsTotal);
       }
       await snap.query('COMMIT');
