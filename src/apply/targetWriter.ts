@@ -64,8 +64,11 @@ export class TargetWriter {
     private readonly deadLetters: DeadLetterWriter,
     /** Called before each table's rows are written, inside the transaction (a test's fault point). */
     private readonly beforeWrite: () => void = () => {},
-    /** false: every set takes the general path (the bench's baseline). */
-    private readonly byCopy = true,
+    /**
+     * true: sets of new inserts and snapshot reads take the byte path (copyPath.ts). Off by default until
+     * the fuzz end-to-end test is understood: it timed out with the path on, on a loaded machine.
+     */
+    private readonly byCopy = false,
   ) {
     this.changes = new ChangeWriter(client, tables, beforeWrite);
     this.copyPath = new CopyPath(client, tables);

@@ -45,7 +45,7 @@ test('a snapshot set of new keys goes by COPY into the table, exact; a set with 
   onCleanup(t, () => producer.close());
   const shape = await describeTable(target, { schema: 'public', name: 'things', key: ['id'] } as TableConfig, 'target');
   const table: TableApply = { table: 'public.things', statements: new TableStatements(shape), rules: [], onMissingKey: 'upsert', orderPolicy: 'park' };
-  const writer = new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer));
+  const writer = new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer), () => {}, true);
   const ref: TableRef = { db: 'db1', schema: 'public', name: 'things', key: ['id'], topic, topicPrefix: db.topicPrefix };
   let offset = 0;
   const records = (rows: Record<string, unknown>[]): RawRecord[] => rows.map((r) => {
