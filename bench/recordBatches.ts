@@ -1,16 +1,15 @@
 // The producer's record building alone (Kafka, no PostgreSQL): N envelopes of ~300 bytes to one topic of 3
 // partitions, lz4, idempotent, acks=all, in pages as the publish step hands them over. Two ways, in turns,
 // each round in its own child process under --trace-gc-nvp (V8 heap bytes allocated, summed over the GCs of
-// the measured part): `client` is today's EnvelopeProducer.publish (@platformatic/kafka builds the records),
-// `batches` is BatchSender with our encoder. CPU µs/record is the figure to compare on a loaded machine.
+// the measured part): `client` is the path EnvelopeProducer.publish took before (@platformatic/kafka builds
+// the records), `batches` is EnvelopeProducer.publish now (our encoder, BatchSender, two requests in flight). CPU µs/record is the figure to compare on a loaded machine.
 //   node dist/bench/recordBatches.js [records=200000] [--rounds 2] [--brokers host:port]
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Producer } from '@platformatic/kafka';
+import { Producer, stringSerializer } from '@platformatic/kafka';
 import { EnvelopeProducer, ensureTopics, endOffsets } from '../src/transport/kafka.js';
-import { BatchSender, type PartitionRecords } from '../src/transport/batchSender.js';
-import { partitionOf } from '../src/transport/partitions.js';
+import { placeRequests } from '../src/transport/recordPages.js';
 import { startTestStack } from '../testkit/testStack.js';
 import type { WireMessage } from '../src/contracts/envelope.js';
 
@@ -33,12 +32,7 @@ function page(from: number, n: number, topic: string): WireMessage[] {
   return out;
 }
 
-function byPartition(messages: WireMessage[]): PartitionRecords[] {
-  const parts: PartitionRecords[] = [];
-  for (let p = 0; p < partitions; p++) parts.push({ topic: messages[0]!.topic, partition: p, records: [] });
-  for (const m of messages) parts[partitionOf(m.key!, partitions)]!.records.push({ key: m.key, value: m.value });
-  return parts;
-}
+const bytes = (v: string | Buffer | undefined) => (v === undefined ? undefined : typeof v === 'string' ? Buffer.from(v) : v);
 
 /** One measured round in this process: prints the markers the parent sums GC lines between, and the figures. */
 async function round(way: 'client' | 'batches', brokers: string, topic: string): Promise<void> {
@@ -46,13 +40,17 @@ async function round(way: 'client' | 'batches', brokers: string, topic: string):
   let publish: (messages: WireMessage[]) => Promise<void>;
   let close: () => Promise<void>;
   if (way === 'client') {
-    const producer = new EnvelopeProducer(kafka, 'bench-client');
-    publish = (m) => producer.publish(m);
+    // today's path before this change: the client builds the records, requests of ~1 MB one after the other
+    const producer = new Producer({ clientId: 'bench-client', bootstrapBrokers: [brokers], idempotent: true, acks: -1, compression: 'lz4', retries: 3, timeout: 10_000, serializers: { key: bytes, value: bytes, headerKey: stringSerializer, headerValue: stringSerializer } });
+    publish = async (m) => {
+      for (const request of placeRequests(m, new Map([[topic, partitions]]), 1024 * 1024)) {
+        await producer.send({ messages: request.flatMap((p) => p.records.map((r) => ({ topic: p.topic, partition: p.partition, key: r.key, value: r.value }))) });
+      }
+    };
     close = () => producer.close();
   } else {
-    const producer = new Producer({ clientId: 'bench-batches', bootstrapBrokers: [brokers], idempotent: true, acks: -1, retries: 3, timeout: 10_000 });
-    const sender = new BatchSender(producer, { compression: 'lz4', timeoutMs: 10_000 });
-    publish = (m) => sender.send(byPartition(m));
+    const producer = new EnvelopeProducer(kafka, 'bench-batches');
+    publish = (m) => producer.publish(m);
     close = () => producer.close();
   }
   for (let i = 0; i < 10_000; i += pageSize) await publish(page(i, pageSize, topic)); // warm-up: connections, JIT

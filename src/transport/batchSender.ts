@@ -38,6 +38,7 @@ export class BatchSender {
   private readonly encoder = new RecordBatchEncoder();
   private readonly sequences = new Map<string, number>();
   private identity = '';
+  private turn: Promise<void> = Promise.resolve();
 
   constructor(private readonly producer: Client, private readonly options: { compression: 'lz4' | 'none'; timeoutMs: number }) {}
 
@@ -48,12 +49,50 @@ export class BatchSender {
   }
 
   /**
-   * One Produce request per leader, acks=all; resolves when all are acknowledged. Sequences advance before
-   * the send: a failed request leaves a gap the broker refuses (OUT_OF_ORDER_SEQUENCE), so after a failure
-   * the next send starts a new producer session (idempotent) or the caller aborts (transactional).
+   * One Produce request per leader, acks=all; resolves when all are acknowledged. Sends may overlap: each
+   * takes its sequences and reaches the connections' queues in call order (`turn`), so the broker sees a
+   * partition's batches in order; the acknowledgements are awaited outside the turn. Sequences advance
+   * before the send: a failed request leaves a gap the broker refuses (OUT_OF_ORDER_SEQUENCE), so after a
+   * failure the next send starts a new producer session (idempotent) or the caller aborts (transactional).
    */
   async send(parts: PartitionRecords[], transaction?: OpenTransaction): Promise<void> {
     if (parts.length === 0) return;
+    const previous = this.turn;
+    let release!: () => void;
+    this.turn = new Promise((resolve) => (release = resolve));
+    let acks: Promise<unknown>[];
+    try {
+      await previous;
+      const { metadata, topics, batches } = await this.prepare(parts, transaction);
+      const queued: Promise<void>[] = [];
+      acks = [...byLeader(metadata, batches).values()].map((group) => {
+        let onQueued!: () => void;
+        queued.push(new Promise((resolve) => (onQueued = resolve)));
+        const ack = this.produce(topics, group, transaction?.id, onQueued);
+        ack.catch(onQueued);
+        return ack;
+      });
+      await Promise.all(queued);
+    } catch (err) {
+      this.lost(transaction);
+      throw err;
+    } finally {
+      release();
+    }
+    try {
+      await Promise.all(acks);
+    } catch (err) {
+      this.lost(transaction);
+      throw err;
+    }
+  }
+
+  private lost(transaction: OpenTransaction | undefined): void {
+    if (!transaction) this.identity = lostSession;
+  }
+
+  /** The producer session, the partitions added to the transaction, and the batches with their sequences. */
+  private async prepare(parts: PartitionRecords[], transaction: OpenTransaction | undefined) {
     // a new session after a failed send: its sequences left a gap the broker would refuse
     if (!transaction && (this.producer.producerId === undefined || this.identity === lostSession)) await this.producer.initIdempotentProducer({});
     const producerId = this.producer.producerId!;
@@ -74,15 +113,10 @@ export class BatchSender {
       const batch = this.encoder.encode(p.records, { producerId, producerEpoch, baseSequence, transactional: !!transaction, compression: this.options.compression, timestamp });
       return { topic: p.topic, partition: p.partition, batch };
     });
-    try {
-      await Promise.all([...byLeader(metadata, batches).values()].map((group) => this.produce(topics, group, transaction?.id)));
-    } catch (err) {
-      if (!transaction) this.identity = lostSession;
-      throw err;
-    }
+    return { metadata, topics, batches };
   }
 
-  private produce(topics: string[], group: Placed[], transactionalId: string | undefined): Promise<ProduceResponse> {
+  private produce(topics: string[], group: Placed[], transactionalId: string | undefined, onQueued: () => void): Promise<ProduceResponse> {
     let refresh = false;
     return call<ProduceResponse>((done) =>
       this.producer[kPerformWithRetry]<ProduceResponse>('produce', (retry) => {
@@ -106,6 +140,7 @@ export class BatchSender {
                 refresh = !!error;
                 retry(error, response);
               });
+              onQueued();
             }) as never);
           });
         });
