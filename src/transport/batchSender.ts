@@ -1,4 +1,5 @@
 import { Writer, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, produceV9, produceV10, produceV11, NetworkError, type Producer, type ClusterMetadata, type Connection } from '@platformatic/kafka';
+import { kafkaProtocolIds } from '../errors.js';
 import { RecordBatchEncoder, type RecordBytes } from './recordBatch.js';
 
 /** The records of one partition of one topic, in order. */
@@ -11,6 +12,8 @@ export interface PartitionRecords {
 /** Sequences wrap from Int32 max to 0, as the broker expects. */
 const sequenceWrap = 2 ** 31;
 const lostSession = 'lost';
+/** Refusals that mean the broker no longer knows this producer session's sequences. */
+const stateLost = new Set(['UNKNOWN_PRODUCER_ID', 'OUT_OF_ORDER_SEQUENCE_NUMBER']);
 
 type ProduceResponse = ReturnType<typeof produceV11.parseResponse>;
 /** Flexible Produce versions (brokers since 2.8): the request layout we write is the same for these. */
@@ -56,6 +59,17 @@ export class BatchSender {
    * failure the next send starts a new producer session (idempotent) or the caller aborts (transactional).
    */
   async send(parts: PartitionRecords[], transaction?: OpenTransaction): Promise<void> {
+    try {
+      await this.sendOnce(parts, transaction);
+    } catch (err) {
+      // as the client does: the broker lost this session's state (a restart), so a new session sends the
+      // same records once more; a transaction cannot change session and is aborted by its caller instead
+      if (transaction || !kafkaProtocolIds(err).some((id) => stateLost.has(id))) throw err;
+      await this.sendOnce(parts, undefined);
+    }
+  }
+
+  private async sendOnce(parts: PartitionRecords[], transaction: OpenTransaction | undefined): Promise<void> {
     if (parts.length === 0) return;
     const previous = this.turn;
     let release!: () => void;
