@@ -2,7 +2,8 @@ import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializer
 import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity.js';
 import { TunnelError, classify, kafkaProtocolIds } from '../errors.js';
 import type { WireMessage } from '../contracts/envelope.js';
-import { partitionOf } from './partitions.js';
+import { BatchSender, type OpenTransaction, type PartitionRecords } from './batchSender.js';
+import { placeRequests, sendInWindow } from './recordPages.js';
 import { clientIds } from '../names.js';
 
 /** The largest record pgtunnel writes (topics it creates accept it); larger rows become dead letters. */
@@ -139,7 +140,6 @@ export async function endOffsets(kafka: KafkaAccess, topics: string[]): Promise<
 }
 
 type Bytes = string | Buffer;
-type PlacedMessage = { topic: string; key?: Bytes; value?: Bytes; partition: number; headers?: Map<string, string> };
 
 /**
  * Produce requests of about this many bytes: fewer round trips than one per 2000 records, and each
@@ -167,6 +167,8 @@ const coordinatorIds = new Set(['COORDINATOR_NOT_AVAILABLE', 'NOT_COORDINATOR', 
  * reads as "bump producer 0", refused once the transactionalId belongs to another producer id.
  */
 const newSession = { producerId: -1n, producerEpoch: -1 };
+/** The broker aborts a transaction open longer than this (a snapshot chunk is one transaction). */
+const transactionTimeout = 30_000;
 
 /** The messages of one Kafka transaction: invisible to read_committed consumers until `commit`. */
 export interface EnvelopeTransaction {
@@ -182,6 +184,7 @@ export interface EnvelopeTransaction {
  */
 export class EnvelopeProducer {
   private readonly producer: Producer<Bytes, Bytes, string, string>;
+  private readonly sender: BatchSender;
 
   constructor(private readonly kafka: KafkaAccess, clientId: string, options: { transactionalId?: string } = {}) {
     this.producer = new Producer({
@@ -192,9 +195,9 @@ export class EnvelopeProducer {
       serializers: bytesSerializers,
       compression: producerCompression,
       ...clientDefaults,
-      // the broker aborts a transaction open longer than this (a snapshot chunk is one transaction)
-      ...(options.transactionalId ? { transactionalId: options.transactionalId, timeout: 30_000 } : {}),
+      ...(options.transactionalId ? { transactionalId: options.transactionalId, timeout: transactionTimeout } : {}),
     });
+    this.sender = new BatchSender(this.producer, { compression: producerCompression, timeoutMs: options.transactionalId ? transactionTimeout : clientDefaults.timeout });
   }
 
   /** Starts a transaction; the first one of this producer fences older producers of its transactionalId. */
@@ -208,7 +211,7 @@ export class EnvelopeProducer {
     return {
       publish: async (messages) => {
         try {
-          for (const request of await this.requests(messages)) await tx.send({ messages: request });
+          await this.publishRecords(await this.requests(messages), tx);
         } catch (err) {
           throw this.failure(err);
         }
@@ -271,38 +274,32 @@ export class EnvelopeProducer {
     return count;
   }
 
-  /**
-   * Every message gets its partition here (by key as the Java client would, or a copy per partition),
-   * split into produce requests of about `requestBytes` each.
-   */
-  private async requests(messages: WireMessage[]): Promise<PlacedMessage[][]> {
+  /** Every message placed in its partition, in produce requests of about `requestBytes` each. */
+  private async requests(messages: WireMessage[]): Promise<PartitionRecords[][]> {
     const counts = new Map<string, number>();
     for (const m of messages) if (!counts.has(m.topic)) counts.set(m.topic, await this.partitions(m.topic));
-    const out: PlacedMessage[][] = [];
-    let request: PlacedMessage[] = [];
-    let size = 0;
-    const add = (p: PlacedMessage) => {
-      request.push(p);
-      size += (p.value?.length ?? 0) + (p.key?.length ?? 0) + 64;
-      if (size >= requestBytes) {
-        out.push(request);
-        request = [];
-        size = 0;
-      }
-    };
-    for (const m of messages) {
-      const count = counts.get(m.topic)!;
-      const key = m.keyBytes ?? m.key;
-      if (m.partition === 'all') for (let p = 0; p < count; p++) add({ topic: m.topic, key, value: m.value, partition: p, headers: m.headers });
-      else add({ topic: m.topic, key, value: m.value, partition: m.partition ?? (m.key === undefined ? 0 : partitionOf(m.key, count)), headers: m.headers });
+    return placeRequests(messages, counts, requestBytes);
+  }
+
+  private ownBatches: Promise<boolean> | undefined;
+
+  /**
+   * Produces pages of records already placed in partitions, as record batches we encode ourselves (no
+   * object or buffer per record), at most two requests unacknowledged. A broker older than Produce v9
+   * (Kafka 2.8) gets the client's own path; the choice is made once, so sequences never mix.
+   */
+  async publishRecords(requests: PartitionRecords[][], transaction?: OpenTransaction): Promise<void> {
+    this.ownBatches ??= this.sender.supported();
+    if (await this.ownBatches) return sendInWindow(requests, (parts) => this.sender.send(parts, transaction));
+    for (const parts of requests) {
+      const messages = parts.flatMap((p) => p.records.map((r) => ({ topic: p.topic, partition: p.partition, key: r.key, value: r.value, headers: r.headers })));
+      await (transaction ? transaction.send({ messages }) : this.producer.send({ messages }));
     }
-    if (request.length > 0) out.push(request);
-    return out;
   }
 
   async publish(messages: WireMessage[]): Promise<void> {
     try {
-      for (const request of await this.requests(messages)) await this.producer.send({ messages: request });
+      await this.publishRecords(await this.requests(messages));
     } catch (err) {
       const e = classify(err);
       if (e.retryable) throw unreachableBroker(this.kafka.kafkaBrokers, err);
