@@ -4,6 +4,7 @@ import type { TableConfig } from '../config/load.js';
 import type { ChangeRow } from '../contracts/envelope.js';
 import type { Position } from './position.js';
 import { tableId } from '../names.js';
+import { TransactionReader } from './transactions.js';
 
 export interface Page {
   cur: string;
@@ -69,9 +70,12 @@ export class ChangeReader {
   readonly changeTable: string;
   private cleanedSinceVacuum = 0;
   private captured: CapturedColumns | undefined;
+  /** With transaction metadata: each change's place in its transaction, and its BEGIN/END. */
+  private readonly transactions: TransactionReader | undefined;
 
-  constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '') {
+  constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '', transactionMetadata = false) {
     this.changeTable = qualified(table.schema, table.changeTable);
+    if (transactionMetadata) this.transactions = new TransactionReader(tableId(table), this.changeTable);
     // No truncation: it waits for an ACCESS EXCLUSIVE lock (up to 5 s) against the capture triggers' inserts.
     this.vacuumSql = `VACUUM (TRUNCATE false) ${this.changeTable}`;
     this.cleanupSql = `DELETE FROM ${this.changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
@@ -123,6 +127,7 @@ export class ChangeReader {
       if (r.change_id === null) continue;
       changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion });
     }
+    await this.transactions?.plan(client, changes, position.lastChangeId);
     return { cur: rows[0]!.cur, changes };
   }
 
@@ -134,6 +139,7 @@ export class ChangeReader {
   /** Removes the change rows of every transaction visible in a checkpointed snapshot. */
   async cleanup(client: pg.Client, checkpoint: string): Promise<number> {
     const result = await client.query(this.cleanupSql, [checkpoint]);
+    await this.transactions?.cleanup(client, checkpoint);
     this.cleanedSinceVacuum += result.rowCount ?? 0;
     return result.rowCount ?? 0;
   }

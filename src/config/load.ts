@@ -60,6 +60,7 @@ export interface TunnelConfig {
   changeTableWarnRows: number;
   changeTableWarnSeconds: number;
   exactlyOnce: boolean;
+  transactionMetadata: boolean;
   httpPort: number | 'off';
   httpHost: string;
   /** Salt of masked columns; '' when no table masks a column. */
@@ -164,6 +165,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
+  if (env.PGTUNNEL_TRANSACTION_METADATA) out.transactionMetadata = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_TRANSACTION_METADATA);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   for (const [name, key] of [['URL', 'registryUrl'], ['USERNAME', 'registryUsername'], ['PASSWORD', 'registryPassword'], ['PASSWORD_FILE', 'registryPasswordFile']] as const) {
     if (env[`PGTUNNEL_REGISTRY_${name}`]) out[key] = env[`PGTUNNEL_REGISTRY_${name}`];
@@ -309,6 +311,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
     exactlyOnce: merged.exactlyOnce ?? false,
+    transactionMetadata: merged.transactionMetadata ?? false,
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
     maskSalt: merged.maskSalt ?? '',

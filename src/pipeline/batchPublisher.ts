@@ -7,7 +7,8 @@ import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutM
 import { maxMessageBytes } from '../transport/kafka.js';
 import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
 import type { Publication } from './publisher.js';
-import { changeTableId } from '../names.js';
+import { changeTableId, transactionTopic } from '../names.js';
+import { transactionEventMessage } from '../contracts/transaction.js';
 
 /** What one unit of work published: changes by op (unknown actions as "bad"), and snapshot rows. */
 export interface Tally {
@@ -80,7 +81,9 @@ export class BatchPublisher {
       tally.changes++;
       tally.ops[op ?? 'bad'] = (tally.ops[op ?? 'bad'] ?? 0) + 1;
       if (op) {
+        if (change.transactionBegin) out.push(transactionEventMessage(transactionTopic(this.ref.topicPrefix), change.txid, Math.round(change.capturedMs)));
         out.push(...this.encoded(changeToMessages(this.ref, change, op, now), change));
+        if (change.transactionEnd) out.push(transactionEventMessage(transactionTopic(this.ref.topicPrefix), change.txid, Math.round(change.capturedMs), change.transactionEnd));
         continue;
       }
       tally.bad++;

@@ -64,11 +64,11 @@ export class CaptureProducer {
     this.part = `producer ${this.id}`;
     this.health.set(this.part, 'starting');
     const db = new URL(config.sourceUrl).pathname.slice(1);
-    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix };
+    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix, transactions: config.transactionMetadata };
     const masked = new Set(Object.keys(table.mask));
     this.masked = masked;
-    this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry);
-    this.changes = new ChangeReader(table, masked, config.maskSalt);
+    this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry, config.transactionMetadata);
+    this.changes = new ChangeReader(table, masked, config.maskSalt, config.transactionMetadata);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
     this.publisher = atLeastOnce(producer);
     this.batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);

@@ -19,7 +19,7 @@ const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys'
 const dml = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
 
 /** What the producer (and `verify`, `status`) needs in the source once capture is installed. */
-export function producerNeeds(tables: TableConfig[]): Need[] {
+export function producerNeeds(tables: TableConfig[], transactionMetadata = false): Need[] {
   const needs: Need[] = [
     { on: 'schema', schema: 'pgtunnel', privilege: 'USAGE' },
     { on: 'table', schema: 'pgtunnel', name: 'state', privilege: 'SELECT' },
@@ -31,6 +31,8 @@ export function producerNeeds(tables: TableConfig[]): Need[] {
     // the idle producer's wait; install takes EXECUTE on pgtunnel's functions from PUBLIC
     { on: 'function', schema: 'pgtunnel', name: 'wait_for_commit(text, int, int)', privilege: 'EXECUTE' },
   ];
+  // transaction metadata: the counts capture keeps, marked and forgotten once published
+  if (transactionMetadata) for (const privilege of ['SELECT', 'UPDATE', 'DELETE'] as const) needs.push({ on: 'table', schema: 'pgtunnel', name: 'transaction_events', privilege });
   for (const t of tables) {
     needs.push(
       { on: 'schema', schema: t.schema, privilege: 'USAGE' },
