@@ -5,6 +5,7 @@ import type { ChangeRow } from '../contracts/envelope.js';
 import type { Position } from './position.js';
 import { tableId } from '../names.js';
 import { TransactionReader } from './transactions.js';
+import { beforeImageJoin, beforeImagesCleanupSql } from './beforeImages.js';
 
 export interface Page {
   cur: string;
@@ -72,9 +73,12 @@ export class ChangeReader {
   private captured: CapturedColumns | undefined;
   /** With transaction metadata: each change's place in its transaction, and its BEGIN/END. */
   private readonly transactions: TransactionReader | undefined;
+  /** `before: full`: updates carry their old row. */
+  private readonly beforeFull: boolean;
 
   constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '', transactionMetadata = false) {
     this.changeTable = qualified(table.schema, table.changeTable);
+    this.beforeFull = table.before === 'full';
     if (transactionMetadata) this.transactions = new TransactionReader(tableId(table), this.changeTable);
     // No truncation: it waits for an ACCESS EXCLUSIVE lock (up to 5 s) against the capture triggers' inserts.
     this.vacuumSql = `VACUUM (TRUNCATE false) ${this.changeTable}`;
@@ -109,8 +113,10 @@ export class ChangeReader {
                extract(epoch FROM COALESCE(CASE WHEN s.commit_ts THEN pg_xact_commit_timestamp((c.txid::text::bigint % 4294967296)::text::xid) END,
                                            c.captured_at))::float8 * 1000 AS captured_ms,
                ${rowJson('c', captured.columns, this.masked, 's.salt', captured.json)} AS row,
-               ${rowJson('c', key)} AS key
+               ${rowJson('c', key)} AS key,
+               ${this.beforeFull ? `CASE WHEN bi.image IS NOT NULL THEN ${rowJson('bb', captured.columns, this.masked, 's.salt', captured.json)} END` : 'NULL::text'} AS before
         FROM page p CROSS JOIN LATERAL (SELECT * FROM ${this.changeTable} x WHERE x.change_id = p.change_id OFFSET 0) c
+        ${this.beforeFull ? beforeImageJoin(this.changeTable, '$6') : ''}
         ORDER BY p.change_id) b ON true`;
     return captured;
   }
@@ -118,14 +124,14 @@ export class ChangeReader {
   /** One page of the batch after `position.prev`; `position.cur` pins the batch's snapshot across pages. */
   async readPage(client: pg.Client, position: Position, pageSize: number, cur: string | null = position.cur): Promise<Page> {
     if (!this.captured) throw new Error('ChangeReader.refresh must run before readPage');
-    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string }>(
+    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string; before: string | null }>(
       this.batchSql,
-      [position.prev, cur, position.lastChangeId, pageSize, this.salt],
+      [position.prev, cur, position.lastChangeId, pageSize, this.salt, ...(this.beforeFull ? [tableId(this.table)] : [])],
     );
     const changes: ChangeRow[] = [];
     for (const r of rows) {
       if (r.change_id === null) continue;
-      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion });
+      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion, ...(r.before === null ? {} : { before: r.before }) });
     }
     await this.transactions?.plan(client, changes, position.lastChangeId);
     return { cur: rows[0]!.cur, changes };
@@ -140,6 +146,7 @@ export class ChangeReader {
   async cleanup(client: pg.Client, checkpoint: string): Promise<number> {
     const result = await client.query(this.cleanupSql, [checkpoint]);
     await this.transactions?.cleanup(client, checkpoint);
+    if (this.beforeFull) await client.query(beforeImagesCleanupSql, [checkpoint, tableId(this.table)]);
     this.cleanedSinceVacuum += result.rowCount ?? 0;
     return result.rowCount ?? 0;
   }

@@ -24,6 +24,8 @@ export interface TableConfig {
   format?: 'json' | 'avro' | 'json-schema';
   exclude: string[];
   mask: Record<string, 'sha256'>;
+  /** `full`: capture keeps each update's old row and the envelope carries it in `before`. */
+  before: 'full' | 'none';
   autoCreate: boolean;
   /** Partitions of the table's topic: created with them, and a start refuses a topic with another count. */
   partitions: number;
@@ -120,6 +122,7 @@ export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate:
     ...(spec.format ? { format: spec.format } : {}),
     exclude: spec.exclude ?? [],
     mask: spec.mask ?? {},
+    before: spec.before ?? 'none',
     autoCreate: spec.autoCreate ?? autoCreate,
     partitions: spec.partitions ?? partitions,
     pattern: isPattern(spec.schema) || isPattern(spec.name),

@@ -83,6 +83,8 @@ export const tableEntrySchema = z.union([
       exclude: z.array(identifier).optional(),
       /** Columns published as a salted hash of their value (maskSalt) instead of the value. */
       mask: z.record(identifier, z.literal('sha256')).optional(),
+      /** `full`: updates carry the old row in `before` (as Debezium with REPLICA IDENTITY FULL); default none. */
+      before: z.enum(['full', 'none']).optional(),
       /** Create the target table from the source catalog when it is missing, and add new source columns. */
       autoCreate: z.boolean().optional(),
       /** Partitions of this table's topic (default: partitions); change an existing topic's with `pgtunnel topic partitions`. */

@@ -119,11 +119,11 @@ export class TableEncoder {
   }
 
   /** The Avro envelope from its parts: the row's text is read once, the source never was text. */
-  private record({ table, op, row, source: s, tsMs, transaction: t }: EnvelopeParts, value: Registered): Record<string, unknown> {
+  private record({ table, op, row, source: s, tsMs, transaction: t, before }: EnvelopeParts, value: Registered): Record<string, unknown> {
     const image = row === null ? null : this.row(readObject(row, 1), value);
     const transaction = t ? { transaction: { id: t.id, total_order: BigInt(t.totalOrder), data_collection_order: BigInt(t.dataCollectionOrder) } } : this.transactions ? { transaction: null } : {};
     return {
-      before: op === 'd' ? image : null,
+      before: op === 'd' ? image : op === 'u' && before !== undefined ? this.row(readObject(before, 1), value) : null,
       after: op === 'd' ? null : image,
       source: {
         version: pgtunnelVersion,

@@ -13,6 +13,8 @@ export interface ChangeRow {
   /** `{"emp_id":7}`: the key columns in key order */
   key: string;
   schemaVersion: number;
+  /** `before: full`: an update's old row, exact row_to_json text like `row`. */
+  before?: string;
   /** With transaction metadata: the change's place in its source transaction. */
   transaction?: TransactionBlock;
   /** The first change of its transaction (from the producer that speaks for it): BEGIN precedes it. */
@@ -81,6 +83,8 @@ export interface EnvelopeParts {
   source: SourceFields;
   tsMs: number;
   transaction?: TransactionBlock;
+  /** An update's old row (`before: full`). */
+  before?: string;
 }
 
 /** A message as Kafka gets it: JSON text, or the Confluent wire format once encoded. */
@@ -145,8 +149,8 @@ function partsOf(table: TableRef): { head: string; tail: string } {
  * The envelope's text (Debezium's field names), assembled around the row's exact text: no value is
  * parsed or re-printed.
  */
-function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number, transaction?: TransactionBlock): string {
-  const before = op === 'd' ? row : null;
+function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number, transaction?: TransactionBlock, oldRow?: string): string {
+  const before = op === 'd' ? row : op === 'u' ? oldRow ?? null : null;
   const after = op === 'd' || op === 't' ? null : row;
   const { head, tail } = partsOf(table);
   const source = `${head}${s.tsMs},"snapshot":"${s.snapshot}"${tail}${int64(s.txId)},"lsn":${int64(s.lsn)},"schema_version":${s.schemaVersion}}`;
@@ -157,8 +161,8 @@ function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFiel
 /** One change becomes its envelope, and a delete also a tombstone so compacted topics forget the key. */
 export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, nowMs: number): OutMessage[] {
   const source = { txId: change.txid, lsn: String(change.changeId), snapshot: 'false' as const, tsMs: Math.round(change.capturedMs), schemaVersion: change.schemaVersion };
-  const value = envelopeText(table, op, op === 't' ? null : change.row, source, nowMs, change.transaction);
-  const parts = { table, op, row: op === 't' ? null : change.row, source, tsMs: nowMs, transaction: change.transaction };
+  const value = envelopeText(table, op, op === 't' ? null : change.row, source, nowMs, change.transaction, change.before);
+  const parts = { table, op, row: op === 't' ? null : change.row, source, tsMs: nowMs, transaction: change.transaction, before: change.before };
   if (op === 't') return [{ topic: table.topic, key: undefined, value, partition: 'all', parts }];
   const messages: OutMessage[] = [{ topic: table.topic, key: change.key, value, parts }];
   if (op === 'd') messages.push({ topic: table.topic, key: change.key, value: undefined });

@@ -12,6 +12,7 @@ import { checkPartitions } from '../transport/topicPartitions.js';
 import type { Logger } from '../instruments/log.js';
 import { tableId, transactionTopic } from '../names.js';
 import { setTransactionCounting } from '../capture/transactions.js';
+import { setBeforeImages } from '../capture/beforeImages.js';
 import { qualified, withClient } from '../pg.js';
 import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
 import { defaultTableGrants } from './defaultPrivileges.js';
@@ -62,6 +63,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
       const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
       await setTransactionCounting(source, qualified(table.schema, table.changeTable), config.transactionMetadata);
+      await setBeforeImages(source, table);
       if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
       if (applied > 0) for (const warning of await defaultTableGrants(source, ['pgtunnel', table.schema])) logger.warn({ table: id }, warning);
       if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);

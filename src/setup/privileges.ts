@@ -33,6 +33,8 @@ export function producerNeeds(tables: TableConfig[], transactionMetadata = false
   ];
   // transaction metadata: the counts capture keeps, marked and forgotten once published
   if (transactionMetadata) for (const privilege of ['SELECT', 'UPDATE', 'DELETE'] as const) needs.push({ on: 'table', schema: 'pgtunnel', name: 'transaction_events', privilege });
+  // before: full — the old rows read beside the change rows and cleaned with them
+  if (tables.some((t) => t.before === 'full')) for (const privilege of ['SELECT', 'DELETE'] as const) needs.push({ on: 'table', schema: 'pgtunnel', name: 'before_images', privilege });
   for (const t of tables) {
     needs.push(
       { on: 'schema', schema: t.schema, privilege: 'USAGE' },

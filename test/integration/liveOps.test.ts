@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
 import { topicRecords, type TopicRecord } from '../helpers/oracles.js';
@@ -78,6 +80,38 @@ test('transaction metadata: one BEGIN and END per source transaction with exact 
     }
     assert.deepEqual(totalOrders.sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i + 1), `total_order of ${tx.txid} numbers every event once`);
   }
+  // without before: full, an update carries no old row
+  assert.ok(byTable[emp]!.filter((r) => r.value?.op === 'u').every((r) => r.value!.before === null));
   // each producer marks the counts of what it published in its checkpoint's transaction
   await waitFor('every count marked published', async () => (await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM pgtunnel.transaction_events WHERE NOT published'))[0]!.n === 0, 30_000, 50);
+});
+
+test('before: full — updates carry the old row, one statement or many, a key change included; the old rows are cleaned up', { timeout: 180_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name, city, salary) SELECT i, 'n' || i, 'c' || i, 100 * i FROM generate_series(1, 5) i");
+  const config = path.join(db.home, 'before.json');
+  writeFileSync(config, JSON.stringify({ tables: [{ name: 'employees', before: 'full', mask: { city: 'sha256' } }], maskSalt: 'a-salt-of-sixteen-chars' }));
+  await InProcessTunnel.start(t, { ...db.env, PGTUNNEL_CONFIG: config });
+  await query(db.sourceUrl, 'UPDATE employees SET salary = 111 WHERE emp_id = 1');
+  await query(db.sourceUrl, "UPDATE employees SET salary = salary + 1, first_name = 'm' || emp_id WHERE emp_id IN (2, 3)");
+  await query(db.sourceUrl, 'BEGIN; UPDATE employees SET salary = 401 WHERE emp_id = 4; UPDATE employees SET salary = 402 WHERE emp_id = 4; COMMIT');
+  await query(db.sourceUrl, 'UPDATE employees SET emp_id = 50 WHERE emp_id = 5');
+  await waitFor('the target', async () => (await query(db.targetUrl, 'SELECT 1 FROM employees WHERE emp_id = 50')).length === 1, 60_000, 50);
+
+  const updates = (await topicRecords(`${db.topicPrefix}.public.employees`)).filter((r) => r.value?.op === 'u').map((r) => r.value!);
+  const seen = updates.map((u) => [u.before === null ? null : [u.before.emp_id, u.before.first_name, u.before.salary], [u.after!.emp_id, u.after!.first_name, u.after!.salary]]);
+  assert.deepEqual(seen.sort((a, b) => String(a[1]).localeCompare(String(b[1]))), [
+    [[1, 'n1', 100], [1, 'n1', 111]],
+    [[2, 'n2', 200], [2, 'm2', 201]],
+    [[3, 'n3', 300], [3, 'm3', 301]],
+    [[4, 'n4', 400], [4, 'n4', 401]],
+    [[4, 'n4', 401], [4, 'n4', 402]],
+    // a changed key: the new key had no old row (the old key's delete carries it)
+    [null, [50, 'n5', 500]],
+  ].sort((a, b) => String(a[1]).localeCompare(String(b[1]))));
+  // the old row is published as the new one is: a masked column hashed the same way
+  const first = updates.find((u) => u.after!.emp_id === 1)!;
+  assert.equal(first.before!.city, first.after!.city);
+  assert.match(String(first.before!.city), /^[0-9a-f]{64}$/);
+  await waitFor('old rows cleaned with their change rows', async () => (await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM pgtunnel.before_images'))[0]!.n === 0, 30_000, 50);
 });
