@@ -6,6 +6,7 @@ import type { Position } from './position.js';
 import { tableId } from '../names.js';
 import { TransactionReader } from './transactions.js';
 import { beforeImageJoin, beforeImagesCleanupSql } from './beforeImages.js';
+import { filterSql } from './rowFilter.js';
 
 export interface Page {
   cur: string;
@@ -75,6 +76,7 @@ export class ChangeReader {
   private readonly transactions: TransactionReader | undefined;
   /** `before: full`: updates carry their old row. */
   private readonly beforeFull: boolean;
+  private extraParams: unknown[] = [];
 
   constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '', transactionMetadata = false) {
     this.changeTable = qualified(table.schema, table.changeTable);
@@ -93,6 +95,9 @@ export class ChangeReader {
   async refresh(client: pg.Client, key: string[]): Promise<CapturedColumns> {
     const captured = await capturedColumns(client, this.table, key);
     this.captured = captured;
+    // parameters after the five every page binds: the table id (before-images), then the filter's values
+    const filter = this.table.filter.length > 0 ? filterSql(this.table.filter, 'c', this.beforeFull ? 7 : 6) : undefined;
+    this.extraParams = [...(this.beforeFull ? [tableId(this.table)] : []), ...(filter?.values ?? [])];
     // The page's ids are chosen first (once: MATERIALIZED) and only those rows are fetched, each by its
     // key (OFFSET 0 keeps the planner from flattening the lookup into a join it may order badly — with a
     // change table's stale statistics it re-ran the page for every change row, 10k rows ~10 s) and turned
@@ -114,7 +119,8 @@ export class ChangeReader {
                                            c.captured_at))::float8 * 1000 AS captured_ms,
                ${rowJson('c', captured.columns, this.masked, 's.salt', captured.json)} AS row,
                ${rowJson('c', key)} AS key,
-               ${this.beforeFull ? `CASE WHEN bi.image IS NOT NULL THEN ${rowJson('bb', captured.columns, this.masked, 's.salt', captured.json)} END` : 'NULL::text'} AS before
+               ${this.beforeFull ? `CASE WHEN bi.image IS NOT NULL THEN ${rowJson('bb', captured.columns, this.masked, 's.salt', captured.json)} END` : 'NULL::text'} AS before,
+               ${filter ? filter.sql : 'true'} AS passes
         FROM page p CROSS JOIN LATERAL (SELECT * FROM ${this.changeTable} x WHERE x.change_id = p.change_id OFFSET 0) c
         ${this.beforeFull ? beforeImageJoin(this.changeTable, '$6') : ''}
         ORDER BY p.change_id) b ON true`;
@@ -124,14 +130,14 @@ export class ChangeReader {
   /** One page of the batch after `position.prev`; `position.cur` pins the batch's snapshot across pages. */
   async readPage(client: pg.Client, position: Position, pageSize: number, cur: string | null = position.cur): Promise<Page> {
     if (!this.captured) throw new Error('ChangeReader.refresh must run before readPage');
-    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string; before: string | null }>(
+    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string; before: string | null; passes: boolean }>(
       this.batchSql,
-      [position.prev, cur, position.lastChangeId, pageSize, this.salt, ...(this.beforeFull ? [tableId(this.table)] : [])],
+      [position.prev, cur, position.lastChangeId, pageSize, this.salt, ...this.extraParams],
     );
     const changes: ChangeRow[] = [];
     for (const r of rows) {
       if (r.change_id === null) continue;
-      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion, ...(r.before === null ? {} : { before: r.before }) });
+      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion, ...(r.before === null ? {} : { before: r.before }), ...(r.passes ? {} : { filteredOut: true }) });
     }
     await this.transactions?.plan(client, changes, position.lastChangeId);
     return { cur: rows[0]!.cur, changes };

@@ -59,6 +59,17 @@ export const ruleSchema = z
 
 export type RuleSpec = z.infer<typeof ruleSchema>;
 
+/** A row filter's condition, in the rules' terms: rows for which every condition holds are published. */
+export const filterConditionSchema = z
+  .object({
+    column: identifier,
+    op: z.enum(['<', '<=', '>', '>=', '=', '!=', 'in', 'not in', 'is null', 'is not null']),
+    value: z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number()]))]).optional(),
+  })
+  .strict();
+
+export type FilterCondition = z.infer<typeof filterConditionSchema>;
+
 /** A table as written by a user: `employees`, `public.employees`, or an object with options. */
 export const tableEntrySchema = z.union([
   z
@@ -85,6 +96,8 @@ export const tableEntrySchema = z.union([
       mask: z.record(identifier, z.literal('sha256')).optional(),
       /** `full`: updates carry the old row in `before` (as Debezium with REPLICA IDENTITY FULL); default none. */
       before: z.enum(['full', 'none']).optional(),
+      /** Rows to publish: every condition must hold (evaluated at capture on the new row); others never reach Kafka. */
+      filter: z.array(filterConditionSchema).min(1).optional(),
       /** Create the target table from the source catalog when it is missing, and add new source columns. */
       autoCreate: z.boolean().optional(),
       /** Partitions of this table's topic (default: partitions); change an existing topic's with `pgtunnel topic partitions`. */

@@ -13,6 +13,8 @@ export interface ChangeRow {
   /** `{"emp_id":7}`: the key columns in key order */
   key: string;
   schemaVersion: number;
+  /** The table's row filter excludes the new row: an insert is dropped, an update becomes a delete. */
+  filteredOut?: boolean;
   /** `before: full`: an update's old row, exact row_to_json text like `row`. */
   before?: string;
   /** With transaction metadata: the change's place in its source transaction. */

@@ -69,7 +69,7 @@ export class CaptureProducer {
     this.masked = masked;
     this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry, config.transactionMetadata);
     this.changes = new ChangeReader(table, masked, config.maskSalt, config.transactionMetadata);
-    this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
+    this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt, table.filter);
     this.publisher = atLeastOnce(producer);
     this.batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
     const context = {

@@ -115,3 +115,33 @@ test('before: full — updates carry the old row, one statement or many, a key c
   assert.match(String(first.before!.city), /^[0-9a-f]{64}$/);
   await waitFor('old rows cleaned with their change rows', async () => (await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM pgtunnel.before_images'))[0]!.n === 0, 30_000, 50);
 });
+
+test('row filter: rows outside it never reach Kafka (counted, not dead letters); a row moving out is deleted on the target, moving in is upserted', { timeout: 180_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  // the snapshot reads only rows inside the filter
+  await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name, city, salary) VALUES (1, 'in', 'Oslo', 50000), (2, 'out', 'Oslo', 100), (3, 'other city', 'Rome', 90000)");
+  const config = path.join(db.home, 'filter.json');
+  writeFileSync(config, JSON.stringify({ tables: [{ name: 'employees', filter: [{ column: 'salary', op: '>=', value: 10000 }, { column: 'city', op: 'in', value: ['Oslo', 'Bergen'] }] }] }));
+  const tunnel = await InProcessTunnel.start(t, { ...db.env, PGTUNNEL_CONFIG: config });
+  const ids = async () => (await query<{ emp_id: number }>(db.targetUrl, 'SELECT emp_id FROM employees ORDER BY emp_id')).map((r) => r.emp_id);
+  await waitFor('the snapshot', async () => (await ids()).join() === '1', 30_000, 50);
+
+  await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name, city, salary) VALUES (10, 'in', 'Bergen', 20000), (11, 'out', 'Bergen', 5), (12, 'null salary', 'Oslo', NULL)");
+  await query(db.sourceUrl, 'UPDATE employees SET salary = 20000 WHERE emp_id = 2'); // moves in
+  await query(db.sourceUrl, 'UPDATE employees SET salary = 1 WHERE emp_id = 1'); // moves out
+  await query(db.sourceUrl, "UPDATE employees SET first_name = 'still out' WHERE emp_id = 11"); // stays out
+  await query(db.sourceUrl, 'DELETE FROM employees WHERE emp_id = 3'); // never in: a delete of a key the target lacks
+  await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name, city, salary) VALUES (20, 'last', 'Oslo', 30000)");
+  await waitFor('the target follows the filter', async () => (await ids()).join() === '2,10,20', 30_000, 50);
+  const row2 = await query<{ first_name: string; salary: number }>(db.targetUrl, 'SELECT first_name, salary FROM employees WHERE emp_id = 2');
+  assert.deepEqual(row2, [{ first_name: 'out', salary: 20000 }]);
+
+  const records = await topicRecords(`${db.topicPrefix}.public.employees`);
+  const keys = new Set(records.filter((r) => r.value?.op === 'c' || r.value?.op === 'r').map((r) => JSON.parse(r.key!).emp_id));
+  assert.deepEqual([...keys].sort((a, b) => a - b), [1, 10, 20], 'inserts and snapshot rows outside the filter are not published');
+  const deletes = records.filter((r) => r.value?.op === 'd').map((r) => JSON.parse(r.key!).emp_id).sort((a, b) => a - b);
+  assert.deepEqual(deletes, [1, 3, 11], 'updates leaving (or staying outside) the filter are deletes of their key');
+  const filtered = tunnel.events.total('pgtunnel:filtered', (e) => Object.values(e.ops).reduce((a, b) => a + b, 0));
+  assert.equal(filtered, 4, 'two inserts dropped, two updates published as deletes');
+  assert.equal(tunnel.events.total('pgtunnel:dead-lettered', () => 1), 0, 'nothing filtered is a dead letter');
+});

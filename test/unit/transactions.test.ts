@@ -43,3 +43,10 @@ test('interleaved transactions in one page are numbered each on its own; a chang
   assert.deepEqual(page.map((x) => x.transaction?.dataCollectionOrder), [1, 1, 2, undefined]);
   assert.deepEqual(page.map((x) => x.transactionEnd?.eventCount), [undefined, 1, 2, undefined]);
 });
+
+test('a row filter is SQL with quoted identifiers and every value a parameter', async () => {
+  const { filterSql } = await import('../../src/capture/rowFilter.js');
+  const f = filterSql([{ column: 'salary', op: '>=', value: 10000 }, { column: 'Ci"ty', op: 'not in', value: ['a', "b'; DROP TABLE x; --"] }, { column: 'dob', op: 'is null' }], 'c', 6);
+  assert.equal(f.sql, 'COALESCE((c."salary" >= $6) AND (NOT (c."Ci""ty"::text = ANY ($7::text[]))) AND (c."dob" IS NULL), false)');
+  assert.deepEqual(f.values, ['10000', ['a', "b'; DROP TABLE x; --"]]);
+});
