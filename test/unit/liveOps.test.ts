@@ -50,3 +50,21 @@ test('a row filter is SQL with quoted identifiers and every value a parameter', 
   assert.equal(f.sql, 'COALESCE((c."salary" >= $6) AND (NOT (c."Ci""ty"::text = ANY ($7::text[]))) AND (c."dob" IS NULL), false)');
   assert.deepEqual(f.values, ['10000', ['a', "b'; DROP TABLE x; --"]]);
 });
+
+test('the live-operation options load, and what cannot work together is refused with its fix', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { loadConfig } = await import('../../src/config/load.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  const write = (config: unknown) => writeFileSync(path.join(dir, 'pgtunnel.yaml'), JSON.stringify(config));
+  write({ transactionMetadata: true, tables: [{ name: 'employees', before: 'full', filter: [{ column: 'salary', op: '>', value: 1 }] }] });
+  assert.throws(() => loadConfig({ cwd: dir, env: {} }), /has a filter, which transactionMetadata does not support yet/);
+  write({ tables: [{ name: 'employees', before: 'full', filter: [{ column: 'salary', op: '>', value: 1 }] }] });
+  const cfg = loadConfig({ cwd: dir, env: { PGTUNNEL_TRANSACTION_METADATA: 'false' } });
+  assert.equal(cfg.transactionMetadata, false);
+  assert.equal(cfg.tables[0]!.before, 'full');
+  assert.deepEqual(cfg.tables[0]!.filter, [{ column: 'salary', op: '>', value: 1 }]);
+  write({ tables: [{ name: 'employees', onMissingKey: 'dead-letter', filter: [{ column: 'city', op: 'in', value: 'Oslo' }, { column: 'dob', op: 'is null', value: 1 }] }] });
+  assert.throws(() => loadConfig({ cwd: dir, env: {} }), (err: Error) => /fix: onMissingKey: upsert/.test(err.message) && /in needs a list of values/.test(err.message) && /is null takes no value/.test(err.message));
+});
