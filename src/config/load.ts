@@ -65,6 +65,8 @@ export interface TunnelConfig {
   changeTableWarnSeconds: number;
   exactlyOnce: boolean;
   transactionMetadata: boolean;
+  /** Capture mode asked for; `install` falls back to trigger when the source cannot decode logically. */
+  capture: 'trigger' | 'logical';
   httpPort: number | 'off';
   httpHost: string;
   /** Salt of masked columns; '' when no table masks a column. */
@@ -170,6 +172,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
+  if (env.PGTUNNEL_CAPTURE) out.capture = env.PGTUNNEL_CAPTURE;
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
   if (env.PGTUNNEL_TRANSACTION_METADATA) out.transactionMetadata = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_TRANSACTION_METADATA);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
@@ -327,6 +330,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
     exactlyOnce: merged.exactlyOnce ?? false,
     transactionMetadata: merged.transactionMetadata ?? false,
+    capture: merged.capture ?? 'trigger',
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
     maskSalt: merged.maskSalt ?? '',

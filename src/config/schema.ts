@@ -131,6 +131,8 @@ export const fileSchema = z
     exactlyOnce: z.boolean().optional(),
     /** Debezium's transaction metadata: BEGIN/END on `<prefix>.transaction`, a `transaction` block in each envelope. */
     transactionMetadata: z.boolean().optional(),
+    /** How changes leave the source: triggers writing change tables, or logical decoding (pgoutput, needs wal_level=logical). */
+    capture: z.enum(['trigger', 'logical']).optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */
     httpPort: z.union([z.number().int().min(0).max(65535), z.literal('off')]).optional(),
     httpHost: hostName.optional(),

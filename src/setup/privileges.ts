@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError } from '../errors.js';
 import { quoteIdent } from '../pg.js';
+import { tableId } from '../names.js';
 
 /**
  * One privilege a role needs: on the database, a schema or a table, or membership of the role that owns a
@@ -19,7 +20,7 @@ const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys'
 const dml = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
 
 /** What the producer (and `verify`, `status`) needs in the source once capture is installed. */
-export function producerNeeds(tables: TableConfig[], transactionMetadata = false): Need[] {
+export function producerNeeds(tables: TableConfig[], logical: ReadonlySet<string> = new Set(), transactionMetadata = false): Need[] {
   const needs: Need[] = [
     { on: 'schema', schema: 'pgtunnel', privilege: 'USAGE' },
     { on: 'table', schema: 'pgtunnel', name: 'state', privilege: 'SELECT' },
@@ -36,12 +37,10 @@ export function producerNeeds(tables: TableConfig[], transactionMetadata = false
   // before: full — the old rows read beside the change rows and cleaned with them
   if (tables.some((t) => t.before === 'full')) for (const privilege of ['SELECT', 'DELETE'] as const) needs.push({ on: 'table', schema: 'pgtunnel', name: 'before_images', privilege });
   for (const t of tables) {
-    needs.push(
-      { on: 'schema', schema: t.schema, privilege: 'USAGE' },
-      { on: 'table', schema: t.schema, name: t.name, privilege: 'SELECT' },
-      { on: 'table', schema: t.schema, name: t.changeTable, privilege: 'SELECT' },
-      { on: 'table', schema: t.schema, name: t.changeTable, privilege: 'DELETE' },
-    );
+    needs.push({ on: 'schema', schema: t.schema, privilege: 'USAGE' }, { on: 'table', schema: t.schema, name: t.name, privilege: 'SELECT' });
+    // logical capture has no change table; it records truncates for the consumer's check
+    if (logical.has(tableId(t))) needs.push({ on: 'table', schema: 'pgtunnel', name: 'truncates', privilege: 'INSERT' });
+    else needs.push({ on: 'table', schema: t.schema, name: t.changeTable, privilege: 'SELECT' }, { on: 'table', schema: t.schema, name: t.changeTable, privilege: 'DELETE' });
   }
   return needs;
 }
