@@ -73,6 +73,9 @@ try {
     ['no anti-join in the UPDATE function', dbs.source, [noAntiJoin]],
     ['neither', dbs.source, [noPk, noAntiJoin]],
     ['no index at all, no anti-join (the floor of trigger capture)', dbs.source, [noPk, 'DROP INDEX emp_cdc_txid_idx', noAntiJoin]],
+    // the opt-in parts: full before-images (sql/source/000009) and the transaction counter (000008)
+    ['before: full', dbs.source, ["UPDATE pgtunnel.captures SET before_full = true WHERE table_id = 'public.employees'", "SELECT pgtunnel.sync_capture('public.employees')"]],
+    ['transactionMetadata', dbs.source, ['ALTER TABLE emp_cdc ENABLE TRIGGER pgtunnel_transaction_events']],
   ];
   const results = new Map(variants.map(([name]) => [name, new Map(Object.keys(measures).map((m) => [m, [] as number[]]))]));
   for (let round = 0; round < rounds; round++) {

@@ -77,6 +77,11 @@ export function functionPrefix(table: { schema: string; name: string }): string 
 /** The topic prefix unless configured. */
 export const defaultTopicPrefix = 'pgtunnel';
 
+/** Debezium's transaction metadata topic: BEGIN and END of each source transaction. */
+export function transactionTopic(topicPrefix: string): string {
+  return `${topicPrefix}.transaction`;
+}
+
 /** The compacted topic of the producers' committed positions (exactly-once), keyed by table id. */
 export function positionsTopic(topicPrefix: string): string {
   return `${topicPrefix}.positions`;

@@ -4,6 +4,9 @@ import type { TableConfig } from '../config/load.js';
 import type { ChangeRow } from '../contracts/envelope.js';
 import type { Position } from './position.js';
 import { tableId } from '../names.js';
+import { TransactionReader } from './transactions.js';
+import { beforeImageJoin, beforeImagesCleanupSql } from './beforeImages.js';
+import { filterSql } from './rowFilter.js';
 
 export interface Page {
   cur: string;
@@ -69,9 +72,16 @@ export class ChangeReader {
   readonly changeTable: string;
   private cleanedSinceVacuum = 0;
   private captured: CapturedColumns | undefined;
+  /** With transaction metadata: each change's place in its transaction, and its BEGIN/END. */
+  private readonly transactions: TransactionReader | undefined;
+  /** `before: full`: updates carry their old row. */
+  private readonly beforeFull: boolean;
+  private extraParams: unknown[] = [];
 
-  constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '') {
+  constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '', transactionMetadata = false) {
     this.changeTable = qualified(table.schema, table.changeTable);
+    this.beforeFull = table.before === 'full';
+    if (transactionMetadata) this.transactions = new TransactionReader(tableId(table), this.changeTable);
     // No truncation: it waits for an ACCESS EXCLUSIVE lock (up to 5 s) against the capture triggers' inserts.
     this.vacuumSql = `VACUUM (TRUNCATE false) ${this.changeTable}`;
     this.cleanupSql = `DELETE FROM ${this.changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
@@ -85,6 +95,9 @@ export class ChangeReader {
   async refresh(client: pg.Client, key: string[]): Promise<CapturedColumns> {
     const captured = await capturedColumns(client, this.table, key);
     this.captured = captured;
+    // parameters after the five every page binds: the table id (before-images), then the filter's values
+    const filter = this.table.filter.length > 0 ? filterSql(this.table.filter, 'c', this.beforeFull ? 7 : 6) : undefined;
+    this.extraParams = [...(this.beforeFull ? [tableId(this.table)] : []), ...(filter?.values ?? [])];
     // The page's ids are chosen first (once: MATERIALIZED) and only those rows are fetched, each by its
     // key (OFFSET 0 keeps the planner from flattening the lookup into a join it may order badly — with a
     // change table's stale statistics it re-ran the page for every change row, 10k rows ~10 s) and turned
@@ -105,8 +118,11 @@ export class ChangeReader {
                extract(epoch FROM COALESCE(CASE WHEN s.commit_ts THEN pg_xact_commit_timestamp((c.txid::text::bigint % 4294967296)::text::xid) END,
                                            c.captured_at))::float8 * 1000 AS captured_ms,
                ${rowJson('c', captured.columns, this.masked, 's.salt', captured.json)} AS row,
-               ${rowJson('c', key)} AS key
+               ${rowJson('c', key)} AS key,
+               ${this.beforeFull ? `CASE WHEN bi.image IS NOT NULL THEN ${rowJson('bb', captured.columns, this.masked, 's.salt', captured.json)} END` : 'NULL::text'} AS before,
+               ${filter ? filter.sql : 'true'} AS passes
         FROM page p CROSS JOIN LATERAL (SELECT * FROM ${this.changeTable} x WHERE x.change_id = p.change_id OFFSET 0) c
+        ${this.beforeFull ? beforeImageJoin(this.changeTable, '$6') : ''}
         ORDER BY p.change_id) b ON true`;
     return captured;
   }
@@ -114,15 +130,16 @@ export class ChangeReader {
   /** One page of the batch after `position.prev`; `position.cur` pins the batch's snapshot across pages. */
   async readPage(client: pg.Client, position: Position, pageSize: number, cur: string | null = position.cur): Promise<Page> {
     if (!this.captured) throw new Error('ChangeReader.refresh must run before readPage');
-    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string }>(
+    const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string; before: string | null; passes: boolean }>(
       this.batchSql,
-      [position.prev, cur, position.lastChangeId, pageSize, this.salt],
+      [position.prev, cur, position.lastChangeId, pageSize, this.salt, ...this.extraParams],
     );
     const changes: ChangeRow[] = [];
     for (const r of rows) {
       if (r.change_id === null) continue;
-      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion });
+      changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion, ...(r.before === null ? {} : { before: r.before }), ...(r.passes ? {} : { filteredOut: true }) });
     }
+    await this.transactions?.plan(client, changes, position.lastChangeId);
     return { cur: rows[0]!.cur, changes };
   }
 
@@ -134,6 +151,8 @@ export class ChangeReader {
   /** Removes the change rows of every transaction visible in a checkpointed snapshot. */
   async cleanup(client: pg.Client, checkpoint: string): Promise<number> {
     const result = await client.query(this.cleanupSql, [checkpoint]);
+    await this.transactions?.cleanup(client, checkpoint);
+    if (this.beforeFull) await client.query(beforeImagesCleanupSql, [checkpoint, tableId(this.table)]);
     this.cleanedSinceVacuum += result.rowCount ?? 0;
     return result.rowCount ?? 0;
   }

@@ -139,6 +139,11 @@ export async function uninstallCapture(source: pg.Client, table: TableConfig): P
     await source.query('DELETE FROM pgtunnel.captures WHERE table_id = $1', [id]);
     await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [id]);
     await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [id]);
+    // what transaction metadata and before-images keep of the table (installs older than those have neither)
+    for (const side of ['pgtunnel.transaction_events', 'pgtunnel.before_images']) {
+      const { rows: present } = await source.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [side]);
+      if (present[0]!.ok) await source.query(`DELETE FROM ${side} WHERE table_id = $1`, [id]);
+    }
     await source.query('DELETE FROM pgtunnel.migrations WHERE scope = $1', [captureScope(id)]);
     return true;
   });

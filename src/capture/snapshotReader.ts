@@ -2,6 +2,8 @@ import type pg from 'pg';
 import { qualified, quoteIdent } from '../pg.js';
 import type { CapturedColumns } from './changeReader.js';
 import { rowJson } from './changeReader.js';
+import type { FilterCondition } from '../config/schema.js';
+import { filterSql } from './rowFilter.js';
 
 export interface SnapshotRow {
   row: string;
@@ -14,7 +16,9 @@ export class SnapshotReader {
   private readonly countSql: string;
   private readonly table: string;
 
-  constructor(schema: string, name: string, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '') {
+  private filterValues: unknown[] = [];
+
+  constructor(schema: string, name: string, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '', private readonly filter: FilterCondition[] = []) {
     this.table = qualified(schema, name);
     this.countSql = `SELECT count(*)::bigint AS n FROM ${this.table}`;
   }
@@ -24,19 +28,22 @@ export class SnapshotReader {
     const keyCols = captured.key.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const lastCols = captured.key.map((k) => `l.${quoteIdent(k)}`).join(', ');
     // A row comparison on the key columns walks the primary-key index from the last key on; the last
-    // key travels as exact JSON text (an int8 near 2^63 survives).
+    // key travels as exact JSON text (an int8 near 2^63 survives). Rows the filter excludes are not read.
+    const filter = this.filter.length > 0 ? filterSql(this.filter, 't', 4) : undefined;
+    this.filterValues = filter?.values ?? [];
     this.chunkSql = `
       WITH p AS (SELECT $3::text AS salt)
       SELECT ${rowJson('t', captured.columns, this.masked, 'p.salt', captured.json)} AS row, ${rowJson('t', captured.key)} AS key
       FROM ${this.table} t, p
-      WHERE $1::json IS NULL
-         OR (${keyCols}) > (SELECT ${lastCols} FROM json_populate_record(NULL::${this.table}, $1::json) l)
+      WHERE ($1::json IS NULL
+         OR (${keyCols}) > (SELECT ${lastCols} FROM json_populate_record(NULL::${this.table}, $1::json) l))
+        ${filter ? `AND ${filter.sql}` : ''}
       ORDER BY ${keyCols}
       LIMIT $2`;
   }
 
   async readChunk(client: pg.Client, lastKey: string | null, size: number): Promise<SnapshotRow[]> {
-    const { rows } = await client.query<SnapshotRow>(this.chunkSql, [lastKey, size, this.salt]);
+    const { rows } = await client.query<SnapshotRow>(this.chunkSql, [lastKey, size, this.salt, ...this.filterValues]);
     return rows;
   }
 

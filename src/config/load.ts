@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { TunnelError } from '../errors.js';
 import { changeTableId, defaultChangeTable, defaultGroupId, defaultTopicPrefix, dlqTopicOf, tableId, tableTopic } from '../names.js';
-import { fileSchema, type FileConfig, type RuleSpec, type TableEntry } from './schema.js';
+import { fileSchema, type FileConfig, type FilterCondition, type RuleSpec, type TableEntry } from './schema.js';
 import { embeddedPassword, registryPassword, withPassword } from './secrets.js';
 import { registerSecret } from '../redact.js';
 import { kafkaSecurityEnv, resolveKafkaSecurity, type KafkaSecurity } from './kafkaSecurity.js';
@@ -24,6 +24,10 @@ export interface TableConfig {
   format?: 'json' | 'avro' | 'json-schema';
   exclude: string[];
   mask: Record<string, 'sha256'>;
+  /** `full`: capture keeps each update's old row and the envelope carries it in `before`. */
+  before: 'full' | 'none';
+  /** Row filter: only rows meeting every condition are published (capture/rowFilter.ts). */
+  filter: FilterCondition[];
   autoCreate: boolean;
   /** Partitions of the table's topic: created with them, and a start refuses a topic with another count. */
   partitions: number;
@@ -60,6 +64,7 @@ export interface TunnelConfig {
   changeTableWarnRows: number;
   changeTableWarnSeconds: number;
   exactlyOnce: boolean;
+  transactionMetadata: boolean;
   /** Capture mode asked for; `install` falls back to trigger when the source cannot decode logically. */
   capture: 'trigger' | 'logical';
   httpPort: number | 'off';
@@ -121,6 +126,8 @@ export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate:
     ...(spec.format ? { format: spec.format } : {}),
     exclude: spec.exclude ?? [],
     mask: spec.mask ?? {},
+    before: spec.before ?? 'none',
+    filter: spec.filter ?? [],
     autoCreate: spec.autoCreate ?? autoCreate,
     partitions: spec.partitions ?? partitions,
     pattern: isPattern(spec.schema) || isPattern(spec.name),
@@ -167,6 +174,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   if (env.PGTUNNEL_CAPTURE) out.capture = env.PGTUNNEL_CAPTURE;
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
+  if (env.PGTUNNEL_TRANSACTION_METADATA) out.transactionMetadata = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_TRANSACTION_METADATA);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   for (const [name, key] of [['URL', 'registryUrl'], ['USERNAME', 'registryUsername'], ['PASSWORD', 'registryPassword'], ['PASSWORD_FILE', 'registryPasswordFile']] as const) {
     if (env[`PGTUNNEL_REGISTRY_${name}`]) out[key] = env[`PGTUNNEL_REGISTRY_${name}`];
@@ -208,6 +216,13 @@ function tableProblems(t: TableConfig, maskSalt: string | undefined): string[] {
   for (const c of Object.keys(t.mask)) {
     if (t.exclude.includes(c)) out.push(`tables: ${id} both excludes and masks ${c} — fix: keep one`);
   }
+  for (const f of t.filter) {
+    if (t.exclude.includes(f.column)) out.push(`tables: ${id} filters on ${f.column}, which it excludes — fix: filter on a captured column`);
+    if ((f.op === 'is null' || f.op === 'is not null') !== (f.value === undefined)) out.push(`tables: ${id} filter on ${f.column}: ${f.op} ${f.value === undefined ? 'needs a value' : 'takes no value'}`);
+    if ((f.op === 'in' || f.op === 'not in') !== Array.isArray(f.value) && f.value !== undefined) out.push(`tables: ${id} filter on ${f.column}: ${f.op} ${Array.isArray(f.value) ? 'takes one value, not a list' : 'needs a list of values'}`);
+  }
+  // a moved-in row arrives as an update of a key the target lacks
+  if (t.filter.length > 0 && t.onMissingKey === 'dead-letter') out.push(`tables: ${id} has a filter and onMissingKey: dead-letter — a row moving into the filter is an update of a key the target lacks; fix: onMissingKey: upsert`);
   if (Object.keys(t.mask).length > 0 && !maskSalt) out.push(`tables: ${id} masks columns but no maskSalt is set — fix: set maskSalt (or PGTUNNEL_MASK_SALT) to a secret of 16+ characters`);
   return out;
 }
@@ -263,6 +278,8 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     if (seen.has(id)) errors.push(`tables: ${id} is listed twice — fix: list each table once`);
     seen.add(id);
     errors.push(...tableProblems(t, merged.maskSalt));
+    // transaction metadata counts every captured change; a dropped insert would never arrive
+    if (merged.transactionMetadata && t.filter.length > 0) errors.push(`tables: ${tableId(t)} has a filter, which transactionMetadata does not support yet (its counts would include dropped rows) — fix: drop one of them`);
     // Kafka refuses topic names over 249 characters: say so now.
     if (t.dlqTopic.length > 249) errors.push(`tables: the topic ${t.dlqTopic} is longer than 249 characters — fix: use a shorter topicPrefix or table name`);
   }
@@ -312,6 +329,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
     exactlyOnce: merged.exactlyOnce ?? false,
+    transactionMetadata: merged.transactionMetadata ?? false,
     capture: merged.capture ?? 'trigger',
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',

@@ -59,6 +59,17 @@ export const ruleSchema = z
 
 export type RuleSpec = z.infer<typeof ruleSchema>;
 
+/** A row filter's condition, in the rules' terms: rows for which every condition holds are published. */
+export const filterConditionSchema = z
+  .object({
+    column: identifier,
+    op: z.enum(['<', '<=', '>', '>=', '=', '!=', 'in', 'not in', 'is null', 'is not null']),
+    value: z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number()]))]).optional(),
+  })
+  .strict();
+
+export type FilterCondition = z.infer<typeof filterConditionSchema>;
+
 /** A table as written by a user: `employees`, `public.employees`, or an object with options. */
 export const tableEntrySchema = z.union([
   z
@@ -83,6 +94,10 @@ export const tableEntrySchema = z.union([
       exclude: z.array(identifier).optional(),
       /** Columns published as a salted hash of their value (maskSalt) instead of the value. */
       mask: z.record(identifier, z.literal('sha256')).optional(),
+      /** `full`: updates carry the old row in `before` (as Debezium with REPLICA IDENTITY FULL); default none. */
+      before: z.enum(['full', 'none']).optional(),
+      /** Rows to publish: every condition must hold (evaluated at capture on the new row); others never reach Kafka. */
+      filter: z.array(filterConditionSchema).min(1).optional(),
       /** Create the target table from the source catalog when it is missing, and add new source columns. */
       autoCreate: z.boolean().optional(),
       /** Partitions of this table's topic (default: partitions); change an existing topic's with `pgtunnel topic partitions`. */
@@ -114,6 +129,8 @@ export const fileSchema = z
     changeTableWarnSeconds: z.number().int().min(1).optional(),
     /** Each batch and its position commit in one Kafka transaction (no envelope published twice). */
     exactlyOnce: z.boolean().optional(),
+    /** Debezium's transaction metadata: BEGIN/END on `<prefix>.transaction`, a `transaction` block in each envelope. */
+    transactionMetadata: z.boolean().optional(),
     /** How changes leave the source: triggers writing change tables, or logical decoding (pgoutput, needs wal_level=logical). */
     capture: z.enum(['trigger', 'logical']).optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */

@@ -101,8 +101,22 @@ export const sourceSchema = {
   'connect.name': 'io.pgtunnel.Source',
 };
 
-export function envelopeSchema(topic: string, columns: ColumnType[]): AvroSchema {
+/** Debezium's `transaction` block (transaction metadata on). */
+export const transactionBlockSchema = {
+  type: 'record',
+  name: 'TransactionBlock',
+  namespace: 'io.pgtunnel',
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'total_order', type: 'long' },
+    { name: 'data_collection_order', type: 'long' },
+  ],
+  'connect.name': 'event.block',
+};
+
+export function envelopeSchema(topic: string, columns: ColumnType[], transactions = false): AvroSchema {
   const ns = avroNamespace(topic);
+  const transaction = transactions ? [{ name: 'transaction', type: ['null', transactionBlockSchema], default: null }] : [];
   return {
     type: 'record',
     name: 'Envelope',
@@ -113,6 +127,7 @@ export function envelopeSchema(topic: string, columns: ColumnType[]): AvroSchema
       { name: 'source', type: sourceSchema },
       { name: 'op', type: 'string' },
       { name: 'ts_ms', type: ['null', 'long'], default: null },
+      ...transaction,
     ],
     'connect.version': 1,
     'connect.name': `${ns}.Envelope`,

@@ -65,7 +65,7 @@ export class TableEncoder {
   private key: Registered | undefined;
   private value: Registered | undefined;
 
-  constructor(readonly format: Format, private readonly topic: string, private readonly registry: SchemaRegistryClient | undefined) {
+  constructor(readonly format: Format, private readonly topic: string, private readonly registry: SchemaRegistryClient | undefined, private readonly transactions = false) {
     if (format !== 'json' && !registry) {
       throw new TunnelError('PGT_CONFIG', `format ${format} needs a schema registry`, { errorClass: 'config', hint: 'set registryUrl, or format: json' });
     }
@@ -85,7 +85,7 @@ export class TableEncoder {
     const values = columns.map((c) => ({ ...c, nullable: true }));
     const keys = key.map((c) => ({ ...c, nullable: false }));
     const keyDoc = this.format === 'avro' ? keySchema(this.topic, keys) : keyJsonSchema(this.topic, keys);
-    const valueDoc = this.format === 'avro' ? envelopeSchema(this.topic, values) : envelopeJsonSchema(this.topic, values);
+    const valueDoc = this.format === 'avro' ? envelopeSchema(this.topic, values, this.transactions) : envelopeJsonSchema(this.topic, values, this.transactions);
     // the key first: a value registered against a refused key would leave the pair half-changed
     const keyId = await this.register(keySubject(this.topic), keyDoc);
     const valueId = await this.register(valueSubject(this.topic), valueDoc);
@@ -119,10 +119,11 @@ export class TableEncoder {
   }
 
   /** The Avro envelope from its parts: the row's text is read once, the source never was text. */
-  private record({ table, op, row, source: s, tsMs }: EnvelopeParts, value: Registered): Record<string, unknown> {
+  private record({ table, op, row, source: s, tsMs, transaction: t, before }: EnvelopeParts, value: Registered): Record<string, unknown> {
     const image = row === null ? null : this.row(readObject(row, 1), value);
+    const transaction = t ? { transaction: { id: t.id, total_order: BigInt(t.totalOrder), data_collection_order: BigInt(t.dataCollectionOrder) } } : this.transactions ? { transaction: null } : {};
     return {
-      before: op === 'd' ? image : null,
+      before: op === 'd' ? image : op === 'u' && before !== undefined ? this.row(readObject(before, 1), value) : null,
       after: op === 'd' ? null : image,
       source: {
         version: pgtunnelVersion,
@@ -139,6 +140,7 @@ export class TableEncoder {
       },
       op,
       ts_ms: BigInt(tsMs),
+      ...transaction,
     };
   }
 

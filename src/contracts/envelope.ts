@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { transactionBlockText, type TransactionBlock, type TransactionEnd } from './transaction.js';
 import { canonical, JsonError, JsonNumber, readObject, type JsonLimits, type JsonObject, type JsonScalar } from './json.js';
 
 /** A change as read from the change table: the row and its key as exact row_to_json text. */
@@ -12,7 +13,19 @@ export interface ChangeRow {
   /** `{"emp_id":7}`: the key columns in key order */
   key: string;
   schemaVersion: number;
+  /** The table's row filter excludes the new row: an insert is dropped, an update becomes a delete. */
+  filteredOut?: boolean;
+  /** `before: full`: an update's old row, exact row_to_json text like `row`. */
+  before?: string;
+  /** With transaction metadata: the change's place in its source transaction. */
+  transaction?: TransactionBlock;
+  /** The first change of its transaction (from the producer that speaks for it): BEGIN precedes it. */
+  transactionBegin?: boolean;
+  /** The last one: END, with the counts, follows it. */
+  transactionEnd?: TransactionEnd;
 }
+
+export type { TransactionBlock, TransactionEnd };
 
 /** Debezium's ops: create, update, delete, read (snapshot), truncate. */
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';
@@ -71,6 +84,9 @@ export interface EnvelopeParts {
   row: string | null;
   source: SourceFields;
   tsMs: number;
+  transaction?: TransactionBlock;
+  /** An update's old row (`before: full`). */
+  before?: string;
 }
 
 /** A message as Kafka gets it: JSON text, or the Confluent wire format once encoded. */
@@ -95,6 +111,8 @@ export interface TableRef {
   topic: string;
   /** Debezium's logical server name: the topic prefix. */
   topicPrefix: string;
+  /** Transaction metadata is on: envelopes may carry a `transaction` block. */
+  transactions?: boolean;
 }
 
 export interface SourceFields {
@@ -133,19 +151,20 @@ function partsOf(table: TableRef): { head: string; tail: string } {
  * The envelope's text (Debezium's field names), assembled around the row's exact text: no value is
  * parsed or re-printed.
  */
-function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number): string {
-  const before = op === 'd' ? row : null;
+function envelopeText(table: TableRef, op: Op, row: string | null, s: SourceFields, nowMs: number, transaction?: TransactionBlock, oldRow?: string): string {
+  const before = op === 'd' ? row : op === 'u' ? oldRow ?? null : null;
   const after = op === 'd' || op === 't' ? null : row;
   const { head, tail } = partsOf(table);
   const source = `${head}${s.tsMs},"snapshot":"${s.snapshot}"${tail}${int64(s.txId)},"lsn":${int64(s.lsn)},"schema_version":${s.schemaVersion}}`;
-  return `{"before":${before ?? 'null'},"after":${after ?? 'null'},"source":${source},"op":"${op}","ts_ms":${nowMs}}`;
+  const tx = transaction ? `,"transaction":${transactionBlockText(transaction)}` : '';
+  return `{"before":${before ?? 'null'},"after":${after ?? 'null'},"source":${source},"op":"${op}","ts_ms":${nowMs}${tx}}`;
 }
 
 /** One change becomes its envelope, and a delete also a tombstone so compacted topics forget the key. */
 export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, nowMs: number): OutMessage[] {
   const source = { txId: change.txid, lsn: String(change.changeId), snapshot: 'false' as const, tsMs: Math.round(change.capturedMs), schemaVersion: change.schemaVersion };
-  const value = envelopeText(table, op, op === 't' ? null : change.row, source, nowMs);
-  const parts = { table, op, row: op === 't' ? null : change.row, source, tsMs: nowMs };
+  const value = envelopeText(table, op, op === 't' ? null : change.row, source, nowMs, change.transaction, change.before);
+  const parts = { table, op, row: op === 't' ? null : change.row, source, tsMs: nowMs, transaction: change.transaction, before: change.before };
   if (op === 't') return [{ topic: table.topic, key: undefined, value, partition: 'all', parts }];
   const messages: OutMessage[] = [{ topic: table.topic, key: change.key, value, parts }];
   if (op === 'd') messages.push({ topic: table.topic, key: change.key, value: undefined });

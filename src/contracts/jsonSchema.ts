@@ -58,7 +58,20 @@ export function keyJsonSchema(topic: string, key: ColumnType[]): Schema {
   return { $schema: draft, ...record(`${topic}.Key`, key.map((c) => ({ ...c, nullable: false })), true) };
 }
 
-export function envelopeJsonSchema(topic: string, columns: ColumnType[]): Schema {
+/** Debezium's `transaction` block (transaction metadata on). */
+const transactionBlock = {
+  oneOf: [
+    { type: 'null' },
+    {
+      type: 'object',
+      title: 'event.block',
+      properties: { id: { type: 'string' }, total_order: { type: 'integer' }, data_collection_order: { type: 'integer' } },
+      required: ['id', 'total_order', 'data_collection_order'],
+    },
+  ],
+};
+
+export function envelopeJsonSchema(topic: string, columns: ColumnType[], transactions = false): Schema {
   const row = { oneOf: [{ type: 'null' }, record(`${topic}.Value`, columns)] };
   const nullableLong = { type: ['integer', 'null'] };
   return {
@@ -88,6 +101,7 @@ export function envelopeJsonSchema(topic: string, columns: ColumnType[]): Schema
       },
       op: { type: 'string', enum: ['c', 'u', 'd', 'r', 't'] },
       ts_ms: { type: 'integer' },
+      ...(transactions ? { transaction: transactionBlock } : {}),
     },
     required: ['before', 'after', 'source', 'op', 'ts_ms'],
   };

@@ -17,6 +17,7 @@ export class Metrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'pgtunnel_', eventLoopMonitoringPrecision: 1000 });
     const registers = [this.registry];
     const captured = new client.Counter({ name: 'pgtunnel_changes_captured_total', help: 'Changes read from the change tables', labelNames: ['table', 'op'], registers });
+    const filtered = new client.Counter({ name: 'pgtunnel_changes_filtered_total', help: 'Changes a row filter excluded on purpose (op c: dropped, u: published as a delete); never dead letters', labelNames: ['table', 'op'], registers });
     const produced = new client.Counter({ name: 'pgtunnel_envelopes_produced_total', help: 'Envelopes acknowledged by Kafka (snapshot rows included)', labelNames: ['table'], registers });
     const applied = new client.Counter({ name: 'pgtunnel_changes_applied_total', help: 'Envelopes applied to the target', labelNames: ['table', 'op'], registers });
     const dead = new client.Counter({ name: 'pgtunnel_changes_dead_lettered_total', help: 'Changes sent to the dead-letter topic', labelNames: ['table', 'class'], registers });
@@ -51,6 +52,9 @@ export class Metrics {
       subscribe('pgtunnel:leadership', ({ table, state }) => standby.set({ table }, state === 'standby' ? 1 : 0)),
       subscribe('pgtunnel:captured', ({ table, ops }) => {
         for (const [op, n] of Object.entries(ops)) captured.inc({ table, op }, n);
+      }),
+      subscribe('pgtunnel:filtered', ({ table, ops }) => {
+        for (const [op, n] of Object.entries(ops)) filtered.inc({ table, op }, n);
       }),
       subscribe('pgtunnel:produced', ({ table, n, pageSize }) => {
         produced.inc({ table }, n);

@@ -20,6 +20,8 @@ export interface RecentDeadLetter {
 /** Each channel's name and the message it carries. */
 export interface TelemetryEvents {
   'pgtunnel:captured': { table: string; ops: Record<string, number> };
+  /** Changes a row filter excluded, by op (c: dropped, u: published as a delete). */
+  'pgtunnel:filtered': { table: string; ops: Record<string, number> };
   'pgtunnel:produced': { table: string; n: number; pageSize?: number };
   'pgtunnel:checkpoint': { table: string };
   'pgtunnel:snapshot': { table: string; done: number; total: number | null };
@@ -53,6 +55,7 @@ export type TelemetryChannel = keyof TelemetryEvents;
 const channel = <K extends TelemetryChannel>(name: K) => diagnostics.channel(name);
 const channels = {
   captured: channel('pgtunnel:captured'),
+  filtered: channel('pgtunnel:filtered'),
   produced: channel('pgtunnel:produced'),
   checkpoint: channel('pgtunnel:checkpoint'),
   snapshot: channel('pgtunnel:snapshot'),
@@ -79,6 +82,10 @@ export function subscribe<K extends TelemetryChannel>(name: K, on: (event: Telem
 export class Telemetry {
   captured(table: string, ops: Record<string, number>): void {
     if (channels.captured.hasSubscribers) channels.captured.publish({ table, ops });
+  }
+
+  filtered(table: string, ops: Record<string, number>): void {
+    if (channels.filtered.hasSubscribers) channels.filtered.publish({ table, ops });
   }
 
   produced(table: string, n: number, pageSize?: number): void {

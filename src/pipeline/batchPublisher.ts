@@ -7,17 +7,20 @@ import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutM
 import { maxMessageBytes } from '../transport/kafka.js';
 import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
 import type { Publication } from './publisher.js';
-import { changeTableId } from '../names.js';
+import { changeTableId, transactionTopic } from '../names.js';
+import { transactionEventMessage } from '../contracts/transaction.js';
 
 /** What one unit of work published: changes by op (unknown actions as "bad"), and snapshot rows. */
 export interface Tally {
   changes: number;
   bad: number;
+  /** Changes the row filter excluded, by op: inserts dropped, updates published as deletes. */
+  filtered: Record<string, number>;
   ops: Record<string, number>;
   rows: number;
 }
 
-export const emptyTally = (): Tally => ({ changes: 0, bad: 0, ops: {}, rows: 0 });
+export const emptyTally = (): Tally => ({ changes: 0, bad: 0, filtered: {}, ops: {}, rows: 0 });
 
 /** One part of a source's page: change rows of the stream, or rows of a snapshot chunk. */
 export type Records = { changes: ChangeRow[] } | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow };
@@ -72,6 +75,7 @@ export class BatchPublisher {
   /** Telemetry once the batch is durable: captured changes by op, and produced records. */
   counted(tally: Tally, pageSize?: number): void {
     if (tally.changes > 0) telemetry.captured(this.id, tally.ops);
+    if (Object.keys(tally.filtered).length > 0) telemetry.filtered(this.id, tally.filtered);
     if (tally.changes + tally.rows > 0) telemetry.produced(this.id, tally.changes + tally.rows, pageSize);
   }
 
@@ -79,11 +83,20 @@ export class BatchPublisher {
     const now = Date.now();
     const out: WireMessage[] = [];
     for (const change of changes) {
-      const op = opOf(change.action);
+      let op = opOf(change.action);
+      if (change.filteredOut && (op === 'c' || op === 'u')) {
+        // on purpose, never a dead letter: an insert the filter excludes is dropped; an update is a delete
+        // of its key, so the target never keeps a row that moved out of the filter
+        tally.filtered[op] = (tally.filtered[op] ?? 0) + 1;
+        if (op === 'c') continue;
+        op = 'd';
+      }
       tally.changes++;
       tally.ops[op ?? 'bad'] = (tally.ops[op ?? 'bad'] ?? 0) + 1;
       if (op) {
+        if (change.transactionBegin) out.push(transactionEventMessage(transactionTopic(this.ref.topicPrefix), change.txid, Math.round(change.capturedMs)));
         out.push(...this.encoded(changeToMessages(this.ref, change, op, now), change));
+        if (change.transactionEnd) out.push(transactionEventMessage(transactionTopic(this.ref.topicPrefix), change.txid, Math.round(change.capturedMs), change.transactionEnd));
         continue;
       }
       tally.bad++;

@@ -65,12 +65,12 @@ export class CaptureProducer {
     this.part = `producer ${this.id}`;
     this.health.set(this.part, 'starting');
     const db = new URL(config.sourceUrl).pathname.slice(1);
-    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix };
+    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix, transactions: config.transactionMetadata };
     const masked = new Set(Object.keys(table.mask));
     this.masked = masked;
-    this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry);
-    this.changes = new ChangeReader(table, masked, config.maskSalt);
-    this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
+    this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry, config.transactionMetadata);
+    this.changes = new ChangeReader(table, masked, config.maskSalt, config.transactionMetadata);
+    this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt, table.filter);
     const batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
     this.publishStep = new PublishStep(this.id, batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));

@@ -11,7 +11,9 @@ import { compileRules } from '../validate/rules.js';
 import { ensureTopics } from '../transport/kafka.js';
 import { checkPartitions } from '../transport/topicPartitions.js';
 import type { Logger } from '../instruments/log.js';
-import { tableId } from '../names.js';
+import { tableId, transactionTopic } from '../names.js';
+import { setTransactionCounting } from '../capture/transactions.js';
+import { setBeforeImages } from '../capture/beforeImages.js';
 import { qualified, withClient } from '../pg.js';
 import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
 import { defaultTableGrants } from './defaultPrivileges.js';
@@ -52,7 +54,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
     // a role that cannot even read what is installed gets the whole list of what it lacks at once
     if (!(await migrationsReadable(source))) {
       if (options.installOnly) await requirePrivileges(source, 'source', 'installing capture', installerNeeds(config.tables, true), installAlternative);
-      await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables));
+      await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables, new Set(), config.transactionMetadata));
     }
     const out: { config: TableConfig; source: TableShape; capture: CaptureChoice }[] = [];
     const logical = new Set<string>();
@@ -71,12 +73,14 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       const pending = await pendingCapture(source, table);
       if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
       const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
+      await setTransactionCounting(source, qualified(table.schema, table.changeTable), config.transactionMetadata);
+      await setBeforeImages(source, table);
       if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
       if (applied > 0) for (const warning of await defaultTableGrants(source, ['pgtunnel', table.schema])) logger.warn({ table: id }, warning);
       if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
       out.push({ config: table, source: shape, capture });
     }
-    if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables, logical));
+    if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables, logical, config.transactionMetadata));
     return out;
   });
   const prepared = await withClient(config.targetUrl, 'target', async (target) => {
@@ -105,6 +109,8 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
   for (const count of new Set(config.tables.map((t) => t.partitions))) {
     await ensureTopics(config, config.tables.filter((t) => t.partitions === count).flatMap((t) => [t.topic, t.dlqTopic]), count);
   }
+  // one partition, as Debezium's: a consumer reads every transaction's BEGIN and END in order
+  if (config.transactionMetadata) await ensureTopics(config, [transactionTopic(config.topicPrefix)], 1);
   await checkPartitions(config, config.tables);
   return prepared;
 }

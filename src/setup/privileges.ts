@@ -20,7 +20,7 @@ const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys'
 const dml = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
 
 /** What the producer (and `verify`, `status`) needs in the source once capture is installed. */
-export function producerNeeds(tables: TableConfig[], logical: ReadonlySet<string> = new Set()): Need[] {
+export function producerNeeds(tables: TableConfig[], logical: ReadonlySet<string> = new Set(), transactionMetadata = false): Need[] {
   const needs: Need[] = [
     { on: 'schema', schema: 'pgtunnel', privilege: 'USAGE' },
     { on: 'table', schema: 'pgtunnel', name: 'state', privilege: 'SELECT' },
@@ -32,6 +32,10 @@ export function producerNeeds(tables: TableConfig[], logical: ReadonlySet<string
     // the idle producer's wait; install takes EXECUTE on pgtunnel's functions from PUBLIC
     { on: 'function', schema: 'pgtunnel', name: 'wait_for_commit(text, int, int)', privilege: 'EXECUTE' },
   ];
+  // transaction metadata: the counts capture keeps, marked and forgotten once published
+  if (transactionMetadata) for (const privilege of ['SELECT', 'UPDATE', 'DELETE'] as const) needs.push({ on: 'table', schema: 'pgtunnel', name: 'transaction_events', privilege });
+  // before: full — the old rows read beside the change rows and cleaned with them
+  if (tables.some((t) => t.before === 'full')) for (const privilege of ['SELECT', 'DELETE'] as const) needs.push({ on: 'table', schema: 'pgtunnel', name: 'before_images', privilege });
   for (const t of tables) {
     needs.push({ on: 'schema', schema: t.schema, privilege: 'USAGE' }, { on: 'table', schema: t.schema, name: t.name, privilege: 'SELECT' });
     // logical capture has no change table; it records truncates for the consumer's check

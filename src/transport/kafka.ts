@@ -5,6 +5,7 @@ import type { WireMessage } from '../contracts/envelope.js';
 import { BatchSender, type OpenTransaction, type PartitionRecords } from './batchSender.js';
 import { placeRequests, sendInWindow } from './recordPages.js';
 import { clientIds } from '../names.js';
+import { sleep } from '../retry.js';
 
 /** The largest record pgtunnel writes (topics it creates accept it); larger rows become dead letters. */
 export const maxMessageBytes = 16 * 1024 * 1024;
@@ -71,8 +72,27 @@ export async function ensureTopics(kafka: KafkaAccess, topics: string[], partiti
       const now = await admin.listTopics();
       if (missing.some((t) => !now.includes(t))) throw classify(err);
     }
+    await untilKnown(admin, missing);
   } finally {
     await admin.close().catch(() => {});
+  }
+}
+
+/**
+ * A created topic reaches the broker's metadata a moment later (seconds on a loaded machine); a producer
+ * asking before then gets "Unknown topic", which is not retried. So creation ends when metadata has it.
+ */
+async function untilKnown(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const metadata = await admin.metadata({ topics, forceUpdate: true });
+      if (topics.every((t) => (metadata.topics.get(t)?.partitionsCount ?? 0) > 0)) return;
+    } catch (err) {
+      if (Date.now() > deadline) throw classify(err);
+    }
+    if (Date.now() > deadline) throw new TunnelError('PGT_TOPIC_MISSING', `the topics ${topics.join(', ')} were created but the broker's metadata does not show them after ${timeoutMs / 1000} s`, { errorClass: 'retryable', hint: 'check the broker\'s log; the start is retried' });
+    await sleep(100);
   }
 }
 

@@ -16,6 +16,7 @@ import { onCleanup, waitFor, watch, type UnderTest } from './services.js';
 // Every channel, checked by the compiler: a channel added to TelemetryEvents must be added here.
 const everyChannel: Record<TelemetryChannel, true> = {
   'pgtunnel:captured': true,
+  'pgtunnel:filtered': true,
   'pgtunnel:produced': true,
   'pgtunnel:checkpoint': true,
   'pgtunnel:snapshot': true,

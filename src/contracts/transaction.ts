@@ -1,0 +1,30 @@
+/** Debezium's `transaction` block of an envelope: which source transaction, and the event's place in it. */
+export interface TransactionBlock {
+  /** The source transaction id (txid), as text. */
+  id: string;
+  /** 1..event_count over the whole transaction. */
+  totalOrder: number;
+  /** 1..count within this table (data collection). */
+  dataCollectionOrder: number;
+}
+
+/** What an END event counts: every event of the transaction, and per table (`schema.table`). */
+export interface TransactionEnd {
+  eventCount: number;
+  dataCollections: { dataCollection: string; eventCount: number }[];
+}
+
+/** The block's JSON text, in Debezium's field names. */
+export function transactionBlockText(t: TransactionBlock): string {
+  return `{"id":${JSON.stringify(t.id)},"total_order":${t.totalOrder},"data_collection_order":${t.dataCollectionOrder}}`;
+}
+
+/**
+ * A BEGIN or END event of `<prefix>.transaction`, as Debezium writes it: keyed by the transaction id,
+ * counts only on END (null on BEGIN).
+ */
+export function transactionEventMessage(topic: string, id: string, tsMs: number, end?: TransactionEnd): { topic: string; key: string; value: string } {
+  const collections = end ? `[${end.dataCollections.map((d) => `{"data_collection":${JSON.stringify(d.dataCollection)},"event_count":${d.eventCount}}`).join(',')}]` : 'null';
+  const value = `{"status":"${end ? 'END' : 'BEGIN'}","id":${JSON.stringify(id)},"ts_ms":${tsMs},"event_count":${end ? end.eventCount : 'null'},"data_collections":${collections}}`;
+  return { topic, key: `{"id":${JSON.stringify(id)}}`, value };
+}
