@@ -31,13 +31,15 @@ export interface TelemetryEvents {
   'pgtunnel:dead-lettered': RecentDeadLetter;
   'pgtunnel:retried': { part: string; errorClass: string };
   /** A new partition assignment of this process's consumer: a rebalance. */
-  'pgtunnel:assigned': { instanceId: string; assigned: Map<string, number[]> };
+  'pgtunnel:assigned': { instanceId: string; assigned: Map<string, number[]>; generation: number };
   /** A table's capture phase as its producer reports it (`snapshot`, then `streaming`). */
   'pgtunnel:phase': { table: string; phase: string };
   /** A producer's hold on its table's lock: `standby` while another instance publishes, then `leading`. */
   'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
   /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
   'pgtunnel:change-table': ChangeTableSize;
+  /** A part runs, but less well than it could until a user acts (the warning's words, with the fix). */
+  'pgtunnel:degraded': { part: string; table?: string; reason: string };
 }
 
 export interface ChangeTableSize {
@@ -66,6 +68,7 @@ const channels = {
   phase: channel('pgtunnel:phase'),
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
+  degraded: channel('pgtunnel:degraded'),
 };
 
 /** Subscribes to one channel; returns the unsubscribe. */
@@ -117,8 +120,8 @@ export class Telemetry {
     if (channels.retried.hasSubscribers) channels.retried.publish({ part, errorClass });
   }
 
-  assigned(instanceId: string, assigned: Map<string, number[]>): void {
-    if (channels.assigned.hasSubscribers) channels.assigned.publish({ instanceId, assigned });
+  assigned(instanceId: string, assigned: Map<string, number[]>, generation: number): void {
+    if (channels.assigned.hasSubscribers) channels.assigned.publish({ instanceId, assigned, generation });
   }
 
   phase(table: string, phase: string): void {
@@ -131,6 +134,10 @@ export class Telemetry {
 
   changeTable(size: ChangeTableSize): void {
     if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
+  }
+
+  degraded(part: string, reason: string, table?: string): void {
+    if (channels.degraded.hasSubscribers) channels.degraded.publish({ part, table, reason });
   }
 }
 

@@ -29,6 +29,7 @@ const everyChannel: Record<TelemetryChannel, true> = {
   'pgtunnel:phase': true,
   'pgtunnel:leadership': true,
   'pgtunnel:change-table': true,
+  'pgtunnel:degraded': true,
 };
 
 export interface Recorded<K extends TelemetryChannel = TelemetryChannel> {
@@ -73,6 +74,12 @@ export interface StartOptions {
   waitForStreaming?: boolean;
   /** The recorder to publish into (a test with several tunnels shares one); a new one when not given. */
   recorder?: EventRecorder;
+}
+
+/** What `pgtunnel install` does (capture, offsets table, topics), in this process; returns the tables as `schema.name`. */
+export async function installInProcess(env: Record<string, string>): Promise<string[]> {
+  const tables = await prepare(await withTables(loadConfig({ env })), pino({ level: 'silent' }), { installOnly: true });
+  return tables.map((t) => tableId(t.config));
 }
 
 /**
