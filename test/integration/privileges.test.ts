@@ -103,7 +103,9 @@ test('the tunnel runs under roles holding only the GRANTs docs/security.md docum
     const rows = await query<{ n: string; raised: string; streamed: string }>(db.targetUrl,
       "SELECT count(*) AS n, count(*) FILTER (WHERE emp_id <= 10 AND salary > 1000) AS raised, count(*) FILTER (WHERE first_name = 'streamed') AS streamed FROM employees");
     return rows[0]!.n === '291' && rows[0]!.raised === '10' && rows[0]!.streamed === '1';
-  }, 30_000, 100);
+  }, 30_000, 100).catch((err: Error) => {
+    throw new Error(`${err.message}\n--- the in-process tunnel's log ---\n${tunnel.logLines.slice(-30).join('\n')}`, { cause: err });
+  });
   const verify = await runCli(['verify'], runtimeEnv);
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
   const degraded = await tunnel.waitForEvents('pgtunnel:degraded', 'the producer leaving the VACUUM to autovacuum', (events) => events.some((e) => e.part === 'vacuum'));
