@@ -4,8 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { onCleanup, query, services, tunnelDatabases, waitFor, withStackPassword } from '../helpers/services.js';
-import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
-import { runCli } from '../helpers/tunnelProcess.js';
+import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const securityPage = readFileSync(fileURLToPath(new URL('../../../docs/security.md', import.meta.url)), 'utf8');
 
@@ -93,7 +92,7 @@ test('the tunnel runs under roles holding only the GRANTs docs/security.md docum
   await query(db.targetUrl, block('-- target, as an administrator, after pgtunnel install'));
 
   // Snapshot, then streaming, under the runtime roles; the writer writes with no right on the change table.
-  const tunnel = await InProcessTunnel.start(t, runtimeEnv);
+  const tunnel = await TunnelProcess.start(t, runtimeEnv);
   const count = async () => Number((await query<{ n: string }>(db.targetUrl, 'SELECT count(*) AS n FROM employees'))[0]!.n);
   await waitFor('the snapshot in the target', async () => (await count()) === 300, 60_000, 100);
   await query(writerUrl, "INSERT INTO employees (first_name, salary) VALUES ('streamed', 1)");
@@ -103,19 +102,15 @@ test('the tunnel runs under roles holding only the GRANTs docs/security.md docum
     const rows = await query<{ n: string; raised: string; streamed: string }>(db.targetUrl,
       "SELECT count(*) AS n, count(*) FILTER (WHERE emp_id <= 10 AND salary > 1000) AS raised, count(*) FILTER (WHERE first_name = 'streamed') AS streamed FROM employees");
     return rows[0]!.n === '291' && rows[0]!.raised === '10' && rows[0]!.streamed === '1';
-  }, 30_000, 100).catch((err: Error) => {
-    throw new Error(`${err.message}\n--- the in-process tunnel's log ---\n${tunnel.logLines.slice(-30).join('\n')}`, { cause: err });
-  });
+  }, 30_000, 100);
   const verify = await runCli(['verify'], runtimeEnv);
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
-  const degraded = await tunnel.waitForEvents('pgtunnel:degraded', 'the producer leaving the VACUUM to autovacuum', (events) => events.some((e) => e.part === 'vacuum'));
-  assert.match(degraded.find((e) => e.part === 'vacuum')!.reason, /does not own the change table .*autovacuum/);
-  assert.deepEqual(degraded.filter((e) => e.part !== 'vacuum'), [], 'the SET ON PARAMETER grant lets apply run as a replica session');
+  await tunnel.waitForLog('leaves its VACUUM to autovacuum');
+  assert.doesNotMatch(tunnel.output, /may not set session_replication_role/, 'the SET ON PARAMETER grant lets apply run as a replica session');
+  assert.doesNotMatch(tunnel.output, /permission denied/);
   const changeRows = async () => Number((await query<{ n: string }>(db.sourceUrl, 'SELECT count(*) AS n FROM emp_cdc'))[0]!.n);
   await waitFor('the producer cleaning the change table', async () => (await changeRows()) === 0, 30_000, 100);
-  // a missing grant is a table-wide or process-wide stop (the watched tunnel fails the waits above), or a retry
-  assert.deepEqual(tunnel.events.of('pgtunnel:retried').map((r) => r.event).filter((e) => e.errorClass === 'config' || e.errorClass === 'fatal'), []);
-  await tunnel.stop();
+  assert.equal(await tunnel.stop(), 0, tunnel.output);
 
   // One grant less on each side: run stops with exit 2 before doing anything, naming the exact GRANT.
   await query(db.sourceUrl, `REVOKE DELETE ON public.emp_cdc FROM ${names.pgtunnel_producer}`);
