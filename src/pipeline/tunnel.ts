@@ -9,6 +9,8 @@ import { ChangeTableWatch } from '../report/changeTables.js';
 import type { Phase } from '../capture/stateStore.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
+import { LogicalProducer } from './logicalProducer.js';
+import type { CaptureChoice } from '../capture/logicalInstall.js';
 import { SchemaRegistry } from '../contracts/registry.js';
 import { sleep } from '../retry.js';
 import { telemetry } from '../instruments/telemetry.js';
@@ -21,7 +23,7 @@ export class Tunnel {
 
   constructor(
     private readonly config: TunnelConfig,
-    private readonly tables: PreparedTable[],
+    private readonly tables: (PreparedTable & { capture?: CaptureChoice })[],
     private readonly log: Logger,
     private readonly onPhase: (phase: Phase) => void = () => {},
   ) {}
@@ -48,12 +50,14 @@ export class Tunnel {
     if (parts.produce !== false) {
       for (const t of this.tables) {
         const id = tableId(t.config);
-        const capture = new CaptureProducer(this.config, t.config, t.source, producer, this.log, health, (phase) => {
+        const onPhase = (phase: Phase) => {
           const before = this.phase;
           this.phases.set(id, phase);
           telemetry.phase(id, phase);
           if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
-        }, registry);
+        };
+        const Producer = t.capture?.mode === 'logical' ? LogicalProducer : CaptureProducer;
+        const capture = new Producer(this.config, t.config, t.source, producer, this.log, health, onPhase, registry);
         tasks.push(capture.run(inner.signal));
       }
     }
