@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 home=${PGTUNNEL_HOME:-$(pwd)/.pgtunnel}
-venv="$home/python"
+# the real path: a venv's scripts name the folder it was made in, and $home/python may be a link into the cache
+venv=$(readlink -f "$home/python")
 stamp=$(sha256sum test/python/requirements.txt | cut -c1-16)
 [ -f "$venv/.installed-$stamp" ] && exit 0
 command -v python3 >/dev/null || { echo 'setup: error: python3 is needed for the Python consumer test; install python3 and python3-venv' >&2; exit 1; }

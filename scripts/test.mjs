@@ -33,7 +33,7 @@ function runTests(nodeBin, files, env) {
   const started = Date.now();
   // Children the tests start by plain `node` get the same one.
   const withPath = { ...env, PATH: `${path.dirname(nodeBin)}${path.delimiter}${env.PATH ?? ''}` };
-  const result = spawnSync(nodeBin, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', env: withPath, cwd: root });
+  const result = spawnSync(nodeBin, ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${path.join(root, 'scripts/fileTimes.mjs')}`, '--test-reporter-destination=stdout', ...files], { stdio: 'inherit', env: withPath, cwd: root });
   console.log(`tests under ${spawnSync(nodeBin, ['--version']).stdout.toString().trim()}: ${result.status === 0 ? 'passed' : 'FAILED'} in ${Math.round((Date.now() - started) / 1000)} s`);
   return result.status === 0;
 }

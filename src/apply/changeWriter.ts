@@ -16,7 +16,8 @@ import type { TableApply } from './targetWriter.js';
  */
 export class ChangeWriter {
   private readonly checkedColumns = new Map<string, Set<string>>();
-  private readonly staging = new Staging();
+  /** The session's staging tables; the byte path (copyPath.ts) shares its plain-insert back-off. */
+  readonly staging = new Staging();
 
   constructor(
     private readonly client: pg.Client,

@@ -2,13 +2,17 @@ import type pg from 'pg';
 import { keyId, keyParts } from '../names.js';
 import type { SetOutcome } from './setOutcome.js';
 
+/** Whether any key of the topics is parked: one probe per set. */
+export async function anyParked(client: pg.Client, topics: string[]): Promise<boolean> {
+  const { rows } = await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM pgtunnel.parked_keys WHERE topic = ANY($1::text[])) AS any', [topics]);
+  return rows[0]?.any === true;
+}
+
 /** Which of the keys are parked (they have unresolved dead letters), locked for the set's transaction. */
 export async function parkedKeys(client: pg.Client, keys: { topic: string; key: string }[]): Promise<Set<string>> {
   if (keys.length === 0) return new Set();
   // Parked keys are rare: one probe per set, instead of sending every key of the set (thousands) for nothing.
-  const topics = [...new Set(keys.map((k) => k.topic))];
-  const { rows: probe } = await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM pgtunnel.parked_keys WHERE topic = ANY($1::text[])) AS any', [topics]);
-  if (!probe[0]?.any) return new Set();
+  if (!(await anyParked(client, [...new Set(keys.map((k) => k.topic))]))) return new Set();
   const { rows } = await client.query<{ topic: string; key: string }>(
     `SELECT p.topic, p.key FROM pgtunnel.parked_keys p JOIN unnest($1::text[], $2::text[]) AS k(topic, key) USING (topic, key) FOR SHARE OF p`,
     [keys.map((r) => r.topic), keys.map((r) => r.key)],

@@ -67,6 +67,17 @@ export function copyIn(client: pg.Client, sql: string, lines: string[]): Promise
     }
   }
   if (part.length > 0) chunks.push(Buffer.from(part));
+  return copyChunks(client, sql, chunks);
+}
+
+/** COPY of text already in one buffer (the scanner's lines), sent in views of it: nothing copied again. */
+export function copyInBuffer(client: pg.Client, sql: string, data: Buffer): Promise<void> {
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < data.length; at += chunkBytes) chunks.push(data.subarray(at, Math.min(data.length, at + chunkBytes)));
+  return copyChunks(client, sql, chunks);
+}
+
+function copyChunks(client: pg.Client, sql: string, chunks: Buffer[]): Promise<void> {
   return new Promise((resolve, reject) => {
     client.query(new CopyIn(sql, chunks, (err) => (err ? reject(err) : resolve())) as unknown as pg.QueryConfig);
   });

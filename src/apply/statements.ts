@@ -7,6 +7,7 @@ import { keyOfImage, type RowImage } from '../contracts/envelope.js';
 import { copyableColumns, copyIn, copyLine, type Staging } from './staging.js';
 import { compositeKey } from '../names.js';
 import { LruCache } from './lruCache.js';
+import type { ScanTable } from '../contracts/envelopeScanner.js';
 
 /** Cached upserts per table: column subsets beyond these are built again when met (a few µs each). */
 export const upsertCacheSize = 64;
@@ -92,6 +93,22 @@ export class TableStatements {
   /** The upsert for rows carrying exactly `columns` (already limited to writable target columns). */
   private upsertSql(columns: string[]): string {
     return this.upserts.getOrMake(compositeKey(...columns), () => this.insertSql(columns, `json_to_recordset($1::json) AS r(${this.defs(columns)})`, true));
+  }
+
+  /** What the byte scanner needs: the target's columns in order, which are written, which COPY fills as text. */
+  scanTable(): ScanTable {
+    const { columns, types, key } = this.shape;
+    return { key, columns, types, writable: columns.map((c) => this.writable.has(c)), copyable: columns.map((c) => copyableColumns(types, [c])) };
+  }
+
+  /** The table's quoted name: the staging back-off's key. */
+  get name(): string {
+    return this.table;
+  }
+
+  /** COPY of `columns` straight into the table (rows the target is not expected to have). */
+  copySql(columns: string[]): string {
+    return `COPY ${this.table} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
   }
 
   /** How many upserts are cached (at most upsertCacheSize). */

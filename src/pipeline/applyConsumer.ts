@@ -202,7 +202,7 @@ export class ApplyConsumer {
    */
   private record(m: StringMessage): RawRecord | Promise<RawRecord> {
     if (isFramed(m.key) || isFramed(m.value)) return this.wireRecord(m);
-    return { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8') };
+    return { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8'), valueBytes: m.value ?? undefined };
   }
 
   private async wireRecord(m: StringMessage): Promise<RawRecord> {

@@ -20,6 +20,8 @@ export interface RawRecord {
   unreadable?: string;
   /** An Avro envelope already decoded (src/contracts/avroEnvelope.ts): the apply skips parsing `value`. */
   decoded?: DecodedEnvelope;
+  /** The JSON value's bytes as fetched, for the apply's byte scanner (src/contracts/envelopeScanner.ts). */
+  valueBytes?: Buffer;
 }
 
 export interface DeadLetter {

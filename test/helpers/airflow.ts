@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,10 +31,13 @@ export function run(command: string, args: string[], env: Record<string, string 
 
 /**
  * A Python virtual environment under `<home>/airflow` with the pinned Airflow (examples/airflow/requirements.txt):
- * installed once (about 85 s and 300 MB), reused while the pin file is unchanged. Returns its bin directory.
+ * installed once (about 85 s and 300 MB), reused while the pin file is unchanged — by every clone when set-up linked
+ * <home>/airflow into the user's cache (scripts/setup.sh). Returns its bin directory.
  */
 export async function airflowVenv(home: string): Promise<string> {
-  const venv = path.join(home, 'airflow', 'venv');
+  // the real path: the venv's scripts name the folder it was made in, and <home>/airflow may be set-up's link into the user's cache
+  mkdirSync(path.join(home, 'airflow'), { recursive: true });
+  const venv = path.join(realpathSync(path.join(home, 'airflow')), 'venv');
   const stamp = path.join(venv, 'pgtunnel-requirements.txt');
   const pins = readFileSync(requirements, 'utf8');
   const bin = path.join(venv, 'bin');

@@ -140,7 +140,9 @@ const mutations: Record<string, Mutation> = {
   'invalid json': (r, rand, junk) => {
     const v = r.value ?? '{}';
     const at = rand.int(v.length);
-    return { ...r, value: rand.pick([v.slice(0, at), v.slice(0, at) + junk.s + v.slice(at), v.replace(':', '='), v + '}', v + ' x', `${v},${v}`, v.replace(/"/g, "'"), '\uFEFF' + v]) };
+    // Junk alone can land inside a string (or be whitespace) and leave valid JSON: a truncate whose ignored member
+    // it renamed is still a truncate. A raw U+0000 is invalid JSON inside a string and between tokens alike.
+    return { ...r, value: rand.pick([v.slice(0, at), v.slice(0, at) + junk.s + '\u0000' + v.slice(at), v.replace(':', '='), v + '}', v + ' x', `${v},${v}`, v.replace(/"/g, "'"), '\uFEFF' + v]) };
   },
   'wrong column type': (r, rand) => {
     const [column, bad] = rand.pick([

@@ -1,0 +1,125 @@
+import type pg from 'pg';
+import { sqlState } from '../errors.js';
+import { CopyOut } from '../contracts/byteScan.js';
+import { EnvelopeScanner } from '../contracts/envelopeScanner.js';
+import type { RawRecord } from '../validate/deadLetters.js';
+import { compositeKey } from '../names.js';
+import { anyParked } from './parking.js';
+import type { SetOutcome } from './setOutcome.js';
+import { copyInBuffer, type Staging } from './staging.js';
+import type { TableStatements } from './statements.js';
+import type { TableApply } from './targetWriter.js';
+
+/** feature_not_supported (COPY FROM under row-level security), wrong_object_type (a view). */
+const noCopy = new Set(['0A000', '42809']);
+
+/** One table's COPY text of the set, per column subset (nearly always one: every column). */
+interface TableLines {
+  table: TableApply;
+  statements: TableStatements;
+  bySignature: Map<string, { columns: string[]; out: CopyOut }>;
+  creates: number;
+  reads: number;
+}
+
+/**
+ * The apply's cheap case: a set of inserts and snapshot reads (op c/r) in JSON, of keys the target does not
+ * have, goes through the byte scanner straight into COPY of the target tables — no decoded objects, no
+ * staging table, no upsert. Anything else about the set (another op, a rule, a parked key, a key twice, a
+ * nested value, a column the target lacks, a key the target has) leaves it to the general path, untouched.
+ */
+export class CopyPath {
+  private readonly scanners = new WeakMap<TableStatements, EnvelopeScanner>();
+  /** Tables whose COPY the server refuses whatever the rows: they keep the general path. */
+  private readonly refusing = new Set<string>();
+
+  constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>) {}
+
+  private scanner(statements: TableStatements): EnvelopeScanner {
+    let s = this.scanners.get(statements);
+    if (!s) this.scanners.set(statements, (s = new EnvelopeScanner(statements.scanTable())));
+    return s;
+  }
+
+  /**
+   * Writes the set and counts it in `outcome`, returning the records with their canonical keys; undefined
+   * (nothing written, the transaction as it was) when the set needs the general path.
+   */
+  async apply(fresh: RawRecord[], outcome: SetOutcome, staging: Staging, beforeWrite: () => void): Promise<RawRecord[] | undefined> {
+    const lines = new Map<string, TableLines>();
+    const seen = new Set<string>();
+    const keyed: RawRecord[] = [];
+    let newest = 0;
+    const latencies: number[] = [];
+    for (const r of fresh) {
+      const table = this.tables.get(r.topic);
+      if (!table || table.rules.length > 0 || this.refusing.has(table.statements.name) || r.value === undefined || r.value === null || r.wire || r.decoded || r.unreadable) return undefined;
+      const statements = table.statements;
+      const s = this.scanner(statements);
+      if (s.scan(r.valueBytes ?? Buffer.from(r.value), r.key === undefined ? undefined : Buffer.from(r.key)) !== 'row') return undefined;
+      if ((s.op !== 'c' && s.op !== 'r') || !s.copyable || s.unknownColumns) return undefined;
+      const id = compositeKey(r.topic, s.keyText);
+      if (seen.has(id)) return undefined; // newest per key: the general path reduces
+      seen.add(id);
+      let t = lines.get(r.topic);
+      if (!t) lines.set(r.topic, (t = { table, statements, bySignature: new Map(), creates: 0, reads: 0 }));
+      let group = t.bySignature.get(s.signature);
+      if (!group) t.bySignature.set(s.signature, (group = { columns: s.lineColumns(), out: new CopyOut() }));
+      s.writeLine(group.out);
+      if (s.op === 'c') t.creates++;
+      else t.reads++;
+      keyed.push(r.key === s.keyText ? r : { ...r, key: s.keyText });
+      newest = Math.max(newest, s.tsMs);
+      if (s.op === 'c') latencies.push(s.tsMs);
+    }
+    if (lines.size === 0) return undefined;
+    if (await anyParked(this.client, [...lines.keys()])) return undefined;
+    for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
+    if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
+    this.count(keyed, lines, outcome);
+    outcome.latencies.push(...latencies);
+    outcome.newestSourceMs = Math.max(outcome.newestSourceMs, newest);
+    return keyed;
+  }
+
+  /** COPY of every table under one savepoint: a key the target has rolls it all back (false). */
+  private async copy(lines: Map<string, TableLines>, staging: Staging, beforeWrite: () => void): Promise<boolean> {
+    await this.client.query('SAVEPOINT pgtunnel_copy');
+    let table = '';
+    try {
+      for (const t of lines.values()) {
+        beforeWrite();
+        table = t.statements.name;
+        for (const { columns, out } of t.bySignature.values()) await copyInBuffer(this.client, t.statements.copySql(columns), out.view());
+      }
+      await this.client.query('RELEASE SAVEPOINT pgtunnel_copy');
+      return true;
+    } catch (err) {
+      const state = sqlState(err);
+      // unique_violation: a key the target has; a table COPY cannot fill (row-level security, a view): never again
+      if (state !== '23505' && !noCopy.has(state ?? '')) throw err;
+      await this.client.query('ROLLBACK TO SAVEPOINT pgtunnel_copy');
+      if (state === '23505') staging.conflicted(table);
+      else this.refusing.add(table);
+      return false;
+    }
+  }
+
+  /** Applied counts by partition run, ops by table. */
+  private count(keyed: RawRecord[], lines: Map<string, TableLines>, outcome: SetOutcome): void {
+    let run = 0;
+    for (let i = 0; i < keyed.length; i++) {
+      const r = keyed[i]!;
+      run++;
+      const next = keyed[i + 1];
+      if (next === undefined || next.topic !== r.topic || next.partition !== r.partition) {
+        outcome.count(r, 'applied', run);
+        run = 0;
+      }
+    }
+    for (const t of lines.values()) {
+      if (t.creates > 0) outcome.appliedOp(t.table.table, 'c', t.creates);
+      if (t.reads > 0) outcome.appliedOp(t.table.table, 'r', t.reads);
+    }
+  }
+}
