@@ -1,12 +1,13 @@
 // npm run bench [-- --quick] [-- --format json,avro]: latency, throughput, snapshot speed, capture overhead and memory, each as a
 // ratio to a baseline measured in the same invocation; appends a dated table to bench/RESULTS.md.
-// `-- --peers` runs Debezium beside pgtunnel instead (bench/peers.ts).
+// `-- --peers` runs Debezium beside pgtunnel instead (bench/peers.ts); `-- --operations` only the operation timings (bench/operations.ts).
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, root } from './context.js';
 import { nativeLatency, tunnelLatency } from './latency.js';
+import { operationRows, operationTimes } from './operations.js';
 import { overhead } from './overhead.js';
 import { peersBench } from './peers.js';
 import { latencyPlot } from './plot.js';
@@ -16,7 +17,7 @@ import { applyScale, type ScaleResult } from './scale.js';
 import { snapshot } from './snapshot.js';
 import { throughput } from './throughput.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, format: { type: 'string', default: 'json' }, peers: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, format: { type: 'string', default: 'json' }, peers: { type: 'boolean', default: false }, operations: { type: 'boolean', default: false } } });
 const quick = values.quick!;
 // --format json,avro,json-schema: the streaming and snapshot measures once per encoding, side by side
 const formats = values.format!.split(',').map((s) => s.trim()) as BenchContext['format'][];
@@ -37,6 +38,23 @@ const started = Date.now();
 type Row = { measure: string; baseline: string; tunnel: string; ratio: string; target: string; met: boolean };
 const rows: Row[] = [];
 const f = (n: number, digits = 1) => n.toFixed(digits);
+
+const markdown = (rows: Row[]) => ['| measure | baseline (same run) | pgtunnel | ratio | target | met |', '|---|---|---|---|---|---|', ...rows.map((r) => `| ${r.measure} | ${r.baseline} | ${r.tunnel} | ${r.ratio} | ${r.target} | ${r.met ? 'yes' : '**no**'} |`)].join('\n');
+
+if (values.operations) {
+  try {
+    log('operations: run --once, SIGTERM and failover timings');
+    const table = markdown(operationRows(await operationTimes(ctx)));
+    console.log(`\n${table}\n`);
+    if (!values['no-record']) {
+      appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## Operations ${new Date().toISOString().slice(0, 10)} (npm run bench -- --operations, 2 cores)\n${table}\n`);
+      log('recorded in bench/RESULTS.md');
+    }
+  } finally {
+    await own?.stack.down();
+  }
+  process.exit(0);
+}
 
 if (values.peers) {
   if (formats.length !== 1) throw new Error('--peers takes one --format (json or avro)');
@@ -122,9 +140,11 @@ try {
     { measure: 'update tps, 4 clients', baseline: f(o.updateTps.plain, 0), tunnel: f(o.updateTps.captured, 0), ratio: `${f((o.updateTps.captured / o.updateTps.plain) * 100, 0)}%`, target: '≥ 90%', met: o.updateTps.captured >= 0.9 * o.updateTps.plain },
     { measure: `bulk UPDATE of ${o.rows} rows`, baseline: `${f(o.bulkUpdateSeconds.plain, 2)} s`, tunnel: `${f(o.bulkUpdateSeconds.captured, 2)} s`, ratio: `${f(o.bulkUpdateSeconds.captured / o.bulkUpdateSeconds.plain, 2)}×`, target: '≤ 1.3×', met: o.bulkUpdateSeconds.captured <= 1.3 * o.bulkUpdateSeconds.plain },
   );
+  log('operations: run --once, SIGTERM and failover timings');
+  rows.push(...operationRows(await operationTimes(ctx)));
   rows.push({ measure: 'peak RSS (snapshot, throughput, latency, flood, backlog runs)', baseline: '-', tunnel: `${f(peak, 0)} MB`, ratio: '-', target: '< 200 MB', met: peak < 200 });
 
-  const table = ['| measure | baseline (same run) | pgtunnel | ratio | target | met |', '|---|---|---|---|---|---|', ...rows.map((r) => `| ${r.measure} | ${r.baseline} | ${r.tunnel} | ${r.ratio} | ${r.target} | ${r.met ? 'yes' : '**no**'} |`)].join('\n');
+  const table = markdown(rows);
   console.log(`\n${table}\n`);
   log(`done in ${f((Date.now() - started) / 1000, 0)} s`);
   if (!values['no-record'] && !quick) {

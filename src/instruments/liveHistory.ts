@@ -21,7 +21,7 @@ function quantile(sorted: number[], q: number): number | null {
 export class LiveHistory {
   readonly history: RatePoint[] = [];
   readonly deadLetters: RecentDeadLetter[] = [];
-  membership: { instanceId: string; assigned: Record<string, number[]>; rebalances: number; since: string } | null = null;
+  membership: { instanceId: string; assigned: Record<string, number[]>; generation: number; rebalances: number; since: string } | null = null;
   private window = { captured: 0, applied: 0, latencies: [] as number[] };
   private ticker: NodeJS.Timeout | undefined;
   private unsubscribes: (() => void)[] = [];
@@ -49,8 +49,8 @@ export class LiveHistory {
         this.deadLetters.unshift({ ...letter, key: letter.key === undefined ? undefined : capText(letter.key), message: capText(letter.message) });
         this.deadLetters.length = Math.min(this.deadLetters.length, 20);
       }),
-      subscribe('pgtunnel:assigned', ({ instanceId, assigned }) => {
-        this.membership = { instanceId, assigned: Object.fromEntries(assigned), rebalances: (this.membership?.rebalances ?? 0) + 1, since: new Date().toISOString() };
+      subscribe('pgtunnel:assigned', ({ instanceId, assigned, generation }) => {
+        this.membership = { instanceId, assigned: Object.fromEntries(assigned), generation, rebalances: (this.membership?.rebalances ?? 0) + 1, since: new Date().toISOString() };
       }),
     ];
     this.ticker = setInterval(() => this.tick(), 1000);

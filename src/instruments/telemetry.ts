@@ -33,7 +33,7 @@ export interface TelemetryEvents {
   'pgtunnel:dead-lettered': RecentDeadLetter;
   'pgtunnel:retried': { part: string; errorClass: string };
   /** A new partition assignment of this process's consumer: a rebalance. */
-  'pgtunnel:assigned': { instanceId: string; assigned: Map<string, number[]> };
+  'pgtunnel:assigned': { instanceId: string; assigned: Map<string, number[]>; generation: number };
   /** A table's capture phase as its producer reports it (`snapshot`, then `streaming`). */
   'pgtunnel:phase': { table: string; phase: string };
   /** A producer's hold on its table's lock: `standby` while another instance publishes, then `leading`. */
@@ -124,8 +124,8 @@ export class Telemetry {
     if (channels.retried.hasSubscribers) channels.retried.publish({ part, errorClass });
   }
 
-  assigned(instanceId: string, assigned: Map<string, number[]>): void {
-    if (channels.assigned.hasSubscribers) channels.assigned.publish({ instanceId, assigned });
+  assigned(instanceId: string, assigned: Map<string, number[]>, generation: number): void {
+    if (channels.assigned.hasSubscribers) channels.assigned.publish({ instanceId, assigned, generation });
   }
 
   phase(table: string, phase: string): void {

@@ -61,7 +61,7 @@ export function watchAssignment(consumer: Consumer<any, any, any, any>, instance
     const revoked = minus(current, next);
     if (assigned.size === 0 && revoked.size === 0) return;
     current = next;
-    telemetry.assigned(instanceId, next);
+    telemetry.assigned(instanceId, next, consumer.generationId);
     log.info({ instanceId, generation: consumer.generationId, assigned: describe(assigned), revoked: describe(revoked), partitions: describe(next) },
       `consumer ${instanceId} partitions assigned: ${describe(assigned)}; revoked: ${describe(revoked)}; now: ${describe(next)}`);
   };

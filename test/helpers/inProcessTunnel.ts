@@ -76,6 +76,12 @@ export interface StartOptions {
   recorder?: EventRecorder;
 }
 
+/** What `pgtunnel install` does (capture, offsets table, topics), in this process; returns the tables as `schema.name`. */
+export async function installInProcess(env: Record<string, string>): Promise<string[]> {
+  const tables = await prepare(await withTables(loadConfig({ env })), pino({ level: 'silent' }), { installOnly: true });
+  return tables.map((t) => tableId(t.config));
+}
+
 /**
  * The tunnel `pgtunnel run` runs (config from PGTUNNEL_* variables, `prepare`, `Tunnel.run`) inside the test
  * process: no process start per test, events instead of log text, stop through an AbortSignal. What needs

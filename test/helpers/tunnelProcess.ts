@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { freePort } from '../../testkit/testStack.js';
 import { onCleanup, waitFor, watch, type UnderTest } from './services.js';
 
 export const cliPath = fileURLToPath(new URL('../../../bin/pgtunnel.js', import.meta.url));
@@ -42,7 +43,7 @@ export class TunnelProcess implements UnderTest {
   /** Its output read to the end (stdio closes after the exit). */
   private closed: Promise<void>;
 
-  constructor(env: Record<string, string>, args: string[] = ['run']) {
+  constructor(private readonly env: Record<string, string>, args: string[] = ['run']) {
     this.child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
@@ -51,10 +52,27 @@ export class TunnelProcess implements UnderTest {
   }
 
   static async start(t: TestContext, env: Record<string, string>, waitForStreaming = true): Promise<TunnelProcess> {
-    const tunnel = new TunnelProcess(env);
+    const tunnel = TunnelProcess.spawn(t, env);
+    if (waitForStreaming) await tunnel.waitForLog('phase: streaming', 60_000);
+    return tunnel;
+  }
+
+  /** Starts `pgtunnel <args>` serving HTTP on a free port chosen here: the test reads its /api/status, not its log. */
+  static async spawnServed(t: TestContext, env: Record<string, string>, args: string[] = ['run']): Promise<TunnelProcess> {
+    return TunnelProcess.spawn(t, { ...env, PGTUNNEL_HTTP_HOST: '127.0.0.1', PGTUNNEL_HTTP_PORT: String(await freePort()) }, args);
+  }
+
+  /** Its HTTP address (`http://127.0.0.1:port/`) when started with a port of its own. */
+  get url(): string | undefined {
+    const port = Number(this.env.PGTUNNEL_HTTP_PORT);
+    return port > 0 ? `http://${this.env.PGTUNNEL_HTTP_HOST ?? '127.0.0.1'}:${port}/` : undefined;
+  }
+
+  /** Starts `pgtunnel <args>` for the test `t`: killed when it ends, watched so every wait gives up at once if it exits on its own. */
+  static spawn(t: TestContext, env: Record<string, string>, args: string[] = ['run']): TunnelProcess {
+    const tunnel = new TunnelProcess(env, args);
     onCleanup(t, () => tunnel.kill('SIGKILL'));
     watch(t, tunnel);
-    if (waitForStreaming) await tunnel.waitForLog('phase: streaming', 60_000);
     return tunnel;
   }
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { query, tunnelDatabases, waitFor, withStackPassword, type TunnelEnv } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 
 /**
  * The application's own role: it owns employees and may create in public, and holds no grant on
@@ -30,7 +31,7 @@ async function arrives(db: TunnelEnv, app: string, marker: string, extra: Record
 test('an application role with no pgtunnel grant: every migration succeeds and every write after it arrives', { timeout: 240_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   const app = await appOwner(db);
-  const tunnel = await TunnelProcess.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, db.env);
   const triggers = await query<{ evtname: string }>(db.sourceUrl, "SELECT evtname FROM pg_event_trigger WHERE evtname LIKE 'pgtunnel%' ORDER BY 1");
   assert.deepEqual(triggers.map((r) => r.evtname), ['pgtunnel_ddl', 'pgtunnel_ddl_drop'], 'a superuser install follows DDL');
   await assert.rejects(query(app, 'SELECT 1 FROM pgtunnel.captures'), /permission denied for schema pgtunnel/);
@@ -72,7 +73,7 @@ test('an application role with no pgtunnel grant: every migration succeeds and e
   assert.deepEqual(captured.map((c) => c.column_name), ['nickname', 'surname'], 'the change table followed every column change');
   const problems = await query<{ by_name: boolean; ddl_problem: string | null }>(db.sourceUrl, 'SELECT by_name, ddl_problem FROM pgtunnel.captures');
   assert.deepEqual(problems, [{ by_name: false, ddl_problem: null }], 'capture followed every DDL directly');
-  await waitFor('verify equal', async () => (await runCli(['verify'], db.env)).code === 0, 60_000, 500);
+  await tunnel.waitForEqual();
   assert.deepEqual(JSON.parse((await runCli(['dlq', 'list', '--json'], db.env)).stdout), []);
   await tunnel.stop();
 });
@@ -80,7 +81,7 @@ test('an application role with no pgtunnel grant: every migration succeeds and e
 test('a DDL the event trigger cannot follow: the statement succeeds, capture matches by name, status says so and install repairs it', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   const app = await appOwner(db);
-  const tunnel = await TunnelProcess.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, db.env);
   // a source column named like one of the change table's own (an identity) cannot be adopted
   await query(app, 'ALTER TABLE employees ADD COLUMN change_id text');
   const problem = await query<{ by_name: boolean; ddl_problem: string | null }>(db.sourceUrl, 'SELECT by_name, ddl_problem FROM pgtunnel.captures');

@@ -2,13 +2,16 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
+
+// The tunnels run in this process; install, uninstall and status are the CLI under test.
 
 const countIn = async (url: string, where: string) => (await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM employees WHERE ${where}`))[0]!.n;
 
 test('a transaction that commits after later ones is not lost; rolled-back work never arrives', { timeout: 120_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  const tunnel = await TunnelProcess.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, db.env);
 
   // The late transaction takes its change ids first…
   const late = new pg.Client({ connectionString: db.sourceUrl });
@@ -37,7 +40,7 @@ test('a transaction that commits after later ones is not lost; rolled-back work 
 
   await waitFor('the late transaction in the target', async () => (await countIn(db.targetUrl, "first_name IN ('late', 'marker')")) === 2, 10_000);
   assert.equal(await countIn(db.targetUrl, 'emp_id IN (2, 3)'), 0);
-  assert.equal((await runCli(['verify'], db.env)).code, 0);
+  assert.deepEqual(await tunnel.differences(), []);
   await tunnel.stop();
 });
 
@@ -65,7 +68,7 @@ test('capture writes the seed columns with action, and a key-changing update as 
 test('a batch larger than a page is published in pages and the checkpoint closes it, even on an exact multiple', { timeout: 60_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   const env = { ...db.env, PGTUNNEL_BATCH_SIZE: '10' };
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   for (const rows of [25, 20]) {
     await query(db.sourceUrl, `INSERT INTO employees (first_name) SELECT 'p' || i FROM generate_series(1, ${rows}) i`);
   }
@@ -82,7 +85,7 @@ test('a batch larger than a page is published in pages and the checkpoint closes
 test('TRUNCATE on the source clears the target, in order with the changes around it', { timeout: 60_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   await query(db.sourceUrl, "INSERT INTO employees (first_name) SELECT 'before' || i FROM generate_series(1, 300) i");
-  const tunnel = await TunnelProcess.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, db.env);
   await waitFor('the snapshot', async () => (await countIn(db.targetUrl, 'true')) === 300);
   // Changes before, the truncate, and changes after it, all in one source transaction and in the next.
   await query(db.sourceUrl, `BEGIN;
@@ -91,7 +94,7 @@ test('TRUNCATE on the source clears the target, in order with the changes around
     INSERT INTO employees (emp_id, first_name) VALUES (5, 'after in the same transaction');
     COMMIT;
     INSERT INTO employees (emp_id, first_name) VALUES (6, 'after')`);
-  await waitFor('the target equal to the source', async () => (await runCli(['verify'], db.env)).code === 0, 15_000, 100);
+  await tunnel.waitForEqual(15_000);
   assert.deepEqual((await query<{ emp_id: number }>(db.targetUrl, 'SELECT emp_id FROM employees ORDER BY 1')).map((r) => r.emp_id), [5, 6]);
   await tunnel.stop();
 });

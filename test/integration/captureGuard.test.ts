@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import pg from 'pg';
 import { query, services, tunnelDatabases, waitFor, withStackPassword, type TunnelEnv } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 import { quoteLiteral } from '../../src/pg.js';
 
 const count = async (url: string) => (await query<{ n: number }>(url, 'SELECT count(*)::int AS n FROM employees'))[0]!.n;
@@ -64,7 +65,7 @@ test('a role with USAGE on pgtunnel cannot attach capture to its own table, and 
 test('a truncate is honoured once per partition; uninstall of the last table leaves nothing behind; a reinstall truncates', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   await query(db.sourceUrl, "INSERT INTO employees (first_name) SELECT 'r' || i FROM generate_series(1, 20) i");
-  const tunnel = await TunnelProcess.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, db.env);
   await waitFor('the snapshot in the target', async () => (await count(db.targetUrl)) === 20);
   await query(db.sourceUrl, 'TRUNCATE employees');
   await waitFor('the truncate applied', async () => (await count(db.targetUrl)) === 0);

@@ -12,13 +12,7 @@ test('producer failover under load: SIGKILL the active producer, the standby tak
   const env = { ...db.env, PGTUNNEL_TABLES: 'torture', PGTUNNEL_BATCH_SIZE: '500', PGTUNNEL_HTTP_PORT: 'off' };
   // The killed producers are processes (kill -9); the standbys run in this process, so their takeover is
   // timed by their events. The figure is reported; the failover promise is bench's to measure.
-  const killed: TunnelProcess[] = [];
-  const spawnActive = () => {
-    const p = new TunnelProcess(env, ['run', '--role', 'producer']);
-    killed.push(p);
-    return p;
-  };
-  onCleanup(t, () => Promise.all(killed.map((p) => p.kill('SIGKILL'))));
+  const spawnActive = () => TunnelProcess.spawn(t, env, ['run', '--role', 'producer']);
   const recorder = new EventRecorder();
   onCleanup(t, () => recorder.close());
   let active = spawnActive();

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const alertsFile = fileURLToPath(new URL('../../../examples/prometheus/alerts.yml', import.meta.url));
@@ -26,8 +26,7 @@ test('a change table filling while no producer publishes shows in /metrics, stat
   const env = { ...db.env, PGTUNNEL_CHANGE_TABLE_WARN_ROWS: '10', PGTUNNEL_CHANGE_TABLE_WARN_SECONDS: '2' };
   const install = await runCli(['install'], env);
   assert.equal(install.code, 0, install.stderr);
-  const consumer = new TunnelProcess(env, ['run', '--role', 'consumer']);
-  onCleanup(t, () => consumer.kill('SIGKILL'));
+  const consumer = TunnelProcess.spawn(t, env, ['run', '--role', 'consumer']);
   const url = await httpUrl(consumer);
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'g' || i, i FROM generate_series(1, 30) i");
 
@@ -61,8 +60,7 @@ test('a change table filling while no producer publishes shows in /metrics, stat
   assert.equal(count(consumer.output, 'above changeTableWarnSeconds'), 1, consumer.output);
 
   // A producer drains it: back below, said once.
-  const producer = new TunnelProcess(env, ['run', '--role', 'producer']);
-  onCleanup(t, () => producer.kill('SIGKILL'));
+  TunnelProcess.spawn(t, env, ['run', '--role', 'producer']);
   await waitFor('the change table drained', async () => {
     const text = await (await fetch(`${url}metrics`)).text();
     return sample(text, 'pgtunnel_change_table_rows', 'public.employees') === 0 && sample(text, 'pgtunnel_oldest_unpublished_change_seconds', 'public.employees') === 0;
@@ -100,8 +98,7 @@ test('every series the example Prometheus alerts read exists in a running tunnel
   assert.equal(sample(metrics, 'pgtunnel_producer_standby', 'public.employees'), 0, 'the leader is not standing by');
 
   // A second producer of the same table stands by, and says so.
-  const standby = new TunnelProcess({ ...db.env, PGTUNNEL_GROUP_ID: `${db.topicPrefix}-other` }, ['run', '--role', 'producer']);
-  onCleanup(t, () => standby.kill('SIGKILL'));
+  const standby = TunnelProcess.spawn(t, { ...db.env, PGTUNNEL_GROUP_ID: `${db.topicPrefix}-other` }, ['run', '--role', 'producer']);
   const standbyUrl = await httpUrl(standby);
   await standby.waitForLog('producer standing by');
   assert.equal(sample(await (await fetch(`${standbyUrl}metrics`)).text(), 'pgtunnel_producer_standby', 'public.employees'), 1);

@@ -29,13 +29,10 @@ test('run --once publishes the snapshot and the pending changes, waits until the
   const verified = await runCli(['verify'], db.env);
   assert.equal(verified.code, 0, verified.stdout + verified.stderr);
 
-  const started = Date.now();
+  // how long it takes is bench's to measure (npm run bench -- --operations)
   const again = await runCli(['run', '--once', '--timeout', '60s'], env, 90_000);
-  const seconds = (Date.now() - started) / 1000;
   assert.equal(again.code, 0, again.stdout + again.stderr);
   assert.doesNotMatch(again.stdout, /phase: snapshot|snapshot progress/, 'a done snapshot is not read again');
-  t.diagnostic(`run --once with nothing new: ${seconds.toFixed(1)} s`);
-  assert.ok(seconds < 20, `run --once with nothing new took ${seconds} s`);
 });
 
 test('run --role producer --once only publishes; run --role consumer --once applies what was published before it started; a dead letter is reported, not a failure', { timeout: 240_000 }, async (t) => {
@@ -71,12 +68,10 @@ test('run --once fails with the reason: at once when the target is unreachable, 
   assert.equal(direct.code, 3, direct.stdout + direct.stderr);
   assert.match(direct.stderr, /cannot connect to the target database/);
 
-  const started = Date.now();
+  // ended by its own timeout, not runCli's 60 s (the time it takes is bench's to measure)
   const waited = await runCli(['run', '--once', '--wait', '--timeout', '5s'], env, 60_000);
-  const seconds = (Date.now() - started) / 1000;
   assert.equal(waited.code, 3, waited.stdout + waited.stderr);
   assert.match(waited.stderr, /run --once timed out after 5 s waiting for the services to answer \(cannot connect to the target database/);
-  assert.ok(seconds < 30, `the timeout of 5 s ended the run after ${seconds} s`);
 });
 
 test('run --once stuck behind a part names it at its timeout: a producer standing by for another that holds the table', { timeout: 120_000 }, async (t) => {

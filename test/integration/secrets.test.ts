@@ -38,9 +38,10 @@ test('a password planted in every URL form never appears in logs, run files, HTT
   const db = await tunnelDatabases(t);
   const sourceUrl = db.sourceUrl.replace('postgres://postgres@', `postgres://${role}:${mark}-src@a:b@`);
   const targetUrl = `${db.targetUrl.replace('postgres://postgres@', `postgres://${role}@`)}?password=${mark}-tgt&sslmode=disable`;
-  const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_SOURCE_URL: sourceUrl, PGTUNNEL_TARGET_URL: targetUrl });
-  await tunnel.waitForLog('dashboard at http://');
-  const url = tunnel.output.match(/dashboard at (http:\/\/[^ )"]+)/)![1]!;
+  // A process, not the in-process harness: what is checked is what the CLI itself writes (its log, its run files).
+  const tunnel = await TunnelProcess.spawnServed(t, { ...db.env, PGTUNNEL_SOURCE_URL: sourceUrl, PGTUNNEL_TARGET_URL: targetUrl });
+  const url = tunnel.url!;
+  await waitFor('the tunnel streaming, as /ready says', async () => (await httpGet(`${url}ready`)).status === 200, 60_000, 200);
   // The target goes away: its URL is now in the waiting reason of the run file, /ready, /api/status and the log.
   const admin = db.targetUrl.replace(/\/[^/]+$/, '/postgres');
   await query(admin, `ALTER DATABASE ${db.topicPrefix} WITH ALLOW_CONNECTIONS false`);
@@ -48,6 +49,7 @@ test('a password planted in every URL form never appears in logs, run files, HTT
   await query(admin, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db.topicPrefix}'`);
   await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('while away')");
   await waitFor('the consumer waiting for the target', async () => (await httpGet(`${url}ready`)).status === 503, 30_000, 200);
+  // the log is what is checked here: the reason must be in it before it is searched for the password
   await waitFor('the waiting reason in the log', async () => /consumer waiting: .*target/.test(tunnel.output), 30_000, 100);
   const seen = await outputs(tunnel, db.home, url);
   assert.match(seen['/ready']!, new RegExp(`cannot connect to the target database postgres://${role}@`), 'the reason still names the database');

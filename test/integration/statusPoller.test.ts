@@ -5,7 +5,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/instruments/log.js';
 import { StatusPoller } from '../../src/report/statusPoller.js';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { runCli } from '../helpers/tunnelProcess.js';
+import { installInProcess } from '../helpers/inProcessTunnel.js';
 
 async function statusBackends(url: string): Promise<number[]> {
   const rows = await query<{ pid: number }>(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgtunnel-status' AND datname = current_database()");
@@ -14,7 +14,7 @@ async function statusBackends(url: string): Promise<number[]> {
 
 test('the status poller polls only while watched, on kept connections, one poll at a time', { timeout: 90_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  assert.equal((await runCli(['install'], db.env)).code, 0);
+  await installInProcess(db.env);
   const config = loadConfig({ env: db.env });
   const poller = new StatusPoller(config, createLogger('test'), () => {}, 50, 1500);
   onCleanup(t, () => poller.stop());

@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { endOffsets } from '../../src/transport/kafka.js';
-import { onCleanup, query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 
+// The tunnels run in this process; `install` and `topic partitions` are the CLI under test (their exit codes and fixes).
 test('a changed partition count is refused at start with the procedure; `pgtunnel topic partitions` adds them only once producers and consumers stopped and the target applied everything', { timeout: 240_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   const env = { ...db.env, PGTUNNEL_HTTP_PORT: 'off' };
   const topic = `${db.topicPrefix}.public.employees`;
   const count = async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees'))[0]!.n;
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'e' || i, i FROM generate_series(1, 300) i");
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   await waitFor('300 rows in the target', async () => (await count()) === 300, 30_000, 100);
 
   const refused = await runCli(['install'], { ...env, PGTUNNEL_PARTITIONS: '6' });
@@ -21,36 +23,34 @@ test('a changed partition count is refused at start with the procedure; `pgtunne
   const whileRunning = await runCli(['topic', 'partitions', 'public.employees', '6'], env);
   assert.equal(whileRunning.code, 4, whileRunning.stderr);
   assert.match(whileRunning.stderr, /a producer of public\.employees is running/);
-  assert.equal(await tunnel.stop(), 0);
+  await tunnel.stop();
 
   // Published but not applied: refused, nothing changed.
   await query(db.sourceUrl, 'UPDATE employees SET salary = salary + 1 WHERE emp_id % 3 = 0');
-  const producer = new TunnelProcess(env, ['run', '--role', 'producer']);
-  onCleanup(t, () => producer.kill('SIGKILL'));
-  await waitFor('the updates published', async () => (await query<{ n: number }>(db.sourceUrl, 'SELECT changes_published::int AS n FROM pgtunnel.state'))[0]!.n >= 100, 30_000, 100);
-  assert.equal(await producer.stop(), 0);
+  const producer = await InProcessTunnel.start(t, env, { role: 'producer' });
+  await producer.waitForEvents('pgtunnel:produced', 'the 100 updates published', (events) => events.reduce((n, e) => n + e.n, 0) >= 100);
+  await producer.stop();
   const undrained = await runCli(['topic', 'partitions', 'public.employees', '6'], env);
   assert.equal(undrained.code, 4, undrained.stderr);
   assert.match(undrained.stderr, /has not applied every record/);
   assert.deepEqual([...(await endOffsets({ kafkaBrokers: [services().brokers] }, [topic])).get(topic)!].length, 3);
 
   // Drained by a consumer, which then stops: the partitions are added.
-  const consumer = new TunnelProcess(env, ['run', '--role', 'consumer']);
-  onCleanup(t, () => consumer.kill('SIGKILL'));
-  await waitFor('the updates applied', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees WHERE emp_id % 3 = 0 AND salary = emp_id + 1')).at(0)!.n === 100, 30_000, 100);
-  assert.equal(await consumer.stop(), 0);
+  const consumer = await InProcessTunnel.start(t, env, { role: 'consumer' });
+  await consumer.waitForEqual();
+  await consumer.stop();
   const changed = await runCli(['topic', 'partitions', 'public.employees', '6'], env);
   assert.equal(changed.code, 0, changed.stderr);
   assert.match(changed.stdout, /3 -> 6 partitions/);
 
   // With the new count configured, keys land in all 6 partitions and every key's changes stay in order.
   const six = { ...env, PGTUNNEL_PARTITIONS: '6' };
-  const again = await TunnelProcess.start(t, six);
+  const again = await InProcessTunnel.start(t, six);
   for (let round = 0; round < 5; round++) await query(db.sourceUrl, 'UPDATE employees SET salary = salary * 2 WHERE emp_id % 2 = $1', [round % 2]);
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, i FROM generate_series(1, 300) i");
-  await waitFor('the target equal to the source', async () => (await runCli(['verify'], six)).code === 0, 60_000, 500);
+  await again.waitForEqual();
   const ends = (await endOffsets({ kafkaBrokers: [services().brokers] }, [topic])).get(topic)!;
   assert.equal(ends.length, 6);
   assert.ok(ends.slice(3).every((end) => end > 0n), `the new partitions carry records (${ends.join(', ')})`);
-  assert.equal(await again.stop(), 0);
+  await again.stop();
 });

@@ -49,7 +49,7 @@ test('the Prometheus metrics count what is published while they are subscribed',
     telemetry.groupCommitFailed();
     telemetry.deadLettered({ time: 't', table: 'public.employees', errorClass: 'rule', message: 'm' });
     telemetry.observeLatencies([4, 40]);
-    telemetry.assigned('i1', new Map([['t', [0, 1, 2]]]));
+    telemetry.assigned('i1', new Map([['t', [0, 1, 2]]]), 1);
     assert.equal(await value(metrics, 'pgtunnel_changes_captured_total', { op: 'c' }), 2);
     assert.equal(await value(metrics, 'pgtunnel_changes_captured_total', { op: 'u' }), 1);
     assert.equal(await value(metrics, 'pgtunnel_changes_applied_total', { op: 'u' }), 5);
@@ -74,7 +74,7 @@ test('the live history sums each second and keeps the 20 newest dead letters whi
     telemetry.applied('t', 'c', 6);
     telemetry.observeLatencies([30, 10, 20]);
     for (let i = 0; i < 25; i++) telemetry.deadLettered({ time: String(i), table: 't', errorClass: 'rule', message: `m${i}` });
-    telemetry.assigned('i1', new Map([['t', [1]]]));
+    telemetry.assigned('i1', new Map([['t', [1]]]), 2);
     live.tick();
   } finally {
     live.stop();
@@ -85,4 +85,5 @@ test('the live history sums each second and keeps the 20 newest dead letters whi
   assert.equal(live.deadLetters.length, 20);
   assert.equal(live.deadLetters[0]!.message, 'm24');
   assert.deepEqual(live.membership?.assigned, { t: [1] });
+  assert.equal(live.membership?.generation, 2, 'the group generation, so a restart without a rebalance shows');
 });
