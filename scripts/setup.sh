@@ -39,6 +39,42 @@ command -v node >/dev/null || die "node and npm are needed to start set-up; inst
 nodebin=$(node scripts/runtime.mjs --install) || die "no Node.js >= 24 could be had (see above)"
 export PATH="$(dirname "$nodebin"):$PATH"
 
+# The downloads run beside the npm install and the build: Maven's steps one after another (they share ~/.m2), pip beside them.
+# Python with venv for the Airflow test (it installs Airflow itself into $home/airflow, once)
+python=${PGTUNNEL_PYTHON:-python3}
+if want --browser && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+  apt_install python3-venv "Python's venv for the Airflow test" "(or set PGTUNNEL_PYTHON to a Python 3.10+ with venv)" \
+    || die "the Airflow test needs $python with venv (apt-get install python3-venv, or set PGTUNNEL_PYTHON)"
+fi
+maven_steps() {
+  # Apache Kafka broker jars from Maven Central, cached per pom content
+  libs="$home/kafka/libs"
+  stamp=$(sha256sum stack/kafka/pom.xml | cut -c1-16)
+  if [ ! -f "$libs/.resolved-$stamp" ]; then
+    command -v java >/dev/null || die "Java 17+ is needed for the embedded Kafka broker; install openjdk-17-jre-headless"
+    command -v mvn >/dev/null || die "Maven is needed to fetch the Kafka jars; install maven"
+    say "resolving Apache Kafka jars from Maven Central into $libs"
+    tmp="$home/kafka/libs.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    (cd stack/kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp") \
+      || die "Maven could not fetch the Kafka jars (is Maven Central reachable?)"
+    rm -rf "$libs"
+    mv "$tmp" "$libs"
+    touch "$libs/.resolved-$stamp"
+  fi
+  # Apicurio Registry (the embedded schema registry; stack up --registry) from Maven Central, unpacked once.
+  # The version is apicurioVersion in src/stack/schemaRegistry.ts.
+  if want --registry; then bash scripts/registry.sh "$home/registry/apicurio-registry-3.3.3" 3.3.3; fi
+  # Kafka Connect and Debezium from Maven Central (npm test passes --connect)
+  if want --connect; then bash scripts/connect.sh; fi
+}
+# a set-up that stops early takes its background downloads with it
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+maven_steps & maven=$!
+venvs=
+if want --python; then bash scripts/python.sh & venvs=$!; fi
+
 # npm packages, exactly as locked
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages (npm ci)"
@@ -63,37 +99,11 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   die "running as root needs the 'postgres' system user for initdb/pg_ctl; create it (useradd --system postgres) or run as a normal user"
 fi
 
-# Apache Kafka broker jars from Maven Central, cached per pom content
-libs="$home/kafka/libs"
-stamp=$(sha256sum stack/kafka/pom.xml | cut -c1-16)
-if [ ! -f "$libs/.resolved-$stamp" ]; then
-  command -v java >/dev/null || die "Java 17+ is needed for the embedded Kafka broker; install openjdk-17-jre-headless"
-  command -v mvn >/dev/null || die "Maven is needed to fetch the Kafka jars; install maven"
-  say "resolving Apache Kafka jars from Maven Central into $libs"
-  tmp="$home/kafka/libs.tmp.$$"
-  rm -rf "$tmp"
-  mkdir -p "$tmp"
-  (cd stack/kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp") \
-    || die "Maven could not fetch the Kafka jars (is Maven Central reachable?)"
-  rm -rf "$libs"
-  mv "$tmp" "$libs"
-  touch "$libs/.resolved-$stamp"
-fi
-# Apicurio Registry (the embedded schema registry; stack up --registry) from Maven Central, unpacked once.
-# The version is apicurioVersion in src/stack/schemaRegistry.ts.
-if want --registry; then bash scripts/registry.sh "$home/registry/apicurio-registry-3.3.3" 3.3.3; fi
 # Debian's Chromium for the dashboard's browser test (npm test passes --browser)
 if want --browser && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium "Chromium for the browser test" "(the dashboard test drives /usr/bin/chromium)" \
     || die "the dashboard test needs Debian's Chromium at /usr/bin/chromium; install it (apt-get install chromium)"
 fi
-# Python with venv for the Airflow test (it installs Airflow itself into $home/airflow, once)
-python=${PGTUNNEL_PYTHON:-python3}
-if want --browser && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
-  apt_install python3-venv "Python's venv for the Airflow test" "(or set PGTUNNEL_PYTHON to a Python 3.10+ with venv)" \
-    || die "the Airflow test needs $python with venv (apt-get install python3-venv, or set PGTUNNEL_PYTHON)"
-fi
-# Kafka Connect and Debezium from Maven Central (npm test passes --connect)
-if want --connect; then bash scripts/connect.sh; fi
-if want --python; then bash scripts/python.sh; fi
+wait "$maven" || die "fetching from Maven Central failed (see above)"
+[ -z "$venvs" ] || wait "$venvs" || die "the Python venv failed (see above)"
 say "ready"
