@@ -77,7 +77,8 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
-    const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
+    // each side on its own thread, --role or not: one code path, and this thread stays free for HTTP and signals
+    const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer', threads: true };
     if (deadline) return await runOnce(cfg, tunnel, parts, signal, deadline, timeoutMs! / 1000);
     await tunnel.run(signal, parts);
     log.info('tunnel stopped');
