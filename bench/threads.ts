@@ -25,6 +25,10 @@ async function scrape(port: string, heaps: Map<string, number>, scrapeMs: number
     const thread = m[1] ?? 'process';
     heaps.set(thread, Math.max(heaps.get(thread) ?? 0, Number(m[2]) / 2 ** 20));
   }
+  for (const m of text.matchAll(/^pgtunnel_nodejs_heap_space_size_used_bytes\{space="new"(?:,thread="(\w+)")?\} (\d+)/gm)) {
+    const key = `${m[1] ?? 'process'} new space`;
+    heaps.set(key, Math.max(heaps.get(key) ?? 0, Number(m[2]) / 2 ** 20));
+  }
 }
 
 try {
