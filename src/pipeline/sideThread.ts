@@ -31,12 +31,14 @@ export class LocalSide implements RunningSide {
 }
 
 /**
- * V8 heap caps per side, in MB (old generation / young generation's semi-space). Sized from the peak heap
- * measured over a 200k-row snapshot and streaming (bench/RESULTS.md "Two threads"), with room to spare: a
- * side that outgrows them is a leak or an unbounded set, and stops the process naming its thread.
+ * V8 heap caps per side, in MB. Measured over a 200k-row snapshot (bench/threads.ts, bench/RESULTS.md
+ * "Two threads"): heap used peaked at 55 MB (producer) and 107 MB (consumer); old space is capped at
+ * ~4.5× and ~3.5× that. The young generation (V8's default up to 192 MB per isolate) is capped at 32 MB; with
+ * these caps the run peaked at 397 MB RSS against 509 MB on one uncapped thread (a loaded machine, indicative).
+ * A side outgrowing its cap stops the process, naming it.
  */
 export const heapLimits: Record<Side, { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number }> = {
-  producer: { maxOldGenerationSizeMb: 384, maxYoungGenerationSizeMb: 32 },
+  producer: { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32 },
   consumer: { maxOldGenerationSizeMb: 384, maxYoungGenerationSizeMb: 32 },
 };
 
