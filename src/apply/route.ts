@@ -15,6 +15,7 @@ export interface RouteTable {
   types: Record<string, string>;
   rules: CompiledRule[];
   orderPolicy: 'park' | 'continue';
+  onMissingKey?: 'upsert' | 'dead-letter';
 }
 
 /** Keys longer than this are poison: they could not be parked (btree limit) and no real key is this long. */
@@ -81,12 +82,46 @@ export function* route(
       yield { kind: 'dead', record: { ...r, key }, letter: { errorClass: 'parked', message: `key ${key} has an earlier dead letter; parked behind it until \`pgtunnel dlq replay\`` }, park: true };
       continue;
     }
-    const failure = envelope.op === 'd' || table.rules.length === 0 ? undefined : firstFailure(table.rules, rowValues(envelope.after!));
-    if (failure) {
-      yield { kind: 'dead', record: { ...r, key }, letter: { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` }, park };
+    const letter = ruleLetter(envelope, table.rules);
+    if (letter) {
+      yield { kind: 'dead', record: { ...r, key }, letter, park };
       continue;
     }
     segment.push({ topic: r.topic, partition: r.partition, offset: r.offset, key, value: r.value!, envelope });
   }
   if (segment.length > 0) yield { kind: 'write', records: segment };
+}
+
+/** Pure: the rule letter of a change whose new row fails a rule (a delete has no new row to check). */
+export function ruleLetter(envelope: Envelope, rules: CompiledRule[]): DeadLetter | undefined {
+  const failure = envelope.op === 'd' || rules.length === 0 ? undefined : firstFailure(rules, rowValues(envelope.after!));
+  return failure && { errorClass: 'rule', rule: failure.rule, message: `rule ${failure.rule}: ${failure.message}` };
+}
+
+/**
+ * Pure: the keys of a write step whose presence in the target decides their fate under onMissingKey:
+ * dead-letter — updates of keys not created earlier in the same step.
+ */
+export function missingKeyCandidates(records: DecodedRecord[], table: RouteTable): Set<string> {
+  const created = new Set<string>();
+  const candidates = new Set<string>();
+  if (table.onMissingKey !== 'dead-letter') return candidates;
+  for (const r of records) {
+    if (r.envelope.op === 'c' || r.envelope.op === 'r') created.add(r.key);
+    else if (r.envelope.op === 'u' && !created.has(r.key)) candidates.add(r.key);
+  }
+  return candidates;
+}
+
+/** Pure: a write step split by the candidates the target lacks: the records kept, and the missing-key letters. */
+export function missingKeyDecisions(records: DecodedRecord[], missing: Set<string>, table: RouteTable): { kept: DecodedRecord[]; dead: Extract<Step, { kind: 'dead' }>[] } {
+  if (missing.size === 0) return { kept: records, dead: [] };
+  const park = table.orderPolicy === 'park';
+  const dead = records.filter((r) => missing.has(r.key)).map((r) => ({
+    kind: 'dead' as const,
+    record: { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: r.value },
+    letter: { errorClass: 'missing-key' as const, message: `update of key ${r.key}, which the target does not have (onMissingKey: dead-letter)` },
+    park,
+  }));
+  return { kept: records.filter((r) => !missing.has(r.key)), dead };
 }

@@ -1,18 +1,17 @@
 import pg from 'pg';
-import { TunnelError, classify, coerceError, decide, isRefusedChange, isTableLevel } from '../errors.js';
+import { classify, coerceError, decide, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import type { RowImage } from '../contracts/envelope.js';
 import { partitionOf } from '../transport/partitions.js';
 import type { CompiledRule } from '../validate/rules.js';
 import type { DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
-import { newestPerKey, nextOffsets, type DecodedRecord } from './reduce.js';
+import { nextOffsets } from './reduce.js';
 import { TableStatements } from './statements.js';
 import { SetOutcome } from './setOutcome.js';
-import { Staging } from './staging.js';
+import { ChangeWriter } from './changeWriter.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
-import { decodeRecord, route, type Decoded, type RouteTable } from './route.js';
+import { decodeRecord, route, type Decoded } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { replayedTruncate } from './truncateOnce.js';
@@ -54,8 +53,7 @@ export interface ApplyResult {
  * Kafka redelivers it. Dead letters are in Kafka before the transaction commits, so none is lost.
  */
 export class TargetWriter {
-  private readonly checkedColumns = new Map<string, Set<string>>();
-  private readonly staging = new Staging();
+  private readonly changes: ChangeWriter;
 
   constructor(
     private readonly client: pg.Client,
@@ -63,8 +61,10 @@ export class TargetWriter {
     private readonly partitionCount: (topic: string) => Promise<number>,
     private readonly deadLetters: DeadLetterWriter,
     /** Called before each table's rows are written, inside the transaction (a test's fault point). */
-    private readonly beforeWrite: () => void = () => {},
-  ) {}
+    beforeWrite: () => void = () => {},
+  ) {
+    this.changes = new ChangeWriter(client, tables, beforeWrite);
+  }
 
   /**
    * A record the target refuses (the error policy's dead-letter decision) is found by splitting the set
@@ -107,12 +107,6 @@ export class TargetWriter {
     return changed;
   }
 
-  private table(topic: string): TableApply {
-    const t = this.tables.get(topic);
-    if (!t) throw new TunnelError('PGT_UNKNOWN_TOPIC', `no target table is configured for topic ${topic}`);
-    return t;
-  }
-
   private async applyOnce(records: RawRecord[], refused?: unknown): Promise<ApplyResult> {
     if (records.length === 0) return { applied: 0, deadLettered: 0, skipped: 0 };
     const advanced = [...nextOffsets(records).values()];
@@ -136,7 +130,7 @@ export class TargetWriter {
           code: db?.code ?? classify(refused).code,
           message: `${isRefusedChange(refused) ? 'the target refused the change' : 'applying the change failed'}: ${coerceError(refused).message}`,
           details: { constraint: db?.constraint, table: db?.table, column: db?.column, detail: db?.detail },
-        }, this.table(only.topic).orderPolicy === 'park');
+        }, this.changes.table(only.topic).orderPolicy === 'park');
       } else {
         await this.routeAndWrite(fresh, decoded, outcome);
       }
@@ -154,13 +148,7 @@ export class TargetWriter {
       await advanceOffsets(this.client, advanced, outcome);
       return outcome;
     }).then((outcome) => {
-      this.staging.ended(true);
-      for (const [topic, statements] of outcome.evolved) this.table(topic).statements = statements;
-      for (const { topic, names } of outcome.checked) {
-        const checked = this.checkedColumns.get(topic) ?? new Set<string>();
-        if (checked.size < 10_000) for (const n of names) checked.add(n);
-        this.checkedColumns.set(topic, checked);
-      }
+      this.changes.ended(outcome);
       this.report(outcome);
       return {
         applied: [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0),
@@ -168,7 +156,7 @@ export class TargetWriter {
         skipped: records.length - outcome.fresh,
       };
     }, (err) => {
-      this.staging.ended(false);
+      this.changes.ended(undefined);
       throw err;
     });
   }
@@ -183,13 +171,8 @@ export class TargetWriter {
     }
   }
 
-  private routeTable(topic: string): RouteTable {
-    const t = this.table(topic);
-    return { table: t.table, key: t.statements.key, types: t.statements.types, rules: t.rules, orderPolicy: t.orderPolicy };
-  }
-
   private decode(r: RawRecord): Decoded {
-    return decodeRecord(r, this.routeTable(r.topic));
+    return decodeRecord(r, this.changes.routeTable(r.topic));
   }
 
   /** Takes the routed steps in order: a dead letter parks its key before the next record is routed. */
@@ -201,9 +184,9 @@ export class TargetWriter {
       if ('envelope' in d && d.envelope.op === 't' && truncateRecorded && !(await truncateRecorded(d.envelope.source.txId, d.envelope.source.lsn))) unrecorded.add(r);
     }
     const isParked = { has: (id: string) => parked.has(id) || outcome.parkedKeys.has(id) };
-    for (const step of route(fresh, decoded, (topic) => this.routeTable(topic), isParked, unrecorded)) {
+    for (const step of route(fresh, decoded, (topic) => this.changes.routeTable(topic), isParked, unrecorded)) {
       if (step.kind === 'dead') outcome.dead(step.record, step.letter, step.park);
-      else if (step.kind === 'write') await this.write(step.records, outcome);
+      else if (step.kind === 'write') await this.changes.write(step.records, outcome);
       else {
         const r = step.record;
         const replayed = await replayedTruncate(this.client, r, decoded.get(r));
@@ -218,83 +201,15 @@ export class TargetWriter {
     }
   }
 
-  /** Updates of keys the target lacks, under onMissingKey: dead-letter (keys inserted in the same set are fine). */
-  private async missingKeys(topic: string, records: DecodedRecord[]): Promise<Set<string>> {
-    const created = new Set<string>();
-    const candidates = new Set<string>();
-    for (const r of records) {
-      if (r.envelope.op === 'c' || r.envelope.op === 'r') created.add(r.key);
-      else if (r.envelope.op === 'u' && !created.has(r.key)) candidates.add(r.key);
-    }
-    if (candidates.size === 0) return new Set();
-    const statements = this.table(topic).statements;
-    const { rows } = await this.client.query<{ k: string }>(statements.existingKeysSql, [`[${[...candidates].join(',')}]`]);
-    const present = new Set(rows.map((r) => r.k));
-    return new Set([...candidates].filter((k) => !present.has(k)));
-  }
-
-  /** One DELETE and one upsert per table for the newest change of each key. */
-  private async write(segment: DecodedRecord[], outcome: SetOutcome): Promise<void> {
-    const byTopic = new Map<string, DecodedRecord[]>();
-    for (const r of segment) {
-      const records = byTopic.get(r.topic);
-      if (records) records.push(r);
-      else byTopic.set(r.topic, [r]);
-    }
-    for (const [topic, records] of byTopic) {
-      this.beforeWrite();
-      const table = this.table(topic);
-      let kept = records;
-      if (table.onMissingKey === 'dead-letter') {
-        const missing = await this.missingKeys(topic, records);
-        kept = records.filter((r) => !missing.has(r.key));
-        for (const r of records.filter((x) => missing.has(x.key))) {
-          outcome.dead(toRaw(r), { errorClass: 'missing-key', message: `update of key ${r.key}, which the target does not have (onMissingKey: dead-letter)` }, table.orderPolicy === 'park');
-        }
-      }
-      const writes = newestPerKey(kept).get(topic);
-      if (!writes) continue;
-      const statements = await this.evolve(topic, table, writes.upserts, outcome);
-      if (writes.deletes.length > 0) await statements.delete(this.client, writes.deletes);
-      if (writes.upserts.length > 0) await statements.upsert(this.client, writes.upserts, this.staging, writes.creates);
-      outcome.newestSourceMs = Math.max(outcome.newestSourceMs, writes.newestSourceMs);
-      outcome.applied(table.table, kept);
-      for (const r of kept) if (r.envelope.op !== 'r') outcome.latencies.push(r.envelope.source.tsMs);
-    }
-  }
-
-  /**
-   * Columns map by name: a row carrying a column the target lacks (added on the source) adds that
-   * column to the target first, when the table evolves (autoCreate); names already checked are not
-   * looked up again, so records naming made-up columns cost one catalog read per name.
-   */
-  private async evolve(topic: string, table: TableApply, rows: RowImage[], outcome: SetOutcome): Promise<TableStatements> {
-    const current = outcome.evolved.get(topic) ?? table.statements;
-    if (!table.evolve) return current;
-    const checked = this.checkedColumns.get(topic) ?? new Set<string>();
-    const unknown = new Set<string>();
-    for (const row of rows) for (const c of current.unknownColumns(row)) if (!checked.has(c)) unknown.add(c);
-    if (unknown.size === 0) return current;
-    const shape = await table.evolve(this.client, [...unknown]);
-    outcome.checked.push({ topic, names: [...unknown] });
-    const statements = new TableStatements(shape);
-    outcome.evolved.set(topic, statements);
-    return statements;
-  }
-
   /** A source TRUNCATE arrives once per partition; each copy clears the target keys of its partition. */
   private async truncatePartition(topic: string, partition: number): Promise<void> {
-    const statements = this.table(topic).statements;
+    const statements = this.changes.table(topic).statements;
     const count = await this.partitionCount(topic);
     const { rows } = await this.client.query<{ k: string }>(statements.keysSql);
     const mine = rows.map((r) => r.k).filter((k) => partitionOf(k, count) === partition);
     if (mine.length > 0) await this.client.query(statements.deleteSql, [`[${mine.join(',')}]`]);
   }
 
-}
-
-function toRaw(r: DecodedRecord): RawRecord {
-  return { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, value: r.value };
 }
 
 /**

@@ -19,6 +19,9 @@ export interface Tally {
 
 export const emptyTally = (): Tally => ({ changes: 0, bad: 0, ops: {}, rows: 0 });
 
+/** One part of a source's page: change rows of the stream, or rows of a snapshot chunk. */
+export type Records = { changes: ChangeRow[] } | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow };
+
 type Origin = { key: string; txid: string | null; changeId: number | string | null };
 
 /**
@@ -42,7 +45,7 @@ export class BatchPublisher {
    * Sends a batch after the previous one was acknowledged (order per key is kept), without waiting for its
    * own acknowledgement; returns its messages' bytes.
    */
-  async publishBatch(publication: Publication, batch: { changes: ChangeRow[] } | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow }, tally: Tally): Promise<number> {
+  async publishBatch(publication: Publication, batch: Records, tally: Tally): Promise<number> {
     const messages = 'changes' in batch ? this.changeMessages(batch.changes, tally) : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, tally);
     let bytes = 0;
     for (const m of messages) bytes += m.value?.length ?? 0;

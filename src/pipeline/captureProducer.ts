@@ -1,14 +1,13 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, classify, describeError } from '../errors.js';
-import { connect, inTransaction, qualified } from '../pg.js';
+import { connect, qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
 import { changeTableId, producerApplicationName, tableId } from '../names.js';
-import { isBatchComplete } from '../capture/position.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
-import { loadState, saveState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
+import { loadState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
 import type { TableRef } from '../contracts/envelope.js';
 import { TableEncoder, type SchemaRegistryClient } from '../contracts/codec.js';
 import { columnKinds } from '../contracts/columnKinds.js';
@@ -18,9 +17,11 @@ import type { Health } from '../instruments/health.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff, sleep } from '../retry.js';
 import { BatchPublisher } from './batchPublisher.js';
+import { ChangePages } from './changePages.js';
 import { ChangeVacuum } from './changeVacuum.js';
 import { becomeLeader, type LockHolder } from './producerLock.js';
-import { ExactlyOnce, adoptable, atLeastOnce, type Publication, type Publisher } from './publisher.js';
+import { ExactlyOnce, adoptable } from './publisher.js';
+import { PublishStep } from './publishStep.js';
 import { SnapshotSource } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
 
@@ -41,12 +42,11 @@ export class CaptureProducer {
   private state: CaptureState | undefined;
   /** The state last written to the source: a batch's position record names it as its start. */
   private stored: CaptureState | undefined;
-  private publisher: Publisher;
   private readonly part: string;
   private uncaptured = '';
   private readonly encoder: TableEncoder;
   private readonly masked: Set<string>;
-  private readonly batches: BatchPublisher;
+  private readonly publishStep: PublishStep;
   private readonly stream: StreamSource;
   private readonly snapshotSource: SnapshotSource;
 
@@ -70,19 +70,11 @@ export class CaptureProducer {
     this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry);
     this.changes = new ChangeReader(table, masked, config.maskSalt);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt);
-    this.publisher = atLeastOnce(producer);
-    this.batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
-    const context = {
-      id: this.id,
-      config,
-      changes: this.changes,
-      batches: this.batches,
-      log,
-      refreshColumns: (client: pg.Client) => this.refreshColumns(client),
-      published: <T>(work: (publication: Publication) => Promise<T>) => this.published(work),
-    };
-    this.stream = new StreamSource(context);
-    this.snapshotSource = new SnapshotSource(context, this.stream, this.snapshot, onPhase);
+    const batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
+    this.publishStep = new PublishStep(this.id, batches, this.changes, producer);
+    const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
+    this.stream = new StreamSource(this.id, pages, this.publishStep, log);
+    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase);
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -128,8 +120,7 @@ export class CaptureProducer {
         this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
         await sleep(wait, signal);
       } finally {
-        await this.publisher.close();
-        this.publisher = atLeastOnce(this.producer);
+        await this.publishStep.close();
         await vacuum?.close();
         await client?.end().catch(() => {});
       }
@@ -227,18 +218,6 @@ export class CaptureProducer {
     await waitForCommit(client, position.prev, this.config.pollIntervalMs, captureCheckMs, signal);
   }
 
-  /** A batch's publication, aborted when anything before its source checkpoint fails. */
-  private async published<T>(work: (publication: Publication) => Promise<T>): Promise<T> {
-    const publication = await this.publisher.begin();
-    try {
-      return await work(publication);
-    } catch (err) {
-      await this.batches.settle();
-      await publication.abort();
-      throw err;
-    }
-  }
-
   /**
    * Exactly-once: this leader's transactional publisher fences its predecessor, then a batch Kafka
    * committed whose source checkpoint the crash prevented is adopted (and its change rows cleaned), not
@@ -246,13 +225,10 @@ export class CaptureProducer {
    */
   private async openExactlyOnce(client: pg.Client): Promise<void> {
     const publisher = await ExactlyOnce.open(this.config, this.id, this.table.topic, this.producer);
-    this.publisher = publisher;
+    this.publishStep.use(publisher);
     const adopted = adoptable(await publisher.lastCommitted(), this.stored!);
     if (!adopted) return;
-    await inTransaction(client, async () => {
-      adopted.updatedAt = await saveState(client, this.id, adopted);
-      if (isBatchComplete(adopted.position)) await this.changes.cleanup(client, adopted.position.prev!);
-    });
+    await this.publishStep.checkpoint(client, adopted);
     this.state = this.stored = adopted;
     this.log.info({ table: this.id, checkpoint: adopted.position.prev }, 'adopted the position Kafka committed last: the source checkpoint after it was never written');
   }

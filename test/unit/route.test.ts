@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeRecord, route, type Decoded, type RouteTable, type Step } from '../../src/apply/route.js';
+import { decodeRecord, missingKeyCandidates, missingKeyDecisions, route, type Decoded, type RouteTable, type Step } from '../../src/apply/route.js';
 import { copyLine } from '../../src/apply/staging.js';
 import { readObject } from '../../src/contracts/json.js';
 import { compileRules } from '../../src/validate/rules.js';
@@ -70,4 +70,19 @@ test('a copy line keeps every string exact and has no text form for nested value
   assert.equal(copyLine(row, ['a', 'b', 'c', 'd', 'e']), 'tab\\there\\\\ and \\n, \\r\t12.50\t\\N\ttrue\t\\\\x00ff\n');
   assert.equal(copyLine(readObject('{"a":[1,2]}', 2), ['a']), undefined);
   assert.equal(copyLine(readObject('{"a":{"x":1}}', 2), ['a']), undefined);
+});
+
+test('missing keys: only updates of keys not created earlier in the step are candidates, and only under dead-letter', () => {
+  const strict: RouteTable = { ...table, onMissingKey: 'dead-letter' };
+  const step = routed([raw('c', 1), raw('u', 1), raw('u', 2), raw('d', 3), raw('u', 4)], strict)[0]!;
+  assert.equal(step.kind, 'write');
+  if (step.kind !== 'write') return;
+  assert.deepEqual([...missingKeyCandidates(step.records, strict)], ['{"emp_id":2}', '{"emp_id":4}']);
+  assert.equal(missingKeyCandidates(step.records, { ...table, onMissingKey: 'upsert' }).size, 0);
+  // the target has key 4, not key 2: key 2's update is a parked missing-key letter, the rest is written
+  const { kept, dead } = missingKeyDecisions(step.records, new Set(['{"emp_id":2}']), strict);
+  assert.deepEqual(kept.map((r) => r.key), ['{"emp_id":1}', '{"emp_id":1}', '{"emp_id":3}', '{"emp_id":4}']);
+  assert.deepEqual(summary(dead), ['dead missing-key {"emp_id":2}']);
+  assert.equal(dead[0]!.park, true);
+  assert.equal(missingKeyDecisions(step.records, new Set(['{"emp_id":2}']), { ...strict, orderPolicy: 'continue' }).dead[0]!.park, false);
 });

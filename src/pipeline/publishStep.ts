@@ -1,0 +1,112 @@
+import type pg from 'pg';
+import type { ChangeReader } from '../capture/changeReader.js';
+import { isBatchComplete } from '../capture/position.js';
+import { saveState, type CaptureState } from '../capture/stateStore.js';
+import type { EnvelopeProducer } from '../transport/kafka.js';
+import { telemetry } from '../instruments/telemetry.js';
+import { inTransaction } from '../pg.js';
+import { emptyTally, type BatchPublisher, type Records, type Tally } from './batchPublisher.js';
+import { failpoint } from './failpoints.js';
+import { atLeastOnce, type Publisher } from './publisher.js';
+
+/**
+ * What a source hands the publish step: its records in order, and the checkpoint to store once Kafka
+ * acknowledged them (or committed their transaction). A source only reads; every source (stream,
+ * snapshot, and later logical decoding or pages already in envelope bytes) is a peer behind this shape.
+ */
+export interface SourcePage {
+  /**
+   * The records, in parts: a source reads its next part while Kafka takes the current one. Each `next`
+   * is passed the message bytes the previous part made (0 at first), so a source can size its parts.
+   */
+  records: AsyncIterator<Records, void, number>;
+  /** The state after the page, asked once every part was sent; the step adds what it counted. */
+  after(): CaptureState;
+  /** The records are read in one transaction opened with this statement, and the checkpoint joins it. */
+  begin?: string;
+  /** The changes a stream page holds (telemetry's page figures). */
+  pageSize?: number;
+}
+
+/**
+ * The one publish step of a producer: publishes a source's page, waits for Kafka's acknowledgement (or
+ * transaction commit), then checkpoints (state and, once a batch is complete, change-table cleanup) and
+ * counts. Sources never checkpoint, so no path can store a position Kafka has not taken.
+ */
+export class PublishStep {
+  private publisher: Publisher;
+
+  constructor(
+    private readonly id: string,
+    private readonly batches: BatchPublisher,
+    private readonly changes: ChangeReader,
+    private readonly producer: EnvelopeProducer,
+  ) {
+    this.publisher = atLeastOnce(producer);
+  }
+
+  /** Publishes through `publisher` (exactly-once) from now on, until `close`. */
+  use(publisher: Publisher): void {
+    this.publisher = publisher;
+  }
+
+  /** Closes the publisher in use and falls back to at-least-once (the next leadership opens its own). */
+  async close(): Promise<void> {
+    const publisher = this.publisher;
+    this.publisher = atLeastOnce(this.producer);
+    await publisher.close();
+  }
+
+  /**
+   * One page published and checkpointed; `stored` is the checkpoint the source holds now (an exactly-once
+   * position record names it). Returns the state stored and when Kafka had acknowledged the page.
+   */
+  async publish(client: pg.Client, page: SourcePage, stored: CaptureState): Promise<{ after: CaptureState; ackedAt: number }> {
+    const tally = emptyTally();
+    const work = async () => {
+      const after = await this.send(page, stored, tally);
+      failpoint('producer.after-publish');
+      this.batches.counted(tally, page.pageSize);
+      const ackedAt = Date.now();
+      await this.save(client, after);
+      return { after, ackedAt };
+    };
+    const result = page.begin === undefined ? await work() : await inTransaction(client, work, page.begin);
+    telemetry.checkpoint(this.id);
+    return result;
+  }
+
+  /** Stores a state nothing was published for (an empty page that completes a batch, an adopted position). */
+  async checkpoint(client: pg.Client, state: CaptureState): Promise<void> {
+    await inTransaction(client, () => this.save(client, state));
+    telemetry.checkpoint(this.id);
+  }
+
+  /** Every part sent and acknowledged, then the publication committed with the state after it. */
+  private async send(page: SourcePage, stored: CaptureState, tally: Tally): Promise<CaptureState> {
+    const publication = await this.publisher.begin();
+    try {
+      for (let part = await page.records.next(0); !part.done; ) {
+        const bytes = await this.batches.publishBatch(publication, part.value, tally);
+        part = await page.records.next(bytes);
+      }
+      await this.batches.flush();
+      const after = page.after();
+      after.changesPublished += tally.changes - tally.bad;
+      after.deadLettered += tally.bad;
+      after.snapshotRowsDone += tally.rows;
+      await publication.commit(stored, after);
+      return after;
+    } catch (err) {
+      await this.batches.settle();
+      await publication.abort();
+      throw err;
+    }
+  }
+
+  /** The source checkpoint, in the caller's transaction: the state, and the rows of a completed batch. */
+  private async save(client: pg.Client, state: CaptureState): Promise<void> {
+    state.updatedAt = await saveState(client, this.id, state);
+    if (isBatchComplete(state.position)) await this.changes.cleanup(client, state.position.prev!);
+  }
+}
