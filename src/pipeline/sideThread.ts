@@ -3,7 +3,7 @@ import { classify, TunnelError } from '../errors.js';
 import { republish } from '../instruments/telemetry.js';
 import type { MetricsJson } from '../instruments/threadMetrics.js';
 import { runSide, sideStopMs, type Side, type SideContext } from './sides.js';
-import { fromWire, type FromSide, type SideStart, type ToSide } from './threadMessages.js';
+import { fromWire, type FromSide, type SideSpawn, type ToSide } from './threadMessages.js';
 
 /** A running side: its end (rejected with a classified error when it failed), a way to stop it, its thread's metrics. */
 export interface RunningSide {
@@ -47,6 +47,7 @@ const levelOf: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'f
 /**
  * A side in its own worker thread, with its own event loop and heap caps. Its telemetry is re-published on
  * this thread's channels, so metrics, the dashboard's history and test recorders see both sides as before.
+ * Spawned before the services are prepared (the thread loads its modules meanwhile), started after.
  */
 export class SideThread implements RunningSide {
   private readonly worker: Worker;
@@ -54,12 +55,12 @@ export class SideThread implements RunningSide {
   private nextId = 0;
   private ended = false;
   private stopping = false;
+  private ctx: SideContext | undefined;
   readonly done: Promise<void>;
 
-  constructor(private readonly side: Side, private readonly ctx: SideContext) {
-    const tables = ctx.tables.map(({ rules: _rules, ...plain }) => plain);
-    const start: SideStart = { side, config: ctx.config, tables, logLevel: ctx.log.level };
-    this.worker = new Worker(new URL('./sideWorker.js', import.meta.url), { workerData: start, resourceLimits: heapLimits[side], name: `pgtunnel ${side}` });
+  constructor(private readonly side: Side, logLevel: string) {
+    const spawn: SideSpawn = { side, logLevel };
+    this.worker = new Worker(new URL('./sideWorker.js', import.meta.url), { workerData: spawn, resourceLimits: heapLimits[side], name: `pgtunnel ${side}` });
     this.done = new Promise<void>((resolve, reject) => {
       const end = (err?: unknown) => {
         if (this.ended) return;
@@ -77,9 +78,20 @@ export class SideThread implements RunningSide {
       this.worker.on('error', (err) => end(this.threadError(err)));
       this.worker.on('exit', (code) => end(this.stopping ? undefined : new TunnelError('PGT_THREAD_EXIT', `the ${side} thread ended on its own (exit code ${code})`, { unexpected: true, hint: 'a bug: report it with the log above' })));
     });
+    // a thread failing before it is started is reported by whoever starts or stops it, never as an unhandled rejection
+    this.done.catch(() => {});
+  }
+
+  /** Hands the prepared tables over: the side's loops begin. */
+  start(ctx: SideContext): this {
+    this.ctx = ctx;
+    const tables = ctx.tables.map(({ rules: _rules, ...plain }) => plain);
+    this.worker.postMessage({ type: 'start', config: ctx.config, tables } satisfies ToSide);
+    return this;
   }
 
   private receive(message: Exclude<FromSide, { type: 'stopped' | 'fatal' }>): void {
+    if (!this.ctx) return;
     if (message.type === 'telemetry') republish(message.channel, message.event as never);
     else if (message.type === 'health') this.ctx.health.set(message.part, message.state, message.reason);
     else if (message.type === 'phase') this.ctx.onPhase(message.table, message.phase);
@@ -90,7 +102,7 @@ export class SideThread implements RunningSide {
   /** A worker's log line, written by this thread's logger (same format, redaction and destination). */
   private relog(line: string): void {
     const { level, msg, time: _time, name: _name, ...fields } = JSON.parse(line) as Record<string, unknown>;
-    this.ctx.log[levelOf[level as number] ?? 'info'](fields, typeof msg === 'string' ? msg : '');
+    this.ctx?.log[levelOf[level as number] ?? 'info'](fields, typeof msg === 'string' ? msg : '');
   }
 
   private threadError(err: Error): TunnelError {
@@ -106,11 +118,15 @@ export class SideThread implements RunningSide {
   stop(): void {
     if (this.ended || this.stopping) return;
     this.stopping = true;
+    if (!this.ctx) {
+      void this.worker.terminate();
+      return;
+    }
     this.worker.postMessage({ type: 'stop' } satisfies ToSide);
     // a side that does not end within its own grace is ended: everything resumes from the checkpoints
     setTimeout(() => {
       if (this.ended) return;
-      this.ctx.log.warn({ side: this.side, graceMs: sideStopMs }, 'the thread did not stop in time; ended, it resumes from the checkpoint');
+      this.ctx?.log.warn({ side: this.side, graceMs: sideStopMs }, 'the thread did not stop in time; ended, it resumes from the checkpoint');
       void this.worker.terminate();
     }, sideStopMs).unref();
   }

@@ -7,16 +7,20 @@ import type { PartState } from '../instruments/health.js';
 import type { TelemetryChannel } from '../instruments/telemetry.js';
 import type { Side } from './sides.js';
 
-/** What a side's thread starts with (workerData): plain data, so the compiled rules are rebuilt there. */
-export interface SideStart {
+/** What a side's thread is spawned with (workerData), before the services are prepared. */
+export interface SideSpawn {
   side: Side;
-  config: TunnelConfig;
-  tables: Omit<PreparedTable, 'rules'>[];
   logLevel: string;
 }
 
-/** Main thread to a side: stop (drain and end), or send a metrics snapshot for a scrape. */
-export type ToSide = { type: 'stop' } | { type: 'metrics'; id: number };
+/**
+ * Main thread to a side: start with the prepared tables (plain data: the worker recompiles their rules),
+ * stop (drain and end), or send a metrics snapshot for a scrape.
+ */
+export type ToSide =
+  | { type: 'start'; config: TunnelConfig; tables: Omit<PreparedTable, 'rules'>[] }
+  | { type: 'stop' }
+  | { type: 'metrics'; id: number };
 
 export type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];
 

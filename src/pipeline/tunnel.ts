@@ -12,8 +12,11 @@ import { LocalSide, SideThread, type RunningSide } from './sideThread.js';
 export interface RunParts {
   produce?: boolean;
   apply?: boolean;
-  /** Each side in its own worker thread (`pgtunnel run`); off, both run on the calling thread (the in-process test harness). */
-  threads?: boolean;
+  /**
+   * Each side in its own worker thread (`pgtunnel run`: threads spawned by `spawnSides` before prepare, so their
+   * modules load meanwhile); off, both run on the calling thread (the in-process test harness).
+   */
+  threads?: boolean | SideThread[];
 }
 
 /**
@@ -21,6 +24,15 @@ export interface RunParts {
  * consumer), until the signal aborts. This thread keeps the health file, the HTTP server and the metrics
  * of both sides (docs/architecture.md "Threads").
  */
+function sidesOf(parts: RunParts): Side[] {
+  return [...(parts.produce !== false ? ['producer' as const] : []), ...(parts.apply !== false ? ['consumer' as const] : [])];
+}
+
+/** The threads of the sides `parts` runs, spawned now and started by `Tunnel.run`; stop them if it never runs. */
+export function spawnSides(parts: RunParts, log: Logger): SideThread[] {
+  return sidesOf(parts).map((side) => new SideThread(side, log.level));
+}
+
 export class Tunnel {
   private readonly phases = new Map<string, Phase>();
 
@@ -53,8 +65,9 @@ export class Tunnel {
     const watch = new ChangeTableWatch(this.config, this.log);
     watch.start();
     const ctx: SideContext = { config: this.config, tables: this.tables, log: this.log, health, onPhase: (id, phase) => this.tablePhase(id, phase) };
-    const chosen: Side[] = [...(parts.produce !== false ? ['producer' as const] : []), ...(parts.apply !== false ? ['consumer' as const] : [])];
-    sides = chosen.map((side) => (parts.threads ? new SideThread(side, ctx) : new LocalSide(side, ctx)));
+    const chosen = sidesOf(parts);
+    const threads = Array.isArray(parts.threads) ? parts.threads : parts.threads ? spawnSides(parts, this.log) : undefined;
+    sides = threads ? threads.map((t) => t.start(ctx)) : chosen.map((side) => new LocalSide(side, ctx));
     const stopAll = () => sides.forEach((s) => s.stop());
     signal.addEventListener('abort', stopAll, { once: true });
     if (signal.aborted) stopAll();
