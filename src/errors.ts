@@ -68,6 +68,7 @@ export const sqlStatePolicy: Record<string, Policy> = {
   '40001': retry, // serialization_failure
   '40P01': retry, // deadlock_detected
   '55P03': retry, // lock_not_available
+  '55006': retry, // object_in_use: a replication slot a dead producer's walsender still holds for a moment
   '57P01': retry, // admin_shutdown
   '57P02': retry, // crash_shutdown
   '57P03': retry, // cannot_connect_now

@@ -170,3 +170,16 @@ export function keyId(topic: string, key: string): string {
 export function keyParts(key: string): string[] {
   return key.split('\u0000');
 }
+
+/**
+ * Logical capture's replication slot and publication of a table: slot names allow only [a-z0-9_], so a
+ * readable head of the table id and a hash of the whole id, within 63 bytes.
+ */
+export function slotName(table: { schema: string; name: string }): string {
+  const head = tableId(table).toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 30);
+  return `pgtunnel_${head}_${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 12)}`;
+}
+
+export function publicationName(table: { schema: string; name: string }): string {
+  return slotName(table);
+}

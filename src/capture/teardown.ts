@@ -18,7 +18,8 @@ export async function removeCaptureSchema(source: pg.Client): Promise<Teardown> 
     );
     if (!present[0]!.schema) return 'absent';
     if (present[0]!.captures) {
-      const { rows } = await source.query<{ n: number }>('SELECT count(*)::int AS n FROM pgtunnel.captures');
+      // logical capture has state but no captures row
+      const { rows } = await source.query<{ n: number }>('SELECT ((SELECT count(*) FROM pgtunnel.captures) + (SELECT count(*) FROM pgtunnel.state))::int AS n');
       if (rows[0]!.n > 0) return 'in use';
     }
     try {

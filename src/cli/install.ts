@@ -1,13 +1,14 @@
 import { withTables } from '../config/tables.js';
 import type { Command } from 'commander';
 import { uninstallCapture } from '../capture/install.js';
+import { uninstallLogical } from '../capture/logicalInstall.js';
 import { removeCaptureSchema } from '../capture/teardown.js';
 import { exitCodes } from '../errors.js';
 import { withClient } from '../pg.js';
 import { prepare } from '../setup/prepare.js';
 import { deleteTopics } from '../transport/kafka.js';
 import { cliAction, config, log } from './context.js';
-import { tableId } from '../names.js';
+import { slotName, tableId } from '../names.js';
 
 export function registerInstall(program: Command): void {
   program
@@ -18,7 +19,8 @@ export function registerInstall(program: Command): void {
       cliAction(async (_options: object, globals) => {
         const tables = await prepare(await withTables(config(globals)), log, { installOnly: true });
         for (const t of tables) {
-          process.stdout.write(`installed ${tableId(t.config)}: change table ${t.config.changeTable}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
+          const capture = t.capture.mode === 'logical' ? `publication and slot ${slotName(t.config)}` : `change table ${t.config.changeTable}`;
+          process.stdout.write(`installed ${tableId(t.config)}: capture ${t.capture.mode} (${t.capture.reason}), ${capture}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
         }
         return exitCodes.ok;
       }),
@@ -26,7 +28,7 @@ export function registerInstall(program: Command): void {
 
   program
     .command('uninstall')
-    .description('remove capture (triggers, function, change table, state) from the source; tables are kept')
+    .description('remove capture (triggers, function, change table, or publication and slot; state) from the source; tables are kept')
     .option('--drop-topics', 'also delete the Kafka topics and their DLQ topics')
     .option('--keep-schema', "keep schema pgtunnel (functions, DDL event triggers, the GRANTs on it) after the last table's capture is removed")
     .addHelpText('after', '\nExample:\n  pgtunnel uninstall --drop-topics')
@@ -34,7 +36,10 @@ export function registerInstall(program: Command): void {
       cliAction(async (options: { dropTopics?: boolean; keepSchema?: boolean }, globals) => {
         const cfg = await withTables(config(globals));
         const schema = await withClient(cfg.sourceUrl, 'source', async (source) => {
-          for (const t of cfg.tables) await uninstallCapture(source, t);
+          for (const t of cfg.tables) {
+            await uninstallLogical(source, t);
+            await uninstallCapture(source, t);
+          }
           return options.keepSchema ? 'kept' : removeCaptureSchema(source);
         });
         if (options.dropTopics) await deleteTopics(cfg, cfg.tables.flatMap((t) => [t.topic, t.dlqTopic]));

@@ -60,6 +60,8 @@ export interface TunnelConfig {
   changeTableWarnRows: number;
   changeTableWarnSeconds: number;
   exactlyOnce: boolean;
+  /** Capture mode asked for; `install` falls back to trigger when the source cannot decode logically. */
+  capture: 'trigger' | 'logical';
   httpPort: number | 'off';
   httpHost: string;
   /** Salt of masked columns; '' when no table masks a column. */
@@ -163,6 +165,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_HTTP_HOST) out.httpHost = env.PGTUNNEL_HTTP_HOST;
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
+  if (env.PGTUNNEL_CAPTURE) out.capture = env.PGTUNNEL_CAPTURE;
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   for (const [name, key] of [['URL', 'registryUrl'], ['USERNAME', 'registryUsername'], ['PASSWORD', 'registryPassword'], ['PASSWORD_FILE', 'registryPasswordFile']] as const) {
@@ -309,6 +312,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
     exactlyOnce: merged.exactlyOnce ?? false,
+    capture: merged.capture ?? 'trigger',
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
     maskSalt: merged.maskSalt ?? '',

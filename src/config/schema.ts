@@ -114,6 +114,8 @@ export const fileSchema = z
     changeTableWarnSeconds: z.number().int().min(1).optional(),
     /** Each batch and its position commit in one Kafka transaction (no envelope published twice). */
     exactlyOnce: z.boolean().optional(),
+    /** How changes leave the source: triggers writing change tables, or logical decoding (pgoutput, needs wal_level=logical). */
+    capture: z.enum(['trigger', 'logical']).optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */
     httpPort: z.union([z.number().int().min(0).max(65535), z.literal('off')]).optional(),
     httpHost: hostName.optional(),

@@ -17,6 +17,7 @@ import type { Health } from '../instruments/health.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff, sleep } from '../retry.js';
 import { BatchPublisher } from './batchPublisher.js';
+import { waitToRetry } from './producerRetry.js';
 import { ChangePages } from './changePages.js';
 import { ChangeVacuum } from './changeVacuum.js';
 import { becomeLeader, type LockHolder } from './producerLock.js';
@@ -114,11 +115,7 @@ export class CaptureProducer {
           return;
         }
         if (!e.retryable) throw e;
-        const wait = backoff.next();
-        telemetry.retried('producer', e.errorClass);
-        this.health.set(this.part, 'waiting', describeError(e));
-        this.log.warn({ table: this.id, code: e.code, retryInMs: wait }, `producer waiting: ${describeError(e)}`);
-        await sleep(wait, signal);
+        await waitToRetry(e, backoff, { id: this.id, name: this.part, health: this.health, log: this.log }, signal);
       } finally {
         await this.publishStep.close();
         await vacuum?.close();

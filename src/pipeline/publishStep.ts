@@ -39,7 +39,8 @@ export class PublishStep {
   constructor(
     private readonly id: string,
     private readonly batches: BatchPublisher,
-    private readonly changes: ChangeReader,
+    /** The change table cleaned after a complete batch; logical capture has none. */
+    private readonly changes: ChangeReader | undefined,
     private readonly producer: EnvelopeProducer,
   ) {
     this.publisher = atLeastOnce(producer);
@@ -107,6 +108,6 @@ export class PublishStep {
   /** The source checkpoint, in the caller's transaction: the state, and the rows of a completed batch. */
   private async save(client: pg.Client, state: CaptureState): Promise<void> {
     state.updatedAt = await saveState(client, this.id, state);
-    if (isBatchComplete(state.position)) await this.changes.cleanup(client, state.position.prev!);
+    if (this.changes && isBatchComplete(state.position)) await this.changes.cleanup(client, state.position.prev!);
   }
 }

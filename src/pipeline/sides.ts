@@ -9,13 +9,18 @@ import { SchemaRegistry } from '../contracts/registry.js';
 import { sleep } from '../retry.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
+import { LogicalProducer } from './logicalProducer.js';
+import type { CaptureChoice } from '../capture/logicalInstall.js';
 
 /** The producer side owns every source (capture today, logical decoding next); the consumer side every applier. */
 export type Side = 'producer' | 'consumer';
 
+/** A prepared table with its capture mode (trigger or logical): plain data besides its compiled rules. */
+export type SideTable = PreparedTable & { capture?: CaptureChoice };
+
 export interface SideContext {
   config: TunnelConfig;
-  tables: PreparedTable[];
+  tables: SideTable[];
   log: Logger;
   health: Health;
   /** A table's capture phase, as its producer reports it. */
@@ -39,7 +44,8 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
   if (side === 'producer') {
     for (const t of ctx.tables) {
       const id = tableId(t.config);
-      const capture = new CaptureProducer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
+      const Producer = t.capture?.mode === 'logical' ? LogicalProducer : CaptureProducer;
+      const capture = new Producer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
       tasks.push(capture.run(inner.signal));
     }
   } else {

@@ -1,11 +1,10 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { TunnelConfig } from '../config/load.js';
-import type { PreparedTable } from '../apply/tableApply.js';
 import type { Phase } from '../capture/stateStore.js';
 import { classify, TunnelError, unexpectedStack, type Decision, type ErrorClass } from '../errors.js';
 import type { PartState } from '../instruments/health.js';
 import type { TelemetryChannel } from '../instruments/telemetry.js';
-import type { Side } from './sides.js';
+import type { Side, SideTable } from './sides.js';
 
 /** What a side's thread is spawned with (workerData), before the services are prepared. */
 export interface SideSpawn {
@@ -18,7 +17,7 @@ export interface SideSpawn {
  * stop (drain and end), or send a metrics snapshot for a scrape.
  */
 export type ToSide =
-  | { type: 'start'; config: TunnelConfig; tables: Omit<PreparedTable, 'rules'>[] }
+  | { type: 'start'; config: TunnelConfig; tables: Omit<SideTable, 'rules'>[] }
   | { type: 'stop' }
   | { type: 'metrics'; id: number };
 

@@ -1,12 +1,11 @@
 import type { TunnelConfig } from '../config/load.js';
-import type { PreparedTable } from '../apply/tableApply.js';
 import type { Logger } from '../instruments/log.js';
 import { Health } from '../instruments/health.js';
 import { ObserveServer } from '../report/server.js';
 import { ChangeTableWatch } from '../report/changeTables.js';
 import type { Phase } from '../capture/stateStore.js';
 import { telemetry } from '../instruments/telemetry.js';
-import type { Side, SideContext } from './sides.js';
+import type { Side, SideContext, SideTable } from './sides.js';
 import { LocalSide, SideThread, type RunningSide } from './sideThread.js';
 
 export interface RunParts {
@@ -38,7 +37,7 @@ export class Tunnel {
 
   constructor(
     private readonly config: TunnelConfig,
-    private readonly tables: PreparedTable[],
+    private readonly tables: SideTable[],
     private readonly log: Logger,
     private readonly onPhase: (phase: Phase) => void = () => {},
   ) {}

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
+import { chooseCapture, installLogical, type CaptureChoice } from '../capture/logicalInstall.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
 import { capturedColumns } from '../capture/changeReader.js';
 import { addTargetColumns, createTargetTable } from '../apply/targetSchema.js';
@@ -45,7 +46,7 @@ async function hasPgtunnelSchema(client: pg.Client): Promise<boolean> {
  * Checks both databases and the broker, installs what is missing, and checks the connected roles hold what
  * the running tunnel needs (`installOnly`: the installer role need not be the runtime role).
  */
-export async function prepare(config: TunnelConfig, logger: Logger, options: { installOnly?: boolean } = {}): Promise<PreparedTable[]> {
+export async function prepare(config: TunnelConfig, logger: Logger, options: { installOnly?: boolean } = {}): Promise<(PreparedTable & { capture: CaptureChoice })[]> {
   const installAlternative = 'run `pgtunnel install` as the installer role, or ';
   const tables = await withClient(config.sourceUrl, 'source', async (source) => {
     // a role that cannot even read what is installed gets the whole list of what it lacks at once
@@ -53,19 +54,29 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       if (options.installOnly) await requirePrivileges(source, 'source', 'installing capture', installerNeeds(config.tables, true), installAlternative);
       await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables));
     }
-    const out: { config: TableConfig; source: TableShape }[] = [];
+    const out: { config: TableConfig; source: TableShape; capture: CaptureChoice }[] = [];
+    const logical = new Set<string>();
     for (const table of config.tables) {
       const shape = await describeTable(source, table, 'source');
       const id = tableId(table);
+      const capture = await chooseCapture(source, table, config.capture, config.exactlyOnce);
+      logger.info({ table: id, capture: capture.mode, reason: capture.reason }, `capture of ${id}: ${capture.mode} — ${capture.reason}`);
+      if (capture.mode === 'logical') {
+        const created = await installLogical(source, table);
+        if (created > 0) logger.info({ table: id, created }, 'logical capture installed: publication and slot');
+        logical.add(id);
+        out.push({ config: table, source: shape, capture });
+        continue;
+      }
       const pending = await pendingCapture(source, table);
       if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
       const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
       if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
       if (applied > 0) for (const warning of await defaultTableGrants(source, ['pgtunnel', table.schema])) logger.warn({ table: id }, warning);
       if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
-      out.push({ config: table, source: shape });
+      out.push({ config: table, source: shape, capture });
     }
-    if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables));
+    if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables, logical));
     return out;
   });
   const prepared = await withClient(config.targetUrl, 'target', async (target) => {
@@ -81,7 +92,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       for (const t of tables) await prepareTarget(source, target, t, logger);
     });
     if (!options.installOnly) await requirePrivileges(target, 'target', 'the consumer', applyNeeds(config.tables));
-    const out: PreparedTable[] = [];
+    const out: (PreparedTable & { capture: CaptureChoice })[] = [];
     for (const t of tables) {
       // The target is written by the source's key, so the source's key (or the configured one) rules.
       const shape = await describeTable(target, { ...t.config, key: t.source.key }, 'target');

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError } from '../errors.js';
 import { quoteIdent } from '../pg.js';
+import { tableId } from '../names.js';
 
 /**
  * One privilege a role needs: on the database, a schema or a table, or membership of the role that owns a
@@ -19,7 +20,7 @@ const pgtunnelTargetTables = ['consumer_offsets', 'parked_keys', 'lettered_keys'
 const dml = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
 
 /** What the producer (and `verify`, `status`) needs in the source once capture is installed. */
-export function producerNeeds(tables: TableConfig[]): Need[] {
+export function producerNeeds(tables: TableConfig[], logical: ReadonlySet<string> = new Set()): Need[] {
   const needs: Need[] = [
     { on: 'schema', schema: 'pgtunnel', privilege: 'USAGE' },
     { on: 'table', schema: 'pgtunnel', name: 'state', privilege: 'SELECT' },
@@ -32,12 +33,10 @@ export function producerNeeds(tables: TableConfig[]): Need[] {
     { on: 'function', schema: 'pgtunnel', name: 'wait_for_commit(text, int, int)', privilege: 'EXECUTE' },
   ];
   for (const t of tables) {
-    needs.push(
-      { on: 'schema', schema: t.schema, privilege: 'USAGE' },
-      { on: 'table', schema: t.schema, name: t.name, privilege: 'SELECT' },
-      { on: 'table', schema: t.schema, name: t.changeTable, privilege: 'SELECT' },
-      { on: 'table', schema: t.schema, name: t.changeTable, privilege: 'DELETE' },
-    );
+    needs.push({ on: 'schema', schema: t.schema, privilege: 'USAGE' }, { on: 'table', schema: t.schema, name: t.name, privilege: 'SELECT' });
+    // logical capture has no change table; it records truncates for the consumer's check
+    if (logical.has(tableId(t))) needs.push({ on: 'table', schema: 'pgtunnel', name: 'truncates', privilege: 'INSERT' });
+    else needs.push({ on: 'table', schema: t.schema, name: t.changeTable, privilege: 'SELECT' }, { on: 'table', schema: t.schema, name: t.changeTable, privilege: 'DELETE' });
   }
   return needs;
 }

@@ -1,0 +1,108 @@
+import type pg from 'pg';
+import type { TableConfig } from '../config/load.js';
+import { TunnelError } from '../errors.js';
+import { inTransaction, qualified, quoteIdent } from '../pg.js';
+import { lockNames, publicationName, slotName, tableId } from '../names.js';
+import { migrate, readMigrations } from './migrations.js';
+
+export type CaptureMode = 'trigger' | 'logical';
+
+/** The capture a table gets, and why (install and run say it). */
+export interface CaptureChoice {
+  mode: CaptureMode;
+  reason: string;
+}
+
+/**
+ * Logical capture where it was asked for and the source allows it; trigger capture otherwise, with the
+ * reason. A table already captured one way stays so: switching modes is not built yet (issue 22 item 8).
+ */
+export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode, exactlyOnce = false): Promise<CaptureChoice> {
+  const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
+    `SELECT current_setting('wal_level') AS wal_level, to_regclass('pgtunnel.captures') IS NOT NULL AS registry,
+            EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot,
+            (SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($2)) AS identity,
+            EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($2) AND indisprimary) AS has_pk`,
+    [slotName(table), qualified(table.schema, table.name)],
+  );
+  const r = { ...rows[0]!, triggers: false };
+  if (r.registry) r.triggers = (await source.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)])).rows.length > 0;
+  if (asked === 'trigger') {
+    if (r.slot && !r.triggers) {
+      throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding (slot ${slotName(table)}), but the config asks for capture: trigger`, {
+        errorClass: 'config',
+        hint: 'set capture: logical again, or switch with `pgtunnel uninstall` then `pgtunnel install` (the table is snapshotted again)',
+      });
+    }
+    return { mode: 'trigger', reason: 'capture: trigger (the default)' };
+  }
+  if (r.triggers) return { mode: 'trigger', reason: `${tableId(table)} is already captured by triggers; switching a running table is not supported yet — to switch, \`pgtunnel uninstall\` then \`pgtunnel install\`` };
+  if (exactlyOnce && r.slot) {
+    throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding, which does not do exactlyOnce yet`, { errorClass: 'config', hint: 'set exactlyOnce: false, or switch to capture: trigger with `pgtunnel uninstall` then `pgtunnel install`' });
+  }
+  if (exactlyOnce) return { mode: 'trigger', reason: 'exactlyOnce is not built for logical capture yet (the slot position is not in the Kafka transaction): trigger capture keeps the guarantee' };
+  if (r.wal_level !== 'logical') return { mode: 'trigger', reason: `the source has wal_level = ${r.wal_level}, not logical (set wal_level = logical in postgresql.conf and restart the source to capture by logical decoding)` };
+  // a publication on a table without a replica identity makes its UPDATEs and DELETEs fail: capture must never do that
+  if (r.identity === 'n' || (r.identity === 'd' && !r.has_pk)) {
+    return { mode: 'trigger', reason: `${tableId(table)} has no primary key for logical decoding to identify rows (fix: add one, or ALTER TABLE ${qualified(table.schema, table.name)} REPLICA IDENTITY FULL)` };
+  }
+  return { mode: 'logical', reason: 'capture: logical, and the source has wal_level = logical' };
+}
+
+/** Logical decoding needs the REPLICATION attribute (or superuser) to create and read a slot. */
+export async function requireReplication(source: pg.Client): Promise<void> {
+  const { rows } = await source.query<{ ok: boolean; role: string }>('SELECT rolreplication OR rolsuper AS ok, current_user AS role FROM pg_roles WHERE rolname = current_user');
+  if (rows[0]?.ok) return;
+  const role = rows[0]?.role ?? 'this role';
+  throw new TunnelError('PGT_PRIVILEGE', `capture by logical decoding needs a role with REPLICATION, and ${role} has none`, {
+    errorClass: 'config',
+    hint: `as a superuser: ALTER ROLE ${quoteIdent(role)} REPLICATION; — or set capture: trigger`,
+  });
+}
+
+/**
+ * Installs pgtunnel's state, the table's publication and its slot (pgoutput). The slot keeps every
+ * change from now on; the snapshot re-creates it to read under its exported snapshot (logicalSnapshot.ts).
+ */
+export async function installLogical(source: pg.Client, table: TableConfig): Promise<number> {
+  await requireReplication(source);
+  let created = await migrate(source, 'source', readMigrations('source'));
+  await inTransaction(source, async () => {
+    await source.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockNames.migrate]);
+    await source.query('INSERT INTO pgtunnel.state (table_id) VALUES ($1) ON CONFLICT DO NOTHING', [tableId(table)]);
+    const { rows } = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS present', [publicationName(table)]);
+    if (!rows[0]!.present) {
+      await source.query(`CREATE PUBLICATION ${quoteIdent(publicationName(table))} FOR TABLE ${qualified(table.schema, table.name)}`);
+      created++;
+    }
+  });
+  // a slot cannot be created in a transaction that wrote: its own statement
+  const { rows } = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS present', [slotName(table)]);
+  if (!rows[0]!.present) {
+    await source.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(table)]);
+    created++;
+  }
+  return created;
+}
+
+/** Drops the table's slot and publication and its state; a slot a running tunnel reads is refused, naming the fix. */
+export async function uninstallLogical(source: pg.Client, table: TableConfig): Promise<boolean> {
+  const { rows } = await source.query<{ active_pid: number | null }>('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1', [slotName(table)]);
+  const slot = rows[0];
+  if (slot?.active_pid) {
+    throw new TunnelError('PGT_SLOT_ACTIVE', `the replication slot ${slotName(table)} of ${tableId(table)} is in use by the session of pid ${slot.active_pid}`, {
+      errorClass: 'config',
+      hint: 'stop the running tunnel first (its producer reads the slot), then uninstall again',
+    });
+  }
+  if (slot) await source.query('SELECT pg_drop_replication_slot($1)', [slotName(table)]);
+  const publication = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS present', [publicationName(table)]);
+  if (publication.rows[0]!.present) await source.query(`DROP PUBLICATION ${quoteIdent(publicationName(table))}`);
+  if (!slot && !publication.rows[0]!.present) return false;
+  const { rows: state } = await source.query<{ present: boolean }>("SELECT to_regclass('pgtunnel.state') IS NOT NULL AS present");
+  if (state[0]!.present) {
+    await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [tableId(table)]);
+    await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [tableId(table)]);
+  }
+  return true;
+}

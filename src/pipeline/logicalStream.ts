@@ -1,0 +1,111 @@
+import type pg from 'pg';
+import type { TableConfig, TunnelConfig } from '../config/load.js';
+import type { LogicalChange, LogicalRows } from '../capture/logicalRows.js';
+import type { Relation, TupleValue } from '../capture/pgoutput.js';
+import type { QueuedMessage, ReplicationStream } from '../capture/replicationStream.js';
+import type { Logger } from '../instruments/log.js';
+import { telemetry } from '../instruments/telemetry.js';
+import { tableId } from '../names.js';
+import { emptyTally, type BatchPublisher } from './batchPublisher.js';
+import { failpoint } from './failpoints.js';
+import type { Publication } from './publisher.js';
+
+/** Pure: true when an update moved the row to another key (pgoutput then sends the old key). */
+function keyChanged(relation: Relation, before: TupleValue[] | null, after: TupleValue[]): boolean {
+  if (!before) return false;
+  return relation.columns.some((c, i) => c.isKey && before[i] !== after[i]);
+}
+
+/**
+ * The stream side of logical capture: pgoutput messages become change rows and pages; a page is
+ * published and acknowledged to the slot only after Kafka acknowledged it, so the slot's confirmed
+ * flush LSN is the position and a restart resumes after the last acknowledged commit.
+ */
+export class LogicalStream {
+  private readonly relations = new Map<number, Relation>();
+  private txn: { xid: number; commitTimeMs: number } | undefined;
+  private pending: LogicalChange[] = [];
+  /** The WAL position everything taken so far is complete up to (a commit's end, or an idle keepalive). */
+  private complete = 0n;
+
+  constructor(
+    private readonly config: TunnelConfig,
+    private readonly table: TableConfig,
+    private readonly rows: LogicalRows,
+    private readonly batches: BatchPublisher,
+    private readonly publication: Publication,
+    private readonly log: Logger,
+  ) {}
+
+  /** Waits for messages, turns them into pages and publishes them; returns when aborted or failed. */
+  async run(client: pg.Client, stream: ReplicationStream, signal: AbortSignal, onPage: () => void): Promise<void> {
+    while (!signal.aborted) {
+      await stream.wait(1000, signal);
+      const taken = stream.take(this.config.batchSize * 4);
+      for (const item of taken) this.accept(item);
+      // a page: everything taken, once a batch is full or the queue ran dry (latency over batching)
+      if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0)) await this.publish(client);
+      if (this.pending.length === 0 && this.complete > 0n) stream.acknowledge(this.complete);
+      onPage();
+    }
+  }
+
+  private accept({ message: m, lsn }: QueuedMessage): void {
+    switch (m.tag) {
+      case 'keepalive':
+        // nothing of this table is open: the slot may move past WAL it has no changes in
+        if (!this.txn) this.complete = lsn > this.complete ? lsn : this.complete;
+        return;
+      case 'begin':
+        this.txn = { xid: m.xid, commitTimeMs: m.commitTimeMs };
+        return;
+      case 'commit':
+        this.txn = undefined;
+        this.complete = m.endLsn;
+        return;
+      case 'relation':
+        if (m.relation.schema === this.table.schema && m.relation.name === this.table.name) this.relations.set(m.relation.oid, m.relation);
+        return;
+      case 'insert':
+      case 'update':
+      case 'delete': {
+        const relation = this.relations.get(m.relationOid);
+        if (!relation || !this.txn) return;
+        const base = { lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation };
+        if (m.tag === 'insert') this.pending.push({ ...base, action: 'INSERT', values: m.after });
+        else if (m.tag === 'delete') this.pending.push({ ...base, action: 'DELETE', values: m.before });
+        else {
+          // a key-changing update: the old key goes (as trigger capture sends it), the new row comes
+          if (keyChanged(relation, m.before, m.after)) this.pending.push({ ...base, action: 'DELETE', values: m.before! });
+          this.pending.push({ ...base, action: 'UPDATE', values: m.after });
+        }
+        return;
+      }
+      case 'truncate': {
+        const relation = m.relationOids.map((oid) => this.relations.get(oid)).find((r) => r !== undefined);
+        if (relation && this.txn) this.pending.push({ lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation, action: 'TRUNCATE', values: [] });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private async publish(client: pg.Client): Promise<void> {
+    const changes = this.pending;
+    this.pending = [];
+    const truncates = changes.filter((c) => c.action === 'TRUNCATE');
+    // the consumer honours only a truncate the source recorded (anyone who can write a topic could empty a table)
+    for (const t of truncates) {
+      await client.query('INSERT INTO pgtunnel.truncates (table_id, change_id, txid) VALUES ($1, $2, $3::text::xid8) ON CONFLICT DO NOTHING', [tableId(this.table), t.lsn.toString(), String(t.xid)]);
+    }
+    const rows = await this.rows.rows(client, changes, 1);
+    const tally = emptyTally();
+    await this.batches.publishBatch(this.publication, { changes: rows }, tally);
+    await this.batches.flush();
+    failpoint('producer.after-publish');
+    this.batches.counted(tally, changes.length);
+    telemetry.checkpoint(tableId(this.table));
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ table: tableId(this.table), count: changes.length, lsn: this.complete.toString() }, 'logical page published');
+  }
+}
