@@ -5,7 +5,8 @@ import { classify, describeError, exitCodes } from '../errors.js';
 import { redact } from '../redact.js';
 import { withClient } from '../pg.js';
 import { Backoff, sleep } from '../retry.js';
-import { Tunnel } from '../pipeline/tunnel.js';
+import { spawnSides, Tunnel, type RunParts } from '../pipeline/tunnel.js';
+import type { SideThread } from '../pipeline/sideThread.js';
 import { prepare } from '../setup/prepare.js';
 import type { PreparedTable } from '../apply/tableApply.js';
 import { onceTimeout, parseTimeout, readHorizon, waitUntilDone, type OnceParts } from './once.js';
@@ -59,12 +60,17 @@ async function prepareOrWait(cfg: TunnelConfig, wait: boolean, signal: AbortSign
 async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<number> {
   const signal = shutdownSignal();
   let cleanup = async () => {};
+  let threads: SideThread[] = [];
   try {
     // --once: the deadline covers waiting for the services too
     const timeoutMs = options.once ? parseTimeout(options.timeout) : undefined;
     const deadline = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
 
     let cfg = config(globals);
+    // each side on its own thread, --role or not: one code path, and this thread stays free for HTTP and
+    // signals; spawned now, the threads load their modules while the services are prepared
+    const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
+    threads = spawnSides(parts, log);
     cleanup = (await embeddedStack(cfg)).stop;
     cfg = await withTables(cfg);
     if (cfg.embedded && options.seed) {
@@ -77,14 +83,16 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
-    const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
-    if (deadline) return await runOnce(cfg, tunnel, parts, signal, deadline, timeoutMs! / 1000);
-    await tunnel.run(signal, parts);
+    if (deadline) return await runOnce(cfg, tunnel, { ...parts, threads }, signal, deadline, timeoutMs! / 1000);
+    await tunnel.run(signal, { ...parts, threads });
     log.info('tunnel stopped');
     return exitCodes.ok;
   } catch (err) {
     return failure(err);
   } finally {
+    // threads never started (a failed set-up, a signal before the start) are ended here; stop is a no-op for the others
+    for (const thread of threads) thread.stop();
+    await Promise.allSettled(threads.map((t) => t.done));
     await cleanup().catch((err) => failure(err));
   }
 }
@@ -94,7 +102,7 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
  * published (and applied); then the tunnel stops and the run exits 0. A fatal error of a part, a signal or
  * the deadline end it non-zero with the reason.
  */
-async function runOnce(cfg: TunnelConfig, tunnel: Tunnel, parts: OnceParts, signal: AbortSignal, deadline: AbortSignal, seconds: number): Promise<number> {
+async function runOnce(cfg: TunnelConfig, tunnel: Tunnel, parts: OnceParts & RunParts, signal: AbortSignal, deadline: AbortSignal, seconds: number): Promise<number> {
   const waiting = { what: 'the start horizon to be read' };
   const horizon = await readHorizon(cfg, parts);
   log.info({ horizon: horizon.snapshot, ends: horizon.ends && Object.fromEntries([...horizon.ends].map(([t, e]) => [t, e.map(Number)])) }, 'run --once: everything committed before this point is to be published and applied');

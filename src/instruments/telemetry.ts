@@ -71,6 +71,15 @@ const channels = {
   changeTable: channel('pgtunnel:change-table'),
 };
 
+/** Every channel's name: a worker thread forwards them all to the main thread (pipeline/sideThread.ts). */
+export const telemetryChannels = Object.values(channels).map((c) => c.name as TelemetryChannel);
+
+/** Publishes an event that another thread published (forwarded as a message): subscribers here see it as their own. */
+export function republish<K extends TelemetryChannel>(name: K, event: TelemetryEvents[K]): void {
+  const target = diagnostics.channel(name);
+  if (target.hasSubscribers) target.publish(event);
+}
+
 /** Subscribes to one channel; returns the unsubscribe. */
 export function subscribe<K extends TelemetryChannel>(name: K, on: (event: TelemetryEvents[K]) => void): () => void {
   const listener = (message: unknown) => on(message as TelemetryEvents[K]);

@@ -1,29 +1,43 @@
 import type { TunnelConfig } from '../config/load.js';
-import { clientIds, tableId } from '../names.js';
-import { tableApply, type PreparedTable } from '../apply/tableApply.js';
-import { EnvelopeProducer } from '../transport/kafka.js';
 import type { Logger } from '../instruments/log.js';
 import { Health } from '../instruments/health.js';
 import { ObserveServer } from '../report/server.js';
 import { ChangeTableWatch } from '../report/changeTables.js';
 import type { Phase } from '../capture/stateStore.js';
-import { ApplyConsumer } from './applyConsumer.js';
-import { CaptureProducer } from './captureProducer.js';
-import { LogicalProducer } from './logicalProducer.js';
-import type { CaptureChoice } from '../capture/logicalInstall.js';
-import { SchemaRegistry } from '../contracts/registry.js';
-import { sleep } from '../retry.js';
 import { telemetry } from '../instruments/telemetry.js';
+import type { Side, SideContext, SideTable } from './sides.js';
+import { LocalSide, SideThread, type RunningSide } from './sideThread.js';
 
-const shutdownGraceMs = 3500;
+export interface RunParts {
+  produce?: boolean;
+  apply?: boolean;
+  /**
+   * Each side in its own worker thread (`pgtunnel run`: threads spawned by `spawnSides` before prepare, so their
+   * modules load meanwhile); off, both run on the calling thread (the in-process test harness).
+   */
+  threads?: boolean | SideThread[];
+}
 
-/** The running tunnel: one capture producer per table and one apply consumer, until the signal aborts. */
+/**
+ * The running tunnel: the producer side (a capture producer per table) and the consumer side (the apply
+ * consumer), until the signal aborts. This thread keeps the health file, the HTTP server and the metrics
+ * of both sides (docs/architecture.md "Threads").
+ */
+function sidesOf(parts: RunParts): Side[] {
+  return [...(parts.produce !== false ? ['producer' as const] : []), ...(parts.apply !== false ? ['consumer' as const] : [])];
+}
+
+/** The threads of the sides `parts` runs, spawned now and started by `Tunnel.run`; stop them if it never runs. */
+export function spawnSides(parts: RunParts, log: Logger): SideThread[] {
+  return sidesOf(parts).map((side) => new SideThread(side, log.level));
+}
+
 export class Tunnel {
   private readonly phases = new Map<string, Phase>();
 
   constructor(
     private readonly config: TunnelConfig,
-    private readonly tables: (PreparedTable & { capture?: CaptureChoice })[],
+    private readonly tables: SideTable[],
     private readonly log: Logger,
     private readonly onPhase: (phase: Phase) => void = () => {},
   ) {}
@@ -33,49 +47,36 @@ export class Tunnel {
     return [...this.phases.values()].every((p) => p === 'streaming') && this.phases.size === this.tables.length ? 'streaming' : 'snapshot';
   }
 
-  async run(signal: AbortSignal, parts: { produce?: boolean; apply?: boolean } = {}): Promise<void> {
-    const inner = new AbortController();
-    const stop = () => inner.abort();
-    signal.addEventListener('abort', stop, { once: true });
-    const producer = new EnvelopeProducer(this.config, clientIds.producer);
+  private tablePhase(id: string, phase: Phase): void {
+    const before = this.phase;
+    this.phases.set(id, phase);
+    telemetry.phase(id, phase);
+    if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
+  }
+
+  async run(signal: AbortSignal, parts: RunParts = {}): Promise<void> {
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
     const health = new Health(this.config.home, role);
-    const observe = new ObserveServer(this.config, health, this.log);
+    let sides: RunningSide[] = [];
+    const observe = new ObserveServer(this.config, health, this.log, () => Promise.all(sides.map((s) => s.metrics())));
     if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
     // a change table growing while no producer publishes it is warned about in the log, watched or not
     const watch = new ChangeTableWatch(this.config, this.log);
     watch.start();
-    const tasks: Promise<void>[] = [];
-    const registry = this.config.registry ? new SchemaRegistry(this.config.registry, this.log) : undefined;
-    if (parts.produce !== false) {
-      for (const t of this.tables) {
-        const id = tableId(t.config);
-        const onPhase = (phase: Phase) => {
-          const before = this.phase;
-          this.phases.set(id, phase);
-          telemetry.phase(id, phase);
-          if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
-        };
-        const Producer = t.capture?.mode === 'logical' ? LogicalProducer : CaptureProducer;
-        const capture = new Producer(this.config, t.config, t.source, producer, this.log, health, onPhase, registry);
-        tasks.push(capture.run(inner.signal));
-      }
-    }
-    if (parts.apply !== false) {
-      const tables = new Map(this.tables.map((t) => [t.config.topic, tableApply(t, this.config, this.log)]));
-      tasks.push(new ApplyConsumer(this.config, tables, producer, this.log, health, undefined, registry).run(inner.signal));
-    }
+    const ctx: SideContext = { config: this.config, tables: this.tables, log: this.log, health, onPhase: (id, phase) => this.tablePhase(id, phase) };
+    const chosen = sidesOf(parts);
+    const threads = Array.isArray(parts.threads) ? parts.threads : parts.threads ? spawnSides(parts, this.log) : undefined;
+    sides = threads ? threads.map((t) => t.start(ctx)) : chosen.map((side) => new LocalSide(side, ctx));
+    const stopAll = () => sides.forEach((s) => s.stop());
+    signal.addEventListener('abort', stopAll, { once: true });
+    if (signal.aborted) stopAll();
     try {
-      // A fatal error in one part stops the others: the tunnel never half-runs.
-      await Promise.all(tasks.map((task) => task.catch((err) => { inner.abort(); throw err; })));
+      // A fatal error in one side stops the other: the tunnel never half-runs.
+      await Promise.all(sides.map((s) => s.done.catch((err) => { stopAll(); throw err; })));
     } finally {
-      signal.removeEventListener('abort', stop);
-      inner.abort();
-      // Work in flight finishes or is abandoned: everything resumes from the checkpoints, so a hung
-      // broker call must not keep a stopping tunnel alive past its deadline.
-      const settled = await Promise.race([Promise.allSettled(tasks).then(() => true), sleep(shutdownGraceMs).then(() => false)]);
-      if (!settled) this.log.warn({ graceMs: shutdownGraceMs }, 'in-flight work abandoned at shutdown; it resumes from the checkpoint');
-      await Promise.race([producer.close(), sleep(500)]);
+      signal.removeEventListener('abort', stopAll);
+      stopAll();
+      await Promise.allSettled(sides.map((s) => s.done));
       watch.stop();
       await observe.stop();
       health.close();

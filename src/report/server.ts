@@ -11,6 +11,7 @@ import type { StatusReport } from './status.js';
 import { StatusPoller } from './statusPoller.js';
 import { LiveHistory } from '../instruments/liveHistory.js';
 import { processMetrics } from '../instruments/metrics.js';
+import { aggregateThreads, type MetricsJson } from '../instruments/threadMetrics.js';
 
 const web = (file: string) => fileURLToPath(new URL(`../../../web/${file}`, import.meta.url));
 const uplot = (file: string) => fileURLToPath(new URL(`../../../node_modules/uplot/dist/${file}`, import.meta.url));
@@ -60,7 +61,8 @@ export class ObserveServer {
   /** Subscribed to the telemetry channels once served (metrics) and while served (history): with the HTTP port off, nothing listens. */
   private readonly live = new LiveHistory();
 
-  constructor(private readonly config: TunnelConfig, private readonly health: Health, private readonly log: Logger) {
+  /** `threadMetrics`: the per-isolate metrics of the tunnel's worker threads, merged into each scrape. */
+  constructor(private readonly config: TunnelConfig, private readonly health: Health, private readonly log: Logger, private readonly threadMetrics: () => Promise<MetricsJson[]> = async () => []) {
     this.access = new HttpAccess(config.httpHost, config.httpAllowedHosts, config.httpToken);
     this.poller = new StatusPoller(config, log, (report) => {
       for (const p of report.partitions) processMetrics().lag.set({ topic: p.topic, partition: String(p.partition) }, p.lag);
@@ -121,8 +123,10 @@ export class ObserveServer {
       } else if (path === '/metrics') {
         await this.poller.watch();
         const { registry } = processMetrics();
+        const threads = (await this.threadMetrics()).filter((m) => m.length > 0);
+        const body = threads.length > 0 ? await aggregateThreads(registry, threads) : await registry.metrics();
         res.writeHead(200, { 'content-type': registry.contentType });
-        res.end(await registry.metrics());
+        res.end(body);
       } else if (path === '/health') {
         json(200, { status: 'alive', pid: process.pid, uptimeSeconds: Math.round((Date.now() - this.started) / 1000) });
       } else if (path === '/ready') {

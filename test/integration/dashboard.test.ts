@@ -35,6 +35,11 @@ test('/health, /ready and /metrics answer for orchestrators and Prometheus', { t
   for (const name of ['pgtunnel_changes_captured_total', 'pgtunnel_latency_seconds_bucket', 'pgtunnel_batch_size_bucket', 'pgtunnel_checkpoint_age_seconds', 'pgtunnel_consumer_lag', 'pgtunnel_snapshot_rows', 'pgtunnel_consumer_rebalances_total', 'pgtunnel_consumer_assigned_partitions', 'pgtunnel_process_resident_memory_bytes']) {
     assert.ok(new RegExp(`^${name}`, 'm').test(metrics), `${name} in /metrics`);
   }
+  // each side's own heap, from its worker thread, beside the main thread's; the process's series once
+  for (const thread of ['main', 'producer', 'consumer']) {
+    assert.ok(new RegExp(`^pgtunnel_nodejs_heap_size_used_bytes\\{thread="${thread}"\\} \\d`, 'm').test(metrics), `the ${thread} thread's heap in /metrics`);
+  }
+  assert.equal(metrics.match(/^pgtunnel_process_start_time_seconds /gm)?.length, 1, 'the process start time once');
   // The target goes away: readiness drops, liveness stays.
   const admin = db.targetUrl.replace(/\/[^/]+$/, '/postgres');
   await query(admin, `ALTER DATABASE ${db.topicPrefix} WITH ALLOW_CONNECTIONS false`);
