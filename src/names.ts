@@ -176,15 +176,20 @@ export function keyParts(key: string): string[] {
   return key.split('\u0000');
 }
 
-/**
- * Logical capture's replication slot and publication of a table: slot names allow only [a-z0-9_], so a
- * readable head of the table id and a hash of the whole id, within 63 bytes.
- */
-export function slotName(table: { schema: string; name: string }): string {
+/** [a-z0-9_] only (what slot names allow), within 63 bytes: a readable head of the table id and a hash of `scope`. */
+function captureObjectName(table: { schema: string; name: string }, scope: string): string {
   const head = tableId(table).toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 30);
-  return `pgtunnel_${head}_${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 12)}`;
+  return `pgtunnel_${head}_${createHash('sha256').update(scope).digest('hex').slice(0, 12)}`;
+}
+
+/**
+ * Logical capture's replication slot of a table. Slots belong to the whole cluster, publications to one
+ * database: the slot's hash covers the database too, so two databases of one source never share a slot.
+ */
+export function slotName(table: { schema: string; name: string }, database: string): string {
+  return captureObjectName(table, `${database}\u0000${tableId(table)}`);
 }
 
 export function publicationName(table: { schema: string; name: string }): string {
-  return slotName(table);
+  return captureObjectName(table, tableId(table));
 }

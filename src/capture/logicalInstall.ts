@@ -11,6 +11,8 @@ export type CaptureMode = 'trigger' | 'logical';
 export interface CaptureChoice {
   mode: CaptureMode;
   reason: string;
+  /** Logical capture's replication slot. */
+  slot?: string;
 }
 
 /**
@@ -23,13 +25,13 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
             EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot,
             (SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($2)) AS identity,
             EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($2) AND indisprimary) AS has_pk`,
-    [slotName(table), qualified(table.schema, table.name)],
+    [slotName(table, source.database ?? ''), qualified(table.schema, table.name)],
   );
   const r = { ...rows[0]!, triggers: false };
   if (r.registry) r.triggers = (await source.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)])).rows.length > 0;
   if (asked === 'trigger') {
     if (r.slot && !r.triggers) {
-      throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding (slot ${slotName(table)}), but the config asks for capture: trigger`, {
+      throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding (slot ${slotName(table, source.database ?? '')}), but the config asks for capture: trigger`, {
         errorClass: 'config',
         hint: 'set capture: logical again, or switch with `pgtunnel uninstall` then `pgtunnel install` (the table is snapshotted again)',
       });
@@ -46,7 +48,7 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
   if (r.identity === 'n' || (r.identity === 'd' && !r.has_pk)) {
     return { mode: 'trigger', reason: `${tableId(table)} has no primary key for logical decoding to identify rows (fix: add one, or ALTER TABLE ${qualified(table.schema, table.name)} REPLICA IDENTITY FULL)` };
   }
-  return { mode: 'logical', reason: 'capture: logical, and the source has wal_level = logical' };
+  return { mode: 'logical', reason: 'capture: logical, and the source has wal_level = logical', slot: slotName(table, source.database ?? '') };
 }
 
 /** Logical decoding needs the REPLICATION attribute (or superuser) to create and read a slot. */
@@ -77,9 +79,9 @@ export async function installLogical(source: pg.Client, table: TableConfig): Pro
     }
   });
   // a slot cannot be created in a transaction that wrote: its own statement
-  const { rows } = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS present', [slotName(table)]);
+  const { rows } = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS present', [slotName(table, source.database ?? '')]);
   if (!rows[0]!.present) {
-    await source.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(table)]);
+    await source.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(table, source.database ?? '')]);
     created++;
   }
   return created;
@@ -87,15 +89,15 @@ export async function installLogical(source: pg.Client, table: TableConfig): Pro
 
 /** Drops the table's slot and publication and its state; a slot a running tunnel reads is refused, naming the fix. */
 export async function uninstallLogical(source: pg.Client, table: TableConfig): Promise<boolean> {
-  const { rows } = await source.query<{ active_pid: number | null }>('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1', [slotName(table)]);
+  const { rows } = await source.query<{ active_pid: number | null }>('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1', [slotName(table, source.database ?? '')]);
   const slot = rows[0];
   if (slot?.active_pid) {
-    throw new TunnelError('PGT_SLOT_ACTIVE', `the replication slot ${slotName(table)} of ${tableId(table)} is in use by the session of pid ${slot.active_pid}`, {
+    throw new TunnelError('PGT_SLOT_ACTIVE', `the replication slot ${slotName(table, source.database ?? '')} of ${tableId(table)} is in use by the session of pid ${slot.active_pid}`, {
       errorClass: 'config',
       hint: 'stop the running tunnel first (its producer reads the slot), then uninstall again',
     });
   }
-  if (slot) await source.query('SELECT pg_drop_replication_slot($1)', [slotName(table)]);
+  if (slot) await source.query('SELECT pg_drop_replication_slot($1)', [slotName(table, source.database ?? '')]);
   const publication = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS present', [publicationName(table)]);
   if (publication.rows[0]!.present) await source.query(`DROP PUBLICATION ${quoteIdent(publicationName(table))}`);
   if (!slot && !publication.rows[0]!.present) return false;

@@ -42,6 +42,8 @@ export class LogicalProducer {
   private readonly batches: BatchPublisher;
   private readonly reader: SnapshotReader;
   private readonly rows: LogicalRows;
+  /** The table's replication slot, named once the source connection says which database it is. */
+  private slot = '';
 
   constructor(
     private readonly config: TunnelConfig,
@@ -72,6 +74,7 @@ export class LogicalProducer {
       let stream: ReplicationStream | undefined;
       try {
         client = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
+        this.slot = slotName(this.table, client.database ?? '');
         const leading = await becomeLeader(client, this.id, signal, async () => this.health.set(this.part, 'standby', 'another instance holds the producer lock of this table'));
         if (!leading) return;
         telemetry.leadership(this.id, 'leading');
@@ -79,7 +82,7 @@ export class LogicalProducer {
         await this.useColumns(client);
         this.onPhase(state.phase);
         const publication = await atLeastOnce(this.producer).begin();
-        this.log.info({ table: this.id, capture: 'logical', slot: slotName(this.table), phase: state.phase }, 'producer started');
+        this.log.info({ table: this.id, capture: 'logical', slot: this.slot, phase: state.phase }, 'producer started');
         if (state.phase === 'snapshot') {
           this.health.set(this.part, 'ok');
           const step = new PublishStep(this.id, this.batches, undefined, this.producer);
@@ -89,7 +92,7 @@ export class LogicalProducer {
         }
         const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(this.id));
         // 0/0: the server starts after the slot's confirmed flush LSN, the last position Kafka acknowledged
-        stream = await ReplicationStream.start(repl, slotName(this.table), publicationName(this.table), 0n);
+        stream = await ReplicationStream.start(repl, this.slot, publicationName(this.table), 0n);
         await new LogicalStream(this.config, this.table, this.rows, this.batches, publication, this.log).run(client, stream, signal, () => {
           this.health.set(this.part, 'ok');
           backoff.reset();
@@ -117,7 +120,7 @@ export class LogicalProducer {
   }
 
   private slotLost(message: string, cause: unknown): TunnelError {
-    return new TunnelError('PGT_SLOT_LOST', `the replication slot ${slotName(this.table)} of ${this.id} cannot give its changes (${message}): changes since its last position may be gone`, {
+    return new TunnelError('PGT_SLOT_LOST', `the replication slot ${this.slot} of ${this.id} cannot give its changes (${message}): changes since its last position may be gone`, {
       errorClass: 'fatal',
       hint: 'run `pgtunnel install` (re-creates the slot) then `pgtunnel snapshot --restart`, or switch this source to capture: trigger',
       cause,

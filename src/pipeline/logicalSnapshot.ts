@@ -64,7 +64,7 @@ export class LogicalSnapshot {
 
   /** Re-creates the slot with an exported snapshot and makes `snap`'s transaction read in it. */
   private async importSlotSnapshot(client: pg.Client, snap: pg.Client): Promise<void> {
-    const slot = slotName(this.table);
+    const slot = slotName(this.table, client.database ?? '');
     const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(tableId(this.table)));
     try {
       // nothing was published from the old slot since the snapshot began: the new snapshot holds all of it

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import {
   captureScope, changeTableId, clientIds, compositeKey, defaultChangeTable, defaultGroupId, defaultTopicPrefix, dlqTopicOf, functionPrefix, groupInstanceId,
-  groupSlotLock, keyId, keyParts, keySubject, lockNames, partitionId, positionsTopic, tableId, tableTopic, topicOfDlq, topicPrefixOf, transactionalId, valueSubject,
+  groupSlotLock, keyId, keyParts, keySubject, lockNames, partitionId, positionsTopic, publicationName, slotName, tableId, tableTopic, topicOfDlq, topicPrefixOf, transactionalId, valueSubject,
 } from '../../src/names.js';
 import { likePattern } from '../../src/config/tables.js';
 
@@ -75,3 +75,14 @@ function loadConfigWith(yaml: string) {
   writeFileSync(path.join(dir, 'pgtunnel.yaml'), yaml);
   return loadConfig({ env: {}, cwd: dir });
 }
+
+test('a replication slot (one namespace per cluster) is named per database; a publication (per database) per table', () => {
+  const table = { schema: 'public', name: 'Employees With A Very Long Name That Goes On And On' };
+  const slots = ['db1', 'db2', 'db1 '].map((db) => slotName(table, db));
+  assert.equal(new Set(slots).size, 3, 'two databases of one source cluster never share a slot');
+  for (const name of [...slots, publicationName(table)]) {
+    assert.match(name, /^[a-z0-9_]+$/);
+    assert.ok(Buffer.byteLength(name) <= 63, name);
+  }
+  assert.equal(slotName(table, 'db1'), slotName({ ...table }, 'db1'));
+});
