@@ -5,7 +5,7 @@ import { connect, qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
-import { changeTableId, producerApplicationName, tableId } from '../names.js';
+import { changeTableId, producerApplicationName } from '../names.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
 import type { TableRef } from '../contracts/envelope.js';
@@ -17,6 +17,7 @@ import type { Health } from '../instruments/health.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff, sleep } from '../retry.js';
 import { BatchPublisher } from './batchPublisher.js';
+import { producerParts } from './producerParts.js';
 import { waitToRetry } from './producerRetry.js';
 import { ChangePages } from './changePages.js';
 import { ChangeVacuum } from './changeVacuum.js';
@@ -61,14 +62,8 @@ export class CaptureProducer {
     private readonly onPhase: (phase: CaptureState['phase']) => void = () => {},
     registry?: SchemaRegistryClient,
   ) {
-    this.id = tableId(table);
-    this.part = `producer ${this.id}`;
-    this.health.set(this.part, 'starting');
-    const db = new URL(config.sourceUrl).pathname.slice(1);
-    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix, transactions: config.transactionMetadata };
-    const masked = new Set(Object.keys(table.mask));
-    this.masked = masked;
-    this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry, config.transactionMetadata);
+    ({ id: this.id, part: this.part, ref: this.ref, masked: this.masked, encoder: this.encoder } = producerParts(config, table, shape, health, registry, config.transactionMetadata));
+    const masked = this.masked;
     this.changes = new ChangeReader(table, masked, config.maskSalt, config.transactionMetadata);
     this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt, table.filter);
     const batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);

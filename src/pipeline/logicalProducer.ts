@@ -14,9 +14,10 @@ import type { EnvelopeProducer } from '../transport/kafka.js';
 import type { Logger } from '../instruments/log.js';
 import type { Health } from '../instruments/health.js';
 import { telemetry } from '../instruments/telemetry.js';
-import { producerApplicationName, publicationName, slotName, tableId } from '../names.js';
+import { producerApplicationName, publicationName, slotName } from '../names.js';
 import { Backoff } from '../retry.js';
 import { BatchPublisher } from './batchPublisher.js';
+import { producerParts } from './producerParts.js';
 import { waitToRetry } from './producerRetry.js';
 import { LogicalSnapshot } from './logicalSnapshot.js';
 import { LogicalStream } from './logicalStream.js';
@@ -55,13 +56,7 @@ export class LogicalProducer {
     private readonly onPhase: (phase: CaptureState['phase']) => void = () => {},
     registry?: SchemaRegistryClient,
   ) {
-    this.id = tableId(table);
-    this.part = `producer ${this.id}`;
-    this.health.set(this.part, 'starting');
-    const db = new URL(config.sourceUrl).pathname.slice(1);
-    this.ref = { db, schema: table.schema, name: table.name, key: shape.key, topic: table.topic, topicPrefix: config.topicPrefix };
-    this.masked = new Set(Object.keys(table.mask));
-    this.encoder = new TableEncoder(table.format ?? config.format, table.topic, registry);
+    ({ id: this.id, part: this.part, ref: this.ref, masked: this.masked, encoder: this.encoder } = producerParts(config, table, shape, health, registry));
     this.batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
     this.reader = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt);
     this.rows = new LogicalRows(table.schema, table.name, shape.key, new Set(table.exclude), this.masked, config.maskSalt);
