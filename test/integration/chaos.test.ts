@@ -33,7 +33,7 @@ async function chaos(t: TestContext, exactlyOnce: boolean, rounds: number) {
 test('chaos (exactlyOnce): SIGKILL to producer, consumer, tunnel, Kafka and target PostgreSQL; each record applied once, no envelope twice, no version going back', { timeout: 600_000 }, async (t) => {
   const { twice, regressions } = await chaos(t, true, 6);
   assert.deepEqual(twice, [], 'no source change published twice (librdkafka read_committed)');
-  assert.deepEqual(regressions, [], 'the target never went back to an older version nor wrote a key twice in one apply');
+  assert.deepEqual(regressions, [], 'the target never went back to an older version nor upserted a key twice in one apply');
 });
 
 test('chaos (default, at-least-once): the same kills; re-sent changes are distinct records, each applied once, and the target converges', { timeout: 600_000 }, async (t) => {

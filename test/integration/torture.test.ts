@@ -47,7 +47,7 @@ test('torture: concurrent writers, late and long transactions, rollbacks, key ch
   assert.equal((await runCli(['verify', '--limit', '5'], env)).code, 0, 'verify agrees that the tables are equal');
   assert.deepEqual(await workload.mismatches(db.targetUrl), [], 'every key at the version that committed last in the source');
   assert.deepEqual(await appliedCountMismatches(db.targetUrl, topic, records), [], 'each Kafka record applied exactly once');
-  assert.deepEqual(await writeLogRegressions(db.targetUrl), [], 'the target never went back to an older version nor wrote a key twice in one apply');
+  assert.deepEqual(await writeLogRegressions(db.targetUrl), [], 'the target never went back to an older version nor upserted a key twice in one apply');
   t.diagnostic(`torture: ${workload.committed} transactions committed (${workload.changes} row changes), ${workload.rolledBack} rolled back`);
   await tunnel.stop();
 });
