@@ -5,7 +5,8 @@ import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
 import { decodeEnvelope } from '../../src/contracts/envelope.js';
 import { query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 import { families, runFamily } from '../helpers/typeFamilies.js';
 
 /** The test stack starts Apicurio for this file (its name says avro) and exports where it is. */
@@ -61,7 +62,7 @@ test('avro: a source column added is a new registered version; a change BACKWARD
   const topic = `${db.topicPrefix}.public.employees`;
   const subject = `${topic}-value`;
   await query(db.sourceUrl, "INSERT INTO employees (first_name, city, salary) VALUES ('Ada', 'London', 1)");
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   const count = async (table: string, where = 'true') => Number((await query<{ n: string }>(db.targetUrl, `SELECT count(*) AS n FROM ${table} WHERE ${where}`))[0]!.n);
   await waitFor('the snapshot row in the target', async () => (await count('employees')) === 1);
 
@@ -90,14 +91,14 @@ test('avro: a source column added is a new registered version; a change BACKWARD
     return /publishing stopped/.test(s.stdout) ? s.stdout : undefined;
   }, 30_000, 250);
   assert.match(status, /producer public\.employees: degraded — publishing stopped: the schema registry refused the new schema of \S+employees-value/);
-  assert.match(tunnel.output, /producer of public\.employees stopped[^\n]*fix:/, 'the log names the fix');
+  assert.match(tunnel.logLines.join('\n'), /producer of public\.employees stopped[^\n]*fix:/, 'the log names the fix');
   assert.deepEqual(await registry.versions(subject), [1, 2], 'the refused schema is not registered');
 
   // the other table goes on
   await query(db.sourceUrl, "INSERT INTO items VALUES (1, 'still streaming')");
   await waitFor('a row of the other table in the target', async () => (await count('items')) === 1);
   assert.equal(await count('employees', "first_name = 'Refused'"), 0, 'the refused table published nothing after the change');
-  assert.equal(tunnel.child.exitCode, null, 'the tunnel keeps running');
+  assert.equal(tunnel.ended(), false, 'the tunnel keeps running');
   await tunnel.stop();
 });
 
@@ -105,7 +106,7 @@ test('avro: dead letters keep the original bytes and dlq list reads them through
   const db = await tunnelDatabases(t);
   await query(db.targetUrl, 'ALTER TABLE employees ADD CONSTRAINT small_salary CHECK (salary < 1000000)');
   const env = { ...db.env, PGTUNNEL_FORMAT: 'avro', PGTUNNEL_REGISTRY_URL: registryUrl() };
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   const topic = `${db.topicPrefix}.public.employees`;
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) VALUES ('Rich', 2000000)");
   // forged: the magic byte with an id no registry has
@@ -113,7 +114,8 @@ test('avro: dead letters keep the original bytes and dlq list reads them through
   await producer.send({ messages: [{ topic, partition: 0, key: Buffer.from('{"emp_id":424242}'), value: Buffer.from([0, 0, 0x0f, 0x42, 0x3f, 1, 2, 3]) }] });
   await producer.close();
   type Letter = { errorClass: string; message: string; value?: string; headers: Record<string, string> };
-  const letters = await waitFor('two dead letters', async () => {
+  await tunnel.waitForEvents('pgtunnel:dead-lettered', 'two dead letters', (e) => e.length === 2, 30_000);
+  const letters = await waitFor('two dead letters listed', async () => {
     const l = JSON.parse((await runCli(['dlq', 'list', '--json'], env)).stdout) as Letter[];
     return l.length === 2 ? l : undefined;
   }, 30_000, 250);
@@ -135,7 +137,7 @@ test('json-schema: a source column added is a new compatible version, and its va
   const registry = new SchemaRegistry({ url: registryUrl() });
   const subject = `${db.topicPrefix}.public.employees-value`;
   await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('Ada')");
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   assert.deepEqual(await registry.versions(subject), [1]);
   assert.equal((await registry.latest(subject))!.schemaType, 'JSON');
   await query(db.sourceUrl, 'ALTER TABLE employees ADD COLUMN email text');

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import { query, services, tunnelDatabases, waitFor, type TunnelEnv } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 
 const rulesFile = fileURLToPath(new URL('../../../examples/employees-rules.yaml', import.meta.url));
 const good = (id: number) => `INSERT INTO employees VALUES (${id}, 'Good', 'One', '2010-01-01', 'Oslo', 50000)`;
@@ -28,7 +29,7 @@ test('every dead-letter class, with its reason in Kafka headers; good changes ke
   const db = await tunnelDatabases(t);
   const env = { ...db.env, PGTUNNEL_CONFIG: rulesFile };
   await query(db.targetUrl, 'ALTER TABLE employees ADD CONSTRAINT salary_below_1000000 CHECK (salary < 1000000)');
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   await query(db.sourceUrl, good(7));
   await waitFor('emp 7 applied', async () => (await targetRow(db, 7)) !== undefined);
   await query(db.sourceUrl, `
@@ -49,10 +50,11 @@ test('every dead-letter class, with its reason in Kafka headers; good changes ke
   // 9 may sit in another partition than 8: wait for it rather than read it once
   await waitFor('the refused change\'s neighbour in the same batch applied', async () => (await targetRow(db, 9))?.salary === 20000, 10_000, 50);
 
-  const found = await waitFor('all eight dead letters', async () => {
+  await tunnel.waitForEvents('pgtunnel:dead-lettered', 'all eight dead letters', (e) => e.length >= 8, 20_000);
+  const found = await waitFor('all eight dead letters listed', async () => {
     const l = await letters(env);
     return l.length >= 8 ? l : undefined;
-  }, 20_000, 250);
+  }, 10_000, 250);
   assert.deepEqual(found.map((l) => `${l.errorClass} ${l.key}`).sort(), [
     'bad-action {"emp_id":4}', 'missing-key {"emp_id":7}', 'parked {"emp_id":1}', 'poison {"emp_id":5}',
     'rule {"emp_id":-3}', 'rule {"emp_id":1}', 'rule {"emp_id":2}', 'target {"emp_id":6}',
@@ -83,7 +85,7 @@ test('orderPolicy park holds a key\'s later changes behind its dead letter; cont
     const config = path.join(db.home, 'rules.yaml');
     writeFileSync(config, `tables:\n  - name: employees\n    orderPolicy: ${policy}\n    rules:\n      - { name: salary-above-10000, column: salary, op: '>', value: 10000 }\n`);
     const env = { ...db.env, PGTUNNEL_CONFIG: config };
-    const tunnel = await TunnelProcess.start(t, env);
+    const tunnel = await InProcessTunnel.start(t, env);
     await query(db.sourceUrl, "INSERT INTO employees VALUES (1, 'A', 'B', '2010-01-01', 'Oslo', 500)");
     await query(db.sourceUrl, 'UPDATE employees SET salary = 20000 WHERE emp_id = 1');
     await query(db.sourceUrl, good(2));
@@ -102,7 +104,7 @@ test('replay after a rule change applies the dead letters in order and releases 
   const strict = path.join(db.home, 'strict.yaml');
   writeFileSync(strict, "tables:\n  - name: employees\n    rules:\n      - { name: salary-above-10000, column: salary, op: '>', value: 10000 }\n");
   const env = { ...db.env, PGTUNNEL_CONFIG: strict };
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   await query(db.sourceUrl, "INSERT INTO employees VALUES (1, 'A', 'B', '2010-01-01', 'Oslo', 500)");
   await query(db.sourceUrl, 'UPDATE employees SET city = \'Bergen\' WHERE emp_id = 1');
   await query(db.sourceUrl, good(2));
@@ -123,7 +125,7 @@ test('replay after a rule change applies the dead letters in order and releases 
   assert.equal((await letters(env, ['--all'])).length, 2, 'Kafka data is kept; resolution is tracked by offsets');
   // The tunnel restarts with the new rules; the key is released, its next change applies directly.
   await tunnel.stop();
-  const relaxedTunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_CONFIG: relaxed });
+  const relaxedTunnel = await InProcessTunnel.start(t, { ...db.env, PGTUNNEL_CONFIG: relaxed });
   await query(db.sourceUrl, 'UPDATE employees SET city = \'Tromsø\' WHERE emp_id = 1');
   await waitFor('the released key', async () => (await query<{ city: string }>(db.targetUrl, 'SELECT city FROM employees WHERE emp_id = 1'))[0]?.city === 'Tromsø', 10_000);
   assert.deepEqual(await letters(env), []);
@@ -133,7 +135,7 @@ test('replay after a rule change applies the dead letters in order and releases 
 test('replay after a target fix; what still fails stays with its new reason and a higher attempt', { timeout: 90_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   await query(db.targetUrl, 'ALTER TABLE employees ADD CONSTRAINT salary_cap CHECK (salary < 100000)');
-  const tunnel = await TunnelProcess.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, db.env);
   await query(db.sourceUrl, "INSERT INTO employees VALUES (1, 'Rich', 'A', '2010-01-01', 'Oslo', 500000), (2, 'Rich', 'B', '2010-01-01', 'Oslo', 600000)");
   await waitFor('two target dead letters', async () => (await letters(db.env)).filter((l) => l.errorClass === 'target').length === 2, 15_000, 200);
   await query(db.targetUrl, 'ALTER TABLE employees DROP CONSTRAINT salary_cap; ALTER TABLE employees ADD CONSTRAINT salary_cap CHECK (salary < 550000)');

@@ -3,14 +3,17 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { freePort } from '../../testkit/testStack.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const alertsFile = fileURLToPath(new URL('../../../examples/prometheus/alerts.yml', import.meta.url));
 
-async function httpUrl(tunnel: TunnelProcess): Promise<string> {
-  await tunnel.waitForLog('dashboard at http://', 30_000);
-  return tunnel.output.match(/dashboard at (http:\/\/[^ )"]+)/)![1]!;
+/** PGTUNNEL_* variables serving HTTP on a port chosen here, and that port's address. */
+async function served(env: Record<string, string>): Promise<{ env: Record<string, string>; url: string }> {
+  const port = await freePort();
+  return { env: { ...env, PGTUNNEL_HTTP_HOST: '127.0.0.1', PGTUNNEL_HTTP_PORT: String(port) }, url: `http://127.0.0.1:${port}/` };
 }
 
 /** One sample of /metrics, e.g. gauge(text, 'pgtunnel_change_table_rows', 'public.employees'). */
@@ -26,8 +29,9 @@ test('a change table filling while no producer publishes shows in /metrics, stat
   const env = { ...db.env, PGTUNNEL_CHANGE_TABLE_WARN_ROWS: '10', PGTUNNEL_CHANGE_TABLE_WARN_SECONDS: '2' };
   const install = await runCli(['install'], env);
   assert.equal(install.code, 0, install.stderr);
-  const consumer = TunnelProcess.spawn(t, env, ['run', '--role', 'consumer']);
-  const url = await httpUrl(consumer);
+  const { env: consumerEnv, url } = await served(env);
+  const consumer = await InProcessTunnel.start(t, consumerEnv, { role: 'consumer' });
+  const log = () => consumer.logLines.join('\n');
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'g' || i, i FROM generate_series(1, 30) i");
 
   // Each /metrics request keeps the status poller measuring.
@@ -52,22 +56,26 @@ test('a change table filling while no producer publishes shows in /metrics, stat
   assert.ok(table.oldestUnpublishedSeconds > 2 && table.changeTableBytes > 0);
   assert.match((await runCli(['status'], env)).stdout, /change table 30 rows, [\d.]+ kB, oldest unpublished \d+ s ago/);
 
-  // Later measures above the thresholds warn no more.
-  await consumer.waitForLog('above changeTableWarnSeconds');
-  const warnedAt = sample(metrics, 'pgtunnel_oldest_unpublished_change_seconds', 'public.employees')!;
-  await waitFor('two more measures', async () => (sample(await (await fetch(`${url}metrics`)).text(), 'pgtunnel_oldest_unpublished_change_seconds', 'public.employees') ?? 0) > warnedAt + 4, 30_000, 500);
-  assert.equal(count(consumer.output, 'above changeTableWarnRows'), 1, consumer.output);
-  assert.equal(count(consumer.output, 'above changeTableWarnSeconds'), 1, consumer.output);
+  // The guard judges each measure as it is published (the log line is written before the event returns):
+  // two more measures above the thresholds after the warning, and it has warned once, not per measure.
+  const measures = consumer.events.recorded.length;
+  await waitFor('two more measures above the thresholds', async () => {
+    await fetch(`${url}metrics`); // keeps the status poller measuring
+    return consumer.events.of('pgtunnel:change-table', measures).filter(({ event: m }) => m.table === 'public.employees' && m.rows > 10 && (m.oldestSeconds ?? 0) > 2).length >= 2;
+  }, 30_000, 500);
+  assert.equal(count(log(), 'above changeTableWarnRows'), 1, log());
+  assert.equal(count(log(), 'above changeTableWarnSeconds'), 1, log());
 
   // A producer drains it: back below, said once.
-  TunnelProcess.spawn(t, env, ['run', '--role', 'producer']);
+  const drained = consumer.events.recorded.length;
+  await InProcessTunnel.start(t, env, { role: 'producer' });
   await waitFor('the change table drained', async () => {
     const text = await (await fetch(`${url}metrics`)).text();
     return sample(text, 'pgtunnel_change_table_rows', 'public.employees') === 0 && sample(text, 'pgtunnel_oldest_unpublished_change_seconds', 'public.employees') === 0;
   }, 60_000, 200);
-  await consumer.waitForLog('back below changeTableWarnRows');
-  await consumer.waitForLog('back below changeTableWarnSeconds');
-  assert.equal(count(consumer.output, 'back below changeTableWarnRows'), 1);
+  await consumer.waitForEvents('pgtunnel:change-table', 'a measure of the drained table', (e) => e.some((m) => m.table === 'public.employees' && m.rows === 0), 30_000, drained);
+  assert.equal(count(log(), 'back below changeTableWarnRows'), 1, log());
+  assert.equal(count(log(), 'back below changeTableWarnSeconds'), 1, log());
 });
 
 /** Names a PromQL expression reads as series: label matchers, ranges, strings, grouping labels and functions left out. */
@@ -80,8 +88,9 @@ function seriesNames(expr: string): string[] {
 
 test('every series the example Prometheus alerts read exists in a running tunnel\'s /metrics, the standby gauge included', { timeout: 120_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  const leader = await TunnelProcess.start(t, db.env);
-  const metrics = await (await fetch(`${await httpUrl(leader)}metrics`)).text();
+  const leader = await served(db.env);
+  await InProcessTunnel.start(t, leader.env);
+  const metrics = await (await fetch(`${leader.url}metrics`)).text();
   const exposed = new Set([...metrics.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
   const rules = (parse(readFileSync(alertsFile, 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] }).groups.flatMap((g) => g.rules);
   const read = new Set<string>();
@@ -97,9 +106,7 @@ test('every series the example Prometheus alerts read exists in a running tunnel
   }
   assert.equal(sample(metrics, 'pgtunnel_producer_standby', 'public.employees'), 0, 'the leader is not standing by');
 
-  // A second producer of the same table stands by, and says so.
-  const standby = TunnelProcess.spawn(t, { ...db.env, PGTUNNEL_GROUP_ID: `${db.topicPrefix}-other` }, ['run', '--role', 'producer']);
-  const standbyUrl = await httpUrl(standby);
-  await standby.waitForLog('producer standing by');
-  assert.equal(sample(await (await fetch(`${standbyUrl}metrics`)).text(), 'pgtunnel_producer_standby', 'public.employees'), 1);
+  // A second producer of the same table stands by, and its gauge says so: a process, for /metrics of its own.
+  const standby = await TunnelProcess.spawnServed(t, { ...db.env, PGTUNNEL_GROUP_ID: `${db.topicPrefix}-other` }, ['run', '--role', 'producer']);
+  await waitFor('the standby\'s gauge at 1', async () => sample(await (await fetch(`${standby.url}metrics`)).text(), 'pgtunnel_producer_standby', 'public.employees') === 1, 60_000, 200);
 });

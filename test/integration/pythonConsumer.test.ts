@@ -6,8 +6,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { query, services, tunnelDatabases } from '../helpers/services.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const home = path.resolve(process.env.PGTUNNEL_HOME ?? path.join(root, '.pgtunnel'));
@@ -50,12 +50,12 @@ test('a Python consumer (confluent-kafka AvroDeserializer through the registry) 
   for (const url of [db.sourceUrl, db.targetUrl]) await query(url, ddl);
   await query(db.sourceUrl, insert, [1, 30]);
   const env = { ...db.env, PGTUNNEL_TABLES: 'py_types', PGTUNNEL_REGISTRY_URL: registry, PGTUNNEL_FORMAT: 'avro' };
-  await TunnelProcess.start(t, env);
+  const tunnel = await InProcessTunnel.start(t, env);
   await query(db.sourceUrl, insert, [31, 40]);
   await query(db.sourceUrl, "UPDATE py_types SET amount = -amount, note = NULL, active = NOT active WHERE id % 4 = 0");
   await query(db.sourceUrl, 'DELETE FROM py_types WHERE id IN (5, 33)');
   // every change has been published (and applied) once the target is equal
-  await waitFor('the target equal to the source', async () => (await runCli(['verify'], env)).code === 0, 60_000, 200);
+  await tunnel.waitForEqual(60_000);
 
   const out = await consume(['--brokers', services().brokers, '--registry', registry, '--topic', `${db.topicPrefix}.public.py_types`, '--min', '40', '--timeout', '90'], 120_000);
   const messages = out.trim().split('\n').map((l) => JSON.parse(l) as Message);

@@ -3,17 +3,18 @@ import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { httpGet } from '../helpers/httpGet.js';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { freePort } from '../../testkit/testStack.js';
 
 interface Ready {
   status: number;
   body: { status: string; parts: Record<string, { state: string; reason?: string }> };
 }
 
-async function started(t: TestContext, env: Record<string, string>): Promise<{ tunnel: TunnelProcess; ready: () => Promise<Ready> }> {
-  const tunnel = await TunnelProcess.start(t, env, false);
-  await tunnel.waitForLog('dashboard at http://', 60_000);
-  const port = tunnel.output.match(/dashboard at http:\/\/[^ ]*?:(\d+)\//)![1]!;
+/** A tunnel serving HTTP on a port chosen here; started, not waited for (a standby never streams). */
+async function started(t: TestContext, env: Record<string, string>): Promise<{ tunnel: InProcessTunnel; ready: () => Promise<Ready> }> {
+  const port = await freePort();
+  const tunnel = await InProcessTunnel.start(t, { ...env, PGTUNNEL_HTTP_HOST: '127.0.0.1', PGTUNNEL_HTTP_PORT: String(port) }, { waitForStreaming: false });
   return {
     tunnel,
     ready: async () => {
@@ -47,13 +48,13 @@ test('a standby behind a squatter on the producer lock is not ready and names it
   // The squatter leaves: this tunnel leads and publishes.
   await squatter.end();
   await waitFor('/ready 200 once the lock is free', async () => (await a.ready()).status === 200, 30_000, 200);
-  await a.tunnel.waitForLog('phase: streaming', 30_000);
+  await a.tunnel.waitForStreaming(30_000);
   await query(db.sourceUrl, "INSERT INTO employees VALUES (1, 'After', 'Squatter', '2010-01-01', 'Oslo', 50000)");
   await waitFor('the change applied', async () => (await query(db.targetUrl, 'SELECT 1 FROM employees WHERE emp_id = 1')).length === 1, 30_000, 100);
 
   // A second tunnel stands by behind the live pgtunnel leader: that is ready.
   const b = await started(t, db.env);
-  await b.tunnel.waitForLog('producer standing by', 60_000);
+  await b.tunnel.waitForEvents('pgtunnel:leadership', 'the second producer standing by', (e) => e.some((l) => l.table === 'public.employees' && l.state === 'standby'), 60_000);
   const standby = await waitFor('the standby ready', async () => {
     const r = await b.ready();
     return r.status === 200 && producerPart(r)?.state === 'standby' ? r : undefined;
