@@ -40,6 +40,8 @@ export interface TelemetryEvents {
   'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
   /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
   'pgtunnel:change-table': ChangeTableSize;
+  /** A part runs, but less well than it could until a user acts (the warning's words, with the fix). */
+  'pgtunnel:degraded': { part: string; table?: string; reason: string };
 }
 
 export interface ChangeTableSize {
@@ -69,6 +71,7 @@ const channels = {
   phase: channel('pgtunnel:phase'),
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
+  degraded: channel('pgtunnel:degraded'),
 };
 
 /** Every channel's name: a worker thread forwards them all to the main thread (pipeline/sideThread.ts). */
@@ -147,6 +150,10 @@ export class Telemetry {
 
   changeTable(size: ChangeTableSize): void {
     if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
+  }
+
+  degraded(part: string, reason: string, table?: string): void {
+    if (channels.degraded.hasSubscribers) channels.degraded.publish({ part, table, reason });
   }
 }
 

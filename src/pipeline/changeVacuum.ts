@@ -3,6 +3,7 @@ import { describeError } from '../errors.js';
 import { connect, quoteIdent } from '../pg.js';
 import type { ChangeReader } from '../capture/changeReader.js';
 import type { Logger } from '../instruments/log.js';
+import { telemetry } from '../instruments/telemetry.js';
 
 /** After a failed vacuum (source down, say), wait this long before the next attempt. */
 const retryAfterMs = 5000;
@@ -61,10 +62,9 @@ export class ChangeVacuum {
     );
     const r = rows[0]!;
     if (!r.ok) {
-      this.log.warn(
-        { table: this.table, changeTable: this.changes.changeTable, owner: r.owner },
-        `the source role ${quoteIdent(r.role)} does not own the change table ${this.changes.changeTable}, so the producer leaves its VACUUM to autovacuum (the table may grow between runs of autovacuum) — fix, as its owner ${quoteIdent(r.owner)}: ALTER TABLE ${this.changes.changeTable} SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000), or GRANT ${quoteIdent(r.owner)} TO ${quoteIdent(r.role)}`,
-      );
+      const reason = `the source role ${quoteIdent(r.role)} does not own the change table ${this.changes.changeTable}, so the producer leaves its VACUUM to autovacuum (the table may grow between runs of autovacuum) — fix, as its owner ${quoteIdent(r.owner)}: ALTER TABLE ${this.changes.changeTable} SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000), or GRANT ${quoteIdent(r.owner)} TO ${quoteIdent(r.role)}`;
+      this.log.warn({ table: this.table, changeTable: this.changes.changeTable, owner: r.owner }, reason);
+      telemetry.degraded('vacuum', reason, this.table);
     }
     return r.ok;
   }

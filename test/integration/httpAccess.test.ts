@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { httpGet } from '../helpers/httpGet.js';
 import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { freePort } from '../../testkit/testStack.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const rulesFile = fileURLToPath(new URL('../../../examples/employees-rules.yaml', import.meta.url));
@@ -16,9 +18,10 @@ async function started(t: Parameters<typeof TunnelProcess.start>[0], env: Record
 
 test('the HTTP port answers only its own Host names, and the dashboard and /api only with the token', { timeout: 90_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  const { tunnel, port } = await started(t, { ...db.env, PGTUNNEL_CONFIG: rulesFile, PGTUNNEL_HTTP_TOKEN: token });
+  const port = await freePort();
+  const tunnel = await InProcessTunnel.start(t, { ...db.env, PGTUNNEL_CONFIG: rulesFile, PGTUNNEL_HTTP_TOKEN: token, PGTUNNEL_HTTP_HOST: '127.0.0.1', PGTUNNEL_HTTP_PORT: String(port) });
   const base = `http://127.0.0.1:${port}`;
-  assert.ok(!tunnel.output.includes(token), 'the token is never logged');
+  assert.ok(!tunnel.logLines.join('\n').includes(token), 'the token is never logged');
   // DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1.
   for (const p of ['/', '/api/status', `/api/status?token=${token}`]) {
     assert.equal((await httpGet(`${base}${p}`, { host: `evil.example:${port}` })).status, 421, `${p} with a foreign Host`);
@@ -47,6 +50,7 @@ test('the HTTP port answers only its own Host names, and the dashboard and /api 
   await tunnel.stop();
 });
 
+// A process: the warning is also written to its stderr, past the log.
 test('bound beyond loopback without a token: a loud warning, and dead letters without their row data', { timeout: 90_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   const { tunnel, port } = await started(t, { ...db.env, PGTUNNEL_CONFIG: rulesFile, PGTUNNEL_HTTP_HOST: '0.0.0.0' });
