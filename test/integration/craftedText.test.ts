@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { snapshotRowToMessage, type TableRef } from '../../src/contracts/envelope.js';
 import { EnvelopeProducer } from '../../src/transport/kafka.js';
 import { onCleanup, query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
-import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { TunnelProcess } from '../helpers/tunnelProcess.js';
 
 /** 200 KB of what made the old URL pattern quadratic: dotted words, and base64 with + and /. */
 const dotted = 'a.'.repeat(100 * 1024);
@@ -16,7 +16,7 @@ async function deadLetters(targetUrl: string, topic: string): Promise<number> {
 
 test('crafted 200 KB keys and values (dotted, base64-like) do not delay the next good change past 1 s', { timeout: 120_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  const tunnel = await InProcessTunnel.start(t, db.env);
+  const tunnel = await TunnelProcess.start(t, db.env);
   const table: TableRef = { db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic: `${db.topicPrefix}.public.employees`, topicPrefix: db.topicPrefix };
   const row = (id: number, fields: Record<string, string>) => JSON.stringify({ emp_id: id, first_name: 'Forged', last_name: null, dob: null, city: null, salary: null, ...fields });
   const producer = new EnvelopeProducer({ kafkaBrokers: [services().brokers] }, 'crafted-text');
@@ -47,6 +47,6 @@ test('crafted 200 KB keys and values (dotted, base64-like) do not delay the next
   assert.ok(ms < 1000, `the good change took ${ms} ms`);
   const [applied] = await query<{ n: string }>(db.targetUrl, 'SELECT count(*)::text AS n FROM employees WHERE emp_id >= 900001');
   assert.equal(applied!.n, '0', 'no crafted row was applied');
-  assert.equal(tunnel.ended(), false, 'the tunnel is still running');
+  assert.equal(tunnel.child.exitCode, null, 'the tunnel is still running');
   await tunnel.stop();
 });

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import { query, services, tunnelDatabases, waitFor, type TunnelEnv } from '../helpers/services.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
-import { runCli } from '../helpers/tunnelProcess.js';
+import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const rulesFile = fileURLToPath(new URL('../../../examples/employees-rules.yaml', import.meta.url));
 const good = (id: number) => `INSERT INTO employees VALUES (${id}, 'Good', 'One', '2010-01-01', 'Oslo', 50000)`;
@@ -29,7 +29,8 @@ test('every dead-letter class, with its reason in Kafka headers; good changes ke
   const db = await tunnelDatabases(t);
   const env = { ...db.env, PGTUNNEL_CONFIG: rulesFile };
   await query(db.targetUrl, 'ALTER TABLE employees ADD CONSTRAINT salary_below_1000000 CHECK (salary < 1000000)');
-  const tunnel = await InProcessTunnel.start(t, env);
+  // a process: the < 1 s promise is `pgtunnel run`'s, its consumer on a thread of its own (not the test's)
+  const tunnel = await TunnelProcess.start(t, env);
   await query(db.sourceUrl, good(7));
   await waitFor('emp 7 applied', async () => (await targetRow(db, 7)) !== undefined);
   await query(db.sourceUrl, `
@@ -50,11 +51,10 @@ test('every dead-letter class, with its reason in Kafka headers; good changes ke
   // 9 may sit in another partition than 8: wait for it rather than read it once
   await waitFor('the refused change\'s neighbour in the same batch applied', async () => (await targetRow(db, 9))?.salary === 20000, 10_000, 50);
 
-  await tunnel.waitForEvents('pgtunnel:dead-lettered', 'all eight dead letters', (e) => e.length >= 8, 20_000);
-  const found = await waitFor('all eight dead letters listed', async () => {
+  const found = await waitFor('all eight dead letters', async () => {
     const l = await letters(env);
     return l.length >= 8 ? l : undefined;
-  }, 10_000, 250);
+  }, 20_000, 250);
   assert.deepEqual(found.map((l) => `${l.errorClass} ${l.key}`).sort(), [
     'bad-action {"emp_id":4}', 'missing-key {"emp_id":7}', 'parked {"emp_id":1}', 'poison {"emp_id":5}',
     'rule {"emp_id":-3}', 'rule {"emp_id":1}', 'rule {"emp_id":2}', 'target {"emp_id":6}',
@@ -92,6 +92,7 @@ test('orderPolicy park holds a key\'s later changes behind its dead letter; cont
     await waitFor('the marker change', async () => (await targetRow(db, 2)) !== undefined);
     // key 1's partition may lag the marker's: its letters (newest first) say both of its changes were handled
     const expected = policy === 'park' ? ['parked', 'rule'] : ['rule'];
+    await tunnel.waitForEvents('pgtunnel:dead-lettered', `key 1's dead letters (${policy})`, (e) => e.length === expected.length, 15_000);
     await waitFor(`key 1's dead letters (${policy})`, async () => JSON.stringify((await letters(env)).map((l) => l.errorClass)) === JSON.stringify(expected), 15_000, 200);
     if (policy === 'continue') await waitFor('key 1\'s later change applied past its letter', async () => (await targetRow(db, 1))?.salary === 20000, 10_000, 50);
     assert.equal((await targetRow(db, 1))?.salary, policy === 'park' ? undefined : 20000, `${policy}: key 1 ${policy === 'park' ? 'held behind its letter' : 'applied past its letter'}`);
@@ -108,7 +109,8 @@ test('replay after a rule change applies the dead letters in order and releases 
   await query(db.sourceUrl, "INSERT INTO employees VALUES (1, 'A', 'B', '2010-01-01', 'Oslo', 500)");
   await query(db.sourceUrl, 'UPDATE employees SET city = \'Bergen\' WHERE emp_id = 1');
   await query(db.sourceUrl, good(2));
-  await waitFor('two dead letters', async () => (await letters(env)).length === 2, 15_000, 200);
+  await tunnel.waitForEvents('pgtunnel:dead-lettered', 'two dead letters', (e) => e.length === 2, 15_000);
+  await waitFor('two dead letters listed', async () => (await letters(env)).length === 2, 15_000, 200);
 
   const dry = await runCli(['dlq', 'replay', '--dry-run'], env);
   assert.match(dry.stdout, /would fail .*salary-above-10000/);
@@ -137,7 +139,8 @@ test('replay after a target fix; what still fails stays with its new reason and 
   await query(db.targetUrl, 'ALTER TABLE employees ADD CONSTRAINT salary_cap CHECK (salary < 100000)');
   const tunnel = await InProcessTunnel.start(t, db.env);
   await query(db.sourceUrl, "INSERT INTO employees VALUES (1, 'Rich', 'A', '2010-01-01', 'Oslo', 500000), (2, 'Rich', 'B', '2010-01-01', 'Oslo', 600000)");
-  await waitFor('two target dead letters', async () => (await letters(db.env)).filter((l) => l.errorClass === 'target').length === 2, 15_000, 200);
+  await tunnel.waitForEvents('pgtunnel:dead-lettered', 'two target dead letters', (e) => e.filter((l) => l.errorClass === 'target').length === 2, 15_000);
+  await waitFor('two target dead letters listed', async () => (await letters(db.env)).filter((l) => l.errorClass === 'target').length === 2, 15_000, 200);
   await query(db.targetUrl, 'ALTER TABLE employees DROP CONSTRAINT salary_cap; ALTER TABLE employees ADD CONSTRAINT salary_cap CHECK (salary < 550000)');
   const replay = await runCli(['dlq', 'replay'], db.env);
   assert.equal(replay.code, 0, replay.stderr);
