@@ -185,8 +185,11 @@ export class ApplyConsumer {
 
   private async applySet({ messages: set, arrivedAt }: PolledSet<StringMessage>, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
     const takenAt = Date.now();
+    const decodeAt = performance.now();
     const read = set.map((m) => this.record(m));
     const records = read.some((r) => r instanceof Promise) ? await Promise.all(read) : (read as RawRecord[]);
+    telemetry.stages({ queue: takenAt - arrivedAt });
+    writer.noteDecoded(performance.now() - decodeAt);
     const result = await writer.apply(records);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
