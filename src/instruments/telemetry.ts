@@ -42,6 +42,8 @@ export interface TelemetryEvents {
   'pgtunnel:change-table': ChangeTableSize;
   /** A part runs, but less well than it could until a user acts (the warning's words, with the fix). */
   'pgtunnel:degraded': { part: string; table?: string; reason: string };
+  /** One page's, set's or wait's stage durations in milliseconds (one event for several stages). */
+  'pgtunnel:stages': { ms: Partial<Record<Stage, number>> };
 }
 
 export interface ChangeTableSize {
@@ -51,6 +53,15 @@ export interface ChangeTableSize {
   /** Seconds since the oldest waiting change was captured; null when none waits. */
   oldestSeconds: number | null;
 }
+
+/**
+ * The stages of a change, each timed so a slow change is attributed without debug logs: the producer's
+ * poll (waiting in the source for a commit), read (a page or chunk from the source), publish (until Kafka
+ * acknowledged it), checkpoint (the source state saved); the consumer's queue (fetched until taken),
+ * decode (bytes to rows or COPY lines), apply (the writes in the target transaction), commit.
+ */
+export const stages = ['poll', 'read', 'publish', 'checkpoint', 'queue', 'decode', 'apply', 'commit'] as const;
+export type Stage = (typeof stages)[number];
 
 export type TelemetryChannel = keyof TelemetryEvents;
 
@@ -72,6 +83,7 @@ const channels = {
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
   degraded: channel('pgtunnel:degraded'),
+  stages: channel('pgtunnel:stages'),
 };
 
 /** Every channel's name: a worker thread forwards them all to the main thread (pipeline/sideThread.ts). */
@@ -154,6 +166,15 @@ export class Telemetry {
 
   degraded(part: string, reason: string, table?: string): void {
     if (channels.degraded.hasSubscribers) channels.degraded.publish({ part, table, reason });
+  }
+
+  stages(ms: Partial<Record<Stage, number>>): void {
+    if (channels.stages.hasSubscribers) channels.stages.publish({ ms });
+  }
+
+  /** Whether anyone listens for stage timings (a caller may skip taking the time). */
+  get timingStages(): boolean {
+    return channels.stages.hasSubscribers;
   }
 }
 
