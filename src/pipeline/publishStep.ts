@@ -26,6 +26,16 @@ export interface SourcePage {
   begin?: string;
   /** The changes a stream page holds (telemetry's page figures). */
   pageSize?: number;
+  /**
+   * A source whose checkpoint lives elsewhere (logical capture: the slot's confirmed flush LSN) stores it
+   * here, after the ack or commit, instead of `pgtunnel.state` (a source write per page would cost WAL).
+   */
+  checkpoint?: (after: CaptureState) => void | Promise<void>;
+}
+
+/** A page's records in one part (a snapshot chunk, a logical page). */
+export async function* onePart(records: Records): AsyncGenerator<Records, void, number> {
+  yield records;
 }
 
 /**
@@ -69,7 +79,8 @@ export class PublishStep {
       failpoint('producer.after-publish');
       this.batches.counted(tally, page.pageSize);
       const ackedAt = Date.now();
-      await this.save(client, after);
+      if (page.checkpoint) await page.checkpoint(after);
+      else await this.save(client, after);
       return { after, ackedAt };
     };
     const result = page.begin === undefined ? await work() : await inTransaction(client, work, page.begin);
