@@ -59,7 +59,8 @@ export class LogicalProducer extends TableProducer {
     let record: PositionRecord | undefined;
     if (this.config.exactlyOnce) {
       record = await this.openExactlyOnce();
-      state = (await this.adopt(client, record, state)) ?? state;
+      // a snapshot chunk's record is adopted as in trigger mode; a stream page's checkpoint is the slot (resumeAt)
+      if (record?.after.lsn === undefined) state = (await this.adopt(client, record, state)) ?? state;
     }
     await this.useColumns(client);
     this.onPhase(state.phase);
