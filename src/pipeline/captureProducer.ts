@@ -1,25 +1,20 @@
 import type pg from 'pg';
-import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, classify, describeError } from '../errors.js';
 import { qualified } from '../pg.js';
-import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
+import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
 import { changeTableId } from '../names.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
-import type { SchemaRegistryClient } from '../contracts/codec.js';
 import { columnKinds } from '../contracts/columnKinds.js';
-import type { EnvelopeProducer } from '../transport/kafka.js';
-import type { Logger } from '../instruments/log.js';
-import type { Health } from '../instruments/health.js';
 import { sleep } from '../retry.js';
 import { ChangePages } from './changePages.js';
 import { ChangeVacuum } from './changeVacuum.js';
 import { PublishStep } from './publishStep.js';
 import { SnapshotSource } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
-import { TableProducer } from './tableProducer.js';
+import { TableProducer, type ProducerArgs } from './tableProducer.js';
 
 /** How often the producer checks that its triggers still exist. */
 const captureCheckMs = 2000;
@@ -42,23 +37,15 @@ export class CaptureProducer extends TableProducer {
   private readonly snapshotSource: SnapshotSource;
   private vacuum: ChangeVacuum | undefined;
 
-  constructor(
-    config: TunnelConfig,
-    table: TableConfig,
-    shape: TableShape,
-    producer: EnvelopeProducer,
-    log: Logger,
-    health: Health,
-    onPhase: (phase: CaptureState['phase']) => void = () => {},
-    registry?: SchemaRegistryClient,
-  ) {
-    super(config, table, shape, producer, log, health, onPhase, registry, config.transactionMetadata);
+  constructor(...args: ProducerArgs) {
+    super(args, args[0].transactionMetadata);
+    const [config, table, , producer, log] = args;
     this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata);
     this.snapshot = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt, table.filter);
     this.publishStep = new PublishStep(this.id, this.batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
-    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase);
+    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, this.onPhase);
   }
 
   protected async lead(client: pg.Client, signal: AbortSignal, progressed: () => void): Promise<void> {

@@ -1,23 +1,17 @@
 import type pg from 'pg';
-import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, classify, sqlState } from '../errors.js';
 import { qualified } from '../pg.js';
-import type { TableShape } from '../capture/catalog.js';
 import { LogicalRows, logicalColumns } from '../capture/logicalRows.js';
 import { ReplicationStream, replicationClient } from '../capture/replicationStream.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, type CaptureState } from '../capture/stateStore.js';
-import type { SchemaRegistryClient } from '../contracts/codec.js';
 import { columnKinds } from '../contracts/columnKinds.js';
-import type { EnvelopeProducer } from '../transport/kafka.js';
-import type { Logger } from '../instruments/log.js';
-import type { Health } from '../instruments/health.js';
 import { producerApplicationName, publicationName, slotName } from '../names.js';
 import { LogicalSnapshot } from './logicalSnapshot.js';
 import { LogicalStream } from './logicalStream.js';
 import type { PositionRecord } from './publisher.js';
 import { PublishStep } from './publishStep.js';
-import { TableProducer } from './tableProducer.js';
+import { TableProducer, type ProducerArgs } from './tableProducer.js';
 
 /** SQLSTATEs of a slot that is gone (42704) or can no longer give its changes (55000: invalidated, WAL removed). */
 const slotLost = new Set(['42704', '55000']);
@@ -37,17 +31,9 @@ export class LogicalProducer extends TableProducer {
   private slot = '';
   private stream: ReplicationStream | undefined;
 
-  constructor(
-    config: TunnelConfig,
-    table: TableConfig,
-    shape: TableShape,
-    producer: EnvelopeProducer,
-    log: Logger,
-    health: Health,
-    onPhase: (phase: CaptureState['phase']) => void = () => {},
-    registry?: SchemaRegistryClient,
-  ) {
-    super(config, table, shape, producer, log, health, onPhase, registry, false);
+  constructor(...args: ProducerArgs) {
+    super(args, false);
+    const [config, table, shape, producer] = args;
     this.publishStep = new PublishStep(this.id, this.batches, undefined, producer);
     this.reader = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt);
     this.rows = new LogicalRows(table.schema, table.name, shape.key, new Set(table.exclude), this.masked, config.maskSalt);

@@ -19,6 +19,18 @@ import { becomeLeader, type LockHolder } from './producerLock.js';
 import { ExactlyOnce, adoptable, type PositionRecord } from './publisher.js';
 import type { PublishStep } from './publishStep.js';
 
+/** What a table's producer is made of (both kinds take the same). */
+export type ProducerArgs = [
+  config: TunnelConfig,
+  table: TableConfig,
+  shape: TableShape,
+  producer: EnvelopeProducer,
+  log: Logger,
+  health: Health,
+  onPhase?: (phase: CaptureState['phase']) => void,
+  registry?: SchemaRegistryClient,
+];
+
 /**
  * What every table's producer shares, whatever captures its changes (triggers or logical decoding): its
  * parts, the retry loop around one leadership, the producer lock, and exactly-once's opening. A subclass
@@ -34,17 +46,18 @@ export abstract class TableProducer {
   protected readonly batches: BatchPublisher;
   protected abstract readonly publishStep: PublishStep;
 
-  constructor(
-    protected readonly config: TunnelConfig,
-    protected readonly table: TableConfig,
-    protected readonly shape: TableShape,
-    protected readonly producer: EnvelopeProducer,
-    protected readonly log: Logger,
-    protected readonly health: Health,
-    protected readonly onPhase: (phase: CaptureState['phase']) => void,
-    registry: SchemaRegistryClient | undefined,
-    transactions: boolean,
-  ) {
+  protected readonly config: TunnelConfig;
+  protected readonly table: TableConfig;
+  protected readonly shape: TableShape;
+  protected readonly producer: EnvelopeProducer;
+  protected readonly log: Logger;
+  protected readonly health: Health;
+  protected readonly onPhase: (phase: CaptureState['phase']) => void;
+
+  /** `transactions`: envelopes carry transaction blocks. */
+  constructor([config, table, shape, producer, log, health, onPhase, registry]: ProducerArgs, transactions: boolean) {
+    [this.config, this.table, this.shape, this.producer, this.log, this.health] = [config, table, shape, producer, log, health];
+    this.onPhase = onPhase ?? (() => {});
     ({ id: this.id, part: this.part, ref: this.ref, masked: this.masked, encoder: this.encoder } = producerParts(config, table, shape, health, registry, transactions));
     this.batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
   }
