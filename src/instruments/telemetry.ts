@@ -40,6 +40,17 @@ export interface TelemetryEvents {
   'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
   /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
   'pgtunnel:change-table': ChangeTableSize;
+  /** A logical capture's replication slot measured: WAL it retains and WAL not yet confirmed. */
+  'pgtunnel:slot': SlotSize;
+}
+
+export interface SlotSize {
+  table: string;
+  slot: string;
+  retainedWalBytes: number;
+  lagBytes: number;
+  /** Invalidated: the source removed WAL it needed. */
+  lost: boolean;
 }
 
 export interface ChangeTableSize {
@@ -69,6 +80,7 @@ const channels = {
   phase: channel('pgtunnel:phase'),
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
+  slot: channel('pgtunnel:slot'),
 };
 
 /** Every channel's name: a worker thread forwards them all to the main thread (pipeline/sideThread.ts). */
@@ -147,6 +159,10 @@ export class Telemetry {
 
   changeTable(size: ChangeTableSize): void {
     if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
+  }
+
+  slot(size: SlotSize): void {
+    if (channels.slot.hasSubscribers) channels.slot.publish(size);
   }
 }
 
