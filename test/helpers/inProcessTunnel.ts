@@ -32,6 +32,7 @@ const everyChannel: Record<TelemetryChannel, true> = {
   'pgtunnel:change-table': true,
   'pgtunnel:degraded': true,
   'pgtunnel:stages': true,
+  'pgtunnel:slot': true,
 };
 
 export interface Recorded<K extends TelemetryChannel = TelemetryChannel> {
