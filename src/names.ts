@@ -137,6 +137,8 @@ export const lockNames = {
   producer: 'pgtunnel.producer',
   /** a consumer's group slot, with groupSlotLock */
   consumer: 'pgtunnel.consumer',
+  /** the one transactional applier of a group (apply: transactional), with the group id */
+  transactionalApply: 'pgtunnel.apply-transactional',
   /** one `dlq replay` or `dlq discard` per target */
   dlqReplay: 'pgtunnel.dlq-replay',
 } as const;

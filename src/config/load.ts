@@ -65,6 +65,9 @@ export interface TunnelConfig {
   changeTableWarnSeconds: number;
   exactlyOnce: boolean;
   transactionMetadata: boolean;
+  /** per-partition: each polled set in one target transaction; transactional: each source transaction whole, in order. */
+  apply: 'per-partition' | 'transactional';
+  transactionBufferBytes: number;
   /** Capture mode asked for; `install` falls back to trigger when the source cannot decode logically. */
   capture: 'trigger' | 'logical';
   httpPort: number | 'off';
@@ -174,6 +177,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   if (env.PGTUNNEL_CAPTURE) out.capture = env.PGTUNNEL_CAPTURE;
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
+  if (env.PGTUNNEL_APPLY) out.apply = env.PGTUNNEL_APPLY;
   if (env.PGTUNNEL_TRANSACTION_METADATA) out.transactionMetadata = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_TRANSACTION_METADATA);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   for (const [name, key] of [['URL', 'registryUrl'], ['USERNAME', 'registryUsername'], ['PASSWORD', 'registryPassword'], ['PASSWORD_FILE', 'registryPasswordFile']] as const) {
@@ -279,7 +283,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     seen.add(id);
     errors.push(...tableProblems(t, merged.maskSalt));
     // transaction metadata counts every captured change; a dropped insert would never arrive
-    if (merged.transactionMetadata && t.filter.length > 0) errors.push(`tables: ${tableId(t)} has a filter, which transactionMetadata does not support yet (its counts would include dropped rows) — fix: drop one of them`);
+    if ((merged.transactionMetadata ?? merged.apply === 'transactional') && t.filter.length > 0) errors.push(`tables: ${tableId(t)} has a filter, which transactionMetadata does not support yet (its counts would include dropped rows) — fix: drop one of them`);
     // Kafka refuses topic names over 249 characters: say so now.
     if (t.dlqTopic.length > 249) errors.push(`tables: the topic ${t.dlqTopic} is longer than 249 characters — fix: use a shorter topicPrefix or table name`);
   }
@@ -302,6 +306,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   const format = merged.format ?? (registry ? 'avro' : 'json');
   if (format !== 'json' && !registry) errors.push(`format: ${format} needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded, or format: json`);
   for (const t of tables) if (t.format && t.format !== 'json' && !registry) errors.push(`tables: ${tableId(t)} has format ${t.format}, which needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded`);
+  errors.push(...transactionalProblems(merged, tables, format));
   const kafkaSecurity = resolveKafkaSecurity(fileData, envResult.success ? envResult.data : {}, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
@@ -328,8 +333,12 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     // a million rows or five minutes: far beyond a running producer's backlog, well before the source's disk fills
     changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
-    exactlyOnce: merged.exactlyOnce ?? false,
-    transactionMetadata: merged.transactionMetadata ?? false,
+    // a transaction published twice (at-least-once after a crash) would be applied twice, out of order
+    exactlyOnce: merged.exactlyOnce ?? merged.apply === 'transactional',
+    // transactional apply knows a transaction is complete from the metadata: on with it
+    transactionMetadata: merged.transactionMetadata ?? merged.apply === 'transactional',
+    apply: merged.apply ?? 'per-partition',
+    transactionBufferBytes: merged.transactionBufferBytes ?? 64 * 1024 * 1024,
     capture: merged.capture ?? 'trigger',
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
@@ -340,4 +349,15 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     embeddedRegistry: merged.registry === 'embedded',
     format,
   };
+}
+
+/** What `apply: transactional` needs: the transaction metadata, JSON topics and trigger capture. */
+function transactionalProblems(merged: { apply?: string; transactionMetadata?: boolean; exactlyOnce?: boolean; capture?: string }, tables: { format?: string }[], format: string): string[] {
+  if (merged.apply !== 'transactional') return [];
+  const out: string[] = [];
+  if (merged.transactionMetadata === false) out.push('apply: transactional needs transactionMetadata (its END events say when a transaction is complete) — fix: remove transactionMetadata: false');
+  if (merged.exactlyOnce === false) out.push('apply: transactional needs exactlyOnce (a transaction the producer published twice after a crash would be applied twice, out of order) — fix: remove exactlyOnce: false');
+  if (format !== 'json' || tables.some((t) => t.format !== undefined && t.format !== 'json')) out.push('apply: transactional reads JSON topics only for now — fix: format: json, or apply: per-partition');
+  if (merged.capture === 'logical') out.push('apply: transactional runs with trigger capture only for now — fix: capture: trigger, or apply: per-partition');
+  return out;
 }

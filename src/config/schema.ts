@@ -131,6 +131,10 @@ export const fileSchema = z
     exactlyOnce: z.boolean().optional(),
     /** Debezium's transaction metadata: BEGIN/END on `<prefix>.transaction`, a `transaction` block in each envelope. */
     transactionMetadata: z.boolean().optional(),
+    /** How the consumer applies: per polled set of partitions (default), or whole source transactions in commit order. */
+    apply: z.enum(['per-partition', 'transactional']).optional(),
+    /** transactional apply: bytes of incomplete transactions held in memory before they spill to the target. */
+    transactionBufferBytes: z.number().int().min(1024).optional(),
     /** How changes leave the source: triggers writing change tables, or logical decoding (pgoutput, needs wal_level=logical). */
     capture: z.enum(['trigger', 'logical']).optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */

@@ -9,6 +9,7 @@ import { SchemaRegistry } from '../contracts/registry.js';
 import { sleep } from '../retry.js';
 import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
+import { TransactionalConsumer } from './transactionalConsumer.js';
 import { LogicalProducer } from './logicalProducer.js';
 import type { CaptureChoice } from '../capture/logicalInstall.js';
 
@@ -50,7 +51,10 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
     }
   } else {
     const tables = new Map(ctx.tables.map((t) => [t.config.topic, tableApply(t, ctx.config, ctx.log)]));
-    tasks.push(new ApplyConsumer(ctx.config, tables, producer, ctx.log, ctx.health, undefined, registry).run(inner.signal));
+    const consumer = ctx.config.apply === 'transactional'
+      ? new TransactionalConsumer(ctx.config, tables, producer, ctx.log, ctx.health)
+      : new ApplyConsumer(ctx.config, tables, producer, ctx.log, ctx.health, undefined, registry);
+    tasks.push(consumer.run(inner.signal));
   }
   try {
     await Promise.all(tasks.map((task) => task.catch((err) => { inner.abort(); throw err; })));
