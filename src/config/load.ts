@@ -200,6 +200,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
     ['PGTUNNEL_CHANGE_TABLE_WARN_ROWS', 'changeTableWarnRows'],
     ['PGTUNNEL_CHANGE_TABLE_WARN_SECONDS', 'changeTableWarnSeconds'],
     ['PGTUNNEL_HTTP_PORT', 'httpPort'],
+    ['PGTUNNEL_TRANSACTION_BUFFER_BYTES', 'transactionBufferBytes'],
   ] as const) {
     const raw = env[name];
     if (raw !== undefined && raw !== '') out[key] = /^\d+$/.test(raw) ? Number(raw) : raw;

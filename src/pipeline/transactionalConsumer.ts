@@ -167,7 +167,7 @@ export class TransactionalConsumer {
          FROM unnest($3::text[], $4::int[], $5::bigint[], $6::text[], $7::text[]) WITH ORDINALITY AS s(topic, partition, kafka_offset, record_key, record_value, i)`,
         [unit.id, unit.spilled, records.map((x) => x.topic), records.map((x) => x.partition), records.map((x) => x.offset.toString()), records.map((x) => x.key ?? null), records.map((x) => x.value ?? null)],
       );
-      this.log.debug({ unit: unit.id, records: records.length }, 'transaction records spilled to the target');
+      this.log.info({ unit: unit.id, records: records.length, heldBytes: buffer.bytes }, 'records of an incomplete transaction spilled to the target (over transactionBufferBytes)');
       buffer.spilled(unit, records.length);
     }
   }
