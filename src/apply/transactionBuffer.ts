@@ -174,6 +174,15 @@ export class TransactionBuffer {
     unit.bytes = 0;
   }
 
+  /** The oldest held unit and what it waits for: END, parts, or an earlier writer of one of its keys. */
+  oldest(): string | undefined {
+    const unit = this.units.values().next().value;
+    if (!unit) return undefined;
+    const parts = [...unit.seen].map(([t, s]) => `${t} ${s.size}/${unit.expected?.get(t) ?? '?'}`).join(', ');
+    const blocked = unit.keys.map((k) => this.queues.get(k)![0]).find((head) => head !== unit.id);
+    return `${unit.id}: ${unit.single ? 'single' : unit.expected ? 'END seen' : 'no END yet'}; parts ${parts}${blocked ? `; behind ${blocked}` : ''}`;
+  }
+
   get held(): number {
     return this.units.size;
   }

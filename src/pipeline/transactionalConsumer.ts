@@ -22,6 +22,9 @@ type BytesMessage = Message<Buffer, Buffer, string, string>;
 
 const bytesDeserializers = { key: (b?: Buffer) => b, value: (b?: Buffer) => b, headerKey: stringDeserializer, headerValue: stringDeserializer };
 
+/** Applied unit ids remembered in memory, so a late copy of one of their records is not held forever. */
+const recentUnits = 200_000;
+
 /** How long one blocking wait for the applier lock lasts before a standby looks at its stop signal again. */
 const waitSliceMs = 1000;
 
@@ -126,6 +129,7 @@ export class TransactionalConsumer {
       const sets = new PolledSets<BytesMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
       this.log.info({ group: this.config.groupId, units: ahead.size }, 'transactional applier started');
       this.health.set('consumer', 'ok');
+      let lastReport = Date.now();
       for (;;) {
         const set = await sets.take(signal);
         if (!set) break;
@@ -134,8 +138,18 @@ export class TransactionalConsumer {
         for (let units = buffer.take(this.config.batchSize); units.length > 0; units = buffer.take(this.config.batchSize)) {
           await applier.apply(units, buffer.nextOffsets());
           failpoint('apply.after-commit');
+          for (const u of units) ahead.add(u.id);
+          // a copy of an applied transaction's record (an aborted Kafka transaction's, read past its marker) is skipped
+          for (const id of ahead) {
+            if (ahead.size <= recentUnits) break;
+            ahead.delete(id);
+          }
         }
         this.health.set('consumer', 'ok');
+        if (buffer.held > 0 && Date.now() - lastReport > 10_000) {
+          lastReport = Date.now();
+          this.log.info({ held: buffer.held, bytes: buffer.bytes, oldest: buffer.oldest() }, 'transactions held for their parts');
+        }
       }
     } finally {
       await stream.close().catch(() => {});

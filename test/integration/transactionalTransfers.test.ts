@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
-import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { onCleanup, query, tunnelDatabases, waitFor as waitForCondition, type UnderTest } from '../helpers/services.js';
 import { TunnelProcess } from '../helpers/tunnelProcess.js';
 
 const accounts = 100;
@@ -10,6 +10,15 @@ const tables = ['accounts_a', 'accounts_b'];
 const ddl = tables.map((t) => `CREATE TABLE ${t} (id int PRIMARY KEY, balance bigint NOT NULL)`).join(';');
 const total = tables.length * accounts * opening;
 const sumSql = `SELECT (${tables.map((t) => `(SELECT COALESCE(sum(balance), 0) FROM ${t})`).join(' + ')})::text AS s`;
+
+let current: TunnelProcess | undefined;
+
+/** A wait that shows the tunnel's output when it gives up. */
+async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number, everyMs: number, also: UnderTest[]): Promise<T> {
+  return waitForCondition(what, check, timeoutMs, everyMs, also).catch((err: Error) => {
+    throw new Error(`${err.message}; the tunnel's output ends:\n${current?.output.slice(-4000)}`);
+  });
+}
 
 /** Moves money between random accounts of random tables, each transfer one source transaction. */
 async function transfers(url: string, until: () => boolean): Promise<number> {
@@ -43,6 +52,7 @@ test('apply: transactional under kill -9: a reader on the target never sees a br
   const env = { ...db.env, PGTUNNEL_TABLES: tables.join(','), PGTUNNEL_APPLY: 'transactional', PGTUNNEL_PARTITIONS: '3', PGTUNNEL_HTTP_PORT: 'off' };
   // the first Kafka transaction of a fresh broker waits for its coordinator: the snapshot can take a while
   let tunnel = TunnelProcess.spawn(t, env);
+  current = tunnel;
   await waitFor('the opening balances on the target', async () => (await query<{ s: string }>(db.targetUrl, sumSql))[0]!.s === String(total), 90_000, 100, [tunnel]);
 
   // the reader: one statement, one snapshot of both tables
@@ -71,6 +81,7 @@ test('apply: transactional under kill -9: a reader on the target never sees a br
   await waitFor('the applier applying transfers', async () => Number(await applied()) > before + 300, 60_000, 100, [tunnel]);
   await tunnel.kill('SIGKILL');
   tunnel = TunnelProcess.spawn(t, env);
+  current = tunnel;
   const restarted = Number(await applied());
   await waitFor('the restarted tunnel applying transfers', async () => Number(await applied()) > restarted + 300, 60_000, 100, [tunnel]);
   writing = false;
