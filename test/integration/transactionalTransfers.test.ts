@@ -16,7 +16,7 @@ let current: TunnelProcess | undefined;
 /** A wait that shows the tunnel's output when it gives up. */
 async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number, everyMs: number, also: UnderTest[]): Promise<T> {
   return waitForCondition(what, check, timeoutMs, everyMs, also).catch((err: Error) => {
-    throw new Error(`${err.message}; the tunnel's output ends:\n${current?.output.slice(-4000)}`);
+    throw new Error(`${err.message}; the tunnel's output ends:\n${current?.output.split('\n').filter((l) => !l.includes('COORDINATOR')).join('\n').slice(-6000)}`);
   });
 }
 
@@ -45,7 +45,7 @@ async function transfers(url: string, until: () => boolean): Promise<number> {
   return done;
 }
 
-test('apply: transactional under kill -9: a reader on the target never sees a broken sum of balances; target = source at the end', { timeout: 180_000 }, async (t) => {
+test('apply: transactional under kill -9: a reader on the target never sees a broken sum of balances; target = source at the end', { timeout: 300_000 }, async (t) => {
   const db = await tunnelDatabases(t, { createTables: false });
   for (const url of [db.sourceUrl, db.targetUrl]) await query(url, ddl);
   for (const table of tables) await query(db.sourceUrl, `INSERT INTO ${table} SELECT g, ${opening} FROM generate_series(1, ${accounts}) g`);
@@ -53,7 +53,7 @@ test('apply: transactional under kill -9: a reader on the target never sees a br
   // the first Kafka transaction of a fresh broker waits for its coordinator: the snapshot can take a while
   let tunnel = TunnelProcess.spawn(t, env);
   current = tunnel;
-  await waitFor('the opening balances on the target', async () => (await query<{ s: string }>(db.targetUrl, sumSql))[0]!.s === String(total), 90_000, 100, [tunnel]);
+  await waitFor('the opening balances on the target', async () => (await query<{ s: string }>(db.targetUrl, sumSql))[0]!.s === String(total), 150_000, 100, [tunnel]);
 
   // the reader: one statement, one snapshot of both tables
   let reading = true;
@@ -83,7 +83,7 @@ test('apply: transactional under kill -9: a reader on the target never sees a br
   tunnel = TunnelProcess.spawn(t, env);
   current = tunnel;
   const restarted = Number(await applied());
-  await waitFor('the restarted tunnel applying transfers', async () => Number(await applied()) > restarted + 300, 60_000, 100, [tunnel]);
+  await waitFor('the restarted tunnel applying transfers', async () => Number(await applied()) > restarted + 300, 120_000, 100, [tunnel]);
   writing = false;
   const count = (await writers).reduce((a, b) => a + b, 0);
 
