@@ -40,6 +40,8 @@ export interface TelemetryEvents {
   'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
   /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
   'pgtunnel:change-table': ChangeTableSize;
+  /** One page's, set's or wait's stage durations in milliseconds (one event for several stages). */
+  'pgtunnel:stages': { ms: Partial<Record<Stage, number>> };
 }
 
 export interface ChangeTableSize {
@@ -49,6 +51,15 @@ export interface ChangeTableSize {
   /** Seconds since the oldest waiting change was captured; null when none waits. */
   oldestSeconds: number | null;
 }
+
+/**
+ * The stages of a change, each timed so a slow change is attributed without debug logs: the producer's
+ * poll (waiting in the source for a commit), read (a page or chunk from the source), publish (until Kafka
+ * acknowledged it), checkpoint (the source state saved); the consumer's queue (fetched until taken),
+ * decode (bytes to rows or COPY lines), apply (the writes in the target transaction), commit.
+ */
+export const stages = ['poll', 'read', 'publish', 'checkpoint', 'queue', 'decode', 'apply', 'commit'] as const;
+export type Stage = (typeof stages)[number];
 
 export type TelemetryChannel = keyof TelemetryEvents;
 
@@ -69,6 +80,7 @@ const channels = {
   phase: channel('pgtunnel:phase'),
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
+  stages: channel('pgtunnel:stages'),
 };
 
 /** Every channel's name: a worker thread forwards them all to the main thread (pipeline/sideThread.ts). */
@@ -147,6 +159,15 @@ export class Telemetry {
 
   changeTable(size: ChangeTableSize): void {
     if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
+  }
+
+  stages(ms: Partial<Record<Stage, number>>): void {
+    if (channels.stages.hasSubscribers) channels.stages.publish({ ms });
+  }
+
+  /** Whether anyone listens for stage timings (a caller may skip taking the time). */
+  get timingStages(): boolean {
+    return channels.stages.hasSubscribers;
   }
 }
 

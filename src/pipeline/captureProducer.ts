@@ -24,7 +24,7 @@ import { ChangeVacuum } from './changeVacuum.js';
 import { becomeLeader, type LockHolder } from './producerLock.js';
 import { ExactlyOnce, adoptable } from './publisher.js';
 import { PublishStep } from './publishStep.js';
-import { SnapshotSource } from './snapshotSource.js';
+import { SnapshotSource, snapshotPath } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
 
 /** How often the producer checks that its triggers still exist. */
@@ -70,7 +70,7 @@ export class CaptureProducer {
     this.publishStep = new PublishStep(this.id, batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
-    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase);
+    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase, snapshotPath(this.encoder.format, this.snapshot));
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -207,7 +207,9 @@ export class CaptureProducer {
   private async idle(client: pg.Client, signal: AbortSignal): Promise<void> {
     const position = this.state?.position;
     if (!position || position.prev === null || position.cur !== null || signal.aborted) return sleep(this.config.pollIntervalMs, signal);
+    const at = performance.now();
     await waitForCommit(client, position.prev, this.config.pollIntervalMs, captureCheckMs, signal);
+    telemetry.stages({ poll: performance.now() - at });
   }
 
   /**
