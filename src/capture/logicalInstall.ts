@@ -19,7 +19,7 @@ export interface CaptureChoice {
  * Logical capture where it was asked for and the source allows it; trigger capture otherwise, with the
  * reason. A table already captured one way stays so: switching modes is not built yet (issue 22 item 8).
  */
-export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode, exactlyOnce = false): Promise<CaptureChoice> {
+export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode): Promise<CaptureChoice> {
   const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
     `SELECT current_setting('wal_level') AS wal_level, to_regclass('pgtunnel.captures') IS NOT NULL AS registry,
             EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot,
@@ -39,10 +39,6 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
     return { mode: 'trigger', reason: 'capture: trigger (the default)' };
   }
   if (r.triggers) return { mode: 'trigger', reason: `${tableId(table)} is already captured by triggers; switching a running table is not supported yet — to switch, \`pgtunnel uninstall\` then \`pgtunnel install\`` };
-  if (exactlyOnce && r.slot) {
-    throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding, which does not do exactlyOnce yet`, { errorClass: 'config', hint: 'set exactlyOnce: false, or switch to capture: trigger with `pgtunnel uninstall` then `pgtunnel install`' });
-  }
-  if (exactlyOnce) return { mode: 'trigger', reason: 'exactlyOnce is not built for logical capture yet (the slot position is not in the Kafka transaction): trigger capture keeps the guarantee' };
   if (r.wal_level !== 'logical') return { mode: 'trigger', reason: `the source has wal_level = ${r.wal_level}, not logical (set wal_level = logical in postgresql.conf and restart the source to capture by logical decoding)` };
   // a publication on a table without a replica identity makes its UPDATEs and DELETEs fail: capture must never do that
   if (r.identity === 'n' || (r.identity === 'd' && !r.has_pk)) {

@@ -15,6 +15,10 @@ export interface CaptureState {
   /** Change rows sent to the dead-letter topic by the producer (bad actions). */
   deadLettered: number;
   updatedAt?: string;
+  /** Logical capture: the WAL position every published change is complete up to (only in position records). */
+  lsn?: string;
+  /** Logical capture: how many change messages of the transaction committing at `finalLsn` were published. */
+  lsnInTransaction?: { finalLsn: string; messages: number };
 }
 
 interface StateRow {

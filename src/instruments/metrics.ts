@@ -50,6 +50,9 @@ export class Metrics {
     const changeTableRows = new client.Gauge({ name: 'pgtunnel_change_table_rows', help: 'Changes waiting in the change table to be published', labelNames: ['table'], registers });
     const changeTableBytes = new client.Gauge({ name: 'pgtunnel_change_table_bytes', help: 'Size of the change table with its indexes and TOAST', labelNames: ['table'], registers });
     const oldestUnpublished = new client.Gauge({ name: 'pgtunnel_oldest_unpublished_change_seconds', help: 'Age of the oldest change not yet published (0 when none waits)', labelNames: ['table'], registers });
+    const slotRetained = new client.Gauge({ name: 'pgtunnel_slot_retained_wal_bytes', help: "WAL the source keeps for a logical capture's replication slot (from its restart LSN)", labelNames: ['table', 'slot'], registers });
+    const slotLag = new client.Gauge({ name: 'pgtunnel_slot_lag_bytes', help: "WAL a logical capture's slot has not confirmed yet (from its confirmed flush LSN)", labelNames: ['table', 'slot'], registers });
+    const slotLost = new client.Gauge({ name: 'pgtunnel_slot_lost', help: '1 when the slot was invalidated (the source removed WAL it needed): re-install and re-snapshot', labelNames: ['table', 'slot'], registers });
     const standby = new client.Gauge({ name: 'pgtunnel_producer_standby', help: "1 while this process's producer of the table stands by (another session holds its lock)", labelNames: ['table'], registers });
 
     this.unsubscribes = [
@@ -57,6 +60,11 @@ export class Metrics {
         changeTableRows.set({ table }, rows);
         changeTableBytes.set({ table }, bytes);
         oldestUnpublished.set({ table }, oldestSeconds ?? 0);
+      }),
+      subscribe('pgtunnel:slot', ({ table, slot, retainedWalBytes, lagBytes, lost }) => {
+        slotRetained.set({ table, slot }, retainedWalBytes);
+        slotLag.set({ table, slot }, lagBytes);
+        slotLost.set({ table, slot }, lost ? 1 : 0);
       }),
       subscribe('pgtunnel:leadership', ({ table, state }) => standby.set({ table }, state === 'standby' ? 1 : 0)),
       subscribe('pgtunnel:captured', ({ table, ops }) => {

@@ -42,6 +42,17 @@ export interface TelemetryEvents {
   'pgtunnel:change-table': ChangeTableSize;
   /** One page's, set's or wait's stage durations in milliseconds (one event for several stages). */
   'pgtunnel:stages': { ms: Partial<Record<Stage, number>> };
+  /** A logical capture's replication slot measured: WAL it retains and WAL not yet confirmed. */
+  'pgtunnel:slot': SlotSize;
+}
+
+export interface SlotSize {
+  table: string;
+  slot: string;
+  retainedWalBytes: number;
+  lagBytes: number;
+  /** Invalidated: the source removed WAL it needed. */
+  lost: boolean;
 }
 
 export interface ChangeTableSize {
@@ -81,6 +92,7 @@ const channels = {
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
   stages: channel('pgtunnel:stages'),
+  slot: channel('pgtunnel:slot'),
 };
 
 /** Every channel's name: a worker thread forwards them all to the main thread (pipeline/sideThread.ts). */
@@ -168,6 +180,10 @@ export class Telemetry {
   /** Whether anyone listens for stage timings (a caller may skip taking the time). */
   get timingStages(): boolean {
     return channels.stages.hasSubscribers;
+  }
+
+  slot(size: SlotSize): void {
+    if (channels.slot.hasSubscribers) channels.slot.publish(size);
   }
 }
 

@@ -1,31 +1,21 @@
 import type pg from 'pg';
-import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, classify, describeError } from '../errors.js';
-import { connect, qualified } from '../pg.js';
-import { checkCapture, repairHint, uncapturedColumns, type TableShape } from '../capture/catalog.js';
+import { qualified } from '../pg.js';
+import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
-import { changeTableId, producerApplicationName } from '../names.js';
+import { changeTableId } from '../names.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
-import type { TableRef } from '../contracts/envelope.js';
-import { TableEncoder, type SchemaRegistryClient } from '../contracts/codec.js';
 import { columnKinds } from '../contracts/columnKinds.js';
-import type { EnvelopeProducer } from '../transport/kafka.js';
-import type { Logger } from '../instruments/log.js';
-import type { Health } from '../instruments/health.js';
+import { sleep } from '../retry.js';
 import { telemetry } from '../instruments/telemetry.js';
-import { Backoff, sleep } from '../retry.js';
-import { BatchPublisher } from './batchPublisher.js';
-import { producerParts } from './producerParts.js';
-import { waitToRetry } from './producerRetry.js';
 import { ChangePages } from './changePages.js';
 import { ChangeVacuum } from './changeVacuum.js';
-import { becomeLeader, type LockHolder } from './producerLock.js';
-import { ExactlyOnce, adoptable } from './publisher.js';
 import { PublishStep } from './publishStep.js';
 import { SnapshotSource, snapshotPath } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
+import { TableProducer, type ProducerArgs } from './tableProducer.js';
 
 /** How often the producer checks that its triggers still exist. */
 const captureCheckMs = 2000;
@@ -36,115 +26,63 @@ const changeTableBroken = new Set(['42703', '42P01', '42804', '22P02', '23502'])
  * Publishes one table's changes: the snapshot in key chunks interleaved with stream batches, then the
  * stream. Only the holder of the table's advisory lock publishes; other instances stand by.
  */
-export class CaptureProducer {
-  private readonly id: string;
-  private readonly ref: TableRef;
+export class CaptureProducer extends TableProducer {
   private readonly changes: ChangeReader;
   private readonly snapshot: SnapshotReader;
   private state: CaptureState | undefined;
   /** The state last written to the source: a batch's position record names it as its start. */
   private stored: CaptureState | undefined;
-  private readonly part: string;
   private uncaptured = '';
-  private readonly encoder: TableEncoder;
-  private readonly masked: Set<string>;
-  private readonly publishStep: PublishStep;
+  protected readonly publishStep: PublishStep;
   private readonly stream: StreamSource;
   private readonly snapshotSource: SnapshotSource;
+  private vacuum: ChangeVacuum | undefined;
 
-  constructor(
-    private readonly config: TunnelConfig,
-    private readonly table: TableConfig,
-    shape: TableShape,
-    private readonly producer: EnvelopeProducer,
-    private readonly log: Logger,
-    private readonly health: Health,
-    private readonly onPhase: (phase: CaptureState['phase']) => void = () => {},
-    registry?: SchemaRegistryClient,
-  ) {
-    ({ id: this.id, part: this.part, ref: this.ref, masked: this.masked, encoder: this.encoder } = producerParts(config, table, shape, health, registry, config.transactionMetadata));
-    const masked = this.masked;
-    this.changes = new ChangeReader(table, masked, config.maskSalt, config.transactionMetadata);
-    this.snapshot = new SnapshotReader(table.schema, table.name, masked, config.maskSalt, table.filter);
-    const batches = new BatchPublisher(this.id, table, this.ref, this.encoder, log);
-    this.publishStep = new PublishStep(this.id, batches, this.changes, producer);
+  constructor(...args: ProducerArgs) {
+    super(args, args[0].transactionMetadata);
+    const [config, table, , producer, log] = args;
+    this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata);
+    this.snapshot = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt, table.filter);
+    this.publishStep = new PublishStep(this.id, this.batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
-    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase, snapshotPath(this.encoder.format, this.snapshot));
+    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, this.onPhase, snapshotPath(this.encoder.format, this.snapshot));
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff();
+  protected async lead(client: pg.Client, signal: AbortSignal, progressed: () => void): Promise<void> {
+    await useAsyncCheckpoints(client, this.config.exactlyOnce);
+    this.state = this.stored = await loadState(client, this.id);
+    if (this.config.exactlyOnce) this.state = this.stored = (await this.adopt(client, await this.openExactlyOnce(), this.stored)) ?? this.stored;
+    await this.refreshColumns(client);
+    this.onPhase(this.state.phase);
+    this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
+    this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
+    let checkedAt = 0;
     while (!signal.aborted) {
-      let client: pg.Client | undefined;
-      let vacuum: ChangeVacuum | undefined;
-      try {
-        client = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
-        if (!(await this.becomeLeader(client, signal))) return;
-        await useAsyncCheckpoints(client, this.config.exactlyOnce);
-        this.state = this.stored = await loadState(client, this.id);
-        if (this.config.exactlyOnce) await this.openExactlyOnce(client);
+      if (Date.now() - checkedAt > captureCheckMs) {
+        await checkCapture(client, this.table);
         await this.refreshColumns(client);
-        this.onPhase(this.state.phase);
-        this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
-        vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
-        let checkedAt = 0;
-        while (!signal.aborted) {
-          if (Date.now() - checkedAt > captureCheckMs) {
-            await checkCapture(client, this.table);
-            await this.refreshColumns(client);
-            checkedAt = Date.now();
-          }
-          const busy = await this.step(client);
-          vacuum.poke();
-          this.health.set(this.part, 'ok');
-          backoff.reset();
-          if (!busy) await this.idle(client, signal);
-        }
-      } catch (err) {
-        const e = classify(err);
-        if (e.code === 'PGT_REGISTRY_INCOMPATIBLE') {
-          // only this table stops: its schema change waits for the fix, the other tables go on
-          this.health.set(this.part, 'degraded', `publishing stopped: ${describeError(e)}`);
-          this.log.error({ table: this.id, code: e.code }, `producer of ${this.id} stopped: ${describeError(e)}`);
-          return;
-        }
-        if (!e.retryable) throw e;
-        await waitToRetry(e, backoff, { id: this.id, name: this.part, health: this.health, log: this.log }, signal);
-      } finally {
-        await this.publishStep.close();
-        await vacuum?.close();
-        await client?.end().catch(() => {});
+        checkedAt = Date.now();
       }
+      const busy = await this.step(client);
+      this.vacuum.poke();
+      progressed();
+      if (!busy) await this.idle(client, signal);
     }
   }
 
-  /** Only the holder of the table's lock publishes; a standby warms its broker connection while it waits. */
-  private async becomeLeader(client: pg.Client, signal: AbortSignal): Promise<boolean> {
-    const standbyAt = Date.now();
-    let waited = false;
-    let squatter: number | undefined;
-    const leading = await becomeLeader(client, this.id, signal, async (holder) => {
-      if (!waited) {
-        this.log.info({ table: this.id }, 'producer standing by: another instance publishes this table');
-        telemetry.leadership(this.id, 'standby');
-        await this.producer.partitions(this.table.topic).catch(() => {});
-      }
-      waited = true;
-      if (holder === undefined || holder.pgtunnel) {
-        this.health.set(this.part, 'standby', `another instance holds the producer lock of this table${holder ? ` (pid ${holder.pid}${holder.clientAddr ? ` from ${holder.clientAddr}` : ''})` : ''}`);
-        squatter = undefined;
-        return;
-      }
-      // not ready: nothing publishes this table while that session holds the lock
-      const reason = squatterReason(holder);
-      this.health.set(this.part, 'waiting', reason);
-      if (squatter !== holder.pid) this.log.warn({ table: this.id, holder }, reason);
-      squatter = holder.pid;
-    });
-    if (leading && waited) this.log.info({ table: this.id, standbyMs: Date.now() - standbyAt }, 'producer taking over: the previous leader\'s session ended');
-    if (leading) telemetry.leadership(this.id, 'leading');
-    return leading;
+  protected failure(err: unknown): TunnelError | undefined {
+    const e = classify(err);
+    if (e.code !== 'PGT_REGISTRY_INCOMPATIBLE') return e;
+    // only this table stops: its schema change waits for the fix, the other tables go on
+    this.health.set(this.part, 'degraded', `publishing stopped: ${describeError(e)}`);
+    this.log.error({ table: this.id, code: e.code }, `producer of ${this.id} stopped: ${describeError(e)}`);
+    return undefined;
+  }
+
+  protected async release(): Promise<void> {
+    await this.vacuum?.close();
+    this.vacuum = undefined;
   }
 
   /**
@@ -211,25 +149,4 @@ export class CaptureProducer {
     await waitForCommit(client, position.prev, this.config.pollIntervalMs, captureCheckMs, signal);
     telemetry.stages({ poll: performance.now() - at });
   }
-
-  /**
-   * Exactly-once: this leader's transactional publisher fences its predecessor, then a batch Kafka
-   * committed whose source checkpoint the crash prevented is adopted (and its change rows cleaned), not
-   * published again.
-   */
-  private async openExactlyOnce(client: pg.Client): Promise<void> {
-    const publisher = await ExactlyOnce.open(this.config, this.id, this.table.topic, this.producer);
-    this.publishStep.use(publisher);
-    const adopted = adoptable(await publisher.lastCommitted(), this.stored!);
-    if (!adopted) return;
-    await this.publishStep.checkpoint(client, adopted);
-    this.state = this.stored = adopted;
-    this.log.info({ table: this.id, checkpoint: adopted.position.prev }, 'adopted the position Kafka committed last: the source checkpoint after it was never written');
-  }
-}
-
-/** Why a standby waits on a lock no pgtunnel producer holds, naming the session and the fix. */
-function squatterReason(holder: LockHolder): string {
-  const who = [`pid ${holder.pid}`, `application_name ${JSON.stringify(holder.applicationName ?? '')}`, `client ${holder.clientAddr ?? 'local or hidden'}`, `user ${holder.user ?? 'hidden'}`].join(', ');
-  return `the producer lock of this table is held by a session that is not a pgtunnel producer (${who}), so nothing publishes it: end that session (SELECT pg_terminate_backend(${holder.pid})) or find who runs it`;
 }

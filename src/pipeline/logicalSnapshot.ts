@@ -9,12 +9,7 @@ import type { CaptureState } from '../capture/stateStore.js';
 import type { TableConfig } from '../config/load.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
-import type { PublishStep, SourcePage } from './publishStep.js';
-import type { Records } from './batchPublisher.js';
-
-async function* onePart(records: Records): AsyncGenerator<Records, void, number> {
-  yield records;
-}
+import { onePart, type PublishStep, type SourcePage } from './publishStep.js';
 
 /**
  * Logical capture's snapshot. A fresh one re-creates the slot with an exported snapshot and reads the

@@ -4,11 +4,9 @@ import type { LogicalChange, LogicalRows } from '../capture/logicalRows.js';
 import type { Relation, TupleValue } from '../capture/pgoutput.js';
 import type { QueuedMessage, ReplicationStream } from '../capture/replicationStream.js';
 import type { Logger } from '../instruments/log.js';
-import { telemetry } from '../instruments/telemetry.js';
 import { tableId } from '../names.js';
-import { emptyTally, type BatchPublisher } from './batchPublisher.js';
-import { failpoint } from './failpoints.js';
-import type { Publication } from './publisher.js';
+import type { CaptureState } from '../capture/stateStore.js';
+import { onePart, type PublishStep } from './publishStep.js';
 
 /** Pure: true when an update moved the row to another key (pgoutput then sends the old key). */
 function keyChanged(relation: Relation, before: TupleValue[] | null, after: TupleValue[]): boolean {
@@ -17,13 +15,16 @@ function keyChanged(relation: Relation, before: TupleValue[] | null, after: Tupl
 }
 
 /**
- * The stream side of logical capture: pgoutput messages become change rows and pages; a page is
- * published and acknowledged to the slot only after Kafka acknowledged it, so the slot's confirmed
- * flush LSN is the position and a restart resumes after the last acknowledged commit.
+ * The stream side of logical capture: pgoutput messages become change rows and pages, each a page of the
+ * one publish step whose checkpoint is the slot's acknowledgement, given only after Kafka acknowledged
+ * (or committed) it: the slot's confirmed flush LSN is the position and a restart resumes after it.
  */
 export class LogicalStream {
   private readonly relations = new Map<number, Relation>();
-  private txn: { xid: number; commitTimeMs: number } | undefined;
+  /** The open transaction: `messages` counts its change messages taken so far (a position inside it). */
+  private txn: { xid: number; commitTimeMs: number; finalLsn: bigint; messages: number } | undefined;
+  /** Exactly-once resume: this many change messages of the transaction committing at `finalLsn` are in Kafka already. */
+  private skip: { finalLsn: bigint; messages: number } | undefined;
   private pending: LogicalChange[] = [];
   /** The WAL position everything taken so far is complete up to (a commit's end, or an idle keepalive). */
   private complete = 0n;
@@ -32,19 +33,24 @@ export class LogicalStream {
     private readonly config: TunnelConfig,
     private readonly table: TableConfig,
     private readonly rows: LogicalRows,
-    private readonly batches: BatchPublisher,
-    private readonly publication: Publication,
+    private readonly step: PublishStep,
     private readonly log: Logger,
   ) {}
 
-  /** Waits for messages, turns them into pages and publishes them; returns when aborted or failed. */
-  async run(client: pg.Client, stream: ReplicationStream, signal: AbortSignal, onPage: () => void): Promise<void> {
+  /**
+   * Waits for messages, turns them into pages and publishes them; returns when aborted or failed.
+   * `stored`: the state the stream starts from: an exactly-once position record names it, and a page
+   * that ended inside a transaction left there how much of it Kafka committed.
+   */
+  async run(client: pg.Client, stream: ReplicationStream, stored: CaptureState, signal: AbortSignal, onPage: () => void): Promise<void> {
+    let state = stored;
+    if (stored.lsnInTransaction) this.skip = { finalLsn: BigInt(stored.lsnInTransaction.finalLsn), messages: stored.lsnInTransaction.messages };
     while (!signal.aborted) {
       await stream.wait(1000, signal);
       const taken = stream.take(this.config.batchSize * 4);
       for (const item of taken) this.accept(item);
       // a page: everything taken, once a batch is full or the queue ran dry (latency over batching)
-      if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0)) await this.publish(client);
+      if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0)) state = await this.publish(client, stream, stored, state);
       if (this.pending.length === 0 && this.complete > 0n) stream.acknowledge(this.complete);
       onPage();
     }
@@ -57,10 +63,11 @@ export class LogicalStream {
         if (!this.txn) this.complete = lsn > this.complete ? lsn : this.complete;
         return;
       case 'begin':
-        this.txn = { xid: m.xid, commitTimeMs: m.commitTimeMs };
+        this.txn = { xid: m.xid, commitTimeMs: m.commitTimeMs, finalLsn: m.finalLsn, messages: 0 };
         return;
       case 'commit':
         this.txn = undefined;
+        this.skip = undefined;
         this.complete = m.endLsn;
         return;
       case 'relation':
@@ -70,7 +77,7 @@ export class LogicalStream {
       case 'update':
       case 'delete': {
         const relation = this.relations.get(m.relationOid);
-        if (!relation || !this.txn) return;
+        if (!relation || !this.txn || this.skipped(this.txn)) return;
         const base = { lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation };
         if (m.tag === 'insert') this.pending.push({ ...base, action: 'INSERT', values: m.after });
         else if (m.tag === 'delete') this.pending.push({ ...base, action: 'DELETE', values: m.before });
@@ -83,7 +90,7 @@ export class LogicalStream {
       }
       case 'truncate': {
         const relation = m.relationOids.map((oid) => this.relations.get(oid)).find((r) => r !== undefined);
-        if (relation && this.txn) this.pending.push({ lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation, action: 'TRUNCATE', values: [] });
+        if (relation && this.txn && !this.skipped(this.txn)) this.pending.push({ lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation, action: 'TRUNCATE', values: [] });
         return;
       }
       default:
@@ -91,21 +98,33 @@ export class LogicalStream {
     }
   }
 
-  private async publish(client: pg.Client): Promise<void> {
+  /** Counts a change message of the open transaction; true when Kafka has it already (exactly-once resume). */
+  private skipped(txn: NonNullable<LogicalStream['txn']>): boolean {
+    txn.messages += 1;
+    return this.skip !== undefined && this.skip.finalLsn === txn.finalLsn && txn.messages <= this.skip.messages;
+  }
+
+  /** One page through the publish step; its checkpoint is the slot's acknowledgement of the page's end. */
+  private async publish(client: pg.Client, stream: ReplicationStream, stored: CaptureState, state: CaptureState): Promise<CaptureState> {
     const changes = this.pending;
     this.pending = [];
+    const complete = this.complete;
+    // a page that ends inside a transaction: the slot can only confirm up to the commit before it, so the
+    // position record also says how much of the open one Kafka has (a resume skips that much of it)
+    const open = this.txn && { finalLsn: this.txn.finalLsn.toString(), messages: this.txn.messages };
     const truncates = changes.filter((c) => c.action === 'TRUNCATE');
     // the consumer honours only a truncate the source recorded (anyone who can write a topic could empty a table)
     for (const t of truncates) {
       await client.query('INSERT INTO pgtunnel.truncates (table_id, change_id, txid) VALUES ($1, $2, $3::text::xid8) ON CONFLICT DO NOTHING', [tableId(this.table), t.lsn.toString(), String(t.xid)]);
     }
     const rows = await this.rows.rows(client, changes, 1);
-    const tally = emptyTally();
-    await this.batches.publishBatch(this.publication, { changes: rows }, tally);
-    await this.batches.flush();
-    failpoint('producer.after-publish');
-    this.batches.counted(tally, changes.length);
-    telemetry.checkpoint(tableId(this.table));
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ table: tableId(this.table), count: changes.length, lsn: this.complete.toString() }, 'logical page published');
+    const { after } = await this.step.publish(client, {
+      records: onePart({ changes: rows }),
+      after: () => ({ ...state, lsn: complete.toString(), lsnInTransaction: open }),
+      pageSize: changes.length,
+      checkpoint: () => stream.acknowledge(complete),
+    }, stored);
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ table: tableId(this.table), count: changes.length, lsn: complete.toString() }, 'logical page published');
+    return after;
   }
 }

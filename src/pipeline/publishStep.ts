@@ -28,6 +28,16 @@ export interface SourcePage {
   pageSize?: number;
   /** Milliseconds the source spent reading the page before handing it over (the read stage; parts add theirs). */
   readMs?: number;
+  /**
+   * A source whose checkpoint lives elsewhere (logical capture: the slot's confirmed flush LSN) stores it
+   * here, after the ack or commit, instead of `pgtunnel.state` (a source write per page would cost WAL).
+   */
+  checkpoint?: (after: CaptureState) => void | Promise<void>;
+}
+
+/** A page's records in one part (a snapshot chunk, a logical page). */
+export async function* onePart(records: Records): AsyncGenerator<Records, void, number> {
+  yield records;
 }
 
 /**
@@ -75,7 +85,8 @@ export class PublishStep {
       this.batches.counted(tally, page.pageSize);
       const ackedAt = Date.now();
       const saveAt = performance.now();
-      await this.save(client, after);
+      if (page.checkpoint) await page.checkpoint(after);
+      else await this.save(client, after);
       timing.checkpoint = performance.now() - saveAt;
       return { after, ackedAt };
     };

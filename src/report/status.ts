@@ -3,6 +3,7 @@ import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { changeTableSize } from './changeTables.js';
+import { formatSlot, slotStatus, type SlotStatus } from './slotStatus.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
 import { describeError, TunnelError } from '../errors.js';
@@ -42,6 +43,8 @@ export interface TableStatus {
   registeredVersion: number | null;
   /** A DDL the event trigger could not follow: capture matches columns by name until `pgtunnel install`. */
   captureProblem: string | null;
+  /** Logical capture's replication slot (no change table then: its counts read 0); absent in trigger capture. */
+  slot?: SlotStatus;
 }
 
 /** The stable shape of `pgtunnel status --json` (documented in docs/cli.md). */
@@ -156,7 +159,9 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
       // to_jsonb: an install older than the ddl_problem column reads as no problem
       const { rows } = await client.query<{ v: number | null; p: string | null }>(
         "SELECT schema_version AS v, to_jsonb(c) ->> 'ddl_problem' AS p FROM pgtunnel.captures c WHERE table_id = $1", [tableId(t)]);
-      const size = await changeTableSize(client, t);
+      const slot = await slotStatus(client, t);
+      // logical capture has no change table: its backlog is the slot's lag
+      const size = slot ? { rows: 0, bytes: 0, oldestSeconds: null } : await changeTableSize(client, t);
       out.push({
         table: tableId(t),
         phase: state.phase,
@@ -170,6 +175,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         schemaVersion: rows[0]?.v ?? null,
         registeredVersion: null,
         captureProblem: rows[0]?.p ?? null,
+        ...(slot ? { slot } : {}),
       });
     }
     return out;
@@ -231,7 +237,8 @@ export function formatStatus(report: StatusReport): string {
     const registered = t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`;
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  schema v${t.schemaVersion ?? '-'}${registered}`);
     const oldest = t.oldestUnpublishedSeconds === null ? 'none waiting' : `oldest unpublished ${Math.round(t.oldestUnpublishedSeconds)} s ago`;
-    lines.push(`  change table ${t.changeTableRows} rows, ${formatBytes(t.changeTableBytes)}, ${oldest}`);
+    if (t.slot) lines.push(formatSlot(t.slot, formatBytes));
+    else lines.push(`  change table ${t.changeTableRows} rows, ${formatBytes(t.changeTableBytes)}, ${oldest}`);
     if (t.captureProblem) lines.push(`  capture matches columns by name: a DDL could not be followed (${t.captureProblem}) — run \`pgtunnel install\` to follow the source's columns again`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }

@@ -61,7 +61,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
     for (const table of config.tables) {
       const shape = await describeTable(source, table, 'source');
       const id = tableId(table);
-      const capture = await chooseCapture(source, table, config.capture, config.exactlyOnce);
+      const capture = await chooseCapture(source, table, config.capture);
       logger.info({ table: id, capture: capture.mode, reason: capture.reason }, `capture of ${id}: ${capture.mode} — ${capture.reason}`);
       if (capture.mode === 'logical') {
         const created = await installLogical(source, table);

@@ -67,7 +67,7 @@ export async function runChaos(
   env: Record<string, string>,
   urls: { sourceUrl: string; targetUrl: string },
   stack: LocalStack,
-  options: { rounds: number; workload?: Partial<WorkloadOptions>; onRound?: (round: number, victim: Victim) => void; convergeTimeoutMs?: number },
+  options: { rounds: number; workload?: Partial<WorkloadOptions>; onRound?: (round: number, victim: Victim) => void; convergeTimeoutMs?: number; victims?: readonly Victim[] },
 ): Promise<ChaosResult> {
   const started = Date.now();
   const kills = Object.fromEntries(victims.map((v) => [v, 0])) as Record<Victim, number>;
@@ -86,10 +86,12 @@ export async function runChaos(
     await producer.waitForLog('phase: streaming', 60_000);
     workload.start();
     // Every kind of victim early (in random order), then any.
-    const schedule = [...victims].sort(() => Math.random() - 0.5);
+    // only the tunnel's own processes when the file must not stop the shared stack (it runs beside others)
+    const pool = options.victims ?? victims;
+    const schedule = [...pool].sort(() => Math.random() - 0.5);
     for (let round = 1; round <= options.rounds; round++) {
       await pause(500, 2500);
-      const victim = schedule[round - 1] ?? victims[Math.floor(Math.random() * victims.length)]!;
+      const victim = schedule[round - 1] ?? pool[Math.floor(Math.random() * pool.length)]!;
       options.onRound?.(round, victim);
       kills[victim]++;
       if (victim === 'producer' || victim === 'tunnel') await producer.kill('SIGKILL');

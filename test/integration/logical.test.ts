@@ -51,6 +51,15 @@ test('capture: logical — install says so, every kind of change arrives exact w
   await query(db.sourceUrl, 'UPDATE employees SET salary = salary + 1 WHERE emp_id = 10');
   await waitFor('the slot confirmed past the last commit', async () => BigInt((await slotOf(db.sourceUrl))!.confirmed) > BigInt(lsnNow), 30_000, 100);
 
+  // slot safety in status: the slot, its retained WAL and its lag (logical capture has no change table)
+  const status = await runCli(['status', '--json'], env);
+  const table = (JSON.parse(status.stdout) as { tables: { slot?: { name: string; active: boolean; walStatus: string; retainedWalBytes: number; lagBytes: number } }[] }).tables[0]!;
+  assert.match(table.slot?.name ?? '', /^pgtunnel_public_employees_[0-9a-f]{12}$/, status.stdout);
+  assert.equal(table.slot!.active, true);
+  assert.equal(table.slot!.walStatus, 'reserved');
+  assert.ok(table.slot!.retainedWalBytes > 0 && table.slot!.lagBytes >= 0, status.stdout);
+  assert.match((await runCli(['status'], env)).stdout, /slot pgtunnel_public_employees_\w+ active, lag .*, retains .* of WAL/);
+
   await query(db.sourceUrl, 'TRUNCATE employees');
   await waitFor('the truncate in the target', async () => (await query(db.targetUrl, 'SELECT 1 FROM employees')).length === 0, 30_000, 100);
   assert.equal(await tunnel.stop(), 0);
