@@ -24,6 +24,7 @@ import { ChangeVacuum } from './changeVacuum.js';
 import { becomeLeader, type LockHolder } from './producerLock.js';
 import { ExactlyOnce, adoptable } from './publisher.js';
 import { PublishStep } from './publishStep.js';
+import { IncrementalSnapshot } from './incrementalSnapshot.js';
 import { SnapshotSource } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
 
@@ -51,6 +52,7 @@ export class CaptureProducer {
   private readonly publishStep: PublishStep;
   private readonly stream: StreamSource;
   private readonly snapshotSource: SnapshotSource;
+  private readonly incremental: IncrementalSnapshot;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -71,6 +73,7 @@ export class CaptureProducer {
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
     this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase);
+    this.incremental = new IncrementalSnapshot(this.id, config, table, masked, this.snapshotSource, this.publishStep, log);
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -154,6 +157,7 @@ export class CaptureProducer {
   private async refreshColumns(client: pg.Client): Promise<void> {
     const captured = await this.changes.refresh(client, this.ref.key);
     this.snapshot.use(captured);
+    this.incremental.use(captured);
     await this.useSchemas(client, captured);
     const missing = (await uncapturedColumns(client, this.table)).join(', ');
     if (missing !== this.uncaptured) {
@@ -178,6 +182,11 @@ export class CaptureProducer {
     try {
       if (state.phase === 'snapshot' && state.position.cur === null) {
         this.state = this.stored = await this.snapshotSource.step(client, state, this.stored!);
+        return true;
+      }
+      // between complete batches, a chunk of an incremental snapshot asked for by a signal
+      if (state.position.cur === null && (await this.incremental.due(client))) {
+        this.state = this.stored = await this.incremental.step(client, state, this.stored!);
         return true;
       }
       const { next, busy } = await this.stream.step(client, state, this.stored!);

@@ -26,6 +26,8 @@ export interface SourcePage {
   begin?: string;
   /** The changes a stream page holds (telemetry's page figures). */
   pageSize?: number;
+  /** What the source keeps beside the checkpoint, in its transaction (an incremental snapshot's progress). */
+  store?(client: pg.Client, after: CaptureState): Promise<void>;
 }
 
 /**
@@ -70,6 +72,7 @@ export class PublishStep {
       this.batches.counted(tally, page.pageSize);
       const ackedAt = Date.now();
       await this.save(client, after);
+      await page.store?.(client, after);
       return { after, ackedAt };
     };
     const result = page.begin === undefined ? await work() : await inTransaction(client, work, page.begin);

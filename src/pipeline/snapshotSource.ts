@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import type { ChangeReader } from '../capture/changeReader.js';
 import type { SnapshotReader, SnapshotRow } from '../capture/snapshotReader.js';
+import type { Position } from '../capture/position.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
@@ -14,11 +15,14 @@ const pieceBytes = 4 * 1024 * 1024;
 const firstPieceRows = 2000;
 
 /** What a chunk's reading found, for the state after it. */
-interface Chunk {
+export interface Chunk {
   cur: string;
-  total: number;
+  /** Counted in the chunk's snapshot when not known yet. */
+  total: number | null;
   lastKey: string | null;
   done: boolean;
+  /** The initial snapshot marks its last row (`snapshot: "last"`); an incremental one does not. */
+  marksLast: boolean;
 }
 
 /**
@@ -45,7 +49,7 @@ export class SnapshotSource {
 
   /** One chunk with the stream batch before it, published and checkpointed; returns the state after it. */
   async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<CaptureState> {
-    const chunk: Chunk = { cur: '', total: 0, lastKey: state.snapshotLastKey, done: false };
+    const chunk: Chunk = { cur: '', total: state.snapshotRowsTotal, lastKey: state.snapshotLastKey, done: false, marksLast: true };
     const after = (): CaptureState => ({
       phase: chunk.done ? 'streaming' : 'snapshot',
       position: { prev: chunk.cur, cur: null, lastChangeId: 0 },
@@ -55,26 +59,29 @@ export class SnapshotSource {
       changesPublished: state.changesPublished,
       deadLettered: state.deadLettered,
     });
-    const records = this.records(client, state, chunk);
+    const records = this.records(client, state.position, chunk, this.reader);
     const { after: next } = await this.publishStep.publish(client, { records, after, begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ' }, stored);
     telemetry.snapshot(this.id, next.snapshotRowsDone, next.snapshotRowsTotal);
     this.reportProgress(next);
     return next;
   }
 
-  /** Read in the step's transaction: the stream batch up to its snapshot, then the chunk in pieces. */
-  private async *records(client: pg.Client, state: CaptureState, chunk: Chunk): AsyncGenerator<Records, void, number> {
+  /**
+   * Read in the step's transaction: the stream batch up to its snapshot, then a chunk of `reader` in pieces
+   * (the initial snapshot's reader, or an incremental snapshot's: incrementalSnapshot.ts).
+   */
+  async *records(client: pg.Client, position: Position, chunk: Chunk, reader: SnapshotReader): AsyncGenerator<Records, void, number> {
     const { rows } = await client.query<{ cur: string }>('SELECT pg_current_snapshot()::text AS cur');
     chunk.cur = rows[0]!.cur;
-    chunk.total = state.snapshotRowsTotal ?? (await this.reader.countRows(client));
-    if (state.position.prev !== null) {
-      for await (const changes of this.pages.upTo(client, state.position, chunk.cur)) yield { changes };
+    chunk.total ??= await reader.countRows(client);
+    if (position.prev !== null) {
+      for await (const changes of this.pages.upTo(client, position, chunk.cur)) yield { changes };
     }
     let read = 0;
     // the next piece is asked for as soon as the previous one arrived: PostgreSQL reads it while
     // this process turns the previous one into messages and Kafka acknowledges the one before
     let want = Math.min(this.pieceRows, this.config.snapshotChunkSize);
-    let reading: Promise<SnapshotRow[]> | undefined = this.reader.readChunk(client, chunk.lastKey, want);
+    let reading: Promise<SnapshotRow[]> | undefined = reader.readChunk(client, chunk.lastKey, want);
     while (reading) {
       const piece = await reading;
       const asked = want;
@@ -85,10 +92,10 @@ export class SnapshotSource {
       const left = this.config.snapshotChunkSize - read;
       if (!chunk.done && left > 0) {
         want = Math.min(this.pieceRows, left);
-        reading = this.reader.readChunk(client, chunk.lastKey, want);
+        reading = reader.readChunk(client, chunk.lastKey, want);
         reading.catch(() => {}); // awaited above on the next turn
       }
-      const bytes = yield { rows: piece, schemaVersion: this.changes.schemaVersion, final: chunk.done ? piece.at(-1) : undefined };
+      const bytes = yield { rows: piece, schemaVersion: this.changes.schemaVersion, final: chunk.done && chunk.marksLast ? piece.at(-1) : undefined };
       if (piece.length > 0) this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.length) / Math.max(bytes, 1))));
     }
   }
