@@ -24,6 +24,7 @@ import { ChangeVacuum } from './changeVacuum.js';
 import { becomeLeader, type LockHolder } from './producerLock.js';
 import { ExactlyOnce, adoptable } from './publisher.js';
 import { PublishStep } from './publishStep.js';
+import { Heartbeat } from './heartbeat.js';
 import { IncrementalSnapshot } from './incrementalSnapshot.js';
 import { SnapshotSource } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
@@ -53,6 +54,7 @@ export class CaptureProducer {
   private readonly stream: StreamSource;
   private readonly snapshotSource: SnapshotSource;
   private readonly incremental: IncrementalSnapshot;
+  private readonly heartbeat: Heartbeat;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -73,6 +75,7 @@ export class CaptureProducer {
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
     this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase);
+    this.heartbeat = new Heartbeat(config, this.id, table.topic, producer);
     this.incremental = new IncrementalSnapshot(this.id, config, table, masked, this.snapshotSource, this.publishStep, log);
   }
 
@@ -98,10 +101,13 @@ export class CaptureProducer {
             await this.refreshColumns(client);
             checkedAt = Date.now();
           }
+          const readAt = Date.now();
           const busy = await this.step(client);
           vacuum.poke();
           this.health.set(this.part, 'ok');
           backoff.reset();
+          if (busy) this.heartbeat.busy();
+          else if (this.state!.position.cur === null) await this.heartbeat.idle(readAt);
           if (!busy) await this.idle(client, signal);
         }
       } catch (err) {
