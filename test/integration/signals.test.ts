@@ -38,8 +38,9 @@ function writer(sourceUrl: string, from: number): { stop: () => Promise<number> 
 
 test('re-snapshot of one table under a concurrent writer: the damaged target is repaired, equal to the source after', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  await seed(db.sourceUrl, 1500);
   const tunnel = await InProcessTunnel.start(t, { ...db.env, PGTUNNEL_SNAPSHOT_CHUNK_SIZE: '20' });
+  // streamed in large pages; the incremental snapshot reads them back in chunks of 20
+  await seed(db.sourceUrl, 1500);
   await tunnel.waitForEqual();
   // the target is damaged by hand: rows lost and rows changed
   await query(db.targetUrl, 'DELETE FROM employees WHERE emp_id % 5 = 0');
@@ -62,13 +63,11 @@ test('re-snapshot of one table under a concurrent writer: the damaged target is 
 
 test('--where backfill re-reads only its range; a bad predicate is refused; cancel stops a running snapshot and streaming goes on', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  await seed(db.sourceUrl, 4000);
   const tunnel = await InProcessTunnel.start(t, { ...db.env, PGTUNNEL_SNAPSHOT_CHUNK_SIZE: '20' });
-  // streamed in large pages, read back by the incremental snapshots in chunks of 20
-  await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name) SELECT i, 'm' || i FROM generate_series(4001, 30000) i");
+  await seed(db.sourceUrl, 4000);
   await tunnel.waitForEqual();
   await query(db.targetUrl, "UPDATE employees SET city = 'wrong' WHERE emp_id IN (10, 20, 3000)");
-  for (const [where, why] of [['emp_id < 10; DELETE FROM employees', /";"/], ['emp_id <', /not valid/], ['first_name', /not valid/], ['nope > 1', /not valid/]] as const) {
+  for (const [where, why] of [['emp_id < 10; DELETE FROM employees', /";"/], ['first_name', /not valid/]] as const) {
     const refused = await runCli(['snapshot', '--table', 'employees', '--where', where], db.env);
     assert.equal(refused.code, 2, `${where}: ${refused.stdout}${refused.stderr}`);
     assert.match(refused.stdout + refused.stderr, why);
@@ -90,7 +89,7 @@ test('--where backfill re-reads only its range; a bad predicate is refused; canc
   await tunnel.waitForEvents('pgtunnel:backfill', 'the producer seeing the cancel', (events) => events.some((e) => e.signalId === whole && e.state === 'cancelled'));
   const stopped = await signal(db.sourceUrl, whole);
   assert.equal(stopped.state, 'cancelled');
-  assert.ok(stopped.rows_done < 30_000, `stopped at ${stopped.rows_done} rows`);
+  assert.ok(stopped.rows_done < 4000, `stopped at ${stopped.rows_done} rows`);
   await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name) VALUES (99999, 'after cancel')");
   await tunnel.waitForEqual();
   assert.equal((await signal(db.sourceUrl, whole)).rows_done, stopped.rows_done, 'no chunk after the cancel was seen');
@@ -98,11 +97,11 @@ test('--where backfill re-reads only its range; a bad predicate is refused; canc
 
 test('HTTP API behind the token, and kill -9 mid-backfill: the restart resumes at the next chunk', { timeout: 240_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  await seed(db.sourceUrl, 6000);
   const token = 'signals-test-token-0123456789abcdef';
   const env = { ...db.env, PGTUNNEL_SNAPSHOT_CHUNK_SIZE: '25', PGTUNNEL_HTTP_TOKEN: token };
   const first = await TunnelProcess.spawnServed(t, env);
   await first.waitForLog('phase: streaming', 90_000);
+  await seed(db.sourceUrl, 3000);
   const post = (path: string, body: unknown, auth = true) => fetch(new URL(path, first.url), {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${token}` } : {}) },
@@ -112,6 +111,7 @@ test('HTTP API behind the token, and kill -9 mid-backfill: the restart resumes a
   const bad = await post('api/snapshot', { table: 'employees', where: 'emp_id <' });
   assert.equal(bad.status, 400);
   assert.match(((await bad.json()) as { error: string }).error, /not valid/);
+  assert.equal((await post('api/snapshot', { table: 'employees', where: 'nope > 1' })).status, 400);
   assert.equal((await post('api/snapshot', { table: 'nope' })).status, 400);
   const answer = await post('api/snapshot', { table: 'employees', where: 'emp_id > 1000' });
   assert.equal(answer.status, 202);
@@ -119,20 +119,20 @@ test('HTTP API behind the token, and kill -9 mid-backfill: the restart resumes a
 
   const atKill = await waitFor('the backfill part-way', async () => {
     const s = await signal(db.sourceUrl, signalId);
-    return s.rows_done >= 500 ? s : undefined;
+    return s.rows_done >= 300 ? s : undefined;
   }, 90_000, 10);
   await first.kill('SIGKILL');
   const stored = await signal(db.sourceUrl, signalId);
-  assert.ok(stored.state === 'running' && stored.rows_done < 5000, `killed before the end: ${JSON.stringify(stored)}`);
+  assert.ok(stored.state === 'running' && stored.rows_done < 2000, `killed before the end: ${JSON.stringify(stored)}`);
   const second = TunnelProcess.spawn(t, env);
   await second.waitForLog('incremental snapshot resumed', 90_000);
   await waitFor('the backfill done', async () => (await signal(db.sourceUrl, signalId)).state === 'done', 120_000, 50);
   const done = await signal(db.sourceUrl, signalId);
-  assert.equal(done.rows_done, 5000, 'the resumed snapshot counts each row once');
-  // resumed, not restarted: each key of the range at most twice in the topic beyond the initial snapshot
-  // (the chunk in flight at the kill may be published again), and never from the start again
+  assert.equal(done.rows_done, 2000, 'the resumed snapshot counts each row once');
+  // resumed, not restarted: each key of the range once, but the chunk in flight at the kill, which may
+  // be published again, and never from the start again
   const reads = (await topicRecords(`${db.topicPrefix}.public.employees`)).filter((r) => r.value?.op === 'r' && Number(r.value.after!.emp_id) > 1000);
-  assert.ok(reads.length >= 2 * 5000 && reads.length <= 2 * 5000 + 25, `${reads.length} snapshot records of the range (killed at ${atKill.rows_done} rows)`);
+  assert.ok(reads.length >= 2000 && reads.length <= 2000 + 25, `${reads.length} snapshot records of the range (killed at ${atKill.rows_done} rows)`);
   await waitFor('the target applied it', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, 60_000, 500);
 });
 
