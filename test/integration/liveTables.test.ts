@@ -15,7 +15,8 @@ test('tables come and go under load without a restart: SIGHUP adds one, the cata
   const useTables = (...names: string[]) => writeFileSync(config, JSON.stringify({ tables: names.map((name) => ({ name })) }));
   useTables('employees');
   const env = { ...db.env, PGTUNNEL_CONFIG: config, PGTUNNEL_TABLE_CHECK_INTERVAL_MS: '2000' };
-  const tunnel = await TunnelProcess.start(t, env);
+  const tunnel = await TunnelProcess.spawnServed(t, env);
+  await tunnel.waitForLog('phase: streaming', 120_000);
 
   // load on employees the whole time
   let writing = true;
@@ -41,9 +42,11 @@ test('tables come and go under load without a restart: SIGHUP adds one, the cata
   tunnel.child.kill('SIGHUP');
   await tunnel.waitForLog('table removed: public.departments', 60_000);
   await tunnel.waitForLog('table removed: public.depots', 60_000);
-  const status = await runCli(['status', '--json'], env);
-  const report = JSON.parse(status.stdout.slice(status.stdout.indexOf('{\n'))) as { tables: { table: string }[] };
-  assert.deepEqual(report.tables.map((s) => s.table), ['public.employees']);
+  // the running tunnel's status lists the tables it runs now
+  await waitFor('status of employees only', async () => {
+    const answer = (await (await fetch(new URL('api/status', tunnel.url)).json()) as { status: { tables: { table: string }[] } | null });
+    return answer.status?.tables.map((s) => s.table).join() === 'public.employees';
+  }, 30_000, 200);
 
   writing = false;
   await writer;
