@@ -44,7 +44,7 @@ test('tables come and go under load without a restart: SIGHUP adds one, the cata
   await tunnel.waitForLog('table removed: public.depots', 60_000);
   // the running tunnel's status lists the tables it runs now
   await waitFor('status of employees only', async () => {
-    const answer = (await (await fetch(new URL('api/status', tunnel.url)).json()) as { status: { tables: { table: string }[] } | null });
+    const answer = (await (await fetch(new URL('api/status', tunnel.url))).json()) as { status: { tables: { table: string }[] } | null };
     return answer.status?.tables.map((s) => s.table).join() === 'public.employees';
   }, 30_000, 200);
 
