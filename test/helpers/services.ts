@@ -59,7 +59,7 @@ export interface TunnelEnv {
 export async function tunnelDatabases(t: TestContext, options: { createTables?: boolean } = {}): Promise<TunnelEnv> {
   const s = services();
   const name = uniqueName('t');
-  for (const server of [s.sourceServer, s.targetServer]) await query(`${server}/postgres`, `CREATE DATABASE ${name}`);
+  await Promise.all([s.sourceServer, s.targetServer].map((server) => query(`${server}/postgres`, `CREATE DATABASE ${name}`)));
   const sourceUrl = `${s.sourceServer}/${name}`;
   const targetUrl = `${s.targetServer}/${name}`;
   if (options.createTables !== false) {
@@ -67,7 +67,7 @@ export async function tunnelDatabases(t: TestContext, options: { createTables?: 
     await query(targetUrl, employeesDdl);
   }
   onCleanup(t, async () => {
-    for (const server of [s.sourceServer, s.targetServer]) await query(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await Promise.all([s.sourceServer, s.targetServer].map((server) => query(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)));
   });
   const home = mkdtempSync(path.join(tmpdir(), 'pgtunnel-test-'));
   onCleanup(t, () => rmSync(home, { recursive: true, force: true }));
