@@ -1,5 +1,7 @@
 import type { TableConfig } from '../config/load.js';
 import type { SnapshotRow } from '../capture/snapshotReader.js';
+import { fieldText, type CopyRows } from '../capture/copyRows.js';
+import { frameRows, snapshotFrame } from '../contracts/envelopeBytes.js';
 import { TableEncoder, UnencodableError } from '../contracts/codec.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
@@ -22,8 +24,14 @@ export interface Tally {
 
 export const emptyTally = (): Tally => ({ changes: 0, bad: 0, filtered: {}, ops: {}, rows: 0 });
 
-/** One part of a source's page: change rows of the stream, or rows of a snapshot chunk. */
-export type Records = { changes: ChangeRow[] } | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow };
+/**
+ * One part of a source's page: change rows of the stream, rows of a snapshot chunk, or a chunk's rows as
+ * binary COPY bytes (field 0 the key's text, field 1 the row's; JSON format only), `final` on the last piece.
+ */
+export type Records =
+  | { changes: ChangeRow[] }
+  | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow }
+  | { rowBytes: CopyRows; schemaVersion: number; final: boolean };
 
 type Origin = { key: string; txid: string | null; changeId: number | string | null };
 
@@ -49,7 +57,9 @@ export class BatchPublisher {
    * own acknowledgement; returns its messages' bytes.
    */
   async publishBatch(publication: Publication, batch: Records, tally: Tally): Promise<number> {
-    const messages = 'changes' in batch ? this.changeMessages(batch.changes, tally) : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, tally);
+    const messages = 'changes' in batch ? this.changeMessages(batch.changes, tally)
+      : 'rowBytes' in batch ? this.byteMessages(batch.rowBytes, batch.schemaVersion, batch.final, tally)
+      : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, tally);
     let bytes = 0;
     for (const m of messages) bytes += m.value?.length ?? 0;
     await this.flush();
@@ -118,6 +128,30 @@ export class BatchPublisher {
       for (const m of messages) out.push(m);
     }
     tally.rows += rows.length;
+    return out;
+  }
+
+  /**
+   * Snapshot rows that stay bytes: each value is the frame's prefix + the row's bytes + a suffix, each key the
+   * key's bytes, no string or parse per row. A row too large for Kafka takes the object path (its dead letter).
+   */
+  private byteMessages(rows: CopyRows, schemaVersion: number, final: boolean, tally: Tally): WireMessage[] {
+    if (this.encoder.format !== 'json') throw new Error(`snapshot bytes reached a ${this.encoder.format} table`);
+    const now = Date.now();
+    const { values, ends } = frameRows({ data: rows.data, spans: rows.spans, stride: 4, offset: 2, count: rows.count }, snapshotFrame(this.ref, schemaVersion, now), final);
+    const limit = maxMessageBytes - 64 * 1024;
+    const { topic } = this.table;
+    const out: WireMessage[] = [];
+    for (let i = 0, start = 0; i < rows.count; start = ends[i++]!) {
+      const end = ends[i]!;
+      if (end - start <= limit) {
+        out.push({ topic, key: undefined, keyBytes: rows.data.subarray(rows.spans[i * 4]!, rows.spans[i * 4 + 1]!), value: values.subarray(start, end) });
+        continue;
+      }
+      const row = { key: fieldText(rows, i, 0)!, row: fieldText(rows, i, 1)! };
+      out.push(...this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, final && i === rows.count - 1)], { key: row.key, txid: null, changeId: null }));
+    }
+    tally.rows += rows.count;
     return out;
   }
 

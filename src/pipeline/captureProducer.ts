@@ -26,7 +26,7 @@ import { ExactlyOnce, adoptable } from './publisher.js';
 import { PublishStep } from './publishStep.js';
 import { Heartbeat } from './heartbeat.js';
 import { IncrementalSnapshot } from './incrementalSnapshot.js';
-import { SnapshotSource } from './snapshotSource.js';
+import { SnapshotSource, snapshotPath } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
 
 /** How often the producer checks that its triggers still exist. */
@@ -74,7 +74,7 @@ export class CaptureProducer {
     this.publishStep = new PublishStep(this.id, batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
-    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase);
+    this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, onPhase, snapshotPath(this.encoder.format, this.snapshot));
     this.heartbeat = new Heartbeat(config, this.id, table.topic, producer);
     this.incremental = new IncrementalSnapshot(this.id, config, table, masked, this.snapshotSource, this.publishStep, log);
   }

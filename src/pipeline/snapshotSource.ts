@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import type { ChangeReader } from '../capture/changeReader.js';
-import type { SnapshotReader, SnapshotRow } from '../capture/snapshotReader.js';
+import type { SnapshotReader } from '../capture/snapshotReader.js';
+import { fieldText } from '../capture/copyRows.js';
 import type { Position } from '../capture/position.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import type { Logger } from '../instruments/log.js';
@@ -13,6 +14,24 @@ import type { PublishStep } from './publishStep.js';
 /** The bytes of messages one piece of a chunk aims at; at most three pieces are held (read, built, in flight). */
 const pieceBytes = 4 * 1024 * 1024;
 const firstPieceRows = 2000;
+
+/** One piece of a chunk as read: its rows' count, the last key, and the records it publishes as. */
+interface Piece {
+  count: number;
+  lastKey: string | null;
+  records(final: boolean): Records;
+}
+
+/**
+ * Which path a table's snapshot rows take: COPY bytes framed into envelopes (JSON, the default), or row
+ * objects where the encoding needs each row's values (Avro, JSON Schema) or the read needs typed
+ * parameters (a row filter). Masked columns are hashed in SQL, so they take either.
+ */
+export function snapshotPath(format: string, reader: SnapshotReader): { bytes: boolean; why: string } {
+  if (format !== 'json') return { bytes: false, why: `${format} encodes each row's values` };
+  if (!reader.bytesPath) return { bytes: false, why: 'the row filter is read with typed parameters' };
+  return { bytes: true, why: 'JSON envelopes framed around the rows\' bytes' };
+}
 
 /** What a chunk's reading found, for the state after it. */
 export interface Chunk {
@@ -35,6 +54,7 @@ export class SnapshotSource {
   private lastProgressLog = 0;
   private started: { at: number; rows: number } | undefined;
   private pieceRows = firstPieceRows;
+  private pathLogged = false;
 
   constructor(
     private readonly id: string,
@@ -45,7 +65,20 @@ export class SnapshotSource {
     private readonly publishStep: PublishStep,
     private readonly log: Logger,
     private readonly onPhase: (phase: CaptureState['phase']) => void,
+    private readonly path: { bytes: boolean; why: string } = { bytes: false, why: 'row objects asked for' },
   ) {}
+
+  /** A piece of the chunk after `lastKey`, read as the table's path reads it (`reader`: the initial or an incremental snapshot's). */
+  private async readPiece(client: pg.Client, reader: SnapshotReader, lastKey: string | null, size: number): Promise<Piece> {
+    if (this.path.bytes && reader.bytesPath) {
+      const rows = await reader.readChunkBytes(client, lastKey, size);
+      const schemaVersion = this.changes.schemaVersion;
+      return { count: rows.count, lastKey: rows.count > 0 ? fieldText(rows, rows.count - 1, 0) : null, records: (final) => ({ rowBytes: rows, schemaVersion, final }) };
+    }
+    const rows = await reader.readChunk(client, lastKey, size);
+    const schemaVersion = this.changes.schemaVersion;
+    return { count: rows.length, lastKey: rows.at(-1)?.key ?? null, records: (final) => ({ rows, schemaVersion, final: final ? rows.at(-1) : undefined }) };
+  }
 
   /** One chunk with the stream batch before it, published and checkpointed; returns the state after it. */
   async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<CaptureState> {
@@ -77,26 +110,30 @@ export class SnapshotSource {
     if (position.prev !== null) {
       for await (const changes of this.pages.upTo(client, position, chunk.cur)) yield { changes };
     }
+    if (!this.pathLogged) {
+      this.pathLogged = true;
+      this.log.info({ table: this.id, path: this.path.bytes ? 'bytes' : 'objects' }, `snapshot rows read as ${this.path.bytes ? 'COPY bytes' : 'row objects'}: ${this.path.why}`);
+    }
     let read = 0;
     // the next piece is asked for as soon as the previous one arrived: PostgreSQL reads it while
     // this process turns the previous one into messages and Kafka acknowledges the one before
     let want = Math.min(this.pieceRows, this.config.snapshotChunkSize);
-    let reading: Promise<SnapshotRow[]> | undefined = reader.readChunk(client, chunk.lastKey, want);
+    let reading: Promise<Piece> | undefined = this.readPiece(client, reader, chunk.lastKey, want);
     while (reading) {
       const piece = await reading;
       const asked = want;
       reading = undefined;
-      chunk.done = piece.length < asked;
-      if (piece.length > 0) chunk.lastKey = piece.at(-1)!.key;
-      read += piece.length;
+      chunk.done = piece.count < asked;
+      if (piece.count > 0) chunk.lastKey = piece.lastKey;
+      read += piece.count;
       const left = this.config.snapshotChunkSize - read;
       if (!chunk.done && left > 0) {
         want = Math.min(this.pieceRows, left);
-        reading = reader.readChunk(client, chunk.lastKey, want);
+        reading = this.readPiece(client, reader, chunk.lastKey, want);
         reading.catch(() => {}); // awaited above on the next turn
       }
-      const bytes = yield { rows: piece, schemaVersion: this.changes.schemaVersion, final: chunk.done && chunk.marksLast ? piece.at(-1) : undefined };
-      if (piece.length > 0) this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.length) / Math.max(bytes, 1))));
+      const bytes = yield piece.records(chunk.done && chunk.marksLast);
+      if (piece.count > 0) this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.count) / Math.max(bytes, 1))));
     }
   }
 

@@ -32,7 +32,8 @@ export function placeRequests(messages: readonly WireMessage[], partitionCounts:
     const record: RecordBytes = m.keyBytes ? { key: m.keyBytes, value: m.value, headers: m.headers } : m;
     const bytes = (m.value?.length ?? 0) + (record.key?.length ?? 0) + recordOverhead;
     if (m.partition === 'all') for (let p = 0; p < count; p++) add(m.topic, p, record, bytes);
-    else add(m.topic, m.partition ?? (m.key === undefined ? 0 : partitionOf(m.key, count)), record, bytes);
+    // a message with only key bytes (the snapshot's byte path) is placed by them: the key's JSON text as UTF-8
+    else add(m.topic, m.partition ?? (m.key !== undefined ? partitionOf(m.key, count) : m.keyBytes ? partitionOf(m.keyBytes, count) : 0), record, bytes);
   }
   if (parts.size > 0) out.push([...parts.values()]);
   return out;
