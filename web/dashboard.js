@@ -66,6 +66,8 @@ function draw(data) {
     $('checkpoints').tBodies[0].replaceChildren(...s.tables.map((t) => row([t.table, t.phase, `v${t.schemaVersion ?? '-'}${t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`}`, t.checkpoint.snapshot ?? '-', fmt(t.changeTableRows), bytes(t.changeTableBytes), t.oldestUnpublishedSeconds === null ? '-' : `${Math.round(t.oldestUnpublishedSeconds)} s`])));
     $('dlq-depth').textContent = `(${fmt(s.counts.deadLettered)} in total)`;
   }
+  const ms = (v) => (v === null || v === undefined ? '-' : v < 10 ? v.toFixed(2) : fmt(Math.round(v)));
+  $('stages').tBodies[0].replaceChildren(...(data.stages || []).map((st) => row([st.stage, fmt(st.count), ms(st.p50), ms(st.p99)])));
   $('dlq').replaceChildren(...data.deadLetters.map((l) => {
     const li = document.createElement('li');
     const cls = document.createElement('span');

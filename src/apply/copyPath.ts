@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { sqlState } from '../errors.js';
 import { CopyOut } from '../contracts/byteScan.js';
 import { EnvelopeScanner } from '../contracts/envelopeScanner.js';
@@ -17,7 +17,8 @@ const noCopy = new Set(['0A000', '42809']);
 interface TableLines {
   table: TableApply;
   statements: TableStatements;
-  bySignature: Map<string, { columns: string[]; out: CopyOut }>;
+  /** Each COPY's columns, text, and the records of its lines in order (a refused line names its record). */
+  bySignature: Map<string, { columns: string[]; out: CopyOut; records: RawRecord[] }>;
   creates: number;
   reads: number;
 }
@@ -32,6 +33,10 @@ export class CopyPath {
   private readonly scanners = new WeakMap<TableStatements, EnvelopeScanner>();
   /** Tables whose COPY the server refuses whatever the rows: they keep the general path. */
   private readonly refusing = new Set<string>();
+  /** The record whose COPY line the target refused in the last apply, for the writer to split the set at. */
+  private refused: RawRecord | undefined;
+  /** Milliseconds the last apply spent scanning (the decode stage). */
+  scanMs = 0;
 
   constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>) {}
 
@@ -46,6 +51,23 @@ export class CopyPath {
    * (nothing written, the transaction as it was) when the set needs the general path.
    */
   async apply(fresh: RawRecord[], outcome: SetOutcome, staging: Staging, beforeWrite: () => void): Promise<RawRecord[] | undefined> {
+    this.refused = undefined;
+    const scanAt = performance.now();
+    const scanned = this.scan(fresh);
+    this.scanMs = performance.now() - scanAt;
+    if (!scanned) return undefined;
+    const { lines, keyed, newest, latencies } = scanned;
+    if (await anyParked(this.client, [...lines.keys()])) return undefined;
+    for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
+    if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
+    this.count(keyed, lines, outcome);
+    outcome.latencies.push(...latencies);
+    outcome.newestSourceMs = Math.max(outcome.newestSourceMs, newest);
+    return keyed;
+  }
+
+  /** The set's COPY lines by table, or undefined at the first record the byte path does not take. */
+  private scan(fresh: RawRecord[]): { lines: Map<string, TableLines>; keyed: RawRecord[]; newest: number; latencies: number[] } | undefined {
     const lines = new Map<string, TableLines>();
     const seen = new Set<string>();
     const keyed: RawRecord[] = [];
@@ -64,22 +86,16 @@ export class CopyPath {
       let t = lines.get(r.topic);
       if (!t) lines.set(r.topic, (t = { table, statements, bySignature: new Map(), creates: 0, reads: 0 }));
       let group = t.bySignature.get(s.signature);
-      if (!group) t.bySignature.set(s.signature, (group = { columns: s.lineColumns(), out: new CopyOut() }));
+      if (!group) t.bySignature.set(s.signature, (group = { columns: s.lineColumns(), out: new CopyOut(), records: [] }));
       s.writeLine(group.out);
+      group.records.push(r);
       if (s.op === 'c') t.creates++;
       else t.reads++;
       keyed.push(r.key === s.keyText ? r : { ...r, key: s.keyText });
       newest = Math.max(newest, s.tsMs);
       if (s.op === 'c') latencies.push(s.tsMs);
     }
-    if (lines.size === 0) return undefined;
-    if (await anyParked(this.client, [...lines.keys()])) return undefined;
-    for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
-    if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
-    this.count(keyed, lines, outcome);
-    outcome.latencies.push(...latencies);
-    outcome.newestSourceMs = Math.max(outcome.newestSourceMs, newest);
-    return keyed;
+    return lines.size === 0 ? undefined : { lines, keyed, newest, latencies };
   }
 
   /** COPY of every table under one savepoint: a key the target has rolls it all back (false). */
@@ -90,7 +106,14 @@ export class CopyPath {
       for (const t of lines.values()) {
         beforeWrite();
         table = t.statements.name;
-        for (const { columns, out } of t.bySignature.values()) await copyInBuffer(this.client, t.statements.copySql(columns), out.view());
+        for (const group of t.bySignature.values()) {
+          try {
+            await copyInBuffer(this.client, t.statements.copySql(group.columns), group.out.view());
+          } catch (err) {
+            this.refused = refusedLine(err, group.records);
+            throw err;
+          }
+        }
       }
       await this.client.query('RELEASE SAVEPOINT pgtunnel_copy');
       return true;
@@ -103,6 +126,16 @@ export class CopyPath {
       else this.refusing.add(table);
       return false;
     }
+  }
+
+  /**
+   * The record whose line the target refused in the last apply (and forgets it): with it, the writer splits
+   * the set around that record at once instead of bisecting it down, log2(n) transactions per refusal.
+   */
+  takeRefused(): RawRecord | undefined {
+    const r = this.refused;
+    this.refused = undefined;
+    return r;
   }
 
   /** Applied counts by partition run, ops by table. */
@@ -122,4 +155,11 @@ export class CopyPath {
       if (t.reads > 0) outcome.appliedOp(t.table.table, 'r', t.reads);
     }
   }
+}
+
+/** The record of the COPY line an error names (`COPY t, line 7, column c: …`); undefined when it names none. */
+function refusedLine(err: unknown, records: RawRecord[]): RawRecord | undefined {
+  if (!(err instanceof pg.DatabaseError) || sqlState(err) === '23505') return undefined;
+  const line = /^COPY [^\n]*?, line (\d+)/.exec(err.where ?? '')?.[1];
+  return line === undefined ? undefined : records[Number(line) - 1];
 }

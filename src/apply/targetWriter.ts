@@ -64,14 +64,18 @@ export class TargetWriter {
     private readonly deadLetters: DeadLetterWriter,
     /** Called before each table's rows are written, inside the transaction (a test's fault point). */
     private readonly beforeWrite: () => void = () => {},
-    /**
-     * true: sets of new inserts and snapshot reads take the byte path (copyPath.ts). Off by default until
-     * the fuzz end-to-end test is understood: it timed out with the path on, on a loaded machine.
-     */
-    private readonly byCopy = false,
+    /** false: every set takes the general path (the bench's baseline); else new inserts and snapshot reads go by copyPath.ts. */
+    private readonly byCopy = true,
   ) {
     this.changes = new ChangeWriter(client, tables, beforeWrite);
     this.copyPath = new CopyPath(client, tables);
+  }
+
+  /** Milliseconds the caller spent decoding the next set's records (the wire format): the decode stage of its apply. */
+  private decodedBefore = 0;
+
+  noteDecoded(ms: number): void {
+    this.decodedBefore += ms;
   }
 
   /**
@@ -87,12 +91,30 @@ export class TargetWriter {
       // a value the target's column type cannot hold may follow a type change on the source
       if (isRefusedChange(err) && !typesFollowed && (await this.followTypes(records))) return this.apply(records, true);
       if (records.length === 1) return this.applyOnce(records, err);
+      const at = this.refusedAt(records);
+      if (at >= 0) return this.applyParts([records.slice(0, at), [records[at]!], records.slice(at + 1)]);
       const mid = Math.ceil(records.length / 2);
       // the halves need not follow the source's types again: that was tried for the whole set
-      const first = await this.apply(records.slice(0, mid), true);
-      const second = await this.apply(records.slice(mid), true);
-      return { applied: first.applied + second.applied, deadLettered: first.deadLettered + second.deadLettered, skipped: first.skipped + second.skipped };
+      return this.applyParts([records.slice(0, mid), records.slice(mid)]);
     }
+  }
+
+  /** The parts of a refused set, in order; the types were followed for the whole set already. */
+  private async applyParts(parts: RawRecord[][]): Promise<ApplyResult> {
+    const sum: ApplyResult = { applied: 0, deadLettered: 0, skipped: 0 };
+    for (const part of parts) {
+      const r = await this.apply(part, true);
+      sum.applied += r.applied;
+      sum.deadLettered += r.deadLettered;
+      sum.skipped += r.skipped;
+    }
+    return sum;
+  }
+
+  /** Where the byte path's COPY named the refused record (its line), -1 when it did not. */
+  private refusedAt(records: RawRecord[]): number {
+    const refused = this.copyPath.takeRefused();
+    return refused === undefined ? -1 : records.indexOf(refused);
   }
 
   /** True when a table of the set changed column types to follow the source. */
@@ -120,21 +142,28 @@ export class TargetWriter {
     const advanced = [...nextOffsets(records).values()];
     const topics = advanced.map((o) => o.topic);
     const partitions = advanced.map((o) => o.partition);
+    // decode inside the transaction; the caller's decoding of the records before it counts as decode too
+    const timing = { before: this.decodedBefore, decode: 0, startedAt: performance.now(), writtenAt: 0 };
+    this.decodedBefore = 0;
     return inTransaction(this.client, async () => {
       const stored = await lockOffsets(this.client, topics, partitions);
       const fresh = freshRecords(records, stored);
       const outcome = new SetOutcome();
       outcome.fresh = fresh.length;
       const copied = refused || !this.byCopy ? undefined : await this.copyPath.apply(fresh, outcome, this.changes.staging, this.beforeWrite);
+      if (!refused && this.byCopy) timing.decode += this.copyPath.scanMs;
       if (copied) {
         // no letters, nothing parked: the guard's probe and the offsets remain
         await recordLetteredKeys(this.client, copied, []);
         await advanceOffsets(this.client, advanced, outcome);
+        timing.writtenAt = performance.now();
         return outcome;
       }
       // Keys are canonical from here on (parked keys, letters, the supersede guard): a key spelled another
       // way, or binary garbage in a poison record's key, must neither miss its parked key nor break a query.
+      const decodeAt = performance.now();
       const decoded = new Map(fresh.filter((r) => r.value !== undefined && r.value !== null).map((r) => [r, this.decode(r)] as const));
+      timing.decode += performance.now() - decodeAt;
       if (refused && fresh.length === 1) {
         const only = fresh[0]!;
         const d = decoded.get(only);
@@ -161,10 +190,13 @@ export class TargetWriter {
       });
       await recordLetteredKeys(this.client, keyed, outcome.letters.filter((l) => l.letter.errorClass !== 'poison'));
       await advanceOffsets(this.client, advanced, outcome);
+      timing.writtenAt = performance.now();
       return outcome;
     }).then((outcome) => {
       this.changes.ended(outcome);
       this.report(outcome);
+      const now = performance.now();
+      telemetry.stages({ decode: timing.before + timing.decode, apply: timing.writtenAt - timing.startedAt - timing.decode, commit: now - timing.writtenAt });
       return {
         applied: [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0),
         deadLettered: outcome.letters.length,

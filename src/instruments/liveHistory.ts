@@ -1,5 +1,5 @@
 import { capText } from '../redact.js';
-import { subscribe, type RecentDeadLetter } from './telemetry.js';
+import { stages, subscribe, type RecentDeadLetter, type Stage } from './telemetry.js';
 
 export interface RatePoint {
   /** unix seconds */
@@ -9,6 +9,17 @@ export interface RatePoint {
   p50: number | null;
   p99: number | null;
 }
+
+/** One stage over its latest timings: how many were seen in all, and the p50 and p99 of the latest. */
+export interface StageSummary {
+  stage: Stage;
+  count: number;
+  p50: number | null;
+  p99: number | null;
+}
+
+/** Timings kept per stage for the dashboard's percentiles. */
+const stageWindow = 500;
 
 function quantile(sorted: number[], q: number): number | null {
   return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
@@ -23,6 +34,7 @@ export class LiveHistory {
   readonly deadLetters: RecentDeadLetter[] = [];
   membership: { instanceId: string; assigned: Record<string, number[]>; generation: number; rebalances: number; since: string } | null = null;
   private window = { captured: 0, applied: 0, latencies: [] as number[] };
+  private readonly stageTimes = new Map<Stage, { count: number; latest: number[] }>(stages.map((s) => [s, { count: 0, latest: [] }]));
   private ticker: NodeJS.Timeout | undefined;
   private unsubscribes: (() => void)[] = [];
 
@@ -34,6 +46,14 @@ export class LiveHistory {
     this.window = { captured: 0, applied: 0, latencies: [] };
   }
 
+  /** Each stage's count and percentiles (ms) over its latest timings, in the stages' order. */
+  stageSummary(): StageSummary[] {
+    return [...this.stageTimes].map(([stage, { count, latest }]) => {
+      const sorted = [...latest].sort((a, b) => a - b);
+      return { stage, count, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99) };
+    });
+  }
+
   start(): void {
     if (this.ticker) return;
     this.unsubscribes = [
@@ -43,6 +63,15 @@ export class LiveHistory {
       subscribe('pgtunnel:applied', ({ n }) => (this.window.applied += n)),
       subscribe('pgtunnel:latencies', ({ latenciesMs }) => {
         for (const ms of latenciesMs) this.window.latencies.push(ms);
+      }),
+      subscribe('pgtunnel:stages', ({ ms }) => {
+        for (const [stage, v] of Object.entries(ms) as [Stage, number | undefined][]) {
+          const times = this.stageTimes.get(stage);
+          if (times === undefined || v === undefined) continue;
+          times.count++;
+          times.latest.push(v);
+          if (times.latest.length > stageWindow) times.latest.shift();
+        }
       }),
       subscribe('pgtunnel:dead-lettered', (letter) => {
         // a forged key or an echoed value can be megabytes: the status shows their start

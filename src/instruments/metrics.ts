@@ -1,5 +1,5 @@
 import client from 'prom-client';
-import { subscribe } from './telemetry.js';
+import { stages, subscribe } from './telemetry.js';
 
 /**
  * The Prometheus metrics of this process, counted from the telemetry channels. One per process (as
@@ -23,6 +23,15 @@ export class Metrics {
     const dead = new client.Counter({ name: 'pgtunnel_changes_dead_lettered_total', help: 'Changes sent to the dead-letter topic', labelNames: ['table', 'class'], registers });
     const batchSize = new client.Histogram({ name: 'pgtunnel_batch_size', help: 'Changes per producer page and per applied set', labelNames: ['side'], buckets: [1, 10, 100, 1000, 5000, 20000], registers });
     const latency = new client.Histogram({ name: 'pgtunnel_latency_seconds', help: 'Source commit (track_commit_timestamp; the statement time when it is off) to target commit', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers });
+    const stage = new client.Histogram({
+      name: 'pgtunnel_stage_seconds',
+      help: 'Time a page, set or wait spent in each stage: producer poll, read, publish, checkpoint; consumer queue, decode, apply, commit',
+      labelNames: ['stage'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    });
+    // every stage is shown from the start (count 0), so a stage that never ran is visible as such
+    for (const s of stages) stage.zero({ stage: s });
     const groupCommitFailures = new client.Counter({ name: 'pgtunnel_group_commit_failures_total', help: 'Kafka group offset commits that failed (retried; the target offsets stay authoritative)', registers });
     const checkpointAge: client.Gauge = new client.Gauge({
       name: 'pgtunnel_checkpoint_age_seconds',
@@ -73,6 +82,9 @@ export class Metrics {
       subscribe('pgtunnel:applied', ({ table, op, n }) => applied.inc({ table, op }, n)),
       subscribe('pgtunnel:latencies', ({ latenciesMs }) => {
         for (const ms of latenciesMs) latency.observe(ms / 1000);
+      }),
+      subscribe('pgtunnel:stages', ({ ms }) => {
+        for (const [s, v] of Object.entries(ms)) if (v !== undefined) stage.observe({ stage: s }, v / 1000);
       }),
       subscribe('pgtunnel:applied-set', ({ size }) => batchSize.observe({ side: 'consumer' }, size)),
       subscribe('pgtunnel:group-commit-failed', () => groupCommitFailures.inc()),

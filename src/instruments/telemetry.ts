@@ -42,6 +42,8 @@ export interface TelemetryEvents {
   'pgtunnel:change-table': ChangeTableSize;
   /** An incremental snapshot (a signal) of a table: its rows published so far, and its state. */
   'pgtunnel:backfill': { table: string; signalId: string; done: number; total: number | null; state: string };
+  /** One page's, set's or wait's stage durations in milliseconds (one event for several stages). */
+  'pgtunnel:stages': { ms: Partial<Record<Stage, number>> };
 }
 
 export interface ChangeTableSize {
@@ -51,6 +53,15 @@ export interface ChangeTableSize {
   /** Seconds since the oldest waiting change was captured; null when none waits. */
   oldestSeconds: number | null;
 }
+
+/**
+ * The stages of a change, each timed so a slow change is attributed without debug logs: the producer's
+ * poll (waiting in the source for a commit), read (a page or chunk from the source), publish (until Kafka
+ * acknowledged it), checkpoint (the source state saved); the consumer's queue (fetched until taken),
+ * decode (bytes to rows or COPY lines), apply (the writes in the target transaction), commit.
+ */
+export const stages = ['poll', 'read', 'publish', 'checkpoint', 'queue', 'decode', 'apply', 'commit'] as const;
+export type Stage = (typeof stages)[number];
 
 export type TelemetryChannel = keyof TelemetryEvents;
 
@@ -72,6 +83,7 @@ const channels = {
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
   backfill: channel('pgtunnel:backfill'),
+  stages: channel('pgtunnel:stages'),
 };
 
 /** Every channel's name: a worker thread forwards them all to the main thread (pipeline/sideThread.ts). */
@@ -154,6 +166,15 @@ export class Telemetry {
 
   changeTable(size: ChangeTableSize): void {
     if (channels.changeTable.hasSubscribers) channels.changeTable.publish(size);
+  }
+
+  stages(ms: Partial<Record<Stage, number>>): void {
+    if (channels.stages.hasSubscribers) channels.stages.publish({ ms });
+  }
+
+  /** Whether anyone listens for stage timings (a caller may skip taking the time). */
+  get timingStages(): boolean {
+    return channels.stages.hasSubscribers;
   }
 }
 

@@ -40,7 +40,12 @@ export const maxSetBytes = 32 * 1024 * 1024;
  * One fetch is decoded whole before the stream's back-pressure applies (the client's default is 50 MB):
  * a smaller fetch keeps a catch-up's memory near one set. A larger record still arrives alone.
  */
-const maxFetchBytes = 2 * 1024 * 1024;
+export const maxFetchBytes = 2 * 1024 * 1024;
+
+/** What the consumer asks of each fetch: committed offsets, half a second's wait, at most `maxFetchBytes`. */
+export function fetchOptions(topics: string[]) {
+  return { topics, mode: 'committed' as const, fallbackMode: 'earliest' as const, maxWaitTime: 500, maxBytes: maxFetchBytes };
+}
 
 /** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
 export class PolledSets<M> {
@@ -147,7 +152,7 @@ export class ApplyConsumer {
         });
         watchAssignment(consumer, instanceId, this.log);
         try {
-          stream = await consumer.consume({ topics: [...this.tables.keys()], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 500, maxBytes: maxFetchBytes });
+          stream = await consumer.consume(fetchOptions([...this.tables.keys()]));
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
@@ -185,8 +190,11 @@ export class ApplyConsumer {
 
   private async applySet({ messages: set, arrivedAt }: PolledSet<StringMessage>, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
     const takenAt = Date.now();
+    const decodeAt = performance.now();
     const read = set.map((m) => this.record(m));
     const records = read.some((r) => r instanceof Promise) ? await Promise.all(read) : (read as RawRecord[]);
+    telemetry.stages({ queue: takenAt - arrivedAt });
+    writer.noteDecoded(performance.now() - decodeAt);
     const result = await writer.apply(records);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');

@@ -222,7 +222,9 @@ export class CaptureProducer {
   private async idle(client: pg.Client, signal: AbortSignal): Promise<void> {
     const position = this.state?.position;
     if (!position || position.prev === null || position.cur !== null || signal.aborted) return sleep(this.config.pollIntervalMs, signal);
+    const at = performance.now();
     await waitForCommit(client, position.prev, this.config.pollIntervalMs, captureCheckMs, signal);
+    telemetry.stages({ poll: performance.now() - at });
   }
 
   /**

@@ -28,6 +28,8 @@ export interface SourcePage {
   pageSize?: number;
   /** What the source keeps beside the checkpoint, in its transaction (an incremental snapshot's progress). */
   store?(client: pg.Client, after: CaptureState): Promise<void>;
+  /** Milliseconds the source spent reading the page before handing it over (the read stage; parts add theirs). */
+  readMs?: number;
 }
 
 /**
@@ -66,17 +68,23 @@ export class PublishStep {
    */
   async publish(client: pg.Client, page: SourcePage, stored: CaptureState): Promise<{ after: CaptureState; ackedAt: number }> {
     const tally = emptyTally();
+    const timing = { read: 0, publish: 0, checkpoint: 0 };
     const work = async () => {
-      const after = await this.send(page, stored, tally);
+      const sendAt = performance.now();
+      const after = await this.send(page, stored, tally, timing);
+      timing.publish = performance.now() - sendAt - timing.read;
       failpoint('producer.after-publish');
       this.batches.counted(tally, page.pageSize);
       const ackedAt = Date.now();
+      const saveAt = performance.now();
       await this.save(client, after);
       await page.store?.(client, after);
+      timing.checkpoint = performance.now() - saveAt;
       return { after, ackedAt };
     };
     const result = page.begin === undefined ? await work() : await inTransaction(client, work, page.begin);
     telemetry.checkpoint(this.id);
+    telemetry.stages({ ...timing, read: timing.read + (page.readMs ?? 0) });
     return result;
   }
 
@@ -87,12 +95,19 @@ export class PublishStep {
   }
 
   /** Every part sent and acknowledged, then the publication committed with the state after it. */
-  private async send(page: SourcePage, stored: CaptureState, tally: Tally): Promise<CaptureState> {
+  private async send(page: SourcePage, stored: CaptureState, tally: Tally, timing: { read: number }): Promise<CaptureState> {
     const publication = await this.publisher.begin();
+    // reading the parts is the read stage; the rest of the send is publishing
+    const read = async (bytes: number) => {
+      const at = performance.now();
+      const part = await page.records.next(bytes);
+      timing.read += performance.now() - at;
+      return part;
+    };
     try {
-      for (let part = await page.records.next(0); !part.done; ) {
+      for (let part = await read(0); !part.done; ) {
         const bytes = await this.batches.publishBatch(publication, part.value, tally);
-        part = await page.records.next(bytes);
+        part = await read(bytes);
       }
       await this.batches.flush();
       const after = page.after();

@@ -68,7 +68,7 @@ export class StreamSource {
       return { next, busy: true };
     }
     const publishAt = Date.now();
-    const { after, ackedAt } = await this.publishStep.publish(client, { records: this.records(client, page, next, size), after: () => next, pageSize: count }, stored);
+    const { after, ackedAt } = await this.publishStep.publish(client, { records: this.records(client, page, next, size), after: () => next, pageSize: count, readMs }, stored);
     // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
     if (this.log.isLevelEnabled('debug')) {
       const txids = page.changes.map((c) => Number(c.txid));

@@ -145,6 +145,7 @@ export class ObserveServer {
           problems: problems(report, this.health, this.lagTrend, this.config),
           history: this.live.history,
           membership: this.live.membership,
+          stages: this.live.stageSummary(),
           deadLetters: this.deadLetters(),
           rowData: this.access.rowData,
           uptimeSeconds: Math.round((Date.now() - this.started) / 1000),

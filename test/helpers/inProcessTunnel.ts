@@ -31,6 +31,7 @@ const everyChannel: Record<TelemetryChannel, true> = {
   'pgtunnel:leadership': true,
   'pgtunnel:change-table': true,
   'pgtunnel:backfill': true,
+  'pgtunnel:stages': true,
 };
 
 export interface Recorded<K extends TelemetryChannel = TelemetryChannel> {

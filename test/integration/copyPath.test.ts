@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { describeTable } from '../../src/capture/catalog.js';
 import { installTarget } from '../../src/capture/install.js';
 import type { TableConfig } from '../../src/config/load.js';
@@ -32,7 +32,8 @@ function rowText(r: Record<string, unknown>): string {
   return `{"id":${r.id},"name":${JSON.stringify(r.name)},"doc":${r.doc === null ? 'null' : JSON.stringify(r.doc)},"price":${r.price ?? 'null'},"at":${JSON.stringify(r.at)},"raw":${JSON.stringify(r.raw)},"made":${r.made},"twice":null}`;
 }
 
-test('a snapshot set of new keys goes by COPY into the table, exact; a set with a key the target has is upserted instead', { timeout: 120_000 }, async (t) => {
+/** A target with the things table, a byte-path writer onto it (counting its write attempts) and records as the producer writes them. */
+async function copyWriter(t: TestContext, orderPolicy: 'park' | 'continue' = 'park') {
   const db = await tunnelDatabases(t, { createTables: false });
   await query(db.targetUrl, ddl);
   const target = await connect(db.targetUrl, 'target', 'pgtunnel copyPath test');
@@ -44,14 +45,20 @@ test('a snapshot set of new keys goes by COPY into the table, exact; a set with 
   const producer = new EnvelopeProducer({ kafkaBrokers: [services().brokers] }, 'pgtunnel-copy-path');
   onCleanup(t, () => producer.close());
   const shape = await describeTable(target, { schema: 'public', name: 'things', key: ['id'] } as TableConfig, 'target');
-  const table: TableApply = { table: 'public.things', statements: new TableStatements(shape), rules: [], onMissingKey: 'upsert', orderPolicy: 'park' };
-  const writer = new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer), () => {}, true);
+  const table: TableApply = { table: 'public.things', statements: new TableStatements(shape), rules: [], onMissingKey: 'upsert', orderPolicy };
+  const attempts = { n: 0 };
+  const writer = new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer), () => void attempts.n++, true);
   const ref: TableRef = { db: 'db1', schema: 'public', name: 'things', key: ['id'], topic, topicPrefix: db.topicPrefix };
   let offset = 0;
   const records = (rows: Record<string, unknown>[]): RawRecord[] => rows.map((r) => {
     const m = snapshotRowToMessage(ref, { row: rowText(r), key: `{"id":${r.id}}` }, 1, Date.now());
     return { topic, partition: 0, offset: BigInt(offset++), key: m.key, value: m.value, valueBytes: Buffer.from(m.value!) };
   });
+  return { db, target, writer, records, attempts };
+}
+
+test('a snapshot set of new keys goes by COPY into the table, exact; a set with a key the target has is upserted instead', { timeout: 120_000 }, async (t) => {
+  const { db, target, writer, records } = await copyWriter(t);
   const staged = async () => Number((await target.query<{ n: string }>("SELECT count(*) AS n FROM pg_class WHERE relname LIKE 'pgtunnel_stage_%' AND pg_table_is_visible(oid)")).rows[0]!.n);
   const stored = async () => (await query<Record<string, unknown>>(db.targetUrl, "SELECT id::int, name, doc::text, price::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') AS at, raw::text, made::int, twice::text FROM things ORDER BY id"));
   const expected = (rows: Record<string, unknown>[]) => rows.map((r) => ({
@@ -70,4 +77,20 @@ test('a snapshot set of new keys goes by COPY into the table, exact; a set with 
   assert.equal(await staged(), 1, 'the set with existing keys went through the staging table');
   const all = [...first.slice(0, 290), ...second];
   assert.deepEqual(await stored(), expected(all));
+});
+
+test('a value the target refuses in a byte-path set: the COPY line names its record, the set is split there (no bisecting) and the rest is applied', { timeout: 120_000 }, async (t) => {
+  // orderPolicy continue: a parked key (the default policy's) would leave the table's later sets to the general path
+  const { db, writer, records, attempts } = await copyWriter(t, 'continue');
+  const rows = Array.from({ length: 200 }, (_, i) => row(i + 1));
+  rows[40] = { ...rows[40], at: 'not a time' };
+  rows[150] = { ...rows[150], price: '99999999999.99' };
+  const result = await writer.apply(records(rows));
+  assert.deepEqual(result, { applied: 198, deadLettered: 2, skipped: 0 });
+  const ids = (await query<{ id: number }>(db.targetUrl, 'SELECT id::int FROM things ORDER BY id')).map((r) => r.id);
+  assert.deepEqual(ids, rows.map((r) => r.id as number).filter((id) => id !== 41 && id !== 151));
+  // whole set, before 41, 41 (COPY then its letter), after 41 (refused at 151), before 151, 151 (two), after 151:
+  // bisecting would take about 2 × 2 × log2(100) ≈ 27 attempts
+  t.diagnostic(`write attempts: ${attempts.n}`);
+  assert.ok(attempts.n <= 10, `the set took ${attempts.n} write attempts`);
 });

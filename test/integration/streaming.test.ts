@@ -76,6 +76,14 @@ test('changes committed while the snapshot runs are published between its chunks
   }, 30_000, 200);
   assert.deepEqual(captured, { c: 200, u: 300 });
   await waitFor('the target', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees WHERE salary > 0'))[0]!.n === 500, 30_000, 100);
+  // every stage of the streamed changes timed, in the producer's and the consumer's threads, seen in the main thread's /metrics
+  const stageCounts = await waitFor('every stage counted in pgtunnel_stage_seconds', async () => {
+    const text = await (await fetch(`${url}metrics`)).text();
+    const counts = Object.fromEntries([...text.matchAll(/^pgtunnel_stage_seconds_count\{stage="(\w+)"\} (\d+)/gm)].map((m) => [m[1]!, Number(m[2])]));
+    return Object.keys(counts).length === 8 && Object.values(counts).every((n) => n > 0) ? counts : undefined;
+  }, 30_000, 200);
+  t.diagnostic(`stage counts: ${JSON.stringify(stageCounts)}`);
+  assert.deepEqual(Object.keys(stageCounts).sort(), ['apply', 'checkpoint', 'commit', 'decode', 'poll', 'publish', 'queue', 'read']);
   // published between the chunks, judged by what Kafka holds: in some partition a change precedes a snapshot row
   const records = await topicRecords(`${db.topicPrefix}.public.employees`);
   const interleaved = [0, 1, 2].some((p) => {

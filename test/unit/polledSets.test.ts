@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { PolledSets } from '../../src/pipeline/applyConsumer.js';
+import { fetchOptions, maxSetBytes, PolledSets } from '../../src/pipeline/applyConsumer.js';
 
 test('idle waits leave no abort listener behind (the consumer waits thousands of times a minute)', async () => {
   const stream = new PassThrough({ objectMode: true });
@@ -39,4 +39,16 @@ test('a set is bounded in bytes as well as in messages; one record larger than t
   assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['c']);
   assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['d']);
   assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['e']);
+});
+
+test('memory bounds of the consumer (issue 21 item 5): fetches of at most 2 MB, a set of at most 32 MB taken whole from the buffered bytes', async () => {
+  assert.ok(fetchOptions(['t']).maxBytes <= 2 * 1024 * 1024, 'one fetch response is decoded whole: it stays small');
+  // with the default bounds, 40 records of 1 MB: the stream pauses at the byte bound, and a set never exceeds it
+  const stream = new PassThrough({ objectMode: true, highWaterMark: 1 });
+  const sets = new PolledSets<Buffer>(stream, 1000, (m) => m.length);
+  const mb = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < 40; i++) stream.write(mb);
+  assert.ok(stream.isPaused(), 'the stream pauses at the set byte bound');
+  const set = await sets.take(new AbortController().signal);
+  assert.equal(set!.messages.length * mb.length, maxSetBytes);
 });
