@@ -82,6 +82,11 @@ export function transactionTopic(topicPrefix: string): string {
   return `${topicPrefix}.transaction`;
 }
 
+/** Debezium's heartbeat topic (`__debezium-heartbeat.<prefix>` there): a record per idle table, keyed by table. */
+export function heartbeatTopic(topicPrefix: string): string {
+  return `${topicPrefix}.heartbeat`;
+}
+
 /** The compacted topic of the producers' committed positions (exactly-once), keyed by table id. */
 export function positionsTopic(topicPrefix: string): string {
   return `${topicPrefix}.positions`;

@@ -60,6 +60,10 @@ export interface TunnelConfig {
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
+  /** A heartbeat record per table idle this long (0: none). */
+  heartbeatIntervalMs: number;
+  /** Tables read again this often while running (0: only on SIGHUP). */
+  tableCheckIntervalMs: number;
   /** Change-table guardrails: warn above this many waiting changes, or when the oldest waited longer. */
   changeTableWarnRows: number;
   changeTableWarnSeconds: number;
@@ -197,6 +201,8 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
     ['PGTUNNEL_SNAPSHOT_CHUNK_SIZE', 'snapshotChunkSize'],
     ['PGTUNNEL_POLL_INTERVAL_MS', 'pollIntervalMs'],
+    ['PGTUNNEL_HEARTBEAT_INTERVAL_MS', 'heartbeatIntervalMs'],
+    ['PGTUNNEL_TABLE_CHECK_INTERVAL_MS', 'tableCheckIntervalMs'],
     ['PGTUNNEL_CHANGE_TABLE_WARN_ROWS', 'changeTableWarnRows'],
     ['PGTUNNEL_CHANGE_TABLE_WARN_SECONDS', 'changeTableWarnSeconds'],
     ['PGTUNNEL_HTTP_PORT', 'httpPort'],
@@ -331,6 +337,8 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,
+    heartbeatIntervalMs: merged.heartbeatIntervalMs ?? 0,
+    tableCheckIntervalMs: merged.tableCheckIntervalMs ?? 60_000,
     // a million rows or five minutes: far beyond a running producer's backlog, well before the source's disk fills
     changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,

@@ -124,6 +124,10 @@ export const fileSchema = z
     batchSize: z.number().int().min(1).max(100_000).optional(),
     snapshotChunkSize: z.number().int().min(1).max(1_000_000).optional(),
     pollIntervalMs: z.number().int().min(1).max(10_000).optional(),
+    /** Debezium's heartbeats: a record on `<prefix>.heartbeat` for each table idle this long; 0 (default) sends none. */
+    /** How often a running tunnel reads its tables again (patterns against the catalog); 0: only on SIGHUP. */
+    tableCheckIntervalMs: z.union([z.literal(0), z.number().int().min(1000).max(86_400_000)]).optional(),
+    heartbeatIntervalMs: z.union([z.literal(0), z.number().int().min(1000).max(3_600_000)]).optional(),
     /** A warning (once per crossing) when a change table holds more unpublished changes than this, or its oldest is older. */
     changeTableWarnRows: z.number().int().min(1).optional(),
     changeTableWarnSeconds: z.number().int().min(1).optional(),

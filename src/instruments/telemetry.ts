@@ -40,6 +40,8 @@ export interface TelemetryEvents {
   'pgtunnel:leadership': { table: string; state: 'standby' | 'leading' };
   /** A change table measured: changes waiting to be published, its size, and how long its oldest change has waited. */
   'pgtunnel:change-table': ChangeTableSize;
+  /** An incremental snapshot (a signal) of a table: its rows published so far, and its state. */
+  'pgtunnel:backfill': { table: string; signalId: string; done: number; total: number | null; state: string };
   /** One page's, set's or wait's stage durations in milliseconds (one event for several stages). */
   'pgtunnel:stages': { ms: Partial<Record<Stage, number>> };
   /** A logical capture's replication slot measured: WAL it retains and WAL not yet confirmed. */
@@ -91,6 +93,7 @@ const channels = {
   phase: channel('pgtunnel:phase'),
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
+  backfill: channel('pgtunnel:backfill'),
   stages: channel('pgtunnel:stages'),
   slot: channel('pgtunnel:slot'),
 };
@@ -127,6 +130,10 @@ export class Telemetry {
 
   checkpoint(table: string): void {
     if (channels.checkpoint.hasSubscribers) channels.checkpoint.publish({ table });
+  }
+
+  backfill(table: string, signalId: string, done: number, total: number | null, state: string): void {
+    if (channels.backfill.hasSubscribers) channels.backfill.publish({ table, signalId, done, total, state });
   }
 
   snapshot(table: string, done: number, total: number | null): void {

@@ -30,6 +30,7 @@ const everyChannel: Record<TelemetryChannel, true> = {
   'pgtunnel:phase': true,
   'pgtunnel:leadership': true,
   'pgtunnel:change-table': true,
+  'pgtunnel:backfill': true,
   'pgtunnel:stages': true,
   'pgtunnel:slot': true,
 };
