@@ -82,6 +82,11 @@ export function transactionTopic(topicPrefix: string): string {
   return `${topicPrefix}.transaction`;
 }
 
+/** Debezium's heartbeat topic (`__debezium-heartbeat.<prefix>` there): a record per idle table, keyed by table. */
+export function heartbeatTopic(topicPrefix: string): string {
+  return `${topicPrefix}.heartbeat`;
+}
+
 /** The compacted topic of the producers' committed positions (exactly-once), keyed by table id. */
 export function positionsTopic(topicPrefix: string): string {
   return `${topicPrefix}.positions`;
@@ -137,6 +142,8 @@ export const lockNames = {
   producer: 'pgtunnel.producer',
   /** a consumer's group slot, with groupSlotLock */
   consumer: 'pgtunnel.consumer',
+  /** the one transactional applier of a group (apply: transactional), with the group id */
+  transactionalApply: 'pgtunnel.apply-transactional',
   /** one `dlq replay` or `dlq discard` per target */
   dlqReplay: 'pgtunnel.dlq-replay',
 } as const;

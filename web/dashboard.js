@@ -48,6 +48,18 @@ function draw(data) {
       bar.max = Math.max(1, total);
       bar.value = t.phase === 'streaming' ? bar.max : t.snapshot.rowsDone;
       div.appendChild(bar);
+      const inc = t.incrementalSnapshot;
+      if (inc) {
+        // the latest incremental snapshot (pgtunnel snapshot --table), with its range
+        const line = document.createElement('div');
+        line.className = 'incremental-snapshot';
+        line.appendChild(text(`incremental snapshot ${inc.signalId}${inc.where === null ? '' : ` where ${inc.where}`}: ${inc.state}, ${fmt(inc.rowsDone)} of ${fmt(inc.rowsTotal ?? 0)} rows `));
+        const incBar = document.createElement('progress');
+        incBar.max = Math.max(1, inc.rowsTotal ?? 0);
+        incBar.value = inc.state === 'done' ? incBar.max : inc.rowsDone;
+        line.appendChild(incBar);
+        div.appendChild(line);
+      }
       return div;
     }));
     $('partitions').tBodies[0].replaceChildren(...s.partitions.map((p) => row([p.topic, p.partition, fmt(p.groupOffset), fmt(p.appliedOffset), fmt(p.endOffset), fmt(p.groupLag)])));

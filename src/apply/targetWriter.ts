@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { classify, coerceError, decide, isRefusedChange, isTableLevel } from '../errors.js';
 import { inTransaction } from '../pg.js';
-import { partitionOf } from '../transport/partitions.js';
 import type { CompiledRule } from '../validate/rules.js';
 import type { DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
@@ -16,6 +15,7 @@ import { decodeRecord, route, type Decoded } from './route.js';
 import type { TableShape } from '../capture/catalog.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { replayedTruncate } from './truncateOnce.js';
+import { truncatePartitionKeys } from './partitionTruncate.js';
 
 /** How one target table is written: its statements and the table's rules and policies. */
 export interface TableApply {
@@ -250,11 +250,7 @@ export class TargetWriter {
 
   /** A source TRUNCATE arrives once per partition; each copy clears the target keys of its partition. */
   private async truncatePartition(topic: string, partition: number): Promise<void> {
-    const statements = this.changes.table(topic).statements;
-    const count = await this.partitionCount(topic);
-    const { rows } = await this.client.query<{ k: string }>(statements.keysSql);
-    const mine = rows.map((r) => r.k).filter((k) => partitionOf(k, count) === partition);
-    if (mine.length > 0) await this.client.query(statements.deleteSql, [`[${mine.join(',')}]`]);
+    await truncatePartitionKeys(this.client, this.changes.table(topic).statements, await this.partitionCount(topic), partition);
   }
 
 }

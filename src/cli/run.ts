@@ -8,6 +8,7 @@ import { Backoff, sleep } from '../retry.js';
 import { spawnSides, Tunnel, type RunParts } from '../pipeline/tunnel.js';
 import type { SideThread } from '../pipeline/sideThread.js';
 import { prepare } from '../setup/prepare.js';
+import { TableReload } from '../setup/tableReload.js';
 import type { PreparedTable } from '../apply/tableApply.js';
 import { onceTimeout, parseTimeout, readHorizon, waitUntilDone, type OnceParts } from './once.js';
 import { readHealth } from '../instruments/health.js';
@@ -84,7 +85,17 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
     if (deadline) return await runOnce(cfg, tunnel, { ...parts, threads }, signal, deadline, timeoutMs! / 1000);
-    await tunnel.run(signal, { ...parts, threads });
+    // tables added or removed live: on SIGHUP and on a periodic catalog check
+    const reload = new TableReload(cfg, () => withTables(config(globals)), tunnel, log);
+    const onHangUp = () => void reload.check('SIGHUP');
+    process.on('SIGHUP', onHangUp);
+    reload.start(cfg.tableCheckIntervalMs);
+    try {
+      await tunnel.run(signal, { ...parts, threads });
+    } finally {
+      process.off('SIGHUP', onHangUp);
+      reload.stop();
+    }
     log.info('tunnel stopped');
     return exitCodes.ok;
   } catch (err) {

@@ -60,11 +60,18 @@ export interface TunnelConfig {
   batchSize: number;
   snapshotChunkSize: number;
   pollIntervalMs: number;
+  /** A heartbeat record per table idle this long (0: none). */
+  heartbeatIntervalMs: number;
+  /** Tables read again this often while running (0: only on SIGHUP). */
+  tableCheckIntervalMs: number;
   /** Change-table guardrails: warn above this many waiting changes, or when the oldest waited longer. */
   changeTableWarnRows: number;
   changeTableWarnSeconds: number;
   exactlyOnce: boolean;
   transactionMetadata: boolean;
+  /** per-partition: each polled set in one target transaction; transactional: each source transaction whole, in order. */
+  apply: 'per-partition' | 'transactional';
+  transactionBufferBytes: number;
   /** Capture mode asked for; `install` falls back to trigger when the source cannot decode logically. */
   capture: 'trigger' | 'logical';
   httpPort: number | 'off';
@@ -174,6 +181,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   if (env.PGTUNNEL_CAPTURE) out.capture = env.PGTUNNEL_CAPTURE;
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
+  if (env.PGTUNNEL_APPLY) out.apply = env.PGTUNNEL_APPLY;
   if (env.PGTUNNEL_TRANSACTION_METADATA) out.transactionMetadata = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_TRANSACTION_METADATA);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
   for (const [name, key] of [['URL', 'registryUrl'], ['USERNAME', 'registryUsername'], ['PASSWORD', 'registryPassword'], ['PASSWORD_FILE', 'registryPasswordFile']] as const) {
@@ -193,9 +201,12 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
     ['PGTUNNEL_BATCH_SIZE', 'batchSize'],
     ['PGTUNNEL_SNAPSHOT_CHUNK_SIZE', 'snapshotChunkSize'],
     ['PGTUNNEL_POLL_INTERVAL_MS', 'pollIntervalMs'],
+    ['PGTUNNEL_HEARTBEAT_INTERVAL_MS', 'heartbeatIntervalMs'],
+    ['PGTUNNEL_TABLE_CHECK_INTERVAL_MS', 'tableCheckIntervalMs'],
     ['PGTUNNEL_CHANGE_TABLE_WARN_ROWS', 'changeTableWarnRows'],
     ['PGTUNNEL_CHANGE_TABLE_WARN_SECONDS', 'changeTableWarnSeconds'],
     ['PGTUNNEL_HTTP_PORT', 'httpPort'],
+    ['PGTUNNEL_TRANSACTION_BUFFER_BYTES', 'transactionBufferBytes'],
   ] as const) {
     const raw = env[name];
     if (raw !== undefined && raw !== '') out[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
@@ -279,7 +290,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     seen.add(id);
     errors.push(...tableProblems(t, merged.maskSalt));
     // transaction metadata counts every captured change; a dropped insert would never arrive
-    if (merged.transactionMetadata && t.filter.length > 0) errors.push(`tables: ${tableId(t)} has a filter, which transactionMetadata does not support yet (its counts would include dropped rows) — fix: drop one of them`);
+    if ((merged.transactionMetadata ?? merged.apply === 'transactional') && t.filter.length > 0) errors.push(`tables: ${tableId(t)} has a filter, which transactionMetadata does not support yet (its counts would include dropped rows) — fix: drop one of them`);
     // Kafka refuses topic names over 249 characters: say so now.
     if (t.dlqTopic.length > 249) errors.push(`tables: the topic ${t.dlqTopic} is longer than 249 characters — fix: use a shorter topicPrefix or table name`);
   }
@@ -302,6 +313,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
   const format = merged.format ?? (registry ? 'avro' : 'json');
   if (format !== 'json' && !registry) errors.push(`format: ${format} needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded, or format: json`);
   for (const t of tables) if (t.format && t.format !== 'json' && !registry) errors.push(`tables: ${tableId(t)} has format ${t.format}, which needs a schema registry — fix: set registryUrl (PGTUNNEL_REGISTRY_URL), or registry: embedded`);
+  errors.push(...transactionalProblems(merged, tables, format));
   const kafkaSecurity = resolveKafkaSecurity(fileData, envResult.success ? envResult.data : {}, cwd, errors);
   if (errors.length > 0) {
     throw new TunnelError('PGT_CONFIG', `invalid configuration:\n  - ${errors.join('\n  - ')}`, { errorClass: 'config' });
@@ -325,11 +337,17 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     batchSize: merged.batchSize ?? 2000,
     snapshotChunkSize: merged.snapshotChunkSize ?? 10_000,
     pollIntervalMs: merged.pollIntervalMs ?? 5,
+    heartbeatIntervalMs: merged.heartbeatIntervalMs ?? 0,
+    tableCheckIntervalMs: merged.tableCheckIntervalMs ?? 60_000,
     // a million rows or five minutes: far beyond a running producer's backlog, well before the source's disk fills
     changeTableWarnRows: merged.changeTableWarnRows ?? 1_000_000,
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
-    exactlyOnce: merged.exactlyOnce ?? false,
-    transactionMetadata: merged.transactionMetadata ?? false,
+    // a transaction published twice (at-least-once after a crash) would be applied twice, out of order
+    exactlyOnce: merged.exactlyOnce ?? merged.apply === 'transactional',
+    // transactional apply knows a transaction is complete from the metadata: on with it
+    transactionMetadata: merged.transactionMetadata ?? merged.apply === 'transactional',
+    apply: merged.apply ?? 'per-partition',
+    transactionBufferBytes: merged.transactionBufferBytes ?? 64 * 1024 * 1024,
     capture: merged.capture ?? 'trigger',
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
@@ -340,4 +358,15 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     embeddedRegistry: merged.registry === 'embedded',
     format,
   };
+}
+
+/** What `apply: transactional` needs: the transaction metadata, JSON topics and trigger capture. */
+function transactionalProblems(merged: { apply?: string; transactionMetadata?: boolean; exactlyOnce?: boolean; capture?: string }, tables: { format?: string }[], format: string): string[] {
+  if (merged.apply !== 'transactional') return [];
+  const out: string[] = [];
+  if (merged.transactionMetadata === false) out.push('apply: transactional needs transactionMetadata (its END events say when a transaction is complete) — fix: remove transactionMetadata: false');
+  if (merged.exactlyOnce === false) out.push('apply: transactional needs exactlyOnce (a transaction the producer published twice after a crash would be applied twice, out of order) — fix: remove exactlyOnce: false');
+  if (format !== 'json' || tables.some((t) => t.format !== undefined && t.format !== 'json')) out.push('apply: transactional reads JSON topics only for now — fix: format: json, or apply: per-partition');
+  if (merged.capture === 'logical') out.push('apply: transactional runs with trigger capture only for now — fix: capture: trigger, or apply: per-partition');
+  return out;
 }

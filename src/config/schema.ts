@@ -124,6 +124,10 @@ export const fileSchema = z
     batchSize: z.number().int().min(1).max(100_000).optional(),
     snapshotChunkSize: z.number().int().min(1).max(1_000_000).optional(),
     pollIntervalMs: z.number().int().min(1).max(10_000).optional(),
+    /** Debezium's heartbeats: a record on `<prefix>.heartbeat` for each table idle this long; 0 (default) sends none. */
+    /** How often a running tunnel reads its tables again (patterns against the catalog); 0: only on SIGHUP. */
+    tableCheckIntervalMs: z.union([z.literal(0), z.number().int().min(1000).max(86_400_000)]).optional(),
+    heartbeatIntervalMs: z.union([z.literal(0), z.number().int().min(1000).max(3_600_000)]).optional(),
     /** A warning (once per crossing) when a change table holds more unpublished changes than this, or its oldest is older. */
     changeTableWarnRows: z.number().int().min(1).optional(),
     changeTableWarnSeconds: z.number().int().min(1).optional(),
@@ -131,6 +135,10 @@ export const fileSchema = z
     exactlyOnce: z.boolean().optional(),
     /** Debezium's transaction metadata: BEGIN/END on `<prefix>.transaction`, a `transaction` block in each envelope. */
     transactionMetadata: z.boolean().optional(),
+    /** How the consumer applies: per polled set of partitions (default), or whole source transactions in commit order. */
+    apply: z.enum(['per-partition', 'transactional']).optional(),
+    /** transactional apply: bytes of incomplete transactions held in memory before they spill to the target. */
+    transactionBufferBytes: z.number().int().min(1024).optional(),
     /** How changes leave the source: triggers writing change tables, or logical decoding (pgoutput, needs wal_level=logical). */
     capture: z.enum(['trigger', 'logical']).optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */

@@ -43,6 +43,7 @@ export class Metrics {
       },
     });
     const snapshotRows = new client.Gauge({ name: 'pgtunnel_snapshot_rows', help: 'Snapshot progress', labelNames: ['table', 'kind'], registers });
+    const backfillRows = new client.Gauge({ name: 'pgtunnel_incremental_snapshot_rows', help: 'Progress of the latest incremental snapshot (pgtunnel snapshot --table) of each table', labelNames: ['table', 'kind'], registers });
     const retries = new client.Counter({ name: 'pgtunnel_retries_total', help: 'Retries after retryable errors', labelNames: ['part', 'class'], registers });
     const rebalances = new client.Counter({ name: 'pgtunnel_consumer_rebalances_total', help: "Changes of this consumer's partition assignment", registers });
     const assignedPartitions = new client.Gauge({ name: 'pgtunnel_consumer_assigned_partitions', help: 'Partitions this consumer is assigned, per topic', labelNames: ['topic'], registers });
@@ -78,6 +79,10 @@ export class Metrics {
         if (pageSize !== undefined) batchSize.observe({ side: 'producer' }, pageSize);
       }),
       subscribe('pgtunnel:checkpoint', ({ table }) => this.checkpoints.set(table, Date.now())),
+      subscribe('pgtunnel:backfill', ({ table, done, total }) => {
+        backfillRows.set({ table, kind: 'done' }, done);
+        if (total !== null) backfillRows.set({ table, kind: 'total' }, total);
+      }),
       subscribe('pgtunnel:snapshot', ({ table, done, total }) => {
         snapshotRows.set({ table, kind: 'done' }, done);
         if (total !== null) snapshotRows.set({ table, kind: 'total' }, total);

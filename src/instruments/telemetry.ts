@@ -42,6 +42,8 @@ export interface TelemetryEvents {
   'pgtunnel:change-table': ChangeTableSize;
   /** A part runs, but less well than it could until a user acts (the warning's words, with the fix). */
   'pgtunnel:degraded': { part: string; table?: string; reason: string };
+  /** An incremental snapshot (a signal) of a table: its rows published so far, and its state. */
+  'pgtunnel:backfill': { table: string; signalId: string; done: number; total: number | null; state: string };
   /** One page's, set's or wait's stage durations in milliseconds (one event for several stages). */
   'pgtunnel:stages': { ms: Partial<Record<Stage, number>> };
   /** A logical capture's replication slot measured: WAL it retains and WAL not yet confirmed. */
@@ -94,6 +96,7 @@ const channels = {
   leadership: channel('pgtunnel:leadership'),
   changeTable: channel('pgtunnel:change-table'),
   degraded: channel('pgtunnel:degraded'),
+  backfill: channel('pgtunnel:backfill'),
   stages: channel('pgtunnel:stages'),
   slot: channel('pgtunnel:slot'),
 };
@@ -130,6 +133,10 @@ export class Telemetry {
 
   checkpoint(table: string): void {
     if (channels.checkpoint.hasSubscribers) channels.checkpoint.publish({ table });
+  }
+
+  backfill(table: string, signalId: string, done: number, total: number | null, state: string): void {
+    if (channels.backfill.hasSubscribers) channels.backfill.publish({ table, signalId, done, total, state });
   }
 
   snapshot(table: string, done: number, total: number | null): void {

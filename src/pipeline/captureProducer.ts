@@ -13,6 +13,8 @@ import { telemetry } from '../instruments/telemetry.js';
 import { ChangePages } from './changePages.js';
 import { ChangeVacuum } from './changeVacuum.js';
 import { PublishStep } from './publishStep.js';
+import { Heartbeat } from './heartbeat.js';
+import { IncrementalSnapshot } from './incrementalSnapshot.js';
 import { SnapshotSource, snapshotPath } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
 import { TableProducer, type ProducerArgs } from './tableProducer.js';
@@ -37,6 +39,8 @@ export class CaptureProducer extends TableProducer {
   private readonly stream: StreamSource;
   private readonly snapshotSource: SnapshotSource;
   private vacuum: ChangeVacuum | undefined;
+  private readonly incremental: IncrementalSnapshot;
+  private readonly heartbeat: Heartbeat;
 
   constructor(...args: ProducerArgs) {
     super(args, args[0].transactionMetadata);
@@ -47,6 +51,8 @@ export class CaptureProducer extends TableProducer {
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
     this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, this.onPhase, snapshotPath(this.encoder.format, this.snapshot));
+    this.heartbeat = new Heartbeat(config, this.id, table.topic, producer);
+    this.incremental = new IncrementalSnapshot(this.id, config, table, this.masked, this.snapshotSource, this.publishStep, log);
   }
 
   protected async lead(client: pg.Client, signal: AbortSignal, progressed: () => void): Promise<void> {
@@ -64,9 +70,12 @@ export class CaptureProducer extends TableProducer {
         await this.refreshColumns(client);
         checkedAt = Date.now();
       }
+      const readAt = Date.now();
       const busy = await this.step(client);
       this.vacuum.poke();
       progressed();
+      if (busy) this.heartbeat.busy();
+      else if (this.state!.position.cur === null) await this.heartbeat.idle(readAt);
       if (!busy) await this.idle(client, signal);
     }
   }
@@ -92,6 +101,7 @@ export class CaptureProducer extends TableProducer {
   private async refreshColumns(client: pg.Client): Promise<void> {
     const captured = await this.changes.refresh(client, this.ref.key);
     this.snapshot.use(captured);
+    this.incremental.use(captured);
     await this.useSchemas(client, captured);
     const missing = (await uncapturedColumns(client, this.table)).join(', ');
     if (missing !== this.uncaptured) {
@@ -116,6 +126,11 @@ export class CaptureProducer extends TableProducer {
     try {
       if (state.phase === 'snapshot' && state.position.cur === null) {
         this.state = this.stored = await this.snapshotSource.step(client, state, this.stored!);
+        return true;
+      }
+      // between complete batches, a chunk of an incremental snapshot asked for by a signal
+      if (state.position.cur === null && (await this.incremental.due(client))) {
+        this.state = this.stored = await this.incremental.step(client, state, this.stored!);
         return true;
       }
       const { next, busy } = await this.stream.step(client, state, this.stored!);

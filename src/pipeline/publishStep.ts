@@ -26,6 +26,8 @@ export interface SourcePage {
   begin?: string;
   /** The changes a stream page holds (telemetry's page figures). */
   pageSize?: number;
+  /** What the source keeps beside the checkpoint, in its transaction (an incremental snapshot's progress). */
+  store?(client: pg.Client, after: CaptureState): Promise<void>;
   /** Milliseconds the source spent reading the page before handing it over (the read stage; parts add theirs). */
   readMs?: number;
   /**
@@ -87,6 +89,7 @@ export class PublishStep {
       const saveAt = performance.now();
       if (page.checkpoint) await page.checkpoint(after);
       else await this.save(client, after);
+      await page.store?.(client, after);
       timing.checkpoint = performance.now() - saveAt;
       return { after, ackedAt };
     };

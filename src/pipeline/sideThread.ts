@@ -2,27 +2,34 @@ import { Worker } from 'node:worker_threads';
 import { classify, TunnelError } from '../errors.js';
 import { republish } from '../instruments/telemetry.js';
 import type { MetricsJson } from '../instruments/threadMetrics.js';
-import { runSide, sideStopMs, type Side, type SideContext } from './sides.js';
+import { Reloads, runSide, sideStopMs, type Side, type SideContext, type SideTable } from './sides.js';
 import { fromWire, type FromSide, type SideSpawn, type ToSide } from './threadMessages.js';
 
 /** A running side: its end (rejected with a classified error when it failed), a way to stop it, its thread's metrics. */
 export interface RunningSide {
   readonly done: Promise<void>;
   stop(): void;
+  /** Runs these tables from now on (added ones start, removed ones stop). */
+  reload(tables: SideTable[]): void;
   metrics(): Promise<MetricsJson>;
 }
 
 /** A side on the calling thread (the in-process test harness; events need no forwarding there). */
 export class LocalSide implements RunningSide {
   private readonly controller = new AbortController();
+  private readonly reloads = new Reloads();
   readonly done: Promise<void>;
 
   constructor(side: Side, ctx: SideContext) {
-    this.done = runSide(side, ctx, this.controller.signal);
+    this.done = runSide(side, { ...ctx, reloads: this.reloads }, this.controller.signal);
   }
 
   stop(): void {
     this.controller.abort();
+  }
+
+  reload(tables: SideTable[]): void {
+    void this.reloads.reload(tables);
   }
 
   async metrics(): Promise<MetricsJson> {
@@ -80,6 +87,10 @@ export class SideThread implements RunningSide {
     });
     // a thread failing before it is started is reported by whoever starts or stops it, never as an unhandled rejection
     this.done.catch(() => {});
+  }
+
+  reload(tables: SideTable[]): void {
+    this.worker.postMessage({ type: 'reload', tables: tables.map(({ rules: _rules, ...plain }) => plain) } satisfies ToSide);
   }
 
   /** Hands the prepared tables over: the side's loops begin. */

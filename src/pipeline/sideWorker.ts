@@ -6,7 +6,7 @@ import { Health, type PartState } from '../instruments/health.js';
 import { subscribe, telemetryChannels } from '../instruments/telemetry.js';
 import { threadMetrics } from '../instruments/threadMetrics.js';
 import { compileRules } from '../validate/rules.js';
-import { runSide } from './sides.js';
+import { Reloads, runSide } from './sides.js';
 import { toWire, type FromSide, type SideSpawn, type ToSide } from './threadMessages.js';
 
 /**
@@ -32,11 +32,13 @@ const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry, prefix: 'pgtunnel_', eventLoopMonitoringPrecision: 1000 });
 
 const controller = new AbortController();
+const reloads = new Reloads();
+
+/** Compiled rules are closures: rebuilt here from the same specs prepare compiled them from. */
+const compiled = (tables: Extract<ToSide, { type: 'start' }>['tables']) => tables.map((t) => ({ ...t, rules: compileRules(t.config.rules, t.target.types, tableId(t.config)) }));
 
 function begin(message: Extract<ToSide, { type: 'start' }>): void {
-  // Compiled rules are closures: rebuilt here from the same specs prepare compiled them from.
-  const tables = message.tables.map((t) => ({ ...t, rules: compileRules(t.config.rules, t.target.types, tableId(t.config)) }));
-  const ctx = { config: message.config, tables, log, health: new ForwardedHealth(undefined, start.side), onPhase: (table: string, phase: 'snapshot' | 'streaming') => post({ type: 'phase', table, phase }) };
+  const ctx = { config: message.config, tables: compiled(message.tables), log, reloads, health: new ForwardedHealth(undefined, start.side), onPhase: (table: string, phase: 'snapshot' | 'streaming') => post({ type: 'phase', table, phase }) };
   runSide(start.side, ctx, controller.signal).then(
     () => post({ type: 'stopped' }),
     (err: unknown) => post({ type: 'fatal', error: toWire(err) }),
@@ -46,5 +48,6 @@ function begin(message: Extract<ToSide, { type: 'start' }>): void {
 port.on('message', (message: ToSide) => {
   if (message.type === 'start') begin(message);
   else if (message.type === 'stop') controller.abort();
+  else if (message.type === 'reload') void reloads.reload(compiled(message.tables));
   else void threadMetrics(registry, start.side).then((metrics) => post({ type: 'metrics', id: message.id, metrics }));
 });

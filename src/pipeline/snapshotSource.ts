@@ -3,6 +3,7 @@ import type { TunnelConfig } from '../config/load.js';
 import type { ChangeReader } from '../capture/changeReader.js';
 import type { SnapshotReader } from '../capture/snapshotReader.js';
 import { fieldText } from '../capture/copyRows.js';
+import type { Position } from '../capture/position.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
@@ -33,11 +34,14 @@ export function snapshotPath(format: string, reader: SnapshotReader): { bytes: b
 }
 
 /** What a chunk's reading found, for the state after it. */
-interface Chunk {
+export interface Chunk {
   cur: string;
-  total: number;
+  /** Counted in the chunk's snapshot when not known yet. */
+  total: number | null;
   lastKey: string | null;
   done: boolean;
+  /** The initial snapshot marks its last row (`snapshot: "last"`); an incremental one does not. */
+  marksLast: boolean;
 }
 
 /**
@@ -64,21 +68,21 @@ export class SnapshotSource {
     private readonly path: { bytes: boolean; why: string } = { bytes: false, why: 'row objects asked for' },
   ) {}
 
-  /** A piece of the chunk after `lastKey`, read as the table's path reads it. */
-  private async readPiece(client: pg.Client, lastKey: string | null, size: number): Promise<Piece> {
-    if (this.path.bytes) {
-      const rows = await this.reader.readChunkBytes(client, lastKey, size);
+  /** A piece of the chunk after `lastKey`, read as the table's path reads it (`reader`: the initial or an incremental snapshot's). */
+  private async readPiece(client: pg.Client, reader: SnapshotReader, lastKey: string | null, size: number): Promise<Piece> {
+    if (this.path.bytes && reader.bytesPath) {
+      const rows = await reader.readChunkBytes(client, lastKey, size);
       const schemaVersion = this.changes.schemaVersion;
       return { count: rows.count, lastKey: rows.count > 0 ? fieldText(rows, rows.count - 1, 0) : null, records: (final) => ({ rowBytes: rows, schemaVersion, final }) };
     }
-    const rows = await this.reader.readChunk(client, lastKey, size);
+    const rows = await reader.readChunk(client, lastKey, size);
     const schemaVersion = this.changes.schemaVersion;
     return { count: rows.length, lastKey: rows.at(-1)?.key ?? null, records: (final) => ({ rows, schemaVersion, final: final ? rows.at(-1) : undefined }) };
   }
 
   /** One chunk with the stream batch before it, published and checkpointed; returns the state after it. */
   async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<CaptureState> {
-    const chunk: Chunk = { cur: '', total: 0, lastKey: state.snapshotLastKey, done: false };
+    const chunk: Chunk = { cur: '', total: state.snapshotRowsTotal, lastKey: state.snapshotLastKey, done: false, marksLast: true };
     const after = (): CaptureState => ({
       phase: chunk.done ? 'streaming' : 'snapshot',
       position: { prev: chunk.cur, cur: null, lastChangeId: 0 },
@@ -88,20 +92,23 @@ export class SnapshotSource {
       changesPublished: state.changesPublished,
       deadLettered: state.deadLettered,
     });
-    const records = this.records(client, state, chunk);
+    const records = this.records(client, state.position, chunk, this.reader);
     const { after: next } = await this.publishStep.publish(client, { records, after, begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ' }, stored);
     telemetry.snapshot(this.id, next.snapshotRowsDone, next.snapshotRowsTotal);
     this.reportProgress(next);
     return next;
   }
 
-  /** Read in the step's transaction: the stream batch up to its snapshot, then the chunk in pieces. */
-  private async *records(client: pg.Client, state: CaptureState, chunk: Chunk): AsyncGenerator<Records, void, number> {
+  /**
+   * Read in the step's transaction: the stream batch up to its snapshot, then a chunk of `reader` in pieces
+   * (the initial snapshot's reader, or an incremental snapshot's: incrementalSnapshot.ts).
+   */
+  async *records(client: pg.Client, position: Position, chunk: Chunk, reader: SnapshotReader): AsyncGenerator<Records, void, number> {
     const { rows } = await client.query<{ cur: string }>('SELECT pg_current_snapshot()::text AS cur');
     chunk.cur = rows[0]!.cur;
-    chunk.total = state.snapshotRowsTotal ?? (await this.reader.countRows(client));
-    if (state.position.prev !== null) {
-      for await (const changes of this.pages.upTo(client, state.position, chunk.cur)) yield { changes };
+    chunk.total ??= await reader.countRows(client);
+    if (position.prev !== null) {
+      for await (const changes of this.pages.upTo(client, position, chunk.cur)) yield { changes };
     }
     if (!this.pathLogged) {
       this.pathLogged = true;
@@ -111,7 +118,7 @@ export class SnapshotSource {
     // the next piece is asked for as soon as the previous one arrived: PostgreSQL reads it while
     // this process turns the previous one into messages and Kafka acknowledges the one before
     let want = Math.min(this.pieceRows, this.config.snapshotChunkSize);
-    let reading: Promise<Piece> | undefined = this.readPiece(client, chunk.lastKey, want);
+    let reading: Promise<Piece> | undefined = this.readPiece(client, reader, chunk.lastKey, want);
     while (reading) {
       const piece = await reading;
       const asked = want;
@@ -122,10 +129,10 @@ export class SnapshotSource {
       const left = this.config.snapshotChunkSize - read;
       if (!chunk.done && left > 0) {
         want = Math.min(this.pieceRows, left);
-        reading = this.readPiece(client, chunk.lastKey, want);
+        reading = this.readPiece(client, reader, chunk.lastKey, want);
         reading.catch(() => {}); // awaited above on the next turn
       }
-      const bytes = yield piece.records(chunk.done);
+      const bytes = yield piece.records(chunk.done && chunk.marksLast);
       if (piece.count > 0) this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.count) / Math.max(bytes, 1))));
     }
   }

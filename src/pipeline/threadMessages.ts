@@ -18,6 +18,7 @@ export interface SideSpawn {
  */
 export type ToSide =
   | { type: 'start'; config: TunnelConfig; tables: Omit<SideTable, 'rules'>[] }
+  | { type: 'reload'; tables: Omit<SideTable, 'rules'>[] }
   | { type: 'stop' }
   | { type: 'metrics'; id: number };
 

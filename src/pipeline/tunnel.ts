@@ -1,5 +1,6 @@
 import type { TunnelConfig } from '../config/load.js';
 import type { Logger } from '../instruments/log.js';
+import { tableId } from '../names.js';
 import { Health } from '../instruments/health.js';
 import { ObserveServer } from '../report/server.js';
 import { ChangeTableWatch } from '../report/changeTables.js';
@@ -34,10 +35,11 @@ export function spawnSides(parts: RunParts, log: Logger): SideThread[] {
 
 export class Tunnel {
   private readonly phases = new Map<string, Phase>();
+  private sides: RunningSide[] = [];
 
   constructor(
     private readonly config: TunnelConfig,
-    private readonly tables: SideTable[],
+    private tables: SideTable[],
     private readonly log: Logger,
     private readonly onPhase: (phase: Phase) => void = () => {},
   ) {}
@@ -54,11 +56,22 @@ export class Tunnel {
     if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
   }
 
+  /**
+   * Tables added or removed while running (setup/tableReload.ts prepared the added ones): each side starts
+   * and stops its parts; status, the dashboard and the change-table watch follow the new list.
+   */
+  reload(tables: SideTable[]): void {
+    const ids = new Set(tables.map((t) => tableId(t.config)));
+    for (const id of this.phases.keys()) if (!ids.has(id)) this.phases.delete(id);
+    this.tables = tables;
+    this.config.tables = tables.map((t) => t.config);
+    for (const side of this.sides) side.reload(tables);
+  }
+
   async run(signal: AbortSignal, parts: RunParts = {}): Promise<void> {
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
     const health = new Health(this.config.home, role);
-    let sides: RunningSide[] = [];
-    const observe = new ObserveServer(this.config, health, this.log, () => Promise.all(sides.map((s) => s.metrics())));
+    const observe = new ObserveServer(this.config, health, this.log, () => Promise.all(this.sides.map((s) => s.metrics())));
     if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
     // a change table growing while no producer publishes it is warned about in the log, watched or not
     const watch = new ChangeTableWatch(this.config, this.log);
@@ -66,7 +79,7 @@ export class Tunnel {
     const ctx: SideContext = { config: this.config, tables: this.tables, log: this.log, health, onPhase: (id, phase) => this.tablePhase(id, phase) };
     const chosen = sidesOf(parts);
     const threads = Array.isArray(parts.threads) ? parts.threads : parts.threads ? spawnSides(parts, this.log) : undefined;
-    sides = threads ? threads.map((t) => t.start(ctx)) : chosen.map((side) => new LocalSide(side, ctx));
+    const sides = (this.sides = threads ? threads.map((t) => t.start(ctx)) : chosen.map((side) => new LocalSide(side, ctx)));
     const stopAll = () => sides.forEach((s) => s.stop());
     signal.addEventListener('abort', stopAll, { once: true });
     if (signal.aborted) stopAll();

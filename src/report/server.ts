@@ -9,6 +9,7 @@ import { HttpAccess } from './access.js';
 import { redact } from '../redact.js';
 import type { StatusReport } from './status.js';
 import { StatusPoller } from './statusPoller.js';
+import { signalPaths, signalRequest } from './signalApi.js';
 import { LiveHistory } from '../instruments/liveHistory.js';
 import { processMetrics } from '../instruments/metrics.js';
 import { aggregateThreads, type MetricsJson } from '../instruments/threadMetrics.js';
@@ -132,6 +133,9 @@ export class ObserveServer {
       } else if (path === '/ready') {
         const r = this.ready();
         json(r.ok ? 200 : 503, r.body);
+      } else if (signalPaths.has(path)) {
+        const answer = await signalRequest(req, path, this.config);
+        json(answer.status, answer.body);
       } else if (path === '/api/status') {
         await this.poller.watch();
         const report = this.poller.report;

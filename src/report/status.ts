@@ -1,3 +1,4 @@
+import { latestSignals, type Signal } from '../capture/signals.js';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { clientIds, partitionId, tableId } from '../names.js';
 import { loadState, type Phase } from '../capture/stateStore.js';
@@ -45,6 +46,8 @@ export interface TableStatus {
   captureProblem: string | null;
   /** Logical capture's replication slot (no change table then: its counts read 0); absent in trigger capture. */
   slot?: SlotStatus;
+  /** The table's latest incremental snapshot (`pgtunnel snapshot --table`), null when none was asked for. */
+  incrementalSnapshot: { signalId: string; state: string; where: string | null; rowsDone: number; rowsTotal: number | null; message: string | null } | null;
 }
 
 /** The stable shape of `pgtunnel status --json` (documented in docs/cli.md). */
@@ -149,6 +152,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
   const problems: string[] = [];
   const tables = await attempt(errors, [] as TableStatus[], () => links.withSource(async (client) => {
     const out: TableStatus[] = [];
+    const signals = await latestSignals(client);
     for (const t of config.tables) {
       const problem = await tableProblem(client, t);
       if (problem) {
@@ -176,6 +180,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         registeredVersion: null,
         captureProblem: rows[0]?.p ?? null,
         ...(slot ? { slot } : {}),
+        incrementalSnapshot: incrementalStatus(signals.get(tableId(t))),
       });
     }
     return out;
@@ -228,6 +233,10 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
   };
 }
 
+function incrementalStatus(s: Signal | undefined): TableStatus['incrementalSnapshot'] {
+  return s ? { signalId: s.signalId, state: s.state, where: s.predicate, rowsDone: s.rowsDone, rowsTotal: s.rowsTotal, message: s.message } : null;
+}
+
 export function formatStatus(report: StatusReport): string {
   const c = report.counts;
   const lines = [`phase: ${report.phase}    lag: ${report.lag}    last apply latency: ${report.lastApplyLatencyMs === null ? '-' : `${Math.round(report.lastApplyLatencyMs)} ms`}`];
@@ -239,6 +248,8 @@ export function formatStatus(report: StatusReport): string {
     const oldest = t.oldestUnpublishedSeconds === null ? 'none waiting' : `oldest unpublished ${Math.round(t.oldestUnpublishedSeconds)} s ago`;
     if (t.slot) lines.push(formatSlot(t.slot, formatBytes));
     else lines.push(`  change table ${t.changeTableRows} rows, ${formatBytes(t.changeTableBytes)}, ${oldest}`);
+    const inc = t.incrementalSnapshot;
+    if (inc) lines.push(`  incremental snapshot ${inc.signalId}${inc.where === null ? '' : ` where ${inc.where}`}: ${inc.state} ${inc.rowsDone}/${inc.rowsTotal ?? '?'} rows${inc.message ? ` (${inc.message.split('\n')[0]})` : ''}`);
     if (t.captureProblem) lines.push(`  capture matches columns by name: a DDL could not be followed (${t.captureProblem}) — run \`pgtunnel install\` to follow the source's columns again`);
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }

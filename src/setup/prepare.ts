@@ -11,7 +11,7 @@ import { compileRules } from '../validate/rules.js';
 import { ensureTopics } from '../transport/kafka.js';
 import { checkPartitions } from '../transport/topicPartitions.js';
 import type { Logger } from '../instruments/log.js';
-import { tableId, transactionTopic } from '../names.js';
+import { heartbeatTopic, tableId, transactionTopic } from '../names.js';
 import { setTransactionCounting } from '../capture/transactions.js';
 import { setBeforeImages } from '../capture/beforeImages.js';
 import { qualified, withClient } from '../pg.js';
@@ -111,6 +111,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
   }
   // one partition, as Debezium's: a consumer reads every transaction's BEGIN and END in order
   if (config.transactionMetadata) await ensureTopics(config, [transactionTopic(config.topicPrefix)], 1);
+  if (config.heartbeatIntervalMs > 0) await ensureTopics(config, [heartbeatTopic(config.topicPrefix)], 1);
   await checkPartitions(config, config.tables);
   return prepared;
 }

@@ -29,6 +29,9 @@ export function producerNeeds(tables: TableConfig[], logical: ReadonlySet<string
     { on: 'table', schema: 'pgtunnel', name: 'migrations', privilege: 'SELECT' },
     // the consumer asks the source whether a truncate envelope was recorded by capture
     { on: 'table', schema: 'pgtunnel', name: 'truncates', privilege: 'SELECT' },
+    // signals: the producer reads the operator's incremental snapshot requests and stores their progress
+    { on: 'table', schema: 'pgtunnel', name: 'signals', privilege: 'SELECT' },
+    { on: 'table', schema: 'pgtunnel', name: 'signals', privilege: 'UPDATE' },
     // the idle producer's wait; install takes EXECUTE on pgtunnel's functions from PUBLIC
     { on: 'function', schema: 'pgtunnel', name: 'wait_for_commit(text, int, int)', privilege: 'EXECUTE' },
   ];

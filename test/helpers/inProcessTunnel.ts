@@ -31,6 +31,7 @@ const everyChannel: Record<TelemetryChannel, true> = {
   'pgtunnel:leadership': true,
   'pgtunnel:change-table': true,
   'pgtunnel:degraded': true,
+  'pgtunnel:backfill': true,
   'pgtunnel:stages': true,
   'pgtunnel:slot': true,
 };

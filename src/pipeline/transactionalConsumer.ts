@@ -1,0 +1,226 @@
+import { randomUUID } from 'node:crypto';
+import { Consumer, stringDeserializer, type Message } from '@platformatic/kafka';
+import type pg from 'pg';
+import type { TunnelConfig } from '../config/load.js';
+import { classify, describeError, sqlState, TunnelError, unexpectedStack } from '../errors.js';
+import { connect } from '../pg.js';
+import { applicationNames, clientIds, lockNames, oneOffGroupId, partitionId, transactionTopic } from '../names.js';
+import type { TableApply } from '../apply/targetWriter.js';
+import { TransactionBuffer, envelopeTail, type HeldRecord } from '../apply/transactionBuffer.js';
+import { TransactionApply, foreignKeys, parentsFirst } from '../apply/transactionApply.js';
+import { storedOffsets } from '../apply/offsets.js';
+import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
+import { DeadLetterWriter } from '../validate/deadLetters.js';
+import type { Logger } from '../instruments/log.js';
+import type { Health } from '../instruments/health.js';
+import { telemetry } from '../instruments/telemetry.js';
+import { Backoff, sleep } from '../retry.js';
+import { failpoint } from './failpoints.js';
+import { PolledSets } from './applyConsumer.js';
+
+type BytesMessage = Message<Buffer, Buffer, string, string>;
+
+const bytesDeserializers = { key: (b?: Buffer) => b, value: (b?: Buffer) => b, headerKey: stringDeserializer, headerValue: stringDeserializer };
+
+/** Applied unit ids remembered in memory, so a late copy of one of their records is not held forever. */
+const recentUnits = 200_000;
+
+/** How long one blocking wait for the applier lock lasts before a standby looks at its stop signal again. */
+const waitSliceMs = 1000;
+
+/**
+ * `apply: transactional`: one applier per tunnel reads every partition of the tunnel's topics and the
+ * transaction topic, and applies each source transaction whole, in the order its rows' locks imposed
+ * (src/apply/transactionBuffer.ts). It holds an advisory lock in the target; other instances stand by on
+ * it and take over the moment its session ends, resuming from what the target stored.
+ */
+export class TransactionalConsumer {
+  private readonly txTopic: string;
+
+  constructor(
+    private readonly config: TunnelConfig,
+    private readonly tables: Map<string, TableApply>,
+    private readonly deadLetters: EnvelopeProducer,
+    private readonly log: Logger,
+    private readonly health: Health,
+  ) {
+    this.txTopic = transactionTopic(config.topicPrefix);
+    health.set('consumer', 'starting');
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff();
+    while (!signal.aborted) {
+      let target: pg.Client | undefined;
+      let consumer: Consumer<Buffer, Buffer, string, string> | undefined;
+      try {
+        target = await connect(this.config.targetUrl, 'target', applicationNames.apply);
+        if (!(await this.lead(target, signal))) break;
+        consumer = new Consumer({
+          clientId: clientIds.apply,
+          ...kafkaClientOptions(this.config),
+          // a group of its own: this applier reads every partition; its offsets live in the target
+          groupId: oneOffGroupId(clientIds.apply, randomUUID()),
+          autocommit: false,
+          deserializers: bytesDeserializers,
+          retries: 3,
+          retryDelay: 250,
+          timeout: 10_000,
+        });
+        await this.applyFrom(target, consumer, signal);
+        backoff.reset();
+      } catch (err) {
+        const e = classify(err);
+        if (!e.retryable) {
+          this.log.error({ code: e.code, decision: e.decision, stack: unexpectedStack(e) }, `consumer stopped: ${describeError(e)}`);
+          throw e;
+        }
+        const wait = backoff.next();
+        telemetry.retried('consumer', e.errorClass);
+        this.health.set('consumer', 'waiting', describeError(e));
+        this.log.warn({ code: e.code, retryInMs: wait }, `consumer waiting: ${describeError(e)}`);
+        await sleep(wait, signal);
+      } finally {
+        if (consumer) await closeConsumer(consumer);
+        await target?.end().catch(() => {});
+      }
+    }
+  }
+
+  /** Waits until this session holds the group's applier lock; false when stopped first. */
+  private async lead(target: pg.Client, signal: AbortSignal): Promise<boolean> {
+    const args = [lockNames.transactionalApply, this.config.groupId];
+    const { rows } = await target.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS ok', args);
+    if (rows[0]!.ok) return true;
+    this.health.set('consumer', 'standby', 'another instance applies this tunnel (apply: transactional)');
+    this.log.info({ group: this.config.groupId }, 'standing by: another instance applies this tunnel');
+    await target.query(`SET lock_timeout = ${waitSliceMs}`);
+    while (!signal.aborted) {
+      try {
+        await target.query('SELECT pg_advisory_lock(hashtext($1), hashtext($2))', args);
+        await target.query('RESET lock_timeout');
+        return true;
+      } catch (err) {
+        if (sqlState(err) !== '55P03') throw err;
+      }
+    }
+    return false;
+  }
+
+  private async applyFrom(target: pg.Client, consumer: Consumer<Buffer, Buffer, string, string>, signal: AbortSignal): Promise<void> {
+    const topics = [...this.tables.keys(), this.txTopic];
+    // spilled records are read again from Kafka: what an earlier run left is stale
+    await target.query('DELETE FROM pgtunnel.held_records');
+    const stored = await storedOffsets(target, topics);
+    const { rows } = await target.query<{ unit_id: string }>('SELECT DISTINCT unit_id FROM pgtunnel.applied_ahead WHERE topic = ANY ($1::text[])', [topics]);
+    const ahead = new Set(rows.map((r) => r.unit_id));
+    const counts = await this.partitionCounts(consumer, topics);
+    const order = parentsFirst([...this.tables].map(([topic, t]) => ({ topic, table: t.table })), await foreignKeys(target));
+    const offsets = topics.flatMap((topic) => Array.from({ length: counts.get(topic)! }, (_, partition) => ({ topic, partition, offset: stored.get(partitionId(topic, partition)) ?? 0n })));
+    let stream;
+    try {
+      stream = await consumer.consume({ topics, mode: 'manual', offsets, maxWaitTime: 500, maxBytes: 2 * 1024 * 1024 });
+    } catch (err) {
+      throw unreachableBroker(this.config.kafkaBrokers, err);
+    }
+    try {
+      const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored);
+      const applier = new TransactionApply(target, this.tables, (topic) => counts.get(topic) ?? 1, new DeadLetterWriter(this.deadLetters), order, () => failpoint('apply.write'));
+      const sets = new PolledSets<BytesMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
+      this.log.info({ group: this.config.groupId, units: ahead.size }, 'transactional applier started');
+      this.health.set('consumer', 'ok');
+      let lastReport = Date.now();
+      for (;;) {
+        const set = await sets.take(signal);
+        if (!set) break;
+        for (const m of set.messages) this.hold(m, buffer, ahead);
+        await this.spill(target, buffer);
+        for (let units = buffer.take(this.config.batchSize); units.length > 0; units = buffer.take(this.config.batchSize)) {
+          await applier.apply(units, buffer.nextOffsets());
+          failpoint('apply.after-commit');
+          for (const u of units) ahead.add(u.id);
+          // a copy of an applied transaction's record (an aborted Kafka transaction's, read past its marker) is skipped
+          for (const id of ahead) {
+            if (ahead.size <= recentUnits) break;
+            ahead.delete(id);
+          }
+        }
+        this.health.set('consumer', 'ok');
+        if (buffer.held > 0 && Date.now() - lastReport > 10_000) {
+          lastReport = Date.now();
+          this.log.info({ held: buffer.held, bytes: buffer.bytes, oldest: buffer.oldest() }, 'transactions held for their parts');
+        }
+      }
+    } finally {
+      await stream.close().catch(() => {});
+    }
+  }
+
+  private hold(m: BytesMessage, buffer: TransactionBuffer, ahead: Set<string>): void {
+    const r: HeldRecord = { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8') };
+    if (m.topic === this.txTopic) {
+      const end = r.value === undefined ? undefined : endEvent(r.value);
+      if (end && !ahead.has(end.id)) buffer.end(r, end.id, end.counts);
+      else buffer.pass(r);
+      return;
+    }
+    const tail = envelopeTail(r.value);
+    if (r.value === undefined || ahead.has(tail?.txId ?? singleId(r))) return buffer.pass(r);
+    buffer.add(r, this.tables.get(m.topic)!.table, tail, singleId(r));
+  }
+
+  /** Over the budget: the largest incomplete transactions' records go to the target until half of it is free. */
+  private async spill(target: pg.Client, buffer: TransactionBuffer): Promise<void> {
+    while (buffer.bytes > this.config.transactionBufferBytes / 2 && buffer.bytes > 0) {
+      const unit = buffer.largest();
+      if (!unit) return;
+      const records = unit.records;
+      await target.query(
+        `INSERT INTO pgtunnel.held_records (unit_id, seq, topic, partition, kafka_offset, record_key, record_value)
+         SELECT $1, $2::bigint + s.i - 1, s.topic, s.partition, s.kafka_offset, s.record_key, s.record_value
+         FROM unnest($3::text[], $4::int[], $5::bigint[], $6::text[], $7::text[]) WITH ORDINALITY AS s(topic, partition, kafka_offset, record_key, record_value, i)`,
+        [unit.id, unit.spilled, records.map((x) => x.topic), records.map((x) => x.partition), records.map((x) => x.offset.toString()), records.map((x) => x.key ?? null), records.map((x) => x.value ?? null)],
+      );
+      this.log.info({ unit: unit.id, records: records.length, heldBytes: buffer.bytes }, 'records of an incomplete transaction spilled to the target (over transactionBufferBytes)');
+      buffer.spilled(unit, records.length);
+    }
+  }
+
+  private async partitionCounts(consumer: Consumer<Buffer, Buffer, string, string>, topics: string[]): Promise<Map<string, number>> {
+    let metadata;
+    try {
+      metadata = await consumer.metadata({ topics });
+    } catch (err) {
+      throw unreachableBroker(this.config.kafkaBrokers, err);
+    }
+    const out = new Map<string, number>();
+    for (const topic of topics) {
+      const n = metadata.topics.get(topic)?.partitionsCount;
+      if (!n) throw new TunnelError('PGT_NO_TOPIC', `topic ${topic} does not exist yet`, { errorClass: 'retryable', hint: 'the producer side creates it when it starts (pgtunnel run)' });
+      out.set(topic, n);
+    }
+    return out;
+  }
+}
+
+/** A record that belongs to no transaction (a snapshot row) is a unit of its own, named by its place. */
+function singleId(r: { topic: string; partition: number; offset: bigint }): string {
+  return `${r.topic}/${r.partition}@${r.offset}`;
+}
+
+/** Pure: an END event's transaction id and counts per table; undefined for BEGIN or anything else. */
+export function endEvent(value: string): { id: string; counts: Map<string, number> } | undefined {
+  let e: unknown;
+  try {
+    e = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  const v = e as { status?: unknown; id?: unknown; data_collections?: unknown };
+  if (v.status !== 'END' || typeof v.id !== 'string' || !Array.isArray(v.data_collections)) return undefined;
+  const counts = new Map<string, number>();
+  for (const d of v.data_collections as { data_collection?: unknown; event_count?: unknown }[]) {
+    if (typeof d.data_collection === 'string' && typeof d.event_count === 'number') counts.set(d.data_collection, d.event_count);
+  }
+  return { id: v.id, counts };
+}
