@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { TunnelError, sqlState } from '../errors.js';
 import type { TableConfig } from '../config/load.js';
-import { tableId } from '../names.js';
+import { slotName, tableId } from '../names.js';
 import { inTransaction, qualified, withClient } from '../pg.js';
 
 export type SignalState = 'pending' | 'running' | 'done' | 'cancelled' | 'failed';
@@ -123,11 +123,25 @@ async function installed(client: pg.Client): Promise<void> {
   if (!rows[0]!.ok) throw new TunnelError('PGT_NOT_INSTALLED', 'the source has no pgtunnel.signals table', { errorClass: 'config', hint: 'run `pgtunnel install` (pgtunnel run does it for you) with this version first' });
 }
 
+/** Only the trigger producer reads signals: a request for a table captured otherwise would wait forever. */
+async function capturedByTriggers(client: pg.Client, table: TableConfig): Promise<void> {
+  const { rows } = await client.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)]);
+  if (rows.length > 0) return;
+  const logical = (await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slotName(table, client.database ?? '')])).rows.length > 0;
+  throw new TunnelError('PGT_SIGNAL_UNSUPPORTED', logical
+    ? `${tableId(table)} is captured by logical decoding: incremental snapshots are built for trigger capture only so far`
+    : `${tableId(table)} is not captured yet`, {
+    errorClass: 'config',
+    hint: logical ? 'to read the table again, `pgtunnel uninstall` then `pgtunnel install` (a full snapshot)' : 'run `pgtunnel install` (pgtunnel run does it for you) first',
+  });
+}
+
 /** The operator's request (CLI, HTTP API): checked, then stored for the table's producer. */
 export async function askForSnapshot(sourceUrl: string, tables: TableConfig[], name: string, predicate: string | null): Promise<{ signalId: string; table: string }> {
   const table = configuredTable(tables, name);
   return withClient(sourceUrl, 'source', async (client) => {
     await installed(client);
+    await capturedByTriggers(client, table);
     if (predicate !== null) await checkPredicate(client, qualified(table.schema, table.name), predicate);
     return { signalId: await requestSnapshot(client, tableId(table), predicate), table: tableId(table) };
   });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 const benchPath = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
 
-test('the benchmark harness runs every phase end to end at its smallest size (nothing asserted about speed)', { timeout: 300_000 }, async () => {
+test('the benchmark harness runs every phase end to end at its smallest size (nothing asserted about speed)', { timeout: 600_000 }, async () => {
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
     const child = spawn(process.execPath, [benchPath, '--smoke', '--no-record'], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';

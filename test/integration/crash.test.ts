@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { appliedCountMismatches, sameRows, snapshotReadsPerKey, topicRecords } from '../helpers/oracles.js';
 import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { killMidStream } from '../helpers/crashWorkload.js';
 
 async function converged(env: Record<string, string>): Promise<true | undefined> {
   const result = await runCli(['verify', '--limit', '5'], env);
@@ -21,19 +22,8 @@ test('kill -9 while streaming, 1,000 changes while down, restart: the target con
   const first = await TunnelProcess.start(t, db.env);
   await waitFor('the snapshot applied', () => converged(db.env), 60_000, 200);
 
-  // A steady stream of changes, and a SIGKILL in the middle of it.
-  const writer = (async () => {
-    for (let i = 0; i < 200; i++) await query(db.sourceUrl, `UPDATE employees SET salary = salary + 1 WHERE emp_id % 200 = ${i}`);
-  })();
-  await waitFor('some streamed changes applied', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees WHERE salary <> emp_id'))[0]!.n > 0);
-  await first.kill('SIGKILL');
-  await writer;
-
-  // 1,000 changes while the tunnel is down.
-  await query(db.sourceUrl, `
-    INSERT INTO employees (first_name, salary) SELECT 'down' || i, i FROM generate_series(1, 400) i;
-    UPDATE employees SET city = 'moved' WHERE emp_id BETWEEN 1 AND 400;
-    DELETE FROM employees WHERE emp_id BETWEEN 401 AND 600`);
+  // A steady stream of changes with a SIGKILL in the middle of it, then 1,000 changes while the tunnel is down.
+  await killMidStream(db.sourceUrl, db.targetUrl, first);
   const before = await state(db.sourceUrl);
   assert.equal(before.phase, 'streaming');
 

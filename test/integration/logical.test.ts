@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { appliedCountMismatches, sameRows, topicRecords } from '../helpers/oracles.js';
 import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { killMidStream } from '../helpers/crashWorkload.js';
 
 const slotOf = async (sourceUrl: string) =>
   (await query<{ slot_name: string; confirmed: string; active: boolean }>(sourceUrl,
@@ -60,6 +61,10 @@ test('capture: logical — install says so, every kind of change arrives exact w
   assert.ok(table.slot!.retainedWalBytes > 0 && table.slot!.lagBytes >= 0, status.stdout);
   assert.match((await runCli(['status'], env)).stdout, /slot pgtunnel_public_employees_\w+ active, lag .*, retains .* of WAL/);
 
+  const signal = await runCli(['snapshot', '--table', 'employees'], env);
+  assert.equal(signal.code, 2, 'an incremental snapshot is refused, not left pending: only trigger capture reads signals');
+  assert.match(signal.stderr, /captured by logical decoding: incremental snapshots are built for trigger capture only/);
+
   await query(db.sourceUrl, 'TRUNCATE employees');
   await waitFor('the truncate in the target', async () => (await query(db.targetUrl, 'SELECT 1 FROM employees')).length === 0, 30_000, 100);
   assert.equal(await tunnel.stop(), 0);
@@ -76,16 +81,7 @@ test('capture: logical, kill -9 while streaming and changes while down: the rest
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, i FROM generate_series(1, 2000) i");
   const first = await TunnelProcess.start(t, env);
   await sameRows(db.sourceUrl, db.targetUrl, 'employees', 60_000);
-  const writer = (async () => {
-    for (let i = 0; i < 200; i++) await query(db.sourceUrl, `UPDATE employees SET salary = salary + 1 WHERE emp_id % 200 = ${i}`);
-  })();
-  await waitFor('some streamed changes applied', async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees WHERE salary <> emp_id'))[0]!.n > 0);
-  await first.kill('SIGKILL');
-  await writer;
-  await query(db.sourceUrl, `
-    INSERT INTO employees (first_name, salary) SELECT 'down' || i, i FROM generate_series(1, 400) i;
-    UPDATE employees SET city = 'moved' WHERE emp_id BETWEEN 1 AND 400;
-    DELETE FROM employees WHERE emp_id BETWEEN 401 AND 600`);
+  await killMidStream(db.sourceUrl, db.targetUrl, first);
   const before = await state(db.sourceUrl);
   assert.equal(before.phase, 'streaming');
 
