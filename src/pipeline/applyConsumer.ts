@@ -2,7 +2,6 @@ import { Consumer, stringDeserializer, type Message, type MessagesStream } from 
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
-import { classify, describeError, unexpectedStack } from '../errors.js';
 import { connect } from '../pg.js';
 import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import { applySession } from '../apply/session.js';
@@ -13,9 +12,10 @@ import { isFramed } from '../contracts/wireFormat.js';
 import type { Logger } from '../instruments/log.js';
 import type { Health } from '../instruments/health.js';
 import { failpoint } from './failpoints.js';
+import { retryOrStop } from './consumerRetry.js';
 import { GroupOffsets } from './groupOffsets.js';
 import { telemetry } from '../instruments/telemetry.js';
-import { Backoff, sleep } from '../retry.js';
+import { Backoff } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
 import { applicationNames, clientIds } from '../names.js';
 
@@ -168,17 +168,8 @@ export class ApplyConsumer {
           backoff.reset();
         }
       } catch (err) {
-        const e = classify(err);
-        if (!e.retryable) {
-          // a table-wide error or a bug: the set stays unapplied (no dead letters), the consumer stops
-          this.log.error({ code: e.code, decision: e.decision, stack: unexpectedStack(e) }, `consumer stopped: ${describeError(e)}`);
-          throw e;
-        }
-        const wait = backoff.next();
-        telemetry.retried('consumer', e.errorClass);
-        this.health.set('consumer', 'waiting', describeError(e));
-        this.log.warn({ code: e.code, retryInMs: wait }, `consumer waiting: ${describeError(e)}`);
-        await sleep(wait, signal);
+        // a table-wide error or a bug: the set stays unapplied (no dead letters), the consumer stops
+        await retryOrStop(err, backoff, this.health, this.log, signal);
       } finally {
         await offsets.settle(1000);
         await stream?.close().catch(() => {});

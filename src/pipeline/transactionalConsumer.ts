@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Consumer, stringDeserializer, type Message } from '@platformatic/kafka';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
-import { classify, describeError, sqlState, TunnelError, unexpectedStack } from '../errors.js';
+import { sqlState, TunnelError } from '../errors.js';
 import { connect } from '../pg.js';
 import { applicationNames, clientIds, lockNames, oneOffGroupId, partitionId, transactionTopic } from '../names.js';
 import type { TableApply } from '../apply/targetWriter.js';
@@ -13,9 +13,9 @@ import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProd
 import { DeadLetterWriter } from '../validate/deadLetters.js';
 import type { Logger } from '../instruments/log.js';
 import type { Health } from '../instruments/health.js';
-import { telemetry } from '../instruments/telemetry.js';
-import { Backoff, sleep } from '../retry.js';
+import { Backoff } from '../retry.js';
 import { failpoint } from './failpoints.js';
+import { retryOrStop } from './consumerRetry.js';
 import { PolledSets } from './applyConsumer.js';
 
 type BytesMessage = Message<Buffer, Buffer, string, string>;
@@ -70,16 +70,7 @@ export class TransactionalConsumer {
         await this.applyFrom(target, consumer, signal);
         backoff.reset();
       } catch (err) {
-        const e = classify(err);
-        if (!e.retryable) {
-          this.log.error({ code: e.code, decision: e.decision, stack: unexpectedStack(e) }, `consumer stopped: ${describeError(e)}`);
-          throw e;
-        }
-        const wait = backoff.next();
-        telemetry.retried('consumer', e.errorClass);
-        this.health.set('consumer', 'waiting', describeError(e));
-        this.log.warn({ code: e.code, retryInMs: wait }, `consumer waiting: ${describeError(e)}`);
-        await sleep(wait, signal);
+        await retryOrStop(err, backoff, this.health, this.log, signal);
       } finally {
         if (consumer) await closeConsumer(consumer);
         await target?.end().catch(() => {});

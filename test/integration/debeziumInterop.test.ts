@@ -7,7 +7,8 @@ import { after, before, test } from 'node:test';
 import { employeesDdl } from '../../src/stack/demo.js';
 import { apicurioAvroConverter, ConnectWorker } from '../../testkit/connect.js';
 import { onCleanup, query, services, tunnelDatabases, uniqueName, waitFor } from '../helpers/services.js';
-import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 
 const home = path.resolve(process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 let connect: ConnectWorker | undefined;
@@ -49,7 +50,7 @@ test('Debezium\'s JDBC sink applies pgtunnel\'s Avro topics (snapshot, inserts, 
   for (let i = 1; i <= 20; i++) await query(db.sourceUrl, 'INSERT INTO interop_types VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', row(i));
 
   const env = { ...db.env, PGTUNNEL_TABLES: 'employees,interop_types', PGTUNNEL_REGISTRY_URL: registryUrl(), PGTUNNEL_FORMAT: 'avro' };
-  await TunnelProcess.start(t, env);
+  await InProcessTunnel.start(t, env);
 
   const sink = `${db.topicPrefix}-jdbc-sink`;
   await connect!.addConnector(sink, {
