@@ -99,7 +99,7 @@ try {
   // the schema registry only when the whole suite runs or a selected file needs it (testkit/testStack.ts lists them)
   const registry = only.length === 0 || needsRegistry(selected);
   // The stack's JVMs (Kafka, the registry, Connect) are short-lived here: C1 alone compiles enough for a test's load,
-  // and the C2 compiler threads were a third of the broker's CPU in a run of six files. The java launcher reads this.
+  // and the C2 compiler threads took about a quarter of the broker's CPU in a run of six files. The java launcher reads this.
   process.env.JDK_JAVA_OPTIONS = [process.env.JDK_JAVA_OPTIONS, '-XX:TieredStopAtLevel=1'].filter(Boolean).join(' ');
   // Every node process and thread the tests start loads the same ~450 modules: V8's code cache on disk spares the
   // re-parse (about 8% of a CLI start's CPU).
