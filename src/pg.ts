@@ -89,3 +89,16 @@ export async function inTransaction<T>(client: pg.Client, body: () => Promise<T>
     throw err;
   }
 }
+
+/**
+ * Runs catalog reads with only pg_catalog on the search path, so format_type writes every user type
+ * schema-qualified (public.mood, not mood) and the DDL built from it means the same type in the target.
+ */
+export async function withCatalogPath<T>(source: pg.Client, body: () => Promise<T>): Promise<T> {
+  await source.query('SET search_path TO pg_catalog');
+  try {
+    return await body();
+  } finally {
+    await source.query('RESET search_path').catch(() => {});
+  }
+}

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { TunnelError } from '../errors.js';
-import { qualified, quoteIdent, quoteLiteral } from '../pg.js';
+import { qualified, quoteIdent, quoteLiteral, withCatalogPath } from '../pg.js';
 
 /** A source column as the target must declare it: its type by name, and the user types that type needs. */
 export interface ColumnDef {
@@ -15,19 +15,6 @@ interface UserType {
   schema: string;
   name: string;
   kind: 'e' | 'd' | 'c';
-}
-
-/**
- * Runs catalog reads with only pg_catalog on the search path, so format_type writes every user type
- * schema-qualified (public.mood, not mood) and the DDL built from it means the same type in the target.
- */
-export async function withCatalogPath<T>(source: pg.Client, body: () => Promise<T>): Promise<T> {
-  await source.query('SET search_path TO pg_catalog');
-  try {
-    return await body();
-  } finally {
-    await source.query('RESET search_path').catch(() => {});
-  }
 }
 
 /** Column definitions of a source table (call inside withCatalogPath). */

@@ -101,6 +101,8 @@ export async function uninstallLogical(source: pg.Client, table: TableConfig): P
   if (state[0]!.present) {
     await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [tableId(table)]);
     await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [tableId(table)]);
+    const { rows: versions } = await source.query<{ present: boolean }>("SELECT to_regclass('pgtunnel.logical_schemas') IS NOT NULL AS present");
+    if (versions[0]!.present) await source.query('DELETE FROM pgtunnel.logical_schemas WHERE table_id = $1', [tableId(table)]);
   }
   return true;
 }

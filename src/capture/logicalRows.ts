@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { qualified, quoteIdent, quoteLiteral } from '../pg.js';
+import { qualified, quoteIdent, withCatalogPath } from '../pg.js';
 import type { ChangeRow } from '../contracts/envelope.js';
 import { rowJson, type CapturedColumns } from './changeReader.js';
-import type { Relation, TupleValue } from './pgoutput.js';
+import type { Relation, RelationColumn, TupleValue } from './pgoutput.js';
 
 /** A decoded row change waiting for its row text: the columns it carries (a TOASTed value left unchanged is not one). */
 export interface LogicalChange {
@@ -11,84 +11,100 @@ export interface LogicalChange {
   xid: number;
   commitTimeMs: number;
   relation: Relation;
+  /** The logical schema version of `relation` (logicalSchema.ts). */
+  schemaVersion: number;
   values: TupleValue[];
 }
+
+const typeKey = (c: RelationColumn) => `${c.typeOid}/${c.typeMod}`;
 
 /** json and jsonb: their text is read back as json, never through json_populate_record (a JSON null is not SQL NULL). */
 const jsonTypes = new Set([114, 3802]);
 
 /**
  * Turns pgoutput's text values into exactly the row text trigger capture publishes: the source itself
- * reads each value with its column type's input function (json_populate_record) and writes it with
+ * reads each value with its column type's input function (json_to_record) and writes it with
  * row_to_json, so no value passes through a JS number and every type family comes out the same.
+ * The columns and types are the relation message's, not the table's now: a change written before a
+ * DROP, RENAME or ALTER TYPE still reads as it was written (the schema change path, issue 22 item 6).
  * Rows are grouped by the columns they carry: an unchanged TOASTed column is left out of the row, so
  * the target keeps its value (apply writes only the columns a row carries).
  */
 export class LogicalRows {
   private readonly sql = new Map<string, string>();
-  private readonly table: string;
+  /** `oid/typmod` → the type as format_type writes it, schema-qualified. */
+  private readonly types = new Map<string, string>();
 
   constructor(
-    schema: string,
-    name: string,
     private readonly key: string[],
     private readonly excluded: ReadonlySet<string>,
     private readonly masked: ReadonlySet<string>,
     private readonly salt: string,
-  ) {
-    this.table = qualified(schema, name);
-  }
+  ) {}
 
   /** The captured columns a tuple carries, and the JSON object of their text (json values embedded). */
-  private carried(change: LogicalChange): { columns: string[]; json: Set<string>; object: string } {
-    const columns: string[] = [];
-    const json = new Set<string>();
+  private carried(change: LogicalChange): { columns: RelationColumn[]; object: string } {
+    const columns: RelationColumn[] = [];
     const members: string[] = [];
     change.relation.columns.forEach((col, i) => {
       const v = change.values[i];
       if (v === undefined || (v !== null && typeof v === 'object') || this.excluded.has(col.name)) return;
       // a key-only image (delete, replica identity default) carries NULL for the others: not their value
       if (v === null && change.action === 'DELETE' && !col.isKey && change.relation.replicaIdentity !== 'f') return;
-      columns.push(col.name);
-      const isJson = jsonTypes.has(col.typeOid);
-      if (isJson) json.add(col.name);
+      columns.push(col);
       members.push(`${JSON.stringify(col.name)}:${v === null ? 'null' : JSON.stringify(v)}`);
     });
-    return { columns, json, object: `{${members.join(',')}}` };
+    return { columns, object: `{${members.join(',')}}` };
   }
 
-  private statement(columns: string[], json: Set<string>): string {
-    const id = JSON.stringify(columns);
+  /** Reads the names of types not seen yet (a DDL brings new ones); a type dropped since reads as text. */
+  private async useTypes(client: pg.Client, columns: RelationColumn[]): Promise<void> {
+    const missing = [...new Map(columns.filter((c) => !this.types.has(typeKey(c))).map((c) => [typeKey(c), c])).values()];
+    if (missing.length === 0) return;
+    const { rows } = await withCatalogPath(client, () => client.query<{ t: string | null }>(
+      'SELECT (SELECT format_type(u.oid, u.mod) FROM pg_type WHERE pg_type.oid = u.oid) AS t FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY u(oid, mod, n) ORDER BY u.n',
+      [missing.map((c) => c.typeOid), missing.map((c) => c.typeMod)],
+    ));
+    missing.forEach((c, i) => this.types.set(typeKey(c), rows[i]?.t ?? 'text'));
+  }
+
+  private statement(columns: RelationColumn[]): { id: string; sql: string } {
+    const id = JSON.stringify(columns.map((c) => [c.name, typeKey(c)]));
     let sql = this.sql.get(id);
     if (!sql) {
-      const values = columns.map((c) => (json.has(c) ? `(e.v ->> ${quoteLiteral(c)})::json AS ${quoteIdent(c)}` : `p.${quoteIdent(c)}`));
-      sql = `SELECT ${rowJson('q', columns, this.masked, 's.salt', json)} AS row, ${rowJson('q', this.key)} AS key
+      const names = columns.map((c) => c.name);
+      const json = new Set(columns.filter((c) => jsonTypes.has(c.typeOid)).map((c) => c.name));
+      // json's text is taken as text, then read as json: never through jsonb nor a JSON null as SQL NULL
+      const defs = columns.map((c) => `${quoteIdent(c.name)} ${json.has(c.name) ? 'text' : this.types.get(typeKey(c))!}`);
+      const values = names.map((c) => (json.has(c) ? `p.${quoteIdent(c)}::json AS ${quoteIdent(c)}` : `p.${quoteIdent(c)}`));
+      sql = `SELECT ${rowJson('q', names, this.masked, 's.salt', json)} AS row, ${rowJson('q', this.key)} AS key
              FROM json_array_elements($1::json) WITH ORDINALITY e(v, n)
-                  CROSS JOIN LATERAL json_populate_record(NULL::${this.table}, e.v) p
-                  CROSS JOIN LATERAL (SELECT ${values.join(', ')}) q
+                  CROSS JOIN LATERAL json_to_record(e.v) AS p(${defs.join(', ') || 'pgtunnel_none text'})
+                  CROSS JOIN LATERAL (SELECT ${values.join(', ') || 'NULL AS pgtunnel_none'}) q
                   CROSS JOIN (SELECT $2::text AS salt) s
              ORDER BY e.n`;
       if (this.sql.size > 64) this.sql.clear(); // column subsets are few; never an unbounded cache
       this.sql.set(id, sql);
     }
-    return sql;
+    return { id, sql };
   }
 
   /** The changes as change rows (change id = LSN, txid = xid), in their order. */
-  async rows(client: pg.Client, changes: LogicalChange[], schemaVersion: number): Promise<ChangeRow[]> {
-    const out: ChangeRow[] = changes.map((c) => ({ changeId: c.lsn.toString(), action: c.action, txid: String(c.xid), capturedMs: c.commitTimeMs, row: '{}', key: '{}', schemaVersion }));
-    const groups = new Map<string, { columns: string[]; json: Set<string>; at: number[]; objects: string[] }>();
-    changes.forEach((change, i) => {
-      if (change.action === 'TRUNCATE') return;
-      const { columns, json, object } = this.carried(change);
-      const id = JSON.stringify(columns);
+  async rows(client: pg.Client, changes: LogicalChange[]): Promise<ChangeRow[]> {
+    const out: ChangeRow[] = changes.map((c) => ({ changeId: c.lsn.toString(), action: c.action, txid: String(c.xid), capturedMs: c.commitTimeMs, row: '{}', key: '{}', schemaVersion: c.schemaVersion }));
+    const groups = new Map<string, { sql: string; at: number[]; objects: string[] }>();
+    for (const [i, change] of changes.entries()) {
+      if (change.action === 'TRUNCATE') continue;
+      const { columns, object } = this.carried(change);
+      await this.useTypes(client, columns);
+      const { id, sql } = this.statement(columns);
       let g = groups.get(id);
-      if (!g) groups.set(id, (g = { columns, json, at: [], objects: [] }));
+      if (!g) groups.set(id, (g = { sql, at: [], objects: [] }));
       g.at.push(i);
       g.objects.push(object);
-    });
+    }
     for (const g of groups.values()) {
-      const { rows } = await client.query<{ row: string; key: string }>(this.statement(g.columns, g.json), [`[${g.objects.join(',')}]`, this.salt]);
+      const { rows } = await client.query<{ row: string; key: string }>(g.sql, [`[${g.objects.join(',')}]`, this.salt]);
       rows.forEach((r, j) => {
         const row = out[g.at[j]!]!;
         row.row = r.row;
@@ -100,10 +116,10 @@ export class LogicalRows {
 }
 
 /**
- * Logical capture's captured columns: the source table's own, less the excluded ones (no change table
- * stands between). Version 1: schema changes by relation messages are issue 22 item 6.
+ * Logical capture's captured columns as the catalog has them now (the snapshot's): the source table's own,
+ * less the excluded ones (no change table stands between); `schemaVersion` from logicalSchema.ts.
  */
-export async function logicalColumns(client: pg.Client, schema: string, name: string, key: string[], exclude: string[]): Promise<CapturedColumns> {
+export async function logicalColumns(client: pg.Client, schema: string, name: string, key: string[], exclude: string[], schemaVersion: number): Promise<CapturedColumns> {
   const { rows } = await client.query<{ columns: string[]; json: string[] }>(
     `SELECT ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
                     AND NOT attname = ANY ($2::text[]) ORDER BY attnum) AS columns,
@@ -111,5 +127,5 @@ export async function logicalColumns(client: pg.Client, schema: string, name: st
                     AND atttypid IN ('json'::regtype, 'jsonb'::regtype)) AS json`,
     [qualified(schema, name), exclude],
   );
-  return { columns: rows[0]!.columns, key, schemaVersion: 1, json: new Set(rows[0]!.json) };
+  return { columns: rows[0]!.columns, key, schemaVersion, json: new Set(rows[0]!.json) };
 }

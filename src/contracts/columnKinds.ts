@@ -65,11 +65,48 @@ export function numericTypmod(typmod: number): { precision: number; scale: numbe
  * arrays to their element's kind and declared dimensions. Masked columns travel as their hex digest.
  */
 export async function columnKinds(client: pg.Client, table: string, columns: string[], masked: ReadonlySet<string> = new Set()): Promise<ColumnType[]> {
-  const { rows: cols } = await client.query<{ attname: string; atttypid: number; atttypmod: number; attndims: number; attnotnull: boolean; type: string }>(
+  return kindsOf(client, await attributes(client, table, columns), columns, masked);
+}
+
+interface Attribute {
+  attname: string;
+  atttypid: number;
+  atttypmod: number;
+  attndims: number;
+  attnotnull: boolean;
+  type: string;
+}
+
+async function attributes(client: pg.Client, table: string, columns: string[]): Promise<Attribute[]> {
+  const { rows } = await client.query<Attribute>(
     `SELECT attname, atttypid::int, atttypmod, attndims, attnotnull, format_type(atttypid, atttypmod) AS type
      FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attname = ANY ($2::text[])`,
     [table, columns],
   );
+  return rows;
+}
+
+/**
+ * The kinds of columns declared by type and typmod (logical capture's relation messages): a column the
+ * table no longer has with that type (dropped, renamed, retyped since the WAL was written) is described
+ * by the declared type alone (nullable, arrays of one declared dimension).
+ */
+export async function declaredKinds(client: pg.Client, table: string, declared: { name: string; typeOid: number; typeMod: number }[], masked: ReadonlySet<string> = new Set()): Promise<ColumnType[]> {
+  const names = declared.map((c) => c.name);
+  const now = new Map((await attributes(client, table, names)).map((a) => [a.attname, a]));
+  const cols: Attribute[] = [];
+  for (const c of declared) {
+    const a = now.get(c.name);
+    if (a && a.atttypid === c.typeOid && a.atttypmod === c.typeMod) cols.push(a);
+    else {
+      const { rows } = await client.query<{ type: string | null }>('SELECT format_type($1::oid, $2::int) AS type', [c.typeOid, c.typeMod]);
+      cols.push({ attname: c.name, atttypid: c.typeOid, atttypmod: c.typeMod, attndims: 0, attnotnull: false, type: rows[0]?.type ?? 'text' });
+    }
+  }
+  return kindsOf(client, cols, names, masked);
+}
+
+async function kindsOf(client: pg.Client, cols: Attribute[], columns: string[], masked: ReadonlySet<string>): Promise<ColumnType[]> {
   const types = new Map<number, TypeRow>();
   const typeOf = async (oid: number): Promise<TypeRow> => {
     let t = types.get(oid);

@@ -1,13 +1,11 @@
 import type pg from 'pg';
-import { TunnelError, classify, describeError } from '../errors.js';
-import { qualified } from '../pg.js';
+import { TunnelError, classify } from '../errors.js';
 import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
-import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
+import { ChangeReader } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
 import { changeTableId } from '../names.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
-import { columnKinds } from '../contracts/columnKinds.js';
 import { sleep } from '../retry.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { ChangePages } from './changePages.js';
@@ -80,15 +78,6 @@ export class CaptureProducer extends TableProducer {
     }
   }
 
-  protected failure(err: unknown): TunnelError | undefined {
-    const e = classify(err);
-    if (e.code !== 'PGT_REGISTRY_INCOMPATIBLE') return e;
-    // only this table stops: its schema change waits for the fix, the other tables go on
-    this.health.set(this.part, 'degraded', `publishing stopped: ${describeError(e)}`);
-    this.log.error({ table: this.id, code: e.code }, `producer of ${this.id} stopped: ${describeError(e)}`);
-    return undefined;
-  }
-
   protected async release(): Promise<void> {
     await this.vacuum?.close();
     this.vacuum = undefined;
@@ -109,15 +98,6 @@ export class CaptureProducer extends TableProducer {
       if (missing) this.log.warn({ table: this.id, columns: missing }, `columns ${missing} of ${this.id} are not captured; run \`pgtunnel install\` to adopt them`);
     }
     this.health.set(`capture ${this.id}`, missing ? 'degraded' : 'ok', missing ? `columns not captured: ${missing} — run \`pgtunnel install\` to adopt them` : undefined);
-  }
-
-  /** Schemas follow the captured columns: derived from the catalog and registered when they change. */
-  private async useSchemas(client: pg.Client, captured: CapturedColumns): Promise<void> {
-    if (this.encoder.format === 'json' || this.encoder.describes(captured.schemaVersion, captured.columns)) return;
-    const table = qualified(this.table.schema, this.table.name);
-    const columns = await columnKinds(client, table, captured.columns, this.masked);
-    await this.encoder.use(captured.schemaVersion, columns, await columnKinds(client, table, this.ref.key));
-    this.log.info({ table: this.id, format: this.encoder.format, schemaVersion: captured.schemaVersion }, 'schemas registered');
   }
 
   /** One unit of work; true when more work is likely waiting. */

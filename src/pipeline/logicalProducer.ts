@@ -1,14 +1,14 @@
 import type pg from 'pg';
 import { TunnelError, classify, sqlState } from '../errors.js';
-import { qualified } from '../pg.js';
 import { LogicalRows, logicalColumns } from '../capture/logicalRows.js';
+import { LogicalSchemas, catalogShape, relationShape } from '../capture/logicalSchema.js';
+import type { Relation } from '../capture/pgoutput.js';
 import { ReplicationStream, replicationClient } from '../capture/replicationStream.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, type CaptureState } from '../capture/stateStore.js';
-import { columnKinds } from '../contracts/columnKinds.js';
 import { producerApplicationName, publicationName, slotName } from '../names.js';
 import { LogicalSnapshot } from './logicalSnapshot.js';
-import { LogicalStream } from './logicalStream.js';
+import { LogicalStream, type RelationSchemas } from './logicalStream.js';
 import type { PositionRecord } from './publisher.js';
 import { PublishStep } from './publishStep.js';
 import { TableProducer, type ProducerArgs } from './tableProducer.js';
@@ -30,13 +30,15 @@ export class LogicalProducer extends TableProducer {
   /** The table's replication slot, named once the source connection says which database it is. */
   private slot = '';
   private stream: ReplicationStream | undefined;
+  /** The table's schema versions, read again by each leadership (a predecessor may have numbered more). */
+  private schemas = new LogicalSchemas('');
 
   constructor(...args: ProducerArgs) {
     super(args, false);
     const [config, table, shape, producer] = args;
     this.publishStep = new PublishStep(this.id, this.batches, undefined, producer);
     this.reader = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt);
-    this.rows = new LogicalRows(table.schema, table.name, shape.key, new Set(table.exclude), this.masked, config.maskSalt);
+    this.rows = new LogicalRows(shape.key, new Set(table.exclude), this.masked, config.maskSalt);
   }
 
   protected async lead(client: pg.Client, signal: AbortSignal, progressed: () => void): Promise<void> {
@@ -48,12 +50,13 @@ export class LogicalProducer extends TableProducer {
       // a snapshot chunk's record is adopted as in trigger mode; a stream page's checkpoint is the slot (resumeAt)
       if (record?.after.lsn === undefined) state = (await this.adopt(client, record, state)) ?? state;
     }
-    await this.useColumns(client);
+    this.schemas = new LogicalSchemas(this.id);
     this.onPhase(state.phase);
     this.log.info({ table: this.id, capture: 'logical', slot: this.slot, phase: state.phase, exactlyOnce: this.config.exactlyOnce }, 'producer started');
     if (state.phase === 'snapshot') {
+      const version = await this.useColumns(client);
       progressed();
-      state = await new LogicalSnapshot(this.config, this.table, this.reader, this.publishStep, this.log).run(client, state, signal);
+      state = await new LogicalSnapshot(this.config, this.table, this.reader, this.publishStep, this.log).run(client, state, signal, version);
       if (state.phase !== 'streaming') return;
       this.onPhase('streaming');
     }
@@ -61,7 +64,7 @@ export class LogicalProducer extends TableProducer {
     const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(this.id));
     // 0/0: the server starts after the slot's confirmed flush LSN, the last position Kafka acknowledged
     this.stream = await ReplicationStream.start(repl, this.slot, publicationName(this.table), BigInt(state.lsn ?? 0));
-    await new LogicalStream(this.config, this.table, this.rows, this.publishStep, this.log).run(client, this.stream, state, signal, progressed);
+    await new LogicalStream(this.config, this.table, this.rows, this.publishStep, this.log, this.relationSchemas(new Set(this.table.exclude))).run(client, this.stream, state, signal, progressed);
   }
 
   /**
@@ -81,9 +84,8 @@ export class LogicalProducer extends TableProducer {
     return { ...state, lsn: after.lsn, lsnInTransaction: after.lsnInTransaction };
   }
 
-  protected failure(err: unknown): TunnelError {
-    const e = classify(err);
-    return slotLost.has(sqlState(err) ?? '') ? this.slotLost(e.message, err) : e;
+  protected failure(err: unknown): TunnelError | undefined {
+    return slotLost.has(sqlState(err) ?? '') ? this.slotLost(classify(err).message, err) : super.failure(err);
   }
 
   protected async release(): Promise<void> {
@@ -91,13 +93,24 @@ export class LogicalProducer extends TableProducer {
     this.stream = undefined;
   }
 
-  /** The captured columns for the snapshot reader and, with a registry, the table's schemas. */
-  private async useColumns(client: pg.Client): Promise<void> {
-    const captured = await logicalColumns(client, this.table.schema, this.table.name, this.shape.key, this.table.exclude);
+  /** The snapshot's columns (the catalog's now, numbered as a schema version) for its reader and the table's schemas. */
+  private async useColumns(client: pg.Client): Promise<number> {
+    const version = await this.schemas.current(client, await catalogShape(client, this.table.schema, this.table.name, this.table.exclude));
+    const captured = await logicalColumns(client, this.table.schema, this.table.name, this.shape.key, this.table.exclude, version);
     this.reader.use(captured);
-    if (this.encoder.format === 'json' || this.encoder.describes(captured.schemaVersion, captured.columns)) return;
-    const table = qualified(this.table.schema, this.table.name);
-    await this.encoder.use(captured.schemaVersion, await columnKinds(client, table, captured.columns, this.masked), await columnKinds(client, table, this.ref.key));
+    await this.useSchemas(client, captured);
+    return version;
+  }
+
+  /** The stream's relation messages drive the same schema path as trigger capture's DDL: versions and registered schemas. */
+  private relationSchemas(excluded: ReadonlySet<string>): RelationSchemas {
+    return {
+      versionAt: (client: pg.Client, relation: Relation, lsn: bigint) => this.schemas.versionAt(client, relationShape(relation, excluded), lsn),
+      use: (client: pg.Client, relation: Relation, version: number) => {
+        const declared = relationShape(relation, excluded);
+        return this.useSchemas(client, { columns: declared.map((c) => c.name), key: this.shape.key, schemaVersion: version, json: new Set() }, declared);
+      },
+    };
   }
 
   private slotLost(message: string, cause: unknown): TunnelError {

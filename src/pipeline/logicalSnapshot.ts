@@ -28,7 +28,8 @@ export class LogicalSnapshot {
     private readonly log: Logger,
   ) {}
 
-  async run(client: pg.Client, state: CaptureState, signal: AbortSignal): Promise<CaptureState> {
+  /** `schemaVersion`: the version of the columns the reader reads (logicalSchema.ts). */
+  async run(client: pg.Client, state: CaptureState, signal: AbortSignal, schemaVersion: number): Promise<CaptureState> {
     const id = tableId(this.table);
     const fresh = state.snapshotLastKey === null && state.snapshotRowsDone === 0;
     const snap = await connect(this.config.sourceUrl, 'source', producerApplicationName(id));
@@ -43,7 +44,7 @@ export class LogicalSnapshot {
         // one chunk is one page of the publish step: its progress is stored only after Kafka's ack
         const before = next;
         const page: SourcePage = {
-          records: onePart({ rows, schemaVersion: 1, final: done ? rows.at(-1) : undefined }),
+          records: onePart({ rows, schemaVersion, final: done ? rows.at(-1) : undefined }),
           after: () => ({ ...before, phase: done ? 'streaming' : 'snapshot', snapshotLastKey: rows.at(-1)?.key ?? before.snapshotLastKey }),
         };
         next = (await this.step.publish(client, page, before)).after;

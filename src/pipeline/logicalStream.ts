@@ -14,13 +14,21 @@ function keyChanged(relation: Relation, before: TupleValue[] | null, after: Tupl
   return relation.columns.some((c, i) => c.isKey && before[i] !== after[i]);
 }
 
+/** The schema versions of the table's relation messages (the producer's `LogicalSchemas` and its encoder). */
+export interface RelationSchemas {
+  /** The version of the relation a message at `lsn` describes (numbered when new). */
+  versionAt(client: pg.Client, relation: Relation, lsn: bigint): Promise<number>;
+  /** Makes the encoder's schemas those of this relation's version before a page of it is published. */
+  use(client: pg.Client, relation: Relation, version: number): Promise<void>;
+}
+
 /**
  * The stream side of logical capture: pgoutput messages become change rows and pages, each a page of the
  * one publish step whose checkpoint is the slot's acknowledgement, given only after Kafka acknowledged
  * (or committed) it: the slot's confirmed flush LSN is the position and a restart resumes after it.
  */
 export class LogicalStream {
-  private readonly relations = new Map<number, Relation>();
+  private readonly relations = new Map<number, { relation: Relation; version: number }>();
   /** The open transaction: `messages` counts its change messages taken so far (a position inside it). */
   private txn: { xid: number; commitTimeMs: number; finalLsn: bigint; messages: number } | undefined;
   /** Exactly-once resume: this many change messages of the transaction committing at `finalLsn` are in Kafka already. */
@@ -35,6 +43,7 @@ export class LogicalStream {
     private readonly rows: LogicalRows,
     private readonly step: PublishStep,
     private readonly log: Logger,
+    private readonly schemas: RelationSchemas,
   ) {}
 
   /**
@@ -48,7 +57,10 @@ export class LogicalStream {
     while (!signal.aborted) {
       await stream.wait(1000, signal);
       const taken = stream.take(this.config.batchSize * 4);
-      for (const item of taken) this.accept(item);
+      for (const item of taken) {
+        if (item.message.tag === 'relation') state = await this.relation(client, stream, stored, state, item.message.relation, item.lsn);
+        else this.accept(item);
+      }
       // a page: everything taken, once a batch is full or the queue ran dry (latency over batching)
       if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0)) state = await this.publish(client, stream, stored, state);
       if (this.pending.length === 0 && this.complete > 0n) stream.acknowledge(this.complete);
@@ -70,15 +82,13 @@ export class LogicalStream {
         this.skip = undefined;
         this.complete = m.endLsn;
         return;
-      case 'relation':
-        if (m.relation.schema === this.table.schema && m.relation.name === this.table.name) this.relations.set(m.relation.oid, m.relation);
-        return;
       case 'insert':
       case 'update':
       case 'delete': {
-        const relation = this.relations.get(m.relationOid);
-        if (!relation || !this.txn || this.skipped(this.txn)) return;
-        const base = { lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation };
+        const known = this.relations.get(m.relationOid);
+        if (!known || !this.txn || this.skipped(this.txn)) return;
+        const { relation, version: schemaVersion } = known;
+        const base = { lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation, schemaVersion };
         if (m.tag === 'insert') this.pending.push({ ...base, action: 'INSERT', values: m.after });
         else if (m.tag === 'delete') this.pending.push({ ...base, action: 'DELETE', values: m.before });
         else {
@@ -89,13 +99,27 @@ export class LogicalStream {
         return;
       }
       case 'truncate': {
-        const relation = m.relationOids.map((oid) => this.relations.get(oid)).find((r) => r !== undefined);
-        if (relation && this.txn && !this.skipped(this.txn)) this.pending.push({ lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation, action: 'TRUNCATE', values: [] });
+        const known = m.relationOids.map((oid) => this.relations.get(oid)).find((r) => r !== undefined);
+        if (known && this.txn && !this.skipped(this.txn)) this.pending.push({ lsn, xid: this.txn.xid, commitTimeMs: this.txn.commitTimeMs, relation: known.relation, schemaVersion: known.version, action: 'TRUNCATE', values: [] });
         return;
       }
       default:
         return;
     }
+  }
+
+  /**
+   * A relation message of the table (before its first change in a session, and after a DDL changed it):
+   * its schema version. A page holds one version, so changes of the version before are published first,
+   * read with their own columns and types and encoded with their own schemas.
+   */
+  private async relation(client: pg.Client, stream: ReplicationStream, stored: CaptureState, state: CaptureState, relation: Relation, lsn: bigint): Promise<CaptureState> {
+    if (relation.schema !== this.table.schema || relation.name !== this.table.name) return state;
+    const version = await this.schemas.versionAt(client, relation, lsn);
+    const next = this.pending.some((c) => c.schemaVersion !== version) ? await this.publish(client, stream, stored, state) : state;
+    if (this.relations.get(relation.oid)?.version !== version) this.log.info({ table: tableId(this.table), schemaVersion: version, columns: relation.columns.map((c) => c.name) }, 'relation message: schema version');
+    this.relations.set(relation.oid, { relation, version });
+    return next;
   }
 
   /** Counts a change message of the open transaction; true when Kafka has it already (exactly-once resume). */
@@ -117,7 +141,8 @@ export class LogicalStream {
     for (const t of truncates) {
       await client.query('INSERT INTO pgtunnel.truncates (table_id, change_id, txid) VALUES ($1, $2, $3::text::xid8) ON CONFLICT DO NOTHING', [tableId(this.table), t.lsn.toString(), String(t.xid)]);
     }
-    const rows = await this.rows.rows(client, changes, 1);
+    await this.schemas.use(client, changes[0]!.relation, changes[0]!.schemaVersion);
+    const rows = await this.rows.rows(client, changes);
     const { after } = await this.step.publish(client, {
       records: onePart({ changes: rows }),
       after: () => ({ ...state, lsn: complete.toString(), lsnInTransaction: open }),

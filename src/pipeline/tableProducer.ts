@@ -1,8 +1,11 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
-import { classify, type TunnelError } from '../errors.js';
-import { connect } from '../pg.js';
+import { classify, describeError, type TunnelError } from '../errors.js';
+import { connect, qualified } from '../pg.js';
 import type { TableShape } from '../capture/catalog.js';
+import type { CapturedColumns } from '../capture/changeReader.js';
+import type { ShapeColumn } from '../capture/logicalSchema.js';
+import { columnKinds, declaredKinds } from '../contracts/columnKinds.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import type { TableRef } from '../contracts/envelope.js';
 import type { SchemaRegistryClient, TableEncoder } from '../contracts/codec.js';
@@ -93,7 +96,24 @@ export abstract class TableProducer {
 
   /** What a failure means: the error to retry or throw, or undefined when only this table stops. */
   protected failure(err: unknown): TunnelError | undefined {
-    return classify(err);
+    const e = classify(err);
+    if (e.code !== 'PGT_REGISTRY_INCOMPATIBLE') return e;
+    // only this table stops: its schema change waits for the fix, the other tables go on
+    this.health.set(this.part, 'degraded', `publishing stopped: ${describeError(e)}`);
+    this.log.error({ table: this.id, code: e.code }, `producer of ${this.id} stopped: ${describeError(e)}`);
+    return undefined;
+  }
+
+  /**
+   * Schemas follow the captured columns (a DDL's new version, trigger or logical capture alike): derived
+   * from the catalog, or from the types a relation message `declared`, and registered when they change.
+   */
+  protected async useSchemas(client: pg.Client, captured: CapturedColumns, declared?: ShapeColumn[]): Promise<void> {
+    if (this.encoder.format === 'json' || this.encoder.describes(captured.schemaVersion, captured.columns)) return;
+    const table = qualified(this.table.schema, this.table.name);
+    const columns = declared ? await declaredKinds(client, table, declared, this.masked) : await columnKinds(client, table, captured.columns, this.masked);
+    await this.encoder.use(captured.schemaVersion, columns, await columnKinds(client, table, this.ref.key));
+    this.log.info({ table: this.id, format: this.encoder.format, schemaVersion: captured.schemaVersion }, 'schemas registered');
   }
 
   /** Closes what one leadership opened. */

@@ -5,6 +5,7 @@ import { loadState, type Phase } from '../capture/stateStore.js';
 import { qualified, withClient, type Client } from '../pg.js';
 import { changeTableSize } from './changeTables.js';
 import { formatSlot, slotStatus, type SlotStatus } from './slotStatus.js';
+import { logicalSchemaVersion } from '../capture/logicalSchema.js';
 import { endOffsets } from '../transport/kafka.js';
 import { CommittedReader } from '../transport/committedReader.js';
 import { describeError, TunnelError } from '../errors.js';
@@ -176,7 +177,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
         changeTableRows: size.rows,
         changeTableBytes: size.bytes,
         oldestUnpublishedSeconds: size.oldestSeconds,
-        schemaVersion: rows[0]?.v ?? null,
+        schemaVersion: rows[0]?.v ?? (slot ? await logicalSchemaVersion(client, tableId(t)) : null),
         registeredVersion: null,
         captureProblem: rows[0]?.p ?? null,
         ...(slot ? { slot } : {}),

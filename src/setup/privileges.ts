@@ -42,7 +42,11 @@ export function producerNeeds(tables: TableConfig[], logical: ReadonlySet<string
   for (const t of tables) {
     needs.push({ on: 'schema', schema: t.schema, privilege: 'USAGE' }, { on: 'table', schema: t.schema, name: t.name, privilege: 'SELECT' });
     // logical capture has no change table; it records truncates for the consumer's check
-    if (logical.has(tableId(t))) needs.push({ on: 'table', schema: 'pgtunnel', name: 'truncates', privilege: 'INSERT' });
+    // and numbers the schema versions of its relation messages
+    if (logical.has(tableId(t))) {
+      needs.push({ on: 'table', schema: 'pgtunnel', name: 'truncates', privilege: 'INSERT' });
+      for (const privilege of ['SELECT', 'INSERT'] as const) needs.push({ on: 'table', schema: 'pgtunnel', name: 'logical_schemas', privilege });
+    }
     else needs.push({ on: 'table', schema: t.schema, name: t.changeTable, privilege: 'SELECT' }, { on: 'table', schema: t.schema, name: t.changeTable, privilege: 'DELETE' });
   }
   return needs;
