@@ -58,7 +58,7 @@ export class LogicalStream {
       await stream.wait(1000, signal);
       const taken = stream.take(this.config.batchSize * 4);
       for (const item of taken) {
-        if (item.message.tag === 'relation') state = await this.relation(client, stream, stored, state, item.message.relation, item.lsn);
+        if (item.message.tag === 'relation') state = await this.relation(client, stream, stored, state, item.message.relation);
         else this.accept(item);
       }
       // a page: everything taken, once a batch is full or the queue ran dry (latency over batching)
@@ -113,9 +113,10 @@ export class LogicalStream {
    * its schema version. A page holds one version, so changes of the version before are published first,
    * read with their own columns and types and encoded with their own schemas.
    */
-  private async relation(client: pg.Client, stream: ReplicationStream, stored: CaptureState, state: CaptureState, relation: Relation, lsn: bigint): Promise<CaptureState> {
+  private async relation(client: pg.Client, stream: ReplicationStream, stored: CaptureState, state: CaptureState, relation: Relation): Promise<CaptureState> {
     if (relation.schema !== this.table.schema || relation.name !== this.table.name) return state;
-    const version = await this.schemas.versionAt(client, relation, lsn);
+    // the server sends a relation message at no WAL position: its transaction's commit places it in the stream
+    const version = await this.schemas.versionAt(client, relation, this.txn?.finalLsn ?? this.complete);
     const next = this.pending.some((c) => c.schemaVersion !== version) ? await this.publish(client, stream, stored, state) : state;
     if (this.relations.get(relation.oid)?.version !== version) this.log.info({ table: tableId(this.table), schemaVersion: version, columns: relation.columns.map((c) => c.name) }, 'relation message: schema version');
     this.relations.set(relation.oid, { relation, version });

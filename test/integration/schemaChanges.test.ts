@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { onCleanup, query, tunnelDatabases, waitFor, withStackPassword, type TunnelEnv } from '../helpers/services.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { runCli } from '../helpers/tunnelProcess.js';
+import { topicRecords } from '../helpers/oracles.js';
 
 /**
  * Application writers as a role that may write employees but owns nothing of pgtunnel's: they must
@@ -65,10 +66,16 @@ async function during(writers: Writers, ddl: () => Promise<unknown>): Promise<vo
   await waitFor('writes after the DDL', async () => writers.writes >= after + 20);
 }
 
-test('ADD, DROP, RENAME COLUMN and ALTER TYPE under concurrent writers: no failed write, every change arrives, the target follows', { timeout: 180_000 }, async (t) => {
+// trigger capture follows DDL by its event trigger, logical capture by pgoutput's relation messages: one schema path
+for (const capture of ['trigger', 'logical'] as const) {
+  test(`${capture === 'logical' ? 'capture: logical, ' : ''}ADD, DROP, RENAME COLUMN and ALTER TYPE under concurrent writers: no failed write, every change arrives, the target follows`, { timeout: 180_000 }, (t) => evolves(t, capture));
+}
+
+async function evolves(t: TestContext, capture: 'trigger' | 'logical'): Promise<void> {
   const db = await tunnelDatabases(t);
+  const env = { ...db.env, PGTUNNEL_CAPTURE: capture };
   await query(db.sourceUrl, "INSERT INTO employees (first_name, last_name, city, salary) SELECT 'seed' || i, 'L' || i, 'C', 30000 FROM generate_series(1, 200) i");
-  const tunnel = await InProcessTunnel.start(t, db.env);
+  const tunnel = await InProcessTunnel.start(t, env);
   const writers = new Writers(await appRole(db), 3);
   onCleanup(t, () => writers.stop());
 
@@ -91,11 +98,32 @@ test('ADD, DROP, RENAME COLUMN and ALTER TYPE under concurrent writers: no faile
   const salary = await query<{ t: string }>(db.targetUrl, "SELECT data_type AS t FROM information_schema.columns WHERE table_name = 'employees' AND column_name = 'salary'");
   assert.equal(salary[0]!.t, 'bigint');
   assert.deepEqual(tunnel.events.of('pgtunnel:dead-lettered'), [], 'no dead letters');
-  // each of the four DDL statements is a new capture schema version (shown by status and the dashboard)
-  const table = JSON.parse((await runCli(['status', '--json'], db.env)).stdout).tables[0];
-  assert.deepEqual([table.schemaVersion, table.registeredVersion], [5, null]);
+  // each of the four DDL statements is a new capture schema version (shown by status and the dashboard), and
+  // each change says which version wrote it
+  assert.deepEqual(await schemaVersions(db, env), { status: [5, null], envelopes: [1, 2, 3, 4, 5] });
+
+  // changes while the tunnel is down, across a DROP and a RENAME: the restart reads each with the columns
+  // it was written with (logical capture replays them from the slot under their own relation messages)
   await tunnel.stop();
-});
+  await query(db.sourceUrl, 'UPDATE employees SET salary = salary + 1 WHERE emp_id % 3 = 0');
+  await query(db.sourceUrl, 'ALTER TABLE employees DROP COLUMN dob');
+  await query(db.sourceUrl, "UPDATE employees SET first_name = first_name || '+' WHERE emp_id % 3 = 1");
+  await query(db.sourceUrl, 'ALTER TABLE employees RENAME COLUMN first_name TO given_name');
+  await query(db.sourceUrl, 'UPDATE employees SET given_name = given_name');
+  const again = await InProcessTunnel.start(t, env);
+  await again.waitForEqual();
+  assert.deepEqual(again.events.of('pgtunnel:dead-lettered'), [], 'no dead letters after the restart');
+  assert.deepEqual(await schemaVersions(db, env), { status: [7, null], envelopes: [1, 2, 3, 4, 5, 6, 7] });
+  await again.stop();
+}
+
+/** The capture schema version status shows (with the registered one), and the versions the envelopes carry. */
+async function schemaVersions(db: TunnelEnv, env: Record<string, string>): Promise<{ status: unknown[]; envelopes: number[] }> {
+  const table = JSON.parse((await runCli(['status', '--json'], env)).stdout).tables[0];
+  const records = await topicRecords(`${db.topicPrefix}.public.employees`);
+  const versions = new Set(records.map((r) => (r.value?.source as { schema_version?: number } | undefined)?.schema_version));
+  return { status: [table.schemaVersion, table.registeredVersion], envelopes: [...versions].filter((v) => v !== undefined).sort((a, b) => a - b) };
+}
 
 test('without a DDL event trigger: writes never fail, status names the columns not captured, and install adopts them', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t);
