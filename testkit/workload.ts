@@ -71,24 +71,47 @@ export class Workload {
 
   /** TRUNCATE with the writers held at a transaction boundary, so the expected state is known. */
   async truncate(): Promise<void> {
-    this.paused = new Promise((resolve) => (this.resume = resolve));
-    // Every writer at a transaction boundary: no commit can land between the TRUNCATE and the reset below.
-    while (this.active > 0) await new Promise((r) => setTimeout(r, 5));
-    const client = new pg.Client({ connectionString: this.url });
-    await client.connect();
-    try {
-      await client.query('TRUNCATE torture');
-      for (const e of this.expected.values()) {
-        e.deleted = true;
-        e.version += 0.5;
+    await this.held(async () => {
+      const client = new pg.Client({ connectionString: this.url });
+      await client.connect();
+      try {
+        await client.query('TRUNCATE torture');
+        for (const e of this.expected.values()) {
+          e.deleted = true;
+          e.version += 0.5;
+        }
+      } finally {
+        await client.end();
       }
+    });
+  }
+
+  /**
+   * Runs `body` (a crash and restart of the source) with every writer held at a transaction boundary, so no
+   * commit is in doubt; the writers connect again before they go on.
+   */
+  async whileHeld(body: () => Promise<void>): Promise<void> {
+    await this.held(async () => {
+      await body();
+      this.epoch++;
+    });
+  }
+
+  private async held(body: () => Promise<void>): Promise<void> {
+    this.paused = new Promise((resolve) => (this.resume = resolve));
+    try {
+      // Every writer at a transaction boundary: no commit can land while `body` runs.
+      while (this.active > 0) await new Promise((r) => setTimeout(r, 5));
+      await body();
     } finally {
-      await client.end();
       const resume = this.resume;
       this.paused = undefined;
       resume?.();
     }
   }
+
+  /** Bumped by `whileHeld`: the writers' connections are from before a source restart. */
+  private epoch = 0;
 
   private liveCache: { at: number; ids: number[] } = { at: 0, ids: [] };
   private active = 0;
@@ -103,14 +126,24 @@ export class Workload {
     return this.liveCache.ids;
   }
 
-  private async writerLoop(): Promise<void> {
+  private async connect(): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: this.url });
     client.on('error', () => {});
     await client.connect();
+    return client;
+  }
+
+  private async writerLoop(): Promise<void> {
+    let client = await this.connect();
+    let epoch = this.epoch;
     try {
       while (this.running) {
         if (this.paused) await this.paused;
         if (!this.running) break;
+        if (epoch !== this.epoch) {
+          await client.end().catch(() => {});
+          [client, epoch] = [await this.connect(), this.epoch];
+        }
         this.active++;
         await this.transaction(client).finally(() => this.active--).catch(async (err: Error & { code?: string }) => {
           await client.query('ROLLBACK').catch(() => {});

@@ -6,8 +6,10 @@ import { runCli, TunnelProcess } from './tunnelProcess.js';
 import { waitFor } from './services.js';
 import { Workload, type WorkloadOptions, defaultWorkload } from '../../testkit/workload.js';
 
-export const victims = ['producer', 'consumer', 'tunnel', 'kafka', 'target'] as const;
+export const victims = ['producer', 'consumer', 'tunnel', 'kafka', 'target', 'source'] as const;
 export type Victim = (typeof victims)[number];
+/** Killed when no pool is named; the source only when asked (its writers are held while it restarts). */
+const defaultVictims = victims.filter((v) => v !== 'source');
 
 export interface ChaosResult {
   rounds: number;
@@ -38,12 +40,13 @@ async function killPid(pid: number | undefined): Promise<void> {
 }
 
 /** SIGKILL the postmaster, then start the cluster again (crash recovery), retrying while old backends exit. */
-async function crashTarget(stack: LocalStack): Promise<void> {
-  const pid = Number(readFileSync(path.join(stack.target.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+async function crashCluster(stack: LocalStack, which: 'source' | 'target'): Promise<void> {
+  const cluster = stack[which];
+  const pid = Number(readFileSync(path.join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
   await killPid(pid);
-  await waitFor('the target cluster to start again', async () => {
+  await waitFor(`the ${which} cluster to start again`, async () => {
     try {
-      await stack.target.start();
+      await cluster.start();
       return true;
     } catch {
       return false;
@@ -60,7 +63,7 @@ async function crashKafka(stack: LocalStack): Promise<void> {
 
 /**
  * Under a steady torture workload, SIGKILLs a random part of the path each round — the producer, the
- * consumer, the whole tunnel, the Kafka broker or the target PostgreSQL — and restarts it. After the
+ * consumer, the whole tunnel, the Kafka broker, the target PostgreSQL or (asked for) the source — and restarts it. After the
  * last round the workload stops and the target must converge with exact versions.
  */
 export async function runChaos(
@@ -87,7 +90,7 @@ export async function runChaos(
     workload.start();
     // Every kind of victim early (in random order), then any.
     // only the tunnel's own processes when the file must not stop the shared stack (it runs beside others)
-    const pool = options.victims ?? victims;
+    const pool = options.victims ?? defaultVictims;
     const schedule = [...pool].sort(() => Math.random() - 0.5);
     for (let round = 1; round <= options.rounds; round++) {
       await pause(500, 2500);
@@ -97,7 +100,9 @@ export async function runChaos(
       if (victim === 'producer' || victim === 'tunnel') await producer.kill('SIGKILL');
       if (victim === 'consumer' || victim === 'tunnel') await consumer.kill('SIGKILL');
       if (victim === 'kafka') await crashKafka(stack);
-      if (victim === 'target') await crashTarget(stack);
+      if (victim === 'target') await crashCluster(stack, 'target');
+      // the application's writers wait at a transaction boundary: none of their commits is in doubt
+      if (victim === 'source') await workload.whileHeld(() => crashCluster(stack, 'source'));
       await pause(100, 1000);
       if (victim === 'producer' || victim === 'tunnel') producer = spawn('producer');
       if (victim === 'consumer' || victim === 'tunnel') consumer = spawn('consumer');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { Consumer, Producer } from '@platformatic/kafka';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
@@ -131,9 +131,14 @@ test('avro: dead letters keep the original bytes and dlq list reads them through
   await tunnel.stop();
 });
 
-test('json-schema: a source column added is a new compatible version, and its values arrive', { timeout: 120_000 }, async (t) => {
+// logical capture: pgoutput's relation message after the DDL registers the new version
+for (const capture of ['trigger', 'logical'] as const) {
+  test(`${capture === 'logical' ? 'capture: logical, ' : ''}json-schema: a source column added is a new compatible version, and its values arrive`, { timeout: 120_000 }, (t) => newVersion(t, capture));
+}
+
+async function newVersion(t: TestContext, capture: 'trigger' | 'logical'): Promise<void> {
   const db = await tunnelDatabases(t);
-  const env = { ...db.env, PGTUNNEL_FORMAT: 'json-schema', PGTUNNEL_REGISTRY_URL: registryUrl() };
+  const env = { ...db.env, PGTUNNEL_FORMAT: 'json-schema', PGTUNNEL_REGISTRY_URL: registryUrl(), PGTUNNEL_CAPTURE: capture };
   const registry = new SchemaRegistry({ url: registryUrl() });
   const subject = `${db.topicPrefix}.public.employees-value`;
   await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('Ada')");
@@ -147,4 +152,4 @@ test('json-schema: a source column added is a new compatible version, and its va
   const raw = await rawRecords(`${db.topicPrefix}.public.employees`, 2);
   assert.ok(raw.every((r) => r.value![0] === 0 && r.value!.subarray(5).toString().startsWith('{"before":')), 'the wire format around the JSON envelope');
   await tunnel.stop();
-});
+}
