@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
-import { TunnelError } from '../errors.js';
+import { TunnelError, sqlState } from '../errors.js';
 import { inTransaction, qualified, quoteIdent } from '../pg.js';
 import { lockNames, publicationName, slotName, tableId } from '../names.js';
 import { migrate, readMigrations } from './migrations.js';
@@ -77,8 +77,13 @@ export async function installLogical(source: pg.Client, table: TableConfig): Pro
   // a slot cannot be created in a transaction that wrote: its own statement
   const { rows } = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS present', [slotName(table, source.database ?? '')]);
   if (!rows[0]!.present) {
-    await source.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(table, source.database ?? '')]);
-    created++;
+    try {
+      await source.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(table, source.database ?? '')]);
+      created++;
+    } catch (err) {
+      // another installer made it meanwhile (a producer and a consumer process starting at once): it is there
+      if (sqlState(err) !== '42710') throw err;
+    }
   }
   return created;
 }

@@ -9,8 +9,9 @@ export interface ShapeColumn {
   typeMod: number;
 }
 
-interface Version {
+export interface Version {
   version: number;
+  /** The first WAL position (a commit's) this version describes. */
   fromLsn: bigint;
   columns: ShapeColumn[];
 }
@@ -22,6 +23,22 @@ export function relationShape(relation: Relation, excluded: ReadonlySet<string>)
 
 export function sameShape(a: ShapeColumn[], b: ShapeColumn[]): boolean {
   return a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.typeOid === b[i]!.typeOid && c.typeMod === b[i]!.typeMod);
+}
+
+/**
+ * Pure: the version of `columns` seen in the WAL at `lsn`, given the versions numbered so far (in order), or
+ * the next version to number. WAL before the newest version's start is WAL replayed after a restart: it gets
+ * the version in force there, or the newest with its columns.
+ */
+export function versionFor(versions: Version[], columns: ShapeColumn[], lsn: bigint): { known: number } | { next: Version } {
+  const latest = versions.at(-1);
+  if (latest && lsn < latest.fromLsn) {
+    const inForce = versions.filter((v) => v.fromLsn <= lsn).at(-1);
+    if (inForce && sameShape(inForce.columns, columns)) return { known: inForce.version };
+    return { known: versions.filter((v) => sameShape(v.columns, columns)).at(-1)?.version ?? latest.version };
+  }
+  if (latest && sameShape(latest.columns, columns)) return { known: latest.version };
+  return { next: { version: (latest?.version ?? 0) + 1, fromLsn: lsn, columns } };
 }
 
 /** The same from the catalog, as the snapshot reads the table (pgoutput sends no generated column). */
@@ -57,15 +74,9 @@ export class LogicalSchemas {
   /** The version of these captured columns, seen in the WAL at `lsn` (numbered and stored when new). */
   async versionAt(client: pg.Client, columns: ShapeColumn[], lsn: bigint): Promise<number> {
     const versions = (this.versions ??= await this.load(client));
-    const latest = versions.at(-1);
-    if (latest && lsn < latest.fromLsn) {
-      // replayed WAL: the version in force there, or the newest one with these columns
-      const inForce = versions.filter((v) => v.fromLsn <= lsn).at(-1);
-      if (inForce && sameShape(inForce.columns, columns)) return inForce.version;
-      return versions.filter((v) => sameShape(v.columns, columns)).at(-1)?.version ?? latest.version;
-    }
-    if (latest && sameShape(latest.columns, columns)) return latest.version;
-    const next: Version = { version: (latest?.version ?? 0) + 1, fromLsn: lsn, columns };
+    const found = versionFor(versions, columns, lsn);
+    if ('known' in found) return found.known;
+    const { next } = found;
     await client.query(
       'INSERT INTO pgtunnel.logical_schemas (table_id, schema_version, from_lsn, columns) VALUES ($1, $2, $3::pg_lsn, $4::jsonb) ON CONFLICT DO NOTHING',
       [this.tableId, next.version, formatLsn(lsn), JSON.stringify(columns)],
