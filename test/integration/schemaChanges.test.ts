@@ -98,9 +98,8 @@ async function evolves(t: TestContext, capture: 'trigger' | 'logical'): Promise<
   const salary = await query<{ t: string }>(db.targetUrl, "SELECT data_type AS t FROM information_schema.columns WHERE table_name = 'employees' AND column_name = 'salary'");
   assert.equal(salary[0]!.t, 'bigint');
   assert.deepEqual(tunnel.events.of('pgtunnel:dead-lettered'), [], 'no dead letters');
-  // each of the four DDL statements is a new capture schema version (shown by status and the dashboard), and
-  // each change says which version wrote it
-  assert.deepEqual(await schemaVersions(db, env), { status: [5, null], envelopes: [1, 2, 3, 4, 5] });
+  // each of the four DDL statements is a new capture schema version (shown by status and the dashboard)
+  assert.deepEqual(await statusVersions(env), [5, null]);
 
   // changes while the tunnel is down, across a DROP and a RENAME: the restart reads each with the columns
   // it was written with (logical capture replays them from the slot under their own relation messages)
@@ -113,16 +112,17 @@ async function evolves(t: TestContext, capture: 'trigger' | 'logical'): Promise<
   const again = await InProcessTunnel.start(t, env);
   await again.waitForEqual();
   assert.deepEqual(again.events.of('pgtunnel:dead-lettered'), [], 'no dead letters after the restart');
-  assert.deepEqual(await schemaVersions(db, env), { status: [7, null], envelopes: [1, 2, 3, 4, 5, 6, 7] });
+  assert.deepEqual(await statusVersions(env), [7, null]);
+  const records = await topicRecords(`${db.topicPrefix}.public.employees`);
+  const versions = new Set(records.map((r) => (r.value?.source as { schema_version?: number } | undefined)?.schema_version).filter((v): v is number => v !== undefined));
+  assert.deepEqual([...versions].sort((x, y) => x - y), [1, 2, 3, 4, 5, 6, 7], 'each change says which version wrote it');
   await again.stop();
 }
 
-/** The capture schema version status shows (with the registered one), and the versions the envelopes carry. */
-async function schemaVersions(db: TunnelEnv, env: Record<string, string>): Promise<{ status: unknown[]; envelopes: number[] }> {
+/** The capture schema version status shows, and the registered one. */
+async function statusVersions(env: Record<string, string>): Promise<unknown[]> {
   const table = JSON.parse((await runCli(['status', '--json'], env)).stdout).tables[0];
-  const records = await topicRecords(`${db.topicPrefix}.public.employees`);
-  const versions = new Set(records.map((r) => (r.value?.source as { schema_version?: number } | undefined)?.schema_version));
-  return { status: [table.schemaVersion, table.registeredVersion], envelopes: [...versions].filter((v) => v !== undefined).sort((a, b) => a - b) };
+  return [table.schemaVersion, table.registeredVersion];
 }
 
 test('without a DDL event trigger: writes never fail, status names the columns not captured, and install adopts them', { timeout: 180_000 }, async (t) => {
