@@ -54,10 +54,14 @@ async function firstRecord(topic: string, registry: SchemaRegistry): Promise<{ k
   return { key: d.key, value: d.value, raw: m!.value! };
 }
 
-test('avro: a source column added is a new registered version; a change BACKWARD refuses stops only its table', { timeout: 240_000 }, async (t) => {
+for (const capture of ['trigger', 'logical'] as const) {
+  test(`${capture === 'logical' ? 'capture: logical, ' : ''}avro: a source column added is a new registered version; a change BACKWARD refuses stops only its table`, { timeout: 240_000 }, (t) => avroVersions(t, capture));
+}
+
+async function avroVersions(t: TestContext, capture: 'trigger' | 'logical'): Promise<void> {
   const db = await tunnelDatabases(t);
   await query(db.sourceUrl, 'CREATE TABLE items (id integer PRIMARY KEY, name text)');
-  const env = { ...db.env, PGTUNNEL_TABLES: 'employees,items', PGTUNNEL_FORMAT: 'avro', PGTUNNEL_REGISTRY_URL: registryUrl() };
+  const env = { ...db.env, PGTUNNEL_TABLES: 'employees,items', PGTUNNEL_FORMAT: 'avro', PGTUNNEL_REGISTRY_URL: registryUrl(), PGTUNNEL_CAPTURE: capture };
   const registry = new SchemaRegistry({ url: registryUrl() });
   const topic = `${db.topicPrefix}.public.employees`;
   const subject = `${topic}-value`;
@@ -100,7 +104,7 @@ test('avro: a source column added is a new registered version; a change BACKWARD
   assert.equal(await count('employees', "first_name = 'Refused'"), 0, 'the refused table published nothing after the change');
   assert.equal(tunnel.ended(), false, 'the tunnel keeps running');
   await tunnel.stop();
-});
+}
 
 test('avro: dead letters keep the original bytes and dlq list reads them through the registry; unreadable records are poison', { timeout: 120_000 }, async (t) => {
   const db = await tunnelDatabases(t);
