@@ -23,6 +23,8 @@ export class TableReload {
     private readonly load: () => Promise<TunnelConfig>,
     private readonly tunnel: Tunnel,
     private readonly log: Logger,
+    /** This process runs the producer side: a removed table's capture is its to remove. */
+    private readonly producing = true,
   ) {}
 
   /** Checks every `intervalMs` (0: only on request). */
@@ -59,6 +61,10 @@ export class TableReload {
     for (const id of added) this.log.info({ table: id, why }, `table added: ${id} (capture installed, topic created); its snapshot begins`);
     for (const table of gone) {
       const id = tableId(table);
+      if (!this.producing) {
+        this.log.info({ table: id, why }, `table removed: ${id} (its topic is no longer applied); its capture is removed by the producer process that runs it, once its configuration drops it too`);
+        continue;
+      }
       this.log.info({ table: id, why }, `table removed: ${id} (its producer stops, its topic is no longer applied); its capture is removed once the producer stopped`);
       const removal = await removeCapture(this.config, table);
       this.tunnel.removed(id, removal.what);
