@@ -47,7 +47,7 @@ export async function removeCapture(config: TunnelConfig, table: TableConfig): P
     });
     if (!held) {
       const who = holder ? `pid ${holder.pid}${holder.clientAddr ? ` from ${holder.clientAddr}` : ''}${holder.applicationName ? ` (${holder.applicationName})` : ''}` : 'another session';
-      return { removed: false, what: `capture of ${id} stays installed: its producer lock is held by ${who}, so another tunnel still runs it; remove the table there too, or run \`PGTUNNEL_TABLES=${id} pgtunnel uninstall --keep-schema\` once none does` };
+      return { removed: false, what: `capture of ${id} stays installed: after ${stopWaitMs / 1000} s its producer lock is still held by ${who}, a producer that still runs it (another tunnel's, or this one's not stopped yet); remove the table there too, or run \`PGTUNNEL_TABLES=${id} pgtunnel uninstall --keep-schema\` once none does` };
     }
     const dropped = await unpublishedRows(source, table);
     await source.query(`SET lock_timeout = ${lockTimeoutMs}`);
