@@ -37,17 +37,17 @@ const attempts = 5;
  * afresh, so its target converges again. The other tables are not touched: each DDL statement takes only the
  * removed table's and its change table's locks, with a lock timeout so the table's writers never wait long.
  */
-export async function removeCapture(config: TunnelConfig, table: TableConfig): Promise<Removal> {
+export async function removeCapture(config: TunnelConfig, table: TableConfig, waitMs = stopWaitMs): Promise<Removal> {
   const id = tableId(table);
   const source = await connect(config.sourceUrl, 'source', producerApplicationName(id));
   try {
     let holder: LockHolder | undefined;
-    const held = await becomeLeader(source, id, AbortSignal.timeout(stopWaitMs), async (h) => {
+    const held = await becomeLeader(source, id, AbortSignal.timeout(waitMs), async (h) => {
       holder = h;
     });
     if (!held) {
       const who = holder ? `pid ${holder.pid}${holder.clientAddr ? ` from ${holder.clientAddr}` : ''}${holder.applicationName ? ` (${holder.applicationName})` : ''}` : 'another session';
-      return { removed: false, what: `capture of ${id} stays installed: after ${stopWaitMs / 1000} s its producer lock is still held by ${who}, a producer that still runs it (another tunnel's, or this one's not stopped yet); remove the table there too, or run \`PGTUNNEL_TABLES=${id} pgtunnel uninstall --keep-schema\` once none does` };
+      return { removed: false, what: `capture of ${id} stays installed: after ${waitMs / 1000} s its producer lock is still held by ${who}, a producer that still runs it (another tunnel's, or this one's not stopped yet); remove the table there too, or run \`PGTUNNEL_TABLES=${id} pgtunnel uninstall --keep-schema\` once none does` };
     }
     const dropped = await unpublishedRows(source, table);
     await source.query(`SET lock_timeout = ${lockTimeoutMs}`);

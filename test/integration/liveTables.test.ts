@@ -2,8 +2,20 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import pg from 'pg';
 import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { runCli, TunnelProcess } from '../helpers/tunnelProcess.js';
+import { installInProcess } from '../helpers/inProcessTunnel.js';
+import { loadConfig } from '../../src/config/load.js';
+import { lockNames } from '../../src/names.js';
+import { removeCapture } from '../../src/setup/tableRemoval.js';
+
+/** What capture of a table has in the source: its triggers, its captures and state rows, its change table. */
+const captured = async (url: string, table: string, changeTable = `${table}_cdc`) => (await query<{ n: number }>(url,
+  `SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('public.' || $1::text) AND tgname LIKE 'pgtunnel%')::int
+        + (SELECT count(*) FROM pgtunnel.captures WHERE table_id = 'public.' || $1::text)::int
+        + (SELECT count(*) FROM pgtunnel.state WHERE table_id = 'public.' || $1::text)::int
+        + (to_regclass($2::text) IS NOT NULL)::int AS n`, [table, changeTable]))[0]!.n;
 
 const count = async (url: string, table: string) => (await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM ${table}`))[0]!.n;
 
@@ -52,14 +64,9 @@ test('tables come and go under load without a restart: SIGHUP adds one, the cata
   await tunnel.waitForLog('capture of public.depots removed from the source', 60_000);
   writingDepartments = false;
   await departmentWriter;
-  const captured = async (table: string) => (await query<{ n: number }>(db.sourceUrl,
-    `SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE 'pgtunnel%')::int
-          + (SELECT count(*) FROM pgtunnel.captures WHERE table_id = 'public.' || $2::text)::int
-          + (SELECT count(*) FROM pgtunnel.state WHERE table_id = 'public.' || $2::text)::int
-          + (to_regclass($2::text || '_cdc') IS NOT NULL)::int AS n`, [table, table]))[0]!.n;
-  assert.equal(await captured('departments'), 0, 'no trigger, capture record, state or change table of departments left');
-  assert.equal(await captured('depots'), 0, 'nor of depots');
-  assert.ok(await captured('employees') >= 4, 'employees still captured');
+  assert.equal(await captured(db.sourceUrl, 'departments'), 0, 'no trigger, capture record, state or change table of departments left');
+  assert.equal(await captured(db.sourceUrl, 'depots'), 0, 'nor of depots');
+  assert.equal(await captured(db.sourceUrl, 'employees', 'emp_cdc'), 7, 'employees still captured');
   await query(db.sourceUrl, "INSERT INTO departments VALUES (202, 'after removal')");
   assert.equal((await query(db.sourceUrl, "SELECT 1 FROM pg_class WHERE relname LIKE 'depart%_cdc'")).length, 0, 'a write after the removal has no change table to fill');
   // the running tunnel's status lists the tables it runs now, and says what became of the removed ones
@@ -77,4 +84,31 @@ test('tables come and go under load without a restart: SIGHUP adds one, the cata
   await waitFor('employees equal, never restarted', async () => (await runCli(['verify', '--limit', '5'], env)).code === 0, 90_000, 500);
   assert.equal(tunnel.ended(), false, 'the tunnel kept running');
   assert.equal(tunnel.output.split('\n').filter((l) => l.includes('"tunnel starting"')).length, 1, 'started once');
+});
+
+test('a removed table whose producer lock another session holds keeps its capture; once free, capture goes, its unpublished changes counted', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const env = { ...db.env, PGTUNNEL_TABLES: 'employees' };
+  await installInProcess(env);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'u' || i, i FROM generate_series(1, 3) i");
+  await query(db.sourceUrl, "INSERT INTO pgtunnel.signals (table_id) VALUES ('public.employees')");
+  const config = loadConfig({ env });
+  // a producer of another tunnel that still runs the table, as the lock shows it
+  const other = new pg.Client({ connectionString: db.sourceUrl });
+  await other.connect();
+  try {
+    const { rows } = await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid, pg_advisory_lock(hashtext($1), hashtext($2))', [lockNames.producer, 'public.employees']);
+    const kept = await removeCapture(config, config.tables[0]!, 1500);
+    assert.equal(kept.removed, false, kept.what);
+    assert.match(kept.what, new RegExp(`stays installed: .* held by pid ${rows[0]!.pid}.*pgtunnel uninstall`));
+    assert.equal(await captured(db.sourceUrl, 'employees', 'emp_cdc'), 7, 'capture untouched');
+  } finally {
+    await other.end();
+  }
+  const removal = await removeCapture(config, config.tables[0]!);
+  assert.equal(removal.removed, true, removal.what);
+  assert.match(removal.what, /capture of public.employees removed from the source .*; 3 changes committed after its last checkpoint/);
+  assert.equal(await captured(db.sourceUrl, 'employees', 'emp_cdc'), 0);
+  assert.deepEqual(await query(db.sourceUrl, 'SELECT state, message FROM pgtunnel.signals'), [{ state: 'cancelled', message: 'capture of the table removed' }]);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name) VALUES ('uncaptured')");
 });
