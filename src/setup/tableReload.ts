@@ -1,5 +1,5 @@
 import type { TunnelConfig } from '../config/load.js';
-import { describeError } from '../errors.js';
+import { classify, describeError } from '../errors.js';
 import type { Logger } from '../instruments/log.js';
 import { tableId } from '../names.js';
 import type { Tunnel } from '../pipeline/tunnel.js';
@@ -66,7 +66,11 @@ export class TableReload {
         continue;
       }
       this.log.info({ table: id, why }, `table removed: ${id} (its producer stops, its topic is no longer applied); its capture is removed once the producer stopped`);
-      const removal = await removeCapture(this.config, table);
+      // the reload itself is done: a removal that fails says so for its table alone
+      const removal = await removeCapture(this.config, table).catch((err: unknown) => ({
+        removed: false,
+        what: `capture of ${id} stays installed: ${describeError(classify(err))}; run \`PGTUNNEL_TABLES=${id} pgtunnel uninstall --keep-schema\` once the source answers`,
+      }));
       this.tunnel.removed(id, removal.what);
       if (removal.removed) this.log.info({ table: id }, removal.what);
       else this.log.warn({ table: id }, removal.what);

@@ -32,8 +32,8 @@ const attempts = 5;
  * takes it over (the table is still in that process's configuration), capture stays and the log says so.
  *
  * A removal racing changes of the table: everything Kafka acknowledged before the producer stopped is in the
- * topic; changes committed after its last checkpoint were never published and go with the change table (their
- * count is reported). Removal is the end of that table's stream: added back, it is installed and snapshotted
+ * topic; change rows its last checkpoint did not pass go with the change table (counted in the log; those Kafka
+ * had not acknowledged are never published). Removal is the end of that table's stream: added back, it is installed and snapshotted
  * afresh, so its target converges again. The other tables are not touched: each DDL statement takes only the
  * removed table's and its change table's locks, with a lock timeout so the table's writers never wait long.
  */
