@@ -45,7 +45,7 @@ export class CaptureProducer extends TableProducer {
   constructor(...args: ProducerArgs) {
     super(args, args[0].transactionMetadata);
     const [config, table, , producer, log] = args;
-    this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata);
+    this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata, this.encoder.format === 'json');
     this.snapshot = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt, table.filter);
     this.publishStep = new PublishStep(this.id, this.batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
@@ -61,7 +61,7 @@ export class CaptureProducer extends TableProducer {
     if (this.config.exactlyOnce) this.state = this.stored = (await this.adopt(client, await this.openExactlyOnce(), this.stored)) ?? this.stored;
     await this.refreshColumns(client);
     this.onPhase(this.state.phase);
-    this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
+    this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev, pages: this.changes.path.bytes ? 'bytes' : 'objects' }, `producer started; change pages read as ${this.changes.path.bytes ? 'COPY bytes' : 'row objects'}: ${this.changes.path.why}`);
     this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
     let checkedAt = 0;
     while (!signal.aborted) {
