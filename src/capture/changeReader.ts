@@ -3,6 +3,7 @@ import { qualified, quoteIdent } from '../pg.js';
 import type { TableConfig } from '../config/load.js';
 import type { ChangeRow } from '../contracts/envelope.js';
 import type { Position } from './position.js';
+import { saveStateSql } from './stateStore.js';
 import { tableId } from '../names.js';
 import { TransactionReader } from './transactions.js';
 import { beforeImageJoin, beforeImagesCleanupSql } from './beforeImages.js';
@@ -117,6 +118,7 @@ export class ChangeReader {
     // No truncation: it waits for an ACCESS EXCLUSIVE lock (up to 5 s) against the capture triggers' inserts.
     this.vacuumSql = `VACUUM (TRUNCATE false) ${this.changeTable}`;
     this.cleanupSql = `DELETE FROM ${this.changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
+    this.checkpointSql = this.transactions ? undefined : this.checkpointStatement();
   }
 
   /** Whether pages are read as bytes, and why (logged once by the producer). */
@@ -216,6 +218,27 @@ export class ChangeReader {
       capturedMs: rows.spans[slot]! < 0 ? Number.NaN : rows.data.readDoubleBE(rows.spans[slot]!), row: text(pageFields.row)!, key: text(pageFields.key)!,
       schemaVersion: fieldInt(rows, i, pageFields.schemaVersion) < 0 ? schemaVersion : fieldInt(rows, i, pageFields.schemaVersion), ...(before === null ? {} : { before }),
     };
+  }
+
+  /**
+   * The checkpoint as one statement (item 6 of issue 21): the state, and when `$11` (the checkpoint of a
+   * completed batch) is not NULL the change rows and before-images it covers. One statement is its own
+   * transaction, so it can be queued on the producer's session without awaiting it. Undefined with
+   * transaction metadata, whose cleanup reads what its own first statement marked.
+   */
+  readonly checkpointSql: string | undefined;
+
+  private checkpointStatement(): string {
+    const covered = '$11::pg_snapshot IS NOT NULL AND txid < pg_snapshot_xmax($11::pg_snapshot) AND pg_visible_in_snapshot(txid, $11::pg_snapshot)';
+    const images = this.beforeFull ? `, images AS (DELETE FROM pgtunnel.before_images WHERE table_id = $1 AND ${covered})` : '';
+    return `WITH saved AS (${saveStateSql}),
+      cleaned AS (DELETE FROM ${this.changeTable} WHERE ${covered} RETURNING 1)${images}
+      SELECT (SELECT updated_at FROM saved) AS updated_at, (SELECT count(*) FROM cleaned)::int AS cleaned`;
+  }
+
+  /** Counts rows a one-statement checkpoint cleaned (towards the next vacuum). */
+  cleaned(rows: number): void {
+    this.cleanedSinceVacuum += rows;
   }
 
   /** Removes the change rows of every transaction visible in a checkpointed snapshot. */

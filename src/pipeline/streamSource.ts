@@ -51,11 +51,15 @@ export class StreamSource {
   }
 
   /** One page published and checkpointed (`busy`: more is likely waiting), or an empty batch seen (not stored). */
-  async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<{ next: CaptureState; busy: boolean }> {
+  /**
+   * `reads`: the connection pages are read on, apart from the producer's session (`client`, which holds the
+   * lock and stores checkpoints), so a page's read never waits behind the previous page's checkpoint.
+   */
+  async step(client: pg.Client, state: CaptureState, stored: CaptureState, reads: pg.Client = client): Promise<{ next: CaptureState; busy: boolean }> {
     const size = this.pages.nextSize(state.position, this.pageSize);
     this.pageSize = size;
     const readAt = Date.now();
-    const page = await this.take(client, state.position, size);
+    const page = await this.take(reads, state.position, size);
     const readMs = Date.now() - readAt;
     const count = page.count;
     const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.lastChangeId, size) };
@@ -70,7 +74,7 @@ export class StreamSource {
       return { next, busy: true };
     }
     const publishAt = Date.now();
-    const { after, ackedAt } = await this.publishStep.publish(client, { records: this.records(client, page, next, size), after: () => next, pageSize: count, readMs }, stored);
+    const { after, ackedAt } = await this.publishStep.publish(client, { records: this.records(reads, page, next, size), after: () => next, pageSize: count, readMs }, stored);
     // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
     if (this.log.isLevelEnabled('debug')) {
       const txids = page.bytes ? Array.from({ length: count }, (_, i) => Number(fieldText(page.bytes!, i, pageFields.txid))) : page.changes.map((c) => Number(c.txid));
