@@ -9,7 +9,6 @@
 //   node dist/bench/changePaths.js [changes=100000] [--rounds 2] [--page 5000]
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { ChangeReader, type Page } from '../src/capture/changeReader.js';
@@ -22,10 +21,8 @@ import { recordsOf } from '../src/pipeline/changePages.js';
 import { atLeastOnce } from '../src/pipeline/publisher.js';
 import { prepare } from '../src/setup/prepare.js';
 import { EnvelopeProducer, ensureTopics, endOffsets } from '../src/transport/kafka.js';
-import { employeesDdl } from '../src/stack/demo.js';
-import { startTestStack } from '../testkit/testStack.js';
+import { root, withEmployeesStack } from './context.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const args = process.argv.slice(2);
 const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const changes = Number(args.find((a) => /^\d+$/.test(a)) ?? 100_000);
@@ -87,13 +84,7 @@ function child(way: Way, sourceUrl: string, brokers: string, prev: string, topic
 
 async function main(): Promise<void> {
   if (option('--round')) return round(option('--round') as Way, option('--source')!, option('--brokers')!, option('--prev')!, option('--topic')!);
-  const { stack, env } = await startTestStack(path.join(root, '.pgtunnel'), 'bench-change-paths');
-  try {
-    const sourceUrl = `${env.PGTUNNEL_TEST_SOURCE_SERVER}/postgres`;
-    const brokers = env.PGTUNNEL_TEST_BROKERS!;
-    const client = new pg.Client({ connectionString: sourceUrl });
-    await client.connect();
-    await client.query(employeesDdl);
+  await withEmployeesStack('bench-change-paths', async ({ sourceUrl, brokers, client }) => {
     await prepare(configOf(sourceUrl, brokers), createLogger('bench'), { installOnly: true });
     const prev = (await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
     // 60% inserts, 30% updates, 10% deletes (a delete is two records: its envelope and a tombstone)
@@ -105,7 +96,6 @@ async function main(): Promise<void> {
     await client.query('UPDATE employees SET salary = salary + 1 WHERE emp_id <= $1', [updates]);
     await client.query('DELETE FROM employees WHERE emp_id > $1', [inserts - deletes]);
     await client.query('VACUUM ANALYZE emp_cdc');
-    await client.end();
     const topic = `bench-change-paths-${Date.now()}`;
     await ensureTopics({ kafkaBrokers: [brokers] }, [topic], 3);
     const results: Figures[] = [];
@@ -118,9 +108,7 @@ async function main(): Promise<void> {
     const perChange = (f: Figures) => f.cpuUs / f.changes;
     const backendPerChange = (f: Figures) => f.backendUs / f.changes;
     console.log(`bytes/objects (best rounds): CPU per change ${(best('bytes', perChange) / best('objects', perChange)).toFixed(2)}, backend CPU per change ${(best('bytes', backendPerChange) / best('objects', backendPerChange)).toFixed(2)}`);
-  } finally {
-    await stack.down();
-  }
+  });
 }
 
 await main();
