@@ -12,6 +12,8 @@ export interface ChangeFrame {
   /** pieces[i] precedes slots[i]; the last piece ends the envelope. */
   pieces: Buffer[];
   slots: Slot[];
+  /** The pieces' bytes together. */
+  fixed: number;
 }
 
 /** Markers no envelope field holds: raw NULs for the rows (every text field is JSON-escaped), digit runs for the numbers. */
@@ -46,7 +48,7 @@ export function changeFrame(table: TableRef, op: Extract<Op, 'c' | 'u' | 'd'>, n
     from = at + markers[slot].length;
   }
   pieces.push(Buffer.from(text.slice(from)));
-  return { pieces, slots: found.map((f) => f.slot) };
+  return { pieces, slots: found.map((f) => f.slot), fixed: pieces.reduce((n, p) => n + p.length, 0) };
 }
 
 /** The frames of a page: one per op framed, all at the page's `nowMs`. */
@@ -102,9 +104,20 @@ const slotField: Record<Exclude<Slot, 'tsMs'>, number> = { row: pageFields.row, 
 /** The op a row's action bytes name when its envelope can be framed; undefined for a truncate or an unknown action. */
 function opAt(page: PageSpans, slot: number): 'c' | 'u' | 'd' | undefined {
   const start = page.spans[slot]!;
-  const length = page.spans[slot + 1]! - start;
-  for (const [bytes, op] of actions) if (start >= 0 && length === bytes.length && page.data.compare(bytes, 0, length, start, start + length) === 0) return op;
+  if (start < 0 || page.spans[slot + 1]! - start !== 6) return undefined;
+  for (const [bytes, op] of actions) {
+    let same = true;
+    for (let k = 0; k < 6 && same; k++) same = page.data[start + k] === bytes[k];
+    if (same) return op;
+  }
   return undefined;
+}
+
+/** Copies `src[start, end)` to `out` at `at`; short runs in a loop (a native copy costs more than it moves). */
+function put(out: Buffer, at: number, src: Buffer, start: number, end: number): number {
+  if (end - start > 48) return src.copy(out, at, start, end);
+  for (let i = start; i < end; i++) out[at++] = src[i]!;
+  return end - start;
 }
 
 /** The envelopes' ts_ms as the object path rounds the float8 it parsed; -1 when not a plain epoch millisecond count. */
@@ -132,8 +145,7 @@ export function frameChanges(page: PageSpans, frames: Record<'c' | 'u' | 'd', Ch
     const ts = tsMsAt(page, base + pageFields.capturedMs * 2);
     const frame = op && frames[op];
     if (!frame || ts < 0 || spans[base + pageFields.row * 2]! < 0 || spans[base + pageFields.key * 2]! < 0) continue;
-    let size = 0;
-    for (const p of frame.pieces) size += p.length;
+    let size = frame.fixed;
     for (const slot of frame.slots) {
       if (slot === 'tsMs') size += digitCount(ts);
       else {
@@ -158,17 +170,19 @@ export function frameChanges(page: PageSpans, frames: Record<'c' | 'u' | 'd', Ch
     const base = i * fields * 2;
     starts[i] = at;
     for (let s = 0; s < frame.slots.length; s++) {
-      at += frame.pieces[s]!.copy(values, at);
+      const piece = frame.pieces[s]!;
+      at += put(values, at, piece, 0, piece.length);
       const slot = frame.slots[s]!;
       if (slot === 'tsMs') {
         at += writeDigits(values, at, tsMs[i]!);
         continue;
       }
       const pair = base + slotField[slot] * 2;
-      if (spans[pair]! >= 0) at += data.copy(values, at, spans[pair]!, spans[pair + 1]!);
-      else at += slot === 'schemaVersion' ? writeDigits(values, at, defaultSchemaVersion) : nullBytes.copy(values, at);
+      if (spans[pair]! >= 0) at += put(values, at, data, spans[pair]!, spans[pair + 1]!);
+      else at += slot === 'schemaVersion' ? writeDigits(values, at, defaultSchemaVersion) : put(values, at, nullBytes, 0, 4);
     }
-    at += frame.pieces.at(-1)!.copy(values, at);
+    const last = frame.pieces[frame.slots.length]!;
+    at += put(values, at, last, 0, last.length);
     ends[i] = at;
   }
   return { values, starts, ends, ops };
