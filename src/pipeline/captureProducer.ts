@@ -3,7 +3,8 @@ import { TunnelError, classify } from '../errors.js';
 import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
 import { ChangeReader } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
-import { changeTableId } from '../names.js';
+import { changeTableId, producerApplicationName } from '../names.js';
+import { connect } from '../pg.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
 import { sleep } from '../retry.js';
@@ -39,11 +40,13 @@ export class CaptureProducer extends TableProducer {
   private vacuum: ChangeVacuum | undefined;
   private readonly incremental: IncrementalSnapshot;
   private readonly heartbeat: Heartbeat;
+  /** The stream's page reads, on a connection of their own beside the lock holder's session (issue 21 item 6). */
+  private reads: pg.Client | undefined;
 
   constructor(...args: ProducerArgs) {
     super(args, args[0].transactionMetadata);
     const [config, table, , producer, log] = args;
-    this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata);
+    this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata, this.encoder.format === 'json');
     this.snapshot = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt, table.filter);
     this.publishStep = new PublishStep(this.id, this.batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
@@ -59,8 +62,9 @@ export class CaptureProducer extends TableProducer {
     if (this.config.exactlyOnce) this.state = this.stored = (await this.adopt(client, await this.openExactlyOnce(), this.stored)) ?? this.stored;
     await this.refreshColumns(client);
     this.onPhase(this.state.phase);
-    this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
+    this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev, pages: this.changes.path.bytes ? 'bytes' : 'objects' }, `producer started; change pages read as ${this.changes.path.bytes ? 'COPY bytes' : 'row objects'}: ${this.changes.path.why}`);
     this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
+    this.reads = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
     let checkedAt = 0;
     while (!signal.aborted) {
       if (Date.now() - checkedAt > captureCheckMs) {
@@ -74,13 +78,18 @@ export class CaptureProducer extends TableProducer {
       progressed();
       if (busy) this.heartbeat.busy();
       else if (this.state!.position.cur === null) await this.heartbeat.idle(readAt);
-      if (!busy) await this.idle(client, signal);
+      if (!busy) {
+        await this.publishStep.drained();
+        await this.idle(client, signal);
+      }
     }
   }
 
   protected async release(): Promise<void> {
     await this.vacuum?.close();
     this.vacuum = undefined;
+    await this.reads?.end().catch(() => {});
+    this.reads = undefined;
   }
 
   /**
@@ -113,7 +122,7 @@ export class CaptureProducer extends TableProducer {
         this.state = this.stored = await this.incremental.step(client, state, this.stored!);
         return true;
       }
-      const { next, busy } = await this.stream.step(client, state, this.stored!);
+      const { next, busy } = await this.stream.step(client, state, this.stored!, this.reads);
       this.state = next;
       if (busy) this.stored = next;
       return busy;
