@@ -3,6 +3,8 @@ import { TunnelError, classify, describeError } from '../errors.js';
 import { qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
+import { switchBoundary } from '../capture/captureSwitch.js';
+import { uninstallCapture } from '../capture/install.js';
 import { waitForCommit } from '../capture/commitWait.js';
 import { changeTableId } from '../names.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
@@ -41,6 +43,8 @@ export class CaptureProducer extends TableProducer {
   private vacuum: ChangeVacuum | undefined;
   private readonly incremental: IncrementalSnapshot;
   private readonly heartbeat: Heartbeat;
+  /** A switch to logical capture under way: the snapshot the last trigger batch ends at. */
+  private switchAt: string | undefined;
 
   constructor(...args: ProducerArgs) {
     super(args, args[0].transactionMetadata);
@@ -63,8 +67,10 @@ export class CaptureProducer extends TableProducer {
     this.onPhase(this.state.phase);
     this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
     this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
+    this.switchAt = await switchBoundary(client, this.table);
     let checkedAt = 0;
     while (!signal.aborted) {
+      if (this.switchAt !== undefined && this.stored!.position.prev === this.switchAt && this.stored!.position.cur === null) return this.handOver(client);
       if (Date.now() - checkedAt > captureCheckMs) {
         await checkCapture(client, this.table);
         await this.refreshColumns(client);
@@ -78,6 +84,19 @@ export class CaptureProducer extends TableProducer {
       else if (this.state!.position.cur === null) await this.heartbeat.idle(readAt);
       if (!busy) await this.idle(client, signal);
     }
+  }
+
+  /**
+   * The batch pinned at the slot's snapshot is published and checkpointed: everything committed before the
+   * slot's consistent point is in Kafka, the slot has the rest. The triggers and the change table go (the
+   * table's state stays) and logical capture takes over.
+   */
+  private async handOver(client: pg.Client): Promise<void> {
+    await this.vacuum?.close();
+    this.vacuum = undefined;
+    await uninstallCapture(client, this.table, { keepState: true });
+    this.log.info({ table: this.id, boundary: this.switchAt }, 'switched to capture: logical: trigger capture published everything before the slot\'s snapshot; triggers and change table removed');
+    this.handedOver = true;
   }
 
   protected failure(err: unknown): TunnelError | undefined {

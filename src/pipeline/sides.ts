@@ -64,7 +64,11 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
         if (parts.has(id)) continue;
         const Producer = t.capture?.mode === 'logical' ? LogicalProducer : CaptureProducer;
         const capture = new Producer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
-        parts.start(id, (s) => capture.run(s));
+        parts.start(id, async (s) => {
+          await capture.run(s);
+          // a switch to logical capture: the trigger producer published up to the slot's snapshot and handed over
+          if (capture.handedOver) await new LogicalProducer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry).run(s);
+        });
       }
     } else {
       await parts.stop('consumer');

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
-import { chooseCapture, installLogical, type CaptureChoice } from '../capture/logicalInstall.js';
+import { chooseCapture, dropSlotAndPublication, installLogical, type CaptureChoice } from '../capture/logicalInstall.js';
+import { pinSwitchToLogical } from '../capture/captureSwitch.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
 import { capturedColumns } from '../capture/changeReader.js';
 import { addTargetColumns, createTargetTable } from '../apply/targetSchema.js';
@@ -78,6 +79,11 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
       if (applied > 0) for (const warning of await defaultTableGrants(source, ['pgtunnel', table.schema])) logger.warn({ table: id }, warning);
       if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
+      if (capture.switchTo === 'logical') {
+        const how = await pinSwitchToLogical(source, config.sourceUrl, table);
+        logger.info({ table: id, slot: capture.slot, switch: how }, how === 'pinned' ? 'switch to capture: logical: slot created, the last trigger batch ends at its snapshot' : 'switch to capture: logical under way');
+      }
+      if (capture.abandonSwitch && (await dropSlotAndPublication(source, table))) logger.info({ table: id }, 'the slot and publication of the abandoned switch to logical capture are dropped');
       out.push({ config: table, source: shape, capture });
     }
     if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables, logical, config.transactionMetadata));
