@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError } from '../errors.js';
-import { qualified, quoteIdent } from '../pg.js';
+import { inTransaction, qualified, quoteIdent } from '../pg.js';
 import { lockNames, producerApplicationName, publicationName, slotName, tableId } from '../names.js';
 import { requireReplication } from './logicalInstall.js';
 import { createSlotWithSnapshot } from './slotSnapshot.js';
@@ -67,4 +67,35 @@ export async function switchBoundary(client: pg.Client, table: TableConfig): Pro
     [tableId(table), slotName(table, client.database ?? '')],
   );
   return rows[0]?.cur ?? undefined;
+}
+
+/** The prefix of the logical message that marks where a switch from logical to trigger capture falls. */
+export const switchMessagePrefix = 'pgtunnel.capture-switch';
+
+/** Logical → trigger, decided before the triggers are installed (so a crash in between is resumed, not abandoned). */
+export async function markSwitchToTrigger(source: pg.Client, table: TableConfig): Promise<void> {
+  const { rows } = await source.query<{ phase: string }>("UPDATE pgtunnel.state SET capture_switch = coalesce(capture_switch, 'to trigger') WHERE table_id = $1 RETURNING phase", [tableId(table)]);
+  if (rows[0]?.phase === 'streaming') return;
+  await source.query('UPDATE pgtunnel.state SET capture_switch = NULL WHERE table_id = $1', [tableId(table)]);
+  throw new TunnelError('PGT_SWITCH_NOT_READY', `${tableId(table)} cannot switch to capture: trigger now: its logical capture is still snapshotting`, {
+    errorClass: 'config',
+    hint: 'let the snapshot finish with capture: logical, then start with capture: trigger again',
+  });
+}
+
+/**
+ * Logical → trigger, once the triggers exist: one transaction takes the table's SHARE ROW EXCLUSIVE lock, so
+ * every write of the table commits before it or after it. It stores its snapshot as trigger capture's first
+ * checkpoint (the writes after it are not visible there: the change table's batches start after it) and emits
+ * a transactional logical message: the stream publishes every commit before that message's and hands over.
+ */
+export async function setTriggerBoundary(source: pg.Client, table: TableConfig): Promise<void> {
+  await inTransaction(source, async () => {
+    await source.query(`LOCK TABLE ${qualified(table.schema, table.name)} IN SHARE ROW EXCLUSIVE MODE`);
+    await source.query(
+      "UPDATE pgtunnel.state SET prev_snapshot = pg_current_snapshot(), cur_snapshot = NULL, last_change_id = 0, capture_switch = 'to trigger at boundary' WHERE table_id = $1",
+      [tableId(table)],
+    );
+    await source.query('SELECT pg_logical_emit_message(true, $1, $2)', [switchMessagePrefix, tableId(table)]);
+  });
 }

@@ -4,6 +4,7 @@ import { TunnelError } from '../errors.js';
 import { inTransaction, qualified, quoteIdent } from '../pg.js';
 import { lockNames, publicationName, slotName, tableId } from '../names.js';
 import { migrate, readMigrations } from './migrations.js';
+import { switchToTriggerState } from './stateStore.js';
 
 export type CaptureMode = 'trigger' | 'logical';
 
@@ -13,16 +14,15 @@ export interface CaptureChoice {
   reason: string;
   /** Logical capture's replication slot. */
   slot?: string;
-  /** Trigger capture switching to logical: its last batch ends at the slot's snapshot (captureSwitch.ts). */
-  switchTo?: 'logical';
+  /** A switch under way (captureSwitch.ts): to logical, trigger capture's last batch ends at the slot's snapshot; to trigger, the stream ends at the boundary transaction. */
+  switchTo?: 'logical' | 'trigger';
   /** A switch to logical was under way and the config asks for triggers again: its slot and publication go. */
   abandonSwitch?: boolean;
 }
 
 /**
  * Logical capture where it was asked for and the source allows it; trigger capture otherwise, with the
- * reason. A table captured by triggers switches to logical without a re-snapshot (captureSwitch.ts); the
- * way back is not built (issue 22 item 8).
+ * reason. A table captured one way switches to the other without a re-snapshot (captureSwitch.ts).
  */
 export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode): Promise<CaptureChoice> {
   const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
@@ -34,15 +34,18 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
   );
   const r = { ...rows[0]!, triggers: false };
   if (r.registry) r.triggers = (await source.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)])).rows.length > 0;
+  const toTrigger = r.slot && (await switchToTriggerState(source, tableId(table))) !== undefined;
   if (asked === 'trigger') {
-    if (r.slot && !r.triggers) {
-      throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding (slot ${slotName(table, source.database ?? '')}), but the config asks for capture: trigger`, {
-        errorClass: 'config',
-        hint: 'set capture: logical again, or switch with `pgtunnel uninstall` then `pgtunnel install` (the table is snapshotted again)',
-      });
-    }
+    // logical → trigger: logical capture runs until the boundary transaction, then hands over (captureSwitch.ts)
+    if (r.slot && (!r.triggers || toTrigger)) return { mode: 'logical', reason: 'switching to capture: trigger: logical capture publishes every transaction before the one that splits the table\'s writes, then the triggers take over', slot: slotName(table, source.database ?? ''), switchTo: 'trigger' };
     if (r.slot) return { mode: 'trigger', reason: 'capture: trigger (a switch to logical capture was under way: it is abandoned)', abandonSwitch: true };
     return { mode: 'trigger', reason: 'capture: trigger (the default)' };
+  }
+  if (toTrigger) {
+    throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is switching to capture: trigger, but the config asks for capture: logical`, {
+      errorClass: 'config',
+      hint: 'set capture: trigger and let the switch finish (the tunnel logs "switched to capture: trigger"), then switch back',
+    });
   }
   if (r.wal_level !== 'logical') return { mode: 'trigger', reason: `the source has wal_level = ${r.wal_level}, not logical (set wal_level = logical in postgresql.conf and restart the source to capture by logical decoding)` };
   // a publication on a table without a replica identity makes its UPDATEs and DELETEs fail: capture must never do that

@@ -66,8 +66,9 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
         const capture = new Producer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
         parts.start(id, async (s) => {
           await capture.run(s);
-          // a switch to logical capture: the trigger producer published up to the slot's snapshot and handed over
-          if (capture.handedOver) await new LogicalProducer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry).run(s);
+          // a switch of capture mode: the one capture published up to the boundary and handed over to the other
+          const Next = capture instanceof LogicalProducer ? CaptureProducer : LogicalProducer;
+          if (capture.handedOver) await new Next(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry).run(s);
         });
       }
     } else {
