@@ -30,8 +30,9 @@ export async function idleCost(ctx: BenchContext, seconds: number, probes: numbe
   const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bench_latency'));
   try {
     await tunnel.ready(dbs.source, dbs.target, 'bench_latency', "INSERT INTO bench_latency VALUES (0, 'probe')");
-    // every session of the producer: its connection and, in logical capture, the walsender reading the slot
-    const backends = (await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgtunnel producer%'")).map((b) => b.pid);
+    // every session of the producer, this database's only (inside `npm test` other files' tunnels have producer
+    // backends on the same server): its connection and, in logical capture, the walsender reading the slot
+    const backends = (await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgtunnel producer%'")).map((b) => b.pid);
     const backendCpu = () => backends.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
     const before = { tunnel: cpuSeconds(tunnel.child.pid!), backends: backendCpu() };
     const started = Date.now();
