@@ -55,4 +55,21 @@ export class SetOutcome {
       this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + 1);
     }
   }
+
+  /** Takes in what a nested piece of the same transaction did (a savepoint that was released). */
+  absorb(other: SetOutcome): void {
+    // loops, not spread: a huge transaction's arrays exceed the arguments a call may take
+    for (const l of other.letters) this.letters.push(l);
+    for (const [k, n] of other.parkedKeys) this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + n);
+    for (const [k, c] of other.counts) {
+      const mine = this.counts.get(k) ?? { applied: 0, dead: 0, poison: 0 };
+      this.counts.set(k, { applied: mine.applied + c.applied, dead: mine.dead + c.dead, poison: mine.poison + c.poison });
+    }
+    for (const [table, byOp] of other.ops) for (const [op, n] of byOp) this.appliedOp(table, op, n);
+    for (const ms of other.latencies) this.latencies.push(ms);
+    this.newestSourceMs = Math.max(this.newestSourceMs, other.newestSourceMs);
+    this.fresh += other.fresh;
+    for (const [topic, statements] of other.evolved) this.evolved.set(topic, statements);
+    this.checked.push(...other.checked);
+  }
 }

@@ -7,7 +7,8 @@ import { connect } from '../pg.js';
 import { applicationNames, clientIds, lockNames, oneOffGroupId, partitionId, transactionTopic } from '../names.js';
 import type { TableApply } from '../apply/targetWriter.js';
 import { TransactionBuffer, envelopeTail, type HeldRecord } from '../apply/transactionBuffer.js';
-import { TransactionApply, foreignKeys, parentsFirst } from '../apply/transactionApply.js';
+import { TransactionApply } from '../apply/transactionApply.js';
+import { foreignKeys, parentsFirst } from '../apply/foreignKeys.js';
 import { storedOffsets } from '../apply/offsets.js';
 import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter } from '../validate/deadLetters.js';
@@ -36,6 +37,8 @@ const waitSliceMs = 1000;
  */
 export class TransactionalConsumer {
   private readonly txTopic: string;
+  /** Units a foreign key refused, and since when: the wait outlives a restart of the applier. */
+  private readonly foreignKeyWaits = new Map<string, number>();
 
   constructor(
     private readonly config: TunnelConfig,
@@ -115,8 +118,9 @@ export class TransactionalConsumer {
       throw unreachableBroker(this.config.kafkaBrokers, err);
     }
     try {
-      const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored);
-      const applier = new TransactionApply(target, this.tables, (topic) => counts.get(topic) ?? 1, new DeadLetterWriter(this.deadLetters), order, () => failpoint('apply.write'));
+      const tableIds = new Set([...this.tables.values()].map((t) => t.table));
+      const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored, (table) => tableIds.has(table));
+      const applier = new TransactionApply(target, this.tables, (topic) => counts.get(topic) ?? 1, new DeadLetterWriter(this.deadLetters), order, () => failpoint('apply.write'), this.foreignKeyWaits);
       const sets = new PolledSets<BytesMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
       this.log.info({ group: this.config.groupId, units: ahead.size }, 'transactional applier started');
       this.health.set('consumer', 'ok');
