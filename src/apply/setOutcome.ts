@@ -1,6 +1,7 @@
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { TableStatements } from './statements.js';
 import { keyId, partitionId } from '../names.js';
+import { telemetry } from '../instruments/telemetry.js';
 
 /** One transaction's bookkeeping: what became a dead letter, which keys got parked, the per-partition counts. */
 export class SetOutcome {
@@ -71,5 +72,15 @@ export class SetOutcome {
     this.fresh += other.fresh;
     for (const [topic, statements] of other.evolved) this.evolved.set(topic, statements);
     this.checked.push(...other.checked);
+  }
+}
+
+/** After the commit: what a set did, for metrics and the dashboard. */
+export function reportOutcome(outcome: SetOutcome, tableOf: (topic: string) => string | undefined): void {
+  const now = Date.now();
+  for (const [table, byOp] of outcome.ops) for (const [op, n] of byOp) telemetry.applied(table, op, n);
+  telemetry.observeLatencies(outcome.latencies.map((sourceMs) => now - sourceMs));
+  for (const { record, letter } of outcome.letters) {
+    telemetry.deadLettered({ time: new Date(now).toISOString(), table: tableOf(record.topic) ?? record.topic, errorClass: letter.errorClass, rule: letter.rule, key: record.key, message: letter.message });
   }
 }

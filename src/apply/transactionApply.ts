@@ -4,13 +4,12 @@ import { inTransaction } from '../pg.js';
 import { compositeKey, partitionId } from '../names.js';
 import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
-import { telemetry } from '../instruments/telemetry.js';
 import { ChangeWriter } from './changeWriter.js';
 import { parkedKeys, recordParked } from './parking.js';
 import { truncatePartitionKeys } from './partitionTruncate.js';
 import type { DecodedRecord } from './reduce.js';
 import { decodeRecord, route, type Decoded } from './route.js';
-import { SetOutcome } from './setOutcome.js';
+import { reportOutcome, SetOutcome } from './setOutcome.js';
 import type { TableApply } from './targetWriter.js';
 import type { HeldRecord, Unit } from './transactionBuffer.js';
 import { replayedTruncate } from './truncateOnce.js';
@@ -63,9 +62,7 @@ export class TransactionApply {
       outcome = await this.attempt(units, offsets, (o) => this.apart(units, o));
     }
     this.changes.ended(outcome);
-    for (const [table, byOp] of outcome.ops) for (const [op, n] of byOp) telemetry.applied(table, op, n);
-    const now = Date.now();
-    telemetry.observeLatencies(outcome.latencies.map((sourceMs) => now - sourceMs));
+    reportOutcome(outcome, (topic) => this.tables.get(topic)?.table);
     return [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0);
   }
 
