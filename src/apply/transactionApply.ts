@@ -84,6 +84,11 @@ export class TransactionApply {
   /** The fast way: every unit's records in set-based pieces; any dead letter sends the set the slow way. */
   private async together(units: Unit[], outcome: SetOutcome): Promise<void> {
     await this.client.query('SET CONSTRAINTS ALL DEFERRED');
+    await this.writeUnits(units, outcome);
+    if (outcome.letters.length > 0) throw new LetterInSet();
+  }
+
+  private async writeUnits(units: Unit[], outcome: SetOutcome): Promise<void> {
     let chunk: HeldRecord[] = [];
     for (const unit of units) {
       for await (const piece of this.recordsOf(unit)) {
@@ -92,18 +97,50 @@ export class TransactionApply {
       }
     }
     await this.flush(chunk, outcome);
-    if (outcome.letters.length > 0) throw new LetterInSet();
   }
 
   /**
-   * The slow way, still one target transaction: each unit under its own savepoint, applied whole or all its
-   * records dead letters. A unit a foreign key refused is tried again after the set's others (one of them may
-   * be the parent it needs), then waited for (`foreignKeyWaitMs`): its partner may still be on its way.
+   * The slow way, still one target transaction: halves of the set under savepoints, down to the units with a
+   * dead letter or a refusal, which go to the DLQ whole. A unit a foreign key refused is tried again after the
+   * set's others (one of them may be the parent it needs), then waited for (`foreignKeyWaitMs`): its partner
+   * may still be on its way.
    */
   private async apart(units: Unit[], outcome: SetOutcome): Promise<void> {
     const refusedByKey: Unit[] = [];
-    for (const unit of units) if (!(await this.alone(unit, outcome, false))) refusedByKey.push(unit);
+    await this.halves(units, outcome, refusedByKey);
     for (const unit of refusedByKey) await this.alone(unit, outcome, true);
+  }
+
+  private async halves(units: Unit[], outcome: SetOutcome, refusedByKey: Unit[]): Promise<void> {
+    if (units.length === 1) {
+      if (!(await this.alone(units[0]!, outcome, false))) refusedByKey.push(units[0]!);
+      return;
+    }
+    await this.client.query('SAVEPOINT pgtunnel_units');
+    const own = new SetOutcome();
+    try {
+      await this.client.query('SET CONSTRAINTS ALL DEFERRED');
+      await this.writeUnits(units, own);
+      await this.client.query('SET CONSTRAINTS ALL IMMEDIATE');
+      if (own.letters.length === 0) {
+        await this.client.query('RELEASE SAVEPOINT pgtunnel_units');
+        outcome.absorb(own);
+        return;
+      }
+    } catch (err) {
+      if (!isRefusedChange(err)) throw err;
+    }
+    await this.undo('pgtunnel_units');
+    const mid = units.length >> 1;
+    await this.halves(units.slice(0, mid), outcome, refusedByKey);
+    await this.halves(units.slice(mid), outcome, refusedByKey);
+  }
+
+  /** Back to the savepoint, which then goes (no subtransactions pile up); the staging tables are as it found them. */
+  private async undo(savepoint: string): Promise<void> {
+    await this.client.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    await this.client.query(`RELEASE SAVEPOINT ${savepoint}`);
+    this.changes.staging.ended(false);
   }
 
   /** One unit under a savepoint; false when a foreign key refused it and `last` is not set (try it later). */
@@ -129,9 +166,7 @@ export class TransactionApply {
       outcome.absorb(own);
       return true;
     }
-    await this.client.query('ROLLBACK TO SAVEPOINT pgtunnel_unit');
-    // the staging tables are as the savepoint found them
-    this.changes.staging.ended(false);
+    if (refused?.code !== '23503') await this.undo('pgtunnel_unit');
     this.foreignKeyWaits.delete(unit.id);
     await letterUnit(this.client, unit.id, this.recordsOf(unit), own.letters, refused, (topic) => this.changes.routeTable(topic), outcome);
     return true;
@@ -142,8 +177,7 @@ export class TransactionApply {
    * reads again from its stored offsets) while its partner may still arrive; true once it waited long enough.
    */
   private async foreignKeyWaited(unit: Unit, err: unknown, last: boolean): Promise<boolean> {
-    await this.client.query('ROLLBACK TO SAVEPOINT pgtunnel_unit');
-    this.changes.staging.ended(false);
+    await this.undo('pgtunnel_unit');
     if (!last) return false;
     const since = this.foreignKeyWaits.get(unit.id) ?? Date.now();
     this.foreignKeyWaits.set(unit.id, since);

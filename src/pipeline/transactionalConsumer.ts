@@ -125,13 +125,22 @@ export class TransactionalConsumer {
       this.log.info({ group: this.config.groupId, units: ahead.size }, 'transactional applier started');
       this.health.set('consumer', 'ok');
       let lastReport = Date.now();
+      let storedText = '';
       for (;;) {
         const set = await sets.take(signal);
         if (!set) break;
         for (const m of set.messages) this.hold(m, buffer, ahead);
         await this.spill(target, buffer);
-        for (let units = buffer.take(this.config.batchSize); units.length > 0; units = buffer.take(this.config.batchSize)) {
+        let units = buffer.take(this.config.batchSize);
+        // records that apply nothing (tombstones, BEGIN, copies of applied units) still move the stored offsets,
+        // so the target's offsets reach the topics' ends (`run --once`, status lag)
+        if (units.length === 0 && buffer.held === 0 && offsetsText(buffer.nextOffsets()) !== storedText) {
+          await applier.apply([], buffer.nextOffsets());
+          storedText = offsetsText(buffer.nextOffsets());
+        }
+        for (; units.length > 0; units = buffer.take(this.config.batchSize)) {
           await applier.apply(units, buffer.nextOffsets());
+          storedText = offsetsText(buffer.nextOffsets());
           failpoint('apply.after-commit');
           for (const u of units) ahead.add(u.id);
           // a copy of an applied transaction's record (an aborted Kafka transaction's, read past its marker) is skipped
@@ -196,6 +205,11 @@ export class TransactionalConsumer {
     }
     return out;
   }
+}
+
+/** The stored offsets as text, to tell whether anything moved. */
+function offsetsText(offsets: { topic: string; partition: number; next: bigint }[]): string {
+  return offsets.map((o) => `${o.topic}/${o.partition}:${o.next}`).join(',');
 }
 
 /** A record that belongs to no transaction (a snapshot row) is a unit of its own, named by its place. */
