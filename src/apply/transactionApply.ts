@@ -106,34 +106,43 @@ export class TransactionApply {
    * may still be on its way.
    */
   private async apart(units: Unit[], outcome: SetOutcome): Promise<void> {
-    const refusedByKey: Unit[] = [];
-    await this.halves(units, outcome, refusedByKey);
-    for (const unit of refusedByKey) await this.alone(unit, outcome, true);
+    const later = { units: [] as Unit[], keys: new Set<string>() };
+    await this.halves(units, outcome, later);
+    for (const unit of later.units) await this.alone(unit, outcome, true);
   }
 
-  private async halves(units: Unit[], outcome: SetOutcome, refusedByKey: Unit[]): Promise<void> {
+  /** `later`: units put after the set's others (a foreign key refused them), and the keys they wrote. */
+  private async halves(units: Unit[], outcome: SetOutcome, later: { units: Unit[]; keys: Set<string> }): Promise<void> {
+    // a unit writing a key of a unit put later goes later too: a key's writers stay in order
+    const behind = (u: Unit) => u.keys.some((k) => later.keys.has(k));
     if (units.length === 1) {
-      if (!(await this.alone(units[0]!, outcome, false))) refusedByKey.push(units[0]!);
+      const unit = units[0]!;
+      if (behind(unit) || !(await this.alone(unit, outcome, false))) {
+        later.units.push(unit);
+        for (const k of unit.keys) later.keys.add(k);
+      }
       return;
     }
-    await this.client.query('SAVEPOINT pgtunnel_units');
-    const own = new SetOutcome();
-    try {
-      await this.client.query('SET CONSTRAINTS ALL DEFERRED');
-      await this.writeUnits(units, own);
-      await this.client.query('SET CONSTRAINTS ALL IMMEDIATE');
-      if (own.letters.length === 0) {
-        await this.client.query('RELEASE SAVEPOINT pgtunnel_units');
-        outcome.absorb(own);
-        return;
+    if (!units.some(behind)) {
+      await this.client.query('SAVEPOINT pgtunnel_units');
+      const own = new SetOutcome();
+      try {
+        await this.client.query('SET CONSTRAINTS ALL DEFERRED');
+        await this.writeUnits(units, own);
+        await this.client.query('SET CONSTRAINTS ALL IMMEDIATE');
+        if (own.letters.length === 0) {
+          await this.client.query('RELEASE SAVEPOINT pgtunnel_units');
+          outcome.absorb(own);
+          return;
+        }
+      } catch (err) {
+        if (!isRefusedChange(err)) throw err;
       }
-    } catch (err) {
-      if (!isRefusedChange(err)) throw err;
+      await this.undo('pgtunnel_units');
     }
-    await this.undo('pgtunnel_units');
     const mid = units.length >> 1;
-    await this.halves(units.slice(0, mid), outcome, refusedByKey);
-    await this.halves(units.slice(mid), outcome, refusedByKey);
+    await this.halves(units.slice(0, mid), outcome, later);
+    await this.halves(units.slice(mid), outcome, later);
   }
 
   /** Back to the savepoint, which then goes (no subtransactions pile up); the staging tables are as it found them. */
