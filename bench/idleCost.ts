@@ -29,7 +29,8 @@ export async function idleCost(ctx: BenchContext, seconds: number, probes: numbe
   const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bench_latency'));
   try {
     await tunnel.ready(dbs.source, dbs.target, 'bench_latency', "INSERT INTO bench_latency VALUES (0, 'probe')");
-    const backends = await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgtunnel producer%'");
+    // this database's only: inside `npm test` other files' tunnels have producer backends on the same server
+    const backends = await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgtunnel producer%'");
     const pids = { tunnel: tunnel.child.pid!, producerBackend: backends[0]?.pid };
     const before = { tunnel: cpuSeconds(pids.tunnel), backend: pids.producerBackend ? cpuSeconds(pids.producerBackend) : 0 };
     const started = Date.now();

@@ -30,10 +30,10 @@ function testFiles(dir) {
 }
 
 // Files that restart or kill the shared stack, hold the < 1 s promise or other timing-sensitive waits (static
-// membership's session, the registry's restart), or load the machine on their own (the bench's processes, Airflow, the torture workload):
+// membership's session, the registry's restart), or load the machine on their own (Airflow, the torture workload):
 // they run one at a time, alone. Every other file has its own databases, topics and groups, so two run at once.
 const alone = [
-  'integration/chaos', 'integration/stack', 'integration/stackAccess', 'integration/registry', 'integration/bench', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
+  'integration/chaos', 'integration/stack', 'integration/stackAccess', 'integration/registry', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
   'integration/craftedText', 'integration/dlq.', 'integration/fuzz', 'integration/avro', 'integration/stall',
   'integration/torture', 'unit/redact', 'unit/wireFuzz', 'unit/configSecurity',
 ];
@@ -86,6 +86,20 @@ function installAirflowBeside(nodeBin) {
   });
 }
 
+/**
+ * The second Node (the tested one) is fetched while the first pass runs, at low priority, rather than after it.
+ * Resolves to its path; a failed fetch is retried in the foreground, where its error is shown.
+ */
+function fetchNodeBeside(nodeBin, version) {
+  if (majorOf(process.versions.node) === majorOf(version)) return Promise.resolve(process.execPath);
+  const script = `const { installNode } = await import(${JSON.stringify(path.join(root, 'scripts/runtime.mjs'))}); installNode(${JSON.stringify(version)});`;
+  const child = spawn('nice', ['-n', '10', nodeBin, '--input-type=module', '-e', script], { stdio: 'ignore', cwd: root });
+  return new Promise((resolve) => {
+    child.once('error', () => resolve(nodeOf(version)));
+    child.once('exit', () => resolve(nodeOf(version)));
+  });
+}
+
 let stack;
 let ok = false;
 const stop = async () => {
@@ -110,9 +124,10 @@ try {
   const env = { ...process.env, ...started.env };
   const floorNode = nodeOf(floorVersion);
   const airflow = selected.some((f) => f.endsWith('airflow.test.js')) ? installAirflowBeside(floorNode) : undefined;
+  const testedNode = only.length === 0 ? fetchNodeBeside(floorNode, testedVersion) : undefined;
   ok = await runGroups(floorNode, selected, env, airflow);
-  if (ok && only.length === 0) {
-    ok = await runGroups(nodeOf(testedVersion), [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
+  if (ok && testedNode) {
+    ok = await runGroups(await testedNode, [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
   }
 } finally {
   await stop();

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Consumer, stringDeserializer } from '@platformatic/kafka';
+import { Consumer, stringDeserializer } from '../transport/kafkaLib.js';
 import type { RecordDecoder } from '../contracts/recordDecoder.js';
 import { isFramed } from '../contracts/wireFormat.js';
 import type pg from 'pg';

@@ -1,4 +1,4 @@
-import { Consumer, stringDeserializer, type Message, type MessagesStream } from '@platformatic/kafka';
+import { Consumer, stringDeserializer, type Message, type MessagesStream } from '../transport/kafkaLib.js';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Consumer, stringDeserializer, type Message } from '@platformatic/kafka';
+import { Consumer, stringDeserializer, type Message } from '../transport/kafkaLib.js';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { sqlState, TunnelError } from '../errors.js';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Admin } from '@platformatic/kafka';
+import { Admin } from '../transport/kafkaLib.js';
 import { TunnelError } from '../errors.js';
 import type { Logger } from '../instruments/log.js';
 import { kafkaClientOptions } from '../transport/kafka.js';

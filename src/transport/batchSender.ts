@@ -1,4 +1,4 @@
-import { Writer, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, produceV9, produceV10, produceV11, NetworkError, type Producer, type ClusterMetadata, type Connection } from '@platformatic/kafka';
+import { Writer, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, produceV9, produceV10, produceV11, NetworkError, type Producer, type ClusterMetadata, type Connection } from './kafkaLib.js';
 import { kafkaProtocolIds } from '../errors.js';
 import { RecordBatchEncoder, type RecordBytes } from './recordBatch.js';
 

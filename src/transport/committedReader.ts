@@ -1,4 +1,4 @@
-import { Consumer, FetchIsolationLevels } from '@platformatic/kafka';
+import { Consumer, FetchIsolationLevels } from './kafkaLib.js';
 import { kafkaClientOptions, unreachableBroker, type KafkaAccess } from './kafka.js';
 import { clientIds } from '../names.js';
 

@@ -1,4 +1,4 @@
-import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializer, type Connection } from '@platformatic/kafka';
+import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializer, type Connection } from './kafkaLib.js';
 import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity.js';
 import { TunnelError, classify, kafkaProtocolIds } from '../errors.js';
 import type { WireMessage } from '../contracts/envelope.js';

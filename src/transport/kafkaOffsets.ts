@@ -1,4 +1,4 @@
-import { Admin, FetchIsolationLevels, ListOffsetTimestamps } from '@platformatic/kafka';
+import { Admin, FetchIsolationLevels, ListOffsetTimestamps } from './kafkaLib.js';
 import { clientIds, partitionId } from '../names.js';
 import { kafkaClientOptions, unreachableBroker, type KafkaAccess } from './kafka.js';
 

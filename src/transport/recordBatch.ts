@@ -1,4 +1,4 @@
-import { compressionsAlgorithms, crc32c } from '@platformatic/kafka';
+import { compressionsAlgorithms, crc32c } from './kafkaLib.js';
 
 /** Encoded bytes, or text written as UTF-8 straight into the batch (no Buffer of its own). */
 export type Bytes = Buffer | string;

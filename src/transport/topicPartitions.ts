@@ -1,4 +1,4 @@
-import { Admin } from '@platformatic/kafka';
+import { Admin } from './kafkaLib.js';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError } from '../errors.js';
 import { kafkaClientOptions, unreachableBroker, type KafkaAccess } from './kafka.js';
