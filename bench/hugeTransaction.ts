@@ -1,5 +1,5 @@
-// node dist/bench/hugeTransaction.js [--rows 200000] [--budget 1048576]: one source transaction of `rows` inserts
-// under `apply: transactional` with a byte budget that forces the spill path. A reader on the target counts the
+// node dist/bench/hugeTransaction.js [--rows 200000] [--budget 1048576] [--apply per-partition]: one source transaction of
+// `rows` inserts under `apply: transactional` with a byte budget that forces the spill path (or the default apply, to compare). A reader on the target counts the
 // table the whole time: it must only ever see 0 or every row. Prints the time from the commit to the rows in the
 // target, the tunnel's peak RSS and the counts the reader saw.
 import { parseArgs } from 'node:util';
@@ -8,7 +8,7 @@ import pg from 'pg';
 import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, BenchTunnel, root, sql, waitUntil } from './context.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, budget: { type: 'string', default: String(1024 * 1024) } } });
+const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, budget: { type: 'string', default: String(1024 * 1024) }, apply: { type: 'string', default: 'transactional' } } });
 const rows = Number(values.rows);
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 const own = process.env.PGTUNNEL_TEST_SOURCE_SERVER ? undefined : await startTestStack(home, 'huge-tx-stack');
@@ -16,7 +16,7 @@ const ctx = new BenchContext(own?.stack ?? currentTestStack(), own?.env ?? { ...
 const ddl = 'CREATE TABLE bulk (id int PRIMARY KEY, v int, note text)';
 try {
   const dbs = await ctx.databases('bench_huge_tx', ddl);
-  const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bulk', { PGTUNNEL_APPLY: 'transactional', PGTUNNEL_TRANSACTION_BUFFER_BYTES: values.budget! }));
+  const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bulk', { PGTUNNEL_APPLY: values.apply!, PGTUNNEL_EXACTLY_ONCE: 'true', PGTUNNEL_TRANSACTION_METADATA: 'true', PGTUNNEL_TRANSACTION_BUFFER_BYTES: values.budget! }));
   try {
     await tunnel.ready(dbs.source, dbs.target, 'bulk', 'INSERT INTO bulk VALUES (0, 0)');
     const seen = new Set<number>();
@@ -36,7 +36,7 @@ try {
     await reader;
     const partial = [...seen].filter((n) => n !== 1 && n !== rows + 1);
     const spilled = tunnel.output.split('\n').filter((l) => l.includes('spilled to the target')).length;
-    console.log(JSON.stringify({ rows, budgetBytes: Number(values.budget), insertSeconds: (committed - started) / 1000, commitToAppliedSeconds: (applied - committed) / 1000, spills: spilled, peakRssMb: Math.round(tunnel.peakRssMb()), readerCounts: [...seen].sort((a, b) => a - b), partial }));
+    console.log(JSON.stringify({ apply: values.apply, rows, budgetBytes: Number(values.budget), insertSeconds: (committed - started) / 1000, commitToAppliedSeconds: (applied - committed) / 1000, spills: spilled, peakRssMb: Math.round(tunnel.peakRssMb()), readerCounts: [...seen].sort((a, b) => a - b), partial }));
     if (partial.length > 0) process.exitCode = 1;
   } finally {
     await tunnel.stop();
