@@ -162,23 +162,30 @@ export class TransactionBuffer {
     const horizon = this.earliestIncomplete();
     const ready: Unit[] = [];
     const queued = new Set<string>();
-    const consider = (id: string) => {
+    // units committed after the horizon wait unsorted: many may pile up behind one huge transaction
+    const after: string[] = [];
+    const consider = (id: string, sorted: boolean) => {
       if (queued.has(id) || !this.ready(id)) return;
       queued.add(id);
-      insertByCommit(ready, this.units.get(id)!);
+      const unit = this.units.get(id)!;
+      if (unit.sourceMs! > horizon) after.push(id);
+      else if (sorted) insertByCommit(ready, unit);
+      else ready.push(unit);
     };
-    for (const id of this.candidates) consider(id);
+    for (const id of this.candidates) consider(id, false);
     this.candidates.clear();
+    ready.sort((a, b) => (b.sourceMs ?? -Infinity) - (a.sourceMs ?? -Infinity));
     const out: Unit[] = [];
     let records = 0;
-    while (ready.length > 0 && records < maxRecords && !(ready[ready.length - 1]!.sourceMs! > horizon)) {
+    while (ready.length > 0 && records < maxRecords) {
       const unit = ready.pop()!;
-      for (const head of this.release(unit)) consider(head);
+      for (const head of this.release(unit)) consider(head, true);
       out.push(unit);
       records += unit.records.length + unit.spilled;
     }
-    // ready but after a unit that still waits for parts (or over this take's records): next time
+    // over this take's records, or after a unit that still waits for parts: next time
     for (const u of ready) this.candidates.add(u.id);
+    for (const id of after) this.candidates.add(id);
     return out;
   }
 
