@@ -174,7 +174,7 @@ export class TransactionBuffer {
     };
     for (const id of this.candidates) consider(id, false);
     this.candidates.clear();
-    ready.sort((a, b) => (b.sourceMs ?? -Infinity) - (a.sourceMs ?? -Infinity));
+    ready.sort((a, b) => commitOf(b) - commitOf(a));
     const out: Unit[] = [];
     let records = 0;
     while (ready.length > 0 && records < maxRecords) {
@@ -305,13 +305,16 @@ export class TransactionBuffer {
 
 /** Keeps `units` sorted latest commit first (so `pop` is the earliest); a unit without a commit time goes first. */
 function insertByCommit(units: Unit[], unit: Unit): void {
-  const at = unit.sourceMs ?? -Infinity;
+  const at = commitOf(unit);
   let lo = 0;
   let hi = units.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if ((units[mid]!.sourceMs ?? -Infinity) > at) lo = mid + 1;
+    if (commitOf(units[mid]!) > at) lo = mid + 1;
     else hi = mid;
   }
   units.splice(lo, 0, unit);
 }
+
+/** A finite sort key (a difference of two -Infinity is NaN, which breaks a sort). */
+const commitOf = (u: Unit) => u.sourceMs ?? Number.MIN_SAFE_INTEGER;
