@@ -1,4 +1,4 @@
-// node dist/bench/captureCpu.js [--rounds 5] [--rows 100000]: what capture costs the source backend in CPU,
+// node dist/bench/captureCpu.js [--rounds 5] [--rows 100000] [--variant NAME …]: what capture costs the source backend in CPU,
 // and what each part of it costs. Wall time on a shared 2-core machine swings 2× between runs; the
 // backend's own CPU time (/proc/<pid>/schedstat, ns) does not. Each variant runs in a transaction that
 // is rolled back, its changes to capture (dropped index, rewritten function) made inside it, so every
@@ -11,7 +11,7 @@ import { employeesDdl } from '../src/stack/demo.js';
 import { currentTestStack, startTestStack } from '../testkit/testStack.js';
 import { BenchContext, BenchTunnel, root, sql } from './context.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, rows: { type: 'string', default: '100000' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, rows: { type: 'string', default: '100000' }, variant: { type: 'string', multiple: true } } });
 const rounds = Number(values.rounds);
 const rows = Number(values.rows);
 
@@ -77,6 +77,8 @@ try {
     ['before: full', dbs.source, ["UPDATE pgtunnel.captures SET before_full = true WHERE table_id = 'public.employees'", "SELECT pgtunnel.sync_capture('public.employees')"]],
     ['transactionMetadata', dbs.source, ['ALTER TABLE emp_cdc ENABLE TRIGGER pgtunnel_transaction_events']],
   ];
+  // --variant picks some (the baseline always runs: every ratio is to it)
+  if (values.variant) variants.splice(0, variants.length, ...variants.filter(([name]) => name === 'no trigger' || values.variant!.includes(name)));
   const results = new Map(variants.map(([name]) => [name, new Map(Object.keys(measures).map((m) => [m, [] as number[]]))]));
   for (let round = 0; round < rounds; round++) {
     for (const [m, statement] of Object.entries(measures)) {

@@ -34,7 +34,7 @@ function testFiles(dir) {
 // they run one at a time, alone. Every other file has its own databases, topics and groups, so two run at once.
 const alone = [
   'integration/chaos', 'integration/stack', 'integration/stackAccess', 'integration/registry', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
-  'integration/craftedText', 'integration/dlq.', 'integration/fuzz', 'integration/avro', 'integration/stall',
+  'integration/craftedText', 'integration/dlq.', 'integration/fuzz',
   'integration/torture', 'unit/redact', 'unit/wireFuzz', 'unit/configSecurity',
 ];
 const runsAlone = (f) => alone.some((a) => path.relative(path.join(root, 'dist/test'), f).startsWith(a));

@@ -144,6 +144,11 @@ export async function uninstallCapture(source: pg.Client, table: TableConfig): P
       const { rows: present } = await source.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [side]);
       if (present[0]!.ok) await source.query(`DELETE FROM ${side} WHERE table_id = $1`, [id]);
     }
+    // its incremental snapshots still asked for would start on a capture installed again: they end here (kept as history)
+    const { rows: signals } = await source.query<{ ok: boolean }>("SELECT to_regclass('pgtunnel.signals') IS NOT NULL AS ok");
+    if (signals[0]!.ok) {
+      await source.query("UPDATE pgtunnel.signals SET state = 'cancelled', finished_at = now(), message = 'capture of the table removed' WHERE table_id = $1 AND state IN ('pending', 'running')", [id]);
+    }
     await source.query('DELETE FROM pgtunnel.migrations WHERE scope = $1', [captureScope(id)]);
     return true;
   });

@@ -86,7 +86,7 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
     if (deadline) return await runOnce(cfg, tunnel, { ...parts, threads }, signal, deadline, timeoutMs! / 1000);
     // tables added or removed live: on SIGHUP and on a periodic catalog check
-    const reload = new TableReload(cfg, () => withTables(config(globals)), tunnel, log);
+    const reload = new TableReload(cfg, () => withTables(config(globals)), tunnel, log, parts.produce);
     const onHangUp = () => void reload.check('SIGHUP');
     process.on('SIGHUP', onHangUp);
     reload.start(cfg.tableCheckIntervalMs);

@@ -72,7 +72,7 @@ export function rowImage(columns: NamedColumns, row: Record<string, unknown>): R
 
 const text = (v: unknown) => JSON.stringify(v ?? null);
 const int = (v: unknown) => (v === null || v === undefined ? 'null' : String(v));
-const snapshotMarkers = new Set<unknown>(['true', 'last', 'false']);
+const snapshotMarkers = new Set<unknown>(['true', 'last', 'false', 'incremental']);
 const ops = new Set<unknown>(['c', 'u', 'd', 'r', 't']);
 const maxSafe = 10n ** 16n;
 

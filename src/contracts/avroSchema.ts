@@ -90,7 +90,7 @@ export const sourceSchema = {
     { name: 'connector', type: 'string' },
     { name: 'name', type: 'string' },
     { name: 'ts_ms', type: 'long' },
-    { name: 'snapshot', type: [dbz('string', 'io.debezium.data.Enum', { 'connect.parameters': { allowed: 'true,last,false' }, 'connect.default': 'false' }), 'null'], default: 'false' },
+    { name: 'snapshot', type: [dbz('string', 'io.debezium.data.Enum', { 'connect.parameters': { allowed: 'true,last,false,incremental' }, 'connect.default': 'false' }), 'null'], default: 'false' },
     { name: 'db', type: 'string' },
     { name: 'schema', type: 'string' },
     { name: 'table', type: 'string' },

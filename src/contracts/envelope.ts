@@ -30,8 +30,8 @@ export type { TransactionBlock, TransactionEnd };
 /** Debezium's ops: create, update, delete, read (snapshot), truncate. */
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
-/** Debezium's snapshot marker: "last" on the final snapshot row when known. */
-export type SnapshotMarker = 'true' | 'last' | 'false';
+/** Debezium's snapshot marker: "last" on the final snapshot row when known, "incremental" on a signalled snapshot's rows. */
+export type SnapshotMarker = 'true' | 'last' | 'false' | 'incremental';
 
 /**
  * `source` as Debezium names it (version, connector, name, ts_ms, snapshot, db, schema, table, txId, lsn)
@@ -171,9 +171,13 @@ export function changeToMessages(table: TableRef, change: ChangeRow, op: Op, now
   return messages;
 }
 
-/** A row read by the snapshot (op "r"), as exact text with its key; `last` marks the snapshot's final row. */
-export function snapshotRowToMessage(table: TableRef, row: { row: string; key: string }, schemaVersion: number, nowMs: number, last = false): OutMessage {
-  const source = { txId: null, lsn: null, snapshot: last ? ('last' as const) : ('true' as const), tsMs: nowMs, schemaVersion };
+/**
+ * A row read by the snapshot (op "r"), as exact text with its key; `last` marks the initial snapshot's final
+ * row, `incremental` a row of an incremental snapshot (a signal), as Debezium marks them.
+ */
+export function snapshotRowToMessage(table: TableRef, row: { row: string; key: string }, schemaVersion: number, nowMs: number, last = false, incremental = false): OutMessage {
+  const snapshot: SnapshotMarker = incremental ? 'incremental' : last ? 'last' : 'true';
+  const source = { txId: null, lsn: null, snapshot, tsMs: nowMs, schemaVersion };
   return { topic: table.topic, key: row.key, value: envelopeText(table, 'r', row.row, source, nowMs), parts: { table, op: 'r', row: row.row, source, tsMs: nowMs } };
 }
 
@@ -244,13 +248,13 @@ function int64Text(v: JsonScalar | JsonObject | undefined, field: string): strin
   throw new PoisonError(`"${field}" must be a whole number or null`);
 }
 
-const snapshotMarkers = new Set<unknown>(['true', 'last', 'false']);
+const snapshotMarkers = new Set<unknown>(['true', 'last', 'false', 'incremental']);
 
 function readSource(v: JsonScalar | JsonObject | undefined): EnvelopeSource {
   if (v === null || v === undefined || typeof v !== 'object' || !('values' in v)) throw new PoisonError('"source" is missing or not an object');
   const s = v.values;
   const snapshot = s.get('snapshot');
-  if (!snapshotMarkers.has(snapshot)) throw new PoisonError('"source.snapshot" must be "true", "last" or "false"');
+  if (!snapshotMarkers.has(snapshot)) throw new PoisonError('"source.snapshot" must be "true", "last", "false" or "incremental"');
   return {
     version: text(s.get('version'), 'source.version')!,
     connector: text(s.get('connector'), 'source.connector')!,

@@ -21,11 +21,11 @@ function cut(text: string): [Buffer, Buffer] {
   return [Buffer.from(text.slice(0, at)), Buffer.from(text.slice(at + marker.length))];
 }
 
-/** The frame of a table's snapshot envelopes published at `nowMs` (one per piece, not per row). */
-export function snapshotFrame(table: TableRef, schemaVersion: number, nowMs: number): EnvelopeFrame {
+/** The frame of a table's snapshot envelopes published at `nowMs` (one per piece, not per row); `incremental`: a signalled snapshot's. */
+export function snapshotFrame(table: TableRef, schemaVersion: number, nowMs: number, incremental = false): EnvelopeFrame {
   const row = { row: marker, key: '' };
-  const [prefix, suffix] = cut(snapshotRowToMessage(table, row, schemaVersion, nowMs).value!);
-  const [, lastSuffix] = cut(snapshotRowToMessage(table, row, schemaVersion, nowMs, true).value!);
+  const [prefix, suffix] = cut(snapshotRowToMessage(table, row, schemaVersion, nowMs, false, incremental).value!);
+  const [, lastSuffix] = cut(snapshotRowToMessage(table, row, schemaVersion, nowMs, true, incremental).value!);
   return { prefix, suffix, lastSuffix };
 }
 

@@ -205,7 +205,7 @@ export class EnvelopeScanner {
     if (e.kinds[source] !== Kind.Object) return false;
     if (s.kinds[snapshot] !== Kind.String) return false;
     const marker = stringAt(b, s.span(snapshot));
-    if (marker !== 'true' && marker !== 'last' && marker !== 'false') return false;
+    if (marker !== 'true' && marker !== 'last' && marker !== 'false' && marker !== 'incremental') return false;
     for (const i of stringMembers) if (s.kinds[i] !== Kind.String) return false;
     if (!optional(b, s, txId, 20, false) || !optional(b, s, lsn, 20, false)) return false;
     if (s.kinds[sourceTsMs] !== Kind.Number || !whole(b, s.starts[sourceTsMs]!, s.ends[sourceTsMs]!, 16, true)) return false;

@@ -89,7 +89,7 @@ export function envelopeJsonSchema(topic: string, columns: ColumnType[], transac
           connector: { type: 'string' },
           name: { type: 'string' },
           ts_ms: { type: 'integer' },
-          snapshot: { type: 'string', enum: ['true', 'last', 'false'] },
+          snapshot: { type: 'string', enum: ['true', 'last', 'false', 'incremental'] },
           db: { type: 'string' },
           schema: { type: 'string' },
           table: { type: 'string' },

@@ -2,8 +2,11 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, wr
 import path from 'node:path';
 import { redact } from '../redact.js';
 
-/** degraded: running, with something a user must act on (e.g. source columns not captured) */
-export type PartState = 'starting' | 'ok' | 'waiting' | 'standby' | 'degraded';
+/**
+ * degraded: running, with something a user must act on (e.g. source columns not captured); removed: a table
+ * taken out of the running tunnel (the reason says what became of its capture)
+ */
+export type PartState = 'starting' | 'ok' | 'waiting' | 'standby' | 'degraded' | 'removed';
 
 export interface PartHealth {
   state: PartState;

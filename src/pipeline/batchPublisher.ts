@@ -26,12 +26,13 @@ export const emptyTally = (): Tally => ({ changes: 0, bad: 0, filtered: {}, ops:
 
 /**
  * One part of a source's page: change rows of the stream, rows of a snapshot chunk, or a chunk's rows as
- * binary COPY bytes (field 0 the key's text, field 1 the row's; JSON format only), `final` on the last piece.
+ * binary COPY bytes (field 0 the key's text, field 1 the row's; JSON format only), `final` on the last piece,
+ * `incremental` on the pieces of a signalled snapshot.
  */
 export type Records =
   | { changes: ChangeRow[] }
-  | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow }
-  | { rowBytes: CopyRows; schemaVersion: number; final: boolean };
+  | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow; incremental?: boolean }
+  | { rowBytes: CopyRows; schemaVersion: number; final: boolean; incremental?: boolean };
 
 type Origin = { key: string; txid: string | null; changeId: number | string | null };
 
@@ -58,8 +59,8 @@ export class BatchPublisher {
    */
   async publishBatch(publication: Publication, batch: Records, tally: Tally): Promise<number> {
     const messages = 'changes' in batch ? this.changeMessages(batch.changes, tally)
-      : 'rowBytes' in batch ? this.byteMessages(batch.rowBytes, batch.schemaVersion, batch.final, tally)
-      : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, tally);
+      : 'rowBytes' in batch ? this.byteMessages(batch.rowBytes, batch.schemaVersion, batch.final, batch.incremental === true, tally)
+      : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, batch.incremental === true, tally);
     let bytes = 0;
     for (const m of messages) bytes += m.value?.length ?? 0;
     await this.flush();
@@ -120,11 +121,11 @@ export class BatchPublisher {
     return out;
   }
 
-  private rowMessages(rows: SnapshotRow[], schemaVersion: number, final: SnapshotRow | undefined, tally: Tally): WireMessage[] {
+  private rowMessages(rows: SnapshotRow[], schemaVersion: number, final: SnapshotRow | undefined, incremental: boolean, tally: Tally): WireMessage[] {
     const now = Date.now();
     const out: WireMessage[] = [];
     for (const row of rows) {
-      const messages = this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, row === final)], { key: row.key, txid: null, changeId: null });
+      const messages = this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, row === final, incremental)], { key: row.key, txid: null, changeId: null });
       for (const m of messages) out.push(m);
     }
     tally.rows += rows.length;
@@ -135,10 +136,10 @@ export class BatchPublisher {
    * Snapshot rows that stay bytes: each value is the frame's prefix + the row's bytes + a suffix, each key the
    * key's bytes, no string or parse per row. A row too large for Kafka takes the object path (its dead letter).
    */
-  private byteMessages(rows: CopyRows, schemaVersion: number, final: boolean, tally: Tally): WireMessage[] {
+  private byteMessages(rows: CopyRows, schemaVersion: number, final: boolean, incremental: boolean, tally: Tally): WireMessage[] {
     if (this.encoder.format !== 'json') throw new Error(`snapshot bytes reached a ${this.encoder.format} table`);
     const now = Date.now();
-    const { values, ends } = frameRows({ data: rows.data, spans: rows.spans, stride: 4, offset: 2, count: rows.count }, snapshotFrame(this.ref, schemaVersion, now), final);
+    const { values, ends } = frameRows({ data: rows.data, spans: rows.spans, stride: 4, offset: 2, count: rows.count }, snapshotFrame(this.ref, schemaVersion, now, incremental), final);
     const limit = maxMessageBytes - 64 * 1024;
     const { topic } = this.table;
     const out: WireMessage[] = [];
@@ -149,7 +150,7 @@ export class BatchPublisher {
         continue;
       }
       const row = { key: fieldText(rows, i, 0)!, row: fieldText(rows, i, 1)! };
-      out.push(...this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, final && i === rows.count - 1)], { key: row.key, txid: null, changeId: null }));
+      out.push(...this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, final && i === rows.count - 1, incremental)], { key: row.key, txid: null, changeId: null }));
     }
     tally.rows += rows.count;
     return out;

@@ -74,7 +74,7 @@ export class IncrementalSnapshot {
   /** One chunk, with the stream batch before it, published and checkpointed with the snapshot's progress. */
   async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<CaptureState> {
     const { signal, reader } = this.job!;
-    const chunk: Chunk = { cur: '', total: signal.rowsTotal ?? 0, lastKey: signal.lastKey, done: false, marksLast: false };
+    const chunk: Chunk = { cur: '', total: signal.rowsTotal ?? 0, lastKey: signal.lastKey, done: false, incremental: true };
     let running = true;
     // the rows count in snapshotRowsDone too (status: captured + snapshot rows = applied + …)
     const rowsAfter = (after: CaptureState) => signal.rowsDone + after.snapshotRowsDone - state.snapshotRowsDone;

@@ -15,10 +15,13 @@ export interface ProducerParts {
   encoder: TableEncoder;
 }
 
+/** A table producer's name in health. */
+export const producerPart = (id: string): string => `producer ${id}`;
+
 /** The parts of a table's producer, marked starting in health; `transactions`: envelopes carry transaction blocks. */
 export function producerParts(config: TunnelConfig, table: TableConfig, shape: TableShape, health: Health, registry: SchemaRegistryClient | undefined, transactions = false): ProducerParts {
   const id = tableId(table);
-  const part = `producer ${id}`;
+  const part = producerPart(id);
   health.set(part, 'starting');
   const db = new URL(config.sourceUrl).pathname.slice(1);
   return {

@@ -19,7 +19,8 @@ const firstPieceRows = 2000;
 interface Piece {
   count: number;
   lastKey: string | null;
-  records(final: boolean): Records;
+  /** `final`: the initial snapshot's last piece; `incremental`: a piece of a signalled snapshot. */
+  records(final: boolean, incremental: boolean): Records;
 }
 
 /**
@@ -40,8 +41,11 @@ export interface Chunk {
   total: number | null;
   lastKey: string | null;
   done: boolean;
-  /** The initial snapshot marks its last row (`snapshot: "last"`); an incremental one does not. */
-  marksLast: boolean;
+  /**
+   * A signalled snapshot's chunk: its rows say `snapshot: "incremental"` (as Debezium's do) and none is
+   * `"last"`; the initial snapshot marks its last row `"last"`.
+   */
+  incremental: boolean;
 }
 
 /**
@@ -73,16 +77,16 @@ export class SnapshotSource {
     if (this.path.bytes && reader.bytesPath) {
       const rows = await reader.readChunkBytes(client, lastKey, size);
       const schemaVersion = this.changes.schemaVersion;
-      return { count: rows.count, lastKey: rows.count > 0 ? fieldText(rows, rows.count - 1, 0) : null, records: (final) => ({ rowBytes: rows, schemaVersion, final }) };
+      return { count: rows.count, lastKey: rows.count > 0 ? fieldText(rows, rows.count - 1, 0) : null, records: (final, incremental) => ({ rowBytes: rows, schemaVersion, final, incremental }) };
     }
     const rows = await reader.readChunk(client, lastKey, size);
     const schemaVersion = this.changes.schemaVersion;
-    return { count: rows.length, lastKey: rows.at(-1)?.key ?? null, records: (final) => ({ rows, schemaVersion, final: final ? rows.at(-1) : undefined }) };
+    return { count: rows.length, lastKey: rows.at(-1)?.key ?? null, records: (final, incremental) => ({ rows, schemaVersion, final: final ? rows.at(-1) : undefined, incremental }) };
   }
 
   /** One chunk with the stream batch before it, published and checkpointed; returns the state after it. */
   async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<CaptureState> {
-    const chunk: Chunk = { cur: '', total: state.snapshotRowsTotal, lastKey: state.snapshotLastKey, done: false, marksLast: true };
+    const chunk: Chunk = { cur: '', total: state.snapshotRowsTotal, lastKey: state.snapshotLastKey, done: false, incremental: false };
     const after = (): CaptureState => ({
       phase: chunk.done ? 'streaming' : 'snapshot',
       position: { prev: chunk.cur, cur: null, lastChangeId: 0 },
@@ -132,7 +136,7 @@ export class SnapshotSource {
         reading = this.readPiece(client, reader, chunk.lastKey, want);
         reading.catch(() => {}); // awaited above on the next turn
       }
-      const bytes = yield piece.records(chunk.done && chunk.marksLast);
+      const bytes = yield piece.records(chunk.done && !chunk.incremental, chunk.incremental);
       if (piece.count > 0) this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.count) / Math.max(bytes, 1))));
     }
   }

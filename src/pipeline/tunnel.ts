@@ -8,6 +8,7 @@ import type { Phase } from '../capture/stateStore.js';
 import { telemetry } from '../instruments/telemetry.js';
 import type { Side, SideContext, SideTable } from './sides.js';
 import { LocalSide, SideThread, type RunningSide } from './sideThread.js';
+import { producerPart } from './producerParts.js';
 
 export interface RunParts {
   produce?: boolean;
@@ -36,6 +37,7 @@ export function spawnSides(parts: RunParts, log: Logger): SideThread[] {
 export class Tunnel {
   private readonly phases = new Map<string, Phase>();
   private sides: RunningSide[] = [];
+  private health: Health | undefined;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -68,9 +70,14 @@ export class Tunnel {
     for (const side of this.sides) side.reload(tables);
   }
 
+  /** A table the reload took out: its producer's part says what became of its capture (status, /ready). */
+  removed(id: string, what: string): void {
+    this.health?.set(producerPart(id), 'removed', what);
+  }
+
   async run(signal: AbortSignal, parts: RunParts = {}): Promise<void> {
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
-    const health = new Health(this.config.home, role);
+    const health = (this.health = new Health(this.config.home, role));
     const observe = new ObserveServer(this.config, health, this.log, () => Promise.all(this.sides.map((s) => s.metrics())));
     if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
     // a change table growing while no producer publishes it is warned about in the log, watched or not

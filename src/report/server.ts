@@ -99,7 +99,7 @@ export class ObserveServer {
 
   private ready(): { ok: boolean; body: object } {
     const parts = this.health.parts;
-    const ok = Object.keys(parts).length > 0 && Object.values(parts).every((p) => p.state === 'ok' || p.state === 'standby' || p.state === 'degraded');
+    const ok = Object.keys(parts).length > 0 && Object.values(parts).every((p) => p.state === 'ok' || p.state === 'standby' || p.state === 'degraded' || p.state === 'removed');
     return { ok, body: { status: ok ? 'ready' : 'not ready', phase: this.poller.report?.phase ?? null, parts } };
   }
 

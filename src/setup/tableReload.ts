@@ -1,18 +1,18 @@
 import type { TunnelConfig } from '../config/load.js';
-import { describeError } from '../errors.js';
+import { classify, describeError } from '../errors.js';
 import type { Logger } from '../instruments/log.js';
 import { tableId } from '../names.js';
 import type { Tunnel } from '../pipeline/tunnel.js';
 import { prepare } from './prepare.js';
+import { removeCapture } from './tableRemoval.js';
 
 /**
  * Tables come and go while the tunnel runs: on SIGHUP and every `tableCheckIntervalMs` the configuration is
  * read again and its patterns expanded against the source catalog. An added table (or a new table matching
  * a pattern) is prepared as at the start (capture installed, topic and target table created) and its
- * producer starts with its snapshot; a removed one's producer stops and its topic is no longer applied.
- * Capture of a removed table stays installed in the source, so nothing is lost if it comes back (it resumes
- * where it stopped); `pgtunnel uninstall` removes it. Only the table list changes live; other settings
- * apply at the next start.
+ * producer starts with its snapshot; a removed one's producer stops, its topic is no longer applied, and its
+ * capture is uninstalled from the source once the producer let go (tableRemoval.ts), so no change table grows
+ * unread. Only the table list changes live; other settings apply at the next start.
  */
 export class TableReload {
   private queue: Promise<void> = Promise.resolve();
@@ -23,6 +23,8 @@ export class TableReload {
     private readonly load: () => Promise<TunnelConfig>,
     private readonly tunnel: Tunnel,
     private readonly log: Logger,
+    /** This process runs the producer side: a removed table's capture is its to remove. */
+    private readonly producing = true,
   ) {}
 
   /** Checks every `intervalMs` (0: only on request). */
@@ -54,8 +56,24 @@ export class TableReload {
     }
     // prepared as at the start; the tables that stay are checked again, which costs catalog queries only
     const prepared = await prepare({ ...this.config, tables: next.tables }, this.log);
+    const gone = this.config.tables.filter((t) => removed.includes(tableId(t)));
     this.tunnel.reload(prepared);
     for (const id of added) this.log.info({ table: id, why }, `table added: ${id} (capture installed, topic created); its snapshot begins`);
-    for (const id of removed) this.log.info({ table: id, why }, `table removed: ${id} (its producer stopped, its topic no longer applied; capture stays installed in the source until \`pgtunnel uninstall\`, so adding it back resumes without loss)`);
+    for (const table of gone) {
+      const id = tableId(table);
+      if (!this.producing) {
+        this.log.info({ table: id, why }, `table removed: ${id} (its topic is no longer applied); its capture is removed by the producer process that runs it, once its configuration drops it too`);
+        continue;
+      }
+      this.log.info({ table: id, why }, `table removed: ${id} (its producer stops, its topic is no longer applied); its capture is removed once the producer stopped`);
+      // the reload itself is done: a removal that fails says so for its table alone
+      const removal = await removeCapture(this.config, table).catch((err: unknown) => ({
+        removed: false,
+        what: `capture of ${id} stays installed: ${describeError(classify(err))}; run \`PGTUNNEL_TABLES=${id} pgtunnel uninstall --keep-schema\` once the source answers`,
+      }));
+      this.tunnel.removed(id, removal.what);
+      if (removal.removed) this.log.info({ table: id }, removal.what);
+      else this.log.warn({ table: id }, removal.what);
+    }
   }
 }

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { topicRecords, type TopicRecord } from '../helpers/oracles.js';
 import { query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { runCli } from '../helpers/tunnelProcess.js';
 import { processMetrics } from '../../src/instruments/metrics.js';
 
 const departmentsDdl = 'CREATE TABLE departments (dept_id serial PRIMARY KEY, name text NOT NULL)';
@@ -115,6 +116,39 @@ test('before: full — updates carry the old row, one statement or many, a key c
   assert.equal(first.before!.city, first.after!.city);
   assert.match(String(first.before!.city), /^[0-9a-f]{64}$/);
   await waitFor('old rows cleaned with their change rows', async () => (await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM pgtunnel.before_images'))[0]!.n === 0, 30_000, 50);
+});
+
+// Why a plan and not a time: the bug was a plan (PL/pgSQL kept the join of the change rows with old_rows that
+// it planned for the session's first, single-row UPDATE: a nested loop over every pair of a later bulk
+// UPDATE's rows, 722x in the bench). auto_explain shows the plans of the statements inside the capture
+// function with the rows each join compared; a pairwise join removes n^2 - n rows in its join filter
+// whatever the machine's load, the right plan none, so the bound below is far from either.
+test('before: full — a bulk UPDATE after single-row UPDATEs in one session is planned for its size, not as a pairwise join', { timeout: 60_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const rows = 2000;
+  await query(db.sourceUrl, "INSERT INTO employees (emp_id, first_name, salary) SELECT i, 'n' || i, i FROM generate_series(1, $1::int) i", [rows]);
+  const config = path.join(db.home, 'before.json');
+  writeFileSync(config, JSON.stringify({ tables: [{ name: 'employees', before: 'full' }] }));
+  const installed = await runCli(['install'], { ...db.env, PGTUNNEL_CONFIG: config });
+  assert.equal(installed.code, 0, installed.stderr + installed.stdout);
+  const client = new pg.Client({ connectionString: db.sourceUrl });
+  await client.connect();
+  const plans: string[] = [];
+  client.on('notice', (m) => plans.push(m.message ?? ''));
+  try {
+    await client.query("LOAD 'auto_explain'");
+    for (const s of ['log_min_duration = 0', 'log_nested_statements = on', 'log_analyze = on', 'log_timing = off', 'log_level = notice']) await client.query(`SET auto_explain.${s}`);
+    for (let id = 1; id <= 10; id++) await client.query('UPDATE employees SET salary = salary + 1 WHERE emp_id = $1', [id]);
+    plans.length = 0;
+    await client.query('UPDATE employees SET salary = salary + 1');
+  } finally {
+    await client.end();
+  }
+  const images = plans.filter((p) => p.includes('INSERT INTO pgtunnel.before_images'));
+  assert.equal(images.length, 1, `the before-images statement's plan, among ${plans.length} plans`);
+  const compared = [...images[0]!.matchAll(/Rows Removed by Join Filter: (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+  assert.ok(compared < rows, `the bulk UPDATE's old rows were joined pairwise (${compared} rows removed by a join filter):\n${images[0]}`);
+  assert.equal((await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM pgtunnel.before_images'))[0]!.n, rows + 10, 'an old row per updated row');
 });
 
 test('row filter: rows outside it never reach Kafka (counted, not dead letters); a row moving out is deleted on the target, moving in is upserted', { timeout: 180_000 }, async (t) => {

@@ -20,7 +20,7 @@ test('a vacuum of the change table that cannot get its lock does not hold the st
   // 20,000 cleaned change rows make the producer's vacuum due.
   await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'n' || i, 0 FROM generate_series(1, 20000) i");
   await waitFor('the inserts applied', async () => (await count(db.targetUrl, 'employees')) === 20000, 60_000, 50);
-  const vacuumWaiting = async () => (await query(db.sourceUrl, "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'VACUUM%emp_cdc%' AND wait_event_type = 'Lock'")).length > 0;
+  const vacuumWaiting = async () => (await query(db.sourceUrl, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'VACUUM%emp_cdc%' AND wait_event_type = 'Lock'")).length > 0;
   await waitFor('a vacuum of the change table waiting on its lock', vacuumWaiting, 30_000, 50);
 
   const since = tunnel.events.recorded.length;

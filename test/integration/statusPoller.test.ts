@@ -39,7 +39,7 @@ test('the status poller polls only while watched, on kept connections, one poll 
   await locker.query('BEGIN');
   await locker.query('LOCK TABLE emp_cdc IN ACCESS EXCLUSIVE MODE');
   await waitFor('a poll waiting for the lock', watched(async () => {
-    const rows = await query(db.sourceUrl, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgtunnel-status' AND wait_event_type = 'Lock'");
+    const rows = await query(db.sourceUrl, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgtunnel-status' AND wait_event_type = 'Lock'");
     return rows.length === 1;
   }), 10_000);
   const blockedAt = poller.polls;

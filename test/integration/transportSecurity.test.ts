@@ -42,7 +42,7 @@ test('the tunnel runs through PostgreSQL with TLS and scram passwords and Kafka 
   await query(sourceUrl, "INSERT INTO employees (emp_id, first_name, last_name, dob, city, salary) VALUES (5000, 'Ada', 'Lovelace', '1990-12-10', 'London', 20000)");
   await waitFor('the streamed row in the target', async () => (await query(targetUrl, 'SELECT 1 FROM employees WHERE emp_id = 5000')).length === 1, 20_000);
   const tls = await query<{ plain: number; tls: number }>(sourceUrl,
-    "SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain, count(*) FILTER (WHERE s.ssl)::int AS tls FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name LIKE 'pgtunnel%'");
+    "SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain, count(*) FILTER (WHERE s.ssl)::int AS tls FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database() AND a.application_name LIKE 'pgtunnel%'");
   assert.equal(tls[0]!.plain, 0, 'no connection of the tunnel to the source is without TLS');
   assert.ok(tls[0]!.tls > 0, 'the tunnel holds TLS connections to the source');
   const verified = await runCli(['verify'], env);

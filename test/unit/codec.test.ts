@@ -76,7 +76,7 @@ async function roundTrip(format: 'avro' | 'json-schema') {
   const decoder = new RecordDecoder(registry);
   for (const row of rows) {
     const key = `{"id":${/"id":(-?\d+)/.exec(row)![1]}}`;
-    for (const m of [...changeToMessages(table, { changeId: 5, action: 'UPDATE', txid: '9007199254740993', capturedMs: 1, row, key, schemaVersion: 3 }, 'u', 2), snapshotRowToMessage(table, { row, key }, 3, 9, true)]) {
+    for (const m of [...changeToMessages(table, { changeId: 5, action: 'UPDATE', txid: '9007199254740993', capturedMs: 1, row, key, schemaVersion: 3 }, 'u', 2), snapshotRowToMessage(table, { row, key }, 3, 9, true), snapshotRowToMessage(table, { row, key }, 3, 9, false, true)]) {
       const wire = encoder.encode(m);
       assert.ok(wire.value instanceof Buffer && wire.keyBytes instanceof Buffer);
       assert.equal(wire.value[0], 0, 'magic byte');

@@ -43,6 +43,11 @@ test('decode accepts our envelopes and rejects poison with a reason', () => {
   const m = snapshotRowToMessage(table, { row, key: '{"emp_id":7}' }, 1, 5);
   assert.equal(decodeEnvelope(m.key, m.value!, ['emp_id']).op, 'r');
   assert.equal(JSON.parse(snapshotRowToMessage(table, { row, key: '{"emp_id":7}' }, 1, 5, true).value!).source.snapshot, 'last');
+  // a signalled (incremental) snapshot's rows say so, as Debezium's do, the last one included
+  for (const last of [false, true]) {
+    const incremental = snapshotRowToMessage(table, { row, key: '{"emp_id":7}' }, 1, 5, last, true);
+    assert.equal(decodeEnvelope(incremental.key, incremental.value!, ['emp_id']).source.snapshot, 'incremental');
+  }
   const source = '"source":{"version":"1","connector":"pgtunnel","name":"p","ts_ms":1,"snapshot":"true","db":"d","schema":"public","table":"employees","txId":null,"lsn":null}';
   assert.throws(() => decodeEnvelope(m.key, 'not json'), PoisonError);
   assert.throws(() => decodeEnvelope(m.key, `{"op":"x","after":{},${source},"ts_ms":1}`), /unknown op/);
