@@ -4,6 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LocalStack } from '../src/stack/localStack.js';
 import { query as sql } from '../testkit/query.js';
+import pg from 'pg';
+import { employeesDdl } from '../src/stack/demo.js';
+import { startTestStack } from '../testkit/testStack.js';
 
 export { sql };
 
@@ -111,4 +114,25 @@ export class BenchTunnel {
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/**
+ * A stack of its own (the same-invocation benches: snapshotPaths, changePaths) with the seed's employees
+ * table in the source's postgres database; `body` gets a connection to it, closed and the stack stopped after.
+ */
+export async function withEmployeesStack(name: string, body: (s: { sourceUrl: string; brokers: string; client: pg.Client }) => Promise<void>): Promise<void> {
+  const { stack, env } = await startTestStack(path.join(root, '.pgtunnel'), name);
+  try {
+    const sourceUrl = `${env.PGTUNNEL_TEST_SOURCE_SERVER}/postgres`;
+    const client = new pg.Client({ connectionString: sourceUrl });
+    await client.connect();
+    try {
+      await client.query(employeesDdl);
+      await body({ sourceUrl, brokers: env.PGTUNNEL_TEST_BROKERS!, client });
+    } finally {
+      await client.end();
+    }
+  } finally {
+    await stack.down();
+  }
 }

@@ -7,7 +7,6 @@
 // compare on a loaded machine; peak heap and RSS are sampled every 5 ms.
 //   node dist/bench/snapshotPaths.js [rows=100000] [--rounds 2]
 import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { SnapshotReader } from '../src/capture/snapshotReader.js';
@@ -18,10 +17,9 @@ import { BatchPublisher, emptyTally, type Records } from '../src/pipeline/batchP
 import { atLeastOnce } from '../src/pipeline/publisher.js';
 import type { TableConfig } from '../src/config/load.js';
 import { EnvelopeProducer, ensureTopics, endOffsets } from '../src/transport/kafka.js';
-import { seedEmployees, employeesDdl } from '../src/stack/demo.js';
-import { startTestStack } from '../testkit/testStack.js';
+import { seedEmployees } from '../src/stack/demo.js';
+import { withEmployeesStack } from './context.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const args = process.argv.slice(2);
 const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const rows = Number(args.find((a) => /^\d+$/.test(a)) ?? 100_000);
@@ -90,16 +88,9 @@ function child(way: Way, sourceUrl: string, brokers: string, topic: string): Fig
 
 async function main(): Promise<void> {
   if (option('--round')) return round(option('--round') as Way, option('--source')!, option('--brokers')!, option('--topic')!);
-  const { stack, env } = await startTestStack(path.join(root, '.pgtunnel'), 'bench-snapshot-paths');
-  try {
-    const sourceUrl = `${env.PGTUNNEL_TEST_SOURCE_SERVER}/postgres`;
-    const brokers = env.PGTUNNEL_TEST_BROKERS!;
-    const client = new pg.Client({ connectionString: sourceUrl });
-    await client.connect();
-    await client.query(employeesDdl);
+  await withEmployeesStack('bench-snapshot-paths', async ({ sourceUrl, brokers, client }) => {
     await seedEmployees(client, rows);
     await client.query('VACUUM ANALYZE employees');
-    await client.end();
     const topic = `bench-snapshot-paths-${Date.now()}`;
     await ensureTopics({ kafkaBrokers: [brokers] }, [topic], 3);
     const results: Figures[] = [];
@@ -111,9 +102,7 @@ async function main(): Promise<void> {
     const best = (way: Way) => Math.min(...results.filter((r) => r.way === way).map((r) => r.cpuUs / r.rows));
     const fastest = (way: Way) => Math.min(...results.filter((r) => r.way === way).map((r) => r.ms));
     console.log(`bytes/objects: CPU per row ${(best('bytes') / best('objects')).toFixed(2)}, wall ${(fastest('bytes') / fastest('objects')).toFixed(2)} (best rounds)`);
-  } finally {
-    await stack.down();
-  }
+  });
 }
 
 await main();

@@ -30,10 +30,10 @@ function testFiles(dir) {
 }
 
 // Files that restart or kill the shared stack, hold the < 1 s promise or other timing-sensitive waits (static
-// membership's session, the registry's restart), or load the machine on their own (Airflow, the torture workload):
+// membership's session, failover's bound), or load the machine on their own (Airflow, the torture workload):
 // they run one at a time, alone. Every other file has its own databases, topics and groups, so two run at once.
 const alone = [
-  'integration/chaos', 'integration/stack', 'integration/stackAccess', 'integration/registry', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
+  'integration/chaos', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
   'integration/craftedText', 'integration/dlq.', 'integration/fuzz',
   'integration/torture', 'unit/redact', 'unit/wireFuzz', 'unit/configSecurity',
 ];

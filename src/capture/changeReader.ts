@@ -3,15 +3,43 @@ import { qualified, quoteIdent } from '../pg.js';
 import type { TableConfig } from '../config/load.js';
 import type { ChangeRow } from '../contracts/envelope.js';
 import type { Position } from './position.js';
+import { saveStateSql } from './stateStore.js';
 import { tableId } from '../names.js';
 import { TransactionReader } from './transactions.js';
 import { beforeImageJoin, beforeImagesCleanupSql } from './beforeImages.js';
 import { filterSql } from './rowFilter.js';
+import { pageFieldCount, pageFields, fieldInt } from '../contracts/changeFrames.js';
+import { fieldText, readCopyRows, type CopyRows } from './copyRows.js';
 
 export interface Page {
   cur: string;
+  /** The page's changes as objects; empty when it was read as bytes. */
   changes: ChangeRow[];
+  /** The byte path: the change rows as binary COPY fields in `pageFields` order (contracts/changeFrames.ts). */
+  bytes?: CopyRows;
+  count: number;
+  /** The reader's schema version when the page was read (a change row's NULL version reads as it). */
+  schemaVersion: number;
+  /** The last change's id as the object path reads int8 (a number while it is a safe integer). */
+  lastChangeId: number | undefined;
 }
+
+/**
+ * COPY takes no bind parameters: a byte page's values reach its query as session settings set through `$n`
+ * parameters (session-wide, since a stream page runs outside a transaction), never written into SQL text.
+ */
+const pageSettings = `SELECT set_config('pgtunnel.page_prev', coalesce($1::text, ''), false), set_config('pgtunnel.page_cur', coalesce($2::text, ''), false),
+  set_config('pgtunnel.page_last', $3::text, false), set_config('pgtunnel.page_limit', $4::text, false),
+  set_config('pgtunnel.page_salt', $5::text, false), set_config('pgtunnel.page_table', $6::text, false)`;
+const setting = (name: string) => `current_setting('pgtunnel.page_${name}')`;
+const copyParams = {
+  prev: `nullif(${setting('prev')}, '')::pg_snapshot`, cur: `nullif(${setting('cur')}, '')::pg_snapshot`, last: `${setting('last')}::bigint`,
+  limit: `${setting('limit')}::bigint`, salt: `${setting('salt')}::text`, table: setting('table'),
+};
+const queryParams = { prev: '$1::pg_snapshot', cur: '$2::pg_snapshot', last: '$3', limit: '$4', salt: '$5::text', table: '$6' };
+
+/** int8 as the pg driver reads it (pg.ts): a number while safe, else its digits. */
+const int8 = (text: string): number | string => (Number.isSafeInteger(Number(text)) ? Number(text) : text);
 
 /** Columns of a change table that pgtunnel adds; every other column is a captured column of the source. */
 export const controlColumns = ['action', 'change_id', 'txid', 'captured_at', 'schema_version'];
@@ -66,6 +94,7 @@ export function rowJson(alias: string, columns: string[], masked: ReadonlySet<st
  */
 export class ChangeReader {
   private batchSql = '';
+  private copySql = '';
   private readonly cleanupSql: string;
   private readonly vacuumSql: string;
   /** The change table, qualified and quoted. */
@@ -78,13 +107,26 @@ export class ChangeReader {
   private readonly beforeFull: boolean;
   private extraParams: unknown[] = [];
 
-  constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '', transactionMetadata = false) {
+  /**
+   * `bytes`: pages may leave as binary COPY bytes (the JSON format). They do unless a row filter (typed `$n`
+   * values, which COPY cannot bind) or transaction metadata (planned per change object) needs the objects.
+   */
+  constructor(private readonly table: TableConfig, private readonly masked: ReadonlySet<string> = new Set(), private readonly salt = '', transactionMetadata = false, private readonly bytes = false) {
     this.changeTable = qualified(table.schema, table.changeTable);
     this.beforeFull = table.before === 'full';
     if (transactionMetadata) this.transactions = new TransactionReader(tableId(table), this.changeTable);
     // No truncation: it waits for an ACCESS EXCLUSIVE lock (up to 5 s) against the capture triggers' inserts.
     this.vacuumSql = `VACUUM (TRUNCATE false) ${this.changeTable}`;
     this.cleanupSql = `DELETE FROM ${this.changeTable} WHERE txid < pg_snapshot_xmax($1::pg_snapshot) AND pg_visible_in_snapshot(txid, $1::pg_snapshot)`;
+    this.checkpointSql = this.transactions ? undefined : this.checkpointStatement();
+  }
+
+  /** Whether pages are read as bytes, and why (logged once by the producer). */
+  get path(): { bytes: boolean; why: string } {
+    if (!this.bytes) return { bytes: false, why: 'the table\'s format encodes each row\'s values' };
+    if (this.table.filter.length > 0) return { bytes: false, why: 'the row filter is read with typed parameters' };
+    if (this.transactions) return { bytes: false, why: 'transaction metadata numbers each change' };
+    return { bytes: true, why: 'JSON envelopes framed around the rows\' bytes' };
   }
 
   get schemaVersion(): number {
@@ -102,15 +144,15 @@ export class ChangeReader {
     // key (OFFSET 0 keeps the planner from flattening the lookup into a join it may order badly — with a
     // change table's stale statistics it re-ran the page for every change row, 10k rows ~10 s) and turned
     // into JSON: a large transaction read in pages must not pay for every one of its rows on every page.
-    this.batchSql = `
-      WITH s AS MATERIALIZED (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS cur, $1::pg_snapshot AS prev, $5::text AS salt,
+    const query = (p: typeof queryParams) => `
+      WITH s AS MATERIALIZED (SELECT COALESCE(${p.cur}, pg_current_snapshot()) AS cur, ${p.prev} AS prev, ${p.salt} AS salt,
                                      current_setting('track_commit_timestamp')::bool AS commit_ts),
       page AS MATERIALIZED (
         SELECT c.change_id FROM ${this.changeTable} c, s
         WHERE pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
-          AND c.change_id > $3
+          AND c.change_id > ${p.last}
         ORDER BY c.change_id
-        LIMIT $4)
+        LIMIT ${p.limit})
       SELECT s.cur::text AS cur, b.*
       FROM s LEFT JOIN LATERAL (
         SELECT c.change_id, c.action, c.txid::text AS txid, c.schema_version,
@@ -122,14 +164,18 @@ export class ChangeReader {
                ${this.beforeFull ? `CASE WHEN bi.image IS NOT NULL THEN ${rowJson('bb', captured.columns, this.masked, 's.salt', captured.json)} END` : 'NULL::text'} AS before,
                ${filter ? filter.sql : 'true'} AS passes
         FROM page p CROSS JOIN LATERAL (SELECT * FROM ${this.changeTable} x WHERE x.change_id = p.change_id OFFSET 0) c
-        ${this.beforeFull ? beforeImageJoin(this.changeTable, '$6') : ''}
+        ${this.beforeFull ? beforeImageJoin(this.changeTable, p.table) : ''}
         ORDER BY p.change_id) b ON true`;
+    this.batchSql = query(queryParams);
+    // the same query's columns as text (the capture time as its float8), in pageFields order
+    this.copySql = `SELECT q.cur, q.change_id::text, q.action, q.txid, q.schema_version::text, q.captured_ms, q.row, q.key, q.before FROM (${query(copyParams)}) q`;
     return captured;
   }
 
   /** One page of the batch after `position.prev`; `position.cur` pins the batch's snapshot across pages. */
   async readPage(client: pg.Client, position: Position, pageSize: number, cur: string | null = position.cur): Promise<Page> {
     if (!this.captured) throw new Error('ChangeReader.refresh must run before readPage');
+    if (this.path.bytes) return this.readPageBytes(client, position, pageSize, cur);
     const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string; before: string | null; passes: boolean }>(
       this.batchSql,
       [position.prev, cur, position.lastChangeId, pageSize, this.salt, ...this.extraParams],
@@ -140,12 +186,59 @@ export class ChangeReader {
       changes.push({ changeId: r.change_id, action: r.action, txid: r.txid, capturedMs: r.captured_ms, row: r.row, key: r.key, schemaVersion: r.schema_version ?? this.schemaVersion, ...(r.before === null ? {} : { before: r.before }), ...(r.passes ? {} : { filteredOut: true }) });
     }
     await this.transactions?.plan(client, changes, position.lastChangeId);
-    return { cur: rows[0]!.cur, changes };
+    return { cur: rows[0]!.cur, changes, count: changes.length, schemaVersion: this.schemaVersion, lastChangeId: changes.at(-1)?.changeId as number | undefined };
+  }
+
+  /** The page as binary COPY: the same rows and values, never parsed into objects (pipeline/batchPublisher.ts frames them). */
+  private async readPageBytes(client: pg.Client, position: Position, pageSize: number, cur: string | null): Promise<Page> {
+    await client.query(pageSettings, [position.prev, cur, position.lastChangeId, pageSize, this.salt, tableId(this.table)]);
+    const rows = await readCopyRows(client, this.copySql, pageFieldCount);
+    // an empty page is one row of only the snapshot (the LEFT JOIN in the query)
+    const count = fieldText(rows, 0, pageFields.changeId) === null ? 0 : rows.count;
+    const last = count > 0 ? int8(fieldText(rows, count - 1, pageFields.changeId)!) : undefined;
+    return { cur: fieldText(rows, 0, pageFields.cur)!, changes: [], ...(count > 0 ? { bytes: rows } : {}), count, schemaVersion: this.schemaVersion, lastChangeId: last as number | undefined };
   }
 
   /** True when a page holds rows written by a capture version newer than the columns this reader reads. */
   isStale(page: Page): boolean {
+    if (page.bytes) {
+      for (let i = 0; i < page.count; i++) if (fieldInt(page.bytes, i, pageFields.schemaVersion) > this.schemaVersion) return true;
+      return false;
+    }
     return page.changes.some((c) => c.schemaVersion > this.schemaVersion);
+  }
+
+  /** A byte page's row as the object path reads it (for the row the byte path does not frame). */
+  static changeAt(rows: CopyRows, i: number, schemaVersion: number): ChangeRow {
+    const text = (f: number) => fieldText(rows, i, f);
+    const slot = (i * rows.fields + pageFields.capturedMs) * 2;
+    const before = text(pageFields.before);
+    return {
+      changeId: int8(text(pageFields.changeId)!), action: text(pageFields.action)!, txid: text(pageFields.txid)!,
+      capturedMs: rows.spans[slot]! < 0 ? Number.NaN : rows.data.readDoubleBE(rows.spans[slot]!), row: text(pageFields.row)!, key: text(pageFields.key)!,
+      schemaVersion: fieldInt(rows, i, pageFields.schemaVersion) < 0 ? schemaVersion : fieldInt(rows, i, pageFields.schemaVersion), ...(before === null ? {} : { before }),
+    };
+  }
+
+  /**
+   * The checkpoint as one statement (item 6 of issue 21): the state, and when `$11` (the checkpoint of a
+   * completed batch) is not NULL the change rows and before-images it covers. One statement is its own
+   * transaction, so it can be queued on the producer's session without awaiting it. Undefined with
+   * transaction metadata, whose cleanup reads what its own first statement marked.
+   */
+  readonly checkpointSql: string | undefined;
+
+  private checkpointStatement(): string {
+    const covered = '$11::pg_snapshot IS NOT NULL AND txid < pg_snapshot_xmax($11::pg_snapshot) AND pg_visible_in_snapshot(txid, $11::pg_snapshot)';
+    const images = this.beforeFull ? `, images AS (DELETE FROM pgtunnel.before_images WHERE table_id = $1 AND ${covered})` : '';
+    return `WITH saved AS (${saveStateSql}),
+      cleaned AS (DELETE FROM ${this.changeTable} WHERE ${covered} RETURNING 1)${images}
+      SELECT (SELECT updated_at FROM saved) AS updated_at, (SELECT count(*) FROM cleaned)::int AS cleaned`;
+  }
+
+  /** Counts rows a one-statement checkpoint cleaned (towards the next vacuum). */
+  cleaned(rows: number): void {
+    this.cleanedSinceVacuum += rows;
   }
 
   /** Removes the change rows of every transaction visible in a checkpointed snapshot. */

@@ -61,26 +61,33 @@ export async function loadState(client: pg.Client, tableId: string): Promise<Cap
   };
 }
 
+/** The checkpoint's UPDATE, its values `$1…$10` (`stateParams`); RETURNING updated_at. */
+export const saveStateSql = `UPDATE pgtunnel.state SET phase = $2, prev_snapshot = $3::pg_snapshot, cur_snapshot = $4::pg_snapshot, last_change_id = $5,
+            snapshot_last_key = $6::jsonb, snapshot_rows_done = $7, snapshot_rows_total = $8, changes_published = $9, dead_lettered = $10, updated_at = now()
+     WHERE table_id = $1 RETURNING updated_at`;
+
+export function stateParams(tableId: string, state: CaptureState): unknown[] {
+  return [
+    tableId,
+    state.phase,
+    state.position.prev,
+    state.position.cur,
+    state.position.lastChangeId,
+    state.snapshotLastKey,
+    state.snapshotRowsDone,
+    state.snapshotRowsTotal,
+    state.changesPublished,
+    state.deadLettered,
+  ];
+}
+
+/** The state row vanished under the producer (its capture was removed). */
+export const stateVanished = (tableId: string) => new TunnelError('PGT_NOT_INSTALLED', `capture state for ${tableId} vanished`, { hint: 'run `pgtunnel install`' });
+
 /** Stores the state; returns its new `updatedAt` (part of what identifies a checkpoint, see pipeline/publisher.ts). */
 export async function saveState(client: pg.Client, tableId: string, state: CaptureState): Promise<string> {
-  const result = await client.query<{ updated_at: Date }>(
-    `UPDATE pgtunnel.state SET phase = $2, prev_snapshot = $3::pg_snapshot, cur_snapshot = $4::pg_snapshot, last_change_id = $5,
-            snapshot_last_key = $6::jsonb, snapshot_rows_done = $7, snapshot_rows_total = $8, changes_published = $9, dead_lettered = $10, updated_at = now()
-     WHERE table_id = $1 RETURNING updated_at`,
-    [
-      tableId,
-      state.phase,
-      state.position.prev,
-      state.position.cur,
-      state.position.lastChangeId,
-      state.snapshotLastKey,
-      state.snapshotRowsDone,
-      state.snapshotRowsTotal,
-      state.changesPublished,
-      state.deadLettered,
-    ],
-  );
-  if (result.rowCount !== 1) throw new TunnelError('PGT_NOT_INSTALLED', `capture state for ${tableId} vanished`, { hint: 'run `pgtunnel install`' });
+  const result = await client.query<{ updated_at: Date }>(saveStateSql, stateParams(tableId, state));
+  if (result.rowCount !== 1) throw stateVanished(tableId);
   return result.rows[0]!.updated_at.toISOString();
 }
 

@@ -11,6 +11,8 @@ import { deadLetterMessage, type DeadLetter } from '../validate/deadLetters.js';
 import type { Publication } from './publisher.js';
 import { changeTableId, transactionTopic } from '../names.js';
 import { transactionEventMessage } from '../contracts/transaction.js';
+import { changeFrames, frameChanges, pageFields } from '../contracts/changeFrames.js';
+import { ChangeReader } from '../capture/changeReader.js';
 
 /** What one unit of work published: changes by op (unknown actions as "bad"), and snapshot rows. */
 export interface Tally {
@@ -32,7 +34,9 @@ export const emptyTally = (): Tally => ({ changes: 0, bad: 0, filtered: {}, ops:
 export type Records =
   | { changes: ChangeRow[] }
   | { rows: SnapshotRow[]; schemaVersion: number; final?: SnapshotRow; incremental?: boolean }
-  | { rowBytes: CopyRows; schemaVersion: number; final: boolean; incremental?: boolean };
+  | { rowBytes: CopyRows; schemaVersion: number; final: boolean; incremental?: boolean }
+  /** A change page as binary COPY fields (contracts/changeFrames.ts `pageFields`); JSON format only. */
+  | { changeBytes: CopyRows; count: number; schemaVersion: number };
 
 type Origin = { key: string; txid: string | null; changeId: number | string | null };
 
@@ -59,6 +63,7 @@ export class BatchPublisher {
    */
   async publishBatch(publication: Publication, batch: Records, tally: Tally): Promise<number> {
     const messages = 'changes' in batch ? this.changeMessages(batch.changes, tally)
+      : 'changeBytes' in batch ? this.changeByteMessages(batch.changeBytes, batch.count, batch.schemaVersion, tally)
       : 'rowBytes' in batch ? this.byteMessages(batch.rowBytes, batch.schemaVersion, batch.final, batch.incremental === true, tally)
       : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, batch.incremental === true, tally);
     let bytes = 0;
@@ -117,6 +122,35 @@ export class BatchPublisher {
         errorClass: 'bad-action',
         message: `action ${JSON.stringify(change.action)} is not INSERT, UPDATE, DELETE or TRUNCATE`,
       }));
+    }
+    return out;
+  }
+
+  /**
+   * A change page that stays bytes: each envelope framed around the row's bytes (changeFrames.ts), each key
+   * the key's bytes, a delete's tombstone after it. A row the frame does not take (a truncate, an unknown
+   * action, one too large for Kafka) goes the object path, in its place, to its envelope or dead letter.
+   */
+  private changeByteMessages(rows: CopyRows, count: number, schemaVersion: number, tally: Tally): WireMessage[] {
+    if (this.encoder.format !== 'json') throw new Error(`change bytes reached a ${this.encoder.format} table`);
+    const frames = changeFrames(this.ref, Date.now());
+    if (!frames) return this.changeMessages(Array.from({ length: count }, (_, i) => ChangeReader.changeAt(rows, i, schemaVersion)), tally);
+    const page = { data: rows.data, spans: rows.spans, fields: rows.fields, count };
+    const { values, starts, ends, ops } = frameChanges(page, frames, schemaVersion, maxMessageBytes - 64 * 1024);
+    const { topic } = this.table;
+    const out: WireMessage[] = [];
+    for (let i = 0; i < count; i++) {
+      const op = ops[i];
+      if (!op) {
+        for (const m of this.changeMessages([ChangeReader.changeAt(rows, i, schemaVersion)], tally)) out.push(m);
+        continue;
+      }
+      const keySlot = (i * rows.fields + pageFields.key) * 2;
+      const keyBytes = rows.data.subarray(rows.spans[keySlot]!, rows.spans[keySlot + 1]!);
+      out.push({ topic, key: undefined, keyBytes, value: values.subarray(starts[i]!, ends[i]!) });
+      if (op === 'd') out.push({ topic, key: undefined, keyBytes, value: undefined });
+      tally.changes++;
+      tally.ops[op] = (tally.ops[op] ?? 0) + 1;
     }
     return out;
   }

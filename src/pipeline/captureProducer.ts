@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { TunnelError, classify, describeError } from '../errors.js';
-import { qualified } from '../pg.js';
 import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
 import { waitForCommit } from '../capture/commitWait.js';
-import { changeTableId } from '../names.js';
+import { changeTableId, producerApplicationName } from '../names.js';
+import { connect, qualified } from '../pg.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, useAsyncCheckpoints, type CaptureState } from '../capture/stateStore.js';
 import { columnKinds } from '../contracts/columnKinds.js';
@@ -41,11 +41,13 @@ export class CaptureProducer extends TableProducer {
   private vacuum: ChangeVacuum | undefined;
   private readonly incremental: IncrementalSnapshot;
   private readonly heartbeat: Heartbeat;
+  /** The stream's page reads, on a connection of their own beside the lock holder's session (issue 21 item 6). */
+  private reads: pg.Client | undefined;
 
   constructor(...args: ProducerArgs) {
     super(args, args[0].transactionMetadata);
     const [config, table, , producer, log] = args;
-    this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata);
+    this.changes = new ChangeReader(table, this.masked, config.maskSalt, config.transactionMetadata, this.encoder.format === 'json');
     this.snapshot = new SnapshotReader(table.schema, table.name, this.masked, config.maskSalt, table.filter);
     this.publishStep = new PublishStep(this.id, this.batches, this.changes, producer);
     const pages = new ChangePages(this.changes, config.batchSize, (client) => this.refreshColumns(client));
@@ -61,8 +63,9 @@ export class CaptureProducer extends TableProducer {
     if (this.config.exactlyOnce) this.state = this.stored = (await this.adopt(client, await this.openExactlyOnce(), this.stored)) ?? this.stored;
     await this.refreshColumns(client);
     this.onPhase(this.state.phase);
-    this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev }, 'producer started');
+    this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev, pages: this.changes.path.bytes ? 'bytes' : 'objects' }, `producer started; change pages read as ${this.changes.path.bytes ? 'COPY bytes' : 'row objects'}: ${this.changes.path.why}`);
     this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
+    this.reads = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
     let checkedAt = 0;
     while (!signal.aborted) {
       if (Date.now() - checkedAt > captureCheckMs) {
@@ -76,7 +79,10 @@ export class CaptureProducer extends TableProducer {
       progressed();
       if (busy) this.heartbeat.busy();
       else if (this.state!.position.cur === null) await this.heartbeat.idle(readAt);
-      if (!busy) await this.idle(client, signal);
+      if (!busy) {
+        await this.publishStep.drained();
+        await this.idle(client, signal);
+      }
     }
   }
 
@@ -92,6 +98,8 @@ export class CaptureProducer extends TableProducer {
   protected async release(): Promise<void> {
     await this.vacuum?.close();
     this.vacuum = undefined;
+    await this.reads?.end().catch(() => {});
+    this.reads = undefined;
   }
 
   /**
@@ -133,7 +141,7 @@ export class CaptureProducer extends TableProducer {
         this.state = this.stored = await this.incremental.step(client, state, this.stored!);
         return true;
       }
-      const { next, busy } = await this.stream.step(client, state, this.stored!);
+      const { next, busy } = await this.stream.step(client, state, this.stored!, this.reads);
       this.state = next;
       if (busy) this.stored = next;
       return busy;

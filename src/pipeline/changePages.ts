@@ -1,7 +1,12 @@
 import type pg from 'pg';
 import type { ChangeReader, Page } from '../capture/changeReader.js';
 import { advance, isBatchComplete, nextPageSize, type Position } from '../capture/position.js';
-import type { ChangeRow } from '../contracts/envelope.js';
+import type { Records } from './batchPublisher.js';
+
+/** A page as the publish step takes it: change objects, or the change rows' COPY bytes. */
+export function recordsOf(page: Page): Records {
+  return page.bytes ? { changeBytes: page.bytes, count: page.count, schemaVersion: page.schemaVersion } : { changes: page.changes };
+}
 
 /**
  * Pages of the change table as both sources read them: a page holding rows a newer capture wrote (DDL
@@ -28,13 +33,13 @@ export class ChangePages {
   }
 
   /** Every non-empty page of the batch from `position` up to the snapshot `cur`, in order. */
-  async *upTo(client: pg.Client, position: Position, cur: string): AsyncGenerator<ChangeRow[]> {
+  async *upTo(client: pg.Client, position: Position, cur: string): AsyncGenerator<Records> {
     let size = 0;
     for (;;) {
       size = this.nextSize(position, size);
       const page = await this.read(client, position, size, cur);
-      if (page.changes.length > 0) yield page.changes;
-      position = advance(position, cur, page.changes.length, page.changes.at(-1)?.changeId as number, size);
+      if (page.count > 0) yield recordsOf(page);
+      position = advance(position, cur, page.count, page.lastChangeId, size);
       if (isBatchComplete(position)) return;
     }
   }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { ChangeReader } from '../capture/changeReader.js';
 import { isBatchComplete } from '../capture/position.js';
-import { saveState, type CaptureState } from '../capture/stateStore.js';
+import { saveState, stateParams, stateVanished, type CaptureState } from '../capture/stateStore.js';
 import type { EnvelopeProducer } from '../transport/kafka.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { inTransaction } from '../pg.js';
@@ -49,6 +49,8 @@ export async function* onePart(records: Records): AsyncGenerator<Records, void, 
  */
 export class PublishStep {
   private publisher: Publisher;
+  /** A stream page's checkpoint, queued on the producer's session while the next page is read and sent. */
+  private pending: Promise<void> | undefined;
 
   constructor(
     private readonly id: string,
@@ -67,6 +69,7 @@ export class PublishStep {
 
   /** Closes the publisher in use and falls back to at-least-once (the next leadership opens its own). */
   async close(): Promise<void> {
+    await this.drained().catch(() => {}); // a checkpoint lost here is a re-send, as after a crash
     const publisher = this.publisher;
     this.publisher = atLeastOnce(this.producer);
     await publisher.close();
@@ -79,6 +82,9 @@ export class PublishStep {
   async publish(client: pg.Client, page: SourcePage, stored: CaptureState): Promise<{ after: CaptureState; ackedAt: number }> {
     const tally = emptyTally();
     const timing = { read: 0, publish: 0, checkpoint: 0 };
+    // a stream page's checkpoint is one statement queued behind its ack; anything else checkpoints in line
+    const queued = page.begin === undefined && !page.checkpoint && !page.store && this.changes?.checkpointSql !== undefined;
+    if (!queued) await this.drained();
     const work = async () => {
       const sendAt = performance.now();
       const after = await this.send(page, stored, tally, timing);
@@ -86,6 +92,10 @@ export class PublishStep {
       failpoint('producer.after-publish');
       this.batches.counted(tally, page.pageSize);
       const ackedAt = Date.now();
+      if (queued) {
+        this.queue(client, after);
+        return { after, ackedAt };
+      }
       const saveAt = performance.now();
       if (page.checkpoint) await page.checkpoint(after);
       else await this.save(client, after);
@@ -94,13 +104,45 @@ export class PublishStep {
       return { after, ackedAt };
     };
     const result = page.begin === undefined ? await work() : await inTransaction(client, work, page.begin);
-    telemetry.checkpoint(this.id);
-    telemetry.stages({ ...timing, read: timing.read + (page.readMs ?? 0) });
+    if (!queued) telemetry.checkpoint(this.id);
+    const { checkpoint, ...sending } = timing;
+    telemetry.stages({ ...sending, ...(queued ? {} : { checkpoint }), read: timing.read + (page.readMs ?? 0) });
     return result;
+  }
+
+  /**
+   * Waits for the checkpoint in flight: before another checkpoint, a Kafka commit whose position record
+   * names it, a transaction on the session, or idling. Its failure is the caller's (the leadership retries
+   * from the checkpoint stored before it, re-sending what followed, as after a crash).
+   */
+  async drained(): Promise<void> {
+    const pending = this.pending;
+    this.pending = undefined;
+    await pending;
+  }
+
+  /**
+   * The page's checkpoint queued on the session without waiting: the next page is read (on the stream's
+   * own connection) and sent while it commits. At most one is in flight (`send` drains it before its commit).
+   */
+  private queue(client: pg.Client, state: CaptureState): void {
+    const at = performance.now();
+    const saving = (async () => {
+      const checkpoint = isBatchComplete(state.position) ? state.position.prev : null;
+      const { rows } = await client.query<{ updated_at: Date | null; cleaned: number }>(this.changes!.checkpointSql!, [...stateParams(this.id, state), checkpoint]);
+      if (!rows[0]?.updated_at) throw stateVanished(this.id);
+      state.updatedAt = rows[0].updated_at.toISOString();
+      this.changes!.cleaned(rows[0].cleaned);
+      telemetry.checkpoint(this.id);
+      telemetry.stages({ checkpoint: performance.now() - at });
+    })();
+    saving.catch(() => {}); // seen by the next drain
+    this.pending = saving;
   }
 
   /** Stores a state nothing was published for (an empty page that completes a batch, an adopted position). */
   async checkpoint(client: pg.Client, state: CaptureState): Promise<void> {
+    await this.drained();
     await inTransaction(client, () => this.save(client, state));
     telemetry.checkpoint(this.id);
   }
@@ -125,6 +167,8 @@ export class PublishStep {
       after.changesPublished += tally.changes - tally.bad;
       after.deadLettered += tally.bad;
       after.snapshotRowsDone += tally.rows;
+      // the previous page's checkpoint is stored before this one's commit names it (exactly-once's position record)
+      await this.drained();
       await publication.commit(stored, after);
       return after;
     } catch (err) {

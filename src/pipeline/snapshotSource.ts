@@ -112,7 +112,7 @@ export class SnapshotSource {
     chunk.cur = rows[0]!.cur;
     chunk.total ??= await reader.countRows(client);
     if (position.prev !== null) {
-      for await (const changes of this.pages.upTo(client, position, chunk.cur)) yield { changes };
+      for await (const records of this.pages.upTo(client, position, chunk.cur)) yield records;
     }
     if (!this.pathLogged) {
       this.pathLogged = true;

@@ -1,11 +1,13 @@
 import type pg from 'pg';
 import type { Page } from '../capture/changeReader.js';
+import { fieldText } from '../capture/copyRows.js';
+import { pageFields } from '../contracts/changeFrames.js';
 import { advance, isBatchComplete, type Position } from '../capture/position.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
 import type { Records } from './batchPublisher.js';
-import type { ChangePages } from './changePages.js';
+import { recordsOf, type ChangePages } from './changePages.js';
 import type { PublishStep } from './publishStep.js';
 
 /**
@@ -44,19 +46,23 @@ export class StreamSource {
 
   /** The page's one part, then the prefetch of its successor while Kafka takes it. */
   private async *records(client: pg.Client, page: Page, next: CaptureState, size: number): AsyncGenerator<Records, void, number> {
-    yield { changes: page.changes };
+    yield recordsOf(page);
     if (!isBatchComplete(next.position)) this.prefetch(client, next.position, this.pages.nextSize(next.position, size));
   }
 
   /** One page published and checkpointed (`busy`: more is likely waiting), or an empty batch seen (not stored). */
-  async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<{ next: CaptureState; busy: boolean }> {
+  /**
+   * `reads`: the connection pages are read on, apart from the producer's session (`client`, which holds the
+   * lock and stores checkpoints), so a page's read never waits behind the previous page's checkpoint.
+   */
+  async step(client: pg.Client, state: CaptureState, stored: CaptureState, reads: pg.Client = client): Promise<{ next: CaptureState; busy: boolean }> {
     const size = this.pages.nextSize(state.position, this.pageSize);
     this.pageSize = size;
     const readAt = Date.now();
-    const page = await this.take(client, state.position, size);
+    const page = await this.take(reads, state.position, size);
     const readMs = Date.now() - readAt;
-    const count = page.changes.length;
-    const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.changes.at(-1)?.changeId as number, size) };
+    const count = page.count;
+    const next: CaptureState = { ...state, position: advance(state.position, page.cur, count, page.lastChangeId, size) };
     if (count === 0 && state.position.cur === null) {
       // An empty batch moves the position in memory only: nothing was published, nothing to clean.
       telemetry.checkpoint(this.id);
@@ -68,10 +74,10 @@ export class StreamSource {
       return { next, busy: true };
     }
     const publishAt = Date.now();
-    const { after, ackedAt } = await this.publishStep.publish(client, { records: this.records(client, page, next, size), after: () => next, pageSize: count, readMs }, stored);
+    const { after, ackedAt } = await this.publishStep.publish(client, { records: this.records(reads, page, next, size), after: () => next, pageSize: count, readMs }, stored);
     // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
     if (this.log.isLevelEnabled('debug')) {
-      const txids = page.changes.map((c) => Number(c.txid));
+      const txids = page.bytes ? Array.from({ length: count }, (_, i) => Number(fieldText(page.bytes!, i, pageFields.txid))) : page.changes.map((c) => Number(c.txid));
       this.log.debug({ table: this.id, count, txids: [Math.min(...txids), Math.max(...txids)], at: readAt, readMs, publishMs: ackedAt - publishAt, saveMs: Date.now() - ackedAt }, 'page published');
     }
     return { next: after, busy: true };
