@@ -40,6 +40,8 @@ export class BenchContext {
   }
 
   async databases(name: string, ddl: string, targetDdl = ddl): Promise<{ source: string; target: string }> {
+    // a logical capture's slot keeps its database from being dropped (the tunnel that read it has stopped)
+    await sql(`${this.sourceServer}/postgres`, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active', [name]);
     for (const server of [this.sourceServer, this.targetServer]) {
       await sql(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await sql(`${server}/postgres`, `CREATE DATABASE ${name}`);

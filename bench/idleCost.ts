@@ -21,7 +21,8 @@ function cpuSeconds(pid: number): number {
 
 /**
  * What an idle tunnel costs and how fast it wakes: CPU of the tunnel process and of its producer's source
- * backend over `seconds` of no writes (from /proc/<pid>/stat), then single-row probes written one at a
+ * backends (its connection; the walsender too in logical capture) over `seconds` of no writes (from
+ * /proc/<pid>/stat), then single-row probes written one at a
  * time with idle gaps between them, each measured source commit → target commit (track_commit_timestamp).
  */
 export async function idleCost(ctx: BenchContext, seconds: number, probes: number): Promise<IdleResult> {
@@ -29,15 +30,16 @@ export async function idleCost(ctx: BenchContext, seconds: number, probes: numbe
   const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bench_latency'));
   try {
     await tunnel.ready(dbs.source, dbs.target, 'bench_latency', "INSERT INTO bench_latency VALUES (0, 'probe')");
-    // this database's only: inside `npm test` other files' tunnels have producer backends on the same server
-    const backends = await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgtunnel producer%'");
-    const pids = { tunnel: tunnel.child.pid!, producerBackend: backends[0]?.pid };
-    const before = { tunnel: cpuSeconds(pids.tunnel), backend: pids.producerBackend ? cpuSeconds(pids.producerBackend) : 0 };
+    // every session of the producer, this database's only (inside `npm test` other files' tunnels have producer
+    // backends on the same server): its connection and, in logical capture, the walsender reading the slot
+    const backends = (await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgtunnel producer%'")).map((b) => b.pid);
+    const backendCpu = () => backends.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const before = { tunnel: cpuSeconds(tunnel.child.pid!), backends: backendCpu() };
     const started = Date.now();
     await new Promise((r) => setTimeout(r, seconds * 1000)); // the measurement window itself, not a synchronisation
     const elapsed = (Date.now() - started) / 1000;
-    const tunnelCpu = (100 * (cpuSeconds(pids.tunnel) - before.tunnel)) / elapsed;
-    const producerBackendCpu = pids.producerBackend ? (100 * (cpuSeconds(pids.producerBackend) - before.backend)) / elapsed : NaN;
+    const tunnelCpu = (100 * (cpuSeconds(tunnel.child.pid!) - before.tunnel)) / elapsed;
+    const producerBackendCpu = backends.length > 0 ? (100 * (backendCpu() - before.backends)) / elapsed : NaN;
     for (let id = 1; id <= probes; id++) {
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 200)); // idle gaps between probes, by design
       await sql(dbs.source, "INSERT INTO bench_latency VALUES ($1, 'probe')", [id]);

@@ -7,9 +7,9 @@ import { postgresBinDir } from '../src/stack/postgresCluster.js';
 import { BenchContext, BenchTunnel, sql } from './context.js';
 
 export interface OverheadResult {
-  insertTps: { plain: number; captured: number };
-  updateTps: { plain: number; captured: number };
-  bulkUpdateSeconds: { plain: number; captured: number };
+  insertTps: { plain: number; captured: number; logical: number };
+  updateTps: { plain: number; captured: number; logical: number };
+  bulkUpdateSeconds: { plain: number; captured: number; logical: number };
   rows: number;
 }
 
@@ -30,36 +30,44 @@ export async function timed(url: string, text: string): Promise<number> {
 }
 
 /**
- * One database without capture and one with the current capture as `pgtunnel install` creates it as a
- * superuser (direct mode: the DDL event trigger present; captureModes.ts compares the modes), same
- * workload. The tunnel is not running here: on 2 cores its own CPU (Node, Kafka) would be counted as the
- * triggers' cost; the latency and throughput runs measure the tunnel.
+ * One database without capture, one with trigger capture as `pgtunnel install` creates it as a superuser
+ * (direct mode: the DDL event trigger present; captureModes.ts compares the modes) and one with logical
+ * capture, same workload. The trigger side runs without the tunnel: on 2 cores its own CPU (Node, Kafka)
+ * would be counted as the triggers' cost; the latency and throughput runs measure the tunnel. The logical
+ * side's cost is the walsender decoding the WAL, which only a reader of the slot causes: its producer
+ * streams to Kafka meanwhile (walsender, tunnel and broker share the 2 cores with the writers).
  */
-async function side(ctx: BenchContext, name: string, captured: boolean, rows: number, seconds: number) {
+async function side(ctx: BenchContext, name: string, capture: 'none' | 'trigger' | 'logical', rows: number, seconds: number) {
   const dbs = await ctx.databases(name, employeesDdl);
   await sql(dbs.source, `INSERT INTO employees (first_name, salary) SELECT 'n', 1 FROM generate_series(1, ${rows})`);
   await sql(dbs.source, 'VACUUM ANALYZE employees');
-  if (captured) {
-    const install = new BenchTunnel(ctx.tunnelEnv(dbs, 'employees'), ['install']);
+  const env = ctx.tunnelEnv(dbs, 'employees', capture === 'logical' ? { PGTUNNEL_CAPTURE: 'logical' } : {});
+  if (capture !== 'none') {
+    const install = new BenchTunnel(env, ['install']);
     await new Promise((resolve) => install.child.once('exit', resolve));
     if (install.child.exitCode !== 0) throw new Error(`install failed: ${install.output}`);
   }
-  {
+  const producer = capture === 'logical' ? new BenchTunnel(env, ['run', '--role', 'producer']) : undefined;
+  try {
+    await producer?.streaming();
     writeFileSync(path.join(scripts, 'update.sql'), `\\set id random(1, ${rows})\nUPDATE employees SET salary = salary + 1 WHERE emp_id = :id;\n`);
     const insert = pgbench(dbs.source, path.join(scripts, 'insert.sql'), seconds);
     const update = pgbench(dbs.source, path.join(scripts, 'update.sql'), seconds);
     const bulk = await timed(dbs.source, `UPDATE employees SET salary = salary + 1 WHERE emp_id <= ${rows}`);
     return { insert, update, bulk };
+  } finally {
+    await producer?.stop();
   }
 }
 
 export async function overhead(ctx: BenchContext, rows: number, seconds: number): Promise<OverheadResult> {
-  const plain = await side(ctx, 'bench_plain', false, rows, seconds);
-  const captured = await side(ctx, 'bench_captured', true, rows, seconds);
+  const plain = await side(ctx, 'bench_plain', 'none', rows, seconds);
+  const captured = await side(ctx, 'bench_captured', 'trigger', rows, seconds);
+  const logical = await side(ctx, 'bench_logical', 'logical', rows, seconds);
   return {
-    insertTps: { plain: plain.insert, captured: captured.insert },
-    updateTps: { plain: plain.update, captured: captured.update },
-    bulkUpdateSeconds: { plain: plain.bulk, captured: captured.bulk },
+    insertTps: { plain: plain.insert, captured: captured.insert, logical: logical.insert },
+    updateTps: { plain: plain.update, captured: captured.update, logical: logical.update },
+    bulkUpdateSeconds: { plain: plain.bulk, captured: captured.bulk, logical: logical.bulk },
     rows,
   };
 }

@@ -133,6 +133,20 @@ try {
     { measure: `idle CPU over ${f(idle.seconds, 0)} s, tunnel process + its source backend`, baseline: '-', tunnel: `${f(idle.tunnelCpu + idle.producerBackendCpu, 2)}% of a core (${f(idle.tunnelCpu, 2)}% + ${f(idle.producerBackendCpu, 2)}%)`, ratio: '-', target: '≤ 1%', met: idle.tunnelCpu + idle.producerBackendCpu <= 1 },
     { measure: `wake-up: first change after the idle window; ${idle.probes.count} probes after 50–250 ms gaps (p50 / p99)`, baseline: '-', tunnel: `${f(idle.firstProbeMs)} ms; ${f(idle.probes.p50)} / ${f(idle.probes.p99)} ms`, ratio: '-', target: 'recorded', met: true },
   );
+  log('capture: logical — latency and idle CPU beside trigger capture (its source overhead is measured with the trigger\'s below)');
+  process.env.PGTUNNEL_CAPTURE = 'logical'; // the bench tunnels inherit the environment
+  try {
+    const lat = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
+    const lidle = await idleCost(ctx, plan.idleSeconds, plan.idleProbes);
+    const trigger = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
+    rows.push(
+      { measure: `logical: latency p50 / p99 / max (${plan.rate}/s, ${plan.latencySeconds} s)`, baseline: `native ${f(native.p50, 2)} / ${f(native.p99, 2)} / ${f(native.max, 2)} ms; trigger ${f(trigger.p50)} / ${f(trigger.p99)} / ${f(trigger.max)} ms`, tunnel: `${f(lat.p50)} / ${f(lat.p99)} / ${f(lat.max)} ms`, ratio: `${f(lat.p50 / native.p50)}× / ${f(lat.p99 / native.p99)}× native`, target: '≤ 5 / ≤ 15 / < 50 ms', met: lat.p50 <= 5 && lat.p99 <= 15 && lat.max < 50 },
+      { measure: `logical: idle CPU over ${f(lidle.seconds, 0)} s, tunnel process + its source backends (walsender included)`, baseline: `trigger ${f(idle.tunnelCpu + idle.producerBackendCpu, 2)}%`, tunnel: `${f(lidle.tunnelCpu + lidle.producerBackendCpu, 2)}% of a core (${f(lidle.tunnelCpu, 2)}% + ${f(lidle.producerBackendCpu, 2)}%)`, ratio: '-', target: '≤ 0.5%', met: lidle.tunnelCpu + lidle.producerBackendCpu <= 0.5 },
+    );
+    peak = Math.max(peak, lat.peakRssMb);
+  } finally {
+    delete process.env.PGTUNNEL_CAPTURE;
+  }
   log('exactly-once into Kafka: the bulk writer and the latency load with exactlyOnce on');
   process.env.PGTUNNEL_EXACTLY_ONCE = 'true'; // the bench tunnels inherit the environment
   const plain = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
@@ -162,6 +176,10 @@ try {
     { measure: 'insert tps, 4 clients', baseline: f(o.insertTps.plain, 0), tunnel: f(o.insertTps.captured, 0), ratio: `${f((o.insertTps.captured / o.insertTps.plain) * 100, 0)}%`, target: '≥ 90%', met: o.insertTps.captured >= 0.9 * o.insertTps.plain },
     { measure: 'update tps, 4 clients', baseline: f(o.updateTps.plain, 0), tunnel: f(o.updateTps.captured, 0), ratio: `${f((o.updateTps.captured / o.updateTps.plain) * 100, 0)}%`, target: '≥ 90%', met: o.updateTps.captured >= 0.9 * o.updateTps.plain },
     { measure: `bulk UPDATE of ${o.rows} rows`, baseline: `${f(o.bulkUpdateSeconds.plain, 2)} s`, tunnel: `${f(o.bulkUpdateSeconds.captured, 2)} s`, ratio: `${f(o.bulkUpdateSeconds.captured / o.bulkUpdateSeconds.plain, 2)}×`, target: '≤ 1.3×', met: o.bulkUpdateSeconds.captured <= 1.3 * o.bulkUpdateSeconds.plain },
+    // logical capture, its producer streaming (the walsender's decoding is its cost on the source)
+    { measure: 'logical: insert tps, 4 clients', baseline: f(o.insertTps.plain, 0), tunnel: f(o.insertTps.logical, 0), ratio: `${f((o.insertTps.logical / o.insertTps.plain) * 100, 0)}%`, target: '≥ 97%', met: o.insertTps.logical >= 0.97 * o.insertTps.plain },
+    { measure: 'logical: update tps, 4 clients', baseline: f(o.updateTps.plain, 0), tunnel: f(o.updateTps.logical, 0), ratio: `${f((o.updateTps.logical / o.updateTps.plain) * 100, 0)}%`, target: '≥ 97%', met: o.updateTps.logical >= 0.97 * o.updateTps.plain },
+    { measure: `logical: bulk UPDATE of ${o.rows} rows`, baseline: `${f(o.bulkUpdateSeconds.plain, 2)} s`, tunnel: `${f(o.bulkUpdateSeconds.logical, 2)} s`, ratio: `${f(o.bulkUpdateSeconds.logical / o.bulkUpdateSeconds.plain, 2)}×`, target: '≤ 1.1×', met: o.bulkUpdateSeconds.logical <= 1.1 * o.bulkUpdateSeconds.plain },
   );
   log('operations: run --once, SIGTERM and failover timings');
   rows.push(...operationRows(await operationTimes(ctx)));

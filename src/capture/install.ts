@@ -113,7 +113,7 @@ export async function installCapture(source: pg.Client, table: TableConfig, shap
 }
 
 /** Removes what install recorded for a table (triggers, functions, change table, state); never anything else. */
-export async function uninstallCapture(source: pg.Client, table: TableConfig): Promise<boolean> {
+export async function uninstallCapture(source: pg.Client, table: TableConfig, options: { keepState?: boolean } = {}): Promise<boolean> {
   const id = tableId(table);
   return inTransaction(source, async () => {
     await source.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockNames.migrate]);
@@ -137,8 +137,11 @@ export async function uninstallCapture(source: pg.Client, table: TableConfig): P
     for (const op of ['ins', 'upd', 'del', 'trunc']) await source.query(`DROP FUNCTION IF EXISTS ${qualified('pgtunnel', `${cap.function_prefix}_${op}`)}()`);
     if (changeTableName && changeTableName !== sourceTable) await source.query(`DROP TABLE IF EXISTS ${changeTableName}`);
     await source.query('DELETE FROM pgtunnel.captures WHERE table_id = $1', [id]);
-    await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [id]);
-    await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [id]);
+    // a switch to logical capture keeps the table's state (its counts, its recorded truncates)
+    if (!options.keepState) {
+      await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [id]);
+      await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [id]);
+    }
     // what transaction metadata and before-images keep of the table (installs older than those have neither)
     for (const side of ['pgtunnel.transaction_events', 'pgtunnel.before_images']) {
       const { rows: present } = await source.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [side]);

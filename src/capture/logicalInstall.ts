@@ -4,6 +4,7 @@ import { TunnelError } from '../errors.js';
 import { inTransaction, qualified, quoteIdent } from '../pg.js';
 import { lockNames, publicationName, slotName, tableId } from '../names.js';
 import { migrate, readMigrations } from './migrations.js';
+import { switchToTriggerState } from './stateStore.js';
 
 export type CaptureMode = 'trigger' | 'logical';
 
@@ -13,11 +14,15 @@ export interface CaptureChoice {
   reason: string;
   /** Logical capture's replication slot. */
   slot?: string;
+  /** A switch under way (captureSwitch.ts): to logical, trigger capture's last batch ends at the slot's snapshot; to trigger, the stream ends at the boundary transaction. */
+  switchTo?: 'logical' | 'trigger';
+  /** A switch to logical was under way and the config asks for triggers again: its slot and publication go. */
+  abandonSwitch?: boolean;
 }
 
 /**
  * Logical capture where it was asked for and the source allows it; trigger capture otherwise, with the
- * reason. A table already captured one way stays so: switching modes is not built yet (issue 22 item 8).
+ * reason. A table captured one way switches to the other without a re-snapshot (captureSwitch.ts).
  */
 export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode): Promise<CaptureChoice> {
   const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
@@ -29,21 +34,25 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
   );
   const r = { ...rows[0]!, triggers: false };
   if (r.registry) r.triggers = (await source.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)])).rows.length > 0;
+  const toTrigger = r.slot && (await switchToTriggerState(source, tableId(table))) !== undefined;
   if (asked === 'trigger') {
-    if (r.slot && !r.triggers) {
-      throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured by logical decoding (slot ${slotName(table, source.database ?? '')}), but the config asks for capture: trigger`, {
-        errorClass: 'config',
-        hint: 'set capture: logical again, or switch with `pgtunnel uninstall` then `pgtunnel install` (the table is snapshotted again)',
-      });
-    }
+    // logical → trigger: logical capture runs until the boundary transaction, then hands over (captureSwitch.ts)
+    if (r.slot && (!r.triggers || toTrigger)) return { mode: 'logical', reason: 'switching to capture: trigger: logical capture publishes every transaction before the one that splits the table\'s writes, then the triggers take over', slot: slotName(table, source.database ?? ''), switchTo: 'trigger' };
+    if (r.slot) return { mode: 'trigger', reason: 'capture: trigger (a switch to logical capture was under way: it is abandoned)', abandonSwitch: true };
     return { mode: 'trigger', reason: 'capture: trigger (the default)' };
   }
-  if (r.triggers) return { mode: 'trigger', reason: `${tableId(table)} is already captured by triggers; switching a running table is not supported yet — to switch, \`pgtunnel uninstall\` then \`pgtunnel install\`` };
+  if (toTrigger) {
+    throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is switching to capture: trigger, but the config asks for capture: logical`, {
+      errorClass: 'config',
+      hint: 'set capture: trigger and let the switch finish (the tunnel logs "switched to capture: trigger"), then switch back',
+    });
+  }
   if (r.wal_level !== 'logical') return { mode: 'trigger', reason: `the source has wal_level = ${r.wal_level}, not logical (set wal_level = logical in postgresql.conf and restart the source to capture by logical decoding)` };
   // a publication on a table without a replica identity makes its UPDATEs and DELETEs fail: capture must never do that
   if (r.identity === 'n' || (r.identity === 'd' && !r.has_pk)) {
     return { mode: 'trigger', reason: `${tableId(table)} has no primary key for logical decoding to identify rows (fix: add one, or ALTER TABLE ${qualified(table.schema, table.name)} REPLICA IDENTITY FULL)` };
   }
+  if (r.triggers) return { mode: 'trigger', reason: 'switching to capture: logical: trigger capture publishes what committed before the slot\'s snapshot, then hands over to the slot', slot: slotName(table, source.database ?? ''), switchTo: 'logical' };
   return { mode: 'logical', reason: 'capture: logical, and the source has wal_level = logical', slot: slotName(table, source.database ?? '') };
 }
 
@@ -85,6 +94,17 @@ export async function installLogical(source: pg.Client, table: TableConfig): Pro
 
 /** Drops the table's slot and publication and its state; a slot a running tunnel reads is refused, naming the fix. */
 export async function uninstallLogical(source: pg.Client, table: TableConfig): Promise<boolean> {
+  if (!(await dropSlotAndPublication(source, table))) return false;
+  const { rows: state } = await source.query<{ present: boolean }>("SELECT to_regclass('pgtunnel.state') IS NOT NULL AS present");
+  if (state[0]!.present) {
+    await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [tableId(table)]);
+    await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [tableId(table)]);
+  }
+  return true;
+}
+
+/** Drops the table's slot and publication (false when it had neither); a slot in use is refused, naming the fix. */
+export async function dropSlotAndPublication(source: pg.Client, table: TableConfig): Promise<boolean> {
   const { rows } = await source.query<{ active_pid: number | null }>('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1', [slotName(table, source.database ?? '')]);
   const slot = rows[0];
   if (slot?.active_pid) {
@@ -96,11 +116,5 @@ export async function uninstallLogical(source: pg.Client, table: TableConfig): P
   if (slot) await source.query('SELECT pg_drop_replication_slot($1)', [slotName(table, source.database ?? '')]);
   const publication = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS present', [publicationName(table)]);
   if (publication.rows[0]!.present) await source.query(`DROP PUBLICATION ${quoteIdent(publicationName(table))}`);
-  if (!slot && !publication.rows[0]!.present) return false;
-  const { rows: state } = await source.query<{ present: boolean }>("SELECT to_regclass('pgtunnel.state') IS NOT NULL AS present");
-  if (state[0]!.present) {
-    await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [tableId(table)]);
-    await source.query('DELETE FROM pgtunnel.truncates WHERE table_id = $1', [tableId(table)]);
-  }
-  return true;
+  return slot !== undefined || publication.rows[0]!.present;
 }

@@ -30,6 +30,7 @@ export type PgOutputMessage =
   | { tag: 'update'; relationOid: number; before: TupleValue[] | null; beforeIsKey: boolean; after: TupleValue[] }
   | { tag: 'delete'; relationOid: number; before: TupleValue[]; beforeIsKey: boolean }
   | { tag: 'truncate'; relationOids: number[]; cascade: boolean; restartIdentity: boolean }
+  | { tag: 'message'; transactional: boolean; prefix: string; content: Buffer }
   | { tag: 'other'; kind: string };
 
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
@@ -148,8 +149,16 @@ export function decodePgOutput(buf: Buffer): PgOutputMessage {
       for (let i = 0; i < count; i++) relationOids.push(r.u32());
       return { tag: 'truncate', relationOids, cascade: (options & 1) === 1, restartIdentity: (options & 2) === 2 };
     }
+    case 'M': {
+      // pg_logical_emit_message (the `messages` option; no xid: in-progress transactions are not streamed)
+      const transactional = (r.u8() & 1) === 1;
+      r.u64(); // the message's LSN
+      const prefix = r.cstring();
+      const size = r.i32();
+      return { tag: 'message', transactional, prefix, content: r.rest().subarray(0, size) };
+    }
     default:
-      // Origin, Type, Message: nothing capture needs
+      // Origin, Type: nothing capture needs
       return { tag: 'other', kind };
   }
 }

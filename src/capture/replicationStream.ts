@@ -47,7 +47,7 @@ export class ReplicationStream {
   private constructor(private readonly client: pg.Client, private readonly copy: Duplex) {}
 
   static async start(client: pg.Client, slot: string, publication: string, from: bigint): Promise<ReplicationStream> {
-    const sql = `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(from)} (proto_version '1', publication_names ${quoteLiteral(quoteIdent(publication))})`;
+    const sql = `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(from)} (proto_version '1', publication_names ${quoteLiteral(quoteIdent(publication))}, messages 'true')`;
     const copy = client.query(copyStreams.both(sql, { alignOnCopyDataFrame: true })) as unknown as Duplex;
     const stream = new ReplicationStream(client, copy);
     stream.acknowledged = from;

@@ -110,3 +110,10 @@ export async function restartSnapshot(client: pg.Client, tableId: string): Promi
 export async function useAsyncCheckpoints(client: pg.Client, exactlyOnce: boolean): Promise<void> {
   if (!exactlyOnce) await client.query("SELECT set_config('synchronous_commit', 'off', false)");
 }
+
+/** Where a switch of the table from logical back to trigger capture stands (undefined: none under way). */
+export async function switchToTriggerState(client: pg.Client, tableId: string): Promise<'to trigger' | 'to trigger at boundary' | undefined> {
+  // read through jsonb: before migration 12 the column does not exist yet
+  const { rows } = await client.query<{ s: string | null }>("SELECT to_jsonb(s.*) ->> 'capture_switch' AS s FROM pgtunnel.state s WHERE table_id = $1", [tableId]);
+  return (rows[0]?.s ?? undefined) as 'to trigger' | 'to trigger at boundary' | undefined;
+}

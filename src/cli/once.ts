@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, describeError } from '../errors.js';
-import { applicationNames, clientIds, partitionId, tableId } from '../names.js';
+import { applicationNames, clientIds, partitionId, slotName, tableId } from '../names.js';
 import { connect, qualified } from '../pg.js';
 import { storedOffsets } from '../apply/offsets.js';
 import { endOffsets } from '../transport/kafka.js';
@@ -24,6 +24,8 @@ export interface OnceParts {
  */
 export interface OnceHorizon {
   snapshot?: string;
+  /** The source's WAL insert position: a table captured by logical decoding is published once its slot confirmed it. */
+  lsn?: string;
   ends?: Map<string, bigint[]>;
   /** Dead letters counted so far (source and target), to report this run's own. */
   deadLetters: number;
@@ -41,7 +43,8 @@ export async function readHorizon(config: TunnelConfig, parts: OnceParts): Promi
   if (parts.produce) {
     const client = await connect(config.sourceUrl, 'source', applicationNames.once);
     try {
-      horizon.snapshot = (await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
+      const { rows } = await client.query<{ s: string; lsn: string }>('SELECT pg_current_snapshot()::text AS s, pg_current_wal_insert_lsn()::text AS lsn');
+      [horizon.snapshot, horizon.lsn] = [rows[0]!.s, rows[0]!.lsn];
     } finally {
       await client.end().catch(() => {});
     }
@@ -68,22 +71,29 @@ async function countDeadLetters(config: TunnelConfig, parts: OnceParts): Promise
 }
 
 /**
- * What is still unpublished of a table: its snapshot, or change rows of transactions visible in the
- * horizon and not in the stored checkpoint (rows of a batch under way count until the batch completes).
+ * What is still unpublished of a table: its snapshot, or (trigger capture) change rows of transactions
+ * visible in the horizon and not in the stored checkpoint (rows of a batch under way count until the batch
+ * completes), or (logical capture) WAL up to the horizon's position the slot has not confirmed: the slot
+ * confirms only what Kafka acknowledged, and an idle stream confirms the server's WAL end.
  */
-async function unpublished(client: pg.Client, table: TableConfig, horizon: string): Promise<string | undefined> {
-  const { rows } = await client.query<{ phase: string; done: string; total: string | null; pending: string }>(
-    `SELECT s.phase, s.snapshot_rows_done::text AS done, s.snapshot_rows_total::text AS total,
-            (SELECT count(*) FROM ${qualified(table.schema, table.changeTable)} c
-             WHERE c.txid < pg_snapshot_xmax($2::pg_snapshot) AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot)
-               AND (s.prev_snapshot IS NULL OR (c.txid >= pg_snapshot_xmin(s.prev_snapshot) AND NOT pg_visible_in_snapshot(c.txid, s.prev_snapshot))))::text AS pending
-     FROM pgtunnel.state s WHERE s.table_id = $1`,
-    [tableId(table), horizon],
+async function unpublished(client: pg.Client, table: TableConfig, horizon: OnceHorizon): Promise<string | undefined> {
+  const { rows } = await client.query<{ phase: string; done: string; total: string | null; logical: boolean; confirmed: string | null; caught_up: boolean | null }>(
+    `SELECT s.phase, s.snapshot_rows_done::text AS done, s.snapshot_rows_total::text AS total, sl.slot_name IS NOT NULL AS logical,
+            sl.confirmed_flush_lsn::text AS confirmed, sl.confirmed_flush_lsn >= $3::pg_lsn AS caught_up
+     FROM pgtunnel.state s LEFT JOIN pg_replication_slots sl ON sl.slot_name = $2 WHERE s.table_id = $1`,
+    [tableId(table), slotName(table, client.database ?? ''), horizon.lsn],
   );
   const r = rows[0];
   if (!r) return `capture of ${tableId(table)} to be installed`;
   if (r.phase === 'snapshot') return `the snapshot of ${tableId(table)} to be published (${r.done} of ${r.total ?? '?'} rows)`;
-  if (r.pending !== '0') return `${r.pending} changes of ${tableId(table)} to be published`;
+  if (r.logical) return r.caught_up ? undefined : `the changes of ${tableId(table)} up to WAL ${horizon.lsn} to be published (its slot confirmed ${r.confirmed ?? 'nothing'})`;
+  const pending = await client.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM ${qualified(table.schema, table.changeTable)} c, pgtunnel.state s
+     WHERE s.table_id = $1 AND c.txid < pg_snapshot_xmax($2::pg_snapshot) AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot)
+       AND (s.prev_snapshot IS NULL OR (c.txid >= pg_snapshot_xmin(s.prev_snapshot) AND NOT pg_visible_in_snapshot(c.txid, s.prev_snapshot)))`,
+    [tableId(table), horizon.snapshot],
+  );
+  if (pending.rows[0]!.n !== '0') return `${pending.rows[0]!.n} changes of ${tableId(table)} to be published`;
   return undefined;
 }
 
@@ -123,7 +133,7 @@ export async function waitUntilDone(config: TunnelConfig, parts: OnceParts, hori
           source ??= await connect(config.sourceUrl, 'source', applicationNames.once);
           const left: string[] = [];
           for (const t of config.tables) {
-            const what = await unpublished(source, t, horizon.snapshot!);
+            const what = await unpublished(source, t, horizon);
             if (what) left.push(what);
           }
           waiting.what = left.join('; ');

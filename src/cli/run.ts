@@ -116,7 +116,7 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
 async function runOnce(cfg: TunnelConfig, tunnel: Tunnel, parts: OnceParts & RunParts, signal: AbortSignal, deadline: AbortSignal, seconds: number): Promise<number> {
   const waiting = { what: 'the start horizon to be read' };
   const horizon = await readHorizon(cfg, parts);
-  log.info({ horizon: horizon.snapshot, ends: horizon.ends && Object.fromEntries([...horizon.ends].map(([t, e]) => [t, e.map(Number)])) }, 'run --once: everything committed before this point is to be published and applied');
+  log.info({ horizon: horizon.snapshot, lsn: horizon.lsn, ends: horizon.ends && Object.fromEntries([...horizon.ends].map(([t, e]) => [t, e.map(Number)])) }, 'run --once: everything committed before this point is to be published and applied');
   const stop = new AbortController();
   const stopTunnel = () => stop.abort();
   signal.addEventListener('abort', stopTunnel, { once: true });

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import { TunnelError, classify, describeError } from '../errors.js';
 import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
 import { ChangeReader, type CapturedColumns } from '../capture/changeReader.js';
+import { switchBoundary } from '../capture/captureSwitch.js';
+import { uninstallCapture } from '../capture/install.js';
 import { waitForCommit } from '../capture/commitWait.js';
 import { changeTableId, producerApplicationName } from '../names.js';
 import { connect, qualified } from '../pg.js';
@@ -43,6 +45,8 @@ export class CaptureProducer extends TableProducer {
   private readonly heartbeat: Heartbeat;
   /** The stream's page reads, on a connection of their own beside the lock holder's session (issue 21 item 6). */
   private reads: pg.Client | undefined;
+  /** A switch to logical capture under way: the snapshot the last trigger batch ends at. */
+  private switchAt: string | undefined;
 
   constructor(...args: ProducerArgs) {
     super(args, args[0].transactionMetadata);
@@ -66,8 +70,10 @@ export class CaptureProducer extends TableProducer {
     this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev, pages: this.changes.path.bytes ? 'bytes' : 'objects' }, `producer started; change pages read as ${this.changes.path.bytes ? 'COPY bytes' : 'row objects'}: ${this.changes.path.why}`);
     this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
     this.reads = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
+    this.switchAt = await switchBoundary(client, this.table);
     let checkedAt = 0;
     while (!signal.aborted) {
+      if (this.switchAt !== undefined && this.stored!.position.prev === this.switchAt && this.stored!.position.cur === null) return this.handOver(client);
       if (Date.now() - checkedAt > captureCheckMs) {
         await checkCapture(client, this.table);
         await this.refreshColumns(client);
@@ -84,6 +90,21 @@ export class CaptureProducer extends TableProducer {
         await this.idle(client, signal);
       }
     }
+  }
+
+  /**
+   * The batch pinned at the slot's snapshot is published and checkpointed: everything committed before the
+   * slot's consistent point is in Kafka, the slot has the rest. The triggers and the change table go (the
+   * table's state stays) and logical capture takes over.
+   */
+  private async handOver(client: pg.Client): Promise<void> {
+    // the boundary batch's checkpoint may still be queued on the session (issue 21 item 6): durable first
+    await this.publishStep.drained();
+    await this.vacuum?.close();
+    this.vacuum = undefined;
+    await uninstallCapture(client, this.table, { keepState: true });
+    this.log.info({ table: this.id, boundary: this.switchAt }, 'switched to capture: logical: trigger capture published everything before the slot\'s snapshot; triggers and change table removed');
+    this.handedOver = true;
   }
 
   protected failure(err: unknown): TunnelError | undefined {

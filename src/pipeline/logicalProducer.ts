@@ -3,6 +3,8 @@ import { TunnelError, classify, sqlState } from '../errors.js';
 import { qualified } from '../pg.js';
 import { LogicalRows, logicalColumns } from '../capture/logicalRows.js';
 import { ReplicationStream, replicationClient } from '../capture/replicationStream.js';
+import { dropSlotAndPublication } from '../capture/logicalInstall.js';
+import { sleep } from '../retry.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, type CaptureState } from '../capture/stateStore.js';
 import { columnKinds } from '../contracts/columnKinds.js';
@@ -61,7 +63,31 @@ export class LogicalProducer extends TableProducer {
     const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(this.id));
     // 0/0: the server starts after the slot's confirmed flush LSN, the last position Kafka acknowledged
     this.stream = await ReplicationStream.start(repl, this.slot, publicationName(this.table), BigInt(state.lsn ?? 0));
-    await new LogicalStream(this.config, this.table, this.rows, this.publishStep, this.log).run(client, this.stream, state, signal, progressed);
+    const ended = await new LogicalStream(this.config, this.table, this.rows, this.publishStep, this.log).run(client, this.stream, state, signal, progressed);
+    if (ended === 'handed over') await this.handOver(client);
+  }
+
+  /**
+   * A switch to trigger capture: everything before the boundary transaction is in Kafka and the slot confirmed
+   * it; the triggers have every later write. The switch is marked done first (a crash after it drops the
+   * slot as an abandoned one), then slot and publication go and trigger capture takes over.
+   */
+  private async handOver(client: pg.Client): Promise<void> {
+    await this.release();
+    await client.query('UPDATE pgtunnel.state SET capture_switch = NULL WHERE table_id = $1', [this.id]);
+    const deadline = Date.now() + 30_000;
+    // the walsender of the stream just closed may hold the slot for a moment
+    for (;;) {
+      try {
+        await dropSlotAndPublication(client, this.table);
+        break;
+      } catch (err) {
+        if ((err as TunnelError).code !== 'PGT_SLOT_ACTIVE' || Date.now() > deadline) throw err;
+        await sleep(50);
+      }
+    }
+    this.log.info({ table: this.id, slot: this.slot }, 'switched to capture: trigger: logical capture published everything before the boundary; slot and publication dropped');
+    this.handedOver = true;
   }
 
   /**

@@ -1,9 +1,8 @@
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
-import { TunnelError } from '../errors.js';
-import { connect, quoteIdent, quoteLiteral } from '../pg.js';
+import { connect } from '../pg.js';
 import { producerApplicationName, slotName, tableId } from '../names.js';
-import { replicationClient } from '../capture/replicationStream.js';
+import { createSlotWithSnapshot } from '../capture/slotSnapshot.js';
 import type { SnapshotReader } from '../capture/snapshotReader.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import type { TableConfig } from '../config/load.js';
@@ -60,18 +59,9 @@ export class LogicalSnapshot {
   /** Re-creates the slot with an exported snapshot and makes `snap`'s transaction read in it. */
   private async importSlotSnapshot(client: pg.Client, snap: pg.Client): Promise<void> {
     const slot = slotName(this.table, client.database ?? '');
-    const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(tableId(this.table)));
-    try {
-      // nothing was published from the old slot since the snapshot began: the new snapshot holds all of it
-      await client.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-      const { rows } = await repl.query<{ snapshot_name: string; consistent_point: string }>(`CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput (SNAPSHOT 'export')`);
-      const name = rows[0]?.snapshot_name ?? '';
-      if (!/^[0-9A-Fa-f-]+$/.test(name)) throw new TunnelError('PGT_UNEXPECTED', `the source exported a snapshot named ${JSON.stringify(name)}`, { unexpected: true });
-      // SET TRANSACTION SNAPSHOT takes no parameters; the name was checked above
-      await snap.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(name)}`);
-      this.log.info({ table: tableId(this.table), slot, consistentPoint: rows[0]!.consistent_point }, 'slot created; snapshot reads under its exported snapshot');
-    } finally {
-      await repl.end().catch(() => {});
-    }
+    // nothing was published from the old slot since the snapshot began: the new snapshot holds all of it
+    await client.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+    const consistentPoint = await createSlotWithSnapshot(this.config.sourceUrl, producerApplicationName(tableId(this.table)), snap, slot);
+    this.log.info({ table: tableId(this.table), slot, consistentPoint }, 'slot created; snapshot reads under its exported snapshot');
   }
 }

@@ -5,6 +5,7 @@ import type { Relation, TupleValue } from '../capture/pgoutput.js';
 import type { QueuedMessage, ReplicationStream } from '../capture/replicationStream.js';
 import type { Logger } from '../instruments/log.js';
 import { tableId } from '../names.js';
+import { switchMessagePrefix } from '../capture/captureSwitch.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import { onePart, type PublishStep } from './publishStep.js';
 
@@ -22,7 +23,9 @@ function keyChanged(relation: Relation, before: TupleValue[] | null, after: Tupl
 export class LogicalStream {
   private readonly relations = new Map<number, Relation>();
   /** The open transaction: `messages` counts its change messages taken so far (a position inside it). */
-  private txn: { xid: number; commitTimeMs: number; finalLsn: bigint; messages: number } | undefined;
+  private txn: { xid: number; commitTimeMs: number; finalLsn: bigint; messages: number; switchToTrigger?: boolean } | undefined;
+  /** The end of the transaction that hands the table over to trigger capture: nothing after it is taken. */
+  private handOverAt: bigint | undefined;
   /** Exactly-once resume: this many change messages of the transaction committing at `finalLsn` are in Kafka already. */
   private skip: { finalLsn: bigint; messages: number } | undefined;
   private pending: LogicalChange[] = [];
@@ -42,18 +45,20 @@ export class LogicalStream {
    * `stored`: the state the stream starts from: an exactly-once position record names it, and a page
    * that ended inside a transaction left there how much of it Kafka committed.
    */
-  async run(client: pg.Client, stream: ReplicationStream, stored: CaptureState, signal: AbortSignal, onPage: () => void): Promise<void> {
+  async run(client: pg.Client, stream: ReplicationStream, stored: CaptureState, signal: AbortSignal, onPage: () => void): Promise<'handed over' | undefined> {
     let state = stored;
     if (stored.lsnInTransaction) this.skip = { finalLsn: BigInt(stored.lsnInTransaction.finalLsn), messages: stored.lsnInTransaction.messages };
     while (!signal.aborted) {
       await stream.wait(1000, signal);
       const taken = stream.take(this.config.batchSize * 4);
-      for (const item of taken) this.accept(item);
+      for (const item of taken) if (this.handOverAt === undefined) this.accept(item);
       // a page: everything taken, once a batch is full or the queue ran dry (latency over batching)
-      if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0)) state = await this.publish(client, stream, stored, state);
+      if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0 || this.handOverAt !== undefined)) state = await this.publish(client, stream, stored, state);
       if (this.pending.length === 0 && this.complete > 0n) stream.acknowledge(this.complete);
       onPage();
+      if (this.handOverAt !== undefined && this.pending.length === 0) return 'handed over';
     }
+    return undefined;
   }
 
   private accept({ message: m, lsn }: QueuedMessage): void {
@@ -66,9 +71,14 @@ export class LogicalStream {
         this.txn = { xid: m.xid, commitTimeMs: m.commitTimeMs, finalLsn: m.finalLsn, messages: 0 };
         return;
       case 'commit':
+        if (this.txn?.switchToTrigger) this.handOverAt = m.endLsn;
         this.txn = undefined;
         this.skip = undefined;
         this.complete = m.endLsn;
+        return;
+      case 'message':
+        // the boundary of a switch to trigger capture: every later commit is in the change table
+        if (this.txn && m.transactional && m.prefix === switchMessagePrefix && m.content.toString() === tableId(this.table)) this.txn.switchToTrigger = true;
         return;
       case 'relation':
         if (m.relation.schema === this.table.schema && m.relation.name === this.table.name) this.relations.set(m.relation.oid, m.relation);

@@ -64,7 +64,12 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
         if (parts.has(id)) continue;
         const Producer = t.capture?.mode === 'logical' ? LogicalProducer : CaptureProducer;
         const capture = new Producer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
-        parts.start(id, (s) => capture.run(s));
+        parts.start(id, async (s) => {
+          await capture.run(s);
+          // a switch of capture mode: the one capture published up to the boundary and handed over to the other
+          const Next = capture instanceof LogicalProducer ? CaptureProducer : LogicalProducer;
+          if (capture.handedOver) await new Next(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry).run(s);
+        });
       }
     } else {
       await parts.stop('consumer');

@@ -53,6 +53,8 @@ export abstract class TableProducer {
   protected readonly log: Logger;
   protected readonly health: Health;
   protected readonly onPhase: (phase: CaptureState['phase']) => void;
+  /** Another capture of the table takes over from here (a switch of capture mode): `run` returns. */
+  handedOver = false;
 
   /** `transactions`: envelopes carry transaction blocks. */
   constructor([config, table, shape, producer, log, health, onPhase, registry]: ProducerArgs, transactions: boolean) {
@@ -65,7 +67,7 @@ export abstract class TableProducer {
   /** Leads while it holds the table's lock; a retryable failure is waited out and the leadership taken again. */
   async run(signal: AbortSignal): Promise<void> {
     const backoff = new Backoff();
-    while (!signal.aborted) {
+    while (!signal.aborted && !this.handedOver) {
       let client: pg.Client | undefined;
       try {
         client = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));

@@ -2,7 +2,9 @@ import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
-import { chooseCapture, installLogical, type CaptureChoice } from '../capture/logicalInstall.js';
+import { chooseCapture, dropSlotAndPublication, installLogical, type CaptureChoice } from '../capture/logicalInstall.js';
+import { markSwitchToTrigger, pinSwitchToLogical, setTriggerBoundary } from '../capture/captureSwitch.js';
+import { switchToTriggerState } from '../capture/stateStore.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
 import { capturedColumns } from '../capture/changeReader.js';
 import { addTargetColumns, createTargetTable } from '../apply/targetSchema.js';
@@ -63,21 +65,36 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
       const id = tableId(table);
       const capture = await chooseCapture(source, table, config.capture);
       logger.info({ table: id, capture: capture.mode, reason: capture.reason }, `capture of ${id}: ${capture.mode} — ${capture.reason}`);
+      const installTriggers = async () => {
+        const pending = await pendingCapture(source, table);
+        if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
+        const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
+        await setTransactionCounting(source, qualified(table.schema, table.changeTable), config.transactionMetadata);
+        await setBeforeImages(source, table);
+        if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
+        if (applied > 0) for (const warning of await defaultTableGrants(source, ['pgtunnel', table.schema])) logger.warn({ table: id }, warning);
+        if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
+      };
       if (capture.mode === 'logical') {
         const created = await installLogical(source, table);
         if (created > 0) logger.info({ table: id, created }, 'logical capture installed: publication and slot');
+        if (capture.switchTo === 'trigger') {
+          // decided first, so a crash before the boundary resumes the switch instead of abandoning it
+          await markSwitchToTrigger(source, table);
+          await installTriggers();
+          if ((await switchToTriggerState(source, id)) === 'to trigger') await setTriggerBoundary(source, table);
+          logger.info({ table: id, slot: capture.slot }, 'switch to capture: trigger under way: the stream hands over at the boundary transaction');
+        }
         logical.add(id);
         out.push({ config: table, source: shape, capture });
         continue;
       }
-      const pending = await pendingCapture(source, table);
-      if (pending > 0) await requirePrivileges(source, 'source', `installing capture of ${id} (${pending} migrations)`, installerNeeds([table], await hasPgtunnelSchema(source)), installAlternative);
-      const { applied, stale } = await installCapture(source, table, shape, options.installOnly);
-      await setTransactionCounting(source, qualified(table.schema, table.changeTable), config.transactionMetadata);
-      await setBeforeImages(source, table);
-      if (applied > 0) logger.info({ table: id, changeTable: table.changeTable, migrations: applied }, 'capture installed');
-      if (applied > 0) for (const warning of await defaultTableGrants(source, ['pgtunnel', table.schema])) logger.warn({ table: id }, warning);
-      if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
+      await installTriggers();
+      if (capture.switchTo === 'logical') {
+        const how = await pinSwitchToLogical(source, config.sourceUrl, table);
+        logger.info({ table: id, slot: capture.slot, switch: how }, how === 'pinned' ? 'switch to capture: logical: slot created, the last trigger batch ends at its snapshot' : 'switch to capture: logical under way');
+      }
+      if (capture.abandonSwitch && (await dropSlotAndPublication(source, table))) logger.info({ table: id }, 'the slot and publication of the abandoned switch to logical capture are dropped');
       out.push({ config: table, source: shape, capture });
     }
     if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables, logical, config.transactionMetadata));

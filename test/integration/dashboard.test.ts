@@ -55,9 +55,10 @@ test('/health, /ready and /metrics answer for orchestrators and Prometheus', { t
   await tunnel.stop();
 });
 
-test('the dashboard shows a source change and a dead letter live, in a real browser', { timeout: 90_000 }, async (t) => {
+test('the dashboard shows a source change, a dead letter and the replication slot live, in a real browser', { timeout: 90_000 }, async (t) => {
   const db = await tunnelDatabases(t);
-  const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_CONFIG: rulesFile });
+  // capture: logical, so the slot's lag and retained WAL are on the page too (the rest is the same in both modes)
+  const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_CONFIG: rulesFile, PGTUNNEL_CAPTURE: 'logical' });
   const url = await dashboardUrl(tunnel);
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -82,6 +83,11 @@ test('the dashboard shows a source change and a dead letter live, in a real brow
   // per partition: the group offset committed in Kafka, the target's offset, the log end and Kafka's lag (keys 1 and 2 share a partition)
   assert.match((await page.textContent('#partitions thead')) ?? '', /group offset\s*target offset\s*log end\s*lag/);
   await page.waitForFunction(() => [...document.querySelectorAll<HTMLTableRowElement>('#partitions tbody tr')].some((tr) => [...tr.cells].slice(2).map((c) => c.textContent).join(' ') === '2 2 2 0'), undefined, { timeout: 15_000 });
+  const slotRow = await page.waitForFunction(() => {
+    const cells = [...(document.querySelector<HTMLTableRowElement>('#slots tbody tr')?.cells ?? [])].map((c) => c.textContent);
+    return /^public\.employees pgtunnel_public_employees_\w+ active, reserved [\d.]+ (B|kB|MB) [\d.]+ (B|kB|MB) no limit$/.test(cells.join(' ')) && cells.join(' ');
+  }, undefined, { timeout: 15_000 });
+  t.diagnostic(`slot row: ${String(await slotRow.jsonValue())}`);
   mkdirSync(outputDir, { recursive: true });
   const shot = path.join(outputDir, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });

@@ -41,6 +41,14 @@ test('relation, then insert / update with the old key / delete / truncate: value
   assert.deepEqual(decodePgOutput(Buffer.concat([ch('Y'), i32(1), str('s'), str('t')])), { tag: 'other', kind: 'Y' });
 });
 
+test('a logical message (pg_logical_emit_message): transactional flag, prefix and exactly its content bytes', () => {
+  const message = decodePgOutput(Buffer.concat([ch('M'), u8(1), u64(42n), str('pgtunnel.capture-switch'), i32(13), Buffer.from('public.ordersXX')]));
+  assert.equal(message.tag, 'message');
+  assert.deepEqual(message.tag === 'message' && [message.transactional, message.prefix, message.content.toString()], [true, 'pgtunnel.capture-switch', 'public.orders']);
+  const plain = decodePgOutput(Buffer.concat([ch('M'), u8(0), u64(42n), str('p'), i32(0)]));
+  assert.deepEqual(plain.tag === 'message' && [plain.transactional, plain.content.length], [false, 0]);
+});
+
 test('a tuple shorter than its lengths or a binary column is refused, never read past', () => {
   assert.throws(() => decodePgOutput(Buffer.concat([ch('I'), i32(1), ch('N'), i16(1), ch('t'), i32(10), Buffer.from('abc')])), /shorter than its lengths/);
   assert.throws(() => decodePgOutput(Buffer.concat([ch('I'), i32(1), ch('N'), i16(1), ch('b'), i32(1), u8(1)])), /binary mode/);
