@@ -31,12 +31,23 @@ try {
     await sql(dbs.source, `INSERT INTO bulk SELECT g, g, 'row ' || g FROM generate_series(1, ${rows}) g`);
     const committed = Date.now();
     let rssMb = 0;
-    await waitUntil('the transaction in the target', async () => {
-      // a tunnel that died (its memory, say) is reported, not waited for
-      if (tunnel.child.exitCode !== null || tunnel.child.signalCode !== null) throw new Error(`the tunnel exited (${tunnel.child.exitCode ?? tunnel.child.signalCode}) after ${(Date.now() - committed) / 1000} s (peak RSS ${Math.round(rssMb)} MB); its output ends:\n${tunnel.output.slice(-3000)}`);
-      rssMb = Math.max(rssMb, tunnel.peakRssMb());
-      return Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM bulk'))[0]!.n) === rows + 1;
-    }, 3_600_000, 500);
+    try {
+      await waitUntil('the transaction in the target', async () => {
+        // a tunnel that died (its memory, say) is reported, not waited for
+        if (tunnel.child.exitCode !== null || tunnel.child.signalCode !== null) throw new Error(`the tunnel exited (${tunnel.child.exitCode ?? tunnel.child.signalCode}) after ${(Date.now() - committed) / 1000} s (peak RSS ${Math.round(rssMb)} MB); its output ends:\n${tunnel.output.slice(-3000)}`);
+        try {
+          rssMb = Math.max(rssMb, tunnel.peakRssMb());
+        } catch {
+          // exited between the two looks: the next one reports it
+        }
+        return Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM bulk'))[0]!.n) === rows + 1;
+      }, 3_600_000, 500);
+    } catch (err) {
+      // the reader stops first: the stack going down under it must not hide why the wait ended
+      reading = false;
+      await reader.catch(() => {});
+      throw err;
+    }
     const applied = Date.now();
     reading = false;
     await reader;
