@@ -1,6 +1,7 @@
 // npm run bench [-- --quick] [-- --format json,avro]: latency, throughput, snapshot speed, capture overhead and memory, each as a
 // ratio to a baseline measured in the same invocation; appends a dated table to bench/RESULTS.md.
-// `-- --peers` runs Debezium beside pgtunnel instead (bench/peers.ts); `-- --operations` only the operation timings (bench/operations.ts).
+// `-- --peers` runs Debezium beside pgtunnel instead (bench/peers.ts); `-- --operations` only the operation timings (bench/operations.ts);
+// `-- --transactional` only what `apply: transactional` costs against the default (bench/transactionalApply.ts).
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,8 +17,9 @@ import { idleCost } from './idleCost.js';
 import { applyScale, type ScaleResult } from './scale.js';
 import { snapshot } from './snapshot.js';
 import { throughput } from './throughput.js';
+import { transactionalCost } from './transactionalApply.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, format: { type: 'string', default: 'json' }, peers: { type: 'boolean', default: false }, operations: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, 'no-record': { type: 'boolean', default: false }, format: { type: 'string', default: 'json' }, peers: { type: 'boolean', default: false }, operations: { type: 'boolean', default: false }, transactional: { type: 'boolean', default: false } } });
 // --smoke (the test suite's): every phase once at the smallest size, to prove the harness runs; its figures mean nothing
 const quick = values.quick! || values.smoke!;
 // --format json,avro,json-schema: the streaming and snapshot measures once per encoding, side by side
@@ -51,6 +53,20 @@ if (values.operations) {
     console.log(`\n${table}\n`);
     if (!values['no-record']) {
       appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## Operations ${new Date().toISOString().slice(0, 10)} (npm run bench -- --operations, 2 cores)\n${table}\n`);
+      log('recorded in bench/RESULTS.md');
+    }
+  } finally {
+    await own?.stack.down();
+  }
+  process.exit(0);
+}
+
+if (values.transactional) {
+  try {
+    const table = markdown(await transactionalCost(ctx, plan, log));
+    console.log(`\n${table}\n`);
+    if (!values['no-record']) {
+      appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## apply: transactional ${new Date().toISOString().slice(0, 10)} (npm run bench -- --transactional${quick ? ' --quick' : ''}, 2 cores)\n${table}\n`);
       log('recorded in bench/RESULTS.md');
     }
   } finally {
@@ -133,10 +149,12 @@ try {
   }
   log('exactly-once into Kafka: the bulk writer and the latency load with exactlyOnce on');
   process.env.PGTUNNEL_EXACTLY_ONCE = 'true'; // the bench tunnels inherit the environment
+  const plain = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
+  let eos: { tp: Awaited<ReturnType<typeof throughput>>; lat: Awaited<ReturnType<typeof tunnelLatency>> } | undefined;
   try {
     const eosTp = await throughput(ctx, plan.throughputSeconds, 100, plan.bulkCap);
     const eosLat = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
-    const plain = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
+    eos = { tp: eosTp, lat: eosLat };
     rows.push(
       { measure: `exactlyOnce: bulk writer (${eosTp.changes} changes)`, baseline: `at-least-once ${f(atLeastOnceBulk, 0)}/s`, tunnel: `${f(eosTp.tunnelPerSec, 0)}/s (writer ${f(eosTp.writerPerSec, 0)}/s)`, ratio: `${f(eosTp.tunnelPerSec / atLeastOnceBulk, 2)}×`, target: 'recorded (a mode, off by default)', met: true },
       { measure: `exactlyOnce: latency p50 / p99 / max (${plan.rate}/s)`, baseline: `at-least-once ${f(plain.p50)} / ${f(plain.p99)} / ${f(plain.max)} ms`, tunnel: `${f(eosLat.p50)} / ${f(eosLat.p99)} / ${f(eosLat.max)} ms`, ratio: `${f(eosLat.p50 / plain.p50, 2)}× / ${f(eosLat.p99 / plain.p99, 2)}×`, target: 'recorded (a mode, off by default)', met: true },
@@ -144,6 +162,8 @@ try {
   } finally {
     delete process.env.PGTUNNEL_EXACTLY_ONCE;
   }
+  // the default's and exactlyOnce's figures of this run are the baselines: only the transactional mode runs again
+  rows.push(...(await transactionalCost(ctx, plan, log, { 'per-partition': { tp: { tunnelPerSec: atLeastOnceBulk, writerPerSec: 0, changes: 0 }, lat: plain }, 'per-partition, exactlyOnce': eos })));
   log('apply throughput: a backlog applied by 1, 2 and 3 consumer processes (6 partitions)');
   const scale: ScaleResult[] = [];
   for (const consumers of [1, 2, 3]) scale.push(await applyScale(ctx, consumers, plan.scaleChanges));

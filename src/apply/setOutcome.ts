@@ -1,6 +1,7 @@
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { TableStatements } from './statements.js';
 import { keyId, partitionId } from '../names.js';
+import { telemetry } from '../instruments/telemetry.js';
 
 /** One transaction's bookkeeping: what became a dead letter, which keys got parked, the per-partition counts. */
 export class SetOutcome {
@@ -54,5 +55,32 @@ export class SetOutcome {
       const k = keyId(record.topic, record.key);
       this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + 1);
     }
+  }
+
+  /** Takes in what a nested piece of the same transaction did (a savepoint that was released). */
+  absorb(other: SetOutcome): void {
+    // loops, not spread: a huge transaction's arrays exceed the arguments a call may take
+    for (const l of other.letters) this.letters.push(l);
+    for (const [k, n] of other.parkedKeys) this.parkedKeys.set(k, (this.parkedKeys.get(k) ?? 0) + n);
+    for (const [k, c] of other.counts) {
+      const mine = this.counts.get(k) ?? { applied: 0, dead: 0, poison: 0 };
+      this.counts.set(k, { applied: mine.applied + c.applied, dead: mine.dead + c.dead, poison: mine.poison + c.poison });
+    }
+    for (const [table, byOp] of other.ops) for (const [op, n] of byOp) this.appliedOp(table, op, n);
+    for (const ms of other.latencies) this.latencies.push(ms);
+    this.newestSourceMs = Math.max(this.newestSourceMs, other.newestSourceMs);
+    this.fresh += other.fresh;
+    for (const [topic, statements] of other.evolved) this.evolved.set(topic, statements);
+    this.checked.push(...other.checked);
+  }
+}
+
+/** After the commit: what a set did, for metrics and the dashboard. */
+export function reportOutcome(outcome: SetOutcome, tableOf: (topic: string) => string | undefined): void {
+  const now = Date.now();
+  for (const [table, byOp] of outcome.ops) for (const [op, n] of byOp) telemetry.applied(table, op, n);
+  telemetry.observeLatencies(outcome.latencies.map((sourceMs) => now - sourceMs));
+  for (const { record, letter } of outcome.letters) {
+    telemetry.deadLettered({ time: new Date(now).toISOString(), table: tableOf(record.topic) ?? record.topic, errorClass: letter.errorClass, rule: letter.rule, key: record.key, message: letter.message });
   }
 }

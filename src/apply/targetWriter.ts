@@ -6,7 +6,7 @@ import type { DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
 import { nextOffsets } from './reduce.js';
 import { TableStatements } from './statements.js';
-import { SetOutcome } from './setOutcome.js';
+import { reportOutcome, SetOutcome } from './setOutcome.js';
 import { ChangeWriter } from './changeWriter.js';
 import { CopyPath } from './copyPath.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
@@ -210,12 +210,7 @@ export class TargetWriter {
 
   /** After the commit: what the set did, for metrics and the dashboard. */
   private report(outcome: SetOutcome): void {
-    const now = Date.now();
-    for (const [table, byOp] of outcome.ops) for (const [op, n] of byOp) telemetry.applied(table, op, n);
-    telemetry.observeLatencies(outcome.latencies.map((sourceMs) => now - sourceMs));
-    for (const { record, letter } of outcome.letters) {
-      telemetry.deadLettered({ time: new Date(now).toISOString(), table: this.tables.get(record.topic)?.table ?? record.topic, errorClass: letter.errorClass, rule: letter.rule, key: record.key, message: letter.message });
-    }
+    reportOutcome(outcome, (topic) => this.tables.get(topic)?.table);
   }
 
   private decode(r: RawRecord): Decoded {

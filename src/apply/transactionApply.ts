@@ -1,28 +1,39 @@
 import type pg from 'pg';
+import { coerceError, isRefusedChange, TunnelError } from '../errors.js';
 import { inTransaction } from '../pg.js';
 import { compositeKey, partitionId } from '../names.js';
-import type { DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
+import type { DeadLetter, DeadLetterWriter, RawRecord } from '../validate/deadLetters.js';
 import { recordLetteredKeys } from '../validate/letteredKeys.js';
-import { telemetry } from '../instruments/telemetry.js';
 import { ChangeWriter } from './changeWriter.js';
 import { parkedKeys, recordParked } from './parking.js';
 import { truncatePartitionKeys } from './partitionTruncate.js';
 import type { DecodedRecord } from './reduce.js';
 import { decodeRecord, route, type Decoded } from './route.js';
-import { SetOutcome } from './setOutcome.js';
+import { reportOutcome, SetOutcome } from './setOutcome.js';
 import type { TableApply } from './targetWriter.js';
 import type { HeldRecord, Unit } from './transactionBuffer.js';
 import { replayedTruncate } from './truncateOnce.js';
+import { letterUnit, targetLetter } from './unitLetters.js';
 
 /** Records decoded, routed and written at a time: a huge transaction is applied in pieces of one target transaction. */
 const chunkRecords = 5000;
+
+/**
+ * How long a transaction the target refuses for a foreign key waits for the source transaction that makes it
+ * valid (its parent's insert, its children's delete) to arrive, before it becomes dead letters.
+ */
+const foreignKeyWaitMs = 30_000;
+
+/** A unit of the set has a dead letter: the set is applied again unit by unit, so that unit goes whole. */
+class LetterInSet extends Error {}
 
 /**
  * Applies whole source transactions (units of a TransactionBuffer), several in ONE target transaction, in
  * the order given, with the stored offsets and the units applied ahead of them. Not a replica session:
  * foreign keys and triggers of the target fire. Deletes go child tables first and upserts parent tables
  * first (`topics`, parents first), so a parent and its children written in one transaction satisfy
- * non-deferrable keys; deferrable ones are checked at commit.
+ * non-deferrable keys; deferrable ones are checked at commit. A transaction with a dead letter (a rule, a
+ * refused value, a parked key) is never applied in part: all its records go to the DLQ (`unitLetters.ts`).
  */
 export class TransactionApply {
   private readonly changes: ChangeWriter;
@@ -35,25 +46,31 @@ export class TransactionApply {
     /** The tunnel's topics, parent tables before the tables referencing them. */
     private readonly topics: string[],
     beforeWrite: () => void = () => {},
+    /** unit id → when a foreign key first refused it; kept by the caller across restarts of the applier */
+    private readonly foreignKeyWaits = new Map<string, number>(),
   ) {
     this.changes = new ChangeWriter(client, tables, beforeWrite);
   }
 
   /** Applies the units and stores `offsets`; returns the records applied. */
   async apply(units: Unit[], offsets: { topic: string; partition: number; next: bigint }[]): Promise<number> {
-    const outcome = await inTransaction(this.client, async () => {
+    let outcome: SetOutcome;
+    try {
+      outcome = await this.attempt(units, offsets, (o) => this.together(units, o));
+    } catch (err) {
+      if (!(err instanceof LetterInSet) && !isRefusedChange(err)) throw err;
+      outcome = await this.attempt(units, offsets, (o) => this.apart(units, o));
+    }
+    this.changes.ended(outcome);
+    reportOutcome(outcome, (topic) => this.tables.get(topic)?.table);
+    return [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0);
+  }
+
+  /** One target transaction: `body` writes, then the dead letters, parked keys and offsets are stored. */
+  private async attempt(units: Unit[], offsets: { topic: string; partition: number; next: bigint }[], body: (outcome: SetOutcome) => Promise<void>): Promise<SetOutcome> {
+    return inTransaction(this.client, async () => {
       const outcome = new SetOutcome();
-      await this.client.query('SET CONSTRAINTS ALL DEFERRED');
-      let chunk: HeldRecord[] = [];
-      for (const unit of units) {
-        for await (const spilled of this.spilledOf(unit)) {
-          chunk.push(...spilled);
-          if (chunk.length >= chunkRecords) chunk = await this.flush(chunk, outcome);
-        }
-        chunk.push(...unit.records);
-        if (chunk.length >= chunkRecords) chunk = await this.flush(chunk, outcome);
-      }
-      await this.flush(chunk, outcome);
+      await body(outcome);
       await this.deadLetters.send(outcome.letters);
       await recordParked(this.client, outcome);
       await this.store(units, offsets, outcome);
@@ -62,14 +79,132 @@ export class TransactionApply {
       this.changes.ended(undefined);
       throw err;
     });
-    this.changes.ended(outcome);
-    for (const [table, byOp] of outcome.ops) for (const [op, n] of byOp) telemetry.applied(table, op, n);
-    const now = Date.now();
-    telemetry.observeLatencies(outcome.latencies.map((sourceMs) => now - sourceMs));
-    return [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0);
   }
 
-  /** A spilled unit's records, back from the target in pieces, in arrival order. */
+  /** The fast way: every unit's records in set-based pieces; any dead letter sends the set the slow way. */
+  private async together(units: Unit[], outcome: SetOutcome): Promise<void> {
+    await this.client.query('SET CONSTRAINTS ALL DEFERRED');
+    await this.writeUnits(units, outcome);
+    if (outcome.letters.length > 0) throw new LetterInSet();
+  }
+
+  private async writeUnits(units: Unit[], outcome: SetOutcome): Promise<void> {
+    let chunk: HeldRecord[] = [];
+    for (const unit of units) {
+      for await (const piece of this.recordsOf(unit)) {
+        for (const r of piece) chunk.push(r);
+        if (chunk.length >= chunkRecords) chunk = await this.flush(chunk, outcome);
+      }
+    }
+    await this.flush(chunk, outcome);
+  }
+
+  /**
+   * The slow way, still one target transaction: halves of the set under savepoints, down to the units with a
+   * dead letter or a refusal, which go to the DLQ whole. A unit a foreign key refused is tried again after the
+   * set's others (one of them may be the parent it needs), then waited for (`foreignKeyWaitMs`): its partner
+   * may still be on its way.
+   */
+  private async apart(units: Unit[], outcome: SetOutcome): Promise<void> {
+    const later = { units: [] as Unit[], keys: new Set<string>() };
+    await this.halves(units, outcome, later);
+    for (const unit of later.units) await this.alone(unit, outcome, true);
+  }
+
+  /** `later`: units put after the set's others (a foreign key refused them), and the keys they wrote. */
+  private async halves(units: Unit[], outcome: SetOutcome, later: { units: Unit[]; keys: Set<string> }): Promise<void> {
+    // a unit writing a key of a unit put later goes later too: a key's writers stay in order
+    const behind = (u: Unit) => u.keys.some((k) => later.keys.has(k));
+    if (units.length === 1) {
+      const unit = units[0]!;
+      if (behind(unit) || !(await this.alone(unit, outcome, false))) {
+        later.units.push(unit);
+        for (const k of unit.keys) later.keys.add(k);
+      }
+      return;
+    }
+    if (!units.some(behind)) {
+      await this.client.query('SAVEPOINT pgtunnel_units');
+      const own = new SetOutcome();
+      try {
+        await this.client.query('SET CONSTRAINTS ALL DEFERRED');
+        await this.writeUnits(units, own);
+        await this.client.query('SET CONSTRAINTS ALL IMMEDIATE');
+        if (own.letters.length === 0) {
+          await this.client.query('RELEASE SAVEPOINT pgtunnel_units');
+          outcome.absorb(own);
+          return;
+        }
+      } catch (err) {
+        if (!isRefusedChange(err)) throw err;
+      }
+      await this.undo('pgtunnel_units');
+    }
+    const mid = units.length >> 1;
+    await this.halves(units.slice(0, mid), outcome, later);
+    await this.halves(units.slice(mid), outcome, later);
+  }
+
+  /** Back to the savepoint, which then goes (no subtransactions pile up); the staging tables are as it found them. */
+  private async undo(savepoint: string): Promise<void> {
+    await this.client.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    await this.client.query(`RELEASE SAVEPOINT ${savepoint}`);
+    this.changes.staging.ended(false);
+  }
+
+  /** One unit under a savepoint; false when a foreign key refused it and `last` is not set (try it later). */
+  private async alone(unit: Unit, outcome: SetOutcome, last: boolean): Promise<boolean> {
+    await this.client.query('SAVEPOINT pgtunnel_unit');
+    const own = new SetOutcome();
+    let refused: DeadLetter | undefined;
+    try {
+      await this.client.query('SET CONSTRAINTS ALL DEFERRED');
+      for await (const piece of this.recordsOf(unit)) {
+        for (let i = 0; i < piece.length; i += chunkRecords) await this.flush(piece.slice(i, i + chunkRecords), own);
+      }
+      // deferred keys are checked here, where the unit can still be told apart
+      await this.client.query('SET CONSTRAINTS ALL IMMEDIATE');
+    } catch (err) {
+      if (!isRefusedChange(err)) throw err;
+      refused = targetLetter(err);
+      if (refused.code === '23503' && !(await this.foreignKeyWaited(unit, err, last))) return false;
+    }
+    if (refused === undefined && own.letters.length === 0) {
+      await this.client.query('RELEASE SAVEPOINT pgtunnel_unit');
+      this.foreignKeyWaits.delete(unit.id);
+      outcome.absorb(own);
+      return true;
+    }
+    if (refused?.code !== '23503') await this.undo('pgtunnel_unit');
+    this.foreignKeyWaits.delete(unit.id);
+    await letterUnit(this.client, unit.id, this.recordsOf(unit), own.letters, refused, (topic) => this.changes.routeTable(topic), outcome);
+    return true;
+  }
+
+  /**
+   * A unit a foreign key refused: false to try it after the set's others; throws (retryable: the applier
+   * reads again from its stored offsets) while its partner may still arrive; true once it waited long enough.
+   */
+  private async foreignKeyWaited(unit: Unit, err: unknown, last: boolean): Promise<boolean> {
+    await this.undo('pgtunnel_unit');
+    if (!last) return false;
+    const since = this.foreignKeyWaits.get(unit.id) ?? Date.now();
+    this.foreignKeyWaits.set(unit.id, since);
+    if (Date.now() - since >= foreignKeyWaitMs) return true;
+    throw new TunnelError('PGT_APPLY_WAITING', `source transaction ${unit.id} is refused by a foreign key of the target (${coerceError(err).message}); waiting up to ${foreignKeyWaitMs / 1000} s for the transaction it depends on`, {
+      errorClass: 'retryable',
+      hint: 'nothing to do if it passes; if it becomes dead letters, the target has a foreign key the source lacks',
+      cause: err,
+    });
+  }
+
+  /** A unit's records in arrival order: the spilled ones back from the target in pieces, then those in memory. */
+  private async *recordsOf(unit: Unit): AsyncGenerator<HeldRecord[]> {
+    yield* this.spilledOf(unit);
+    yield unit.records;
+  }
+
+  /** A spilled unit's records, back from the target in pieces, in arrival order; then gone from the target. */
   private async *spilledOf(unit: Unit): AsyncGenerator<HeldRecord[]> {
     for (let seq = 0; seq < unit.spilled; seq += chunkRecords) {
       const { rows } = await this.client.query<{ topic: string; partition: number; kafka_offset: string; record_key: string | null; record_value: string | null }>(
@@ -170,39 +305,4 @@ export class TransactionApply {
       [[...new Set(offsets.map((o) => o.topic))]],
     );
   }
-}
-
-/**
- * Pure: the topics in foreign-key order, parents first (Kahn's order; a cycle keeps the configured order
- * for its tables: declare such keys DEFERRABLE). `references`: table id → the table ids it references.
- */
-export function parentsFirst(topics: { topic: string; table: string }[], references: Map<string, Set<string>>): string[] {
-  const out: string[] = [];
-  const done = new Set<string>();
-  const tables = new Set(topics.map((t) => t.table));
-  let left = [...topics];
-  while (left.length > 0) {
-    const free = left.filter((t) => [...(references.get(t.table) ?? [])].every((p) => p === t.table || done.has(p) || !tables.has(p)));
-    const next = free.length > 0 ? free : [left[0]!];
-    for (const t of next) {
-      out.push(t.topic);
-      done.add(t.table);
-    }
-    left = left.filter((t) => !next.includes(t));
-  }
-  return out;
-}
-
-/** Which of the target's tables reference which (foreign keys), as table ids. */
-export async function foreignKeys(client: pg.Client): Promise<Map<string, Set<string>>> {
-  const { rows } = await client.query<{ child: string; parent: string }>(
-    `SELECT cn.nspname || '.' || cr.relname AS child, pn.nspname || '.' || pr.relname AS parent
-     FROM pg_constraint c
-     JOIN pg_class cr ON cr.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cr.relnamespace
-     JOIN pg_class pr ON pr.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pr.relnamespace
-     WHERE c.contype = 'f'`,
-  );
-  const out = new Map<string, Set<string>>();
-  for (const r of rows) out.set(r.child, (out.get(r.child) ?? new Set()).add(r.parent));
-  return out;
 }

@@ -14,6 +14,8 @@ export interface EnvelopeTail {
   op: string;
   txId?: string;
   totalOrder?: number;
+  /** `source.ts_ms`: the source commit time (track_commit_timestamp on), which orders transactions that share no row. */
+  sourceMs?: number;
 }
 
 // The envelope's last fields as pgtunnel writes them; a quote inside a value is escaped, so only the
@@ -25,8 +27,15 @@ export function envelopeTail(value: string | undefined): EnvelopeTail | undefine
   if (value === undefined) return undefined;
   const m = tailPattern.exec(value.length > 400 ? value.slice(-400) : value);
   if (!m) return undefined;
-  return m[2] === undefined ? { op: m[1]! } : { op: m[1]!, txId: m[2], totalOrder: Number(m[3]) };
+  const tail: EnvelopeTail = m[2] === undefined ? { op: m[1]! } : { op: m[1]!, txId: m[2], totalOrder: Number(m[3]) };
+  // the last `source` block is the envelope's own: row images come before it
+  const at = value.lastIndexOf(',"source":{"version":');
+  const ms = at < 0 ? null : sourcePattern.exec(value.slice(at, at + 400));
+  if (ms) tail.sourceMs = Number(ms[1]);
+  return tail;
 }
+
+const sourcePattern = /^,"source":\{"version":"[^"]*","connector":"pgtunnel","name":"(?:[^"\\]|\\.)*","ts_ms":(-?\d+),/;
 
 /** The last offset a unit has in a partition: what `applied_ahead` remembers. */
 export interface UnitMark {
@@ -47,6 +56,8 @@ export interface Unit {
   /** From the END event; undefined while it has not arrived. Singles need none. */
   expected?: Map<string, number>;
   single: boolean;
+  /** The source commit time of its records (source.ts_ms); undefined until one arrived. */
+  sourceMs?: number;
   /** topic → partitions whose truncate copy arrived */
   truncates: Map<string, Set<number>>;
   keys: string[];
@@ -103,12 +114,18 @@ export class TransactionBuffer {
   private readonly marks = new Map<string, PartitionMark>();
   bytes = 0;
 
-  constructor(private readonly partitionsOf: (topic: string) => number, private readonly stored: ReadonlyMap<string, bigint> = new Map()) {}
+  constructor(
+    private readonly partitionsOf: (topic: string) => number,
+    private readonly stored: ReadonlyMap<string, bigint> = new Map(),
+    /** Whether a table id (of an END event) is one this applier reads. */
+    private readonly inTunnel: (table: string) => boolean = () => true,
+  ) {}
 
   /** A record of a table topic (`table`: its table id; `single`: its unit id when it belongs to no transaction). */
   add(r: HeldRecord, table: string, tail: EnvelopeTail | undefined, single: string): void {
     const id = tail?.txId ?? single;
     const unit = this.unit(id, tail?.txId === undefined);
+    unit.sourceMs ??= tail?.sourceMs;
     this.hold(unit, r);
     const truncate = tail?.op === 't';
     if (truncate) {
@@ -136,22 +153,47 @@ export class TransactionBuffer {
     this.mark(r.topic, r.partition).seen(r.offset, false);
   }
 
-  /** Units ready to apply, in an order that keeps every key's writers in order; at most `maxRecords` records. */
+  /**
+   * Units ready to apply, at most `maxRecords` records: every key's writers in order, and otherwise in source
+   * commit order (`source.ts_ms`): the earliest ready unit first, and none committed after a unit still waiting
+   * for its parts.
+   */
   take(maxRecords: number): Unit[] {
-    const out: Unit[] = [];
-    const work = [...this.candidates];
-    this.candidates.clear();
-    let records = 0;
-    while (work.length > 0 && records < maxRecords) {
-      const id = work.pop()!;
-      if (!this.ready(id)) continue;
+    const horizon = this.earliestIncomplete();
+    const ready: Unit[] = [];
+    const queued = new Set<string>();
+    // units committed after the horizon wait unsorted: many may pile up behind one huge transaction
+    const after: string[] = [];
+    const consider = (id: string, sorted: boolean) => {
+      if (queued.has(id) || !this.ready(id)) return;
+      queued.add(id);
       const unit = this.units.get(id)!;
-      work.push(...this.release(unit));
+      if (unit.sourceMs! > horizon) after.push(id);
+      else if (sorted) insertByCommit(ready, unit);
+      else ready.push(unit);
+    };
+    for (const id of this.candidates) consider(id, false);
+    this.candidates.clear();
+    ready.sort((a, b) => commitOf(b) - commitOf(a));
+    const out: Unit[] = [];
+    let records = 0;
+    while (ready.length > 0 && records < maxRecords) {
+      const unit = ready.pop()!;
+      for (const head of this.release(unit)) consider(head, true);
       out.push(unit);
       records += unit.records.length + unit.spilled;
     }
-    for (const id of work) this.candidates.add(id);
+    // over this take's records, or after a unit that still waits for parts: next time
+    for (const u of ready) this.candidates.add(u.id);
+    for (const id of after) this.candidates.add(id);
     return out;
+  }
+
+  /** The commit time of the earliest held unit that still waits for parts: nothing committed later goes first. */
+  private earliestIncomplete(): number {
+    let earliest = Infinity;
+    for (const u of this.units.values()) if (u.sourceMs !== undefined && u.sourceMs < earliest && !this.complete(u)) earliest = u.sourceMs;
+    return earliest;
   }
 
   /** The next offset to store of every partition seen: its lowest record still held. */
@@ -230,7 +272,8 @@ export class TransactionBuffer {
   private complete(unit: Unit): boolean {
     if (unit.single) return true;
     if (!unit.expected) return false;
-    for (const [table, n] of unit.expected) if ((unit.seen.get(table)?.size ?? 0) !== n) return false;
+    // a table of another tunnel on the same source counts in END but never arrives here
+    for (const [table, n] of unit.expected) if (this.inTunnel(table) && (unit.seen.get(table)?.size ?? 0) !== n) return false;
     for (const [topic, copies] of unit.truncates) if (copies.size !== this.partitionsOf(topic)) return false;
     return true;
   }
@@ -259,3 +302,19 @@ export class TransactionBuffer {
     return heads;
   }
 }
+
+/** Keeps `units` sorted latest commit first (so `pop` is the earliest); a unit without a commit time goes first. */
+function insertByCommit(units: Unit[], unit: Unit): void {
+  const at = commitOf(unit);
+  let lo = 0;
+  let hi = units.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (commitOf(units[mid]!) > at) lo = mid + 1;
+    else hi = mid;
+  }
+  units.splice(lo, 0, unit);
+}
+
+/** A finite sort key (a difference of two -Infinity is NaN, which breaks a sort). */
+const commitOf = (u: Unit) => u.sourceMs ?? Number.MIN_SAFE_INTEGER;

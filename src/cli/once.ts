@@ -105,8 +105,8 @@ async function unapplied(client: pg.Client, ends: Map<string, bigint[]>, committ
     for (const [partition, end] of partitions.entries()) {
       const applied = stored.get(partitionId(topic, partition)) ?? 0n;
       if (applied >= end) continue;
-      // exactly-once: transaction markers take offsets the target never stores; only records count
-      if (committed && (await committed.read(topic, partition, applied, end)).length === 0) continue;
+      // exactly-once: transaction markers take offsets the target never stores; only records (and open transactions) count
+      if (committed && (await committed.settled(topic, partition, applied, end))) continue;
       behind.push(`${topic}[${partition}] ${applied}/${end}`);
     }
   }

@@ -7,7 +7,8 @@ import { connect } from '../pg.js';
 import { applicationNames, clientIds, lockNames, oneOffGroupId, partitionId, transactionTopic } from '../names.js';
 import type { TableApply } from '../apply/targetWriter.js';
 import { TransactionBuffer, envelopeTail, type HeldRecord } from '../apply/transactionBuffer.js';
-import { TransactionApply, foreignKeys, parentsFirst } from '../apply/transactionApply.js';
+import { TransactionApply } from '../apply/transactionApply.js';
+import { foreignKeys, parentsFirst } from '../apply/foreignKeys.js';
 import { storedOffsets } from '../apply/offsets.js';
 import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter } from '../validate/deadLetters.js';
@@ -36,6 +37,8 @@ const waitSliceMs = 1000;
  */
 export class TransactionalConsumer {
   private readonly txTopic: string;
+  /** Units a foreign key refused, and since when: the wait outlives a restart of the applier. */
+  private readonly foreignKeyWaits = new Map<string, number>();
 
   constructor(
     private readonly config: TunnelConfig,
@@ -115,19 +118,29 @@ export class TransactionalConsumer {
       throw unreachableBroker(this.config.kafkaBrokers, err);
     }
     try {
-      const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored);
-      const applier = new TransactionApply(target, this.tables, (topic) => counts.get(topic) ?? 1, new DeadLetterWriter(this.deadLetters), order, () => failpoint('apply.write'));
+      const tableIds = new Set([...this.tables.values()].map((t) => t.table));
+      const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored, (table) => tableIds.has(table));
+      const applier = new TransactionApply(target, this.tables, (topic) => counts.get(topic) ?? 1, new DeadLetterWriter(this.deadLetters), order, () => failpoint('apply.write'), this.foreignKeyWaits);
       const sets = new PolledSets<BytesMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
       this.log.info({ group: this.config.groupId, units: ahead.size }, 'transactional applier started');
       this.health.set('consumer', 'ok');
       let lastReport = Date.now();
+      let storedText = '';
       for (;;) {
         const set = await sets.take(signal);
         if (!set) break;
         for (const m of set.messages) this.hold(m, buffer, ahead);
         await this.spill(target, buffer);
-        for (let units = buffer.take(this.config.batchSize); units.length > 0; units = buffer.take(this.config.batchSize)) {
+        let units = buffer.take(this.config.batchSize);
+        // records that apply nothing (tombstones, BEGIN, copies of applied units) still move the stored offsets,
+        // so the target's offsets reach the topics' ends (`run --once`, status lag)
+        if (units.length === 0 && buffer.held === 0 && offsetsText(buffer.nextOffsets()) !== storedText) {
+          await applier.apply([], buffer.nextOffsets());
+          storedText = offsetsText(buffer.nextOffsets());
+        }
+        for (; units.length > 0; units = buffer.take(this.config.batchSize)) {
           await applier.apply(units, buffer.nextOffsets());
+          storedText = offsetsText(buffer.nextOffsets());
           failpoint('apply.after-commit');
           for (const u of units) ahead.add(u.id);
           // a copy of an applied transaction's record (an aborted Kafka transaction's, read past its marker) is skipped
@@ -192,6 +205,11 @@ export class TransactionalConsumer {
     }
     return out;
   }
+}
+
+/** The stored offsets as text, to tell whether anything moved. */
+function offsetsText(offsets: { topic: string; partition: number; next: bigint }[]): string {
+  return offsets.map((o) => `${o.topic}/${o.partition}:${o.next}`).join(',');
 }
 
 /** A record that belongs to no transaction (a snapshot row) is a unit of its own, named by its place. */

@@ -42,6 +42,19 @@ export class CommittedReader {
    * open at the high watermark is not committed.
    */
   async read(topic: string, partition: number, from: bigint, until?: bigint): Promise<CommittedRecord[]> {
+    return (await this.scan(topic, partition, from, until)).records;
+  }
+
+  /**
+   * Whether `[from, until)` holds nothing for a consumer: no committed record and no transaction still open.
+   * Kafka answers a commit before its markers are written: until then the records are neither.
+   */
+  async settled(topic: string, partition: number, from: bigint, until?: bigint): Promise<boolean> {
+    const { records, open } = await this.scan(topic, partition, from, until);
+    return records.length === 0 && open === 0;
+  }
+
+  private async scan(topic: string, partition: number, from: bigint, until?: bigint): Promise<{ records: CommittedRecord[]; open: number }> {
     const end = (await this.ends(topic))[partition] ?? 0n;
     const stop = until === undefined || until > end ? end : until;
     const pending = new Map<bigint, CommittedRecord[]>();
@@ -75,7 +88,7 @@ export class CommittedReader {
         position = last + 1n;
       }
     }
-    return out.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+    return { records: out.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0)), open: pending.size };
   }
 
   private async fetch(topic: string, partition: number, offset: bigint, bytes: number) {

@@ -163,3 +163,32 @@ export async function sameRows(sourceUrl: string, targetUrl: string, table: stri
     return s === t;
   }, timeoutMs, 250);
 }
+
+/**
+ * Source transactions the target applied in more than one target transaction (`apply: transactional` must
+ * show each whole): each streamed change is found in the target's write log by key, version and kind, and
+ * its source txId's writes must share one target xact. A (key, version) written by two source transactions
+ * (a no-op update) or also by a snapshot read is ambiguous and left out; a change superseded inside its
+ * apply transaction left no write and counts for nothing.
+ */
+export async function splitTransactions(targetUrl: string, records: TopicRecord[], keyColumn: string, versionColumn: string): Promise<{ checked: number; split: string[] }> {
+  const txIds = new Map<string, Set<string>>();
+  const snapshot = new Set<string>();
+  for (const r of records) {
+    if (r.value === null || r.value.op === 't' || r.key === null) continue;
+    const row = (r.value.op === 'd' ? r.value.before : r.value.after) as Record<string, unknown>;
+    const id = `${String((JSON.parse(r.key) as Record<string, unknown>)[keyColumn])}|${String(row[versionColumn])}|${r.value.op === 'd'}`;
+    if (r.value.op === 'r') snapshot.add(id);
+    else txIds.set(id, (txIds.get(id) ?? new Set()).add(String(r.value.source.txId)));
+  }
+  const writes = await query<{ id: string; xact: string }>(targetUrl,
+    "SELECT key || '|' || coalesce(new_version, old_version)::text || '|' || (op = 'DELETE')::text AS id, xact::text FROM write_log WHERE key IS NOT NULL");
+  const xacts = new Map<string, Set<string>>();
+  for (const w of writes) {
+    const tx = txIds.get(w.id);
+    if (!tx || tx.size !== 1 || snapshot.has(w.id)) continue;
+    const source = [...tx][0]!;
+    xacts.set(source, (xacts.get(source) ?? new Set()).add(w.xact));
+  }
+  return { checked: xacts.size, split: [...xacts].filter(([, x]) => x.size > 1).map(([tx, x]) => `source transaction ${tx} applied in ${x.size} target transactions`) };
+}

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TransactionBuffer, envelopeTail } from '../../src/apply/transactionBuffer.js';
-import { parentsFirst } from '../../src/apply/transactionApply.js';
+import { parentsFirst } from '../../src/apply/foreignKeys.js';
 
 const envelope = (op: string, tx?: { id: string; order: number }) =>
   `{"before":null,"after":{"id":1},"source":{"txId":1},"op":"${op}","ts_ms":5${tx ? `,"transaction":{"id":"${tx.id}","total_order":${tx.order},"data_collection_order":${tx.order}}` : ''}}`;
@@ -33,4 +33,31 @@ test('a transaction goes when its END counts are met, after the earlier writer o
 test('parentsFirst puts referenced tables before the tables referencing them', () => {
   const order = parentsFirst([{ topic: 'lines', table: 'public.lines' }, { topic: 'orders', table: 'public.orders' }], new Map([['public.lines', new Set(['public.orders'])]]));
   assert.deepEqual(order, ['orders', 'lines']);
+});
+
+/** An envelope as pgtunnel writes it, with its source commit time. */
+const committed = (id: string, order: number, ms: number) =>
+  `{"before":null,"after":{"id":1},"source":{"version":"1","connector":"pgtunnel","name":"p\\"x","ts_ms":${ms},"snapshot":"false","db":"d","schema":"public","table":"a","txId":${id},"lsn":1,"schema_version":1},"op":"u","ts_ms":9,"transaction":{"id":"${id}","total_order":${order},"data_collection_order":${order}}}`;
+
+test('transactions that share no row go in source commit order; none after one still waiting for its parts', () => {
+  assert.equal(envelopeTail(committed('5', 1, 1234))?.sourceMs, 1234);
+  const b = new TransactionBuffer(() => 2);
+  const add = (topic: string, partition: number, offset: number, key: string, id: string, ms: number) =>
+    b.add(rec(topic, partition, offset, key, committed(id, 1, ms)), `public.${topic}`, envelopeTail(committed(id, 1, ms)), 'x');
+  // 21 committed after 20 and arrives first; 22 (committed between them) arrives without its END
+  add('b', 1, 0, 'k2', '21', 300);
+  b.end(rec('tx', 0, 0, ''), '21', new Map([['public.b', 1]]));
+  add('c', 0, 0, 'k3', '22', 200);
+  add('a', 0, 0, 'k1', '20', 100);
+  b.end(rec('tx', 0, 1, ''), '20', new Map([['public.a', 1]]));
+  assert.deepEqual(b.take(100).map((u) => u.id), ['20'], '21 waits for 22, which committed before it');
+  b.end(rec('tx', 0, 2, ''), '22', new Map([['public.c', 1]]));
+  assert.deepEqual(b.take(100).map((u) => u.id), ['22', '21']);
+});
+
+test('a table of another tunnel named in END does not keep a transaction waiting', () => {
+  const b = new TransactionBuffer(() => 1, new Map(), (table) => table === 'public.a');
+  b.add(rec('a', 0, 0, 'k1', committed('30', 1, 5)), 'public.a', envelopeTail(committed('30', 1, 5)), 'x');
+  b.end(rec('tx', 0, 0, ''), '30', new Map([['public.a', 1], ['public.elsewhere', 4]]));
+  assert.deepEqual(b.take(100).map((u) => u.id), ['30']);
 });
