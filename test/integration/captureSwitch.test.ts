@@ -23,7 +23,16 @@ test('switching a running table from trigger to logical capture and back: no re-
   workload.start();
   const published = async () => (await query<{ n: number }>(db.sourceUrl, 'SELECT changes_published::int AS n FROM pgtunnel.state'))[0]!.n;
   await waitFor('trigger capture publishing under load', async () => (await published()) > 1500, 60_000, 50);
-  await trigger.stop();
+  // A stop inside a batch leaves it to trigger capture (the switch refuses with PGT_SWITCH_NOT_READY and says so):
+  // the writers are held for the stop alone, so it falls between batches; they run through the switch itself.
+  const betweenBatches = async () => (await query<{ idle: boolean }>(db.sourceUrl, 'SELECT cur_snapshot IS NULL AS idle FROM pgtunnel.state'))[0]!.idle;
+  // everything published and cleaned up: with no writer, no batch can start before the stop
+  const caughtUp = async () => (await betweenBatches()) && (await query<{ n: number }>(db.sourceUrl, 'SELECT count(*)::int AS n FROM torture_cdc'))[0]!.n === 0;
+  await workload.whileHeld(async () => {
+    await waitFor('trigger capture caught up, between batches', caughtUp, 60_000, 20);
+    await trigger.stop();
+  });
+  assert.ok(await betweenBatches(), 'the trigger tunnel stopped between batches');
 
   // the writers go on while no tunnel runs and while the switch drains the last trigger batch
   const logical = await InProcessTunnel.start(t, { ...env, PGTUNNEL_CAPTURE: 'logical' });
