@@ -88,15 +88,15 @@ function installAirflowBeside(nodeBin) {
 
 /**
  * The second Node (the tested one) is fetched while the first pass runs, at low priority, rather than after it.
- * Resolves to its path; a failed fetch is retried in the foreground, where its error is shown.
+ * Settles when that fetch ended, well or not: `nodeOf` then finds it, or fetches again and shows the error.
  */
 function fetchNodeBeside(nodeBin, version) {
-  if (majorOf(process.versions.node) === majorOf(version)) return Promise.resolve(process.execPath);
+  if (majorOf(process.versions.node) === majorOf(version)) return Promise.resolve();
   const script = `const { installNode } = await import(${JSON.stringify(path.join(root, 'scripts/runtime.mjs'))}); installNode(${JSON.stringify(version)});`;
   const child = spawn('nice', ['-n', '10', nodeBin, '--input-type=module', '-e', script], { stdio: 'ignore', cwd: root });
   return new Promise((resolve) => {
-    child.once('error', () => resolve(nodeOf(version)));
-    child.once('exit', () => resolve(nodeOf(version)));
+    child.once('error', () => resolve());
+    child.once('exit', () => resolve());
   });
 }
 
@@ -124,10 +124,11 @@ try {
   const env = { ...process.env, ...started.env };
   const floorNode = nodeOf(floorVersion);
   const airflow = selected.some((f) => f.endsWith('airflow.test.js')) ? installAirflowBeside(floorNode) : undefined;
-  const testedNode = only.length === 0 ? fetchNodeBeside(floorNode, testedVersion) : undefined;
+  const testedFetched = only.length === 0 ? fetchNodeBeside(floorNode, testedVersion) : undefined;
   ok = await runGroups(floorNode, selected, env, airflow);
-  if (ok && testedNode) {
-    ok = await runGroups(await testedNode, [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
+  if (ok && testedFetched) {
+    await testedFetched;
+    ok = await runGroups(nodeOf(testedVersion), [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);
   }
 } finally {
   await stop();
