@@ -39,9 +39,13 @@ export class BenchContext {
     return this.env.PGTUNNEL_TEST_BROKERS!;
   }
 
+  /** Slots a stopped or interrupted run left in `db` (logical capture's, Debezium's): they keep it from being dropped. */
+  async dropSlots(db: string): Promise<void> {
+    await sql(`${this.sourceServer}/postgres`, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active', [db]);
+  }
+
   async databases(name: string, ddl: string, targetDdl = ddl): Promise<{ source: string; target: string }> {
-    // a logical capture's slot keeps its database from being dropped (the tunnel that read it has stopped)
-    await sql(`${this.sourceServer}/postgres`, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active', [name]);
+    await this.dropSlots(name);
     for (const server of [this.sourceServer, this.targetServer]) {
       await sql(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await sql(`${server}/postgres`, `CREATE DATABASE ${name}`);

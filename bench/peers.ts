@@ -60,11 +60,6 @@ export function debeziumSink(db: string, topic: string, table: string): Record<s
   };
 }
 
-/** Slots left by an interrupted run keep a database from being dropped. */
-async function dropSlots(ctx: BenchContext, db: string): Promise<void> {
-  await sql(`${ctx.sourceServer}/postgres`, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active', [db]);
-}
-
 /** One Debezium pipeline (source + sink connectors) on a database pair; removed, slot included, by `stop`. */
 class DebeziumPipeline {
   private constructor(private readonly connect: ConnectWorker, private readonly name: string) {}
@@ -92,7 +87,7 @@ class DebeziumPipeline {
 }
 
 export async function debeziumSnapshot(ctx: BenchContext, connect: ConnectWorker, rows: number): Promise<{ seconds: number }> {
-  await dropSlots(ctx, 'bench_peer_snapshot');
+  await ctx.dropSlots('bench_peer_snapshot');
   const dbs = await ctx.databases('bench_peer_snapshot', employeesDdl);
   await sql(dbs.source, fill(rows));
   await sql(dbs.source, 'VACUUM ANALYZE employees');
@@ -106,12 +101,12 @@ export async function debeziumSnapshot(ctx: BenchContext, connect: ConnectWorker
     return { seconds: (Date.now() - start) / 1000 };
   } finally {
     await pipeline.stop();
-    await dropSlots(ctx, 'bench_peer_snapshot');
+    await ctx.dropSlots('bench_peer_snapshot');
   }
 }
 
 export async function debeziumLatency(ctx: BenchContext, connect: ConnectWorker, rate: number, seconds: number): Promise<LatencyResult> {
-  await dropSlots(ctx, 'bench_peer_latency');
+  await ctx.dropSlots('bench_peer_latency');
   const dbs = await ctx.databases('bench_peer_latency', sourceDdl, targetDdl);
   const pipeline = await DebeziumPipeline.start(ctx, connect, dbs, 'bench_latency', `peer_latency_${Date.now()}`);
   try {
@@ -127,7 +122,7 @@ export async function debeziumLatency(ctx: BenchContext, connect: ConnectWorker,
     return result;
   } finally {
     await pipeline.stop();
-    await dropSlots(ctx, 'bench_peer_latency');
+    await ctx.dropSlots('bench_peer_latency');
   }
 }
 
