@@ -106,20 +106,20 @@ export class TransactionApply {
    * may still be on its way.
    */
   private async apart(units: Unit[], outcome: SetOutcome): Promise<void> {
-    const later = { units: [] as Unit[], keys: new Set<string>() };
+    const later = { units: [] as Unit[], ids: new Set<string>() };
     await this.halves(units, outcome, later);
     for (const unit of later.units) await this.alone(unit, outcome, true);
   }
 
-  /** `later`: units put after the set's others (a foreign key refused them), and the keys they wrote. */
-  private async halves(units: Unit[], outcome: SetOutcome, later: { units: Unit[]; keys: Set<string> }): Promise<void> {
-    // a unit writing a key of a unit put later goes later too: a key's writers stay in order
-    const behind = (u: Unit) => u.keys.some((k) => later.keys.has(k));
+  /** `later`: units put after the set's others (a foreign key refused them), and their ids. */
+  private async halves(units: Unit[], outcome: SetOutcome, later: { units: Unit[]; ids: Set<string> }): Promise<void> {
+    // a unit that goes after one put later (it wrote one of its keys) goes later too: a key's writers stay in order
+    const behind = (u: Unit) => [...u.after].some((id) => later.ids.has(id));
     if (units.length === 1) {
       const unit = units[0]!;
       if (behind(unit) || !(await this.alone(unit, outcome, false))) {
         later.units.push(unit);
-        for (const k of unit.keys) later.keys.add(k);
+        later.ids.add(unit.id);
       }
       return;
     }

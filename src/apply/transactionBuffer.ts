@@ -1,4 +1,7 @@
 import { compositeKey, partitionId } from '../names.js';
+import { KeySummary } from './keySummary.js';
+import { PartitionMark, type OffsetRun } from './partitionMark.js';
+import type { EnvelopeTail } from './envelopeTail.js';
 
 /** A record held for transactional apply, as it arrived. */
 export interface HeldRecord {
@@ -8,34 +11,6 @@ export interface HeldRecord {
   key: string | undefined;
   value: string | undefined;
 }
-
-/** What the end of an envelope's text says: its op, and with transaction metadata its transaction and place. */
-export interface EnvelopeTail {
-  op: string;
-  txId?: string;
-  totalOrder?: number;
-  /** `source.ts_ms`: the source commit time (track_commit_timestamp on), which orders transactions that share no row. */
-  sourceMs?: number;
-}
-
-// The envelope's last fields as pgtunnel writes them; a quote inside a value is escaped, so only the
-// envelope's own structure can match at the very end of the text.
-const tailPattern = /"op":"([cudrt])","ts_ms":-?\d+(?:,"transaction":\{"id":"(\d+)","total_order":(\d+),"data_collection_order":\d+\})?\}$/;
-
-/** Pure: the op and transaction of an envelope's JSON text; undefined for what pgtunnel did not write. */
-export function envelopeTail(value: string | undefined): EnvelopeTail | undefined {
-  if (value === undefined) return undefined;
-  const m = tailPattern.exec(value.length > 400 ? value.slice(-400) : value);
-  if (!m) return undefined;
-  const tail: EnvelopeTail = m[2] === undefined ? { op: m[1]! } : { op: m[1]!, txId: m[2], totalOrder: Number(m[3]) };
-  // the last `source` block is the envelope's own: row images come before it
-  const at = value.lastIndexOf(',"source":{"version":');
-  const ms = at < 0 ? null : sourcePattern.exec(value.slice(at, at + 400));
-  if (ms) tail.sourceMs = Number(ms[1]);
-  return tail;
-}
-
-const sourcePattern = /^,"source":\{"version":"[^"]*","connector":"pgtunnel","name":"(?:[^"\\]|\\.)*","ts_ms":(-?\d+),/;
 
 /** The last offset a unit has in a partition: what `applied_ahead` remembers. */
 export interface UnitMark {
@@ -60,56 +35,43 @@ export interface Unit {
   sourceMs?: number;
   /** topic → partitions whose truncate copy arrived */
   truncates: Map<string, Set<number>>;
-  keys: string[];
+  /** The keys of its records in memory (a spill moves them to `summary`); truncates' partition keys stay here. */
+  keys: Set<string>;
+  /** The units it goes after: for each key, the unit that wrote it before (kept once they are applied: the apply's slow path reads it). */
+  after: Set<string>;
+  /** How many of `after` are still held: it goes at 0. */
+  waiting: number;
+  /** The units that go after it. */
+  followers: string[];
+  /** The keys of its spilled records; undefined until it spills. */
+  summary?: KeySummary;
   marks: Map<string, UnitMark>;
-  /** partition id → every offset the unit holds there (spilled records and the END event included) */
-  offsets: Map<string, bigint[]>;
+  /** Its runs of offsets, released when it is applied (spilled records and the END event included). */
+  runs: { mark: PartitionMark; run: OffsetRun }[];
 }
 
-/** Per partition: the offsets still held, so the stored next offset is the lowest one not yet applied. */
-class PartitionMark {
-  private readonly held: bigint[] = [];
-  private head = 0;
-  private readonly released = new Set<bigint>();
-  private top: bigint;
-  next: bigint;
+/** Memory a record in the buffer costs beyond its key and value text (its object, key entries, offset). */
+export const recordOverhead = 200;
 
-  constructor(readonly topic: string, readonly partition: number, offset: bigint) {
-    this.next = offset;
-    this.top = offset;
-  }
-
-  seen(offset: bigint, hold: boolean): void {
-    if (hold) this.held.push(offset);
-    if (offset + 1n > this.top) this.top = offset + 1n;
-    this.settle();
-  }
-
-  release(offset: bigint): void {
-    this.released.add(offset);
-    this.settle();
-  }
-
-  private settle(): void {
-    while (this.head < this.held.length && this.released.has(this.held[this.head]!)) this.released.delete(this.held[this.head++]!);
-    if (this.head > 1024 && this.head * 2 > this.held.length) {
-      this.held.splice(0, this.head);
-      this.head = 0;
-    }
-    this.next = this.head < this.held.length ? this.held[this.head]! : this.top;
-  }
+/** The key a record writes, for order: its row, or for a truncate its topic's partition. */
+export function writeKey(r: { topic: string; partition: number; key: string | undefined }, tail: EnvelopeTail | undefined): string {
+  return tail?.op === 't' ? compositeKey(r.topic, '', r.partition) : compositeKey(r.topic, r.key ?? '');
 }
 
 /**
  * Pure: the records of every partition of a tunnel, grouped by source transaction, handed out whole and in
  * an order the source's row locks imposed: a unit goes when all its parts arrived (the END event's counts)
- * and every key it wrote has no earlier writer still held. Two transactions that wrote one row are ordered
- * as they committed (one waited on the other's lock); ones that share no row commute.
+ * and every earlier writer of a key it wrote was applied. Two transactions that wrote one row are ordered
+ * as they committed (one waited on the other's lock); ones that share no row commute. Memory per record is
+ * only for records in memory: a spilled unit keeps a fixed-size summary of its keys and a run of offsets per
+ * partition, whatever its size.
  */
 export class TransactionBuffer {
   private readonly units = new Map<string, Unit>();
-  /** key id → the units that wrote it, in partition order (head first) */
-  private readonly queues = new Map<string, string[]>();
+  /** key → the last held unit that wrote it, for the keys of records in memory */
+  private readonly writers = new Map<string, string>();
+  /** units with spilled records, whose keys are in their summaries */
+  private readonly spilledUnits = new Set<string>();
   private readonly candidates = new Set<string>();
   private readonly marks = new Map<string, PartitionMark>();
   bytes = 0;
@@ -119,10 +81,16 @@ export class TransactionBuffer {
     private readonly stored: ReadonlyMap<string, bigint> = new Map(),
     /** Whether a table id (of an END event) is one this applier reads. */
     private readonly inTunnel: (table: string) => boolean = () => true,
+    /** The size of a spilled unit's key summary. */
+    private readonly summaryBytes = 1024 * 1024,
   ) {}
 
-  /** A record of a table topic (`table`: its table id; `single`: its unit id when it belongs to no transaction). */
-  add(r: HeldRecord, table: string, tail: EnvelopeTail | undefined, single: string): void {
+  /**
+   * A record of a table topic (`table`: its table id; `single`: its unit id when it belongs to no transaction;
+   * `spilledWriters`: the spilled units that wrote its key, as the target's spilled records say, for the
+   * units `maySpilledWriters` named).
+   */
+  add(r: HeldRecord, table: string, tail: EnvelopeTail | undefined, single: string, spilledWriters: readonly string[] = []): void {
     const id = tail?.txId ?? single;
     const unit = this.unit(id, tail?.txId === undefined);
     unit.sourceMs ??= tail?.sourceMs;
@@ -136,8 +104,20 @@ export class TransactionBuffer {
       const seen = unit.seen.get(table) ?? new Set<number>();
       unit.seen.set(table, seen.add(tail.totalOrder));
     }
-    this.queue(unit, truncate ? compositeKey(r.topic, '', r.partition) : compositeKey(r.topic, r.key ?? ''));
+    this.write(unit, writeKey(r, tail), spilledWriters, truncate);
     this.candidates.add(id);
+  }
+
+  /** The spilled units (other than the record's own) whose summary may hold this key: the target tells for sure. */
+  maySpilledWriters(key: string, unitId: string): string[] {
+    const out: string[] = [];
+    for (const id of this.spilledUnits) if (id !== unitId && this.units.get(id)!.summary!.mayHave(key)) out.push(id);
+    return out;
+  }
+
+  /** Whether any unit has spilled records (then each record's key is looked up in the summaries). */
+  get spilling(): boolean {
+    return this.spilledUnits.size > 0;
   }
 
   /** The END event of a transaction: its counts per table. */
@@ -150,9 +130,8 @@ export class TransactionBuffer {
 
   /** A record that applies nothing (BEGIN, a tombstone, a record of a unit applied before a restart). */
   pass(r: { topic: string; partition: number; offset: bigint }): void {
-    this.mark(r.topic, r.partition).seen(r.offset, false);
+    this.mark(r.topic, r.partition).seen(r.offset);
   }
-
   /**
    * Units ready to apply, at most `maxRecords` records: every key's writers in order, and otherwise in source
    * commit order (`source.ts_ms`): the earliest ready unit first, and none committed after a unit still waiting
@@ -214,6 +193,14 @@ export class TransactionBuffer {
     unit.spilled += count;
     this.bytes -= unit.bytes;
     unit.bytes = 0;
+    // its keys leave memory: a later writer of one finds it through the summary, then the target
+    unit.summary ??= new KeySummary(this.summaryBytes);
+    for (const k of unit.keys) {
+      unit.summary.add(k);
+      if (this.writers.get(k) === unit.id) this.writers.delete(k);
+    }
+    unit.keys.clear();
+    this.spilledUnits.add(unit.id);
   }
 
   /** The oldest held unit and what it waits for: END, parts, or an earlier writer of one of its keys. */
@@ -221,18 +208,26 @@ export class TransactionBuffer {
     const unit = this.units.values().next().value;
     if (!unit) return undefined;
     const parts = [...unit.seen].map(([t, s]) => `${t} ${s.size}/${unit.expected?.get(t) ?? '?'}`).join(', ');
-    const blocked = unit.keys.map((k) => this.queues.get(k)![0]).find((head) => head !== unit.id);
-    return `${unit.id}: ${unit.single ? 'single' : unit.expected ? 'END seen' : 'no END yet'}; parts ${parts}${blocked ? `; behind ${blocked}` : ''}`;
+    const blocked = [...unit.after].find((id) => this.units.has(id));
+    const spilled = unit.spilled > 0 ? `; ${unit.spilled} records spilled` : '';
+    return `${unit.id}: ${unit.single ? 'single' : unit.expected ? 'END seen' : 'no END yet'}; parts ${parts}${spilled}${blocked ? `; behind ${blocked}` : ''}`;
   }
 
   get held(): number {
     return this.units.size;
   }
 
+  /** Bookkeeping entries (keys in memory, open offset runs), to show they do not grow with spilled records. */
+  get entries(): { keys: number; runs: number } {
+    let runs = 0;
+    for (const m of this.marks.values()) runs += m.held;
+    return { keys: this.writers.size, runs };
+  }
+
   private unit(id: string, single: boolean): Unit {
     let unit = this.units.get(id);
     if (!unit) {
-      unit = { id, records: [], spilled: 0, bytes: 0, seen: new Map(), single, truncates: new Map(), keys: [], marks: new Map(), offsets: new Map() };
+      unit = { id, records: [], spilled: 0, bytes: 0, seen: new Map(), single, truncates: new Map(), keys: new Set(), after: new Set(), waiting: 0, followers: [], marks: new Map(), runs: [] };
       this.units.set(id, unit);
     }
     return unit;
@@ -246,27 +241,36 @@ export class TransactionBuffer {
   }
 
   private hold(unit: Unit, r: HeldRecord): void {
-    this.mark(r.topic, r.partition).seen(r.offset, true);
+    const mark = this.mark(r.topic, r.partition);
+    const run = mark.hold(r.offset, unit.id);
+    if (run) unit.runs.push({ mark, run });
     const pid = partitionId(r.topic, r.partition);
     const m = unit.marks.get(pid);
     if (m) m.last = r.offset > m.last ? r.offset : m.last;
     else unit.marks.set(pid, { topic: r.topic, partition: r.partition, last: r.offset });
-    const offsets = unit.offsets.get(pid);
-    if (offsets) offsets.push(r.offset);
-    else unit.offsets.set(pid, [r.offset]);
     if (r.value === undefined) return;
     unit.records.push(r);
-    const size = r.value.length + (r.key?.length ?? 0);
+    const size = r.value.length + (r.key?.length ?? 0) + recordOverhead;
     unit.bytes += size;
     this.bytes += size;
   }
 
-  private queue(unit: Unit, key: string): void {
-    const q = this.queues.get(key);
-    if (!q) this.queues.set(key, [unit.id]);
-    else if (q[q.length - 1] !== unit.id) q.push(unit.id);
-    else return;
-    unit.keys.push(key);
+  /** The unit writes `key`: it goes after the key's earlier writers still held (in memory or spilled). */
+  private write(unit: Unit, key: string, spilledWriters: readonly string[], truncate: boolean): void {
+    const last = this.writers.get(key);
+    if (last !== undefined) this.follow(unit, last);
+    for (const id of spilledWriters) this.follow(unit, id);
+    this.writers.set(key, unit.id);
+    // a truncate's partition key is found again from `truncates`, and never spills
+    if (!truncate) unit.keys.add(key);
+  }
+
+  private follow(unit: Unit, id: string): void {
+    const before = this.units.get(id);
+    if (!before || before === unit || unit.after.has(id)) return;
+    unit.after.add(id);
+    unit.waiting++;
+    before.followers.push(unit.id);
   }
 
   private complete(unit: Unit): boolean {
@@ -280,25 +284,24 @@ export class TransactionBuffer {
 
   private ready(id: string): boolean {
     const unit = this.units.get(id);
-    if (!unit || !this.complete(unit)) return false;
-    return unit.keys.every((k) => this.queues.get(k)![0] === id);
+    return unit !== undefined && unit.waiting === 0 && this.complete(unit);
   }
 
-  /** Takes the unit out; returns the units now first in line for one of its keys. */
+  /** Takes the unit out; returns the units that no longer wait for anything held. */
   private release(unit: Unit): string[] {
     this.units.delete(unit.id);
+    this.spilledUnits.delete(unit.id);
     this.bytes -= unit.bytes;
+    for (const k of unit.keys) if (this.writers.get(k) === unit.id) this.writers.delete(k);
+    for (const [topic, copies] of unit.truncates) {
+      for (const p of copies) if (this.writers.get(compositeKey(topic, '', p)) === unit.id) this.writers.delete(compositeKey(topic, '', p));
+    }
     const heads: string[] = [];
-    for (const k of unit.keys) {
-      const q = this.queues.get(k)!;
-      q.shift();
-      if (q.length === 0) this.queues.delete(k);
-      else heads.push(q[0]!);
+    for (const id of unit.followers) {
+      const f = this.units.get(id);
+      if (f && --f.waiting === 0) heads.push(id);
     }
-    for (const [pid, offsets] of unit.offsets) {
-      const mark = this.marks.get(pid)!;
-      for (const o of offsets) mark.release(o);
-    }
+    for (const { mark, run } of unit.runs) mark.release(run);
     return heads;
   }
 }

@@ -6,7 +6,8 @@ import { sqlState, TunnelError } from '../errors.js';
 import { connect } from '../pg.js';
 import { applicationNames, clientIds, lockNames, oneOffGroupId, partitionId, transactionTopic } from '../names.js';
 import type { TableApply } from '../apply/targetWriter.js';
-import { TransactionBuffer, envelopeTail, type HeldRecord } from '../apply/transactionBuffer.js';
+import { TransactionBuffer, writeKey, type HeldRecord } from '../apply/transactionBuffer.js';
+import { envelopeTail } from '../apply/envelopeTail.js';
 import { TransactionApply } from '../apply/transactionApply.js';
 import { foreignKeys, parentsFirst } from '../apply/foreignKeys.js';
 import { storedOffsets } from '../apply/offsets.js';
@@ -119,7 +120,9 @@ export class TransactionalConsumer {
     }
     try {
       const tableIds = new Set([...this.tables.values()].map((t) => t.table));
-      const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored, (table) => tableIds.has(table));
+      // a spilled transaction's key summary: 1/16 of the budget (1 MiB for the default 64 MiB), ~10 bits a key at 1M keys
+      const summaryBytes = Math.max(64 * 1024, Math.min(this.config.transactionBufferBytes / 16, 8 * 1024 * 1024));
+      const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored, (table) => tableIds.has(table), summaryBytes);
       const applier = new TransactionApply(target, this.tables, (topic) => counts.get(topic) ?? 1, new DeadLetterWriter(this.deadLetters), order, () => failpoint('apply.write'), this.foreignKeyWaits);
       const sets = new PolledSets<BytesMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
       this.log.info({ group: this.config.groupId, units: ahead.size }, 'transactional applier started');
@@ -129,7 +132,8 @@ export class TransactionalConsumer {
       for (;;) {
         const set = await sets.take(signal);
         if (!set) break;
-        for (const m of set.messages) this.hold(m, buffer, ahead);
+        const spilledWriters = buffer.spilling ? await this.spilledWriters(target, buffer, set.messages) : undefined;
+        for (const m of set.messages) this.hold(m, buffer, ahead, spilledWriters);
         await this.spill(target, buffer);
         let units = buffer.take(this.config.batchSize);
         // records that apply nothing (tombstones, BEGIN, copies of applied units) still move the stored offsets,
@@ -160,8 +164,8 @@ export class TransactionalConsumer {
     }
   }
 
-  private hold(m: BytesMessage, buffer: TransactionBuffer, ahead: Set<string>): void {
-    const r: HeldRecord = { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8') };
+  private hold(m: BytesMessage, buffer: TransactionBuffer, ahead: Set<string>, spilledWriters: Map<string, string[]> | undefined): void {
+    const r = heldRecord(m);
     if (m.topic === this.txTopic) {
       const end = r.value === undefined ? undefined : endEvent(r.value);
       if (end && !ahead.has(end.id)) buffer.end(r, end.id, end.counts);
@@ -170,7 +174,41 @@ export class TransactionalConsumer {
     }
     const tail = envelopeTail(r.value);
     if (r.value === undefined || ahead.has(tail?.txId ?? singleId(r))) return buffer.pass(r);
-    buffer.add(r, this.tables.get(m.topic)!.table, tail, singleId(r));
+    buffer.add(r, this.tables.get(m.topic)!.table, tail, singleId(r), spilledWriters?.get(writeKey(r, tail)));
+  }
+
+  /**
+   * The spilled transactions that wrote a key of this set's records: their key summaries name candidates, the
+   * spilled records in the target tell for sure (one query a set, and only while a transaction is spilled).
+   */
+  private async spilledWriters(target: pg.Client, buffer: TransactionBuffer, messages: BytesMessage[]): Promise<Map<string, string[]>> {
+    const asked = new Map<string, { topic: string; key: string }>();
+    const units = new Set<string>();
+    for (const m of messages) {
+      if (m.topic === this.txTopic || m.value === undefined) continue;
+      const r = heldRecord(m);
+      const tail = envelopeTail(r.value);
+      if (tail?.op === 't') continue;
+      const key = writeKey(r, tail);
+      const candidates = buffer.maySpilledWriters(key, tail?.txId ?? singleId(r));
+      if (candidates.length === 0) continue;
+      asked.set(key, { topic: r.topic, key: r.key ?? '' });
+      for (const id of candidates) units.add(id);
+    }
+    const found = new Map<string, string[]>();
+    if (asked.size === 0) return found;
+    const { rows } = await target.query<{ unit_id: string; topic: string; record_key: string }>(
+      `SELECT DISTINCT h.unit_id, h.topic, k.record_key
+       FROM unnest($1::text[], $2::text[]) AS k(topic, record_key)
+       JOIN pgtunnel.held_records h ON coalesce(h.record_key, '') = k.record_key AND h.topic = k.topic
+       WHERE h.unit_id = ANY ($3::text[])`,
+      [[...asked.values()].map((a) => a.topic), [...asked.values()].map((a) => a.key), [...units]],
+    );
+    for (const row of rows) {
+      const key = writeKey({ topic: row.topic, partition: 0, key: row.record_key }, undefined);
+      found.set(key, [...(found.get(key) ?? []), row.unit_id]);
+    }
+    return found;
   }
 
   /** Over the budget: the largest incomplete transactions' records go to the target until half of it is free. */
@@ -205,6 +243,10 @@ export class TransactionalConsumer {
     }
     return out;
   }
+}
+
+function heldRecord(m: BytesMessage): HeldRecord {
+  return { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8') };
 }
 
 /** The stored offsets as text, to tell whether anything moved. */

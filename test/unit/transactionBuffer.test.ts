@@ -1,7 +1,8 @@
 // Transactional apply's pure core: when a transaction is complete, which goes first, and what offset is stored.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { TransactionBuffer, envelopeTail } from '../../src/apply/transactionBuffer.js';
+import { TransactionBuffer } from '../../src/apply/transactionBuffer.js';
+import { envelopeTail } from '../../src/apply/envelopeTail.js';
 import { parentsFirst } from '../../src/apply/foreignKeys.js';
 
 const envelope = (op: string, tx?: { id: string; order: number }) =>
