@@ -35,7 +35,7 @@ export interface Unit {
   sourceMs?: number;
   /** topic → partitions whose truncate copy arrived */
   truncates: Map<string, Set<number>>;
-  /** The keys of its records in memory (a spill moves them to `summary`); truncates' partition keys stay here. */
+  /** The row keys of its records in memory (a spill moves them to `summary`; truncates' keys follow from `truncates`). */
   keys: Set<string>;
   /** The units it goes after: for each key, the unit that wrote it before (kept once they are applied: the apply's slow path reads it). */
   after: Set<string>;
@@ -132,6 +132,7 @@ export class TransactionBuffer {
   pass(r: { topic: string; partition: number; offset: bigint }): void {
     this.mark(r.topic, r.partition).seen(r.offset);
   }
+
   /**
    * Units ready to apply, at most `maxRecords` records: every key's writers in order, and otherwise in source
    * commit order (`source.ts_ms`): the earliest ready unit first, and none committed after a unit still waiting
