@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { TunnelProcess } from '../helpers/tunnelProcess.js';
 
-const rows = 12_000;
+const rows = 8_000;
 const count = async (url: string) => (await query<{ n: number }>(url, 'SELECT count(*)::int AS n FROM bulk'))[0]!.n;
 
 test('apply: transactional, a spilled transaction killed -9 mid-apply: nothing of it shows, the restart applies it whole, after it a later writer of one of its rows', { timeout: 240_000 }, async (t) => {
