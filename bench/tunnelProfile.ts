@@ -157,7 +157,9 @@ async function stageSums(port: string): Promise<string> {
     else e.n = Number(m[3]);
     sums.set(m[2]!, e);
   }
-  return `stages (total s / count): ${[...sums].filter(([, e]) => e.n > 0).map(([k, e]) => `${k} ${e.s.toFixed(2)}/${e.n}`).join(', ')}`;
+  // heap used and off-heap (Buffers) per thread at the end, for what RSS is made of
+  const heaps = [...text.matchAll(/^pgtunnel_nodejs_(heap_size_used|external_memory)_bytes\{thread="(\w+)"\} (\d+)/gm)].map((m) => `${m[2]} ${m[1] === 'external_memory' ? 'external' : 'heap'} ${(Number(m[3]) / 2 ** 20).toFixed(0)} MB`);
+  return `stages (total s / count): ${[...sums].filter(([, e]) => e.n > 0).map(([k, e]) => `${k} ${e.s.toFixed(2)}/${e.n}`).join(', ')}\n  at the end: ${heaps.join(', ')}`;
 }
 
 function spawnTunnel(bin: string, env: Record<string, string>) {
