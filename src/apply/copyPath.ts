@@ -4,7 +4,7 @@ import { CopyOut } from '../contracts/byteScan.js';
 import { EnvelopeScanner } from '../contracts/envelopeScanner.js';
 import type { RawRecord } from '../validate/deadLetters.js';
 import { compositeKey } from '../names.js';
-import { anyParked } from './parking.js';
+import { heldKeys } from './parking.js';
 import type { SetOutcome } from './setOutcome.js';
 import { copyInBuffer, type Staging } from './staging.js';
 import type { TableStatements } from './statements.js';
@@ -37,6 +37,8 @@ export class CopyPath {
   private refused: RawRecord | undefined;
   /** Milliseconds the last apply spent scanning (the decode stage). */
   scanMs = 0;
+  /** Whether a key of the last applied set's topics has dead letters (probed with the parked keys). */
+  lettered = true;
 
   constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>) {}
 
@@ -57,7 +59,9 @@ export class CopyPath {
     this.scanMs = performance.now() - scanAt;
     if (!scanned) return undefined;
     const { lines, keyed, newest, latencies } = scanned;
-    if (await anyParked(this.client, [...lines.keys()])) return undefined;
+    const held = await heldKeys(this.client, [...lines.keys()]);
+    if (held.parked) return undefined;
+    this.lettered = held.lettered;
     for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
     if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
     this.count(keyed, lines, outcome);
@@ -115,7 +119,7 @@ export class CopyPath {
           }
         }
       }
-      await this.client.query('RELEASE SAVEPOINT pgtunnel_copy');
+      // the savepoint is left open (COMMIT ends it with the transaction): a RELEASE would be one more round trip
       return true;
     } catch (err) {
       const state = sqlState(err);
