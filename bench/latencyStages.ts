@@ -22,16 +22,14 @@ interface Variant {
 
 const { values } = parseArgs({ options: { rate: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '15' }, rounds: { type: 'string', default: '2' }, variant: { type: 'string', multiple: true }, base: { type: 'string' } } });
 const own = path.join(root, 'dist');
-const variants: Variant[] = [
-  ...(values.base ? [
-    { name: 'base: trigger, two threads', capture: 'trigger', threads: true, dist: values.base },
-    { name: 'base: logical, two threads', capture: 'logical', threads: true, dist: values.base },
-  ] as Variant[] : []),
+const ownVariants: Variant[] = [
   { name: 'trigger, two threads', capture: 'trigger', threads: true },
   { name: 'trigger, calling thread', capture: 'trigger', threads: false },
   { name: 'logical, two threads', capture: 'logical', threads: true },
   { name: 'logical, calling thread', capture: 'logical', threads: false },
 ];
+// with --base, each variant runs right after the same variant of the other build
+const variants = ownVariants.flatMap((v) => (values.base ? [{ ...v, name: `base: ${v.name}`, dist: values.base }, v] : [v]));
 
 /** The tunnel's entry points from a build (this one's, or `--base`'s: both share this process's channels by name). */
 async function build(dist = own) {
