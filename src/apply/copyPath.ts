@@ -4,7 +4,7 @@ import { CopyOut } from '../contracts/byteScan.js';
 import { EnvelopeScanner } from '../contracts/envelopeScanner.js';
 import type { RawRecord } from '../validate/deadLetters.js';
 import { compositeKey } from '../names.js';
-import { heldKeys } from './parking.js';
+import { anyParked } from './parking.js';
 import type { SetOutcome } from './setOutcome.js';
 import { copyInBuffer, type Staging } from './staging.js';
 import type { TableStatements } from './statements.js';
@@ -37,8 +37,6 @@ export class CopyPath {
   private refused: RawRecord | undefined;
   /** Milliseconds the last apply spent scanning (the decode stage). */
   scanMs = 0;
-  /** Whether a key of the last applied set's topics has dead letters (probed with the parked keys). */
-  lettered = true;
 
   constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>) {}
 
@@ -59,9 +57,7 @@ export class CopyPath {
     this.scanMs = performance.now() - scanAt;
     if (!scanned) return undefined;
     const { lines, keyed, newest, latencies } = scanned;
-    const held = await heldKeys(this.client, [...lines.keys()]);
-    if (held.parked) return undefined;
-    this.lettered = held.lettered;
+    if (await anyParked(this.client, [...lines.keys()])) return undefined;
     for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
     if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
     this.count(keyed, lines, outcome);
@@ -119,7 +115,7 @@ export class CopyPath {
           }
         }
       }
-      // the savepoint is left open (COMMIT ends it with the transaction): a RELEASE would be one more round trip
+      await this.client.query('RELEASE SAVEPOINT pgtunnel_copy');
       return true;
     } catch (err) {
       const state = sqlState(err);

@@ -36,18 +36,11 @@ export function freshRecords<R extends { topic: string; partition: number; offse
 
 /** Locks the set's partition rows (creating missing ones) and returns their stored next offsets. */
 export async function lockOffsets(client: pg.Client, topics: string[], partitions: number[]): Promise<Map<string, bigint>> {
-  // one round trip once the rows exist (every set after a partition's first): the lock is the apply's latency path
-  const locked = await selectForUpdate(client, topics, partitions);
-  if (locked.size === new Set(topics.map((t, i) => partitionId(t, partitions[i]!))).size) return locked;
   await client.query(
     `INSERT INTO pgtunnel.consumer_offsets (topic, partition, next_offset)
      SELECT * FROM unnest($1::text[], $2::int[], array_fill(0::bigint, ARRAY[cardinality($1::text[])])) ON CONFLICT DO NOTHING`,
     [topics, partitions],
   );
-  return selectForUpdate(client, topics, partitions);
-}
-
-async function selectForUpdate(client: pg.Client, topics: string[], partitions: number[]): Promise<Map<string, bigint>> {
   const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
     `SELECT o.topic, o.partition, o.next_offset::text FROM pgtunnel.consumer_offsets o
      JOIN unnest($1::text[], $2::int[]) AS p(topic, partition) USING (topic, partition)

@@ -8,19 +8,6 @@ export async function anyParked(client: pg.Client, topics: string[]): Promise<bo
   return rows[0]?.any === true;
 }
 
-/**
- * Whether any key of the topics is parked, and whether any has dead letters (the supersede guard's table), in
- * one probe: the byte path's small sets pay one round trip for both instead of one each.
- */
-export async function heldKeys(client: pg.Client, topics: string[]): Promise<{ parked: boolean; lettered: boolean }> {
-  const { rows } = await client.query<{ parked: boolean; lettered: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM pgtunnel.parked_keys WHERE topic = ANY($1::text[])) AS parked,
-            EXISTS (SELECT 1 FROM pgtunnel.lettered_keys WHERE topic = ANY($1::text[])) AS lettered`,
-    [topics],
-  );
-  return { parked: rows[0]?.parked === true, lettered: rows[0]?.lettered === true };
-}
-
 /** Which of the keys are parked (they have unresolved dead letters), locked for the set's transaction. */
 export async function parkedKeys(client: pg.Client, keys: { topic: string; key: string }[]): Promise<Set<string>> {
   if (keys.length === 0) return new Set();

@@ -154,7 +154,7 @@ export class TargetWriter {
       if (!refused && this.byCopy) timing.decode += this.copyPath.scanMs;
       if (copied) {
         // no letters, nothing parked: the guard's probe and the offsets remain
-        await recordLetteredKeys(this.client, copied, [], this.copyPath.lettered);
+        await recordLetteredKeys(this.client, copied, []);
         await advanceOffsets(this.client, advanced, outcome);
         timing.writtenAt = performance.now();
         return outcome;

@@ -32,7 +32,7 @@ function isTruncate(value: string): boolean {
  * applied offset of lettered keys that the set applied (or truncated). When no key of these topics has a
  * letter, that is one probe of an empty table per set, nothing per row.
  */
-export async function recordLetteredKeys(client: pg.Client, fresh: RawRecord[], letters: Pick<DeadLetterItem, 'record'>[], anyLettered?: boolean): Promise<void> {
+export async function recordLetteredKeys(client: pg.Client, fresh: RawRecord[], letters: Pick<DeadLetterItem, 'record'>[]): Promise<void> {
   const counts = new Map<string, { topic: string; key: string; partition: number; n: number }>();
   const lettered = new Set<string>();
   for (const { record: r } of letters) {
@@ -56,9 +56,8 @@ export async function recordLetteredKeys(client: pg.Client, fresh: RawRecord[], 
   }
   const topics = [...new Set(fresh.map((r) => r.topic))];
   if (topics.length === 0) return;
-  // `anyLettered`: the caller probed already in this transaction, after its partition locks (apply/parking.ts heldKeys)
-  const anyKey = anyLettered ?? (await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM pgtunnel.lettered_keys WHERE topic = ANY($1::text[])) AS any', [topics])).rows[0]?.any;
-  if (!anyKey) return;
+  const { rows: probe } = await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM pgtunnel.lettered_keys WHERE topic = ANY($1::text[])) AS any', [topics]);
+  if (!probe[0]?.any) return;
   // Newest applied offset per key; a tombstone is not a change (its delete may itself be a letter).
   const newest = new Map<string, { topic: string; key: string; partition: number; offset: bigint }>();
   const truncates: { topic: string; partition: number; offset: bigint }[] = [];
