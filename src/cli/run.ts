@@ -71,7 +71,7 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     // each side on its own thread, --role or not: one code path, and this thread stays free for HTTP and
     // signals; spawned now, the threads load their modules while the services are prepared
     const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
-    // threads: false (a small, busy host) keeps both sides on this thread: no worker wake-up per round trip
+    // threads: false keeps both sides on this thread (half the latency at 1k/s on a loaded 2-core host, bench/RESULTS.md)
     threads = cfg.threads ? spawnSides(parts, log) : [];
     cleanup = (await embeddedStack(cfg)).stop;
     cfg = await withTables(cfg);
