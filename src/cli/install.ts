@@ -37,7 +37,7 @@ export function registerInstall(program: Command): void {
         const cfg = await withTables(config(globals));
         const schema = await withClient(cfg.sourceUrl, 'source', async (source) => {
           for (const t of cfg.tables) {
-            await uninstallLogical(source, t);
+            await uninstallLogical(source, t, cfg.topicPrefix);
             await uninstallCapture(source, t);
           }
           return options.keepSchema ? 'kept' : removeCaptureSchema(source);
