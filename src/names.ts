@@ -211,6 +211,11 @@ export function sourceSlotName(database: string, instance: string): string {
   return `pgtunnel_source_${createHash('sha256').update(`${database}\u0000${instance}`).digest('hex').slice(0, 16)}`;
 }
 
+/** The temporary slot whose exported snapshot a table of the shared slot is read in: one per table and process at a time. */
+export function joinSlotName(sharedSlot: string, table: { schema: string; name: string }, pid: number): string {
+  return `${sharedSlot}_j${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 8)}_${pid}`;
+}
+
 /** The publication of a source's shared slot: its tables are added and removed by ALTER PUBLICATION. */
 export function sourcePublicationName(instance: string): string {
   return `pgtunnel_source_${createHash('sha256').update(instance).digest('hex').slice(0, 16)}`;

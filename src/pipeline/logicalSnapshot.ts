@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { connect } from '../pg.js';
-import { producerApplicationName, slotName, tableId } from '../names.js';
+import { joinSlotName, producerApplicationName, slotName, tableId } from '../names.js';
 import { createSlotWithSnapshot } from '../capture/slotSnapshot.js';
 import type { SnapshotReader } from '../capture/snapshotReader.js';
 import type { CaptureState } from '../capture/stateStore.js';
@@ -76,7 +76,7 @@ export class LogicalSnapshot {
       return;
     }
     shared.feed.hold = 0n;
-    const temporary = `${shared.slot}_join_${process.pid}`;
+    const temporary = joinSlotName(shared.slot, this.table, process.pid);
     const consistentPoint = await createSlotWithSnapshot(this.config.sourceUrl, producerApplicationName(id), snap, temporary, true);
     await client.query('UPDATE pgtunnel.state SET join_lsn = $2::pg_lsn WHERE table_id = $1', [id, consistentPoint]);
     const { rows: lsn } = await client.query<{ n: string }>("SELECT ($1::pg_lsn - '0/0')::text AS n", [consistentPoint]);
