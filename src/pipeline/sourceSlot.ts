@@ -89,7 +89,13 @@ export class SourceSlot {
           reject(err);
         }));
         lost.catch(() => {});
-        if (!(await becomeLeader(client, `slot:${this.name}`, signal, async () => this.health.set(part, 'standby', 'another instance reads this source\'s slot')))) return;
+        let waited = false;
+        const standby = async () => {
+          if (!waited) telemetry.leadership(part, 'standby');
+          waited = true;
+          this.health.set(part, 'standby', 'another instance reads this source\'s slot');
+        };
+        if (!(await becomeLeader(client, `slot:${this.name}`, signal, standby))) return;
         this.setLeading(true);
         this.health.set(part, 'ok');
         telemetry.leadership(part, 'leading');
