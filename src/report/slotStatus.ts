@@ -24,7 +24,8 @@ export interface SlotStatus {
  * stops with the repair). Measured on every status poll, so /metrics carries it too.
  */
 export async function slotStatus(client: Client, t: TableConfig, instance: string): Promise<SlotStatus | null> {
-  const name = (await logicalSlotOf(client, t, instance))?.slot ?? slotName(t, client.database ?? '');
+  const of = await logicalSlotOf(client, t, instance);
+  const name = of?.slot ?? slotName(t, client.database ?? '');
   const { rows } = await client.query<{ active: boolean; wal_status: string | null; retained: string | null; lag: string | null; safe: string | null }>(
     `SELECT active, wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained,
             pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag, safe_wal_size::text AS safe
@@ -34,7 +35,8 @@ export async function slotStatus(client: Client, t: TableConfig, instance: strin
   const r = rows[0];
   if (!r) return null;
   const status = { name, active: r.active, walStatus: r.wal_status, retainedWalBytes: Number(r.retained ?? 0), lagBytes: Math.max(0, Number(r.lag ?? 0)), safeWalBytes: r.safe === null ? null : Number(r.safe) };
-  telemetry.slot({ table: tableId(t), slot: name, retainedWalBytes: status.retainedWalBytes, lagBytes: status.lagBytes, lost: status.walStatus === 'lost' });
+  // the source's shared slot is one series (table label empty), not one per table it carries
+  telemetry.slot({ table: of?.shared ? '' : tableId(t), slot: name, retainedWalBytes: status.retainedWalBytes, lagBytes: status.lagBytes, lost: status.walStatus === 'lost' });
   return status;
 }
 

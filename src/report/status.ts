@@ -243,12 +243,15 @@ export function formatStatus(report: StatusReport): string {
   const c = report.counts;
   const lines = [`phase: ${report.phase}    lag: ${report.lag}    last apply latency: ${report.lastApplyLatencyMs === null ? '-' : `${Math.round(report.lastApplyLatencyMs)} ms`}`];
   lines.push(`captured ${c.captured} + snapshot rows ${c.snapshotRows} = applied ${c.applied} + dead letters ${c.deadLettered} + in flight ${c.inFlight ?? '- (logical capture counts no changes at the source)'}${c.poison ? `   (poison records: ${c.poison})` : ''}`);
+  const slotsShown = new Set<string>();
   for (const t of report.tables) {
     const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
     const registered = t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`;
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  schema v${t.schemaVersion ?? '-'}${registered}`);
     const oldest = t.oldestUnpublishedSeconds === null ? 'none waiting' : `oldest unpublished ${Math.round(t.oldestUnpublishedSeconds)} s ago`;
-    if (t.slot) lines.push(formatSlot(t.slot, formatBytes));
+    // the source's shared slot once, under the first of its tables
+    if (t.slot) lines.push(slotsShown.has(t.slot.name) ? `  slot ${t.slot.name} (the source's, shown above)` : formatSlot(t.slot, formatBytes));
+    if (t.slot) slotsShown.add(t.slot.name);
     else lines.push(`  change table ${t.changeTableRows} rows, ${formatBytes(t.changeTableBytes)}, ${oldest}`);
     const inc = t.incrementalSnapshot;
     if (inc) lines.push(`  incremental snapshot ${inc.signalId}${inc.where === null ? '' : ` where ${inc.where}`}: ${inc.state} ${inc.rowsDone}/${inc.rowsTotal ?? '?'} rows${inc.message ? ` (${inc.message.split('\n')[0]})` : ''}`);
