@@ -13,6 +13,8 @@ export class TableFeed implements MessageFeed {
   /** A reader takes from the queue; without one, messages are dropped (`dropped` asks for a restart when one comes). */
   private listening = false;
   private dropped = false;
+  /** A reader had messages of this stream: a new reader lacks what they told (pgoutput sends a relation once per stream). */
+  private delivered = false;
   /** The end of what this table's Kafka acknowledged in this process (undefined: nothing yet). */
   acked: bigint | undefined;
   /** While its snapshot is read, the shared slot must not confirm past this (the snapshot's consistent point, or 0: not yet known). */
@@ -40,6 +42,7 @@ export class TableFeed implements MessageFeed {
       return;
     }
     this.queue.push(item);
+    this.delivered = true;
     this.wake();
   }
 
@@ -47,6 +50,7 @@ export class TableFeed implements MessageFeed {
   restarted(): void {
     this.queue = this.listening ? [{ message: { tag: 'restart' }, lsn: 0n }] : [];
     this.dropped = false;
+    this.delivered = false;
     this.wake();
   }
 
@@ -55,11 +59,11 @@ export class TableFeed implements MessageFeed {
     this.wake();
   }
 
-  /** A leadership of the table's producer reads from here on; messages it missed come again by a restart. */
+  /** A leadership of the table's producer reads from here on; messages it missed (or a former reader had) come again by a restart. */
   subscribe(): void {
     this.failure = undefined;
     this.listening = true;
-    if (this.dropped) this.onMissed();
+    if (this.dropped || this.delivered) this.onMissed();
   }
 
   unsubscribe(): void {
