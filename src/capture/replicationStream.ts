@@ -30,6 +30,20 @@ export interface MessageFeed {
   acknowledge(lsn: bigint): void;
 }
 
+/** Resolves when `register`'s callback is called, the signal aborts, or `timeoutMs` passed. */
+export function wakeOrTimeout(timeoutMs: number, signal: AbortSignal, register: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, timeoutMs);
+    signal.addEventListener('abort', done, { once: true });
+    register(done);
+  });
+}
+
 /** A replication connection (`replication=database`): slot commands and the copy-both stream. */
 export async function replicationClient(url: string, applicationName: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName, connectionTimeoutMillis: 10_000, replication: 'database' } as pg.ClientConfig);
@@ -102,16 +116,7 @@ export class ReplicationStream implements MessageFeed {
   /** Waits until a message is queued, the stream failed, or `timeoutMs` passed. */
   async wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
     if (this.queue.length > 0 || this.failure || signal.aborted) return this.check();
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const t = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done, { once: true });
-      this.waiter = done;
-    });
+    await wakeOrTimeout(timeoutMs, signal, (done) => (this.waiter = done));
     this.check();
   }
 

@@ -1,4 +1,4 @@
-import { queueLimit, type MessageFeed, type QueuedMessage } from './replicationStream.js';
+import { queueLimit, wakeOrTimeout, type MessageFeed, type QueuedMessage } from './replicationStream.js';
 
 /**
  * One table's share of the source's replication stream (sharedSlot.ts's `SourceSlot` demultiplexes it by
@@ -73,16 +73,7 @@ export class TableFeed implements MessageFeed {
 
   async wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
     if (this.queue.length > 0 || this.failure || signal.aborted) return this.check();
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const t = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done, { once: true });
-      this.waiter = done;
-    });
+    await wakeOrTimeout(timeoutMs, signal, (done) => (this.waiter = done));
     this.check();
   }
 
