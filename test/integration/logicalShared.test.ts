@@ -19,7 +19,10 @@ test('capture: logical, one slot per source: three tables under a writer on one 
   const useTables = (...names: string[]) => writeFileSync(config, JSON.stringify({ tables: names.map((name) => ({ name })) }));
   useTables('sh_1', 'sh_2', 'sh_3');
   const env = { ...db.env, PGTUNNEL_CONFIG: config, PGTUNNEL_CAPTURE: 'logical', PGTUNNEL_TABLE_CHECK_INTERVAL_MS: '1000', PGTUNNEL_BATCH_SIZE: '50' };
+  const started = Date.now();
+  const step = (what: string) => t.diagnostic(`${what} at ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const tunnel = await TunnelProcess.start(t, env);
+  step('streaming');
   t.after(async () => {
     await tunnel.stop().catch(() => {});
     await query(db.sourceUrl, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active').catch(() => {});
@@ -43,23 +46,23 @@ test('capture: logical, one slot per source: three tables under a writer on one 
   useTables('sh_1', 'sh_2', 'sh_3', 'sh_4');
   await tunnel.waitForLog('table added: public.sh_4', 60_000);
   await tunnel.waitForLog('joins the source slot at its consistent point', 60_000);
+  step('sh_4 joining');
   const writtenAtJoin = n;
-  await waitFor('the writer past the join', async () => n > writtenAtJoin + 60, 60_000, 20);
+  await waitFor('the writer past the join', async () => n > writtenAtJoin + 30, 60_000, 20);
   writing = false;
   await writer;
+  step('writer stopped');
   for (const table of ['sh_1', 'sh_2', 'sh_3', 'sh_4']) await sameRows(db.sourceUrl, db.targetUrl, table, 60_000);
+  step('target equal');
   assert.deepEqual(await replication(db.sourceUrl), { slots: 1, walsenders: 1 }, 'still one slot and one walsender with four tables');
 
   for (const table of ['sh_1', 'sh_2', 'sh_3', 'sh_4']) {
     const records = await topicRecords(`${db.topicPrefix}.public.${table}`);
     assert.deepEqual(changesTwice(records), [], `no change of ${table} sent twice (the stream restarted for sh_4 skips what Kafka has)`);
-    assert.ok([...snapshotReadsPerKey(records).values()].every((reads) => reads === 1), `each row of ${table} read once by its snapshot`);
-  }
-  const sh4 = await topicRecords(`${db.topicPrefix}.public.sh_4`);
-  assert.ok(sh4.some((r) => r.value?.op === 'r') && sh4.some((r) => r.value && r.value.op !== 'r'), 'sh_4: its snapshot, then its stream');
-  // only sh_4 was snapshotted after the start: the other tables' snapshot rows are their 300 seed rows
-  for (const table of ['sh_1', 'sh_2', 'sh_3']) {
-    const reads = (await topicRecords(`${db.topicPrefix}.public.${table}`)).filter((r) => r.value?.op === 'r').length;
-    assert.equal(reads, 300, `${table} not read again when sh_4 joined`);
+    const reads = snapshotReadsPerKey(records);
+    assert.ok([...reads.values()].every((n) => n === 1), `each row of ${table} read once by its snapshot`);
+    // only sh_4 was snapshotted after the start: the other tables' snapshot rows are their 300 seed rows
+    if (table !== 'sh_4') assert.equal(reads.size, 300, `${table} not read again when sh_4 joined`);
+    else assert.ok(reads.size > 0 && records.some((r) => r.value && r.value.op !== 'r'), 'sh_4: its snapshot, then its stream');
   }
 });
