@@ -140,6 +140,8 @@ export const lockNames = {
   migrate: 'pgtunnel.migrate',
   /** a table's publisher, with the table id */
   producer: 'pgtunnel.producer',
+  /** the reader of a source's shared replication slot, with the slot name */
+  sourceSlot: 'pgtunnel.source-slot',
   /** a consumer's group slot, with groupSlotLock */
   consumer: 'pgtunnel.consumer',
   /** the one transactional applier of a group (apply: transactional), with the group id */
@@ -199,4 +201,22 @@ export function slotName(table: { schema: string; name: string }, database: stri
 
 export function publicationName(table: { schema: string; name: string }): string {
   return captureObjectName(table, tableId(table));
+}
+
+/**
+ * The one slot of a source's logically captured tables (issue 22), per database and tunnel instance (its
+ * topic prefix): two tunnels on one source each read their own slot; their tables never mix.
+ */
+export function sourceSlotName(database: string, instance: string): string {
+  return `pgtunnel_source_${createHash('sha256').update(`${database}\u0000${instance}`).digest('hex').slice(0, 16)}`;
+}
+
+/** The temporary slot whose exported snapshot a table of the shared slot is read in: one per table and process at a time. */
+export function joinSlotName(sharedSlot: string, table: { schema: string; name: string }, pid: number): string {
+  return `${sharedSlot}_j${createHash('sha256').update(tableId(table)).digest('hex').slice(0, 8)}_${pid}`;
+}
+
+/** The publication of a source's shared slot: its tables are added and removed by ALTER PUBLICATION. */
+export function sourcePublicationName(instance: string): string {
+  return `pgtunnel_source_${createHash('sha256').update(instance).digest('hex').slice(0, 16)}`;
 }

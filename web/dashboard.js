@@ -65,7 +65,10 @@ function draw(data) {
     $('partitions').tBodies[0].replaceChildren(...s.partitions.map((p) => row([p.topic, p.partition, fmt(p.groupOffset), fmt(p.appliedOffset), fmt(p.endOffset), fmt(p.groupLag)])));
     $('checkpoints').tBodies[0].replaceChildren(...s.tables.map((t) => row([t.table, t.phase, `v${t.schemaVersion ?? '-'}${t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`}`, t.checkpoint.snapshot ?? '-', fmt(t.changeTableRows), bytes(t.changeTableBytes), t.oldestUnpublishedSeconds === null ? '-' : `${Math.round(t.oldestUnpublishedSeconds)} s`])));
     // logical capture's slots: WAL the source keeps for them is disk it cannot recycle (docs/operations.md)
-    const slots = s.tables.filter((t) => t.slot);
+    // the source's shared slot is one row, with every table it carries
+    const bySlot = new Map();
+    for (const t of s.tables.filter((t) => t.slot)) bySlot.set(t.slot.name, { ...t, table: bySlot.has(t.slot.name) ? `${bySlot.get(t.slot.name).table}, ${t.table}` : t.table });
+    const slots = [...bySlot.values()];
     $('slots-section').hidden = slots.length === 0;
     $('slots').tBodies[0].replaceChildren(...slots.map((t) => row([t.table, t.slot.name, `${t.slot.active ? 'active' : 'inactive'}, ${t.slot.walStatus ?? '-'}`, bytes(t.slot.lagBytes), bytes(t.slot.retainedWalBytes), t.slot.safeWalBytes === null ? 'no limit' : bytes(t.slot.safeWalBytes)])));
     $('dlq-depth').textContent = `(${fmt(s.counts.deadLettered)} in total)`;

@@ -2,9 +2,10 @@ import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError, sqlState } from '../errors.js';
 import { inTransaction, qualified, quoteIdent } from '../pg.js';
-import { lockNames, publicationName, slotName, tableId } from '../names.js';
+import { lockNames, publicationName, slotName, sourceSlotName, tableId } from '../names.js';
 import { migrate, readMigrations } from './migrations.js';
 import { switchToTriggerState } from './stateStore.js';
+import { leaveShared } from './sharedSlot.js';
 
 export type CaptureMode = 'trigger' | 'logical';
 
@@ -14,6 +15,8 @@ export interface CaptureChoice {
   reason: string;
   /** Logical capture's replication slot. */
   slot?: string;
+  /** Read from the source's one shared slot (issue 22); otherwise from a slot of the table's own (older installs, a switch from triggers). */
+  shared?: boolean;
   /** A switch under way (captureSwitch.ts): to logical, trigger capture's last batch ends at the slot's snapshot; to trigger, the stream ends at the boundary transaction. */
   switchTo?: 'logical' | 'trigger';
   /** A switch to logical was under way and the config asks for triggers again: its slot and publication go. */
@@ -24,7 +27,7 @@ export interface CaptureChoice {
  * Logical capture where it was asked for and the source allows it; trigger capture otherwise, with the
  * reason. A table captured one way switches to the other without a re-snapshot (captureSwitch.ts).
  */
-export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode): Promise<CaptureChoice> {
+export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode, instance = 'pgtunnel'): Promise<CaptureChoice> {
   const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
     `SELECT current_setting('wal_level') AS wal_level, to_regclass('pgtunnel.captures') IS NOT NULL AS registry,
             EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot,
@@ -53,7 +56,9 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
     return { mode: 'trigger', reason: `${tableId(table)} has no primary key for logical decoding to identify rows (fix: add one, or ALTER TABLE ${qualified(table.schema, table.name)} REPLICA IDENTITY FULL)` };
   }
   if (r.triggers) return { mode: 'trigger', reason: 'switching to capture: logical: trigger capture publishes what committed before the slot\'s snapshot, then hands over to the slot', slot: slotName(table, source.database ?? ''), switchTo: 'logical' };
-  return { mode: 'logical', reason: 'capture: logical, and the source has wal_level = logical', slot: slotName(table, source.database ?? '') };
+  // a table with a slot of its own (installed before the shared slot, or by a switch) keeps reading it
+  if (r.slot) return { mode: 'logical', reason: 'capture: logical, from the table\'s own slot', slot: slotName(table, source.database ?? '') };
+  return { mode: 'logical', reason: 'capture: logical, from the source\'s one slot, and the source has wal_level = logical', slot: sourceSlotName(source.database ?? '', instance), shared: true };
 }
 
 /** Logical decoding needs the REPLICATION attribute (or superuser) to create and read a slot. */
@@ -97,9 +102,13 @@ export async function installLogical(source: pg.Client, table: TableConfig): Pro
   return created;
 }
 
-/** Drops the table's slot and publication and its state; a slot a running tunnel reads is refused, naming the fix. */
-export async function uninstallLogical(source: pg.Client, table: TableConfig): Promise<boolean> {
-  if (!(await dropSlotAndPublication(source, table))) return false;
+/**
+ * Drops the table's slot and publication (or takes it out of the source's shared ones: the last table out
+ * drops them) and its state; a slot a running tunnel reads is refused, naming the fix.
+ */
+export async function uninstallLogical(source: pg.Client, table: TableConfig, instance: string): Promise<boolean> {
+  const own = await dropSlotAndPublication(source, table);
+  if (!(await leaveShared(source, table, instance)) && !own) return false;
   const { rows: state } = await source.query<{ present: boolean }>("SELECT to_regclass('pgtunnel.state') IS NOT NULL AS present");
   if (state[0]!.present) {
     await source.query('DELETE FROM pgtunnel.state WHERE table_id = $1', [tableId(table)]);

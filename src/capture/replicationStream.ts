@@ -9,12 +9,39 @@ import { decodeFrame, decodePgOutput, formatLsn, standbyStatus, type PgOutputMes
 /** How often the position is reported even when nothing new was acknowledged (wal_sender_timeout is 60 s). */
 const statusEveryMs = 10_000;
 /** Decoded messages held before the stream is paused: memory stays bounded while Kafka is slow. */
-const queueLimit = 20_000;
+export const queueLimit = 20_000;
 
-/** A decoded message with its WAL position (a change's own LSN; a keepalive's: the server's WAL end). */
+/**
+ * A decoded message with its WAL position (a change's own LSN; a keepalive's: the server's WAL end).
+ * `restart`: the source's shared stream started again from its slot (a table joined): what follows repeats
+ * WAL already seen, and the reader resumes after what Kafka acknowledged (sharedSlot.ts).
+ */
 export interface QueuedMessage {
-  message: PgOutputMessage | { tag: 'keepalive' };
+  message: PgOutputMessage | { tag: 'keepalive' } | { tag: 'restart' };
   lsn: bigint;
+}
+
+/** What a table's stream reads: its own slot's `ReplicationStream`, or its share of the source's slot (`TableFeed`). */
+export interface MessageFeed {
+  wait(timeoutMs: number, signal: AbortSignal): Promise<void>;
+  readonly queued: number;
+  take(max: number): QueuedMessage[];
+  /** Everything of this table up to `lsn` is in Kafka. */
+  acknowledge(lsn: bigint): void;
+}
+
+/** Resolves when `register`'s callback is called, the signal aborts, or `timeoutMs` passed. */
+export function wakeOrTimeout(timeoutMs: number, signal: AbortSignal, register: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, timeoutMs);
+    signal.addEventListener('abort', done, { once: true });
+    register(done);
+  });
 }
 
 /** A replication connection (`replication=database`): slot commands and the copy-both stream. */
@@ -38,7 +65,7 @@ export async function replicationClient(url: string, applicationName: string): P
  * pgoutput over one slot: decoded messages queued as they arrive (bounded; the stream pauses when full),
  * and the position reported back only when `acknowledge` says Kafka has everything up to it.
  */
-export class ReplicationStream {
+export class ReplicationStream implements MessageFeed {
   private readonly queue: QueuedMessage[] = [];
   private waiter: (() => void) | undefined;
   private failure: Error | undefined;
@@ -89,16 +116,7 @@ export class ReplicationStream {
   /** Waits until a message is queued, the stream failed, or `timeoutMs` passed. */
   async wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
     if (this.queue.length > 0 || this.failure || signal.aborted) return this.check();
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const t = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done, { once: true });
-      this.waiter = done;
-    });
+    await wakeOrTimeout(timeoutMs, signal, (done) => (this.waiter = done));
     this.check();
   }
 

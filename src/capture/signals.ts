@@ -127,7 +127,8 @@ async function installed(client: pg.Client): Promise<void> {
 async function capturedByTriggers(client: pg.Client, table: TableConfig): Promise<void> {
   const { rows } = await client.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)]);
   if (rows.length > 0) return;
-  const logical = (await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slotName(table, client.database ?? '')])).rows.length > 0;
+  // a slot of its own, or a place in a shared slot's publication (any tunnel instance's)
+  const logical = (await client.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 UNION ALL SELECT 1 FROM pg_publication_tables WHERE pubname LIKE 'pgtunnel\\_source\\_%' AND schemaname = $2 AND tablename = $3", [slotName(table, client.database ?? ''), table.schema, table.name])).rows.length > 0;
   throw new TunnelError('PGT_SIGNAL_UNSUPPORTED', logical
     ? `${tableId(table)} is captured by logical decoding: incremental snapshots are built for trigger capture only so far`
     : `${tableId(table)} is not captured yet`, {

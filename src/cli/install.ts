@@ -8,7 +8,7 @@ import { withClient } from '../pg.js';
 import { prepare } from '../setup/prepare.js';
 import { deleteTopics } from '../transport/kafka.js';
 import { cliAction, config, log } from './context.js';
-import { publicationName, tableId } from '../names.js';
+import { publicationName, sourcePublicationName, tableId } from '../names.js';
 
 export function registerInstall(program: Command): void {
   program
@@ -17,9 +17,10 @@ export function registerInstall(program: Command): void {
     .addHelpText('after', '\nExample:\n  pgtunnel install --config pgtunnel.yaml')
     .action(
       cliAction(async (_options: object, globals) => {
-        const tables = await prepare(await withTables(config(globals)), log, { installOnly: true });
+        const installed = await withTables(config(globals));
+        const tables = await prepare(installed, log, { installOnly: true });
         for (const t of tables) {
-          const capture = t.capture.mode === 'logical' ? `publication ${publicationName(t.config)} and slot ${t.capture.slot}` : `change table ${t.config.changeTable}`;
+          const capture = t.capture.mode === 'logical' ? `publication ${t.capture.shared ? sourcePublicationName(installed.topicPrefix) : publicationName(t.config)} and slot ${t.capture.slot}` : `change table ${t.config.changeTable}`;
           process.stdout.write(`installed ${tableId(t.config)}: capture ${t.capture.mode} (${t.capture.reason}), ${capture}, key (${t.source.key.join(', ')}), topics ${t.config.topic} and ${t.config.dlqTopic}\n`);
         }
         return exitCodes.ok;
@@ -37,7 +38,7 @@ export function registerInstall(program: Command): void {
         const cfg = await withTables(config(globals));
         const schema = await withClient(cfg.sourceUrl, 'source', async (source) => {
           for (const t of cfg.tables) {
-            await uninstallLogical(source, t);
+            await uninstallLogical(source, t, cfg.topicPrefix);
             await uninstallCapture(source, t);
           }
           return options.keepSchema ? 'kept' : removeCaptureSchema(source);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { TunnelError, describeError } from '../errors.js';
+import { logicalSlotOf } from '../capture/sharedSlot.js';
 import { applicationNames, clientIds, partitionId, slotName, tableId } from '../names.js';
 import { connect, qualified } from '../pg.js';
 import { storedOffsets } from '../apply/offsets.js';
@@ -76,12 +77,14 @@ async function countDeadLetters(config: TunnelConfig, parts: OnceParts): Promise
  * completes), or (logical capture) WAL up to the horizon's position the slot has not confirmed: the slot
  * confirms only what Kafka acknowledged, and an idle stream confirms the server's WAL end.
  */
-async function unpublished(client: pg.Client, table: TableConfig, horizon: OnceHorizon): Promise<string | undefined> {
+async function unpublished(client: pg.Client, table: TableConfig, horizon: OnceHorizon, instance: string): Promise<string | undefined> {
+  // the table's own slot, or the source's shared one (it confirms only what every table's Kafka acknowledged)
+  const slot = (await logicalSlotOf(client, table, instance))?.slot ?? slotName(table, client.database ?? '');
   const { rows } = await client.query<{ phase: string; done: string; total: string | null; logical: boolean; confirmed: string | null; caught_up: boolean | null }>(
     `SELECT s.phase, s.snapshot_rows_done::text AS done, s.snapshot_rows_total::text AS total, sl.slot_name IS NOT NULL AS logical,
             sl.confirmed_flush_lsn::text AS confirmed, sl.confirmed_flush_lsn >= $3::pg_lsn AS caught_up
      FROM pgtunnel.state s LEFT JOIN pg_replication_slots sl ON sl.slot_name = $2 WHERE s.table_id = $1`,
-    [tableId(table), slotName(table, client.database ?? ''), horizon.lsn],
+    [tableId(table), slot, horizon.lsn],
   );
   const r = rows[0];
   if (!r) return `capture of ${tableId(table)} to be installed`;
@@ -133,7 +136,7 @@ export async function waitUntilDone(config: TunnelConfig, parts: OnceParts, hori
           source ??= await connect(config.sourceUrl, 'source', applicationNames.once);
           const left: string[] = [];
           for (const t of config.tables) {
-            const what = await unpublished(source, t, horizon);
+            const what = await unpublished(source, t, horizon, config.topicPrefix);
             if (what) left.push(what);
           }
           waiting.what = left.join('; ');

@@ -73,7 +73,8 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     // each side on its own thread, --role or not: one code path, and this thread stays free for HTTP and
     // signals; spawned now, the threads load their modules while the services are prepared
     const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
-    threads = spawnSides(parts, log);
+    // threads: false keeps both sides on this thread (half the latency at 1k/s on a loaded 2-core host, bench/RESULTS.md)
+    threads = cfg.threads ? spawnSides(parts, log) : [];
     cleanup = (await embeddedStack(cfg)).stop;
     cfg = await withTables(cfg);
     if (cfg.embedded && options.seed) {
@@ -86,14 +87,15 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
-    if (deadline) return await runOnce(cfg, tunnel, { ...parts, threads }, signal, deadline, timeoutMs! / 1000);
+    const sides = { ...parts, threads: cfg.threads ? threads : false };
+    if (deadline) return await runOnce(cfg, tunnel, sides, signal, deadline, timeoutMs! / 1000);
     // tables added or removed live: on SIGHUP and on a periodic catalog check
     const reload = new TableReload(cfg, () => withTables(config(globals)), tunnel, log, parts.produce);
     const onHangUp = () => void reload.check('SIGHUP');
     process.on('SIGHUP', onHangUp);
     reload.start(cfg.tableCheckIntervalMs);
     try {
-      await tunnel.run(signal, { ...parts, threads });
+      await tunnel.run(signal, sides);
     } finally {
       process.off('SIGHUP', onHangUp);
       reload.stop();

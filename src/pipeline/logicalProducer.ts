@@ -3,7 +3,9 @@ import { TunnelError, classify, sqlState } from '../errors.js';
 import { LogicalRows, logicalColumns } from '../capture/logicalRows.js';
 import { LogicalSchemas, catalogShape, relationShape } from '../capture/logicalSchema.js';
 import type { Relation } from '../capture/pgoutput.js';
-import { ReplicationStream, replicationClient } from '../capture/replicationStream.js';
+import { ReplicationStream, replicationClient, type MessageFeed } from '../capture/replicationStream.js';
+import type { TableFeed } from '../capture/slotFeed.js';
+import type { SourceSlot } from './sourceSlot.js';
 import { dropSlotAndPublication } from '../capture/logicalInstall.js';
 import { sleep } from '../retry.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
@@ -32,6 +34,9 @@ export class LogicalProducer extends TableProducer {
   /** The table's replication slot, named once the source connection says which database it is. */
   private slot = '';
   private stream: ReplicationStream | undefined;
+  /** The source's shared slot, when the table is read from it (issue 22) instead of a slot of its own. */
+  private sourceSlot: SourceSlot | undefined;
+  private feed: TableFeed | undefined;
   /** The table's schema versions, read again by each leadership (a predecessor may have numbered more). */
   private schemas = new LogicalSchemas('');
 
@@ -43,8 +48,19 @@ export class LogicalProducer extends TableProducer {
     this.rows = new LogicalRows(shape.key, new Set(table.exclude), this.masked, config.maskSalt);
   }
 
+  /** Reads the table from the source's shared slot. */
+  useSourceSlot(slot: SourceSlot): this {
+    this.sourceSlot = slot;
+    return this;
+  }
+
+  protected async ready(signal: AbortSignal): Promise<boolean> {
+    return this.sourceSlot ? this.sourceSlot.ready(signal) : true;
+  }
+
   protected async lead(client: pg.Client, signal: AbortSignal, progressed: () => void): Promise<void> {
-    this.slot = slotName(this.table, client.database ?? '');
+    this.slot = this.sourceSlot?.name ?? slotName(this.table, client.database ?? '');
+    this.feed = this.sourceSlot?.feed(this.id);
     let state = await loadState(client, this.id);
     let record: PositionRecord | undefined;
     if (this.config.exactlyOnce) {
@@ -58,15 +74,23 @@ export class LogicalProducer extends TableProducer {
     if (state.phase === 'snapshot') {
       const version = await this.useColumns(client);
       progressed();
-      state = await new LogicalSnapshot(this.config, this.table, this.reader, this.publishStep, this.log).run(client, state, signal, version);
+      state = await new LogicalSnapshot(this.config, this.table, this.reader, this.publishStep, this.log, this.feed && { feed: this.feed, slot: this.slot }).run(client, state, signal, version);
       if (state.phase !== 'streaming') return;
       this.onPhase('streaming');
     }
     state = await this.resumeAt(client, record, state);
-    const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(this.id));
-    // 0/0: the server starts after the slot's confirmed flush LSN, the last position Kafka acknowledged
-    this.stream = await ReplicationStream.start(repl, this.slot, publicationName(this.table), BigInt(state.lsn ?? 0));
-    const ended = await new LogicalStream(this.config, this.table, this.rows, this.publishStep, this.log, this.relationSchemas(new Set(this.table.exclude))).run(client, this.stream, state, signal, progressed);
+    let feed: MessageFeed;
+    if (this.feed) {
+      state = await this.joinAt(client, state, this.feed);
+      this.feed.subscribe();
+      feed = this.feed;
+    } else {
+      const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(this.id));
+      // 0/0: the server starts after the slot's confirmed flush LSN, the last position Kafka acknowledged
+      this.stream = await ReplicationStream.start(repl, this.slot, publicationName(this.table), BigInt(state.lsn ?? 0));
+      feed = this.stream;
+    }
+    const ended = await new LogicalStream(this.config, this.table, this.rows, this.publishStep, this.log, this.relationSchemas(new Set(this.table.exclude))).run(client, feed, state, signal, progressed);
     if (ended === 'handed over') await this.handOver(client);
   }
 
@@ -110,11 +134,26 @@ export class LogicalProducer extends TableProducer {
     return { ...state, lsn: after.lsn, lsnInTransaction: after.lsnInTransaction };
   }
 
+  /**
+   * Where the table's share of the source's stream starts: after what Kafka has (this process's
+   * acknowledgement, an exactly-once record) and never before its snapshot's consistent point (the
+   * shared slot resends WAL other tables' positions still need).
+   */
+  private async joinAt(client: pg.Client, state: CaptureState, feed: TableFeed): Promise<CaptureState> {
+    const { rows } = await client.query<{ join: string | null }>("SELECT (join_lsn - '0/0')::text AS join FROM pgtunnel.state WHERE table_id = $1", [this.id]);
+    let from = BigInt(state.lsn ?? 0);
+    for (const lsn of [BigInt(rows[0]?.join ?? 0), feed.acked ?? 0n]) if (lsn > from) from = lsn;
+    // a position inside a transaction (exactly-once) stays the record's: its skip counts that transaction's messages
+    if (from === BigInt(state.lsn ?? 0)) return state;
+    return { ...state, lsn: from.toString(), lsnInTransaction: undefined };
+  }
+
   protected failure(err: unknown): TunnelError | undefined {
     return slotLost.has(sqlState(err) ?? '') ? this.slotLost(classify(err).message, err) : super.failure(err);
   }
 
   protected async release(): Promise<void> {
+    this.feed?.unsubscribe();
     await this.stream?.close();
     this.stream = undefined;
   }

@@ -1,13 +1,14 @@
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { connect } from '../pg.js';
-import { producerApplicationName, slotName, tableId } from '../names.js';
+import { joinSlotName, producerApplicationName, slotName, tableId } from '../names.js';
 import { createSlotWithSnapshot } from '../capture/slotSnapshot.js';
 import type { SnapshotReader } from '../capture/snapshotReader.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import type { TableConfig } from '../config/load.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
+import type { TableFeed } from '../capture/slotFeed.js';
 import { onePart, type PublishStep, type SourcePage } from './publishStep.js';
 
 /**
@@ -25,6 +26,8 @@ export class LogicalSnapshot {
     private readonly reader: SnapshotReader,
     private readonly step: PublishStep,
     private readonly log: Logger,
+    /** The table is read from the source's shared slot: its snapshot joins it (below) instead of re-creating a slot. */
+    private readonly shared?: { feed: TableFeed; slot: string },
   ) {}
 
   /** `schemaVersion`: the version of the columns the reader reads (logicalSchema.ts). */
@@ -34,8 +37,9 @@ export class LogicalSnapshot {
     const snap = await connect(this.config.sourceUrl, 'source', producerApplicationName(id));
     try {
       await snap.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      if (fresh) await this.importSlotSnapshot(client, snap);
-      else this.log.info({ table: id, rows: state.snapshotRowsDone }, 'snapshot resumed in a new snapshot; the stream replays from the slot');
+      if (this.shared) await this.holdSharedSlot(client, snap, fresh, this.shared);
+      else if (fresh) await this.importSlotSnapshot(client, snap);
+      if (!fresh) this.log.info({ table: id, rows: state.snapshotRowsDone }, 'snapshot resumed in a new snapshot; the stream replays from the slot');
       let next: CaptureState = { ...state, snapshotRowsTotal: state.snapshotRowsTotal ?? (await this.reader.countRows(snap)) };
       while (next.phase === 'snapshot' && !signal.aborted) {
         const rows = await this.reader.readChunk(snap, next.snapshotLastKey, this.config.snapshotChunkSize);
@@ -55,6 +59,29 @@ export class LogicalSnapshot {
     } finally {
       await snap.end().catch(() => {});
     }
+  }
+
+  /**
+   * A table of the source's shared slot: a temporary slot's exported snapshot S, with consistent point C,
+   * is what the table is read in (fresh), and the table's share of the stream takes transactions committing
+   * at or after C. The shared slot is held first (it confirms nothing more for any table), then at C until
+   * the table's Kafka has passed C, so the stream can still give every transaction from C (architecture.md).
+   * A resumed snapshot holds at the C it stored and reads on in a new snapshot (the stream replays from C).
+   */
+  private async holdSharedSlot(client: pg.Client, snap: pg.Client, fresh: boolean, shared: { feed: TableFeed; slot: string }): Promise<void> {
+    const id = tableId(this.table);
+    const { rows } = await client.query<{ join: string | null }>("SELECT (join_lsn - '0/0')::text AS join FROM pgtunnel.state WHERE table_id = $1", [id]);
+    if (!fresh && rows[0]?.join) {
+      shared.feed.hold = BigInt(rows[0].join);
+      return;
+    }
+    shared.feed.hold = 0n;
+    const temporary = joinSlotName(shared.slot, this.table, process.pid);
+    const consistentPoint = await createSlotWithSnapshot(this.config.sourceUrl, producerApplicationName(id), snap, temporary, true);
+    await client.query('UPDATE pgtunnel.state SET join_lsn = $2::pg_lsn WHERE table_id = $1', [id, consistentPoint]);
+    const { rows: lsn } = await client.query<{ n: string }>("SELECT ($1::pg_lsn - '0/0')::text AS n", [consistentPoint]);
+    shared.feed.hold = BigInt(lsn[0]!.n);
+    this.log.info({ table: id, slot: shared.slot, consistentPoint }, 'snapshot reads under a temporary slot\'s exported snapshot; the table joins the source slot at its consistent point');
   }
 
   /** Re-creates the slot with an exported snapshot and makes `snap`'s transaction read in it. */

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import type { LogicalChange, LogicalRows } from '../capture/logicalRows.js';
 import type { Relation, TupleValue } from '../capture/pgoutput.js';
-import type { QueuedMessage, ReplicationStream } from '../capture/replicationStream.js';
+import type { MessageFeed, QueuedMessage } from '../capture/replicationStream.js';
 import type { Logger } from '../instruments/log.js';
 import { tableId } from '../names.js';
 import { switchMessagePrefix } from '../capture/captureSwitch.js';
@@ -31,7 +31,7 @@ export interface RelationSchemas {
 export class LogicalStream {
   private readonly relations = new Map<number, { relation: Relation; version: number }>();
   /** The open transaction: `messages` counts its change messages taken so far (a position inside it). */
-  private txn: { xid: number; commitTimeMs: number; finalLsn: bigint; messages: number; switchToTrigger?: boolean } | undefined;
+  private txn: { xid: number; commitTimeMs: number; finalLsn: bigint; messages: number; had: boolean; switchToTrigger?: boolean } | undefined;
   /** The end of the transaction that hands the table over to trigger capture: nothing after it is taken. */
   private handOverAt: bigint | undefined;
   /** Exactly-once resume: this many change messages of the transaction committing at `finalLsn` are in Kafka already. */
@@ -39,6 +39,10 @@ export class LogicalStream {
   private pending: LogicalChange[] = [];
   /** The WAL position everything taken so far is complete up to (a commit's end, or an idle keepalive). */
   private complete = 0n;
+  /** Transactions committing before this are in Kafka already (a shared slot's stream gives every table the slot's WAL). */
+  private from = 0n;
+  /** What Kafka acknowledged: the position and how much of the transaction open at it (a shared stream's restart resumes there). */
+  private acked: { lsn: bigint; open: { finalLsn: bigint; messages: number } | undefined } | undefined;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -54,20 +58,22 @@ export class LogicalStream {
    * `stored`: the state the stream starts from: an exactly-once position record names it, and a page
    * that ended inside a transaction left there how much of it Kafka committed.
    */
-  async run(client: pg.Client, stream: ReplicationStream, stored: CaptureState, signal: AbortSignal, onPage: () => void): Promise<'handed over' | undefined> {
+  async run(client: pg.Client, stream: MessageFeed, stored: CaptureState, signal: AbortSignal, onPage: () => void): Promise<'handed over' | undefined> {
     let state = stored;
     if (stored.lsnInTransaction) this.skip = { finalLsn: BigInt(stored.lsnInTransaction.finalLsn), messages: stored.lsnInTransaction.messages };
+    this.from = BigInt(stored.lsn ?? 0);
     while (!signal.aborted) {
       await stream.wait(1000, signal);
       const taken = stream.take(this.config.batchSize * 4);
       for (const item of taken) {
         if (this.handOverAt !== undefined) continue;
-        if (item.message.tag === 'relation') state = await this.relation(client, stream, stored, state, item.message.relation);
+        if (item.message.tag === 'restart') this.restarted();
+        else if (item.message.tag === 'relation') state = await this.relation(client, stream, stored, state, item.message.relation);
         else this.accept(item);
       }
       // a page: everything taken, once a batch is full or the queue ran dry (latency over batching)
       if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0 || this.handOverAt !== undefined)) state = await this.publish(client, stream, stored, state);
-      if (this.pending.length === 0 && this.complete > 0n) stream.acknowledge(this.complete);
+      if (this.pending.length === 0 && this.complete > 0n) this.acknowledge(stream, this.complete, undefined);
       onPage();
       if (this.handOverAt !== undefined && this.pending.length === 0) return 'handed over';
     }
@@ -81,13 +87,14 @@ export class LogicalStream {
         if (!this.txn) this.complete = lsn > this.complete ? lsn : this.complete;
         return;
       case 'begin':
-        this.txn = { xid: m.xid, commitTimeMs: m.commitTimeMs, finalLsn: m.finalLsn, messages: 0 };
+        // committed before `from`: Kafka has it (a shared slot resends WAL the slot confirmed for another table)
+        this.txn = { xid: m.xid, commitTimeMs: m.commitTimeMs, finalLsn: m.finalLsn, messages: 0, had: m.finalLsn < this.from };
         return;
       case 'commit':
         if (this.txn?.switchToTrigger) this.handOverAt = m.endLsn;
         this.txn = undefined;
         this.skip = undefined;
-        this.complete = m.endLsn;
+        if (m.endLsn > this.complete) this.complete = m.endLsn;
         return;
       case 'message':
         // the boundary of a switch to trigger capture: every later commit is in the change table
@@ -124,7 +131,7 @@ export class LogicalStream {
    * its schema version. A page holds one version, so changes of the version before are published first,
    * read with their own columns and types and encoded with their own schemas.
    */
-  private async relation(client: pg.Client, stream: ReplicationStream, stored: CaptureState, state: CaptureState, relation: Relation): Promise<CaptureState> {
+  private async relation(client: pg.Client, stream: MessageFeed, stored: CaptureState, state: CaptureState, relation: Relation): Promise<CaptureState> {
     if (relation.schema !== this.table.schema || relation.name !== this.table.name) return state;
     // the server sends a relation message at no WAL position: its transaction's commit places it in the stream
     const version = await this.schemas.versionAt(client, relation, this.txn?.finalLsn ?? this.complete);
@@ -137,11 +144,32 @@ export class LogicalStream {
   /** Counts a change message of the open transaction; true when Kafka has it already (exactly-once resume). */
   private skipped(txn: NonNullable<LogicalStream['txn']>): boolean {
     txn.messages += 1;
-    return this.skip !== undefined && this.skip.finalLsn === txn.finalLsn && txn.messages <= this.skip.messages;
+    return txn.had || this.skip !== undefined && this.skip.finalLsn === txn.finalLsn && txn.messages <= this.skip.messages;
+  }
+
+  private acknowledge(stream: MessageFeed, lsn: bigint, open: { finalLsn: bigint; messages: number } | undefined): void {
+    // an idle acknowledgement at the same position keeps what pages carried of the transaction open there
+    const kept = open ?? (this.acked && lsn === this.acked.lsn ? this.acked.open : undefined);
+    this.acked = { lsn: lsn > (this.acked?.lsn ?? 0n) ? lsn : this.acked!.lsn, open: kept };
+    stream.acknowledge(lsn);
+  }
+
+  /**
+   * The source's shared stream started again from its slot: what was taken and not published is dropped
+   * and comes again; what Kafka acknowledged is skipped (whole transactions before it, and the part of the
+   * one open at it that pages carried).
+   */
+  private restarted(): void {
+    this.pending = [];
+    this.txn = undefined;
+    if (!this.acked) return;
+    if (this.acked.lsn > this.from) this.from = this.acked.lsn;
+    this.complete = this.acked.lsn;
+    this.skip = this.acked.open;
   }
 
   /** One page through the publish step; its checkpoint is the slot's acknowledgement of the page's end. */
-  private async publish(client: pg.Client, stream: ReplicationStream, stored: CaptureState, state: CaptureState): Promise<CaptureState> {
+  private async publish(client: pg.Client, stream: MessageFeed, stored: CaptureState, state: CaptureState): Promise<CaptureState> {
     const changes = this.pending;
     this.pending = [];
     const complete = this.complete;
@@ -159,7 +187,7 @@ export class LogicalStream {
       records: onePart({ changes: rows }),
       after: () => ({ ...state, lsn: complete.toString(), lsnInTransaction: open }),
       pageSize: changes.length,
-      checkpoint: () => stream.acknowledge(complete),
+      checkpoint: () => this.acknowledge(stream, complete, open && { finalLsn: BigInt(open.finalLsn), messages: open.messages }),
     }, stored);
     if (this.log.isLevelEnabled('debug')) this.log.debug({ table: tableId(this.table), count: changes.length, lsn: complete.toString() }, 'logical page published');
     return after;

@@ -11,6 +11,7 @@ import { ApplyConsumer } from './applyConsumer.js';
 import { CaptureProducer } from './captureProducer.js';
 import { TransactionalConsumer } from './transactionalConsumer.js';
 import { LogicalProducer } from './logicalProducer.js';
+import { SourceSlot } from './sourceSlot.js';
 import type { CaptureChoice } from '../capture/logicalInstall.js';
 
 /** The producer side owns every source (capture today, logical decoding next); the consumer side every applier. */
@@ -44,6 +45,8 @@ export class Reloads {
 }
 
 const shutdownGraceMs = 3500;
+/** The part reading the source's shared slot (not a table id: those are schema-qualified). */
+const sourceSlotPart = 'source slot';
 
 /**
  * Runs one side until the signal aborts or one of its parts fails; a fatal error in one part stops the
@@ -55,15 +58,24 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
   const parts = new SideParts(signal);
   const producer = new EnvelopeProducer(ctx.config, clientIds.producer);
   const registry = ctx.config.registry ? new SchemaRegistry(ctx.config.registry, ctx.log) : undefined;
+  let sourceSlot: SourceSlot | undefined;
   const run = async (tables: SideTable[]) => {
     if (side === 'producer') {
       const ids = new Set(tables.map((t) => tableId(t.config)));
-      for (const id of parts.keys()) if (!ids.has(id)) await parts.stop(id);
+      for (const id of parts.keys()) if (!ids.has(id) && id !== sourceSlotPart) await parts.stop(id);
+      // the tables read from the source's one slot (issue 22): one leader and one stream for all of them
+      const shared = tables.filter((t) => t.capture?.mode === 'logical' && t.capture.shared).map((t) => tableId(t.config));
+      if (shared.length > 0 && !sourceSlot) {
+        const slot = new SourceSlot(ctx.config, decodeURIComponent(new URL(ctx.config.sourceUrl).pathname.slice(1)), shared, ctx.log, ctx.health);
+        sourceSlot = slot;
+        parts.start(sourceSlotPart, (s) => slot.run(s));
+      } else sourceSlot?.setTables(shared);
       for (const t of tables) {
         const id = tableId(t.config);
         if (parts.has(id)) continue;
         const Producer = t.capture?.mode === 'logical' ? LogicalProducer : CaptureProducer;
         const capture = new Producer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
+        if (capture instanceof LogicalProducer && t.capture?.shared && sourceSlot) capture.useSourceSlot(sourceSlot);
         parts.start(id, async (s) => {
           await capture.run(s);
           // a switch of capture mode: the one capture published up to the boundary and handed over to the other

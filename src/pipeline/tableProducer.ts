@@ -73,6 +73,7 @@ export abstract class TableProducer {
     while (!signal.aborted && !this.handedOver) {
       let client: pg.Client | undefined;
       try {
+        if (!(await this.ready(signal))) return;
         client = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
         if (!(await this.becomeLeader(client, signal))) return;
         await this.lead(client, signal, () => {
@@ -116,6 +117,11 @@ export abstract class TableProducer {
     const columns = declared ? await declaredKinds(client, table, declared, this.masked) : await columnKinds(client, table, captured.columns, this.masked);
     await this.encoder.use(captured.schemaVersion, columns, await columnKinds(client, table, this.ref.key));
     this.log.info({ table: this.id, format: this.encoder.format, schemaVersion: captured.schemaVersion }, 'schemas registered');
+  }
+
+  /** Waits for what must lead before this table's lock is taken (a shared slot's source lock: one lock order); false when stopped first. */
+  protected async ready(_signal: AbortSignal): Promise<boolean> {
+    return true;
   }
 
   /** Closes what one leadership opened. */

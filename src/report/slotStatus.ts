@@ -1,6 +1,7 @@
 import type { TableConfig } from '../config/load.js';
 import type { Client } from '../pg.js';
 import { slotName, tableId } from '../names.js';
+import { logicalSlotOf } from '../capture/sharedSlot.js';
 import { telemetry } from '../instruments/telemetry.js';
 
 /** A logical capture's replication slot as status shows it; bytes are WAL bytes behind the source's current WAL. */
@@ -22,8 +23,9 @@ export interface SlotStatus {
  * The table's slot, or null when it has none (trigger capture, or the slot was dropped: the producer
  * stops with the repair). Measured on every status poll, so /metrics carries it too.
  */
-export async function slotStatus(client: Client, t: TableConfig): Promise<SlotStatus | null> {
-  const name = slotName(t, client.database ?? '');
+export async function slotStatus(client: Client, t: TableConfig, instance: string): Promise<SlotStatus | null> {
+  const of = await logicalSlotOf(client, t, instance);
+  const name = of?.slot ?? slotName(t, client.database ?? '');
   const { rows } = await client.query<{ active: boolean; wal_status: string | null; retained: string | null; lag: string | null; safe: string | null }>(
     `SELECT active, wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained,
             pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag, safe_wal_size::text AS safe
@@ -33,7 +35,8 @@ export async function slotStatus(client: Client, t: TableConfig): Promise<SlotSt
   const r = rows[0];
   if (!r) return null;
   const status = { name, active: r.active, walStatus: r.wal_status, retainedWalBytes: Number(r.retained ?? 0), lagBytes: Math.max(0, Number(r.lag ?? 0)), safeWalBytes: r.safe === null ? null : Number(r.safe) };
-  telemetry.slot({ table: tableId(t), slot: name, retainedWalBytes: status.retainedWalBytes, lagBytes: status.lagBytes, lost: status.walStatus === 'lost' });
+  // the source's shared slot is one series (table label empty), not one per table it carries
+  telemetry.slot({ table: of?.shared ? '' : tableId(t), slot: name, retainedWalBytes: status.retainedWalBytes, lagBytes: status.lagBytes, lost: status.walStatus === 'lost' });
   return status;
 }
 

@@ -65,9 +65,10 @@ export interface StatusReport {
   /**
    * captured + snapshotRows = applied + deadLettered + inFlight: every change read from a change table
    * (and every snapshot row) is applied, a dead letter, or still on its way. Poison records on the topic
-   * were never captured and are counted apart.
+   * were never captured and are counted apart. Logical capture counts no changes at the source (a source
+   * write per page would cost the WAL it saves): with a logical table, `inFlight` is null, not a guess.
    */
-  counts: { captured: number; snapshotRows: number; applied: number; deadLettered: number; inFlight: number; poison: number };
+  counts: { captured: number; snapshotRows: number; applied: number; deadLettered: number; inFlight: number | null; poison: number };
   /** Tunnel processes running from this PGTUNNEL_HOME and what each part is doing or waiting for. */
   processes: ProcessHealth[];
   /** Services that could not be asked; the fields they would fill are empty. */
@@ -164,7 +165,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
       // to_jsonb: an install older than the ddl_problem column reads as no problem
       const { rows } = await client.query<{ v: number | null; p: string | null }>(
         "SELECT schema_version AS v, to_jsonb(c) ->> 'ddl_problem' AS p FROM pgtunnel.captures c WHERE table_id = $1", [tableId(t)]);
-      const slot = await slotStatus(client, t);
+      const slot = await slotStatus(client, t, config.topicPrefix);
       // logical capture has no change table: its backlog is the slot's lag
       const size = slot ? { rows: 0, bytes: 0, oldestSeconds: null } : await changeTableSize(client, t);
       out.push({
@@ -221,7 +222,7 @@ export async function collectStatus(config: TunnelConfig, links: StatusLinks = f
   const applied_ = sum(applied.map((r) => Number(r.applied)));
   const deadLettered = sum(applied.map((r) => Number(r.dead_lettered))) + sum(tables.map((t) => t.deadLettered));
   return {
-    counts: { captured, snapshotRows, applied: applied_, deadLettered, inFlight: captured + snapshotRows - applied_ - deadLettered, poison: sum(applied.map((r) => Number(r.poison))) },
+    counts: { captured, snapshotRows, applied: applied_, deadLettered, inFlight: tables.some((t) => t.slot) ? null : captured + snapshotRows - applied_ - deadLettered, poison: sum(applied.map((r) => Number(r.poison))) },
     phase: problems.length > 0 ? 'not installed' : tables.length > 0 && tables.every((t) => t.phase === 'streaming') ? 'streaming' : 'snapshot',
     problems,
     tables,
@@ -241,13 +242,16 @@ function incrementalStatus(s: Signal | undefined): TableStatus['incrementalSnaps
 export function formatStatus(report: StatusReport): string {
   const c = report.counts;
   const lines = [`phase: ${report.phase}    lag: ${report.lag}    last apply latency: ${report.lastApplyLatencyMs === null ? '-' : `${Math.round(report.lastApplyLatencyMs)} ms`}`];
-  lines.push(`captured ${c.captured} + snapshot rows ${c.snapshotRows} = applied ${c.applied} + dead letters ${c.deadLettered} + in flight ${c.inFlight}${c.poison ? `   (poison records: ${c.poison})` : ''}`);
+  lines.push(`captured ${c.captured} + snapshot rows ${c.snapshotRows} = applied ${c.applied} + dead letters ${c.deadLettered} + in flight ${c.inFlight ?? '- (logical capture counts no changes at the source)'}${c.poison ? `   (poison records: ${c.poison})` : ''}`);
+  const slotsShown = new Set<string>();
   for (const t of report.tables) {
     const snap = t.phase === 'snapshot' ? `  snapshot ${t.snapshot.rowsDone}/${t.snapshot.rowsTotal ?? '?'} rows` : `  snapshot done (${t.snapshot.rowsDone} rows)`;
     const registered = t.registeredVersion === null ? '' : ` (registry v${t.registeredVersion})`;
     lines.push(`${t.table}: ${t.phase}${snap}  published ${t.changesPublished} changes  schema v${t.schemaVersion ?? '-'}${registered}`);
     const oldest = t.oldestUnpublishedSeconds === null ? 'none waiting' : `oldest unpublished ${Math.round(t.oldestUnpublishedSeconds)} s ago`;
-    if (t.slot) lines.push(formatSlot(t.slot, formatBytes));
+    // the source's shared slot once, under the first of its tables
+    if (t.slot) lines.push(slotsShown.has(t.slot.name) ? `  slot ${t.slot.name} (the source's, shown above)` : formatSlot(t.slot, formatBytes));
+    if (t.slot) slotsShown.add(t.slot.name);
     else lines.push(`  change table ${t.changeTableRows} rows, ${formatBytes(t.changeTableBytes)}, ${oldest}`);
     const inc = t.incrementalSnapshot;
     if (inc) lines.push(`  incremental snapshot ${inc.signalId}${inc.where === null ? '' : ` where ${inc.where}`}: ${inc.state} ${inc.rowsDone}/${inc.rowsTotal ?? '?'} rows${inc.message ? ` (${inc.message.split('\n')[0]})` : ''}`);

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
-import { chooseCapture, dropSlotAndPublication, installLogical, type CaptureChoice } from '../capture/logicalInstall.js';
+import { chooseCapture, dropSlotAndPublication, installLogical, requireReplication, type CaptureChoice } from '../capture/logicalInstall.js';
+import { installShared } from '../capture/sharedSlot.js';
 import { markSwitchToTrigger, pinSwitchToLogical, setTriggerBoundary } from '../capture/captureSwitch.js';
 import { switchToTriggerState } from '../capture/stateStore.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
@@ -63,7 +64,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
     for (const table of config.tables) {
       const shape = await describeTable(source, table, 'source');
       const id = tableId(table);
-      const capture = await chooseCapture(source, table, config.capture);
+      const capture = await chooseCapture(source, table, config.capture, config.topicPrefix);
       logger.info({ table: id, capture: capture.mode, reason: capture.reason }, `capture of ${id}: ${capture.mode} — ${capture.reason}`);
       const installTriggers = async () => {
         const pending = await pendingCapture(source, table);
@@ -76,7 +77,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
         if (stale.length > 0) logger.warn({ table: id, columns: stale }, `capture of ${id} does not follow the source's columns ${stale.join(', ')} yet and this role may not update it: run \`pgtunnel install\` as the installer role`);
       };
       if (capture.mode === 'logical') {
-        const created = await installLogical(source, table);
+        const created = capture.shared ? (await requireReplication(source), await installShared(source, table, config.topicPrefix)) : await installLogical(source, table);
         if (created > 0) logger.info({ table: id, created }, 'logical capture installed: publication and slot');
         if (capture.switchTo === 'trigger') {
           // decided first, so a crash before the boundary resumes the switch instead of abandoning it

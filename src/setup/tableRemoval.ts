@@ -53,7 +53,7 @@ export async function removeCapture(config: TunnelConfig, table: TableConfig, wa
     await source.query(`SET lock_timeout = ${lockTimeoutMs}`);
     for (let attempt = 1; ; attempt++) {
       try {
-        const logical = await uninstallLogical(source, table);
+        const logical = await uninstallLogical(source, table, config.topicPrefix);
         const trigger = await uninstallCapture(source, table);
         if (!logical && !trigger) return { removed: true, what: `no capture of ${id} was installed: nothing to remove` };
         const kind = logical ? 'replication slot and publication' : 'triggers, capture functions, change table';

@@ -85,7 +85,7 @@ test('the dashboard shows a source change, a dead letter and the replication slo
   await page.waitForFunction(() => [...document.querySelectorAll<HTMLTableRowElement>('#partitions tbody tr')].some((tr) => [...tr.cells].slice(2).map((c) => c.textContent).join(' ') === '2 2 2 0'), undefined, { timeout: 15_000 });
   const slotRow = await page.waitForFunction(() => {
     const cells = [...(document.querySelector<HTMLTableRowElement>('#slots tbody tr')?.cells ?? [])].map((c) => c.textContent);
-    return /^public\.employees pgtunnel_public_employees_\w+ active, reserved [\d.]+ (B|kB|MB) [\d.]+ (B|kB|MB) no limit$/.test(cells.join(' ')) && cells.join(' ');
+    return /^public\.employees pgtunnel_source_\w+ active, reserved [\d.]+ (B|kB|MB) [\d.]+ (B|kB|MB) no limit$/.test(cells.join(' ')) && cells.join(' ');
   }, undefined, { timeout: 15_000 });
   t.diagnostic(`slot row: ${String(await slotRow.jsonValue())}`);
   mkdirSync(outputDir, { recursive: true });

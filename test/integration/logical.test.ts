@@ -18,7 +18,7 @@ test('capture: logical — install says so, every kind of change arrives exact w
   await query(db.sourceUrl, "INSERT INTO employees (first_name, last_name, dob, city, salary) SELECT 'f' || i, 'l' || i, DATE '1970-01-01' + i, 'c' || i % 7, i FROM generate_series(1, 2000) i");
   const installed = await runCli(['install'], env);
   assert.equal(installed.code, 0, installed.stderr);
-  assert.match(installed.stdout, /capture logical \(capture: logical, and the source has wal_level = logical\), publication pgtunnel_public_employees_[0-9a-f]{12} and slot pgtunnel_public_employees_[0-9a-f]{12},/);
+  assert.match(installed.stdout, /capture logical \(capture: logical, from the source's one slot, and the source has wal_level = logical\), publication pgtunnel_source_[0-9a-f]{16} and slot pgtunnel_source_[0-9a-f]{16},/);
   assert.equal((await query(db.sourceUrl, "SELECT 1 FROM pg_class WHERE relname = 'emp_cdc'")).length, 0, 'no change table in logical mode');
   assert.equal((await query(db.sourceUrl, 'SELECT 1 FROM pg_publication')).length, 1);
 
@@ -55,11 +55,11 @@ test('capture: logical — install says so, every kind of change arrives exact w
   // slot safety in status: the slot, its retained WAL and its lag (logical capture has no change table)
   const status = await runCli(['status', '--json'], env);
   const table = (JSON.parse(status.stdout) as { tables: { slot?: { name: string; active: boolean; walStatus: string; retainedWalBytes: number; lagBytes: number } }[] }).tables[0]!;
-  assert.match(table.slot?.name ?? '', /^pgtunnel_public_employees_[0-9a-f]{12}$/, status.stdout);
+  assert.match(table.slot?.name ?? '', /^pgtunnel_source_[0-9a-f]{16}$/, status.stdout);
   assert.equal(table.slot!.active, true);
   assert.equal(table.slot!.walStatus, 'reserved');
   assert.ok(table.slot!.retainedWalBytes > 0 && table.slot!.lagBytes >= 0, status.stdout);
-  assert.match((await runCli(['status'], env)).stdout, /slot pgtunnel_public_employees_\w+ active, lag .*, retains .* of WAL/);
+  assert.match((await runCli(['status'], env)).stdout, /slot pgtunnel_source_\w+ active, lag .*, retains .* of WAL/);
 
   const signal = await runCli(['snapshot', '--table', 'employees'], env);
   assert.equal(signal.code, 2, 'an incremental snapshot is refused, not left pending: only trigger capture reads signals');
