@@ -3,8 +3,8 @@ import { CopyOut, refused } from './byteScan.js';
 import { copyText, Cursor, typeName, unsure, valueAt, type Shape } from './avroCursor.js';
 import { columnsOfRecord, type AvroSchema } from './avroSchema.js';
 import type { ColumnKind, ColumnType } from './columnKinds.js';
-import type { Op } from './envelope.js';
-import type { ScanTable, Verdict } from './envelopeScanner.js';
+import type { Verdict } from './envelopeScanner.js';
+import { RowScan, type ScanTable } from './rowScan.js';
 import { fromAvro } from './values.js';
 
 /**
@@ -76,7 +76,7 @@ class RowAt {
 }
 
 /** One scanner per pair of writer schemas (key and value) and target table; scan() keeps its fields until the next. */
-export class AvroScanner {
+export class AvroScanner extends RowScan {
   /** False when the schemas are not the shape this scanner reads: every record is then `fallback`. */
   supported = false;
   private fields: Field[] = [];
@@ -89,24 +89,14 @@ export class AvroScanner {
   private readonly fieldOfTarget: Int32Array;
   /** For each table key column: its field in the row and in the key record. */
   private readonly keyPairs: [number, number][] = [];
-  private readonly writableCount: number;
   private readonly cursor = new Cursor();
   private readonly keyCursor = new Cursor();
   private rows = [new RowAt(0), new RowAt(0)];
   private keyRow = new RowAt(0);
-  private readonly keyJson: string[];
 
-  op: Op = 'c';
-  keyText = '';
-  tsMs = 0;
-  unknownColumns = false;
-  copyable = false;
-  signature = '';
-
-  constructor(private readonly table: ScanTable, valueType: avro.Type, valueSchema: Record<string, unknown>, keyType: avro.Type, keySchema: Record<string, unknown>) {
+  constructor(table: ScanTable, valueType: avro.Type, valueSchema: Record<string, unknown>, keyType: avro.Type, keySchema: Record<string, unknown>) {
+    super(table);
     this.fieldOfTarget = new Int32Array(table.columns.length).fill(-1);
-    this.keyJson = table.key.map((k) => JSON.stringify(k));
-    this.writableCount = table.writable.filter(Boolean).length;
     const top = (valueType as unknown as Shape).fields ?? [];
     const names = top.map((f) => f.name);
     if (names.slice(0, 5).join() !== envelopeFields.join() || names.length > 6 || (names.length === 6 && names[5] !== 'transaction')) return;
@@ -149,6 +139,7 @@ export class AvroScanner {
       const row = this.rows[this.op === 'd' ? 0 : 1]!;
       if (!row.present) throw refused;
       this.readKey(key, row);
+      this.unknownColumns = this.fields.some((f) => f.target < 0);
       this.lineShape();
       return 'row';
     } catch (err) {
@@ -252,24 +243,13 @@ export class AvroScanner {
     return fromAvro(column, valueAt(c, column));
   }
 
-  /** Which target columns the after-row writes (signature '' when every writable one), and whether COPY takes them. */
-  private lineShape(): void {
-    this.unknownColumns = this.fields.some((f) => f.target < 0);
-    let count = 0;
-    let copyable = true;
-    let signature = '';
-    for (let i = 0; i < this.fieldOfTarget.length; i++) {
-      if (!this.table.writable[i] || this.fieldOfTarget[i]! < 0) continue;
-      count++;
-      signature += `${i},`;
-      if (!this.table.copyable[i]) copyable = false;
-    }
-    this.copyable = copyable && this.rows[1]!.present;
-    this.signature = count === this.writableCount ? '' : signature;
+  protected carries(i: number): boolean {
+    return this.fieldOfTarget[i]! >= 0;
   }
 
-  lineColumns(): string[] {
-    return this.table.columns.filter((_, i) => this.table.writable[i] && this.fieldOfTarget[i]! >= 0);
+  /** Scalars only: a schema with arrays or composites is not read by this scanner. */
+  protected plain(): boolean {
+    return this.rows[1]!.present;
   }
 
   /** The after-row's COPY line (only when `copyable`), in the target's column order; false: leave the record to the decoder. */

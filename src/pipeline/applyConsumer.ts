@@ -77,6 +77,11 @@ export class PolledSets<M> {
     });
   }
 
+  /** Whether `count` records (or the byte cap) are waiting: a set worth decoding while another is written. */
+  holds(count: number): boolean {
+    return this.buffer.length >= count || this.bufferedBytes >= this.maxBytes;
+  }
+
   async take(signal: AbortSignal): Promise<PolledSet<M> | undefined> {
     while (this.buffer.length === 0 && !signal.aborted && !this.failure) {
       let onAbort: (() => void) | undefined;
@@ -186,6 +191,8 @@ export class ApplyConsumer {
    * Decode of set N+1 overlapped with the write of set N: at most one set decoding and one writing (each
    * bounded by PolledSets in bytes), the writes one after another in poll order, so per-partition order and
    * the offsets stored with each write are as with one set at a time. A failed write stops the taking.
+   * Only a full set (a backlog) is decoded ahead: else the next set gathers what arrives during the write,
+   * as one set at a time did, rather than splitting a live stream into many small transactions.
    */
   private async applySets(sets: PolledSets<StringMessage>, writer: TargetWriter, offsets: GroupOffsets, signal: AbortSignal, backoff: Backoff): Promise<void> {
     const failed = new AbortController();
@@ -194,6 +201,8 @@ export class ApplyConsumer {
     let writeError: unknown;
     try {
       for (;;) {
+        if (!sets.holds(this.config.batchSize)) await writing;
+        if (writeError !== undefined) break;
         const set = await sets.take(taking);
         if (!set) break;
         const prepared = await this.prepare(set, writer);
