@@ -1,17 +1,20 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
 import { postgresBinDir } from '../src/stack/postgresCluster.js';
-import { BenchContext, BenchTunnel, sql } from './context.js';
+import { BenchContext, BenchTunnel, sql, waitUntil } from './context.js';
 
 export interface OverheadResult {
-  insertTps: { plain: number; captured: number; logical: number };
-  updateTps: { plain: number; captured: number; logical: number };
-  bulkUpdateSeconds: { plain: number; captured: number; logical: number };
+  insertTps: Figures;
+  updateTps: Figures;
+  bulkUpdateSeconds: Figures;
   rows: number;
 }
+
+/** `logical`: a walsender decodes the WAL meanwhile, the tunnel elsewhere; `logicalTunnel`: the tunnel streams on the same 2 cores. */
+interface Figures { plain: number; captured: number; logical: number; logicalTunnel: number }
 
 const scripts = mkdtempSync(path.join(tmpdir(), 'pgtunnel-bench-'));
 writeFileSync(path.join(scripts, 'insert.sql'), "INSERT INTO employees (first_name, last_name, dob, city, salary) VALUES ('f', 'l', '2000-01-01', 'c', 1);\n");
@@ -30,26 +33,64 @@ export async function timed(url: string, text: string): Promise<number> {
 }
 
 /**
- * One database without capture, one with trigger capture as `pgtunnel install` creates it as a superuser
- * (direct mode: the DDL event trigger present; captureModes.ts compares the modes) and one with logical
- * capture, same workload. The trigger side runs without the tunnel: on 2 cores its own CPU (Node, Kafka)
- * would be counted as the triggers' cost; the latency and throughput runs measure the tunnel. The logical
- * side's cost is the walsender decoding the WAL, which only a reader of the slot causes: its producer
- * streams to Kafka meanwhile (walsender, tunnel and broker share the 2 cores with the writers).
+ * A walsender decoding `publication` with pgoutput, as it does for the tunnel, into /dev/null
+ * (pg_recvlogical on a slot of its own): logical capture's cost on the source without the tunnel's and the
+ * broker's CPU, which on a real deployment run elsewhere but here share the 2 cores with the writers.
  */
-async function side(ctx: BenchContext, name: string, capture: 'none' | 'trigger' | 'logical', rows: number, seconds: number) {
+class WalDecoder {
+  private child?: ChildProcess;
+  private readonly bin = path.join(postgresBinDir(), 'pg_recvlogical');
+  private readonly slot = 'bench_wal_decoder';
+
+  constructor(private readonly url: string) {}
+
+  async start(): Promise<void> {
+    const [pub] = await sql<{ pubname: string }>(this.url, "SELECT pubname FROM pg_publication_tables WHERE tablename = 'employees'");
+    if (!pub) throw new Error('no publication of employees: install did not create logical capture');
+    execFileSync(this.bin, ['-d', this.url, '--slot', this.slot, '--create-slot', '--if-not-exists', '-P', 'pgoutput']);
+    this.child = spawn(this.bin, ['-d', this.url, '--slot', this.slot, '--start', '-o', 'proto_version=1', '-o', `publication_names=${pub.pubname}`, '-f', '/dev/null', '-F', '1', '-s', '1'], { stdio: 'ignore' });
+    await waitUntil('the decoder\'s walsender', async () => {
+      if (this.child!.exitCode !== null) throw new Error(`pg_recvlogical exited with ${this.child!.exitCode}`);
+      return (await sql(this.url, 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [this.slot])).length > 0;
+    }, 30_000, 20);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGINT');
+      await exited;
+    }
+    await waitUntil('the decoder\'s slot to be free', async () => (await sql(this.url, 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [this.slot])).length === 0, 30_000, 20);
+    execFileSync(this.bin, ['-d', this.url, '--slot', this.slot, '--drop-slot']);
+  }
+}
+
+/**
+ * One database without capture, one with trigger capture as `pgtunnel install` creates it as a superuser
+ * (direct mode: the DDL event trigger present; captureModes.ts compares the modes) and two with logical
+ * capture, same workload. The trigger side runs without the tunnel: on 2 cores its own CPU (Node, Kafka)
+ * would be counted as the triggers' cost; the latency and throughput runs measure the tunnel. Logical
+ * capture's cost on the source is the walsender decoding the WAL, which only a reader of a slot causes: the
+ * goal's row has a walsender decode the publication meanwhile (`WalDecoder`), and a second row, recorded,
+ * has the tunnel's producer stream to Kafka meanwhile (walsender, tunnel and broker on the writers' cores).
+ */
+async function side(ctx: BenchContext, name: string, capture: 'none' | 'trigger' | 'logical' | 'logicalTunnel', rows: number, seconds: number) {
   const dbs = await ctx.databases(name, employeesDdl);
   await sql(dbs.source, `INSERT INTO employees (first_name, salary) SELECT 'n', 1 FROM generate_series(1, ${rows})`);
   await sql(dbs.source, 'VACUUM ANALYZE employees');
-  const env = ctx.tunnelEnv(dbs, 'employees', capture === 'logical' ? { PGTUNNEL_CAPTURE: 'logical' } : {});
+  const env = ctx.tunnelEnv(dbs, 'employees', capture.startsWith('logical') ? { PGTUNNEL_CAPTURE: 'logical' } : {});
   if (capture !== 'none') {
     const install = new BenchTunnel(env, ['install']);
     await new Promise((resolve) => install.child.once('exit', resolve));
     if (install.child.exitCode !== 0) throw new Error(`install failed: ${install.output}`);
   }
-  const producer = capture === 'logical' ? new BenchTunnel(env, ['run', '--role', 'producer']) : undefined;
+  const producer = capture === 'logicalTunnel' ? new BenchTunnel(env, ['run', '--role', 'producer']) : undefined;
+  const decoder = capture === 'logical' ? new WalDecoder(dbs.source) : undefined;
   try {
     await producer?.streaming();
+    await decoder?.start();
     writeFileSync(path.join(scripts, 'update.sql'), `\\set id random(1, ${rows})\nUPDATE employees SET salary = salary + 1 WHERE emp_id = :id;\n`);
     const insert = pgbench(dbs.source, path.join(scripts, 'insert.sql'), seconds);
     const update = pgbench(dbs.source, path.join(scripts, 'update.sql'), seconds);
@@ -57,6 +98,7 @@ async function side(ctx: BenchContext, name: string, capture: 'none' | 'trigger'
     return { insert, update, bulk };
   } finally {
     await producer?.stop();
+    await decoder?.stop();
   }
 }
 
@@ -64,10 +106,12 @@ export async function overhead(ctx: BenchContext, rows: number, seconds: number)
   const plain = await side(ctx, 'bench_plain', 'none', rows, seconds);
   const captured = await side(ctx, 'bench_captured', 'trigger', rows, seconds);
   const logical = await side(ctx, 'bench_logical', 'logical', rows, seconds);
+  const logicalTunnel = await side(ctx, 'bench_logical_tunnel', 'logicalTunnel', rows, seconds);
+  const pick = (k: 'insert' | 'update' | 'bulk'): Figures => ({ plain: plain[k], captured: captured[k], logical: logical[k], logicalTunnel: logicalTunnel[k] });
   return {
-    insertTps: { plain: plain.insert, captured: captured.insert, logical: logical.insert },
-    updateTps: { plain: plain.update, captured: captured.update, logical: logical.update },
-    bulkUpdateSeconds: { plain: plain.bulk, captured: captured.bulk, logical: logical.bulk },
+    insertTps: pick('insert'),
+    updateTps: pick('update'),
+    bulkUpdateSeconds: pick('bulk'),
     rows,
   };
 }

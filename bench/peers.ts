@@ -1,6 +1,6 @@
 // `npm run bench -- --peers`: Debezium 3.6 (PostgreSQL connector with pgoutput + JDBC sink, on a Kafka Connect
 // standalone worker against the same broker) beside pgtunnel on the same source, load and target: snapshot
-// time and commit → target latency. The peer is tuned for latency as its users would (poll.interval.ms=5).
+// time and commit → target latency (pgtunnel with trigger capture, and with logical capture: pgoutput as Debezium). The peer is tuned for latency as its users would (poll.interval.ms=5).
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
@@ -19,7 +19,8 @@ export function debeziumSource(db: string, table: string, name: string): Record<
     'database.hostname': url.hostname,
     'database.port': url.port,
     'database.user': decodeURIComponent(url.username),
-    'database.password': decodeURIComponent(url.password),
+    // the stack's URLs carry no password: its clients take it from PGPASSWORD, as libpq's do (testkit/testStack.ts)
+    'database.password': decodeURIComponent(url.password) || (process.env.PGPASSWORD ?? ''),
     'database.dbname': url.pathname.slice(1),
     'topic.prefix': name,
     'plugin.name': 'pgoutput',
@@ -46,7 +47,7 @@ export function debeziumSink(db: string, topic: string, table: string): Record<s
     'connector.class': 'io.debezium.connector.jdbc.JdbcSinkConnector',
     'connection.url': `jdbc:postgresql://${url.host}${url.pathname}`,
     'connection.username': decodeURIComponent(url.username),
-    'connection.password': decodeURIComponent(url.password),
+    'connection.password': decodeURIComponent(url.password) || (process.env.PGPASSWORD ?? ''),
     topics: topic,
     'insert.mode': 'upsert',
     'delete.enabled': 'true',
@@ -136,6 +137,15 @@ export async function peersBench(ctx: BenchContext, quick: boolean, record: bool
   const snap = await snapshot(ctx, plan.rows);
   log(`latency at ${plan.rate}/s for ${plan.seconds} s: pgtunnel`);
   const tunnel = await tunnelLatency(ctx, plan.rate, plan.seconds);
+  // pgtunnel's logical capture reads the same pgoutput stream as Debezium's connector: the like-for-like pair
+  log(`latency at ${plan.rate}/s for ${plan.seconds} s: pgtunnel, capture: logical`);
+  process.env.PGTUNNEL_CAPTURE = 'logical'; // the bench tunnels inherit the environment
+  let logical: Awaited<ReturnType<typeof tunnelLatency>>;
+  try {
+    logical = await tunnelLatency(ctx, plan.rate, plan.seconds);
+  } finally {
+    delete process.env.PGTUNNEL_CAPTURE;
+  }
   // Connect's own default heap (2 GB), as its users run it
   const connect = await ConnectWorker.start(ctx.home, path.join(ctx.home, 'bench-connect'), ctx.brokers, { heap: '2g' });
   let peer: { snapshot: { seconds: number }; latency: LatencyResult; rssMb: number };
@@ -154,7 +164,8 @@ export async function peersBench(ctx: BenchContext, quick: boolean, record: bool
     [`latency p50 (${plan.rate}/s, ${plan.seconds} s, commit → target)`, ms(tunnel.p50), ms(peer.latency.p50), f(peer.latency.p50 / tunnel.p50, 2)],
     ['latency p99', ms(tunnel.p99), ms(peer.latency.p99), f(peer.latency.p99 / tunnel.p99, 2)],
     ['latency max', ms(tunnel.max), ms(peer.latency.max), f(peer.latency.max / tunnel.max, 2)],
-    ['peak RSS (pgtunnel process / Connect worker)', `${f(Math.max(snap.peakRssMb, tunnel.peakRssMb), 0)} MB`, `${f(peer.rssMb, 0)} MB`, '-'],
+    [`latency p50 / p99 / max, pgtunnel with capture: logical (pgoutput, as Debezium)`, `${f(logical.p50)} / ${f(logical.p99)} / ${f(logical.max)} ms`, `${f(peer.latency.p50)} / ${f(peer.latency.p99)} / ${f(peer.latency.max)} ms`, `${f(peer.latency.p50 / logical.p50, 2)} / ${f(peer.latency.p99 / logical.p99, 2)} / ${f(peer.latency.max / logical.max, 2)}`],
+    ['peak RSS (pgtunnel process / Connect worker)', `${f(Math.max(snap.peakRssMb, tunnel.peakRssMb, logical.peakRssMb), 0)} MB`, `${f(peer.rssMb, 0)} MB`, '-'],
   ];
   const encoding = ctx.format === 'avro' ? 'Avro' : ctx.format === 'json' ? 'JSON' : 'JSON Schema';
   const table = [`| measure | pgtunnel (${encoding}) | Debezium 3.6, tuned (${ctx.format === 'avro' ? 'Avro' : 'JSON with schemas'}) | Debezium / pgtunnel |`, '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');

@@ -156,9 +156,9 @@ export class TransactionBuffer {
   /**
    * Units ready to apply, at most `maxRecords` records: every key's writers in order, and otherwise in source
    * commit order (`source.ts_ms`): the earliest ready unit first, and none committed after a unit still waiting
-   * for its parts.
+   * for its parts. `gate`: whether a ready unit may go now (strict commit order: nothing earlier can still arrive).
    */
-  take(maxRecords: number): Unit[] {
+  take(maxRecords: number, gate: (unit: Unit) => boolean = () => true): Unit[] {
     const horizon = this.earliestIncomplete();
     const ready: Unit[] = [];
     const queued = new Set<string>();
@@ -168,13 +168,13 @@ export class TransactionBuffer {
       if (queued.has(id) || !this.ready(id)) return;
       queued.add(id);
       const unit = this.units.get(id)!;
-      if (unit.sourceMs! > horizon) after.push(id);
+      if (unit.sourceMs! > horizon || !gate(unit)) after.push(id);
       else if (sorted) insertByCommit(ready, unit);
       else ready.push(unit);
     };
     for (const id of this.candidates) consider(id, false);
     this.candidates.clear();
-    ready.sort((a, b) => commitOf(b) - commitOf(a));
+    ready.sort((a, b) => byCommit(b, a));
     const out: Unit[] = [];
     let records = 0;
     while (ready.length > 0 && records < maxRecords) {
@@ -305,12 +305,11 @@ export class TransactionBuffer {
 
 /** Keeps `units` sorted latest commit first (so `pop` is the earliest); a unit without a commit time goes first. */
 function insertByCommit(units: Unit[], unit: Unit): void {
-  const at = commitOf(unit);
   let lo = 0;
   let hi = units.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (commitOf(units[mid]!) > at) lo = mid + 1;
+    if (byCommit(units[mid]!, unit) > 0) lo = mid + 1;
     else hi = mid;
   }
   units.splice(lo, 0, unit);
@@ -318,3 +317,13 @@ function insertByCommit(units: Unit[], unit: Unit): void {
 
 /** A finite sort key (a difference of two -Infinity is NaN, which breaks a sort). */
 const commitOf = (u: Unit) => u.sourceMs ?? Number.MIN_SAFE_INTEGER;
+
+/**
+ * Earlier commit first; within one millisecond the lower txid, so a transaction begun after another committed
+ * (it got a later txid) goes after it even when the two arrived in the other order.
+ */
+function byCommit(a: Unit, b: Unit): number {
+  const ms = commitOf(a) - commitOf(b);
+  if (ms !== 0 || a.single || b.single) return ms;
+  return a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}

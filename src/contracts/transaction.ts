@@ -28,3 +28,25 @@ export function transactionEventMessage(topic: string, id: string, tsMs: number,
   const value = `{"status":"${end ? 'END' : 'BEGIN'}","id":${JSON.stringify(id)},"ts_ms":${tsMs},"event_count":${end ? end.eventCount : 'null'},"data_collections":${collections}}`;
   return { topic, key: `{"id":${JSON.stringify(id)}}`, value };
 }
+
+/**
+ * A table producer's progress on `<prefix>.transaction` (pgtunnel's own status beside BEGIN and END): every
+ * source transaction visible in `snapshot` (a pg_snapshot, the producer's checkpoint) that wrote `table` is
+ * in Kafka. Keyed by the table. `apply: transactional` releases a transaction only once every table's
+ * progress has passed it, so nothing committed before it can still arrive.
+ */
+export function progressMessage(topic: string, table: string, snapshot: string, tsMs: number): { topic: string; key: string; value: string } {
+  return { topic, key: JSON.stringify({ table }), value: `{"status":"PROGRESS","table":${JSON.stringify(table)},"snapshot":${JSON.stringify(snapshot)},"ts_ms":${tsMs}}` };
+}
+
+/** Pure: a PROGRESS record's table and snapshot; undefined for anything else. */
+export function progressOf(value: string): { table: string; snapshot: string } | undefined {
+  if (!value.startsWith('{"status":"PROGRESS"')) return undefined;
+  let v: { table?: unknown; snapshot?: unknown };
+  try {
+    v = JSON.parse(value) as typeof v;
+  } catch {
+    return undefined;
+  }
+  return typeof v.table === 'string' && typeof v.snapshot === 'string' ? { table: v.table, snapshot: v.snapshot } : undefined;
+}

@@ -82,6 +82,11 @@ export class PolledSets<M> {
     return this.buffer.length >= count || this.bufferedBytes >= this.maxBytes;
   }
 
+  /** Messages delivered and not taken yet. */
+  get buffered(): number {
+    return this.buffer.length;
+  }
+
   async take(signal: AbortSignal): Promise<PolledSet<M> | undefined> {
     while (this.buffer.length === 0 && !signal.aborted && !this.failure) {
       let onAbort: (() => void) | undefined;

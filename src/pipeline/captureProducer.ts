@@ -15,6 +15,7 @@ import { ChangePages } from './changePages.js';
 import { ChangeVacuum } from './changeVacuum.js';
 import { PublishStep } from './publishStep.js';
 import { Heartbeat } from './heartbeat.js';
+import { ProgressMarks } from './progressMarks.js';
 import { IncrementalSnapshot } from './incrementalSnapshot.js';
 import { SnapshotSource, snapshotPath } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
@@ -42,6 +43,7 @@ export class CaptureProducer extends TableProducer {
   private vacuum: ChangeVacuum | undefined;
   private readonly incremental: IncrementalSnapshot;
   private readonly heartbeat: Heartbeat;
+  private readonly progress: ProgressMarks;
   /** The stream's page reads, on a connection of their own beside the lock holder's session (issue 21 item 6). */
   private reads: pg.Client | undefined;
   /** A switch to logical capture under way: the snapshot the last trigger batch ends at. */
@@ -57,6 +59,7 @@ export class CaptureProducer extends TableProducer {
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
     this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, this.onPhase, snapshotPath(this.encoder.format, this.snapshot));
     this.heartbeat = new Heartbeat(config, this.id, table.topic, producer);
+    this.progress = new ProgressMarks(config, this.id, producer);
     this.incremental = new IncrementalSnapshot(this.id, config, table, this.masked, this.snapshotSource, this.publishStep, log);
   }
 
@@ -84,6 +87,7 @@ export class CaptureProducer extends TableProducer {
       progressed();
       if (busy) this.heartbeat.busy();
       else if (this.state!.position.cur === null) await this.heartbeat.idle(readAt);
+      await this.progress.after(this.state!.position.cur === null ? this.state!.position.prev : null, busy);
       if (!busy) {
         await this.publishStep.drained();
         await this.idle(client, signal);

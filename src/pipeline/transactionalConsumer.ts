@@ -6,7 +6,10 @@ import { sqlState, TunnelError } from '../errors.js';
 import { connect } from '../pg.js';
 import { applicationNames, clientIds, lockNames, oneOffGroupId, partitionId, transactionTopic } from '../names.js';
 import type { TableApply } from '../apply/targetWriter.js';
-import { TransactionBuffer, envelopeTail, type HeldRecord } from '../apply/transactionBuffer.js';
+import { TransactionBuffer, envelopeTail, type HeldRecord, type Unit } from '../apply/transactionBuffer.js';
+import { CommitWatermark } from '../apply/commitWatermark.js';
+import { progressOf } from '../contracts/transaction.js';
+import { telemetry } from '../instruments/telemetry.js';
 import { TransactionApply } from '../apply/transactionApply.js';
 import { foreignKeys, parentsFirst } from '../apply/foreignKeys.js';
 import { storedOffsets } from '../apply/offsets.js';
@@ -28,6 +31,9 @@ const recentUnits = 200_000;
 
 /** How long one blocking wait for the applier lock lasts before a standby looks at its stop signal again. */
 const waitSliceMs = 1000;
+
+/** How often an applier holding transactions looks again for progress that came with no record. */
+const recheckMs = 100;
 
 /**
  * `apply: transactional`: one applier per tunnel reads every partition of the tunnel's topics and the
@@ -122,23 +128,30 @@ export class TransactionalConsumer {
       const buffer = new TransactionBuffer((topic) => counts.get(topic) ?? 1, stored, (table) => tableIds.has(table));
       const applier = new TransactionApply(target, this.tables, (topic) => counts.get(topic) ?? 1, new DeadLetterWriter(this.deadLetters), order, () => failpoint('apply.write'), this.foreignKeyWaits);
       const sets = new PolledSets<BytesMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
+      const watermark = new CommitWatermark(new Map([...this.tables].map(([topic, t]) => [t.table, topic])));
+      const gate = (u: Unit) => u.single || watermark.passes(u.id);
+      let stalled: string | undefined;
       this.log.info({ group: this.config.groupId, units: ahead.size }, 'transactional applier started');
       this.health.set('consumer', 'ok');
       let lastReport = Date.now();
       let storedText = '';
       for (;;) {
-        const set = await sets.take(signal);
-        if (!set) break;
-        for (const m of set.messages) this.hold(m, buffer, ahead);
+        // held transactions wait for progress marks that may come without records (a topic's end is a commit marker)
+        const set = await sets.take(buffer.held > 0 ? AbortSignal.any([signal, AbortSignal.timeout(recheckMs)]) : signal);
+        if (signal.aborted) break;
+        for (const m of set?.messages ?? []) this.hold(m, buffer, ahead, watermark);
+        if (sets.buffered === 0 && stream.readableLength === 0) readToFetched(stream.offsetsToFetch, watermark);
+        await this.takeEnds(consumer, watermark);
+        watermark.settle();
         await this.spill(target, buffer);
-        let units = buffer.take(this.config.batchSize);
+        let units = buffer.take(this.config.batchSize, gate);
         // records that apply nothing (tombstones, BEGIN, copies of applied units) still move the stored offsets,
         // so the target's offsets reach the topics' ends (`run --once`, status lag)
         if (units.length === 0 && buffer.held === 0 && offsetsText(buffer.nextOffsets()) !== storedText) {
           await applier.apply([], buffer.nextOffsets());
           storedText = offsetsText(buffer.nextOffsets());
         }
-        for (; units.length > 0; units = buffer.take(this.config.batchSize)) {
+        for (; units.length > 0; units = buffer.take(this.config.batchSize, gate)) {
           await applier.apply(units, buffer.nextOffsets());
           storedText = offsetsText(buffer.nextOffsets());
           failpoint('apply.after-commit');
@@ -149,7 +162,7 @@ export class TransactionalConsumer {
             ahead.delete(id);
           }
         }
-        this.health.set('consumer', 'ok');
+        stalled = this.orderHealth(watermark.stalled(), stalled);
         if (buffer.held > 0 && Date.now() - lastReport > 10_000) {
           lastReport = Date.now();
           this.log.info({ held: buffer.held, bytes: buffer.bytes, oldest: buffer.oldest() }, 'transactions held for their parts');
@@ -160,17 +173,49 @@ export class TransactionalConsumer {
     }
   }
 
-  private hold(m: BytesMessage, buffer: TransactionBuffer, ahead: Set<string>): void {
+  private hold(m: BytesMessage, buffer: TransactionBuffer, ahead: Set<string>, watermark: CommitWatermark): void {
     const r: HeldRecord = { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8') };
     if (m.topic === this.txTopic) {
+      const progress = r.value === undefined ? undefined : progressOf(r.value);
+      if (progress) {
+        watermark.progress(progress.table, progress.snapshot);
+        return buffer.pass(r);
+      }
       const end = r.value === undefined ? undefined : endEvent(r.value);
       if (end && !ahead.has(end.id)) buffer.end(r, end.id, end.counts);
       else buffer.pass(r);
       return;
     }
+    watermark.readTo(m.topic, m.partition, m.offset + 1n);
     const tail = envelopeTail(r.value);
     if (r.value === undefined || ahead.has(tail?.txId ?? singleId(r))) return buffer.pass(r);
     buffer.add(r, this.tables.get(m.topic)!.table, tail, singleId(r));
+  }
+
+  /** The end offsets of the topics whose progress marks were just read: the marks count once these are read. */
+  private async takeEnds(consumer: Consumer<Buffer, Buffer, string, string>, watermark: CommitWatermark): Promise<void> {
+    const topics = watermark.wantsEnds();
+    if (topics.length === 0) return;
+    let listed;
+    try {
+      listed = await consumer.listOffsets({ topics });
+    } catch (err) {
+      throw unreachableBroker(this.config.kafkaBrokers, err);
+    }
+    for (const topic of topics) {
+      const ends = listed.get(topic);
+      if (ends && ends.length > 0) watermark.ends(topic, ends);
+    }
+  }
+
+  /** Status says what held transactions wait for once they waited long; the log and the degraded event once per stall. */
+  private orderHealth(stall: string | undefined, before: string | undefined): string | undefined {
+    this.health.set('consumer', stall ? 'waiting' : 'ok', stall);
+    if (stall && !before) {
+      this.log.warn({ group: this.config.groupId }, stall);
+      telemetry.degraded('consumer', stall);
+    }
+    return stall;
   }
 
   /** Over the budget: the largest incomplete transactions' records go to the target until half of it is free. */
@@ -204,6 +249,17 @@ export class TransactionalConsumer {
       out.set(topic, n);
     }
     return out;
+  }
+}
+
+/**
+ * Every record the stream fetched has been held (nothing waits in its buffer or in the sets): each partition
+ * is read up to its fetch position, which moves past commit markers no record shows.
+ */
+function readToFetched(fetched: Map<string, bigint>, watermark: CommitWatermark): void {
+  for (const [key, next] of fetched) {
+    const at = key.lastIndexOf(':');
+    watermark.readTo(key.slice(0, at), Number(key.slice(at + 1)), next);
   }
 }
 
