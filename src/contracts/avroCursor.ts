@@ -71,7 +71,10 @@ export class Cursor {
     for (let i = 0; ; i++) {
       if (i === 10) throw unsure;
       if (this.pos >= this.b.length) throw refused;
-      if ((this.b[this.pos++]! & 0x80) === 0) return;
+      const c = this.b[this.pos++]!;
+      // a tenth byte above 1 is past 64 bits, which avsc's long reads its own way
+      if (i === 9 && c > 1) throw unsure;
+      if ((c & 0x80) === 0) return;
     }
   }
 

@@ -267,7 +267,13 @@ export class AvroScanner extends RowScan {
       if (at < 0) out.text('\\N');
       else {
         c.pos = at;
-        if (!copyText(c, this.fields[f]!.column, out)) return false;
+        try {
+          if (!copyText(c, this.fields[f]!.column, out)) return false;
+        } catch (err) {
+          // scan() read the same bytes: a value it let pass and cannot write is the decoder's to judge
+          if (err === unsure || err === refused) return false;
+          throw err;
+        }
       }
     }
     out.byte(0x0a);
