@@ -2,7 +2,7 @@ import { checkKeyForm, decodeEnvelope, keyedEnvelope, keyOfImage, PoisonError, r
 import { firstFailure, type CompiledRule } from '../validate/rules.js';
 import type { DeadLetter, RawRecord } from '../validate/deadLetters.js';
 import type { DecodedRecord } from './reduce.js';
-import { keyId } from '../names.js';
+import { keyId, partitionId } from '../names.js';
 
 /** A record's envelope and canonical key (empty for a truncate), or its poison letter. */
 export type Decoded = { envelope: Envelope; key: string } | { poison: DeadLetter };
@@ -45,10 +45,27 @@ export type Step =
   | { kind: 'write'; records: DecodedRecord[] };
 
 /**
- * Pure: each record's fate in order — written (runs of records between truncates become one write step),
- * truncated, or a dead letter (poison, parked behind an earlier letter of its key, a rule). `parked` is
- * read as the steps are taken: a letter the caller records for a key parks that key's later records.
- * `unrecorded`: truncates the source's capture did not record, which are never honoured.
+ * Pure: the records with each partition's together, partitions in order of first appearance, each in its
+ * own order. A set is several fetches (partition 0, 1, 2, 0 again, …) and Kafka orders nothing across
+ * partitions; a truncate orders only its own partition's records, so one copy of it must not split another
+ * partition's run and write a key of that partition twice in the transaction.
+ */
+export function byPartition<R extends { topic: string; partition: number }>(records: R[]): R[] {
+  const runs = new Map<string, R[]>();
+  for (const r of records) {
+    const id = partitionId(r.topic, r.partition);
+    const run = runs.get(id);
+    if (run) run.push(r);
+    else runs.set(id, [r]);
+  }
+  return runs.size <= 1 ? records : [...runs.values()].flat();
+}
+
+/**
+ * Pure: each record's fate in its partition's order (byPartition) — written (runs of records between
+ * truncates become one write step), truncated, or a dead letter (poison, parked behind an earlier letter of
+ * its key, a rule). `parked` is read as the steps are taken: a letter the caller records for a key parks
+ * that key's later records. `unrecorded`: truncates the source's capture did not record, never honoured.
  */
 export function* route(
   fresh: RawRecord[],
@@ -58,7 +75,7 @@ export function* route(
   unrecorded: Set<RawRecord> = new Set(),
 ): Generator<Step> {
   let segment: DecodedRecord[] = [];
-  for (const r of fresh) {
+  for (const r of byPartition(fresh)) {
     const d = decoded.get(r);
     if (d === undefined) continue; // a tombstone only tells compaction to forget the key
     if ('poison' in d) {

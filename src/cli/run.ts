@@ -48,9 +48,11 @@ async function prepareOrWait(cfg: TunnelConfig, wait: boolean, signal: AbortSign
       return await prepare(cfg, log);
     } catch (err) {
       const e = classify(err);
-      if (!wait || !e.retryable || signal.aborted) throw e;
-      const retryInMs = backoff.next();
+      if (!wait || !e.retryable) throw e;
       waiting.what = `the services to answer (${describeError(e).split('\n')[0]!})`;
+      // the deadline passed during this attempt (a slow start on a loaded machine): the caller names what it waited for
+      if (signal.aborted) return undefined;
+      const retryInMs = backoff.next();
       log.warn({ code: e.code, retryInMs }, `waiting: ${describeError(e)}`);
       await sleep(retryInMs, signal);
       if (signal.aborted) return undefined;
@@ -71,7 +73,8 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     // each side on its own thread, --role or not: one code path, and this thread stays free for HTTP and
     // signals; spawned now, the threads load their modules while the services are prepared
     const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
-    threads = spawnSides(parts, log);
+    // threads: false keeps both sides on this thread (half the latency at 1k/s on a loaded 2-core host, bench/RESULTS.md)
+    threads = cfg.threads ? spawnSides(parts, log) : [];
     cleanup = (await embeddedStack(cfg)).stop;
     cfg = await withTables(cfg);
     if (cfg.embedded && options.seed) {
@@ -84,14 +87,15 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
-    if (deadline) return await runOnce(cfg, tunnel, { ...parts, threads }, signal, deadline, timeoutMs! / 1000);
+    const sides = { ...parts, threads: cfg.threads ? threads : false };
+    if (deadline) return await runOnce(cfg, tunnel, sides, signal, deadline, timeoutMs! / 1000);
     // tables added or removed live: on SIGHUP and on a periodic catalog check
     const reload = new TableReload(cfg, () => withTables(config(globals)), tunnel, log, parts.produce);
     const onHangUp = () => void reload.check('SIGHUP');
     process.on('SIGHUP', onHangUp);
     reload.start(cfg.tableCheckIntervalMs);
     try {
-      await tunnel.run(signal, { ...parts, threads });
+      await tunnel.run(signal, sides);
     } finally {
       process.off('SIGHUP', onHangUp);
       reload.stop();
@@ -118,7 +122,12 @@ async function runOnce(cfg: TunnelConfig, tunnel: Tunnel, parts: OnceParts & Run
   const horizon = await readHorizon(cfg, parts);
   log.info({ horizon: horizon.snapshot, lsn: horizon.lsn, ends: horizon.ends && Object.fromEntries([...horizon.ends].map(([t, e]) => [t, e.map(Number)])) }, 'run --once: everything committed before this point is to be published and applied');
   const stop = new AbortController();
-  const stopTunnel = () => stop.abort();
+  // what the parts waited for when the signal came, read before they stop (a scheduler ending the run on its own timeout learns what --timeout tells)
+  let atSignal: string[] = [];
+  const stopTunnel = () => {
+    atSignal = stuckParts(cfg).reasons;
+    stop.abort();
+  };
   signal.addEventListener('abort', stopTunnel, { once: true });
   let failed: unknown;
   const running = tunnel.run(stop.signal, parts).catch((err) => {
@@ -128,16 +137,14 @@ async function runOnce(cfg: TunnelConfig, tunnel: Tunnel, parts: OnceParts & Run
   try {
     const result = await waitUntilDone(cfg, parts, horizon, AbortSignal.any([stop.signal, deadline]), log, waiting);
     if (failed === undefined && result === undefined && deadline.aborted) {
-      const mine = readHealth(cfg.home).find((p) => p.pid === process.pid);
-      const stuck = Object.entries(mine?.parts ?? {}).filter(([, h]) => h.state === 'waiting' || h.state === 'standby');
-      const reasons = stuck.map(([part, h]) => `${part} is ${h.state}: ${h.reason?.split('\n')[0] ?? ''}`);
-      throw onceTimeout(seconds, waiting.what, reasons, stuck.some(([, h]) => h.state === 'waiting'));
+      const stuck = stuckParts(cfg);
+      throw onceTimeout(seconds, waiting.what, stuck.reasons, stuck.outage);
     }
     stop.abort();
     await running;
     if (failed !== undefined) throw failed;
     if (!result) {
-      process.stderr.write(`pgtunnel: run --once stopped by a signal before it was done; it was waiting for ${waiting.what}\n`);
+      process.stderr.write(`pgtunnel: run --once stopped by a signal before it was done; it was waiting for ${[waiting.what, ...atSignal].join('; ')}\n`);
       return exitCodes.failure;
     }
     if (result.deadLetters > 0) log.warn({ deadLetters: result.deadLetters }, `run --once: ${result.deadLetters} changes became dead letters (pgtunnel dlq list)`);
@@ -148,4 +155,11 @@ async function runOnce(cfg: TunnelConfig, tunnel: Tunnel, parts: OnceParts & Run
     stop.abort();
     await running;
   }
+}
+
+/** This process's parts that wait or stand by, each with its reason; an outage when one waits for a service. */
+function stuckParts(cfg: TunnelConfig): { reasons: string[]; outage: boolean } {
+  const mine = readHealth(cfg.home).find((p) => p.pid === process.pid);
+  const stuck = Object.entries(mine?.parts ?? {}).filter(([, h]) => h.state === 'waiting' || h.state === 'standby');
+  return { reasons: stuck.map(([part, h]) => `${part} is ${h.state}: ${h.reason?.split('\n')[0] ?? ''}`), outage: stuck.some(([, h]) => h.state === 'waiting') };
 }

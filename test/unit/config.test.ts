@@ -16,6 +16,15 @@ test('no configuration means the embedded stack with the seed defaults', () => {
   assert.equal(cfg.tables[0]!.topic, 'pgtunnel.public.employees');
   assert.equal(cfg.tables[0]!.dlqTopic, 'pgtunnel.public.employees.dlq');
   assert.equal(cfg.partitions, 3);
+  assert.equal(cfg.threads, true, 'pgtunnel run: each side in its own worker thread');
+});
+
+test('threads: false (the file or PGTUNNEL_THREADS) keeps both sides on the main thread', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'threads: false\n');
+  assert.equal(loadConfig({ cwd: dir, env: {} }).threads, false);
+  assert.equal(loadConfig({ cwd: dir, env: { PGTUNNEL_THREADS: 'on' } }).threads, true, 'the environment overrides the file');
+  assert.equal(loadConfig({ env: { PGTUNNEL_THREADS: 'off' }, cwd: mkdtempSync(path.join(tmpdir(), 'cfg-')) }).threads, false);
 });
 
 test('environment variables name real services and override the file', () => {

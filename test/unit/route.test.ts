@@ -86,3 +86,12 @@ test('missing keys: only updates of keys not created earlier in the step are can
   assert.equal(dead[0]!.park, true);
   assert.equal(missingKeyDecisions(step.records, new Set(['{"emp_id":2}']), { ...strict, orderPolicy: 'continue' }).dead[0]!.park, false);
 });
+
+test('a truncate splits only its own partition: a key of another partition fetched in two runs around it is written once', () => {
+  // a set is what several fetches returned: partition 0, partition 1 (with its copy of a truncate), partition 0 again
+  const at = (partition: number, r: RawRecord): RawRecord => ({ ...r, partition });
+  const steps = routed([at(0, raw('u', 1, 10)), at(1, raw('u', 2)), at(1, raw('t', 0)), at(1, raw('c', 2, 7)), at(0, raw('u', 1, 11))]);
+  assert.deepEqual(summary(steps), ['write {"emp_id":1} {"emp_id":1} {"emp_id":2}', 'truncate', 'write {"emp_id":2}']);
+  const first = steps[0]!;
+  assert.ok(first.kind === 'write' && first.records.map((r) => r.partition).join() === '0,0,1', 'each partition\'s records keep their order');
+});

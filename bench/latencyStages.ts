@@ -1,0 +1,115 @@
+// node dist/bench/latencyStages.js [--rate 1000] [--seconds 15] [--rounds 2] [--variant name ...]: latency at a fixed
+// rate and where it goes, for tunnel variants interleaved in one invocation beside native logical replication, so
+// a loaded machine weighs on every variant alike (issue 21's latency goal). Each tunnel runs in this process
+// (`Tunnel.run`, threads on or off); the stage timings are its `pgtunnel:stages` events during the load.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { stages, subscribe, type Stage } from '../src/instruments/telemetry.js';
+import { startTestStack } from '../testkit/testStack.js';
+import { BenchContext, percentile, root, sql, waitUntil } from './context.js';
+import { fixedRateLoad, measure, nativeLatency, sourceDdl, targetDdl, type LatencyResult } from './latency.js';
+
+interface Variant {
+  name: string;
+  capture: 'trigger' | 'logical';
+  threads: boolean;
+  /** PGTUNNEL_* settings of this variant beyond the bench's own */
+  env?: Record<string, string>;
+  /** Another build's dist/ (`--base`, e.g. an older commit built in /tmp): its tunnel, this bench's load and clock. */
+  dist?: string;
+}
+
+const { values } = parseArgs({ options: { rate: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '15' }, rounds: { type: 'string', default: '2' }, variant: { type: 'string', multiple: true }, base: { type: 'string' } } });
+const own = path.join(root, 'dist');
+const ownVariants: Variant[] = [
+  { name: 'trigger, two threads', capture: 'trigger', threads: true },
+  { name: 'trigger, calling thread', capture: 'trigger', threads: false },
+  { name: 'logical, two threads', capture: 'logical', threads: true },
+  { name: 'logical, calling thread', capture: 'logical', threads: false },
+];
+// with --base, each variant runs right after the same variant of the other build
+const variants = ownVariants.flatMap((v) => (values.base ? [{ ...v, name: `base: ${v.name}`, dist: values.base }, v] : [v]));
+
+/** The tunnel's entry points from a build (this one's, or `--base`'s: both share this process's channels by name). */
+async function build(dist = own) {
+  const load = (await import(path.join(dist, 'src/config/load.js'))) as typeof import('../src/config/load.js');
+  const tables = (await import(path.join(dist, 'src/config/tables.js'))) as typeof import('../src/config/tables.js');
+  const setup = (await import(path.join(dist, 'src/setup/prepare.js'))) as typeof import('../src/setup/prepare.js');
+  const tunnel = (await import(path.join(dist, 'src/pipeline/tunnel.js'))) as typeof import('../src/pipeline/tunnel.js');
+  return { loadConfig: load.loadConfig, withTables: tables.withTables, prepare: setup.prepare, Tunnel: tunnel.Tunnel };
+}
+const rate = Number(values.rate);
+const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
+const chosen = values.variant ? variants.filter((v) => values.variant!.some((w) => v.name.includes(w))) : variants;
+
+type StageSamples = Record<Stage, number[]>;
+
+async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyResult & { stages: StageSamples }> {
+  const { loadConfig, withTables, prepare, Tunnel } = await build(variant.dist);
+  const db = `bench_lat_${variant.dist ? 'base_' : ''}${variant.capture}_${variant.threads ? 't' : 'c'}`;
+  const dbs = await ctx.databases(db, sourceDdl, targetDdl);
+  const env = ctx.tunnelEnv(dbs, 'bench_latency', { PGTUNNEL_CAPTURE: variant.capture, PGTUNNEL_HOME: path.join(ctx.home, `bench-${db}`), ...variant.env });
+  const log = pino({ level: 'warn' });
+  const config = await withTables(loadConfig({ env }));
+  const tables = await prepare(config, log);
+  const controller = new AbortController();
+  const samples = Object.fromEntries(stages.map((s) => [s, [] as number[]])) as StageSamples;
+  let recording = false;
+  const unsubscribe = subscribe('pgtunnel:stages', ({ ms }) => {
+    if (!recording) return;
+    for (const [stage, v] of Object.entries(ms)) samples[stage as Stage].push(v);
+  });
+  let failure: unknown;
+  const running = new Tunnel(config, tables, log).run(controller.signal, { threads: variant.threads }).catch((err) => (failure = err));
+  try {
+    await sql(dbs.source, "INSERT INTO bench_latency VALUES (0, 'probe')");
+    await waitUntil('the probe row in the target', async () => {
+      if (failure) throw failure;
+      return Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM bench_latency'))[0]!.n) > 0;
+    }, 120_000, 20);
+    recording = true;
+    const count = await fixedRateLoad(dbs.source, rate, seconds);
+    const result = await measure(dbs.source, dbs.target, count + 1);
+    return { ...result, stages: samples };
+  } finally {
+    unsubscribe();
+    controller.abort();
+    await running;
+  }
+}
+
+const f = (n: number) => n.toFixed(1);
+const line = (r: LatencyResult) => `p50 ${f(r.p50)} p99 ${f(r.p99)} max ${f(r.max)} ms`;
+
+const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
+const stack = await startTestStack(home, 'latency-stages-stack');
+const ctx = new BenchContext(stack.stack, stack.env, home);
+// a stopped bench takes its stack down with it
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void stack.stack.down().finally(() => process.exit(1)));
+const results = new Map<string, { ratio50: number[]; ratio99: number[]; lines: string[] }>();
+try {
+  for (let round = 1; round <= rounds; round++) {
+    const native = await nativeLatency(ctx, rate, seconds);
+    console.log(`round ${round}: native logical replication ${line(native)}`);
+    for (const variant of chosen) {
+      const r = await tunnelRun(ctx, variant);
+      const stageText = stages.filter((s) => r.stages[s].length > 0).map((s) => {
+        const v = r.stages[s].sort((a, b) => a - b);
+        return `${s} ${f(percentile(v, 50))}/${f(percentile(v, 99))} (${v.length})`;
+      }).join('  ');
+      console.log(`round ${round}: ${variant.name}: ${line(r)}  ×native ${f(r.p50 / native.p50)} / ${f(r.p99 / native.p99)}\n    stages p50/p99 ms (count): ${stageText}`);
+      const entry = results.get(variant.name) ?? { ratio50: [], ratio99: [], lines: [] };
+      entry.ratio50.push(r.p50 / native.p50);
+      entry.ratio99.push(r.p99 / native.p99);
+      entry.lines.push(line(r));
+      results.set(variant.name, entry);
+    }
+  }
+  console.log('summary (same-run ratios to native, per round):');
+  for (const [name, e] of results) console.log(`  ${name}: p50 ×${e.ratio50.map(f).join(', ×')}; p99 ×${e.ratio99.map(f).join(', ×')}; ${e.lines.join(' | ')}`);
+} finally {
+  await stack.stack.down();
+}
+process.exit(0);
