@@ -1,12 +1,17 @@
 import path from 'node:path';
 import v8 from 'node:v8';
+import type pg from 'pg';
 import { describeTable } from '../src/capture/catalog.js';
 import { installTarget } from '../src/capture/install.js';
 import type { TableConfig } from '../src/config/load.js';
 import { applySession } from '../src/apply/session.js';
 import { TableStatements } from '../src/apply/statements.js';
-import { TargetWriter, type TableApply } from '../src/apply/targetWriter.js';
+import { TargetWriter, type DeferredRecords, type TableApply } from '../src/apply/targetWriter.js';
+import { TableEncoder } from '../src/contracts/codec.js';
+import { columnKinds } from '../src/contracts/columnKinds.js';
 import { snapshotRowToMessage, type TableRef } from '../src/contracts/envelope.js';
+import { RecordDecoder } from '../src/contracts/recordDecoder.js';
+import { SchemaRegistry } from '../src/contracts/registry.js';
 import { createLogger } from '../src/instruments/log.js';
 import { connect } from '../src/pg.js';
 import { employeesDdl } from '../src/stack/demo.js';
@@ -16,25 +21,32 @@ import { startTestStack } from '../testkit/testStack.js';
 import { root, sql } from './context.js';
 
 /**
- * Decode + apply of one snapshot set (op r) of `rows` employees, through the general path (strict decoder,
- * staging COPY, plain INSERT) and through the byte scanner's COPY, one run each on the same stack and
- * table: CPU-seconds of this process, wall seconds, and bytes allocated on the V8 heap (from the GC profile).
- * Run: node dist/bench/scanApply.js [rows]   (starts its own stack under .pgtunnel/bench-scan)
+ * Decode + apply of snapshot rows (op r) of `rows` employees through `TargetWriter`, each case on the same
+ * stack and table (emptied between): JSON one set, general path (strict decoder, staging COPY, INSERT) vs the
+ * byte scanner's COPY; Avro one set, avsc's decoder (the general path) vs the Avro scanner's COPY; JSON in
+ * sets of `setRows`, decode and write one after another vs the decode of set N+1 overlapped with the write of
+ * set N (as the consumer runs them). CPU-seconds of this process, wall seconds, bytes allocated on the V8 heap.
+ * Run: node --expose-gc dist/bench/scanApply.js [rows] [setRows]   (starts its own stack under .pgtunnel/bench-scan)
  */
 const rows = Number(process.argv[2] ?? 200_000);
+const setRows = Number(process.argv[3] ?? 10_000);
+const ref = (topic: string): TableRef => ({ db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic, topicPrefix: 'bench' });
 
-function records(topic: string): RawRecord[] {
-  const table: TableRef = { db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic, topicPrefix: 'bench' };
+function messages(topic: string) {
   return Array.from({ length: rows }, (_, i) => {
     const id = i + 1;
     const row = `{"emp_id":${id},"first_name":"first${id}","last_name":"last${id}","dob":"1990-01-${String((id % 28) + 1).padStart(2, '0')}","city":"city${id % 100}","salary":${id % 100000}}`;
-    const m = snapshotRowToMessage(table, { row, key: `{"emp_id":${id}}` }, 1, Date.now(), id === rows);
-    return { topic, partition: 0, offset: BigInt(i), key: m.key, value: m.value, valueBytes: Buffer.from(m.value!) };
+    return snapshotRowToMessage(ref(topic), { row, key: `{"emp_id":${id}}` }, 1, Date.now(), id === rows);
   });
+}
+
+function jsonRecords(topic: string): RawRecord[] {
+  return messages(topic).map((m, i) => ({ topic, partition: 0, offset: BigInt(i), key: m.key, value: m.value, valueBytes: Buffer.from(m.value!) }));
 }
 
 /** Bytes allocated while `body` ran: heap growth between collections, summed over the GC profile. */
 async function measure(body: () => Promise<unknown>): Promise<{ cpuSeconds: number; wallSeconds: number; allocatedMb: number }> {
+  global.gc?.();
   const profiler = new v8.GCProfiler();
   const startUsed = v8.getHeapStatistics().used_heap_size;
   const cpu = process.cpuUsage();
@@ -51,10 +63,10 @@ async function measure(body: () => Promise<unknown>): Promise<{ cpuSeconds: numb
     after = gc.afterGC.heapStatistics.usedHeapSize;
   }
   allocated += v8.getHeapStatistics().used_heap_size - after;
-  return { cpuSeconds: (used.user + used.system) / 1e6, wallSeconds, allocatedMb: allocated / 1e6 };
+  return { cpuSeconds: +((used.user + used.system) / 1e6).toFixed(2), wallSeconds: +wallSeconds.toFixed(2), allocatedMb: +(allocated / 1e6).toFixed(0) };
 }
 
-const { stack, env } = await startTestStack(path.join(root, '.pgtunnel'), 'bench-scan');
+const { stack, env } = await startTestStack(path.join(root, '.pgtunnel'), 'bench-scan', { registry: true });
 try {
   const server = env.PGTUNNEL_TEST_TARGET_SERVER!;
   await sql(`${server}/postgres`, 'DROP DATABASE IF EXISTS bench_scan').catch(() => {});
@@ -66,20 +78,88 @@ try {
   await applySession(target, createLogger('bench'));
   const producer = new EnvelopeProducer({ kafkaBrokers: [env.PGTUNNEL_TEST_BROKERS!] }, 'pgtunnel-bench-scan');
   const shape = await describeTable(target, { schema: 'public', name: 'employees', key: ['emp_id'] } as TableConfig, 'target');
+  const registry = new SchemaRegistry({ url: env.PGTUNNEL_TEST_REGISTRY_URL! });
+  const decoder = new RecordDecoder(registry, () => 'avro');
   const results: Record<string, unknown> = {};
-  for (const [name, byCopy] of [['general path (decode, staging, INSERT)', false], ['byte scanner, COPY into the table', true]] as const) {
-    await sql(url, 'TRUNCATE employees');
-    const topic = `bench.public.employees.${byCopy ? 'copy' : 'general'}`;
-    const table: TableApply = { table: 'public.employees', statements: new TableStatements(shape), rules: [], onMissingKey: 'upsert', orderPolicy: 'park' };
-    const writer = new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer), () => {}, byCopy);
-    const set = records(topic);
-    global.gc?.();
-    const m = await measure(() => writer.apply(set));
+  let run = 0;
+  const writerOf = (topic: string, byCopy = true, deferred?: DeferredRecords) => {
+    const table: TableApply = { table: 'public.employees', statements: new TableStatements(shape), rules: [], onMissingKey: 'upsert', orderPolicy: 'park', format: 'avro' };
+    return new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer), () => {}, byCopy, deferred);
+  };
+  const check = async (name: string) => {
     const n = Number((await sql<{ n: string }>(url, 'SELECT count(*) AS n FROM employees'))[0]!.n);
     if (n !== rows) throw new Error(`bench: ${name} left ${n} rows, not ${rows}`);
-    results[name] = { ...m, cpuSeconds: +m.cpuSeconds.toFixed(2), wallSeconds: +m.wallSeconds.toFixed(2), allocatedMb: +m.allocatedMb.toFixed(0) };
-  }
-  console.log(JSON.stringify({ rows, results }, null, 2));
+  };
+  const bench = async (name: string, prepare: (topic: string) => Promise<(topic: string) => Promise<unknown>>) => {
+    await sql(url, 'TRUNCATE employees');
+    const topic = `bench.public.employees.r${run++}`;
+    const body = await prepare(topic);
+    results[name] = await measure(() => body(topic));
+    await check(name);
+  };
+
+  await bench('json, one set: general path (decode, staging, INSERT)', async (topic) => {
+    const set = jsonRecords(topic);
+    return async () => writerOf(topic, false).apply(set);
+  });
+  await bench('json, one set: byte scanner, COPY into the table', async (topic) => {
+    const set = jsonRecords(topic);
+    return async () => writerOf(topic).apply(set);
+  });
+  const avroSet = async (topic: string) => {
+    const encoder = new TableEncoder('avro', topic, registry);
+    await encoder.use(1, await columnKinds(target as pg.Client, 'public.employees', shape.columns), await columnKinds(target as pg.Client, 'public.employees', ['emp_id']));
+    const wire = messages(topic).map((m) => encoder.encode(m));
+    await decoder.decode(topic, wire[0]!.keyBytes, wire[0]!.value as Buffer); // the schemas fetched before the measure
+    return wire.map((w, i) => ({ topic, partition: 0, offset: BigInt(i), key: w.keyBytes!, value: w.value as Buffer }));
+  };
+  await bench('avro, one set: avsc decoder, general path', async (topic) => {
+    const set = await avroSet(topic);
+    return async () => {
+      const records = await Promise.all(set.map(async (m): Promise<RawRecord> => {
+        const d = await decoder.decode(topic, m.key, m.value);
+        if ('poison' in d) throw new Error(`bench: ${d.poison}`);
+        return { ...m, key: d.key, value: d.value, decoded: d.decoded, wire: { key: m.key, value: m.value, format: 'avro' } };
+      }));
+      return writerOf(topic).apply(records);
+    };
+  });
+  await bench('avro, one set: Avro scanner, COPY into the table', async (topic) => {
+    const set = await avroSet(topic);
+    const deferred: DeferredRecords = { avroPair: (r) => decoder.avroPair(r.topic, r.wire?.key, r.wire?.value), decode: () => Promise.reject(new Error('bench: the scanner declined a record')) };
+    return async () => {
+      const records: RawRecord[] = set.map((m) => ({ topic, partition: m.partition, offset: m.offset, key: undefined, value: '', deferred: true, wire: { key: m.key, value: m.value, format: 'avro' } }));
+      const writer = writerOf(topic, true, deferred);
+      const scanned = writer.scan(records);
+      if (!scanned) throw new Error('bench: the Avro set did not take the byte path');
+      return writer.apply(records, scanned);
+    };
+  });
+  const sets = (topic: string) => {
+    const all = jsonRecords(topic);
+    return Array.from({ length: Math.ceil(rows / setRows) }, (_, i) => all.slice(i * setRows, (i + 1) * setRows));
+  };
+  await bench(`json, sets of ${setRows}: decode, then write, one set at a time`, async (topic) => {
+    const all = sets(topic);
+    const writer = writerOf(topic);
+    return async () => {
+      for (const set of all) await writer.apply(set, writer.scan(set));
+    };
+  });
+  await bench(`json, sets of ${setRows}: decode of set N+1 overlapped with the write of set N`, async (topic) => {
+    const all = sets(topic);
+    const writer = writerOf(topic);
+    return async () => {
+      let writing: Promise<unknown> = Promise.resolve();
+      for (const set of all) {
+        const scanned = writer.scan(set);
+        await writing;
+        writing = writer.apply(set, scanned);
+      }
+      await writing;
+    };
+  });
+  console.log(JSON.stringify({ rows, setRows, results }, null, 2));
   await producer.close();
   await target.end();
 } finally {

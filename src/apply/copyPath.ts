@@ -2,6 +2,8 @@ import pg from 'pg';
 import { sqlState } from '../errors.js';
 import { CopyOut } from '../contracts/byteScan.js';
 import { EnvelopeScanner } from '../contracts/envelopeScanner.js';
+import { AvroScanner } from '../contracts/avroScanner.js';
+import type { AvroPair } from '../contracts/recordDecoder.js';
 import type { RawRecord } from '../validate/deadLetters.js';
 import { compositeKey } from '../names.js';
 import { anyParked } from './parking.js';
@@ -23,14 +25,31 @@ interface TableLines {
   reads: number;
 }
 
+/** What the copy path reads of a scanner, JSON's or Avro's. */
+type RowScanner = Pick<EnvelopeScanner, 'op' | 'keyText' | 'tsMs' | 'copyable' | 'unknownColumns' | 'signature' | 'lineColumns'> & { writeLine(out: CopyOut): boolean | void };
+
+/** A set's COPY lines, scanned before its transaction (the consumer's decode stage) or in it. */
+export interface ScannedSet {
+  lines: Map<string, TableLines>;
+  keyed: RawRecord[];
+  newest: number;
+  latencies: number[];
+  /** How many records were scanned: the set is used only when every one is still fresh. */
+  size: number;
+}
+
+/** The writers' Avro schemas of a deferred record (RecordDecoder.avroPair), when at hand. */
+export type AvroPairOf = (r: RawRecord) => AvroPair | undefined;
+
 /**
- * The apply's cheap case: a set of inserts and snapshot reads (op c/r) in JSON, of keys the target does not
+ * The apply's cheap case: a set of inserts and snapshot reads (op c/r) in JSON, JSON Schema or Avro, of keys the target does not
  * have, goes through the byte scanner straight into COPY of the target tables — no decoded objects, no
  * staging table, no upsert. Anything else about the set (another op, a rule, a parked key, a key twice, a
  * nested value, a column the target lacks, a key the target has) leaves it to the general path, untouched.
  */
 export class CopyPath {
   private readonly scanners = new WeakMap<TableStatements, EnvelopeScanner>();
+  private readonly avroScanners = new WeakMap<TableStatements, Map<string, AvroScanner>>();
   /** Tables whose COPY the server refuses whatever the rows: they keep the general path. */
   private readonly refusing = new Set<string>();
   /** The record whose COPY line the target refused in the last apply, for the writer to split the set at. */
@@ -38,23 +57,33 @@ export class CopyPath {
   /** Milliseconds the last apply spent scanning (the decode stage). */
   scanMs = 0;
 
-  constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>) {}
+  constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>, private readonly avroPair: AvroPairOf = () => undefined) {}
 
-  private scanner(statements: TableStatements): EnvelopeScanner {
+  /** The record's scanner, having read it as a row; undefined when the byte path does not take it. */
+  private scanned(r: RawRecord, statements: TableStatements): RowScanner | undefined {
+    if (r.deferred) {
+      const pair = this.avroPair(r);
+      if (!pair) return undefined;
+      let byIds = this.avroScanners.get(statements);
+      if (!byIds) this.avroScanners.set(statements, (byIds = new Map()));
+      let a = byIds.get(pair.ids);
+      if (!a) byIds.set(pair.ids, (a = new AvroScanner(statements.scanTable(), pair.value.type, pair.value.schema, pair.key.type, pair.key.schema)));
+      return a.scan(pair.value.payload, pair.key.payload) === 'row' ? a : undefined;
+    }
+    // JSON, and JSON Schema's payload (its schema id checked by the decoder): the same JSON text
+    if (r.value === undefined || r.value === null || r.decoded || r.unreadable || (r.wire && r.wire.format !== 'json-schema')) return undefined;
     let s = this.scanners.get(statements);
     if (!s) this.scanners.set(statements, (s = new EnvelopeScanner(statements.scanTable())));
-    return s;
+    return s.scan(r.valueBytes ?? Buffer.from(r.value), r.key === undefined ? undefined : Buffer.from(r.key)) === 'row' ? s : undefined;
   }
 
   /**
    * Writes the set and counts it in `outcome`, returning the records with their canonical keys; undefined
    * (nothing written, the transaction as it was) when the set needs the general path.
    */
-  async apply(fresh: RawRecord[], outcome: SetOutcome, staging: Staging, beforeWrite: () => void): Promise<RawRecord[] | undefined> {
+  async apply(fresh: RawRecord[], outcome: SetOutcome, staging: Staging, beforeWrite: () => void, before?: ScannedSet): Promise<RawRecord[] | undefined> {
     this.refused = undefined;
-    const scanAt = performance.now();
-    const scanned = this.scan(fresh);
-    this.scanMs = performance.now() - scanAt;
+    const scanned = before && this.stillValid(before, fresh) ? before : this.scan(fresh);
     if (!scanned) return undefined;
     const { lines, keyed, newest, latencies } = scanned;
     if (await anyParked(this.client, [...lines.keys()])) return undefined;
@@ -66,8 +95,23 @@ export class CopyPath {
     return keyed;
   }
 
-  /** The set's COPY lines by table, or undefined at the first record the byte path does not take. */
-  private scan(fresh: RawRecord[]): { lines: Map<string, TableLines>; keyed: RawRecord[]; newest: number; latencies: number[] } | undefined {
+  /** A set scanned before its transaction still holds: every record fresh, the tables' shapes and COPY as then. */
+  private stillValid(set: ScannedSet, fresh: RawRecord[]): boolean {
+    this.scanMs = 0;
+    if (set.size !== fresh.length) return false;
+    for (const t of set.lines.values()) if (t.table.statements !== t.statements || this.refusing.has(t.statements.name)) return false;
+    return true;
+  }
+
+  /** The set's COPY lines by table, or undefined at the first record the byte path does not take (its time in scanMs). */
+  scan(fresh: RawRecord[]): ScannedSet | undefined {
+    const scanAt = performance.now();
+    const set = this.scanSet(fresh);
+    this.scanMs = performance.now() - scanAt;
+    return set;
+  }
+
+  private scanSet(fresh: RawRecord[]): ScannedSet | undefined {
     const lines = new Map<string, TableLines>();
     const seen = new Set<string>();
     const keyed: RawRecord[] = [];
@@ -75,11 +119,10 @@ export class CopyPath {
     const latencies: number[] = [];
     for (const r of fresh) {
       const table = this.tables.get(r.topic);
-      if (!table || table.rules.length > 0 || this.refusing.has(table.statements.name) || r.value === undefined || r.value === null || r.wire || r.decoded || r.unreadable) return undefined;
+      if (!table || table.rules.length > 0 || this.refusing.has(table.statements.name)) return undefined;
       const statements = table.statements;
-      const s = this.scanner(statements);
-      if (s.scan(r.valueBytes ?? Buffer.from(r.value), r.key === undefined ? undefined : Buffer.from(r.key)) !== 'row') return undefined;
-      if ((s.op !== 'c' && s.op !== 'r') || !s.copyable || s.unknownColumns) return undefined;
+      const s = this.scanned(r, statements);
+      if (!s || (s.op !== 'c' && s.op !== 'r') || !s.copyable || s.unknownColumns) return undefined;
       const id = compositeKey(r.topic, s.keyText);
       if (seen.has(id)) return undefined; // newest per key: the general path reduces
       seen.add(id);
@@ -87,7 +130,7 @@ export class CopyPath {
       if (!t) lines.set(r.topic, (t = { table, statements, bySignature: new Map(), creates: 0, reads: 0 }));
       let group = t.bySignature.get(s.signature);
       if (!group) t.bySignature.set(s.signature, (group = { columns: s.lineColumns(), out: new CopyOut(), records: [] }));
-      s.writeLine(group.out);
+      if (s.writeLine(group.out) === false) return undefined;
       group.records.push(r);
       if (s.op === 'c') t.creates++;
       else t.reads++;
@@ -95,7 +138,7 @@ export class CopyPath {
       newest = Math.max(newest, s.tsMs);
       if (s.op === 'c') latencies.push(s.tsMs);
     }
-    return lines.size === 0 ? undefined : { lines, keyed, newest, latencies };
+    return lines.size === 0 ? undefined : { lines, keyed, newest, latencies, size: fresh.length };
   }
 
   /** COPY of every table under one savepoint: a key the target has rolls it all back (false). */

@@ -8,7 +8,7 @@ import { nextOffsets } from './reduce.js';
 import { TableStatements } from './statements.js';
 import { reportOutcome, SetOutcome } from './setOutcome.js';
 import { ChangeWriter } from './changeWriter.js';
-import { CopyPath } from './copyPath.js';
+import { CopyPath, type AvroPairOf, type ScannedSet } from './copyPath.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded } from './route.js';
@@ -48,6 +48,13 @@ export interface ApplyResult {
   skipped: number;
 }
 
+/** How the writer reads wire records it was handed undecoded (RawRecord.deferred): the consumer's decoder. */
+export interface DeferredRecords {
+  avroPair: AvroPairOf;
+  /** The record decoded as the general path reads it (or its poison). */
+  decode(r: RawRecord): Promise<RawRecord>;
+}
+
 /**
  * Applies a polled set in ONE target transaction together with its offsets. Partition rows are locked
  * first, and records below the stored offsets dropped, so a record takes effect exactly once even when
@@ -66,9 +73,25 @@ export class TargetWriter {
     private readonly beforeWrite: () => void = () => {},
     /** false: every set takes the general path (the bench's baseline); else new inserts and snapshot reads go by copyPath.ts. */
     private readonly byCopy = true,
+    private readonly deferred?: DeferredRecords,
   ) {
     this.changes = new ChangeWriter(client, tables, beforeWrite);
-    this.copyPath = new CopyPath(client, tables);
+    this.copyPath = new CopyPath(client, tables, deferred?.avroPair);
+  }
+
+  /**
+   * The byte path's scan of a set, outside its transaction (the consumer decodes set N+1 while set N is
+   * written): its COPY lines, or undefined when the set needs the general path (the caller times it as decode).
+   */
+  scan(records: RawRecord[]): ScannedSet | undefined {
+    return this.byCopy ? this.copyPath.scan(records) : undefined;
+  }
+
+  /** Deferred records decoded (the general path reads their texts); the others as they are. */
+  async undeferred(records: RawRecord[]): Promise<RawRecord[]> {
+    if (!records.some((r) => r.deferred)) return records;
+    if (!this.deferred) throw new Error('a deferred wire record reached a writer without a decoder');
+    return Promise.all(records.map((r) => (r.deferred ? this.deferred!.decode(r) : r)));
   }
 
   /** Milliseconds the caller spent decoding the next set's records (the wire format): the decode stage of its apply. */
@@ -83,13 +106,17 @@ export class TargetWriter {
    * and becomes a dead letter; the rest of the set is applied. Every other error leaves the set unapplied:
    * transient ones are retried, table-wide ones and bugs stop the consumer.
    */
-  async apply(records: RawRecord[], typesFollowed = false): Promise<ApplyResult> {
+  async apply(records: RawRecord[], scanned?: ScannedSet): Promise<ApplyResult> {
+    return this.applySplitting(records, false, scanned);
+  }
+
+  private async applySplitting(records: RawRecord[], typesFollowed: boolean, scanned?: ScannedSet): Promise<ApplyResult> {
     try {
-      return await this.applyOnce(records);
+      return await this.applyOnce(records, undefined, scanned);
     } catch (err) {
       if (!isRecordLevel(err)) throw err;
       // a value the target's column type cannot hold may follow a type change on the source
-      if (isRefusedChange(err) && !typesFollowed && (await this.followTypes(records))) return this.apply(records, true);
+      if (isRefusedChange(err) && !typesFollowed && (await this.followTypes(records))) return this.applySplitting(records, true);
       if (records.length === 1) return this.applyOnce(records, err);
       const at = this.refusedAt(records);
       if (at >= 0) return this.applyParts([records.slice(0, at), [records[at]!], records.slice(at + 1)]);
@@ -103,7 +130,7 @@ export class TargetWriter {
   private async applyParts(parts: RawRecord[][]): Promise<ApplyResult> {
     const sum: ApplyResult = { applied: 0, deadLettered: 0, skipped: 0 };
     for (const part of parts) {
-      const r = await this.apply(part, true);
+      const r = await this.applySplitting(part, true);
       sum.applied += r.applied;
       sum.deadLettered += r.deadLettered;
       sum.skipped += r.skipped;
@@ -137,7 +164,7 @@ export class TargetWriter {
     return changed;
   }
 
-  private async applyOnce(records: RawRecord[], refused?: unknown): Promise<ApplyResult> {
+  private async applyOnce(records: RawRecord[], refused?: unknown, scanned?: ScannedSet): Promise<ApplyResult> {
     if (records.length === 0) return { applied: 0, deadLettered: 0, skipped: 0 };
     const advanced = [...nextOffsets(records).values()];
     const topics = advanced.map((o) => o.topic);
@@ -147,10 +174,10 @@ export class TargetWriter {
     this.decodedBefore = 0;
     return inTransaction(this.client, async () => {
       const stored = await lockOffsets(this.client, topics, partitions);
-      const fresh = freshRecords(records, stored);
+      let fresh = freshRecords(records, stored);
       const outcome = new SetOutcome();
       outcome.fresh = fresh.length;
-      const copied = refused || !this.byCopy ? undefined : await this.copyPath.apply(fresh, outcome, this.changes.staging, this.beforeWrite);
+      const copied = refused || !this.byCopy ? undefined : await this.copyPath.apply(fresh, outcome, this.changes.staging, this.beforeWrite, scanned);
       if (!refused && this.byCopy) timing.decode += this.copyPath.scanMs;
       if (copied) {
         // no letters, nothing parked: the guard's probe and the offsets remain
@@ -162,6 +189,7 @@ export class TargetWriter {
       // Keys are canonical from here on (parked keys, letters, the supersede guard): a key spelled another
       // way, or binary garbage in a poison record's key, must neither miss its parked key nor break a query.
       const decodeAt = performance.now();
+      fresh = await this.undeferred(fresh);
       const decoded = new Map(fresh.filter((r) => r.value !== undefined && r.value !== null).map((r) => [r, this.decode(r)] as const));
       timing.decode += performance.now() - decodeAt;
       if (refused && fresh.length === 1) {

@@ -1,7 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import { ByteCursor, CopyOut, decodeString, Kind, NameTable, refused, type Span } from './byteScan.js';
 import { canonicalAt, copyString, integerText, optional, sameValue, stringAt, whole } from './spanValues.js';
-import { envelopeLimits, type Op } from './envelope.js';
+import { envelopeLimits } from './envelope.js';
+import { RowScan, type ScanTable } from './rowScan.js';
 
 /**
  * The strict decoder's verdict (envelope.ts decodeEnvelope + route.ts decodeRecord) reached over the
@@ -9,14 +10,7 @@ import { envelopeLimits, type Op } from './envelope.js';
  * per value, no JsonNumber. Its guarantees are the decoder's, kept by a property test against it.
  */
 
-/** What the scanner needs of a target table: its columns in order, which are written, which COPY can fill. */
-export interface ScanTable {
-  key: string[];
-  columns: string[];
-  writable: boolean[];
-  copyable: boolean[];
-  types: Record<string, string>;
-}
+export type { ScanTable };
 
 /**
  * `row`: a change (scanner fields set); `truncate`: a valid truncate; `poison`: the decoder refuses it;
@@ -69,15 +63,13 @@ const stringMembers = [0, 1, 2, 5, 6, 7];
 const [sourceTsMs, snapshot, txId, lsn, schemaVersion] = [3, 4, 8, 9, 10];
 
 /** One scanner per target table; scan() reads a record, its fields stay until the next scan. */
-export class EnvelopeScanner {
+export class EnvelopeScanner extends RowScan {
   private readonly value = new ByteCursor(envelopeLimits.maxDepth);
   private readonly keyCursor = new ByteCursor(envelopeLimits.maxDepth);
   private readonly columns: NameTable;
   private readonly keyNames: NameTable;
   private readonly keyColumn: number[];
   private readonly keyForms: KeyForm[];
-  private readonly keyJson: string[];
-  private readonly writableCount: number;
   private readonly rows = [new Slots(0), new Slots(0)];
   private readonly envelope = new Slots(5);
   private readonly source = new Slots(11);
@@ -85,16 +77,8 @@ export class EnvelopeScanner {
   /** Set by find() for a name not in its table. */
   unknown = '';
 
-  op: Op = 'c';
-  /** The canonical key (as keyOfImage writes it); source.ts_ms; whether the after-row names a column the target lacks. */
-  keyText = '';
-  tsMs = 0;
-  unknownColumns = false;
-  /** Whether the after-row has a COPY line (every written column copyable, no nested value), and which columns it writes. */
-  copyable = false;
-  signature = '';
-
-  constructor(private readonly table: ScanTable, private readonly limits = envelopeLimits) {
+  constructor(table: ScanTable, private readonly limits = envelopeLimits) {
+    super(table);
     this.columns = new NameTable(table.columns);
     this.rows = [new Slots(table.columns.length), new Slots(table.columns.length)];
     this.keyNames = new NameTable(table.key);
@@ -104,8 +88,6 @@ export class EnvelopeScanner {
       const type = table.types[k] ?? '';
       return integerTypes.test(type) ? KeyForm.Integer : type === 'boolean' ? KeyForm.Boolean : stringTypes.test(type) ? KeyForm.String : KeyForm.Any;
     });
-    this.keyJson = table.key.map((k) => JSON.stringify(k));
-    this.writableCount = table.writable.filter(Boolean).length;
   }
 
   private row(): Slots {
@@ -125,6 +107,7 @@ export class EnvelopeScanner {
       if (key.length > this.limits.maxBytes) throw refused;
       this.readKey(key);
       this.checkKey(value, key);
+      this.unknownColumns = this.rows[1]!.unknown !== undefined;
       this.lineShape();
       return 'row';
     } catch (err) {
@@ -249,27 +232,12 @@ export class EnvelopeScanner {
     if (Buffer.byteLength(this.keyText) > maxKeyBytes) throw refused;
   }
 
-  /** Which columns the after-row writes (signature '' when every writable one), and whether COPY can take them. */
-  private lineShape(): void {
-    const row = this.rows[1]!;
-    this.unknownColumns = row.unknown !== undefined;
-    let count = 0;
-    let copyable = true;
-    let signature = '';
-    for (let i = 0; i < row.kinds.length; i++) {
-      if (!this.table.writable[i] || row.kinds[i] === Kind.Absent) continue;
-      count++;
-      signature += `${i},`;
-      if (!this.table.copyable[i] || row.kinds[i] === Kind.Raw) copyable = false;
-    }
-    this.copyable = copyable;
-    this.signature = count === this.writableCount ? '' : signature;
+  protected carries(i: number): boolean {
+    return this.rows[1]!.kinds[i] !== Kind.Absent;
   }
 
-  /** The columns of the last row's COPY line, in the target's order. */
-  lineColumns(): string[] {
-    const row = this.rows[1]!;
-    return this.table.columns.filter((_, i) => this.table.writable[i] && row.kinds[i] !== Kind.Absent);
+  protected plain(i: number): boolean {
+    return this.rows[1]!.kinds[i] !== Kind.Raw;
   }
 
   /** Writes the last row's COPY line (only when `copyable`): tab-separated, \N for NULL, COPY escaping. */

@@ -4,7 +4,7 @@ import { avroType, type Format, type SchemaRegistryClient } from './codec.js';
 import { envelopeLimits, type DecodedEnvelope, type RowImage } from './envelope.js';
 import { envelopeOf, envelopeText, namedColumns, rowImage } from './avroEnvelope.js';
 import { columnsOfRecord, type AvroSchema } from './avroSchema.js';
-import { isFramed, unframe } from './wireFormat.js';
+import { isFramed, magicByte, unframe } from './wireFormat.js';
 import { checkAvroBounds, hasBlocks } from './avroBounds.js';
 import { SubjectSchemas, type SubjectVersions } from './subjectSchemas.js';
 import { keySubject, valueSubject } from '../names.js';
@@ -19,11 +19,19 @@ export type RecordForm = { format: 'json' } | { format: 'avro' | 'json-schema'; 
  * A record read back into the JSON texts the apply path reads (the envelope and key of `format: json`);
  * an Avro envelope also as `decoded`, so the apply need not parse the text again.
  */
-export type DecodedJson = { key?: string; value?: string; decoded?: DecodedEnvelope; form: { key?: RecordForm; value?: RecordForm } } | { poison: string };
+export type DecodedJson = { key?: string; value?: string; valueBytes?: Buffer; decoded?: DecodedEnvelope; form: { key?: RecordForm; value?: RecordForm } } | { poison: string };
 
 type AvroRead = { text: string; image?: RowImage; decoded?: Omit<DecodedEnvelope, 'key'> };
 /** `bounded`: the schema has arrays or maps, whose block counts are checked before avsc trusts them. */
-type Reader = { kind: 'json' } | { kind: 'avro'; type: avro.Type; bounded: boolean; read: (v: Record<string, unknown>) => AvroRead };
+type Reader = { kind: 'json' } | { kind: 'avro'; type: avro.Type; schema: Record<string, unknown>; bounded: boolean; read: (v: Record<string, unknown>) => AvroRead };
+
+/** A framed Avro key and value whose writers' schemas are at hand: the byte scanner's input (avroScanner.ts). */
+export interface AvroPair {
+  /** The pair of schema ids, `<key id>/<value id>`. */
+  ids: string;
+  key: { type: avro.Type; schema: Record<string, unknown>; payload: Buffer };
+  value: { type: avro.Type; schema: Record<string, unknown>; payload: Buffer };
+}
 
 function unionRecord(t: AvroSchema): { fields: { name: string; type: AvroSchema }[] } | undefined {
   const branch = Array.isArray(t) ? t.find((x) => typeof x === 'object') : t;
@@ -37,7 +45,7 @@ function avroReader(schema: Record<string, unknown>): Reader {
   const before = fields.find((f) => f.name === 'before');
   if (!before) {
     const columns = namedColumns(columnsOfRecord(schema as never));
-    return { kind: 'avro', type, bounded: hasBlocks(type), read: (v) => {
+    return { kind: 'avro', type, schema, bounded: hasBlocks(type), read: (v) => {
       const image = rowImage(columns, v);
       return { text: image.text, image };
     } };
@@ -51,6 +59,7 @@ function avroReader(schema: Record<string, unknown>): Reader {
   return {
     kind: 'avro',
     type,
+    schema,
     bounded: hasBlocks(type),
     read: (e) => {
       const b = e.before ? rowImage(columns, e.before as Record<string, unknown>) : null;
@@ -119,12 +128,27 @@ export class RecordDecoder {
     return this.fetched(subject, id).then((r) => read(r, id, payload));
   }
 
+  /**
+   * A framed Avro key and value of an Avro topic whose schema ids are fetched and known under the topic's
+   * subjects, without awaiting; undefined leaves the record to decode() (which fetches and checks them).
+   */
+  avroPair(topic: string, key: Buffer | undefined, value: Buffer | undefined): AvroPair | undefined {
+    if (this.formatOf(topic) !== 'avro' || !key || !value || key.length < 5 || value.length < 5 || key[0] !== magicByte || value[0] !== magicByte) return undefined;
+    const keyId = key.readUInt32BE(1);
+    const valueId = value.readUInt32BE(1);
+    const k = this.ready.get(keyId);
+    const v = this.ready.get(valueId);
+    if (k?.kind !== 'avro' || v?.kind !== 'avro') return undefined;
+    if (this.subjects && (!this.subjects.known(keySubject(topic), keyId) || !this.subjects.known(valueSubject(topic), valueId))) return undefined;
+    return { ids: `${keyId}/${valueId}`, key: { type: k.type, schema: k.schema, payload: key.subarray(5) }, value: { type: v.type, schema: v.schema, payload: value.subarray(5) } };
+  }
+
   /** The record of `topic` as JSON texts, or poison with the reason; registry outages are thrown (retryable). */
   async decode(topic: string, key: Buffer | null | undefined, value: Buffer | null | undefined): Promise<DecodedJson> {
     try {
       const k = await this.one(topic, 'key', key);
       const v = await this.one(topic, 'value', value);
-      const out: DecodedJson = { key: k.text, value: v.text, form: { key: k.form, value: v.form } };
+      const out: DecodedJson = { key: k.text, value: v.text, valueBytes: v.bytes, form: { key: k.form, value: v.form } };
       if (v.decoded && (key === null || key === undefined || k.image)) out.decoded = { ...v.decoded, key: k.image };
       return out;
     } catch (err) {
@@ -137,10 +161,11 @@ export class RecordDecoder {
 
 class PoisonRead extends Error {}
 
-type Read = Partial<AvroRead> & { form?: RecordForm };
+/** `bytes`: a JSON Schema payload (JSON text), for the byte scanner. */
+type Read = Partial<AvroRead> & { form?: RecordForm; bytes?: Buffer };
 
 function read(reader: Reader, id: number, payload: Buffer): Read {
-  if (reader.kind === 'json') return { text: payload.toString('utf8'), form: { format: 'json-schema', schemaId: id } };
+  if (reader.kind === 'json') return { text: payload.toString('utf8'), bytes: payload, form: { format: 'json-schema', schemaId: id } };
   try {
     if (reader.bounded) checkAvroBounds(reader.type, payload);
     const r = reader.read(reader.type.fromBuffer(payload) as Record<string, unknown>) as Read;

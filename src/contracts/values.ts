@@ -117,7 +117,7 @@ export function decimalFromBytes(bytes: Buffer): bigint {
   return bytes[0]! & 0x80 ? n - (1n << BigInt(bytes.length * 8)) : n;
 }
 
-function decimalString(unscaled: bigint, scale: number): string {
+export function decimalString(unscaled: bigint, scale: number): string {
   const negative = unscaled < 0n;
   const digits = (negative ? -unscaled : unscaled).toString().padStart(scale + 1, '0');
   const text = scale === 0 ? digits : `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { connect } from '../pg.js';
 import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
+import type { ScannedSet } from '../apply/copyPath.js';
 import { applySession } from '../apply/session.js';
 import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
@@ -28,6 +29,13 @@ const bytesDeserializers = { key: (b?: Buffer) => b, value: (b?: Buffer) => b, h
 export interface PolledSet<M> {
   messages: M[];
   arrivedAt: number;
+}
+
+/** A set read for its write: its records (Avro ones deferred when the byte path took them) and the byte path's lines. */
+interface PreparedSet {
+  set: PolledSet<StringMessage>;
+  records: RawRecord[];
+  scanned: ScannedSet | undefined;
 }
 
 /** How long the group keeps a killed consumer's partitions for its restart (a process start under load took 5-15 s). */
@@ -67,6 +75,11 @@ export class PolledSets<M> {
       this.failure = err;
       this.wake?.();
     });
+  }
+
+  /** Whether `count` records (or the byte cap) are waiting: a set worth decoding while another is written. */
+  holds(count: number): boolean {
+    return this.buffer.length >= count || this.bufferedBytes >= this.maxBytes;
   }
 
   /** Messages delivered and not taken yet. */
@@ -161,17 +174,12 @@ export class ApplyConsumer {
         } catch (err) {
           throw unreachableBroker(this.config.kafkaBrokers, err);
         }
-        const writer = new TargetWriter(target, this.tables, partitionCount, dlq, () => failpoint('apply.write'));
+        const deferred = { avroPair: (r: RawRecord) => this.decoder.avroPair(r.topic, r.wire?.key, r.wire?.value), decode: (r: RawRecord) => this.wireRecord(r, r.wire?.key, r.wire?.value) };
+        const writer = new TargetWriter(target, this.tables, partitionCount, dlq, () => failpoint('apply.write'), true, deferred);
         const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
         this.log.info({ group: this.config.groupId, instanceId }, 'consumer started');
         this.health.set('consumer', 'ok');
-        for (;;) {
-          const set = await sets.take(signal);
-          if (!set) break;
-          await this.applySet(set, writer, offsets);
-          this.health.set('consumer', 'ok');
-          backoff.reset();
-        }
+        await this.applySets(sets, writer, offsets, signal, backoff);
       } catch (err) {
         // a table-wide error or a bug: the set stays unapplied (no dead letters), the consumer stops
         await retryOrStop(err, backoff, this.health, this.log, signal);
@@ -184,14 +192,56 @@ export class ApplyConsumer {
     }
   }
 
-  private async applySet({ messages: set, arrivedAt }: PolledSet<StringMessage>, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
-    const takenAt = Date.now();
+  /**
+   * Decode of set N+1 overlapped with the write of set N: at most one set decoding and one writing (each
+   * bounded by PolledSets in bytes), the writes one after another in poll order, so per-partition order and
+   * the offsets stored with each write are as with one set at a time. A failed write stops the taking.
+   * Only a full set (a backlog) is decoded ahead: else the next set gathers what arrives during the write,
+   * as one set at a time did, rather than splitting a live stream into many small transactions.
+   */
+  private async applySets(sets: PolledSets<StringMessage>, writer: TargetWriter, offsets: GroupOffsets, signal: AbortSignal, backoff: Backoff): Promise<void> {
+    const failed = new AbortController();
+    const taking = AbortSignal.any([signal, failed.signal]);
+    let writing: Promise<void> = Promise.resolve();
+    let writeError: unknown;
+    try {
+      for (;;) {
+        if (!sets.holds(this.config.batchSize)) await writing;
+        if (writeError !== undefined) break;
+        const set = await sets.take(taking);
+        if (!set) break;
+        const prepared = await this.prepare(set, writer);
+        await writing;
+        if (writeError !== undefined) break;
+        writing = this.applySet(prepared, writer, offsets).then(() => {
+          this.health.set('consumer', 'ok');
+          backoff.reset();
+        }, (err: unknown) => {
+          writeError = err;
+          failed.abort();
+        });
+      }
+    } finally {
+      await writing;
+    }
+    if (writeError !== undefined) throw writeError;
+  }
+
+  /** The decode stage: records read (Avro deferred), and the byte path's scan; the general path's decode when it is not taken. */
+  private async prepare(set: PolledSet<StringMessage>, writer: TargetWriter): Promise<PreparedSet> {
     const decodeAt = performance.now();
-    const read = set.map((m) => this.record(m));
-    const records = read.some((r) => r instanceof Promise) ? await Promise.all(read) : (read as RawRecord[]);
-    telemetry.stages({ queue: takenAt - arrivedAt });
+    const read = set.messages.map((m) => this.record(m));
+    let records = read.some((r) => r instanceof Promise) ? await Promise.all(read) : (read as RawRecord[]);
+    const scanned = writer.scan(records);
+    if (!scanned) records = await writer.undeferred(records);
     writer.noteDecoded(performance.now() - decodeAt);
-    const result = await writer.apply(records);
+    return { set, records, scanned };
+  }
+
+  private async applySet({ set: { messages: set, arrivedAt }, records, scanned }: PreparedSet, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
+    const takenAt = Date.now();
+    telemetry.stages({ queue: takenAt - arrivedAt });
+    const result = await writer.apply(records, scanned);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
@@ -205,20 +255,24 @@ export class ApplyConsumer {
    * is read in place (no promise per record: a set is thousands); the wire format goes through the decoder.
    */
   private record(m: StringMessage): RawRecord | Promise<RawRecord> {
-    if (isFramed(m.key) || isFramed(m.value)) return this.wireRecord(m);
+    if (isFramed(m.key) || isFramed(m.value)) {
+      const key = m.key ?? undefined;
+      const value = m.value ?? undefined;
+      // an Avro record whose schemas are at hand waits for the byte path's scan: decoded only if it declines
+      if (this.decoder.avroPair(m.topic, key, value)) return { topic: m.topic, partition: m.partition, offset: m.offset, key: undefined, value: '', deferred: true, wire: { key, value, format: 'avro', schemaId: value!.readUInt32BE(1) } };
+      return this.wireRecord(m, key, value);
+    }
     return { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8'), valueBytes: m.value ?? undefined };
   }
 
-  private async wireRecord(m: StringMessage): Promise<RawRecord> {
+  private async wireRecord(m: { topic: string; partition: number; offset: bigint }, key: Buffer | undefined, value: Buffer | undefined): Promise<RawRecord> {
     const base = { topic: m.topic, partition: m.partition, offset: m.offset };
-    const key = m.key ?? undefined;
-    const value = m.value ?? undefined;
     const d = await this.decoder.decode(m.topic, key, value);
     if ('poison' in d) {
       return { ...base, key: key?.toString('latin1'), value: '', unreadable: d.poison, wire: { key, value, format: 'unreadable' } };
     }
     const form = d.form.value ?? d.form.key;
-    const record: RawRecord = { ...base, key: d.key, value: d.value, decoded: d.decoded };
+    const record: RawRecord = { ...base, key: d.key, value: d.value, decoded: d.decoded, valueBytes: d.valueBytes };
     if (form && form.format !== 'json') record.wire = { key, value, format: form.format, schemaId: form.schemaId };
     return record;
   }
