@@ -148,7 +148,7 @@ export class RecordDecoder {
     try {
       const k = await this.one(topic, 'key', key);
       const v = await this.one(topic, 'value', value);
-      const out: DecodedJson = { key: k.text, value: v.text, valueBytes: v.bytes, form: { key: k.form, value: v.form } };
+      const out: DecodedJson = { key: k.text, value: v.text, ...(v.bytes ? { valueBytes: v.bytes } : {}), form: { key: k.form, value: v.form } };
       if (v.decoded && (key === null || key === undefined || k.image)) out.decoded = { ...v.decoded, key: k.image };
       return out;
     } catch (err) {

@@ -52,7 +52,8 @@ test('composite map keys never collide across parts and split back into them', (
 
 test('names other processes and other versions share: positions topic, transactional ids, advisory locks', () => {
   // a running older version takes the same locks and fences the same transactional ids: these never change
-  assert.deepEqual(lockNames, { migrate: 'pgtunnel.migrate', producer: 'pgtunnel.producer', consumer: 'pgtunnel.consumer', transactionalApply: 'pgtunnel.apply-transactional', dlqReplay: 'pgtunnel.dlq-replay' });
+  // (sourceSlot is new with the shared slot: older versions never take it, so it cannot clash with them)
+  assert.deepEqual(lockNames, { migrate: 'pgtunnel.migrate', producer: 'pgtunnel.producer', sourceSlot: 'pgtunnel.source-slot', consumer: 'pgtunnel.consumer', transactionalApply: 'pgtunnel.apply-transactional', dlqReplay: 'pgtunnel.dlq-replay' });
   assert.equal(positionsTopic(defaultTopicPrefix), 'pgtunnel.positions');
   assert.equal(transactionalId(tableTopic('pgtunnel', { schema: 'public', name: 'employees' })), 'pgtunnel-producer:pgtunnel.public.employees');
   assert.equal(new Set(Object.values(clientIds)).size, Object.keys(clientIds).length, 'each part has its own client id');
