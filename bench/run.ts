@@ -61,49 +61,30 @@ function overheadRows(o: OverheadResult): Row[] {
   ];
 }
 
+/** One part of the bench alone (`-- --overhead` and the like): its table printed, recorded under `title`, the stack down, exit. */
+async function alone(title: string, flag: string, rows: () => Promise<Row[]>): Promise<never> {
+  try {
+    const table = markdown(await rows());
+    console.log(`\n${table}\n`);
+    if (!values['no-record']) {
+      appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## ${title} ${new Date().toISOString().slice(0, 10)} (npm run bench -- ${flag}${quick ? ' --quick' : ''}, 2 cores)\n${table}\n`);
+      log('recorded in bench/RESULTS.md');
+    }
+  } finally {
+    await own?.stack.down();
+  }
+  process.exit(0);
+}
+
 if (values.overhead) {
-  try {
-    log('capture overhead: pgbench and a bulk UPDATE with and without capture');
-    const table = markdown(overheadRows(await overhead(ctx, plan.overheadRows, plan.pgbenchSeconds)));
-    console.log(`\n${table}\n`);
-    if (!values['no-record']) {
-      appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## Capture overhead ${new Date().toISOString().slice(0, 10)} (npm run bench -- --overhead${quick ? ' --quick' : ''}, 2 cores)\n${table}\n`);
-      log('recorded in bench/RESULTS.md');
-    }
-  } finally {
-    await own?.stack.down();
-  }
-  process.exit(0);
+  log('capture overhead: pgbench and a bulk UPDATE with and without capture');
+  await alone('Capture overhead', '--overhead', async () => overheadRows(await overhead(ctx, plan.overheadRows, plan.pgbenchSeconds)));
 }
-
 if (values.operations) {
-  try {
-    log('operations: run --once, SIGTERM and failover timings');
-    const table = markdown(operationRows(await operationTimes(ctx)));
-    console.log(`\n${table}\n`);
-    if (!values['no-record']) {
-      appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## Operations ${new Date().toISOString().slice(0, 10)} (npm run bench -- --operations, 2 cores)\n${table}\n`);
-      log('recorded in bench/RESULTS.md');
-    }
-  } finally {
-    await own?.stack.down();
-  }
-  process.exit(0);
+  log('operations: run --once, SIGTERM and failover timings');
+  await alone('Operations', '--operations', async () => operationRows(await operationTimes(ctx)));
 }
-
-if (values.transactional) {
-  try {
-    const table = markdown(await transactionalCost(ctx, plan, log));
-    console.log(`\n${table}\n`);
-    if (!values['no-record']) {
-      appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## apply: transactional ${new Date().toISOString().slice(0, 10)} (npm run bench -- --transactional${quick ? ' --quick' : ''}, 2 cores)\n${table}\n`);
-      log('recorded in bench/RESULTS.md');
-    }
-  } finally {
-    await own?.stack.down();
-  }
-  process.exit(0);
-}
+if (values.transactional) await alone('apply: transactional', '--transactional', () => transactionalCost(ctx, plan, log));
 
 if (values.peers) {
   if (formats.length !== 1) throw new Error('--peers takes one --format (json or avro)');
