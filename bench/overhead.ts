@@ -44,6 +44,10 @@ class WalDecoder {
 
   constructor(private readonly url: string) {}
 
+  private async active(): Promise<boolean> {
+    return (await sql(this.url, 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [this.slot])).length > 0;
+  }
+
   async start(): Promise<void> {
     const [pub] = await sql<{ pubname: string }>(this.url, "SELECT pubname FROM pg_publication_tables WHERE tablename = 'employees'");
     if (!pub) throw new Error('no publication of employees: install did not create logical capture');
@@ -51,7 +55,7 @@ class WalDecoder {
     this.child = spawn(this.bin, ['-d', this.url, '--slot', this.slot, '--start', '-o', 'proto_version=1', '-o', `publication_names=${pub.pubname}`, '-f', '/dev/null', '-F', '1', '-s', '1'], { stdio: 'ignore' });
     await waitUntil('the decoder\'s walsender', async () => {
       if (this.child!.exitCode !== null) throw new Error(`pg_recvlogical exited with ${this.child!.exitCode}`);
-      return (await sql(this.url, 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [this.slot])).length > 0;
+      return await this.active();
     }, 30_000, 20);
   }
 
@@ -62,7 +66,7 @@ class WalDecoder {
       child.kill('SIGINT');
       await exited;
     }
-    await waitUntil('the decoder\'s slot to be free', async () => (await sql(this.url, 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [this.slot])).length === 0, 30_000, 20);
+    await waitUntil('the decoder\'s slot to be free', async () => !(await this.active()), 30_000, 20);
     execFileSync(this.bin, ['-d', this.url, '--slot', this.slot, '--drop-slot']);
   }
 }
