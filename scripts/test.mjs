@@ -40,7 +40,8 @@ const alone = [
 const runsAlone = (f) => alone.some((a) => path.relative(path.join(root, 'dist/test'), f).startsWith(a));
 
 // Longest first (in-test seconds of a fresh-clone run, docs/setup-and-tests.md): two at a time, a long file started
-// late runs on by itself at the end while the other slot is idle. The files not named keep their order, after these.
+// late runs on by itself at the end while the other slot is idle. The other integration files follow in their order,
+// then the unit files, short ones that fill the end.
 const slowFirst = [
   'integration/bench', 'integration/faults', 'integration/crash', 'integration/registry', 'integration/avro',
   'integration/dlqReplay', 'integration/logical.', 'integration/cli', 'integration/signals', 'integration/logicalExactlyOnce',
@@ -49,8 +50,9 @@ const slowFirst = [
   'integration/captureSwitch', 'integration/appRoleMigrations', 'integration/guardrails', 'integration/debeziumInterop',
 ];
 const rank = (f) => {
-  const i = slowFirst.findIndex((s) => path.relative(path.join(root, 'dist/test'), f).startsWith(s));
-  return i === -1 ? slowFirst.length : i;
+  const name = path.relative(path.join(root, 'dist/test'), f);
+  const i = slowFirst.findIndex((s) => name.startsWith(s));
+  return i !== -1 ? i : slowFirst.length + (name.startsWith('unit/') ? 1 : 0);
 };
 const longestFirst = (files) => [...files].sort((a, b) => rank(a) - rank(b));
 
