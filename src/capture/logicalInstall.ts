@@ -6,6 +6,7 @@ import { lockNames, publicationName, slotName, sourceSlotName, tableId } from '.
 import { migrate, readMigrations } from './migrations.js';
 import { switchToTriggerState } from './stateStore.js';
 import { leaveShared } from './sharedSlot.js';
+import { sleep } from '../retry.js';
 
 export type CaptureMode = 'trigger' | 'logical';
 
@@ -56,8 +57,8 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
     return { mode: 'trigger', reason: `${tableId(table)} has no primary key for logical decoding to identify rows (fix: add one, or ALTER TABLE ${qualified(table.schema, table.name)} REPLICA IDENTITY FULL)` };
   }
   if (r.triggers) return { mode: 'trigger', reason: 'switching to capture: logical: trigger capture publishes what committed before the slot\'s snapshot, then hands over to the slot', slot: slotName(table, source.database ?? ''), switchTo: 'logical' };
-  // a table with a slot of its own (installed before the shared slot, or by a switch) keeps reading it
-  if (r.slot) return { mode: 'logical', reason: 'capture: logical, from the table\'s own slot', slot: slotName(table, source.database ?? '') };
+  // a table with a slot of its own (installed before the shared slot, or by a switch) moves onto the shared one (slotMigration.ts)
+  if (r.slot) return { mode: 'logical', reason: 'capture: logical, moving from the table\'s own slot onto the source\'s one slot (no re-snapshot)', slot: sourceSlotName(source.database ?? '', instance), shared: true };
   return { mode: 'logical', reason: 'capture: logical, from the source\'s one slot, and the source has wal_level = logical', slot: sourceSlotName(source.database ?? '', instance), shared: true };
 }
 
@@ -133,4 +134,18 @@ export async function dropSlotAndPublication(source: pg.Client, table: TableConf
   const publication = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS present', [publicationName(table)]);
   if (publication.rows[0]!.present) await source.query(`DROP PUBLICATION ${quoteIdent(publicationName(table))}`);
   return slot !== undefined || publication.rows[0]!.present;
+}
+
+/** Drops the table's own slot and publication once the walsender of a stream just closed let go of it (30 s at most). */
+export async function dropSlotWhenReleased(source: pg.Client, table: TableConfig): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await dropSlotAndPublication(source, table);
+      return;
+    } catch (err) {
+      if ((err as TunnelError).code !== 'PGT_SLOT_ACTIVE' || Date.now() > deadline) throw err;
+      await sleep(50);
+    }
+  }
 }
