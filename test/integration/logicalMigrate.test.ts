@@ -43,8 +43,12 @@ test('capture: logical, a table with a slot of its own moves onto the shared slo
   await waitFor('the writer under way', async () => n > 20, 30_000, 20);
 
   const env = { ...db.env, PGTUNNEL_TABLES: 'mg_own,mg_new', PGTUNNEL_CAPTURE: 'logical', PGTUNNEL_BATCH_SIZE: '50', PGTUNNEL_HTTP_PORT: 'off' };
+  const started = Date.now();
+  const step = (what: string) => t.diagnostic(`${what} at ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const tunnel = await InProcessTunnel.start(t, env);
+  step('streaming');
   await waitFor('mg_own moved onto the source slot', async () => tunnel.logLines.some((l) => l.includes('moved onto the source slot')), 60_000, 50);
+  step('moved');
   const movedAt = n;
   await waitFor('the writer past the move', async () => n > movedAt + 50, 60_000, 20);
   writing = false;
@@ -52,6 +56,7 @@ test('capture: logical, a table with a slot of its own moves onto the shared slo
   for (const table of ['mg_own', 'mg_new']) await sameRows(db.sourceUrl, db.targetUrl, table, 60_000);
   assert.deepEqual(await replication(db.sourceUrl), { slots: [sourceSlotName(database, db.topicPrefix)], walsenders: 1 }, 'the own slot is gone: one slot and one walsender for both tables');
   assert.deepEqual(await query(db.sourceUrl, 'SELECT pubname FROM pg_publication WHERE pubname = $1', [publicationName(own)]), [], 'the own publication is gone');
+  step('target equal');
   const joinLsn = BigInt((await query<{ lsn: string }>(db.sourceUrl, "SELECT (join_lsn - '0/0')::text AS lsn FROM pgtunnel.state WHERE table_id = 'public.mg_own'"))[0]!.lsn);
   await tunnel.stop();
 
@@ -61,6 +66,7 @@ test('capture: logical, a table with a slot of its own moves onto the shared slo
   t.diagnostic(`mg_own: ${streamed.filter((l) => l < joinLsn).length} changes from its own slot, ${streamed.filter((l) => l >= joinLsn).length} from the shared slot`);
   assert.ok(streamed.some((l) => l < joinLsn) && streamed.some((l) => l >= joinLsn), 'mg_own streamed from both slots');
   assert.ok([...snapshotReadsPerKey(records).values()].every((k) => k === 1), 'each row of mg_own read once: the move is no re-snapshot');
+  step('records read');
   const other = await topicRecords(`${db.topicPrefix}.public.mg_new`);
   assert.deepEqual(changesTwice(other), [], 'no change of mg_new sent twice (the shared stream restarted when mg_own joined)');
   assert.equal(snapshotReadsPerKey(other).size, 300, 'mg_new read once by its snapshot');
