@@ -2,10 +2,11 @@ import type pg from 'pg';
 import type { TableConfig } from '../config/load.js';
 import { TunnelError, sqlState } from '../errors.js';
 import { inTransaction, qualified, quoteIdent } from '../pg.js';
-import { lockNames, publicationName, slotName, sourceSlotName, tableId } from '../names.js';
+import { lockNames, publicationName, slotName, sourcePublicationName, sourceSlotName, tableId } from '../names.js';
 import { migrate, readMigrations } from './migrations.js';
 import { switchToTriggerState } from './stateStore.js';
 import { leaveShared } from './sharedSlot.js';
+import { sleep } from '../retry.js';
 
 export type CaptureMode = 'trigger' | 'logical';
 
@@ -28,12 +29,13 @@ export interface CaptureChoice {
  * reason. A table captured one way switches to the other without a re-snapshot (captureSwitch.ts).
  */
 export async function chooseCapture(source: pg.Client, table: TableConfig, asked: CaptureMode, instance = 'pgtunnel'): Promise<CaptureChoice> {
-  const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; identity: string | null; has_pk: boolean }>(
+  const { rows } = await source.query<{ wal_level: string; registry: boolean; slot: boolean; shared: boolean; identity: string | null; has_pk: boolean }>(
     `SELECT current_setting('wal_level') AS wal_level, to_regclass('pgtunnel.captures') IS NOT NULL AS registry,
             EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot,
+            EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $3 AND schemaname = $4 AND tablename = $5) AS shared,
             (SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($2)) AS identity,
             EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($2) AND indisprimary) AS has_pk`,
-    [slotName(table, source.database ?? ''), qualified(table.schema, table.name)],
+    [slotName(table, source.database ?? ''), qualified(table.schema, table.name), sourcePublicationName(instance), table.schema, table.name],
   );
   const r = { ...rows[0]!, triggers: false };
   if (r.registry) r.triggers = (await source.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)])).rows.length > 0;
@@ -42,6 +44,13 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
     // logical → trigger: logical capture runs until the boundary transaction, then hands over (captureSwitch.ts)
     if (r.slot && (!r.triggers || toTrigger)) return { mode: 'logical', reason: 'switching to capture: trigger: logical capture publishes every transaction before the one that splits the table\'s writes, then the triggers take over', slot: slotName(table, source.database ?? ''), switchTo: 'trigger' };
     if (r.slot) return { mode: 'trigger', reason: 'capture: trigger (a switch to logical capture was under way: it is abandoned)', abandonSwitch: true };
+    // the shared stream has no hand-over to triggers yet: installing them beside it would lose or double changes
+    if (r.shared && !r.triggers) {
+      throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured from the source's shared slot, and a switch from it to capture: trigger is not built yet`, {
+        errorClass: 'config',
+        hint: 'keep capture: logical for it, or `pgtunnel uninstall` it and install it again with capture: trigger (a re-snapshot)',
+      });
+    }
     return { mode: 'trigger', reason: 'capture: trigger (the default)' };
   }
   if (toTrigger) {
@@ -56,8 +65,8 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
     return { mode: 'trigger', reason: `${tableId(table)} has no primary key for logical decoding to identify rows (fix: add one, or ALTER TABLE ${qualified(table.schema, table.name)} REPLICA IDENTITY FULL)` };
   }
   if (r.triggers) return { mode: 'trigger', reason: 'switching to capture: logical: trigger capture publishes what committed before the slot\'s snapshot, then hands over to the slot', slot: slotName(table, source.database ?? ''), switchTo: 'logical' };
-  // a table with a slot of its own (installed before the shared slot, or by a switch) keeps reading it
-  if (r.slot) return { mode: 'logical', reason: 'capture: logical, from the table\'s own slot', slot: slotName(table, source.database ?? '') };
+  // a table with a slot of its own (installed before the shared slot, or by a switch) moves onto the shared one (slotMigration.ts)
+  if (r.slot) return { mode: 'logical', reason: 'capture: logical, moving from the table\'s own slot onto the source\'s one slot (no re-snapshot)', slot: sourceSlotName(source.database ?? '', instance), shared: true };
   return { mode: 'logical', reason: 'capture: logical, from the source\'s one slot, and the source has wal_level = logical', slot: sourceSlotName(source.database ?? '', instance), shared: true };
 }
 
@@ -133,4 +142,18 @@ export async function dropSlotAndPublication(source: pg.Client, table: TableConf
   const publication = await source.query<{ present: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS present', [publicationName(table)]);
   if (publication.rows[0]!.present) await source.query(`DROP PUBLICATION ${quoteIdent(publicationName(table))}`);
   return slot !== undefined || publication.rows[0]!.present;
+}
+
+/** Drops the table's own slot and publication once the walsender of a stream just closed let go of it (30 s at most). */
+export async function dropSlotWhenReleased(source: pg.Client, table: TableConfig): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await dropSlotAndPublication(source, table);
+      return;
+    } catch (err) {
+      if ((err as TunnelError).code !== 'PGT_SLOT_ACTIVE' || Date.now() > deadline) throw err;
+      await sleep(50);
+    }
+  }
 }

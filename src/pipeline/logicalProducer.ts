@@ -6,8 +6,8 @@ import type { Relation } from '../capture/pgoutput.js';
 import { ReplicationStream, replicationClient, type MessageFeed } from '../capture/replicationStream.js';
 import type { TableFeed } from '../capture/slotFeed.js';
 import type { SourceSlot } from './sourceSlot.js';
-import { dropSlotAndPublication } from '../capture/logicalInstall.js';
-import { sleep } from '../retry.js';
+import { dropSlotWhenReleased } from '../capture/logicalInstall.js';
+import { SlotMigration } from '../capture/slotMigration.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, type CaptureState } from '../capture/stateStore.js';
 import { producerApplicationName, publicationName, slotName } from '../names.js';
@@ -59,8 +59,13 @@ export class LogicalProducer extends TableProducer {
   }
 
   protected async lead(client: pg.Client, signal: AbortSignal, progressed: () => void): Promise<void> {
-    this.slot = this.sourceSlot?.name ?? slotName(this.table, client.database ?? '');
+    // a table of the shared slot that still has a slot of its own reads that one until it moves over
+    const migration = this.sourceSlot && new SlotMigration(client, this.table);
+    const migrating = migration !== undefined && (await migration.pending());
+    this.slot = migrating ? migration.ownSlot : this.sourceSlot?.name ?? slotName(this.table, client.database ?? '');
     this.feed = this.sourceSlot?.feed(this.id);
+    // while it is off the shared slot, that slot confirms nothing more for any table (it must still give the move's position)
+    if (migrating) this.feed!.hold = 0n;
     let state = await loadState(client, this.id);
     let record: PositionRecord | undefined;
     if (this.config.exactlyOnce) {
@@ -74,11 +79,12 @@ export class LogicalProducer extends TableProducer {
     if (state.phase === 'snapshot') {
       const version = await this.useColumns(client);
       progressed();
-      state = await new LogicalSnapshot(this.config, this.table, this.reader, this.publishStep, this.log, this.feed && { feed: this.feed, slot: this.slot }).run(client, state, signal, version);
+      state = await new LogicalSnapshot(this.config, this.table, this.reader, this.publishStep, this.log, !migrating && this.feed ? { feed: this.feed, slot: this.slot } : undefined).run(client, state, signal, version);
       if (state.phase !== 'streaming') return;
       this.onPhase('streaming');
     }
     state = await this.resumeAt(client, record, state);
+    if (migrating && !(await this.moveToSourceSlot(client, migration, state, signal, progressed))) return;
     let feed: MessageFeed;
     if (this.feed) {
       state = await this.joinAt(client, state, this.feed);
@@ -95,6 +101,30 @@ export class LogicalProducer extends TableProducer {
   }
 
   /**
+   * Moves the table from its own slot onto the shared one (slotMigration.ts): its own slot's stream runs
+   * until it confirmed the mark; the table then joins the shared stream at that confirmed position, the
+   * shared slot held there until the table's Kafka passed it. False when the stream was stopped first.
+   */
+  private async moveToSourceSlot(client: pg.Client, migration: SlotMigration, state: CaptureState, signal: AbortSignal, progressed: () => void): Promise<boolean> {
+    const mark = await migration.mark();
+    let at = await migration.confirmed();
+    if (at < mark) {
+      const repl = await replicationClient(this.config.sourceUrl, producerApplicationName(this.id));
+      this.stream = await ReplicationStream.start(repl, migration.ownSlot, publicationName(this.table), BigInt(state.lsn ?? 0));
+      const own = new LogicalStream(this.config, this.table, this.rows, this.publishStep, this.log, this.relationSchemas(new Set(this.table.exclude))).endAt(mark);
+      if ((await own.run(client, this.stream, state, signal, progressed)) !== 'reached') return false;
+      at = await migration.confirmedAt(own.acknowledged!);
+      await this.stream.close();
+      this.stream = undefined;
+    }
+    await migration.finish(at);
+    this.feed!.hold = at;
+    this.slot = this.sourceSlot!.name;
+    this.log.info({ table: this.id, from: migration.ownSlot, to: this.slot, joinLsn: at.toString() }, 'moved onto the source slot: its own slot confirmed the move\'s position, the shared stream gives every later commit; own slot and publication dropped');
+    return true;
+  }
+
+  /**
    * A switch to trigger capture: everything before the boundary transaction is in Kafka and the slot confirmed
    * it; the triggers have every later write. The switch is marked done first (a crash after it drops the
    * slot as an abandoned one), then slot and publication go and trigger capture takes over.
@@ -102,17 +132,7 @@ export class LogicalProducer extends TableProducer {
   private async handOver(client: pg.Client): Promise<void> {
     await this.release();
     await client.query('UPDATE pgtunnel.state SET capture_switch = NULL WHERE table_id = $1', [this.id]);
-    const deadline = Date.now() + 30_000;
-    // the walsender of the stream just closed may hold the slot for a moment
-    for (;;) {
-      try {
-        await dropSlotAndPublication(client, this.table);
-        break;
-      } catch (err) {
-        if ((err as TunnelError).code !== 'PGT_SLOT_ACTIVE' || Date.now() > deadline) throw err;
-        await sleep(50);
-      }
-    }
+    await dropSlotWhenReleased(client, this.table);
     this.log.info({ table: this.id, slot: this.slot }, 'switched to capture: trigger: logical capture published everything before the boundary; slot and publication dropped');
     this.handedOver = true;
   }

@@ -43,6 +43,8 @@ export class LogicalStream {
   private from = 0n;
   /** What Kafka acknowledged: the position and how much of the transaction open at it (a shared stream's restart resumes there). */
   private acked: { lsn: bigint; open: { finalLsn: bigint; messages: number } | undefined } | undefined;
+  /** A table moving onto the shared slot: its own slot's stream ends once Kafka acknowledged this far (slotMigration.ts). */
+  private until: bigint | undefined;
 
   constructor(
     private readonly config: TunnelConfig,
@@ -58,7 +60,7 @@ export class LogicalStream {
    * `stored`: the state the stream starts from: an exactly-once position record names it, and a page
    * that ended inside a transaction left there how much of it Kafka committed.
    */
-  async run(client: pg.Client, stream: MessageFeed, stored: CaptureState, signal: AbortSignal, onPage: () => void): Promise<'handed over' | undefined> {
+  async run(client: pg.Client, stream: MessageFeed, stored: CaptureState, signal: AbortSignal, onPage: () => void): Promise<'handed over' | 'reached' | undefined> {
     let state = stored;
     if (stored.lsnInTransaction) this.skip = { finalLsn: BigInt(stored.lsnInTransaction.finalLsn), messages: stored.lsnInTransaction.messages };
     this.from = BigInt(stored.lsn ?? 0);
@@ -76,8 +78,20 @@ export class LogicalStream {
       if (this.pending.length === 0 && this.complete > 0n) this.acknowledge(stream, this.complete, undefined);
       onPage();
       if (this.handOverAt !== undefined && this.pending.length === 0) return 'handed over';
+      if (this.until !== undefined && !this.txn && this.pending.length === 0 && (this.acked?.lsn ?? 0n) >= this.until) return 'reached';
     }
     return undefined;
+  }
+
+  /** Ends the stream at the first whole-transaction position Kafka acknowledged at or past `lsn` (`run` returns 'reached'). */
+  endAt(lsn: bigint): this {
+    this.until = lsn;
+    return this;
+  }
+
+  /** The position Kafka acknowledged last (the slot was told so). */
+  get acknowledged(): bigint | undefined {
+    return this.acked?.lsn;
   }
 
   private accept({ message: m, lsn }: QueuedMessage): void {
