@@ -1,8 +1,9 @@
-// node dist/bench/memory.js [--rows 1000000] [--bulk 20] [--backlog 0] [--limits shipped,128/160/8]: what makes the peak
+// node dist/bench/memory.js [--rows 1000000] [--bulk 20] [--backlog 0] [--limits shipped,128/160/8,base:shipped] [--base DIR]: what makes the peak
 // RSS of `pgtunnel run` (issue 21 item 5), one stack of its own. Per variant of the side threads' heap caps
 // (producer old / consumer old / young MB; `shipped` = sideThread.ts's), run one after the other in one
 // invocation: a snapshot of --rows rows, a bulk writer (100-row transactions) for --bulk seconds and, with
-// --backlog N, N changes captured while no tunnel ran. Every 0.5 s it samples /metrics: heap used, heap
+// --backlog N, N changes captured while no tunnel ran. `base:` runs that variant with the build in --base (another
+// checkout with bench/limitedTunnel.ts compiled), for a same-run before/after. Every 0.5 s it samples /metrics: heap used, heap
 // committed and external memory per thread; the peak RSS is the process's VmHWM. Not part of `npm run bench`.
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -13,11 +14,11 @@ import { employeesDdl } from '../src/stack/demo.js';
 import { BenchContext, BenchTunnel, root, sql, waitUntil } from './context.js';
 import { fill } from './snapshot.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, bulk: { type: 'string', default: '20' }, backlog: { type: 'string', default: '0' }, limits: { type: 'string', default: 'shipped' }, flags: { type: 'string', default: '' } } });
+const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, bulk: { type: 'string', default: '20' }, backlog: { type: 'string', default: '0' }, limits: { type: 'string', default: 'shipped' }, base: { type: 'string', default: '' }, flags: { type: 'string', default: '' } } });
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 const own = await startTestStack(home, 'bench-memory-stack');
 const ctx = new BenchContext(own.stack, own.env, home);
-const entry = path.join(root, 'dist/bench/limitedTunnel.js');
+const entryOf = (variant: string) => path.join(variant.startsWith('base:') ? path.resolve(values.base!) : root, 'dist/bench/limitedTunnel.js');
 
 const freePort = () => new Promise<number>((resolve) => {
   const server = createServer().listen(0, '127.0.0.1', () => {
@@ -47,12 +48,13 @@ class Peaks {
 const count = async (target: string) => Number((await sql<{ n: string }>(target, 'SELECT count(*) AS n FROM employees'))[0]!.n);
 
 /** A tunnel with these caps, sampled until `done`; its seconds from start, peak RSS and per-thread peaks. */
-async function measured(dbs: { source: string; target: string }, limits: string, body: (tunnel: BenchTunnel, peaks: () => Promise<void>) => Promise<void>): Promise<{ seconds: number; rss: number; peaks: Peaks }> {
+async function measured(dbs: { source: string; target: string }, variant: string, body: (tunnel: BenchTunnel, peaks: () => Promise<void>) => Promise<void>): Promise<{ seconds: number; rss: number; peaks: Peaks }> {
   const port = await freePort();
   // --flags: V8 flags of the whole process (the main thread's; the workers' caps come from resourceLimits)
+  const limits = variant.replace(/^base:/, '');
   const env = ctx.tunnelEnv(dbs, 'employees', { PGTUNNEL_HTTP_PORT: String(port), ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(values.flags ? { NODE_OPTIONS: values.flags } : {}) });
   const start = Date.now();
-  const tunnel = new BenchTunnel(env, ['run'], entry);
+  const tunnel = new BenchTunnel(env, ['run'], entryOf(variant));
   const peaks = new Peaks();
   try {
     await body(tunnel, () => peaks.sample(port));
