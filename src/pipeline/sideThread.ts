@@ -41,8 +41,8 @@ export class LocalSide implements RunningSide {
  * V8 heap caps per side, in MB. Old space: heap used peaked at 37 MB (producer) and 107 MB (consumer) over a
  * 1M-row snapshot; the caps leave room for the transactional apply's buffer. The young generation is what the
  * RSS follows (bench/memory.ts, bench/RESULTS.md "Peak RSS by heap caps"): every set and piece lives across
- * awaits, so a large young generation only holds more garbage; at 8 MB the 1M-row snapshot's peak RSS fell
- * from 425 MB (32 MB) at a same-run throughput within the machine's noise. A side outgrowing its cap stops
+ * awaits, so a large young generation only holds more garbage: 32 → 16 → 8 MB gave 425 → 365 → 326 MB over
+ * a 1M-row snapshot (a loaded machine; the old-space caps mattered little). A side outgrowing its cap stops
  * the process, naming it.
  */
 export const heapLimits: Record<Side, { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number }> = {
