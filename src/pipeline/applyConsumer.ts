@@ -18,7 +18,7 @@ import { GroupOffsets } from './groupOffsets.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
-import { applicationNames, clientIds } from '../names.js';
+import { applicationNames, clientIds, partitionId } from '../names.js';
 
 type StringMessage = Message<Buffer, Buffer, string, string>;
 
@@ -31,18 +31,33 @@ export interface PolledSet<M> {
   arrivedAt: number;
 }
 
-/** A set read for its write: its records (Avro ones deferred when the byte path took them) and the byte path's lines. */
+/**
+ * A set read for its write: its records (Avro ones deferred when the byte path took them), the byte path's
+ * lines, and of its messages only the last per partition (the group's offsets): the client's message objects
+ * die young instead of surviving the write's awaits into old space.
+ */
 interface PreparedSet {
   set: PolledSet<StringMessage>;
+  count: number;
   records: RawRecord[];
   scanned: ScannedSet | undefined;
+}
+
+function lastPerPartition(messages: StringMessage[]): StringMessage[] {
+  const last = new Map<string, StringMessage>();
+  for (const m of messages) last.set(partitionId(m.topic, m.partition), m);
+  return [...last.values()];
 }
 
 /** How long the group keeps a killed consumer's partitions for its restart (a process start under load took 5-15 s). */
 export const staticSessionTimeoutMs = 20_000;
 
-/** A set, and what the stream buffers, are bounded in bytes too: wide rows during a catch-up stay in memory bounds. */
-export const maxSetBytes = 32 * 1024 * 1024;
+/**
+ * A set, and the buffer the next set is taken from (the stream pauses at it), are bounded in bytes too: with
+ * one set writing, one decoding, this buffer and one fetch, a catch-up of wide rows holds ~14 MB of records.
+ * A full set of narrow rows (batchSize×4 envelopes of ~400 B) still fits, so sets are as large as before.
+ */
+export const maxSetBytes = 4 * 1024 * 1024;
 
 /**
  * One fetch is decoded whole before the stream's back-pressure applies (the client's default is 50 MB):
@@ -235,10 +250,10 @@ export class ApplyConsumer {
     const scanned = writer.scan(records);
     if (!scanned) records = await writer.undeferred(records);
     writer.noteDecoded(performance.now() - decodeAt);
-    return { set, records, scanned };
+    return { set: { messages: lastPerPartition(set.messages), arrivedAt: set.arrivedAt }, count: set.messages.length, records, scanned };
   }
 
-  private async applySet({ set: { messages: set, arrivedAt }, records, scanned }: PreparedSet, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
+  private async applySet({ set: { messages: set, arrivedAt }, count, records, scanned }: PreparedSet, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
     const takenAt = Date.now();
     telemetry.stages({ queue: takenAt - arrivedAt });
     const result = await writer.apply(records, scanned);
@@ -247,7 +262,7 @@ export class ApplyConsumer {
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');
     offsets.note(set, this.health);
     // Stage timings of each set, for the latency hunt (bench/stall.ts reads them).
-    this.log.debug({ count: set.length, arrivedAt, takenAt, committedAt: Date.now() }, 'set applied');
+    this.log.debug({ count, arrivedAt, takenAt, committedAt: Date.now() }, 'set applied');
   }
 
   /**

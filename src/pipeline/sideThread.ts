@@ -38,15 +38,16 @@ export class LocalSide implements RunningSide {
 }
 
 /**
- * V8 heap caps per side, in MB. Measured over a 200k-row snapshot (bench/threads.ts, bench/RESULTS.md
- * "Two threads"): heap used peaked at 55 MB (producer) and 107 MB (consumer); old space is capped at
- * ~4.5× and ~3.5× that. The young generation (V8's default up to 192 MB per isolate) is capped at 32 MB; with
- * these caps the run peaked at 397 MB RSS against 509 MB on one uncapped thread (a loaded machine, indicative).
- * A side outgrowing its cap stops the process, naming it.
+ * V8 heap caps per side, in MB. Old space: heap used peaked at 37 MB (producer) and 107 MB (consumer) over a
+ * 1M-row snapshot; the caps leave room for the transactional apply's buffer. The young generation is what the
+ * RSS follows (bench/memory.ts, bench/RESULTS.md "Peak RSS by heap caps"): every set and piece lives across
+ * awaits, so a large young generation only holds more garbage: 32 → 16 → 8 MB gave 425 → 365 → 326 MB over
+ * a 1M-row snapshot (a loaded machine; the old-space caps mattered little). A side outgrowing its cap stops
+ * the process, naming it.
  */
 export const heapLimits: Record<Side, { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number }> = {
-  producer: { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32 },
-  consumer: { maxOldGenerationSizeMb: 384, maxYoungGenerationSizeMb: 32 },
+  producer: { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 8 },
+  consumer: { maxOldGenerationSizeMb: 384, maxYoungGenerationSizeMb: 8 },
 };
 
 const levelOf: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };

@@ -41,8 +41,9 @@ test('a set is bounded in bytes as well as in messages; one record larger than t
   assert.deepEqual((await sets.take(signal))?.messages.map((m) => m[0]), ['e']);
 });
 
-test('memory bounds of the consumer (issue 21 item 5): fetches of at most 2 MB, a set of at most 32 MB taken whole from the buffered bytes', async () => {
+test('memory bounds of the consumer (issue 21 item 5): fetches of at most 2 MB, a set of at most 4 MB taken whole from the buffered bytes', async () => {
   assert.ok(fetchOptions(['t']).maxBytes <= 2 * 1024 * 1024, 'one fetch response is decoded whole: it stays small');
+  assert.ok(maxSetBytes <= 4 * 1024 * 1024, 'one set writing, one decoding and the buffer stay a few MB');
   // with the default bounds, 40 records of 1 MB: the stream pauses at the byte bound, and a set never exceeds it
   const stream = new PassThrough({ objectMode: true, highWaterMark: 1 });
   const sets = new PolledSets<Buffer>(stream, 1000, (m) => m.length);
