@@ -181,11 +181,21 @@ export class TransactionBuffer {
     return [...this.marks.values()].map((m) => ({ topic: m.topic, partition: m.partition, next: m.next }));
   }
 
-  /** The incomplete unit holding the most bytes in memory: the one to spill when over budget. */
-  largest(): Unit | undefined {
-    let best: Unit | undefined;
-    for (const u of this.units.values()) if (u.bytes > 0 && (!best || u.bytes > best.bytes)) best = u;
-    return best;
+  /**
+   * The unit to spill when over budget (called after every releasable unit was taken): the incomplete one
+   * holding the most bytes in memory, which waits longest; else the complete one that committed last, which
+   * goes last.
+   */
+  spillCandidate(): Unit | undefined {
+    let incomplete: Unit | undefined;
+    let latest: Unit | undefined;
+    for (const u of this.units.values()) {
+      if (u.bytes === 0) continue;
+      if (!this.complete(u)) {
+        if (!incomplete || u.bytes > incomplete.bytes) incomplete = u;
+      } else if (!latest || byCommit(u, latest) > 0) latest = u;
+    }
+    return incomplete ?? latest;
   }
 
   /** The unit's in-memory records were written to the target: memory is freed, they are read back to apply. */

@@ -1,7 +1,7 @@
 import type { TunnelConfig } from '../config/load.js';
 import { progressMessage } from '../contracts/transaction.js';
 import { transactionTopic } from '../names.js';
-import type { EnvelopeProducer } from '../transport/kafka.js';
+import { EndOffsetReader, type EnvelopeProducer } from '../transport/kafka.js';
 
 /** While a table keeps publishing, its progress goes out at most this often (each mark is a Kafka round trip). */
 const busyEveryMs = 100;
@@ -19,10 +19,13 @@ export class ProgressMarks {
   private readonly on: boolean;
   private sent: string | undefined;
   private sentAt = 0;
+  private readonly ends: EndOffsetReader;
 
-  constructor(config: TunnelConfig, private readonly table: string, private readonly producer: EnvelopeProducer) {
+  /** `tableTopic`: the table's topic, whose end offsets each mark carries. */
+  constructor(config: TunnelConfig, private readonly table: string, private readonly tableTopic: string, private readonly producer: EnvelopeProducer) {
     this.topic = transactionTopic(config.topicPrefix);
     this.on = config.apply === 'transactional';
+    this.ends = new EndOffsetReader(config);
   }
 
   /**
@@ -34,8 +37,15 @@ export class ProgressMarks {
     const now = Date.now();
     const due = checkpoint === this.sent ? now - this.sentAt >= repeatMs : !busy || now - this.sentAt >= busyEveryMs;
     if (!due) return;
-    await this.producer.publish([progressMessage(this.topic, this.table, checkpoint, now)]);
+    // the ends as of now, after Kafka took the batch: the applier counts the mark once it read this far, not as
+    // far as the topic reaches when it reads the mark (behind a backlog that held every transaction of it)
+    const ends = (await this.ends.read([this.tableTopic], true)).get(this.tableTopic);
+    await this.producer.publish([progressMessage(this.topic, this.table, checkpoint, now, ends)]);
     this.sent = checkpoint;
     this.sentAt = now;
+  }
+
+  async close(): Promise<void> {
+    await this.ends.close();
   }
 }
