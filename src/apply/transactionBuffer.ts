@@ -204,8 +204,9 @@ export class TransactionBuffer {
     unit.spilled += count;
     this.bytes -= unit.bytes;
     unit.bytes = 0;
-    // its keys leave memory: a later writer of one finds it through the summary, then the target
-    unit.summary ??= new KeySummary(this.summaryBytes);
+    // its keys leave memory: a later writer of one finds it through the summary, then the target. A complete
+    // unit's keys are all here, so its summary is sized to them (16 bits a key): many small ones may spill
+    unit.summary ??= new KeySummary(this.complete(unit) ? Math.min(this.summaryBytes, unit.keys.size * 2) : this.summaryBytes);
     for (const k of unit.keys) {
       unit.summary.add(k);
       if (this.writers.get(k) === unit.id) this.writers.delete(k);
