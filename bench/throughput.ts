@@ -14,7 +14,7 @@ export interface ThroughputResult {
  * tunnel: the tunnel's rate is changes divided by the time from the first write to the last row in the
  * target, so a ratio of 1 means it kept up. `rowsPerTx` 1 is the OLTP writer, 100 a bulk loader.
  */
-export async function throughput(ctx: BenchContext, seconds: number, rowsPerTx: number, cap: number): Promise<ThroughputResult> {
+export async function throughput(ctx: BenchContext, seconds: number, rowsPerTx: number, cap: number, inspect?: (tunnelOutput: string) => void): Promise<ThroughputResult> {
   const dbs = await ctx.databases(`bench_throughput_${rowsPerTx}`, employeesDdl);
   const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'employees'));
   try {
@@ -35,6 +35,7 @@ export async function throughput(ctx: BenchContext, seconds: number, rowsPerTx: 
     const expected = changes + 1; // and the readiness probe
     await waitUntil('the tunnel to catch up', async () => Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM employees'))[0]!.n) >= expected, 600_000, 20);
     const caughtUp = Date.now();
+    inspect?.(tunnel.output);
     return {
       writerPerSec: changes / ((written - start) / 1000),
       tunnelPerSec: changes / ((caughtUp - start) / 1000),

@@ -52,12 +52,21 @@ export class CommitWatermark {
     for (const [table, topic] of topics) this.tableOf.set(topic, table);
   }
 
-  /** A PROGRESS record read; a table of another tunnel is not waited for. */
-  progress(table: string, snapshot: string, at = Date.now()): void {
+  /**
+   * A PROGRESS record read; a table of another tunnel is not waited for. `ends`: the table topic's end offsets
+   * its producer listed before sending it (older producers list none: the applier's own, later ones serve).
+   */
+  progress(table: string, snapshot: string, at = Date.now(), ends?: bigint[]): void {
     const s = parseSnapshot(snapshot);
     if (!s || !this.topics.has(table)) return;
-    this.unended.set(table, s);
     this.seenAt.set(table, at);
+    if (!ends) {
+      this.unended.set(table, s);
+      return;
+    }
+    const queue = this.ended.get(table);
+    if (queue) queue.push({ snapshot: s, ends });
+    else this.ended.set(table, [{ snapshot: s, ends }]);
   }
 
   /** The topics whose newest marks wait for their ends. */

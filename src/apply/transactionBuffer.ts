@@ -181,11 +181,21 @@ export class TransactionBuffer {
     return [...this.marks.values()].map((m) => ({ topic: m.topic, partition: m.partition, next: m.next }));
   }
 
-  /** The incomplete unit holding the most bytes in memory: the one to spill when over budget. */
-  largest(): Unit | undefined {
-    let best: Unit | undefined;
-    for (const u of this.units.values()) if (u.bytes > 0 && (!best || u.bytes > best.bytes)) best = u;
-    return best;
+  /**
+   * The unit to spill when over budget (called after every releasable unit was taken): the incomplete one
+   * holding the most bytes in memory, which waits longest; else the complete one that committed last, which
+   * goes last.
+   */
+  spillCandidate(): Unit | undefined {
+    let incomplete: Unit | undefined;
+    let latest: Unit | undefined;
+    for (const u of this.units.values()) {
+      if (u.bytes === 0) continue;
+      if (!this.complete(u)) {
+        if (!incomplete || u.bytes > incomplete.bytes) incomplete = u;
+      } else if (!latest || byCommit(u, latest) > 0) latest = u;
+    }
+    return incomplete ?? latest;
   }
 
   /** The unit's in-memory records were written to the target: memory is freed, they are read back to apply. */
@@ -194,8 +204,9 @@ export class TransactionBuffer {
     unit.spilled += count;
     this.bytes -= unit.bytes;
     unit.bytes = 0;
-    // its keys leave memory: a later writer of one finds it through the summary, then the target
-    unit.summary ??= new KeySummary(this.summaryBytes);
+    // its keys leave memory: a later writer of one finds it through the summary, then the target. A complete
+    // unit's keys are all here, so its summary is sized to them (16 bits a key): many small ones may spill
+    unit.summary ??= new KeySummary(this.complete(unit) ? Math.min(this.summaryBytes, unit.keys.size * 2) : this.summaryBytes);
     for (const k of unit.keys) {
       unit.summary.add(k);
       if (this.writers.get(k) === unit.id) this.writers.delete(k);

@@ -35,18 +35,24 @@ export function transactionEventMessage(topic: string, id: string, tsMs: number,
  * in Kafka. Keyed by the table. `apply: transactional` releases a transaction only once every table's
  * progress has passed it, so nothing committed before it can still arrive.
  */
-export function progressMessage(topic: string, table: string, snapshot: string, tsMs: number): { topic: string; key: string; value: string } {
-  return { topic, key: JSON.stringify({ table }), value: `{"status":"PROGRESS","table":${JSON.stringify(table)},"snapshot":${JSON.stringify(snapshot)},"ts_ms":${tsMs}}` };
+export function progressMessage(topic: string, table: string, snapshot: string, tsMs: number, ends?: bigint[]): { topic: string; key: string; value: string } {
+  const endsText = ends ? `,"ends":[${ends.join(',')}]` : '';
+  return { topic, key: JSON.stringify({ table }), value: `{"status":"PROGRESS","table":${JSON.stringify(table)},"snapshot":${JSON.stringify(snapshot)},"ts_ms":${tsMs}${endsText}}` };
 }
 
-/** Pure: a PROGRESS record's table and snapshot; undefined for anything else. */
-export function progressOf(value: string): { table: string; snapshot: string } | undefined {
+/**
+ * Pure: a PROGRESS record's table, snapshot and, when its producer listed them, the table topic's end offsets
+ * taken before it was sent (every record of the snapshot's transactions lies below them); undefined for anything else.
+ */
+export function progressOf(value: string): { table: string; snapshot: string; ends?: bigint[] } | undefined {
   if (!value.startsWith('{"status":"PROGRESS"')) return undefined;
-  let v: { table?: unknown; snapshot?: unknown };
+  let v: { table?: unknown; snapshot?: unknown; ends?: unknown };
   try {
     v = JSON.parse(value) as typeof v;
   } catch {
     return undefined;
   }
-  return typeof v.table === 'string' && typeof v.snapshot === 'string' ? { table: v.table, snapshot: v.snapshot } : undefined;
+  if (typeof v.table !== 'string' || typeof v.snapshot !== 'string') return undefined;
+  const ends = Array.isArray(v.ends) && v.ends.every((e) => Number.isSafeInteger(e) && (e as number) >= 0) ? (v.ends as number[]).map(BigInt) : undefined;
+  return ends ? { table: v.table, snapshot: v.snapshot, ends } : { table: v.table, snapshot: v.snapshot };
 }

@@ -59,7 +59,7 @@ export class CaptureProducer extends TableProducer {
     this.stream = new StreamSource(this.id, pages, this.publishStep, log);
     this.snapshotSource = new SnapshotSource(this.id, config, pages, this.changes, this.snapshot, this.publishStep, log, this.onPhase, snapshotPath(this.encoder.format, this.snapshot));
     this.heartbeat = new Heartbeat(config, this.id, table.topic, producer);
-    this.progress = new ProgressMarks(config, this.id, producer);
+    this.progress = new ProgressMarks(config, this.id, table.topic, producer);
     this.incremental = new IncrementalSnapshot(this.id, config, table, this.masked, this.snapshotSource, this.publishStep, log);
   }
 
@@ -111,6 +111,7 @@ export class CaptureProducer extends TableProducer {
   }
 
   protected async release(): Promise<void> {
+    await this.progress.close();
     await this.vacuum?.close();
     this.vacuum = undefined;
     await this.reads?.end().catch(() => {});

@@ -1,7 +1,7 @@
 import type { TunnelConfig } from '../config/load.js';
 import { progressMessage } from '../contracts/transaction.js';
 import { transactionTopic } from '../names.js';
-import type { EnvelopeProducer } from '../transport/kafka.js';
+import { EndOffsetReader, type EnvelopeProducer } from '../transport/kafka.js';
 
 /** While a table keeps publishing, its progress goes out at most this often (each mark is a Kafka round trip). */
 const busyEveryMs = 100;
@@ -19,10 +19,14 @@ export class ProgressMarks {
   private readonly on: boolean;
   private sent: string | undefined;
   private sentAt = 0;
+  private readonly ends: EndOffsetReader;
+  private listed: bigint[] | undefined;
 
-  constructor(config: TunnelConfig, private readonly table: string, private readonly producer: EnvelopeProducer) {
+  /** `tableTopic`: the table's topic, whose end offsets each mark carries. */
+  constructor(config: TunnelConfig, private readonly table: string, private readonly tableTopic: string, private readonly producer: EnvelopeProducer) {
     this.topic = transactionTopic(config.topicPrefix);
     this.on = config.apply === 'transactional';
+    this.ends = new EndOffsetReader(config);
   }
 
   /**
@@ -30,12 +34,23 @@ export class ProgressMarks {
    * before the first); `busy`: more is waiting, so the mark may wait for the next step.
    */
   async after(checkpoint: string | null, busy: boolean): Promise<void> {
-    if (!this.on || checkpoint === null) return;
+    if (!this.on) return;
+    // a busy step published: the ends listed before no longer cover it
+    if (busy) this.listed = undefined;
+    if (checkpoint === null) return;
     const now = Date.now();
     const due = checkpoint === this.sent ? now - this.sentAt >= repeatMs : !busy || now - this.sentAt >= busyEveryMs;
     if (!due) return;
-    await this.producer.publish([progressMessage(this.topic, this.table, checkpoint, now)]);
+    // the ends as of now, after Kafka took the batch: the applier counts the mark once it read this far, not as
+    // far as the topic reaches when it reads the mark (behind a backlog that held every transaction of it)
+    // (an idle table's marks reuse them: nothing was published since)
+    this.listed ??= (await this.ends.read([this.tableTopic], true)).get(this.tableTopic);
+    await this.producer.publish([progressMessage(this.topic, this.table, checkpoint, now, this.listed)]);
     this.sent = checkpoint;
     this.sentAt = now;
+  }
+
+  async close(): Promise<void> {
+    await this.ends.close();
   }
 }

@@ -22,6 +22,9 @@ import { Backoff } from '../retry.js';
 import { failpoint } from './failpoints.js';
 import { retryOrStop } from './consumerRetry.js';
 import { PolledSets } from './applyConsumer.js';
+import { ApplierStages } from './applierStages.js';
+import { copyIn } from '../apply/staging.js';
+import { copyString } from '../contracts/spanValues.js';
 
 type BytesMessage = Message<Buffer, Buffer, string, string>;
 
@@ -138,17 +141,21 @@ export class TransactionalConsumer {
       this.health.set('consumer', 'ok');
       let lastReport = Date.now();
       let storedText = '';
+      const stages = new ApplierStages();
       for (;;) {
         // held transactions wait for progress marks that may come without records (a topic's end is a commit marker)
+        let at = performance.now();
         const set = await sets.take(buffer.held > 0 ? AbortSignal.any([signal, AbortSignal.timeout(recheckMs)]) : signal);
         if (signal.aborted) break;
+        at = stages.add('wait', at);
         const messages = set?.messages ?? [];
+        if (messages.length > 0) stages.count('sets');
         const spilledWriters = buffer.spilling && messages.length > 0 ? await this.spilledWriters(target, buffer, messages) : undefined;
         for (const m of messages) this.hold(m, buffer, ahead, watermark, spilledWriters);
         if (sets.buffered === 0 && stream.readableLength === 0) readToFetched(stream.offsetsToFetch, watermark);
         await this.takeEnds(consumer, watermark);
         watermark.settle();
-        await this.spill(target, buffer);
+        at = stages.add('hold', at);
         let units = buffer.take(this.config.batchSize, gate);
         // records that apply nothing (tombstones, BEGIN, copies of applied units) still move the stored offsets,
         // so the target's offsets reach the topics' ends (`run --once`, status lag)
@@ -158,6 +165,9 @@ export class TransactionalConsumer {
         }
         for (; units.length > 0; units = buffer.take(this.config.batchSize, gate)) {
           await applier.apply(units, buffer.nextOffsets());
+          stages.count('commits');
+          stages.count('units', units.length);
+          stages.count('records', units.reduce((n, u) => n + u.records.length + u.spilled, 0));
           storedText = offsetsText(buffer.nextOffsets());
           failpoint('apply.after-commit');
           for (const u of units) ahead.add(u.id);
@@ -167,10 +177,14 @@ export class TransactionalConsumer {
             ahead.delete(id);
           }
         }
+        at = stages.add('apply', at);
+        // only what cannot go now spills: every releasable unit was applied above
+        await this.spill(target, buffer, stages);
+        stages.add('spill', at);
         stalled = this.orderHealth(watermark.stalled(), stalled);
-        if (buffer.held > 0 && Date.now() - lastReport > 10_000) {
+        if (Date.now() - lastReport > 10_000 && (buffer.held > 0 || stages.busy)) {
           lastReport = Date.now();
-          this.log.info({ held: buffer.held, bytes: buffer.bytes, oldest: buffer.oldest() }, 'transactions held for their parts');
+          this.log.info({ held: buffer.held, bytes: buffer.bytes, oldest: buffer.oldest(), ...stages.report() }, 'transactions held for their parts');
         }
       }
     } finally {
@@ -183,7 +197,7 @@ export class TransactionalConsumer {
     if (m.topic === this.txTopic) {
       const progress = r.value === undefined ? undefined : progressOf(r.value);
       if (progress) {
-        watermark.progress(progress.table, progress.snapshot);
+        watermark.progress(progress.table, progress.snapshot, Date.now(), progress.ends);
         return buffer.pass(r);
       }
       const end = r.value === undefined ? undefined : endEvent(r.value);
@@ -257,21 +271,25 @@ export class TransactionalConsumer {
     return stall;
   }
 
-  /** Over the budget: the largest incomplete transactions' records go to the target until half of it is free. */
-  private async spill(target: pg.Client, buffer: TransactionBuffer): Promise<void> {
-    while (buffer.bytes > this.config.transactionBufferBytes / 2 && buffer.bytes > 0) {
-      const unit = buffer.largest();
-      if (!unit) return;
-      const records = unit.records;
-      await target.query(
-        `INSERT INTO pgtunnel.held_records (unit_id, seq, topic, partition, kafka_offset, record_key, record_value)
-         SELECT $1, $2::bigint + s.i - 1, s.topic, s.partition, s.kafka_offset, s.record_key, s.record_value
-         FROM unnest($3::text[], $4::int[], $5::bigint[], $6::text[], $7::text[]) WITH ORDINALITY AS s(topic, partition, kafka_offset, record_key, record_value, i)`,
-        [unit.id, unit.spilled, records.map((x) => x.topic), records.map((x) => x.partition), records.map((x) => x.offset.toString()), records.map((x) => x.key ?? null), records.map((x) => x.value ?? null)],
-      );
-      this.log.info({ unit: unit.id, records: records.length, heldBytes: buffer.bytes }, 'records of an incomplete transaction spilled to the target (over transactionBufferBytes)');
-      buffer.spilled(unit, records.length);
+  /**
+   * Over the budget: units that cannot be applied yet go to the target, the incomplete ones first, until half
+   * of it is free; in one COPY (the spill ran at ~1,100 rows/s as INSERT … unnest, one statement per unit).
+   */
+  private async spill(target: pg.Client, buffer: TransactionBuffer, stages: ApplierStages): Promise<void> {
+    if (buffer.bytes <= this.config.transactionBufferBytes) return;
+    const units: Unit[] = [];
+    const lines: string[] = [];
+    for (let unit = buffer.spillCandidate(); unit && buffer.bytes > this.config.transactionBufferBytes / 2; unit = buffer.spillCandidate()) {
+      unit.records.forEach((r, i) => lines.push(heldRecordLine(unit!.id, unit!.spilled + i, r)));
+      units.push(unit);
+      // forgotten before the COPY: should it fail, the applier starts again from the stored offsets with a new buffer
+      buffer.spilled(unit, unit.records.length);
     }
+    if (units.length === 0) return;
+    await copyIn(target, 'COPY pgtunnel.held_records (unit_id, seq, topic, partition, kafka_offset, record_key, record_value) FROM STDIN', lines);
+    stages.count('spills', units.length);
+    stages.count('spilledRecords', lines.length);
+    this.log.info({ units: units.length, records: lines.length, heldBytes: buffer.bytes }, 'records of transactions that cannot be applied yet spilled to the target (over transactionBufferBytes)');
   }
 
   private async partitionCounts(consumer: Consumer<Buffer, Buffer, string, string>, topics: string[]): Promise<Map<string, number>> {
@@ -289,6 +307,12 @@ export class TransactionalConsumer {
     }
     return out;
   }
+}
+
+/** A held record as a COPY text line of `pgtunnel.held_records`. */
+function heldRecordLine(unitId: string, seq: number, r: HeldRecord): string {
+  const text = (v: string | undefined) => (v === undefined ? '\\N' : copyString(v));
+  return `${copyString(unitId)}\t${seq}\t${copyString(r.topic)}\t${r.partition}\t${r.offset}\t${text(r.key)}\t${text(r.value)}\n`;
 }
 
 function heldRecord(m: BytesMessage): HeldRecord {

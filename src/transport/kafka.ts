@@ -1,4 +1,4 @@
-import { Admin, Consumer, Producer, connectionsConnectsChannel, stringSerializer, type Connection } from './kafkaLib.js';
+import { Admin, Consumer, FetchIsolationLevels, Producer, connectionsConnectsChannel, stringSerializer, type Connection } from './kafkaLib.js';
 import { kafkaClientSecurity, type KafkaSecurity } from '../config/kafkaSecurity.js';
 import { TunnelError, classify, kafkaProtocolIds } from '../errors.js';
 import type { WireMessage } from '../contracts/envelope.js';
@@ -131,11 +131,11 @@ export class EndOffsetReader {
 
   constructor(private readonly kafka: KafkaAccess) {}
 
-  /** The end (next to be written) offset of every partition of the topics. */
-  async read(topics: string[]): Promise<Map<string, bigint[]>> {
+  /** The end (next to be written) offset of every partition of the topics; `uncommitted`: the high watermark, past open transactions. */
+  async read(topics: string[], uncommitted = false): Promise<Map<string, bigint[]>> {
     this.consumer ??= new Consumer({ clientId: clientIds.status, groupId: clientIds.status, ...kafkaClientOptions(this.kafka), ...clientDefaults });
     try {
-      return await this.consumer.listOffsets({ topics });
+      return await this.consumer.listOffsets({ topics, ...(uncommitted ? { isolationLevel: FetchIsolationLevels.READ_UNCOMMITTED } : {}) });
     } catch (err) {
       await this.close();
       throw unreachableBroker(this.kafka.kafkaBrokers, err);

@@ -17,6 +17,22 @@ test('a PROGRESS record round-trips; END and BEGIN are not progress', () => {
   const m = progressMessage('p.transaction', 'public.a', '7:9:8', 123);
   assert.deepEqual(progressOf(m.value), { table: 'public.a', snapshot: '7:9:8' });
   assert.equal(progressOf('{"status":"END","id":"5","ts_ms":1,"event_count":1,"data_collections":[]}'), undefined);
+  const withEnds = progressMessage('p.transaction', 'public.a', '7:9:8', 123, [40n, 0n]);
+  assert.deepEqual(progressOf(withEnds.value), { table: 'public.a', snapshot: '7:9:8', ends: [40n, 0n] });
+});
+
+test('a mark carrying its producer\'s ends counts once the topic is read that far, however far the topic reaches now', () => {
+  const w = new CommitWatermark(new Map([['public.a', 'ta']]));
+  // behind a backlog: the marks were sent when the topic ended at 100 and 200; it is read up to 150
+  w.progress('public.a', '10:10:', Date.now(), [100n]);
+  w.progress('public.a', '20:20:', Date.now(), [200n]);
+  assert.deepEqual(w.wantsEnds(), [], 'no end offsets to ask the broker for');
+  w.readTo('ta', 0, 150n);
+  w.settle();
+  assert.deepEqual([w.passes('9'), w.passes('15')], [true, false]);
+  w.readTo('ta', 0, 200n);
+  w.settle();
+  assert.equal(w.passes('15'), true);
 });
 
 test('a transaction passes once every table\'s mark is read up to the ends taken after it', () => {

@@ -62,3 +62,20 @@ test('a table of another tunnel named in END does not keep a transaction waiting
   b.end(rec('tx', 0, 0, ''), '30', new Map([['public.a', 1], ['public.elsewhere', 4]]));
   assert.deepEqual(b.take(100).map((u) => u.id), ['30']);
 });
+
+test('over budget the buffer spills what cannot go now: an incomplete transaction first, then the last committed', () => {
+  const b = new TransactionBuffer(() => 1);
+  const add = (offset: number, key: string, id: string, ms: number) =>
+    b.add(rec('a', 0, offset, key, committed(id, 1, ms)), 'public.a', envelopeTail(committed(id, 1, ms)), 'x');
+  // 30 and 31 are complete and held by the gate; 32 (the smallest) still waits for its END
+  add(0, 'k1', '30', 100);
+  b.end(rec('tx', 0, 0, ''), '30', new Map([['public.a', 1]]));
+  add(1, 'k2', '31', 200);
+  b.end(rec('tx', 0, 1, ''), '31', new Map([['public.a', 1]]));
+  b.add(rec('a', 0, 2, 'k', committed('32', 1, 150)), 'public.a', envelopeTail(committed('32', 1, 150)), 'x');
+  assert.equal(b.spillCandidate()?.id, '32', 'the incomplete one, though it holds fewer bytes');
+  b.spilled(b.spillCandidate()!, 1);
+  assert.equal(b.spillCandidate()?.id, '31', 'then the complete one committed last: it goes last');
+  b.spilled(b.spillCandidate()!, 1);
+  assert.equal(b.spillCandidate()?.id, '30');
+});

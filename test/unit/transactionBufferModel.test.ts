@@ -161,8 +161,8 @@ for (const ties of [false, true]) {
             inKeyOrder(naive, before, got);
             check();
           } else {
-            // as the applier does: the unit with the most bytes in memory
-            const unit = buffer.largest();
+            // as the applier does: the largest incomplete unit, else the last committed
+            const unit = buffer.spillCandidate();
             if (!unit) continue;
             const keys = spilledKeys.get(unit.id) ?? new Set<string>();
             for (const r of unit.records) keys.add(r.key!);
@@ -194,7 +194,7 @@ test('a spilled transaction keeps no entry per record: one key summary, one offs
     const key = `{"id":${i}}`;
     buffer.add({ topic: 't', partition: i % 4, offset: BigInt(i >> 2), key, value: envelope(tx, i + 1) }, table, { op: 'c', txId: '7', totalOrder: i + 1, sourceMs: 5 }, 'x');
     if (i % 10_000 === 9_999) {
-      const unit = buffer.largest()!;
+      const unit = buffer.spillCandidate()!;
       buffer.spilled(unit, unit.records.length);
     }
   }
