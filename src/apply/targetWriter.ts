@@ -65,6 +65,8 @@ export class TargetWriter {
   private readonly changes: ChangeWriter;
   private readonly copyPath: CopyPath;
   private readonly oneStatement: OneStatementPath;
+  /** Sets applied as one statement (oneStatement.ts), for tests and the bench. */
+  setsAsOne = 0;
 
   constructor(
     private readonly client: pg.Client,
@@ -127,6 +129,7 @@ export class TargetWriter {
     if (!outcome) return undefined;
     const decode = this.decodedBefore;
     this.decodedBefore = 0;
+    this.setsAsOne++;
     this.report(outcome);
     // the statement carries its commit: apply is the whole round trip
     telemetry.stages({ decode, apply: performance.now() - startedAt, commit: 0 });
