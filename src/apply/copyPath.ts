@@ -16,7 +16,7 @@ import type { TableApply } from './targetWriter.js';
 const noCopy = new Set(['0A000', '42809']);
 
 /** One table's COPY text of the set, per column subset (nearly always one: every column). */
-interface TableLines {
+export interface TableLines {
   table: TableApply;
   statements: TableStatements;
   /** Each COPY's columns, text, and the records of its lines in order (a refused line names its record). */
@@ -89,14 +89,14 @@ export class CopyPath {
     if (await anyParked(this.client, [...lines.keys()])) return undefined;
     for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
     if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
-    this.count(keyed, lines, outcome);
+    countCopied(keyed, lines, outcome);
     outcome.latencies.push(...latencies);
     outcome.newestSourceMs = Math.max(outcome.newestSourceMs, newest);
     return keyed;
   }
 
   /** A set scanned before its transaction still holds: every record fresh, the tables' shapes and COPY as then. */
-  private stillValid(set: ScannedSet, fresh: RawRecord[]): boolean {
+  stillValid(set: ScannedSet, fresh: RawRecord[]): boolean {
     this.scanMs = 0;
     if (set.size !== fresh.length) return false;
     for (const t of set.lines.values()) if (t.table.statements !== t.statements || this.refusing.has(t.statements.name)) return false;
@@ -180,24 +180,6 @@ export class CopyPath {
     this.refused = undefined;
     return r;
   }
-
-  /** Applied counts by partition run, ops by table. */
-  private count(keyed: RawRecord[], lines: Map<string, TableLines>, outcome: SetOutcome): void {
-    let run = 0;
-    for (let i = 0; i < keyed.length; i++) {
-      const r = keyed[i]!;
-      run++;
-      const next = keyed[i + 1];
-      if (next === undefined || next.topic !== r.topic || next.partition !== r.partition) {
-        outcome.count(r, 'applied', run);
-        run = 0;
-      }
-    }
-    for (const t of lines.values()) {
-      if (t.creates > 0) outcome.appliedOp(t.table.table, 'c', t.creates);
-      if (t.reads > 0) outcome.appliedOp(t.table.table, 'r', t.reads);
-    }
-  }
 }
 
 /** The record of the COPY line an error names (`COPY t, line 7, column c: …`); undefined when it names none. */
@@ -205,4 +187,22 @@ function refusedLine(err: unknown, records: RawRecord[]): RawRecord | undefined 
   if (!(err instanceof pg.DatabaseError) || sqlState(err) === '23505') return undefined;
   const line = /^COPY [^\n]*?, line (\d+)/.exec(err.where ?? '')?.[1];
   return line === undefined ? undefined : records[Number(line) - 1];
+}
+
+/** Applied counts by partition run, ops by table. */
+export function countCopied(keyed: RawRecord[], lines: Map<string, TableLines>, outcome: SetOutcome): void {
+  let run = 0;
+  for (let i = 0; i < keyed.length; i++) {
+    const r = keyed[i]!;
+    run++;
+    const next = keyed[i + 1];
+    if (next === undefined || next.topic !== r.topic || next.partition !== r.partition) {
+      outcome.count(r, 'applied', run);
+      run = 0;
+    }
+  }
+  for (const t of lines.values()) {
+    if (t.creates > 0) outcome.appliedOp(t.table.table, 'c', t.creates);
+    if (t.reads > 0) outcome.appliedOp(t.table.table, 'r', t.reads);
+  }
 }

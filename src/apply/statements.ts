@@ -95,6 +95,11 @@ export class TableStatements {
     return this.upserts.getOrMake(compositeKey(...columns), () => this.insertSql(columns, `json_to_recordset($1::json) AS r(${this.defs(columns)})`, true));
   }
 
+  /** The upsert of rows carrying `columns` from JSON parameter `$param`, writing only when `gate` (SQL) holds: a CTE's part. */
+  gatedUpsertSql(columns: string[], param: number, gate: string): string {
+    return this.insertSql(columns, `json_to_recordset($${param}::json) AS r(${this.defs(columns)}) WHERE ${gate}`, true);
+  }
+
   /** What the byte scanner needs: the target's columns in order, which are written, which COPY fills as text. */
   scanTable(): ScanTable {
     const { columns, types, key } = this.shape;

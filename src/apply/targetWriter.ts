@@ -9,6 +9,7 @@ import { TableStatements } from './statements.js';
 import { reportOutcome, SetOutcome } from './setOutcome.js';
 import { ChangeWriter } from './changeWriter.js';
 import { CopyPath, type AvroPairOf, type ScannedSet } from './copyPath.js';
+import { OneStatementPath } from './oneStatement.js';
 import { advanceOffsets, freshRecords, lockOffsets } from './offsets.js';
 import { parkedKeys, recordParked } from './parking.js';
 import { decodeRecord, route, type Decoded } from './route.js';
@@ -63,6 +64,9 @@ export interface DeferredRecords {
 export class TargetWriter {
   private readonly changes: ChangeWriter;
   private readonly copyPath: CopyPath;
+  private readonly oneStatement: OneStatementPath;
+  /** Sets applied as one statement (oneStatement.ts), for tests and the bench. */
+  setsAsOne = 0;
 
   constructor(
     private readonly client: pg.Client,
@@ -77,6 +81,7 @@ export class TargetWriter {
   ) {
     this.changes = new ChangeWriter(client, tables, beforeWrite);
     this.copyPath = new CopyPath(client, tables, deferred?.avroPair);
+    this.oneStatement = new OneStatementPath(client, this.copyPath);
   }
 
   /**
@@ -107,7 +112,28 @@ export class TargetWriter {
    * transient ones are retried, table-wide ones and bugs stop the consumer.
    */
   async apply(records: RawRecord[], scanned?: ScannedSet): Promise<ApplyResult> {
-    return this.applySplitting(records, false, scanned);
+    return (scanned && (await this.applyAsOne(records, scanned))) || this.applySplitting(records, false, scanned);
+  }
+
+  /** A small set of new rows as one statement (oneStatement.ts); undefined leaves it to the transaction below. */
+  private async applyAsOne(records: RawRecord[], scanned: ScannedSet): Promise<ApplyResult | undefined> {
+    const startedAt = performance.now();
+    let outcome: SetOutcome | undefined;
+    try {
+      outcome = await this.oneStatement.apply(records, scanned, this.beforeWrite);
+    } catch (err) {
+      // a bug stops the consumer; anything else the general path meets again (retry, refused value to split, table stop)
+      if (decide(err) === 'stop-process') throw err;
+      return undefined;
+    }
+    if (!outcome) return undefined;
+    const decode = this.decodedBefore;
+    this.decodedBefore = 0;
+    this.setsAsOne++;
+    this.report(outcome);
+    // the statement carries its commit: apply is the whole round trip
+    telemetry.stages({ decode, apply: performance.now() - startedAt, commit: 0 });
+    return { applied: records.length, deadLettered: 0, skipped: 0 };
   }
 
   private async applySplitting(records: RawRecord[], typesFollowed: boolean, scanned?: ScannedSet): Promise<ApplyResult> {
