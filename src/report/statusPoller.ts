@@ -74,6 +74,11 @@ export class StatusPoller {
     };
   }
 
+  /** Nothing under way and nothing scheduled: no poll starts until someone watches again. */
+  get idle(): boolean {
+    return !this.running && !this.timer;
+  }
+
   /** Someone looks: start polling if idle; resolves once a report exists (the first request waits for it). */
   async watch(): Promise<void> {
     this.lastWatched = Date.now();
