@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
@@ -11,6 +11,8 @@ export interface OverheadResult {
   updateTps: Figures;
   bulkUpdateSeconds: Figures;
   rows: number;
+  /** The decoding's own CPU (walsender + pg_recvlogical) over the two logical pgbench runs: what a walsender costs the writers' cores. */
+  decoderCpu: { microsPerTx: number; coreShare: number };
 }
 
 /** `logical`: a walsender decodes the WAL meanwhile, the tunnel elsewhere; `logicalTunnel`: the tunnel streams on the same 2 cores. */
@@ -43,6 +45,13 @@ class WalDecoder {
   private readonly slot = 'bench_wal_decoder';
 
   constructor(private readonly url: string) {}
+
+  /** CPU nanoseconds the walsender and pg_recvlogical have run so far (/proc/<pid>/schedstat: CPU time, not wall). */
+  async cpuNs(): Promise<number> {
+    const [sender] = await sql<{ pid: number }>(this.url, 'SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
+    const ns = (pid: number | undefined) => (pid ? Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) : 0);
+    return ns(sender?.pid) + ns(this.child?.pid);
+  }
 
   private async active(): Promise<boolean> {
     return (await sql(this.url, 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [this.slot])).length > 0;
@@ -96,10 +105,12 @@ async function side(ctx: BenchContext, name: string, capture: 'none' | 'trigger'
     await producer?.streaming();
     await decoder?.start();
     writeFileSync(path.join(scripts, 'update.sql'), `\\set id random(1, ${rows})\nUPDATE employees SET salary = salary + 1 WHERE emp_id = :id;\n`);
+    const cpuBefore = await decoder?.cpuNs();
     const insert = pgbench(dbs.source, path.join(scripts, 'insert.sql'), seconds);
     const update = pgbench(dbs.source, path.join(scripts, 'update.sql'), seconds);
+    const decoderNs = decoder ? (await decoder.cpuNs()) - cpuBefore! : 0;
     const bulk = await timed(dbs.source, `UPDATE employees SET salary = salary + 1 WHERE emp_id <= ${rows}`);
-    return { insert, update, bulk };
+    return { insert, update, bulk, decoderCpu: { microsPerTx: decoderNs / 1e3 / ((insert + update) * seconds), coreShare: decoderNs / 1e9 / (2 * 2 * seconds) } };
   } finally {
     await producer?.stop();
     await decoder?.stop();
@@ -117,5 +128,6 @@ export async function overhead(ctx: BenchContext, rows: number, seconds: number)
     updateTps: pick('update'),
     bulkUpdateSeconds: pick('bulk'),
     rows,
+    decoderCpu: logical.decoderCpu,
   };
 }

@@ -1,6 +1,7 @@
 // `npm run bench -- --peers`: Debezium 3.6 (PostgreSQL connector with pgoutput + JDBC sink, on a Kafka Connect
 // standalone worker against the same broker) beside pgtunnel on the same source, load and target: snapshot
-// time and commit → target latency (pgtunnel with trigger capture, and with logical capture: pgoutput as Debezium). The peer is tuned for latency as its users would (poll.interval.ms=5).
+// time and commit → target latency (pgtunnel with trigger capture, and with logical capture: pgoutput as Debezium), once per
+// `--format` (json,avro,json-schema). The peer is tuned for latency as its users would (poll.interval.ms=5).
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
@@ -70,8 +71,10 @@ class DebeziumPipeline {
     const pipeline = new DebeziumPipeline(connect, name);
     const registry = ctx.env.PGTUNNEL_TEST_REGISTRY_URL;
     const avro = (register: boolean) => (ctx.format === 'avro' && registry ? { ...apicurioAvroConverter('key', registry, register), ...apicurioAvroConverter('value', registry, register) } : {});
-    await connect.addConnector(`${name}-source`, { ...debeziumSource(dbs.source, table, name), ...avro(true) });
-    await connect.addConnector(`${name}-sink`, { ...debeziumSink(dbs.target, `${name}.public.${table}`, table), ...avro(false) });
+    // a task starts in seconds on a quiet host, minutes on a loaded one (the sink's Hibernate boot): not what is measured
+    const startMs = 300_000;
+    await connect.addConnector(`${name}-source`, { ...debeziumSource(dbs.source, table, name), ...avro(true) }, startMs);
+    await connect.addConnector(`${name}-sink`, { ...debeziumSink(dbs.target, `${name}.public.${table}`, table), ...avro(false) }, startMs);
     return pipeline;
   }
 
@@ -127,38 +130,48 @@ export async function debeziumLatency(ctx: BenchContext, connect: ConnectWorker,
   }
 }
 
-/** Both peers on the same plan, one after the other on the same stack; prints (and records) one table. */
-export async function peersBench(ctx: BenchContext, quick: boolean, record: boolean): Promise<void> {
-  const plan = quick ? { rows: 50_000, rate: 200, seconds: 20 } : { rows: 1_000_000, rate: 1000, seconds: 60 };
-  const log = (text: string) => console.log(`bench: ${text}`);
-  const f = (n: number, digits = 1) => n.toFixed(digits);
-  log(`peers plan ${JSON.stringify(plan)}`);
-  log(`snapshot of ${plan.rows} rows: COPY pipe and pgtunnel`);
+type Peer = { snapshot: { seconds: number }; latency: LatencyResult; rssMb: number };
+type Ours = { snap: Awaited<ReturnType<typeof snapshot>>; tunnel: LatencyResult & { peakRssMb: number }; logical: LatencyResult & { peakRssMb: number } };
+
+/** pgtunnel's three measures in `ctx.format`: the snapshot, then latency with trigger and with logical capture. */
+async function ours(ctx: BenchContext, plan: { rows: number; rate: number; seconds: number }, log: (text: string) => void): Promise<Ours> {
+  log(`${ctx.format}: snapshot of ${plan.rows} rows: COPY pipe and pgtunnel`);
   const snap = await snapshot(ctx, plan.rows);
-  log(`latency at ${plan.rate}/s for ${plan.seconds} s: pgtunnel`);
+  log(`${ctx.format}: latency at ${plan.rate}/s for ${plan.seconds} s: pgtunnel`);
   const tunnel = await tunnelLatency(ctx, plan.rate, plan.seconds);
   // pgtunnel's logical capture reads the same pgoutput stream as Debezium's connector: the like-for-like pair
-  log(`latency at ${plan.rate}/s for ${plan.seconds} s: pgtunnel, capture: logical`);
+  log(`${ctx.format}: latency at ${plan.rate}/s for ${plan.seconds} s: pgtunnel, capture: logical`);
   process.env.PGTUNNEL_CAPTURE = 'logical'; // the bench tunnels inherit the environment
-  let logical: Awaited<ReturnType<typeof tunnelLatency>>;
   try {
-    logical = await tunnelLatency(ctx, plan.rate, plan.seconds);
+    return { snap, tunnel, logical: await tunnelLatency(ctx, plan.rate, plan.seconds) };
   } finally {
     delete process.env.PGTUNNEL_CAPTURE;
   }
+}
+
+/** Debezium's snapshot and latency on one Connect worker, in its encoding for `ctx.format` (Avro for avro, else JSON with schemas). */
+async function theirs(ctx: BenchContext, plan: { rows: number; rate: number; seconds: number }, log: (text: string) => void): Promise<Peer> {
   // Connect's own default heap (2 GB), as its users run it
   const connect = await ConnectWorker.start(ctx.home, path.join(ctx.home, 'bench-connect'), ctx.brokers, { heap: '2g' });
-  let peer: { snapshot: { seconds: number }; latency: LatencyResult; rssMb: number };
   try {
-    log(`snapshot of ${plan.rows} rows: Debezium`);
+    log(`${peerEncoding(ctx.format)}: snapshot of ${plan.rows} rows: Debezium`);
     const dSnap = await debeziumSnapshot(ctx, connect, plan.rows);
-    log(`latency at ${plan.rate}/s for ${plan.seconds} s: Debezium`);
+    log(`${peerEncoding(ctx.format)}: latency at ${plan.rate}/s for ${plan.seconds} s: Debezium`);
     const dLat = await debeziumLatency(ctx, connect, plan.rate, plan.seconds);
-    peer = { snapshot: dSnap, latency: dLat, rssMb: connect.peakRssMb() };
+    return { snapshot: dSnap, latency: dLat, rssMb: connect.peakRssMb() };
   } finally {
     await connect.stop();
   }
+}
+
+const peerEncoding = (format: BenchContext['format']) => (format === 'avro' ? 'Avro' : 'JSON with schemas');
+const ourEncoding = (format: BenchContext['format']) => (format === 'avro' ? 'Avro' : format === 'json' ? 'JSON' : 'JSON Schema');
+
+/** One table per format: pgtunnel in that format beside Debezium in its nearest encoding. */
+function peersTable(format: BenchContext['format'], plan: { rows: number; rate: number; seconds: number }, us: Ours, peer: Peer): string {
+  const f = (n: number, digits = 1) => n.toFixed(digits);
   const ms = (n: number) => `${f(n)} ms`;
+  const { snap, tunnel, logical } = us;
   const rows = [
     [`snapshot ${plan.rows} rows (COPY pipe ${f(snap.copySeconds, 2)} s)`, `${f(snap.tunnelSeconds)} s`, `${f(peer.snapshot.seconds)} s`, f(peer.snapshot.seconds / snap.tunnelSeconds, 2)],
     [`latency p50 (${plan.rate}/s, ${plan.seconds} s, commit → target)`, ms(tunnel.p50), ms(peer.latency.p50), f(peer.latency.p50 / tunnel.p50, 2)],
@@ -167,12 +180,31 @@ export async function peersBench(ctx: BenchContext, quick: boolean, record: bool
     [`latency p50 / p99 / max, pgtunnel with capture: logical (pgoutput, as Debezium)`, `${f(logical.p50)} / ${f(logical.p99)} / ${f(logical.max)} ms`, `${f(peer.latency.p50)} / ${f(peer.latency.p99)} / ${f(peer.latency.max)} ms`, `${f(peer.latency.p50 / logical.p50, 2)} / ${f(peer.latency.p99 / logical.p99, 2)} / ${f(peer.latency.max / logical.max, 2)}`],
     ['peak RSS (pgtunnel process / Connect worker)', `${f(Math.max(snap.peakRssMb, tunnel.peakRssMb, logical.peakRssMb), 0)} MB`, `${f(peer.rssMb, 0)} MB`, '-'],
   ];
-  const encoding = ctx.format === 'avro' ? 'Avro' : ctx.format === 'json' ? 'JSON' : 'JSON Schema';
-  const table = [`| measure | pgtunnel (${encoding}) | Debezium 3.6, tuned (${ctx.format === 'avro' ? 'Avro' : 'JSON with schemas'}) | Debezium / pgtunnel |`, '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
-  console.log(`\n${table}\n`);
+  return [`| measure | pgtunnel (${ourEncoding(format)}) | Debezium 3.6, tuned (${peerEncoding(format)}) | Debezium / pgtunnel |`, '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/**
+ * Both peers on the same plan, one after the other on the same stack, once per format: pgtunnel in each, Debezium
+ * once per encoding it has (JSON with schemas beside json and json-schema, Avro beside avro). Prints (and records) a table per format.
+ */
+export async function peersBench(ctx: BenchContext, formats: BenchContext['format'][], quick: boolean, record: boolean): Promise<void> {
+  const plan = quick ? { rows: 50_000, rate: 200, seconds: 20 } : { rows: 1_000_000, rate: 1000, seconds: 60 };
+  const log = (text: string) => console.log(`bench: ${text}`);
+  log(`peers plan ${JSON.stringify({ ...plan, formats })}`);
+  const peers = new Map<string, Peer>();
+  const tables: string[] = [];
+  for (const format of formats) {
+    ctx.format = format;
+    const us = await ours(ctx, plan, log);
+    let peer = peers.get(peerEncoding(format));
+    if (!peer) peers.set(peerEncoding(format), (peer = await theirs(ctx, plan, log)));
+    const table = peersTable(format, plan, us, peer);
+    console.log(`\n${table}\n`);
+    tables.push(table);
+  }
   if (record) {
     const date = new Date().toISOString().slice(0, 10);
-    appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## Peers ${date} (npm run bench -- --peers, 2 cores)\nDebezium 3.6 PostgreSQL connector (pgoutput, poll.interval.ms=5) + JDBC sink (upsert, batch.size=2000) on Kafka Connect 4.1.1 standalone, same broker, source, load and target as pgtunnel; one after the other.\n\n${table}\n`);
+    appendFileSync(path.join(root, 'bench', 'RESULTS.md'), `\n## Peers ${date} (npm run bench -- --peers --format ${formats.join(',')}, 2 cores)\nDebezium 3.6 PostgreSQL connector (pgoutput, poll.interval.ms=5) + JDBC sink (upsert, batch.size=2000) on Kafka Connect 4.1.1 standalone, same broker, source, load and target as pgtunnel; one after the other. Debezium runs once per encoding: its JSON-with-schemas figures stand beside both pgtunnel's JSON and JSON Schema.\n\n${tables.join('\n\n')}\n`);
     log('recorded in bench/RESULTS.md');
   }
 }

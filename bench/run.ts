@@ -56,6 +56,7 @@ function overheadRows(o: OverheadResult): Row[] {
     { measure: 'logical: insert tps, 4 clients (a walsender decoding)', baseline: f(o.insertTps.plain, 0), tunnel: f(o.insertTps.logical, 0), ratio: `${f((o.insertTps.logical / o.insertTps.plain) * 100, 0)}%`, target: '≥ 97%', met: o.insertTps.logical >= 0.97 * o.insertTps.plain },
     { measure: 'logical: update tps, 4 clients (a walsender decoding)', baseline: f(o.updateTps.plain, 0), tunnel: f(o.updateTps.logical, 0), ratio: `${f((o.updateTps.logical / o.updateTps.plain) * 100, 0)}%`, target: '≥ 97%', met: o.updateTps.logical >= 0.97 * o.updateTps.plain },
     { measure: `logical: bulk UPDATE of ${o.rows} rows (a walsender decoding)`, baseline: `${f(o.bulkUpdateSeconds.plain, 2)} s`, tunnel: `${f(o.bulkUpdateSeconds.logical, 2)} s`, ratio: `${f(o.bulkUpdateSeconds.logical / o.bulkUpdateSeconds.plain, 2)}×`, target: '≤ 1.1×', met: o.bulkUpdateSeconds.logical <= 1.1 * o.bulkUpdateSeconds.plain },
+    { measure: 'logical: the decoding\'s own CPU during those writers (walsender + pg_recvlogical)', baseline: '-', tunnel: `${f(o.decoderCpu.microsPerTx, 1)} µs per transaction`, ratio: `${f(o.decoderCpu.coreShare * 100, 1)}% of the 2 cores`, target: 'recorded (what the tps rows lose to it on busy cores)', met: true },
     { measure: 'logical, the tunnel streaming on the same 2 cores: insert / update tps', baseline: `${f(o.insertTps.plain, 0)} / ${f(o.updateTps.plain, 0)}`, tunnel: `${f(o.insertTps.logicalTunnel, 0)} / ${f(o.updateTps.logicalTunnel, 0)}`, ratio: `${f((o.insertTps.logicalTunnel / o.insertTps.plain) * 100, 0)}% / ${f((o.updateTps.logicalTunnel / o.updateTps.plain) * 100, 0)}%`, target: 'recorded (tunnel and broker share the writers\' cores)', met: true },
     { measure: `logical, the tunnel streaming on the same 2 cores: bulk UPDATE of ${o.rows} rows`, baseline: `${f(o.bulkUpdateSeconds.plain, 2)} s`, tunnel: `${f(o.bulkUpdateSeconds.logicalTunnel, 2)} s`, ratio: `${f(o.bulkUpdateSeconds.logicalTunnel / o.bulkUpdateSeconds.plain, 2)}×`, target: 'recorded', met: true },
   ];
@@ -87,10 +88,8 @@ if (values.operations) {
 if (values.transactional) await alone('apply: transactional', '--transactional', () => transactionalCost(ctx, plan, log));
 
 if (values.peers) {
-  if (formats.length !== 1) throw new Error('--peers takes one --format (json or avro)');
-  ctx.format = formats[0]!;
   try {
-    await peersBench(ctx, quick, !values['no-record'] && !quick);
+    await peersBench(ctx, formats, quick, !values['no-record'] && !quick);
     log(`done in ${f((Date.now() - started) / 1000, 0)} s`);
   } finally {
     await own?.stack.down();
@@ -157,6 +156,16 @@ try {
     peak = Math.max(peak, lat.peakRssMb);
   } finally {
     delete process.env.PGTUNNEL_CAPTURE;
+  }
+  log('threads: false — latency with both sides on the main thread, beside the default two worker threads');
+  process.env.PGTUNNEL_THREADS = 'off'; // the bench tunnels inherit the environment
+  try {
+    const one = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
+    const two = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
+    rows.push({ measure: `threads: false — latency p50 / p99 / max (${plan.rate}/s)`, baseline: `two threads ${f(two.p50)} / ${f(two.p99)} / ${f(two.max)} ms`, tunnel: `${f(one.p50)} / ${f(one.p99)} / ${f(one.max)} ms`, ratio: `${f(one.p50 / two.p50, 2)}× / ${f(one.p99 / two.p99, 2)}×`, target: 'recorded (an option; which default suits a 2-core host)', met: true });
+    peak = Math.max(peak, one.peakRssMb);
+  } finally {
+    delete process.env.PGTUNNEL_THREADS;
   }
   log('exactly-once into Kafka: the bulk writer and the latency load with exactlyOnce on');
   process.env.PGTUNNEL_EXACTLY_ONCE = 'true'; // the bench tunnels inherit the environment

@@ -39,12 +39,29 @@ const alone = [
 ];
 const runsAlone = (f) => alone.some((a) => path.relative(path.join(root, 'dist/test'), f).startsWith(a));
 
+// Longest first (in-test seconds of a fresh-clone run, docs/setup-and-tests.md): two at a time, a long file started
+// late runs on by itself at the end while the other slot is idle. The other integration files follow in their order,
+// then the unit files, short ones that fill the end.
+const slowFirst = [
+  'integration/bench', 'integration/faults', 'integration/crash', 'integration/registry', 'integration/avro',
+  'integration/dlqReplay', 'integration/logical.', 'integration/cli', 'integration/signals', 'integration/logicalExactlyOnce',
+  'integration/transportSecurity', 'integration/secrets', 'integration/schemaChanges', 'integration/runOnce',
+  'integration/verifyOracle', 'integration/hygiene', 'integration/transactionalTransfers', 'integration/logicalOnce',
+  'integration/captureSwitch', 'integration/appRoleMigrations', 'integration/guardrails', 'integration/debeziumInterop',
+];
+const rank = (f) => {
+  const name = path.relative(path.join(root, 'dist/test'), f);
+  const i = slowFirst.findIndex((s) => name.startsWith(s));
+  return i !== -1 ? i : slowFirst.length + (name.startsWith('unit/') ? 1 : 0);
+};
+const longestFirst = (files) => [...files].sort((a, b) => rank(a) - rank(b));
+
 /**
  * Runs the files that may share the machine two at a time, then the others one at a time; `beforeApart` (the
- * Airflow venv installing in the background) is awaited between the two.
+ * Airflow venv installing and the schema registry starting, in the background) is awaited between the two.
  */
 async function runGroups(nodeBin, files, env, beforeApart) {
-  const together = files.filter((f) => !runsAlone(f));
+  const together = longestFirst(files.filter((f) => !runsAlone(f)));
   const apart = files.filter(runsAlone);
   let ok = true;
   if (together.length > 0) ok = (await runTests(nodeBin, together, env, 2)) && ok;
@@ -119,13 +136,19 @@ try {
   // re-parse (about 8% of a CLI start's CPU).
   process.env.NODE_COMPILE_CACHE ??= path.join(home, 'compile-cache');
   console.log(`test: starting the test stack (two PostgreSQL clusters and a Kafka broker${registry ? ', a schema registry' : ''} on free ports)`);
-  const started = await startTestStack(home, 'test-stack', { registry, fsync: false });
+  // the registry's journal replay (30-60 s) runs beside the first files; the files that use it wait for it
+  const started = await startTestStack(home, 'test-stack', { registry, fsync: false, registryBeside: true });
   stack = started.stack;
+  const registryReady = started.registryReady?.then(
+    () => console.log('test: the schema registry is ready'),
+    (err) => console.log(`test: the schema registry did not start; the files that use it fail waiting for it: ${err.message}`),
+  );
   const env = { ...process.env, ...started.env };
   const floorNode = nodeOf(floorVersion);
   const airflow = selected.some((f) => f.endsWith('airflow.test.js')) ? installAirflowBeside(floorNode) : undefined;
   const testedFetched = only.length === 0 ? fetchNodeBeside(floorNode, testedVersion) : undefined;
-  ok = await runGroups(floorNode, selected, env, airflow);
+  // the files run alone (unit/wireFuzz uses the registry) start once Airflow's venv and the registry are ready
+  ok = await runGroups(floorNode, selected, env, Promise.all([airflow, registryReady]));
   if (ok && testedFetched) {
     await testedFetched;
     ok = await runGroups(nodeOf(testedVersion), [...testFiles('unit'), ...testFiles('integration').filter((f) => f.endsWith('streaming.test.js'))], env);

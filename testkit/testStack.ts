@@ -38,13 +38,20 @@ export function needsRegistry(files: string[]): boolean {
  * nothing by it (only an operating-system crash would), and each DROP DATABASE's forced checkpoint then costs ~0.1 s, not
  * ~1 s. Benchmarks keep fsync, as a user's database does.
  */
-export async function startTestStack(home: string, name = 'test-stack', options: { secure?: boolean; registry?: boolean; fsync?: boolean } = {}): Promise<{ stack: LocalStack; env: Record<string, string> }> {
+export async function startTestStack(
+  home: string,
+  name = 'test-stack',
+  options: { secure?: boolean; registry?: boolean; fsync?: boolean; registryBeside?: boolean } = {},
+): Promise<{ stack: LocalStack; env: Record<string, string>; registryReady?: Promise<void> }> {
   const root = path.join(home, name);
   rmSync(root, { recursive: true, force: true });
   const ports: StackPorts = { sourcePort: await freePort(), targetPort: await freePort(), kafkaPort: await freePort(), controllerPort: await freePort() };
   if (options.registry) Object.assign(ports, { registryPort: await freePort(), registryManagementPort: await freePort() });
   const stack = new LocalStack(home, createLogger(name), ports, root, { secure: options.secure });
-  await stack.up('postgres', 'postgres', options.registry === true);
+  // registryBeside (the suite's): the registry (30-60 s of journal replay) starts while the first files run; the files
+  // that use it wait for it (test/helpers/wireBytes.ts registryAnswers)
+  const beside = options.registry === true && options.registryBeside === true;
+  await stack.up('postgres', 'postgres', options.registry === true && !beside);
   const env = stackEnv(ports, root);
   // the plain stack asks for its password: this process's clients (a bench's, the suite's) take it from PGPASSWORD, as libpq's do
   if (stack.password) {
@@ -58,7 +65,7 @@ export async function startTestStack(home: string, name = 'test-stack', options:
       await query(`${server}/postgres`, 'SELECT pg_reload_conf()');
     }
   }
-  return { stack, env };
+  return { stack, env, ...(beside ? { registryReady: stack.registry.start().then(() => {}) } : {}) };
 }
 
 /** A free loopback port, for a test's own service. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
+import { before, test, type TestContext } from 'node:test';
 import { Consumer, Producer } from '@platformatic/kafka';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
@@ -8,6 +8,10 @@ import { query, services, tunnelDatabases, waitFor } from '../helpers/services.j
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { runCli } from '../helpers/tunnelProcess.js';
 import { families, runFamily } from '../helpers/typeFamilies.js';
+import { registryAnswers } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 /** The test stack starts Apicurio for this file (its name says avro) and exports where it is. */
 function registryUrl(): string {

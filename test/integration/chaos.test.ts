@@ -34,7 +34,8 @@ async function chaos(t: TestContext, exactlyOnce: boolean, rounds: number, optio
 }
 
 test('chaos (exactlyOnce): SIGKILL to producer, consumer, tunnel, Kafka and target PostgreSQL; each record applied once, no envelope twice, no version going back', { timeout: 600_000 }, async (t) => {
-  const { twice, regressions } = await chaos(t, true, 6);
+  // five rounds: the five default victims, each killed once (a sixth, random one proved nothing more)
+  const { twice, regressions } = await chaos(t, true, 5);
   assert.deepEqual(twice, [], 'no source change published twice (librdkafka read_committed)');
   assert.deepEqual(regressions, [], 'the target never went back to an older version nor upserted a key twice in one apply');
 });

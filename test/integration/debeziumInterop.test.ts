@@ -9,6 +9,10 @@ import { apicurioAvroConverter, ConnectWorker } from '../../testkit/connect.js';
 import { onCleanup, query, services, tunnelDatabases, uniqueName, waitFor } from '../helpers/services.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { runCli } from '../helpers/tunnelProcess.js';
+import { registryAnswers } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 const home = path.resolve(process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 let connect: ConnectWorker | undefined;

@@ -4,10 +4,14 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { query, services, tunnelDatabases } from '../helpers/services.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { registryAnswers } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const home = path.resolve(process.env.PGTUNNEL_HOME ?? path.join(root, '.pgtunnel'));

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import type { TunnelError } from '../../src/errors.js';
 import { createLogger } from '../../src/instruments/log.js';
@@ -11,6 +11,10 @@ import { registryAppDir, SchemaRegistryServer } from '../../src/stack/schemaRegi
 import { onCleanup, services, uniqueName } from '../helpers/services.js';
 import { freePort } from '../../testkit/testStack.js';
 import { runCli } from '../helpers/tunnelProcess.js';
+import { registryAnswers } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 const avro = (fields: object[]) => JSON.stringify({ type: 'record', name: 'Value', namespace: 'pgtunnel.test', fields });
 const v1 = avro([{ name: 'id', type: 'int' }, { name: 'name', type: 'string' }]);

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import { currentTestStack } from '../../testkit/testStack.js';
+import { registryAnswers } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 test('a running stack is reused, never restarted: up() starts nothing and reports every part running', { timeout: 60_000 }, async () => {
   const stack = currentTestStack();

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import fc from 'fast-check';
 import { Consumer, Producer } from '@platformatic/kafka';
 import { dlqTopicOf } from '../../src/names.js';
 import { endOffsets } from '../../src/transport/kafka.js';
 import { onCleanup, query, services, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
-import { testRegistryUrl, varint } from '../helpers/wireBytes.js';
+import { registryAnswers, testRegistryUrl, varint } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 /** Reproduce a failure with PGTUNNEL_FUZZ_SEED=<the printed seed>. */
 const seed = Number(process.env.PGTUNNEL_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));

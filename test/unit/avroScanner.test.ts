@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import fc from 'fast-check';
 import { decodeRecord, type RouteTable } from '../../src/apply/route.js';
 import { copyableColumns, copyLine } from '../../src/apply/staging.js';
@@ -12,7 +12,10 @@ import { changeToMessages, snapshotRowToMessage, type Op, type TableRef } from '
 import { RecordDecoder } from '../../src/contracts/recordDecoder.js';
 import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { frame } from '../../src/contracts/wireFormat.js';
-import { testRegistryUrl, varint } from '../helpers/wireBytes.js';
+import { registryAnswers, testRegistryUrl, varint } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 /**
  * The Avro scanner against the consumer's decoder (a real registry's schemas, avsc, fromAvro, the strict

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import fc from 'fast-check';
 import { decodeRecord, type RouteTable } from '../../src/apply/route.js';
 import { avroType, TableEncoder } from '../../src/contracts/codec.js';
@@ -10,7 +10,10 @@ import { SchemaRegistry } from '../../src/contracts/registry.js';
 import { frame } from '../../src/contracts/wireFormat.js';
 import { changeToMessages, snapshotRowToMessage, type OutMessage, type TableRef } from '../../src/contracts/envelope.js';
 import type { RawRecord } from '../../src/validate/deadLetters.js';
-import { testRegistryUrl, varint } from '../helpers/wireBytes.js';
+import { registryAnswers, testRegistryUrl, varint } from '../helpers/wireBytes.js';
+
+// scripts/test.mjs starts the suite's registry beside the first files: wait until it answers
+before(registryAnswers);
 
 /**
  * The wire format's decoding as the consumer runs it (schema ids checked against the topic's subjects in a
