@@ -114,6 +114,7 @@ export class CaptureProducer extends TableProducer {
     await this.progress.close();
     await this.vacuum?.close();
     this.vacuum = undefined;
+    await this.snapshotSource.dropAhead(); // its transaction is on the reads connection
     await this.reads?.end().catch(() => {});
     this.reads = undefined;
   }
@@ -140,7 +141,7 @@ export class CaptureProducer extends TableProducer {
     const state = this.state!;
     try {
       if (state.phase === 'snapshot' && state.position.cur === null) {
-        this.state = this.stored = await this.snapshotSource.step(client, state, this.stored!);
+        this.state = this.stored = await this.snapshotSource.step(client, state, this.stored!, this.reads);
         return true;
       }
       // between complete batches, a chunk of an incremental snapshot asked for by a signal

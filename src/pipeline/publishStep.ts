@@ -62,6 +62,11 @@ export class PublishStep {
     this.publisher = atLeastOnce(producer);
   }
 
+  /** Whether a page without a transaction of its own checkpoints in one statement queued behind its ack. */
+  get queuesCheckpoints(): boolean {
+    return this.changes?.checkpointSql !== undefined;
+  }
+
   /** Publishes through `publisher` (exactly-once) from now on, until `close`. */
   use(publisher: Publisher): void {
     this.publisher = publisher;
@@ -83,7 +88,7 @@ export class PublishStep {
     const tally = emptyTally();
     const timing = { read: 0, publish: 0, checkpoint: 0 };
     // a stream page's checkpoint is one statement queued behind its ack; anything else checkpoints in line
-    const queued = page.begin === undefined && !page.checkpoint && !page.store && this.changes?.checkpointSql !== undefined;
+    const queued = page.begin === undefined && !page.checkpoint && !page.store && this.queuesCheckpoints;
     if (!queued) await this.drained();
     const work = async () => {
       const sendAt = performance.now();

@@ -10,6 +10,7 @@ import { telemetry } from '../instruments/telemetry.js';
 import type { Records } from './batchPublisher.js';
 import type { ChangePages } from './changePages.js';
 import type { PublishStep } from './publishStep.js';
+import { ChunkRead, type ChunkStart } from './chunkRead.js';
 
 /** The bytes of messages one piece of a chunk aims at; at most three pieces are held (read, built, in flight). */
 const pieceBytes = 4 * 1024 * 1024;
@@ -59,6 +60,8 @@ export class SnapshotSource {
   private started: { at: number; rows: number } | undefined;
   private pieceRows = firstPieceRows;
   private pathLogged = false;
+  /** The next chunk, read on the reads connection while the current one is acknowledged and checkpointed. */
+  private ahead: (ChunkRead & { chunk: Chunk }) | undefined;
 
   constructor(
     private readonly id: string,
@@ -84,9 +87,15 @@ export class SnapshotSource {
     return { count: rows.length, lastKey: rows.at(-1)?.key ?? null, records: (final, incremental) => ({ rows, schemaVersion, final: final ? rows.at(-1) : undefined, incremental }) };
   }
 
-  /** One chunk with the stream batch before it, published and checkpointed; returns the state after it. */
-  async step(client: pg.Client, state: CaptureState, stored: CaptureState): Promise<CaptureState> {
-    const chunk: Chunk = { cur: '', total: state.snapshotRowsTotal, lastKey: state.snapshotLastKey, done: false, incremental: false };
+  /**
+   * One chunk with the stream batch before it, published and checkpointed; returns the state after it.
+   * With `reads` (a connection beside the session) and one-statement checkpoints, the chunk is read in a
+   * transaction of its own there and the next chunk is read while this one is acknowledged and its
+   * checkpoint commits on the session; otherwise the chunk is read and checkpointed in one transaction.
+   */
+  async step(client: pg.Client, state: CaptureState, stored: CaptureState, reads?: pg.Client): Promise<CaptureState> {
+    const read = reads && this.publishStep.queuesCheckpoints ? await this.chunkRead(reads, state) : undefined;
+    const chunk: Chunk = read?.chunk ?? { cur: '', total: state.snapshotRowsTotal, lastKey: state.snapshotLastKey, done: false, incremental: false };
     const after = (): CaptureState => ({
       phase: chunk.done ? 'streaming' : 'snapshot',
       position: { prev: chunk.cur, cur: null, lastChangeId: 0 },
@@ -96,8 +105,21 @@ export class SnapshotSource {
       changesPublished: state.changesPublished,
       deadLettered: state.deadLettered,
     });
-    const records = this.records(client, state.position, chunk, this.reader);
-    const { after: next } = await this.publishStep.publish(client, { records, after, begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ' }, stored);
+    let next: CaptureState;
+    if (read) {
+      try {
+        ({ after: next } = await this.publishStep.publish(client, { records: this.readAhead(read), after }, stored));
+      } catch (err) {
+        await read.discard();
+        await this.dropAhead();
+        throw err;
+      }
+    } else {
+      const records = this.records(client, state.position, chunk, this.reader);
+      ({ after: next } = await this.publishStep.publish(client, { records, after, begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ' }, stored));
+    }
+    // the last chunk's checkpoint is durable before the phase says streaming (status, and whoever waits on it)
+    if (next.phase === 'streaming') await this.publishStep.drained();
     telemetry.snapshot(this.id, next.snapshotRowsDone, next.snapshotRowsTotal);
     this.reportProgress(next);
     return next;
@@ -139,6 +161,36 @@ export class SnapshotSource {
       const bytes = yield piece.records(chunk.done && !chunk.incremental, chunk.incremental);
       if (piece.count > 0) this.pieceRows = Math.max(100, Math.min(50_000, Math.round((pieceBytes * piece.count) / Math.max(bytes, 1))));
     }
+  }
+
+  /** The chunk read ahead when it continues from `state`, else a new read (a stale one is given up). */
+  private async chunkRead(reads: pg.Client, state: CaptureState): Promise<ChunkRead & { chunk: Chunk }> {
+    const start = { prev: state.position.prev, lastKey: state.snapshotLastKey };
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    if (ahead?.follows(reads, start)) return ahead;
+    await ahead?.discard();
+    return this.startRead(reads, start, state.snapshotRowsTotal);
+  }
+
+  private startRead(reads: pg.Client, start: ChunkStart, total: number | null): ChunkRead & { chunk: Chunk } {
+    const chunk: Chunk = { cur: '', total, lastKey: start.lastKey, done: false, incremental: false };
+    const position = { prev: start.prev, cur: null, lastChangeId: 0 };
+    return Object.assign(new ChunkRead(reads, start, this.records(reads, position, chunk, this.reader)), { chunk });
+  }
+
+  /** The chunk's parts; once they are read (its transaction committed), the next chunk's read starts. */
+  private async *readAhead(read: ChunkRead & { chunk: Chunk }): AsyncGenerator<Records, void, number> {
+    yield* read.records();
+    const { chunk } = read;
+    if (!chunk.done) this.ahead = this.startRead(read.reads, { prev: chunk.cur, lastKey: chunk.lastKey }, chunk.total);
+  }
+
+  /** The read-ahead given up (the step failed: the leadership resumes from the stored checkpoint). */
+  async dropAhead(): Promise<void> {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    await ahead?.discard();
   }
 
   private reportProgress(state: CaptureState): void {

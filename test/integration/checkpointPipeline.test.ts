@@ -41,3 +41,37 @@ test('the checkpoint is off the read path: with checkpoints blocked, the batch\'
   assert.deepEqual(await tunnel.differences(), []);
   await tunnel.stop();
 });
+
+// Issue 21 item 2: a snapshot chunk is read (on the producer's reads connection) while the previous one is
+// acknowledged and checkpointed. With the state row locked, the chunk whose checkpoint waits and exactly one
+// chunk after it reach the target, and no more (one chunk read ahead; its commit waits for the checkpoint).
+test('the snapshot reads and publishes the next chunk while the previous chunk\'s checkpoint waits, and only one', { timeout: 90_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  const rows = 6_000;
+  const chunk = 100;
+  await query(db.sourceUrl, `INSERT INTO employees (first_name) SELECT 'p' || i FROM generate_series(1, ${rows}) i`);
+  const tunnel = await InProcessTunnel.start(t, { ...db.env, PGTUNNEL_SNAPSHOT_CHUNK_SIZE: String(chunk) }, { waitForStreaming: false });
+  const done = async () => (await query<{ n: number }>(db.sourceUrl, "SELECT snapshot_rows_done::int AS n FROM pgtunnel.state WHERE table_id = 'public.employees'"))[0]?.n ?? 0;
+  await waitFor('a first snapshot chunk checkpointed', async () => (await done()) >= chunk, 30_000, 20);
+
+  const blocker = new pg.Client({ connectionString: db.sourceUrl });
+  blocker.on('error', () => {});
+  await blocker.connect();
+  onCleanup(t, () => blocker.end());
+  await blocker.query('BEGIN');
+  const locked = await blocker.query<{ n: number; phase: string }>("SELECT snapshot_rows_done::int AS n, phase FROM pgtunnel.state WHERE table_id = 'public.employees' FOR UPDATE");
+  const stored = locked.rows[0]!.n;
+  assert.ok(locked.rows[0]!.phase === 'snapshot' && stored + 2 * chunk <= rows, `the snapshot still has two chunks to go when the lock is taken (${stored} of ${rows} done)`);
+
+  const inTarget = async () => (await query<{ n: number }>(db.targetUrl, 'SELECT count(*)::int AS n FROM employees'))[0]!.n;
+  await waitFor('the next chunk in the target while the previous chunk\'s checkpoint waits', async () => (await inTarget()) >= stored + 2 * chunk, 30_000, 50);
+  const waiting = await query<{ n: number }>(db.sourceUrl, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%pgtunnel.state%'");
+  assert.equal(waiting[0]!.n, 1, 'exactly one checkpoint in flight, waiting for the lock');
+  assert.equal(await inTarget(), stored + 2 * chunk, 'no chunk published beyond the one read ahead');
+  assert.equal(await done(), stored, 'no checkpoint committed while the lock is held');
+
+  await blocker.query('ROLLBACK');
+  await waitFor('the snapshot finished', async () => (await inTarget()) === rows, 60_000, 100);
+  assert.deepEqual(await tunnel.differences(), []);
+  await tunnel.stop();
+});
