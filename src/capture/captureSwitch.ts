@@ -7,6 +7,16 @@ import { requireReplication } from './logicalInstall.js';
 import { createSlotWithSnapshot } from './slotSnapshot.js';
 
 /**
+ * A slot's exported snapshot can read back with xmax below xmin (e.g. `940:939:`: the decoder's xmax comes from
+ * a running-xacts record whose latest completed xid lags its oldest running one), which `pg_snapshot` input
+ * refuses. Visibility tests xid < xmin before xid >= xmax, so raising xmax to xmin changes no xid's answer.
+ */
+export function wellFormed(snapshot: string): string {
+  const [xmin, xmax, xip] = snapshot.split(':') as [string, string, string];
+  return BigInt(xmax) < BigInt(xmin) ? `${xmin}:${xmin}:${xip}` : snapshot;
+}
+
+/**
  * Trigger → logical on a running source, without a re-snapshot and without a change lost or sent twice.
  * The slot is created with an exported snapshot S: a transaction is visible in S exactly when it committed
  * before the slot's consistent point, and the slot streams every later one. The trigger producer's next
@@ -49,7 +59,7 @@ export async function pinSwitchToLogical(source: pg.Client, sourceUrl: string, t
     let boundary: string;
     try {
       await createSlotWithSnapshot(sourceUrl, producerApplicationName(id), source, slot);
-      boundary = (await source.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
+      boundary = wellFormed((await source.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s);
     } finally {
       await source.query('COMMIT');
     }
