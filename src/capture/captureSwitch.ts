@@ -7,9 +7,8 @@ import { requireReplication } from './logicalInstall.js';
 import { createSlotWithSnapshot } from './slotSnapshot.js';
 
 /**
- * A slot's exported snapshot can read back with xmax below xmin (e.g. `940:939:`: the decoder's xmax comes from
- * a running-xacts record whose latest completed xid lags its oldest running one), which `pg_snapshot` input
- * refuses. Visibility tests xid < xmin before xid >= xmax, so raising xmax to xmin changes no xid's answer.
+ * A slot's exported snapshot can read back with xmax below xmin (`940:939:` seen under captureSwitch.test's
+ * writers; the snapshot builder takes xmin and xmax from different sources), which `pg_snapshot` input refuses. Visibility tests xid < xmin before xid >= xmax, so raising xmax to xmin changes no xid's answer.
  */
 export function wellFormed(snapshot: string): string {
   const [xmin, xmax, xip] = snapshot.split(':') as [string, string, string];
