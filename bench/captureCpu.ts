@@ -3,13 +3,12 @@
 // backend's own CPU time (/proc/<pid>/schedstat, ns) does not. Each variant runs in a transaction that
 // is rolled back, its changes to capture (dropped index, rewritten function) made inside it, so every
 // variant starts from the same installed capture. Ratios are to the trigger-less table in the same round.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { employeesDdl } from '../src/stack/demo.js';
 import { currentTestStack, startTestStack } from '../testkit/testStack.js';
-import { BenchContext, BenchTunnel, root, sql } from './context.js';
+import { BenchContext, BenchTunnel, cpuNs, root, sql } from './context.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, rows: { type: 'string', default: '100000' }, variant: { type: 'string', multiple: true } } });
 const rounds = Number(values.rounds);
@@ -33,7 +32,6 @@ async function withoutAntiJoin(source: string): Promise<string> {
   return body;
 }
 
-const ns = (pid: number) => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
 
 async function cpuMs(url: string, setup: string[], statement: string): Promise<number> {
   const client = new pg.Client({ connectionString: url });
@@ -42,9 +40,9 @@ async function cpuMs(url: string, setup: string[], statement: string): Promise<n
     const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     await client.query('BEGIN');
     for (const s of setup) await client.query(s);
-    const before = ns(pid);
+    const before = cpuNs(pid);
     await client.query(statement);
-    const ms = (ns(pid) - before) / 1e6;
+    const ms = (cpuNs(pid) - before) / 1e6;
     await client.query('ROLLBACK');
     return ms;
   } finally {

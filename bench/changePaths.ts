@@ -7,7 +7,6 @@
 // in its own child process. The figures: this process's CPU µs per change, and the source backend's
 // (/proc/<pid>/schedstat), which CPU time, not wall, measures on a loaded machine.
 //   node dist/bench/changePaths.js [changes=100000] [--rounds 2] [--page 5000]
-import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -21,7 +20,7 @@ import { recordsOf } from '../src/pipeline/changePages.js';
 import { atLeastOnce } from '../src/pipeline/publisher.js';
 import { prepare } from '../src/setup/prepare.js';
 import { EnvelopeProducer, ensureTopics, endOffsets } from '../src/transport/kafka.js';
-import { root, withEmployeesStack } from './context.js';
+import { cpuNs, root, withEmployeesStack } from './context.js';
 
 const args = process.argv.slice(2);
 const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
@@ -31,7 +30,6 @@ const marker = 'change-paths-bench';
 type Way = 'objects' | 'bytes';
 type Figures = { way: Way; changes: number; ms: number; cpuUs: number; backendUs: number; written: number };
 
-const backendNs = (pid: number) => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
 
 function configOf(sourceUrl: string, brokers: string) {
   return loadConfig({ env: { PGTUNNEL_SOURCE_URL: sourceUrl, PGTUNNEL_TARGET_URL: sourceUrl, PGTUNNEL_KAFKA_BROKERS: brokers, PGTUNNEL_TOPIC_PREFIX: 'bench-changes' }, cwd: root });
@@ -51,7 +49,7 @@ async function round(way: Way, sourceUrl: string, brokers: string, prev: string,
   const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   const before = (await endOffsets(kafka, [topic])).get(topic)!.reduce((a, b) => a + b, 0n);
   const cpu = process.cpuUsage();
-  const backend = backendNs(pid);
+  const backend = cpuNs(pid);
   const started = process.hrtime.bigint();
   const publication = await atLeastOnce(producer).begin();
   const tally = emptyTally();
@@ -66,7 +64,7 @@ async function round(way: Way, sourceUrl: string, brokers: string, prev: string,
   await batches.flush();
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   const used = process.cpuUsage(cpu);
-  const backendUs = (backendNs(pid) - backend) / 1000;
+  const backendUs = (cpuNs(pid) - backend) / 1000;
   const after = (await endOffsets(kafka, [topic])).get(topic)!.reduce((a, b) => a + b, 0n);
   await client.end();
   await producer.close();

@@ -118,6 +118,11 @@ export class BenchTunnel {
   }
 }
 
+/** CPU nanoseconds a process has run so far (/proc/<pid>/schedstat): CPU time, not wall, which a loaded host inflates. */
+export function cpuNs(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+}
+
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;

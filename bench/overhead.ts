@@ -1,10 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { employeesDdl } from '../src/stack/demo.js';
 import { postgresBinDir } from '../src/stack/postgresCluster.js';
-import { BenchContext, BenchTunnel, sql, waitUntil } from './context.js';
+import { BenchContext, BenchTunnel, cpuNs, sql, waitUntil } from './context.js';
 
 export interface OverheadResult {
   insertTps: Figures;
@@ -49,7 +49,7 @@ class WalDecoder {
   /** CPU nanoseconds the walsender and pg_recvlogical have run so far (/proc/<pid>/schedstat: CPU time, not wall). */
   async cpuNs(): Promise<number> {
     const [sender] = await sql<{ pid: number }>(this.url, 'SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1', [this.slot]);
-    const ns = (pid: number | undefined) => (pid ? Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) : 0);
+    const ns = (pid: number | undefined) => (pid ? cpuNs(pid) : 0);
     return ns(sender?.pid) + ns(this.child?.pid);
   }
 

@@ -128,6 +128,8 @@ try {
     rows.push({ measure: `snapshot ${plan.snapshotRows} rows${tag}`, baseline: `COPY pipe ${f(snap.copySeconds, 2)} s`, tunnel: `${f(snap.tunnelSeconds)} s (${f(snap.rows / snap.tunnelSeconds / 1000, 1)}k rows/s, ${f(snap.tableMb / snap.tunnelSeconds, 1)} MB/s of a ${f(snap.tableMb, 0)} MB table)`, ratio: `${f(snapRatio * 100, 0)}% of COPY`, target: '≥ 30%', met: snapRatio >= 0.3 });
     peak = Math.max(peak, snap.peakRssMb, tp.peakRssMb, oltp.peakRssMb, tunnel.peakRssMb);
   }
+  // the default's latency (JSON when measured) is the baseline of the logical, threads: false and exactlyOnce rows
+  const plain = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
   ctx.format = 'json';
   log(`flood: ${plan.floodRate} one-row transactions/s from 4 writers for ${plan.floodSeconds} s`);
   const flood = await tunnelLatency(ctx, plan.floodRate, plan.floodSeconds);
@@ -148,9 +150,8 @@ try {
   try {
     const lat = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
     const lidle = await idleCost(ctx, plan.idleSeconds, plan.idleProbes);
-    const trigger = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
     rows.push(
-      { measure: `logical: latency p50 / p99 / max (${plan.rate}/s, ${plan.latencySeconds} s)`, baseline: `native ${f(native.p50, 2)} / ${f(native.p99, 2)} / ${f(native.max, 2)} ms; trigger ${f(trigger.p50)} / ${f(trigger.p99)} / ${f(trigger.max)} ms`, tunnel: `${f(lat.p50)} / ${f(lat.p99)} / ${f(lat.max)} ms`, ratio: `${f(lat.p50 / native.p50)}× / ${f(lat.p99 / native.p99)}× native`, target: '≤ 5 / ≤ 15 / < 50 ms', met: lat.p50 <= 5 && lat.p99 <= 15 && lat.max < 50 },
+      { measure: `logical: latency p50 / p99 / max (${plan.rate}/s, ${plan.latencySeconds} s)`, baseline: `native ${f(native.p50, 2)} / ${f(native.p99, 2)} / ${f(native.max, 2)} ms; trigger ${f(plain.p50)} / ${f(plain.p99)} / ${f(plain.max)} ms`, tunnel: `${f(lat.p50)} / ${f(lat.p99)} / ${f(lat.max)} ms`, ratio: `${f(lat.p50 / native.p50)}× / ${f(lat.p99 / native.p99)}× native`, target: '≤ 5 / ≤ 15 / < 50 ms', met: lat.p50 <= 5 && lat.p99 <= 15 && lat.max < 50 },
       { measure: `logical: idle CPU over ${f(lidle.seconds, 0)} s, tunnel process + its source backends (walsender included)`, baseline: `trigger ${f(idle.tunnelCpu + idle.producerBackendCpu, 2)}%`, tunnel: `${f(lidle.tunnelCpu + lidle.producerBackendCpu, 2)}% of a core (${f(lidle.tunnelCpu, 2)}% + ${f(lidle.producerBackendCpu, 2)}%)`, ratio: '-', target: '≤ 0.5%', met: lidle.tunnelCpu + lidle.producerBackendCpu <= 0.5 },
     );
     peak = Math.max(peak, lat.peakRssMb);
@@ -161,15 +162,13 @@ try {
   process.env.PGTUNNEL_THREADS = 'off'; // the bench tunnels inherit the environment
   try {
     const one = await tunnelLatency(ctx, plan.rate, plan.latencySeconds);
-    const two = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
-    rows.push({ measure: `threads: false — latency p50 / p99 / max (${plan.rate}/s)`, baseline: `two threads ${f(two.p50)} / ${f(two.p99)} / ${f(two.max)} ms`, tunnel: `${f(one.p50)} / ${f(one.p99)} / ${f(one.max)} ms`, ratio: `${f(one.p50 / two.p50, 2)}× / ${f(one.p99 / two.p99, 2)}×`, target: 'recorded (an option; which default suits a 2-core host)', met: true });
+    rows.push({ measure: `threads: false — latency p50 / p99 / max (${plan.rate}/s)`, baseline: `two threads ${f(plain.p50)} / ${f(plain.p99)} / ${f(plain.max)} ms`, tunnel: `${f(one.p50)} / ${f(one.p99)} / ${f(one.max)} ms`, ratio: `${f(one.p50 / plain.p50, 2)}× / ${f(one.p99 / plain.p99, 2)}×`, target: 'recorded (an option; which default suits a 2-core host)', met: true });
     peak = Math.max(peak, one.peakRssMb);
   } finally {
     delete process.env.PGTUNNEL_THREADS;
   }
   log('exactly-once into Kafka: the bulk writer and the latency load with exactlyOnce on');
   process.env.PGTUNNEL_EXACTLY_ONCE = 'true'; // the bench tunnels inherit the environment
-  const plain = latencies.find((l) => l.format === 'json')?.result ?? latencies[0]!.result;
   let eos: { tp: Awaited<ReturnType<typeof throughput>>; lat: Awaited<ReturnType<typeof tunnelLatency>> } | undefined;
   try {
     const eosTp = await throughput(ctx, plan.throughputSeconds, 100, plan.bulkCap);
