@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { employeesDdl } from '../src/stack/demo.js';
 import { currentTestStack, startTestStack } from '../testkit/testStack.js';
-import { BenchContext, BenchTunnel, root, sql } from './context.js';
+import { BenchContext, BenchTunnel, median, root, sql } from './context.js';
 import { pgbench } from './overhead.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '10' }, rows: { type: 'string', default: '100000' }, measures: { type: 'string', default: 'insert,update,bulk' } } });
@@ -126,11 +126,6 @@ async function measure(source: string, m: Measure, secs: number): Promise<{ valu
   const triggerSeconds = (plan.Triggers ?? []).filter((t) => t['Trigger Name'].startsWith('pgtunnel_')).reduce((a, t) => a + t.Time, 0) / 1000;
   return { value, triggerSeconds };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 const own = process.env.PGTUNNEL_TEST_SOURCE_SERVER ? undefined : await startTestStack(home, 'capture-modes-stack');

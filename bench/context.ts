@@ -20,6 +20,11 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
   }
 }
 
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
 /** The stack the benchmarks run on, and a fresh database pair per measure. */
 export class BenchContext {
   constructor(readonly stack: LocalStack, readonly env: Record<string, string>, readonly home: string) {}
@@ -45,16 +50,21 @@ export class BenchContext {
   }
 
   async databases(name: string, ddl: string, targetDdl = ddl): Promise<{ source: string; target: string }> {
-    await this.dropSlots(name);
-    for (const server of [this.sourceServer, this.targetServer]) {
-      await sql(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await sql(`${server}/postgres`, `CREATE DATABASE ${name}`);
-    }
+    await this.dropDatabases(name);
+    for (const server of [this.sourceServer, this.targetServer]) await sql(`${server}/postgres`, `CREATE DATABASE ${name}`);
     const source = `${this.sourceServer}/${name}`;
     const target = `${this.targetServer}/${name}`;
     await sql(source, ddl);
     await sql(target, targetDdl);
     return { source, target };
+  }
+
+  /** Drops the pair `databases(name)` made, and the slots a run left in the source's (a stopped tunnel's walsender may still hold one a moment). */
+  async dropDatabases(name: string): Promise<void> {
+    const held = async () => (await sql(`${this.sourceServer}/postgres`, 'SELECT 1 FROM pg_replication_slots WHERE database = $1 AND active', [name])).length > 0;
+    await waitUntil(`the slots of ${name} to be released`, async () => !(await held()), 30_000);
+    await this.dropSlots(name);
+    for (const server of [this.sourceServer, this.targetServer]) await sql(`${server}/postgres`, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   }
 
   tunnelEnv(dbs: { source: string; target: string }, table: string, extra: Record<string, string> = {}): Record<string, string> {
