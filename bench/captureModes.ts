@@ -146,7 +146,7 @@ try {
     for (const m of measures) {
       for (const v of order) {
         // round -1 warms caches and plans and is not counted
-        const { value, triggerSeconds: t } = await measure(sources.get(v.name)!, m, round < 0 ? 2 : seconds);
+        const { value, triggerSeconds: t } = await measure(sources.get(v.name)!, m, round < 0 ? Math.min(2, seconds) : seconds);
         if (round >= 0) results.get(v.name)!.get(m)!.push(value);
         if (round >= 0 && t !== undefined) triggerSeconds.get(v.name)!.push(t);
         log(`${round < 0 ? 'warm-up' : `round ${round + 1}/${rounds}`} ${m} ${v.name}: ${m === 'bulk' ? `${f(value, 3)} s (trigger ${f(t!, 3)} s)` : `${f(value, 0)} tps`}`);
