@@ -48,6 +48,7 @@ const slowFirst = [
   'integration/transportSecurity', 'integration/secrets', 'integration/schemaChanges', 'integration/runOnce',
   'integration/verifyOracle', 'integration/hygiene', 'integration/transactionalTransfers', 'integration/logicalOnce',
   'integration/captureSwitch', 'integration/appRoleMigrations', 'integration/guardrails', 'integration/debeziumInterop',
+  'integration/dlqPolicies',
 ];
 const rank = (f) => {
   const name = path.relative(path.join(root, 'dist/test'), f);
