@@ -5,14 +5,10 @@ import { sourceSlotName } from '../../src/names.js';
 import { InProcessTunnel, installInProcess } from '../helpers/inProcessTunnel.js';
 import { changesTwice, sameRows, snapshotReadsPerKey, topicRecords } from '../helpers/oracles.js';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
+import { TwoTableWriter, replication } from '../helpers/twoTables.js';
 
 /** Trigger capture's `source.lsn` is a change id; logical capture's a WAL position, far above any change id here. */
 const byLogical = (lsn: unknown) => BigInt(String(lsn)) > BigInt(2 ** 24);
-
-/** The slots of this test's database and the walsenders streaming them (other tests share the cluster). */
-const replication = async (url: string) => (await query<{ slots: string[]; walsenders: number }>(url,
-  `SELECT coalesce((SELECT array_agg(slot_name::text ORDER BY slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT temporary), '{}'::text[]) AS slots,
-          (SELECT count(*)::int FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()) AS walsenders`))[0]!;
 
 test('capture switch on the shared slot: one table from the shared slot to triggers and straight back, a restart inside each switch, the other table streaming throughout: nothing lost or doubled, no re-snapshot, one slot at the end', { timeout: 240_000 }, async (t) => {
   const db = await tunnelDatabases(t, { createTables: false });
@@ -31,23 +27,8 @@ test('capture switch on the shared slot: one table from the shared slot to trigg
   const [logical, trigger] = [config('logical'), config('trigger')];
 
   // a writer on both tables throughout: transactions touching both, before, during and after each switch
-  let writing = true;
-  let n = 0;
-  const writer = (async () => {
-    while (writing) {
-      n++;
-      await query(db.sourceUrl, `BEGIN; INSERT INTO sw_move VALUES (1000 + ${n}, ${n}); UPDATE sw_move SET v = v + 1 WHERE id = 1 + ${n} % 300;
-        UPDATE sw_stay SET v = v + 1 WHERE id = 1 + ${n} % 50; COMMIT`);
-    }
-  })();
-  onCleanup(t, async () => {
-    writing = false;
-    await writer.catch(() => {});
-  });
-  const writes = async (more: number) => {
-    const from = n;
-    await waitFor(`${more} more writes`, async () => n > from + more, 60_000, 20);
-  };
+  const writer = new TwoTableWriter(t, db.sourceUrl, 'sw_move', 'sw_stay');
+  const writes = (more: number) => writer.writes(more);
   const started = Date.now();
   const step = (what: string) => t.diagnostic(`${what} at ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const triggers = async () => (await query(db.sourceUrl, "SELECT 1 FROM pg_trigger WHERE tgrelid = 'sw_move'::regclass AND NOT tgisinternal")).length > 0;
@@ -83,8 +64,7 @@ test('capture switch on the shared slot: one table from the shared slot to trigg
   await waitFor('on the shared slot', async () => !(await triggers()) && (await member()), 60_000, 50);
   step('switched to the shared slot');
   await writes(50);
-  writing = false;
-  await writer;
+  await writer.stop();
   for (const table of ['sw_move', 'sw_stay']) await sameRows(db.sourceUrl, db.targetUrl, table, 60_000);
   assert.deepEqual(await replication(db.sourceUrl), { slots: [sourceSlotName(database, db.topicPrefix)], walsenders: 1 }, 'one slot and one walsender for both tables');
   assert.deepEqual(await query(db.sourceUrl, "SELECT relname FROM pg_class WHERE relname = 'sw_move_cdc'"), [], 'the change table is gone');
