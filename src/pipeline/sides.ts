@@ -66,7 +66,7 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
       // the tables read from the source's one slot (issue 22): one leader and one stream for all of them
       // (a table switching onto it from trigger capture too: the slot holds for it from the start)
       const shared = tables.filter((t) => t.capture?.shared).map((t) => tableId(t.config));
-      if (shared.length > 0 && !sourceSlot) {
+      if (shared.length > 0 && (!sourceSlot || sourceSlot.closed)) {
         const slot = new SourceSlot(ctx.config, decodeURIComponent(new URL(ctx.config.sourceUrl).pathname.slice(1)), shared, ctx.log, ctx.health);
         sourceSlot = slot;
         parts.start(sourceSlotPart, (s) => slot.run(s));

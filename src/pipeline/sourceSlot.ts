@@ -32,8 +32,8 @@ export class SourceSlot {
   private leading = false;
   private leaders: (() => void)[] = [];
   private drained: (() => void) | undefined;
-  /** Every table left (switched to trigger capture): the slot is no longer read. */
-  private closed = false;
+  /** Every table left (switched to trigger capture): the slot is no longer read (a table added later needs a new SourceSlot). */
+  closed = false;
 
   constructor(private readonly config: TunnelConfig, database: string, tables: string[], private readonly log: Logger, private readonly health: Health) {
     this.name = sourceSlotName(database, config.topicPrefix);
