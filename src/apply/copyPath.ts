@@ -71,10 +71,13 @@ export class CopyPath {
       return a.scan(pair.value.payload, pair.key.payload) === 'row' ? a : undefined;
     }
     // JSON, and JSON Schema's payload (its schema id checked by the decoder): the same JSON text
-    if (r.value === undefined || r.value === null || r.decoded || r.unreadable || (r.wire && r.wire.format !== 'json-schema')) return undefined;
+    // the bytes as fetched first: a fetched record's texts are made only when asked for (ApplyConsumer)
+    const value = r.valueBytes ?? r.value;
+    if (value === undefined || value === null || r.decoded || r.unreadable || (r.wire && r.wire.format !== 'json-schema')) return undefined;
     let s = this.scanners.get(statements);
     if (!s) this.scanners.set(statements, (s = new EnvelopeScanner(statements.scanTable())));
-    return s.scan(r.valueBytes ?? Buffer.from(r.value), r.key === undefined ? undefined : Buffer.from(r.key)) === 'row' ? s : undefined;
+    const key = r.keyBytes ?? (r.key === undefined ? undefined : Buffer.from(r.key));
+    return s.scan(typeof value === 'string' ? Buffer.from(value) : value, key) === 'row' ? s : undefined;
   }
 
   /**

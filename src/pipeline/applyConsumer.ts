@@ -51,6 +51,16 @@ function lastPerPartition(messages: StringMessage[]): Committable[] {
   return [...last.values()];
 }
 
+/**
+ * A JSON record whose value text is made only when a reader asks (and then kept): the byte path scans
+ * `valueBytes` and never asks, so a snapshot set holds its bytes once, not once more as strings.
+ */
+function jsonRecord({ topic, partition, offset, key, value }: FetchedBytes): RawRecord {
+  let text: string | undefined;
+  // an own enumerable getter: a spread copy (`{ ...r, key }`) carries the text
+  return { topic, partition, offset, key: key?.toString('utf8'), keyBytes: key, valueBytes: value, get value() { return (text ??= value?.toString('utf8')); } };
+}
+
 /** How long the group keeps a killed consumer's partitions for its restart (a process start under load took 5-15 s). */
 export const staticSessionTimeoutMs = 20_000;
 
@@ -278,7 +288,7 @@ export class ApplyConsumer {
       if (this.decoder.avroPair(m.topic, key, value)) return { topic: m.topic, partition: m.partition, offset: m.offset, key: undefined, value: '', deferred: true, wire: { key, value, format: 'avro', schemaId: value!.readUInt32BE(1) } };
       return this.wireRecord(m, key, value);
     }
-    return { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8'), valueBytes: m.value };
+    return jsonRecord(m);
   }
 
   private async wireRecord(m: { topic: string; partition: number; offset: bigint }, key: Buffer | undefined, value: Buffer | undefined): Promise<RawRecord> {
