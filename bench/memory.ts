@@ -54,7 +54,7 @@ async function measured(dbs: { source: string; target: string }, variant: string
   // --flags: V8 flags of the whole process (the main thread's; the workers' caps come from resourceLimits)
   // `@one`: both sides on the main thread (config `threads: false`), one isolate instead of three
   const limits = variant.replace(/^base:/, '').replace(/@one$/, '');
-  const one = variant.endsWith('@one') ? { PGTUNNEL_THREADS: 'false' } : {};
+  const one: Record<string, string> = variant.endsWith('@one') ? { PGTUNNEL_THREADS: 'false' } : {};
   const env = ctx.tunnelEnv(dbs, 'employees', { PGTUNNEL_HTTP_PORT: String(port), ...one, ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(values.flags ? { NODE_OPTIONS: values.flags } : {}) });
   const start = Date.now();
   const tunnel = new BenchTunnel(env, ['run'], entryOf(variant));
