@@ -55,7 +55,7 @@ function lastPerPartition(messages: StringMessage[]): Committable[] {
  * A JSON record whose value text is made only when a reader asks (and then kept): the byte path scans
  * `valueBytes` and never asks, so a snapshot set holds its bytes once, not once more as strings.
  */
-function jsonRecord({ topic, partition, offset, key, value }: FetchedBytes): RawRecord {
+export function jsonRecord({ topic, partition, offset, key, value }: FetchedBytes): RawRecord {
   let text: string | undefined;
   // an own enumerable getter: a spread copy (`{ ...r, key }`) carries the text
   return { topic, partition, offset, key: key?.toString('utf8'), keyBytes: key, valueBytes: value, get value() { return (text ??= value?.toString('utf8')); } };
