@@ -40,6 +40,12 @@ test('/health, /ready and /metrics answer for orchestrators and Prometheus', { t
     assert.ok(new RegExp(`^pgtunnel_nodejs_heap_size_used_bytes\\{thread="${thread}"\\} \\d`, 'm').test(metrics), `the ${thread} thread's heap in /metrics`);
   }
   assert.equal(metrics.match(/^pgtunnel_process_start_time_seconds /gm)?.length, 1, 'the process start time once');
+  // where the sides run, and why: in the start log line and in status
+  assert.match(tunnel.output, /"sides":"two worker threads \(threads: true\)".*"msg":"tunnel starting"/);
+  await waitFor('the sides in /api/status', async () => {
+    const body = (await (await fetch(`${url}api/status`)).json()) as { status: { processes: { sides?: string }[] } | null };
+    return body.status?.processes.some((p) => p.sides === 'two worker threads (threads: true)');
+  }, 20_000, 200);
   // The target goes away: readiness drops, liveness stays.
   const admin = db.targetUrl.replace(/\/[^/]+$/, '/postgres');
   await query(admin, `ALTER DATABASE ${db.topicPrefix} WITH ALLOW_CONNECTIONS false`);
