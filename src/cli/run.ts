@@ -74,8 +74,8 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     // each side on its own thread, --role or not: one code path, and this thread stays free for HTTP and
     // signals; spawned now, the threads load their modules while the services are prepared
     const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
-    // on this thread instead when asked, or by default on a host of 2 cores, where one thread measured a third
-    // to half of two threads' latency at 1k/s (threadChoice.ts)
+    // on this thread instead when asked, or by default on a host of 2 cores, where one thread measured 0.4–0.7×
+    // the p50 and 0.3–0.6× the p99 of two threads' latency at 1k/s (threadChoice.ts)
     const choice = chooseThreads(cfg.threads);
     threads = choice.threads ? spawnSides(parts, log) : [];
     cleanup = (await embeddedStack(cfg)).stop;
