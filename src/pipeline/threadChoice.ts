@@ -11,9 +11,9 @@ export interface ThreadChoice {
 }
 
 /**
- * From this many cores `auto` runs the sides in worker threads; below, on the main thread: on 2 cores the three isolates wait to be
- * scheduled beside PostgreSQL and the broker on every round trip, and one thread measured 0.4–0.7× the p50 and
- * 0.3–0.6× the p99 of two at 1,000 commits/s (bench/RESULTS.md "Threads on a 2-core host").
+ * From this many cores `auto` runs the sides in worker threads; below, on the main thread: on 2 cores the three
+ * isolates wait to be scheduled beside PostgreSQL and the broker on every round trip, and one thread measured
+ * 0.4–0.7× the p50 and 0.3–0.6× the p99 of two at 1,000 commits/s (bench/RESULTS.md "Threads on a 2-core host").
  */
 export const autoThreadsMinCores = 3;
 
