@@ -252,7 +252,8 @@ export class EnvelopeScanner extends RowScan {
       text += `${j === 0 ? '' : ','}${this.keyJson[j]}:${canonicalAt(b, row.span(col), kind)}`;
     }
     this.keyText = `${text}}`;
-    if (Buffer.byteLength(this.keyText) > maxKeyBytes) throw refused;
+    // a UTF-16 unit is at most 3 UTF-8 bytes: most keys need no count
+    if (this.keyText.length * 3 > maxKeyBytes && Buffer.byteLength(this.keyText) > maxKeyBytes) throw refused;
   }
 
   protected carries(i: number): boolean {
