@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LocalStack } from '../src/stack/localStack.js';
@@ -119,8 +119,22 @@ export class BenchTunnel {
 }
 
 /** CPU nanoseconds a process has run so far (/proc/<pid>/schedstat): CPU time, not wall, which a loaded host inflates. */
-export function cpuNs(pid: number): number {
+export function cpuNs(pid: number | string): number {
   return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+}
+
+/** CPU ns of each thread of a process by its name (`pgtunnel consum`, `MainThread`, `V8Worker`…; same names summed). */
+export function threadCpuNs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      out.set(name, (out.get(name) ?? 0) + cpuNs(`${pid}/task/${tid}`));
+    } catch {
+      // a thread that ended between the listing and the read
+    }
+  }
+  return out;
 }
 
 export function percentile(sorted: number[], p: number): number {

@@ -14,6 +14,8 @@ const ctx = new BenchContext(own?.stack ?? currentTestStack(), own?.env ?? { ...
 try {
   const r = await idleCost(ctx, Number(values.seconds), Number(values.probes));
   console.log(`idle: over ${f(r.seconds)} s the tunnel process used ${f(r.tunnelCpu)}% of a core, its producer's source backend ${f(r.producerBackendCpu)}%`);
+  const f2 = (n: number) => n.toFixed(2);
+  console.log(`idle: by thread, % of a core: ${Object.entries(r.threads).filter(([, v]) => v >= 0.005).sort((a, b) => b[1] - a[1]).map(([name, v]) => `${name} ${f2(v)}`).join(', ')}`);
   console.log(`idle: first probe after ${f(r.seconds)} s idle ${f(r.firstProbeMs)} ms; ${r.probes.count} more single-change probes after 50–250 ms gaps, commit → target commit p50 ${f(r.probes.p50)}  p99 ${f(r.probes.p99)}  max ${f(r.probes.max)} ms`);
 } finally {
   await own?.stack.down();

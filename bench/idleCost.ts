@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { BenchContext, BenchTunnel, percentile, sql, waitUntil } from './context.js';
+import { BenchContext, BenchTunnel, percentile, sql, threadCpuNs, waitUntil } from './context.js';
 
 export interface IdleResult {
   seconds: number;
   /** % of one core */
   tunnelCpu: number;
   producerBackendCpu: number;
+  /** % of one core per thread of the tunnel process, by thread name (the producer, consumer, main and V8's own threads) */
+  threads: Record<string, number>;
   /** the first probe after the whole idle window, commit → target commit, ms */
   firstProbeMs: number;
   probes: { count: number; p50: number; p99: number; max: number };
@@ -34,12 +36,13 @@ export async function idleCost(ctx: BenchContext, seconds: number, probes: numbe
     // backends on the same server): its connection and, in logical capture, the walsender reading the slot
     const backends = (await sql<{ pid: number }>(dbs.source, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgtunnel producer%'")).map((b) => b.pid);
     const backendCpu = () => backends.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-    const before = { tunnel: cpuSeconds(tunnel.child.pid!), backends: backendCpu() };
+    const before = { tunnel: cpuSeconds(tunnel.child.pid!), backends: backendCpu(), threads: threadCpuNs(tunnel.child.pid!) };
     const started = Date.now();
     await new Promise((r) => setTimeout(r, seconds * 1000)); // the measurement window itself, not a synchronisation
     const elapsed = (Date.now() - started) / 1000;
     const tunnelCpu = (100 * (cpuSeconds(tunnel.child.pid!) - before.tunnel)) / elapsed;
     const producerBackendCpu = backends.length > 0 ? (100 * (backendCpu() - before.backends)) / elapsed : NaN;
+    const threads = Object.fromEntries([...threadCpuNs(tunnel.child.pid!)].map(([name, ns]) => [name, (100 * (ns - (before.threads.get(name) ?? 0))) / 1e9 / elapsed]));
     for (let id = 1; id <= probes; id++) {
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 200)); // idle gaps between probes, by design
       await sql(dbs.source, "INSERT INTO bench_latency VALUES ($1, 'probe')", [id]);
@@ -55,7 +58,7 @@ export async function idleCost(ctx: BenchContext, seconds: number, probes: numbe
       else latencies.push(r.ms - source.get(r.id)!);
     }
     latencies.sort((a, b) => a - b);
-    return { seconds: elapsed, tunnelCpu, producerBackendCpu, firstProbeMs, probes: { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)! } };
+    return { seconds: elapsed, tunnelCpu, producerBackendCpu, threads, firstProbeMs, probes: { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)! } };
   } finally {
     await tunnel.stop();
   }

@@ -108,3 +108,44 @@ export async function setTriggerBoundary(source: pg.Client, table: TableConfig):
     await source.query('SELECT pg_logical_emit_message(true, $1, $2)', [switchMessagePrefix, tableId(table)]);
   });
 }
+
+/** The prefix of the logical message at which a table switching from trigger capture joins the shared stream. */
+export const sharedJoinPrefix = 'pgtunnel.capture-join';
+
+/** A switch from trigger capture onto the shared slot: the snapshot S trigger capture's last batch ends at, and the mark M the stream takes over at. */
+export interface SharedSwitch {
+  boundary: string;
+  mark: bigint;
+}
+
+/** The switch onto the shared slot under way for the table (undefined: none). Once the pinned batch is done, S is the checkpoint. */
+export async function sharedSwitchOf(client: pg.Client, table: TableConfig): Promise<SharedSwitch | undefined> {
+  const { rows } = await client.query<{ boundary: string; mark: string }>(
+    "SELECT coalesce(cur_snapshot, prev_snapshot)::text AS boundary, (shared_switch - '0/0')::text AS mark FROM pgtunnel.state WHERE table_id = $1 AND shared_switch IS NOT NULL",
+    [tableId(table)],
+  );
+  return rows[0] && { boundary: rows[0].boundary, mark: BigInt(rows[0].mark) };
+}
+
+/**
+ * Trigger → the source's shared slot, between two batches of a producer that holds the table's lock, once its
+ * process leads the shared slot and holds it: one transaction takes the table's SHARE ROW EXCLUSIVE lock (every
+ * write of the table commits before it or after it), pins trigger capture's next batch at its snapshot S (the
+ * earlier writes), and emits a transactional logical message at M, stored as the table's `join_lsn` (the shared
+ * stream gives it every commit from M on: the later writes, whose commit records all follow the lock). Durable
+ * at once: the producer's own checkpoints commit asynchronously, and S and M must not be lost apart.
+ */
+export async function setSharedBoundary(client: pg.Client, table: TableConfig): Promise<SharedSwitch> {
+  return inTransaction(client, async () => {
+    await client.query("SELECT set_config('synchronous_commit', 'on', true)");
+    await client.query(`LOCK TABLE ${qualified(table.schema, table.name)} IN SHARE ROW EXCLUSIVE MODE`);
+    const { rows } = await client.query<{ boundary: string; mark: string }>(
+      `UPDATE pgtunnel.state SET cur_snapshot = pg_current_snapshot(), last_change_id = 0, shared_switch = m.lsn, join_lsn = m.lsn
+       FROM (SELECT pg_logical_emit_message(true, $2, $1) AS lsn) m
+       WHERE table_id = $1 AND cur_snapshot IS NULL RETURNING cur_snapshot::text AS boundary, (m.lsn - '0/0')::text AS mark`,
+      [tableId(table), sharedJoinPrefix],
+    );
+    if (!rows[0]) throw new TunnelError('PGT_UNEXPECTED', `${tableId(table)} was inside a trigger batch when its switch onto the shared slot was to pin the next one`, { unexpected: true });
+    return { boundary: rows[0].boundary, mark: BigInt(rows[0].mark) };
+  });
+}

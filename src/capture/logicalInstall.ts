@@ -16,12 +16,14 @@ export interface CaptureChoice {
   reason: string;
   /** Logical capture's replication slot. */
   slot?: string;
-  /** Read from the source's one shared slot (issue 22); otherwise from a slot of the table's own (older installs, a switch from triggers). */
+  /** Read from the source's one shared slot (issue 22), or switching onto it from triggers; otherwise from a slot of the table's own (older installs, an older switch). */
   shared?: boolean;
   /** A switch under way (captureSwitch.ts): to logical, trigger capture's last batch ends at the slot's snapshot; to trigger, the stream ends at the boundary transaction. */
   switchTo?: 'logical' | 'trigger';
   /** A switch to logical was under way and the config asks for triggers again: its slot and publication go. */
   abandonSwitch?: boolean;
+  /** Trigger capture of a table still in the shared publication (a switch abandoned, or one back to triggers that crashed before leaving it): it leaves. */
+  abandonShared?: boolean;
 }
 
 /**
@@ -39,18 +41,15 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
   );
   const r = { ...rows[0]!, triggers: false };
   if (r.registry) r.triggers = (await source.query('SELECT 1 FROM pgtunnel.captures WHERE table_id = $1', [tableId(table)])).rows.length > 0;
-  const toTrigger = r.slot && (await switchToTriggerState(source, tableId(table))) !== undefined;
+  const toTrigger = (r.slot || r.shared) && (await switchToTriggerState(source, tableId(table))) !== undefined;
   if (asked === 'trigger') {
     // logical → trigger: logical capture runs until the boundary transaction, then hands over (captureSwitch.ts)
     if (r.slot && (!r.triggers || toTrigger)) return { mode: 'logical', reason: 'switching to capture: trigger: logical capture publishes every transaction before the one that splits the table\'s writes, then the triggers take over', slot: slotName(table, source.database ?? ''), switchTo: 'trigger' };
     if (r.slot) return { mode: 'trigger', reason: 'capture: trigger (a switch to logical capture was under way: it is abandoned)', abandonSwitch: true };
-    // the shared stream has no hand-over to triggers yet: installing them beside it would lose or double changes
-    if (r.shared && !r.triggers) {
-      throw new TunnelError('PGT_CAPTURE_MODE', `${tableId(table)} is captured from the source's shared slot, and a switch from it to capture: trigger is not built yet`, {
-        errorClass: 'config',
-        hint: 'keep capture: logical for it, or `pgtunnel uninstall` it and install it again with capture: trigger (a re-snapshot)',
-      });
-    }
+    // shared slot → trigger: the same boundary transaction; the table then leaves the shared publication (captureSwitch.ts)
+    if (r.shared && (!r.triggers || toTrigger)) return { mode: 'logical', reason: 'switching to capture: trigger: the source\'s shared stream publishes the table\'s transactions before the one that splits its writes, then the triggers take over', slot: sourceSlotName(source.database ?? '', instance), shared: true, switchTo: 'trigger' };
+    // triggers beside the shared publication with no switch to trigger marked: a switch to the shared slot not handed over yet, or a switch back that had not left the publication
+    if (r.shared) return { mode: 'trigger', reason: 'capture: trigger (the table leaves the shared publication: trigger capture has every change)', abandonShared: true };
     return { mode: 'trigger', reason: 'capture: trigger (the default)' };
   }
   if (toTrigger) {
@@ -64,7 +63,9 @@ export async function chooseCapture(source: pg.Client, table: TableConfig, asked
   if (r.identity === 'n' || (r.identity === 'd' && !r.has_pk)) {
     return { mode: 'trigger', reason: `${tableId(table)} has no primary key for logical decoding to identify rows (fix: add one, or ALTER TABLE ${qualified(table.schema, table.name)} REPLICA IDENTITY FULL)` };
   }
-  if (r.triggers) return { mode: 'trigger', reason: 'switching to capture: logical: trigger capture publishes what committed before the slot\'s snapshot, then hands over to the slot', slot: slotName(table, source.database ?? ''), switchTo: 'logical' };
+  // a switch begun by an older version (a slot of the table's own beside the triggers) finishes that way
+  if (r.triggers && r.slot) return { mode: 'trigger', reason: 'switching to capture: logical: trigger capture publishes what committed before the slot\'s snapshot, then hands over to the slot', slot: slotName(table, source.database ?? ''), switchTo: 'logical' };
+  if (r.triggers) return { mode: 'trigger', reason: 'switching to capture: logical: trigger capture publishes what committed before a boundary transaction, then the source\'s shared stream takes over from it', slot: sourceSlotName(source.database ?? '', instance), shared: true, switchTo: 'logical' };
   // a table with a slot of its own (installed before the shared slot, or by a switch) moves onto the shared one (slotMigration.ts)
   if (r.slot) return { mode: 'logical', reason: 'capture: logical, moving from the table\'s own slot onto the source\'s one slot (no re-snapshot)', slot: sourceSlotName(source.database ?? '', instance), shared: true };
   return { mode: 'logical', reason: 'capture: logical, from the source\'s one slot, and the source has wal_level = logical', slot: sourceSlotName(source.database ?? '', instance), shared: true };

@@ -4,6 +4,7 @@ import { TunnelError, sqlState } from '../errors.js';
 import { inTransaction, qualified, quoteIdent } from '../pg.js';
 import { lockNames, slotName, sourcePublicationName, sourceSlotName, tableId } from '../names.js';
 import { migrate, readMigrations } from './migrations.js';
+import { sleep } from '../retry.js';
 
 /** The slot a logically captured table is read from: its own (installed before issue 22, or by a switch) or the source's shared one. */
 export interface TableSlot {
@@ -88,4 +89,21 @@ export async function leaveShared(source: pg.Client, table: TableConfig, instanc
   // the running stream stops decoding the table from the ALTER's commit on; the other tables go on
   await source.query(`ALTER PUBLICATION ${quoteIdent(publication)} DROP TABLE ${qualified(table.schema, table.name)}`);
   return true;
+}
+
+/**
+ * A table switched back to trigger capture leaves the shared publication. The last one out also drops the slot,
+ * which its stream (`last`: this process's, just stopped) lets go of within a moment: waited for, 30 s at most.
+ */
+export async function leaveSharedWhenReleased(source: pg.Client, table: TableConfig, instance: string, last: boolean): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await leaveShared(source, table, instance);
+      return;
+    } catch (err) {
+      if (!last || (err as TunnelError).code !== 'PGT_SLOT_ACTIVE' || Date.now() > deadline) throw err;
+      await sleep(50);
+    }
+  }
 }

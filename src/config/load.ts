@@ -31,6 +31,8 @@ export interface TableConfig {
   autoCreate: boolean;
   /** Partitions of the table's topic: created with them, and a start refuses a topic with another count. */
   partitions: number;
+  /** This table's capture; unset: the top-level capture. */
+  capture?: 'trigger' | 'logical';
   /** schema or name holds * or ?: expanded against the source catalog (src/config/tables.ts) */
   pattern: boolean;
 }
@@ -139,6 +141,7 @@ export function resolveTable(entry: TableEntry, topicPrefix: string, autoCreate:
     filter: spec.filter ?? [],
     autoCreate: spec.autoCreate ?? autoCreate,
     partitions: spec.partitions ?? partitions,
+    ...(spec.capture ? { capture: spec.capture } : {}),
     pattern: isPattern(spec.schema) || isPattern(spec.name),
   };
 }
@@ -365,12 +368,12 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
 }
 
 /** What `apply: transactional` needs: the transaction metadata, JSON topics and trigger capture. */
-function transactionalProblems(merged: { apply?: string; transactionMetadata?: boolean; exactlyOnce?: boolean; capture?: string }, tables: { format?: string }[], format: string): string[] {
+function transactionalProblems(merged: { apply?: string; transactionMetadata?: boolean; exactlyOnce?: boolean; capture?: string }, tables: { format?: string; capture?: string }[], format: string): string[] {
   if (merged.apply !== 'transactional') return [];
   const out: string[] = [];
   if (merged.transactionMetadata === false) out.push('apply: transactional needs transactionMetadata (its END events say when a transaction is complete) — fix: remove transactionMetadata: false');
   if (merged.exactlyOnce === false) out.push('apply: transactional needs exactlyOnce (a transaction the producer published twice after a crash would be applied twice, out of order) — fix: remove exactlyOnce: false');
   if (format !== 'json' || tables.some((t) => t.format !== undefined && t.format !== 'json')) out.push('apply: transactional reads JSON topics only for now — fix: format: json, or apply: per-partition');
-  if (merged.capture === 'logical') out.push('apply: transactional runs with trigger capture only for now — fix: capture: trigger, or apply: per-partition');
+  if (merged.capture === 'logical' || tables.some((t) => t.capture === 'logical')) out.push('apply: transactional runs with trigger capture only for now — fix: capture: trigger, or apply: per-partition');
   return out;
 }

@@ -102,6 +102,8 @@ export const tableEntrySchema = z.union([
       autoCreate: z.boolean().optional(),
       /** Partitions of this table's topic (default: partitions); change an existing topic's with `pgtunnel topic partitions`. */
       partitions: z.number().int().min(1).max(1000).optional(),
+      /** This table's capture, over the top-level capture: one table switches mode while the others stay. */
+      capture: z.enum(['trigger', 'logical']).optional(),
     })
     .strict(),
 ]);

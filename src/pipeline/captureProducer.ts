@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { TunnelError, classify } from '../errors.js';
 import { checkCapture, repairHint, uncapturedColumns } from '../capture/catalog.js';
 import { ChangeReader } from '../capture/changeReader.js';
-import { switchBoundary } from '../capture/captureSwitch.js';
+import { setSharedBoundary, sharedSwitchOf, switchBoundary, type SharedSwitch } from '../capture/captureSwitch.js';
 import { uninstallCapture } from '../capture/install.js';
 import { waitForCommit } from '../capture/commitWait.js';
 import { changeTableId, producerApplicationName } from '../names.js';
@@ -20,6 +20,7 @@ import { IncrementalSnapshot } from './incrementalSnapshot.js';
 import { SnapshotSource, snapshotPath } from './snapshotSource.js';
 import { StreamSource } from './streamSource.js';
 import { TableProducer, type ProducerArgs } from './tableProducer.js';
+import type { SourceSlot } from './sourceSlot.js';
 
 /** How often the producer checks that its triggers still exist. */
 const captureCheckMs = 2000;
@@ -48,6 +49,9 @@ export class CaptureProducer extends TableProducer {
   private reads: pg.Client | undefined;
   /** A switch to logical capture under way: the snapshot the last trigger batch ends at. */
   private switchAt: string | undefined;
+  /** A switch onto the source's shared slot (captureSwitch.ts): the slot this process leads, and the boundary once set. */
+  private sourceSlot: SourceSlot | undefined;
+  private sharedSwitch: SharedSwitch | undefined;
 
   constructor(...args: ProducerArgs) {
     super(args, args[0].transactionMetadata);
@@ -63,6 +67,16 @@ export class CaptureProducer extends TableProducer {
     this.incremental = new IncrementalSnapshot(this.id, config, table, this.masked, this.snapshotSource, this.publishStep, log);
   }
 
+  /** The table switches onto the source's shared slot: its boundary is set once this process leads that slot. */
+  useSourceSlot(slot: SourceSlot): this {
+    this.sourceSlot = slot;
+    return this;
+  }
+
+  protected async ready(signal: AbortSignal): Promise<boolean> {
+    return this.sourceSlot ? this.sourceSlot.ready(signal) : true;
+  }
+
   protected async lead(client: pg.Client, signal: AbortSignal, progressed: () => void): Promise<void> {
     await useAsyncCheckpoints(client, this.config.exactlyOnce);
     this.state = this.stored = await loadState(client, this.id);
@@ -73,8 +87,15 @@ export class CaptureProducer extends TableProducer {
     this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);
     this.reads = await connect(this.config.sourceUrl, 'source', producerApplicationName(this.id));
     this.switchAt = await switchBoundary(client, this.table);
+    if (this.sourceSlot) {
+      // the shared slot confirms nothing more for any table until the stream has this one: it must still give M
+      this.sourceSlot.feed(this.id).hold = 0n;
+      this.sharedSwitch = await sharedSwitchOf(client, this.table);
+      this.switchAt = this.sharedSwitch?.boundary;
+    }
     let checkedAt = 0;
     while (!signal.aborted) {
+      if (this.sourceSlot && !this.sharedSwitch && this.state!.phase === 'streaming' && this.state!.position.cur === null) await this.pinShared(client);
       if (this.switchAt !== undefined && this.stored!.position.prev === this.switchAt && this.stored!.position.cur === null) return this.handOver(client);
       if (Date.now() - checkedAt > captureCheckMs) {
         await checkCapture(client, this.table);
@@ -105,9 +126,23 @@ export class CaptureProducer extends TableProducer {
     await this.publishStep.drained();
     await this.vacuum?.close();
     this.vacuum = undefined;
+    if (this.sharedSwitch) {
+      // held at M until the table's Kafka passed it; the mark goes first (a crash before the triggers go redoes the switch)
+      this.sourceSlot!.feed(this.id).hold = this.sharedSwitch.mark;
+      await client.query('UPDATE pgtunnel.state SET shared_switch = NULL WHERE table_id = $1', [this.id]);
+    }
     await uninstallCapture(client, this.table, { keepState: true });
     this.log.info({ table: this.id, boundary: this.switchAt }, 'switched to capture: logical: trigger capture published everything before the slot\'s snapshot; triggers and change table removed');
     this.handedOver = true;
+  }
+
+  /** Between batches, with every checkpoint durable: the boundary of the switch onto the shared slot pins the next batch. */
+  private async pinShared(client: pg.Client): Promise<void> {
+    await this.publishStep.drained();
+    this.sharedSwitch = await setSharedBoundary(client, this.table);
+    this.state = this.stored = await loadState(client, this.id);
+    this.switchAt = this.sharedSwitch.boundary;
+    this.log.info({ table: this.id, boundary: this.switchAt, mark: this.sharedSwitch.mark.toString() }, 'switch to capture: logical on the source slot: the last trigger batch ends at the boundary transaction');
   }
 
   protected async release(): Promise<void> {

@@ -7,6 +7,7 @@ import { ReplicationStream, replicationClient, type MessageFeed } from '../captu
 import type { TableFeed } from '../capture/slotFeed.js';
 import type { SourceSlot } from './sourceSlot.js';
 import { dropSlotWhenReleased } from '../capture/logicalInstall.js';
+import { leaveSharedWhenReleased } from '../capture/sharedSlot.js';
 import { SlotMigration } from '../capture/slotMigration.js';
 import { SnapshotReader } from '../capture/snapshotReader.js';
 import { loadState, type CaptureState } from '../capture/stateStore.js';
@@ -127,13 +128,18 @@ export class LogicalProducer extends TableProducer {
   /**
    * A switch to trigger capture: everything before the boundary transaction is in Kafka and the slot confirmed
    * it; the triggers have every later write. The switch is marked done first (a crash after it drops the
-   * slot as an abandoned one), then slot and publication go and trigger capture takes over.
+   * slot as an abandoned one, or takes the table out of the shared publication), then the table's own slot and
+   * publication go, or the table leaves the shared ones (the shared slot no longer waits for it), and trigger
+   * capture takes over.
    */
   private async handOver(client: pg.Client): Promise<void> {
     await this.release();
     await client.query('UPDATE pgtunnel.state SET capture_switch = NULL WHERE table_id = $1', [this.id]);
-    await dropSlotWhenReleased(client, this.table);
-    this.log.info({ table: this.id, slot: this.slot }, 'switched to capture: trigger: logical capture published everything before the boundary; slot and publication dropped');
+    if (this.sourceSlot) {
+      const last = this.sourceSlot.leave(this.id);
+      await leaveSharedWhenReleased(client, this.table, this.config.topicPrefix, last);
+    } else await dropSlotWhenReleased(client, this.table);
+    this.log.info({ table: this.id, slot: this.slot }, `switched to capture: trigger: logical capture published everything before the boundary; ${this.sourceSlot ? 'the table left the source slot' : 'slot and publication dropped'}`);
     this.handedOver = true;
   }
 

@@ -64,8 +64,9 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
       const ids = new Set(tables.map((t) => tableId(t.config)));
       for (const id of parts.keys()) if (!ids.has(id) && id !== sourceSlotPart) await parts.stop(id);
       // the tables read from the source's one slot (issue 22): one leader and one stream for all of them
-      const shared = tables.filter((t) => t.capture?.mode === 'logical' && t.capture.shared).map((t) => tableId(t.config));
-      if (shared.length > 0 && !sourceSlot) {
+      // (a table switching onto it from trigger capture too: the slot holds for it from the start)
+      const shared = tables.filter((t) => t.capture?.shared).map((t) => tableId(t.config));
+      if (shared.length > 0 && (!sourceSlot || sourceSlot.closed)) {
         const slot = new SourceSlot(ctx.config, decodeURIComponent(new URL(ctx.config.sourceUrl).pathname.slice(1)), shared, ctx.log, ctx.health);
         sourceSlot = slot;
         parts.start(sourceSlotPart, (s) => slot.run(s));
@@ -75,12 +76,15 @@ export async function runSide(side: Side, ctx: SideContext, signal: AbortSignal)
         if (parts.has(id)) continue;
         const Producer = t.capture?.mode === 'logical' ? LogicalProducer : CaptureProducer;
         const capture = new Producer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
-        if (capture instanceof LogicalProducer && t.capture?.shared && sourceSlot) capture.useSourceSlot(sourceSlot);
+        if (t.capture?.shared && sourceSlot) capture.useSourceSlot(sourceSlot);
         parts.start(id, async (s) => {
           await capture.run(s);
           // a switch of capture mode: the one capture published up to the boundary and handed over to the other
-          const Next = capture instanceof LogicalProducer ? CaptureProducer : LogicalProducer;
-          if (capture.handedOver) await new Next(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry).run(s);
+          if (!capture.handedOver) return;
+          if (capture instanceof CaptureProducer) {
+            const next = new LogicalProducer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry);
+            await (t.capture?.shared && sourceSlot ? next.useSourceSlot(sourceSlot) : next).run(s);
+          } else await new CaptureProducer(ctx.config, t.config, t.source, producer, ctx.log, ctx.health, (phase) => ctx.onPhase(id, phase), registry).run(s);
         });
       }
     } else {

@@ -32,6 +32,8 @@ export class SourceSlot {
   private leading = false;
   private leaders: (() => void)[] = [];
   private drained: (() => void) | undefined;
+  /** Every table left (switched to trigger capture): the slot is no longer read (a table added later needs a new SourceSlot). */
+  closed = false;
 
   constructor(private readonly config: TunnelConfig, database: string, tables: string[], private readonly log: Logger, private readonly health: Health) {
     this.name = sourceSlotName(database, config.topicPrefix);
@@ -45,6 +47,18 @@ export class SourceSlot {
     for (const id of tables) {
       if (!this.feeds.has(id)) this.feeds.set(id, new TableFeed(id, () => this.acknowledge(), () => this.drain(), () => this.restart(`${id} joins`)));
     }
+  }
+
+  /**
+   * A table switched to trigger capture leaves the slot: nothing holds the slot for it any more. True when it
+   * was the last: the stream stops and the leadership ends (the slot is dropped once released).
+   */
+  leave(table: string): boolean {
+    this.feeds.delete(table);
+    if (this.feeds.size > 0) return false;
+    this.closed = true;
+    this.generation?.abort();
+    return true;
   }
 
   feed(table: string): TableFeed {
@@ -79,7 +93,7 @@ export class SourceSlot {
   async run(signal: AbortSignal): Promise<void> {
     const backoff = new Backoff();
     const part = `source slot ${this.name}`;
-    while (!signal.aborted) {
+    while (!signal.aborted && !this.closed) {
       let client: pg.Client | undefined;
       try {
         client = await connect(this.config.sourceUrl, 'source', producerApplicationName(`slot:${this.name}`));
@@ -100,7 +114,7 @@ export class SourceSlot {
         this.health.set(part, 'ok');
         telemetry.leadership(part, 'leading');
         this.log.info({ slot: this.name, tables: [...this.feeds.keys()] }, 'source slot: leading');
-        while (!signal.aborted) await this.generationOrRetry(signal, backoff, lost);
+        while (!signal.aborted && !this.closed) await this.generationOrRetry(signal, backoff, lost);
       } catch (err) {
         const e = classify(err);
         // the leadership ended: every table's producer lets go of its table and waits for the next one

@@ -3,7 +3,7 @@ import type { TableConfig, TunnelConfig } from '../config/load.js';
 import { describeTable, type TableShape } from '../capture/catalog.js';
 import { installCapture, installTarget, pendingCapture } from '../capture/install.js';
 import { chooseCapture, dropSlotAndPublication, installLogical, requireReplication, type CaptureChoice } from '../capture/logicalInstall.js';
-import { installShared } from '../capture/sharedSlot.js';
+import { installShared, leaveShared } from '../capture/sharedSlot.js';
 import { markSwitchToTrigger, pinSwitchToLogical, setTriggerBoundary } from '../capture/captureSwitch.js';
 import { switchToTriggerState } from '../capture/stateStore.js';
 import { migrationsReadable, pendingMigrations, readMigrations } from '../capture/migrations.js';
@@ -64,7 +64,7 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
     for (const table of config.tables) {
       const shape = await describeTable(source, table, 'source');
       const id = tableId(table);
-      const capture = await chooseCapture(source, table, config.capture, config.topicPrefix);
+      const capture = await chooseCapture(source, table, table.capture ?? config.capture, config.topicPrefix);
       logger.info({ table: id, capture: capture.mode, reason: capture.reason }, `capture of ${id}: ${capture.mode} — ${capture.reason}`);
       const installTriggers = async () => {
         const pending = await pendingCapture(source, table);
@@ -91,11 +91,21 @@ export async function prepare(config: TunnelConfig, logger: Logger, options: { i
         continue;
       }
       await installTriggers();
-      if (capture.switchTo === 'logical') {
+      if (capture.switchTo === 'logical' && capture.shared) {
+        // in the publication before the boundary's mark is written, so every later commit is decoded with the table in it
+        await requireReplication(source);
+        await installShared(source, table, config.topicPrefix);
+        logger.info({ table: id, slot: capture.slot }, 'switch to capture: logical on the source slot: the producer sets the boundary once it leads the slot');
+      } else if (capture.switchTo === 'logical') {
         const how = await pinSwitchToLogical(source, config.sourceUrl, table);
         logger.info({ table: id, slot: capture.slot, switch: how }, how === 'pinned' ? 'switch to capture: logical: slot created, the last trigger batch ends at its snapshot' : 'switch to capture: logical under way');
       }
       if (capture.abandonSwitch && (await dropSlotAndPublication(source, table))) logger.info({ table: id }, 'the slot and publication of the abandoned switch to logical capture are dropped');
+      if (capture.abandonShared) {
+        await source.query("UPDATE pgtunnel.state SET shared_switch = NULL WHERE table_id = $1", [id]);
+        await leaveShared(source, table, config.topicPrefix);
+        logger.info({ table: id }, 'the table left the source\'s shared publication: trigger capture has its changes');
+      }
       out.push({ config: table, source: shape, capture });
     }
     if (!options.installOnly) await requirePrivileges(source, 'source', 'the producer', producerNeeds(config.tables, logical, config.transactionMetadata));

@@ -7,11 +7,7 @@ import { withClient } from '../../src/pg.js';
 import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
 import { changesTwice, sameRows, snapshotReadsPerKey, topicRecords } from '../helpers/oracles.js';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
-
-/** The slots of this test's database and the walsenders streaming them (other tests share the cluster). */
-const replication = async (url: string) => (await query<{ slots: string[]; walsenders: number }>(url,
-  `SELECT coalesce((SELECT array_agg(slot_name::text ORDER BY slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT temporary), '{}'::text[]) AS slots,
-          (SELECT count(*)::int FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()) AS walsenders`))[0]!;
+import { TwoTableWriter, replication } from '../helpers/twoTables.js';
 
 test('capture: logical, a table with a slot of its own moves onto the shared slot under a writer: no re-snapshot of the other table, nothing lost or doubled, one walsender after', { timeout: 180_000 }, async (t) => {
   const db = await tunnelDatabases(t, { createTables: false });
@@ -27,20 +23,8 @@ test('capture: logical, a table with a slot of its own moves onto the shared slo
   onCleanup(t, () => query(db.sourceUrl, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active').catch(() => {}));
 
   // a writer on both tables throughout: transactions touching both, before, during and after the move
-  let writing = true;
-  let n = 0;
-  const writer = (async () => {
-    while (writing) {
-      n++;
-      await query(db.sourceUrl, `BEGIN; INSERT INTO mg_own VALUES (1000 + ${n}, ${n}); UPDATE mg_own SET v = v + 1 WHERE id = 1 + ${n} % 300;
-        UPDATE mg_new SET v = v + 1 WHERE id = 1 + ${n} % 50; COMMIT`);
-    }
-  })();
-  onCleanup(t, async () => {
-    writing = false;
-    await writer.catch(() => {});
-  });
-  await waitFor('the writer under way', async () => n > 20, 30_000, 20);
+  const writer = new TwoTableWriter(t, db.sourceUrl, 'mg_own', 'mg_new');
+  await writer.writes(20);
 
   const env = { ...db.env, PGTUNNEL_TABLES: 'mg_own,mg_new', PGTUNNEL_CAPTURE: 'logical', PGTUNNEL_BATCH_SIZE: '50', PGTUNNEL_HTTP_PORT: 'off' };
   const started = Date.now();
@@ -49,10 +33,8 @@ test('capture: logical, a table with a slot of its own moves onto the shared slo
   step('streaming');
   await waitFor('mg_own moved onto the source slot', async () => tunnel.logLines.some((l) => l.includes('moved onto the source slot')), 60_000, 50);
   step('moved');
-  const movedAt = n;
-  await waitFor('the writer past the move', async () => n > movedAt + 50, 60_000, 20);
-  writing = false;
-  await writer;
+  await writer.writes(50);
+  await writer.stop();
   for (const table of ['mg_own', 'mg_new']) await sameRows(db.sourceUrl, db.targetUrl, table, 60_000);
   assert.deepEqual(await replication(db.sourceUrl), { slots: [sourceSlotName(database, db.topicPrefix)], walsenders: 1 }, 'the own slot is gone: one slot and one walsender for both tables');
   assert.deepEqual(await query(db.sourceUrl, 'SELECT pubname FROM pg_publication WHERE pubname = $1', [publicationName(own)]), [], 'the own publication is gone');

@@ -49,6 +49,16 @@ test('a table may have its own partition count and each consumer process its own
   assert.equal(loadConfig({ cwd: dir, env: {} }).groupInstanceId, undefined, 'default: a slot claimed at run time');
 });
 
+test('a table may have its own capture, over the top-level one (one table switches while the others stay)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'capture: logical\ntables: [employees, { name: orders, capture: trigger }]\n');
+  const cfg = loadConfig({ cwd: dir, env: {} });
+  assert.equal(cfg.capture, 'logical');
+  assert.deepEqual(cfg.tables.map((t) => [t.name, t.capture ?? cfg.capture]), [['employees', 'logical'], ['orders', 'trigger']]);
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'apply: transactional\ntables: [{ name: orders, capture: logical }]\n');
+  assert.throws(() => loadConfig({ cwd: dir, env: {} }), /apply: transactional runs with trigger capture only/);
+});
+
 test('every configuration error is reported at once, each with its fix', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
   writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'sourceUrl: mysql://nope\npartitions: 0\ntabels: [x]\n');
