@@ -3,7 +3,8 @@
 // (producer old / consumer old / young MB; `shipped` = sideThread.ts's), run one after the other in one
 // invocation: a snapshot of --rows rows, a bulk writer (100-row transactions) for --bulk seconds and, with
 // --backlog N, N changes captured while no tunnel ran. `base:` runs that variant with the build in --base (another
-// checkout with bench/limitedTunnel.ts compiled), for a same-run before/after. Every 0.5 s it samples /metrics: heap used, heap
+// checkout with bench/limitedTunnel.ts compiled), for a same-run before/after; a variant ending `@one` runs both sides on
+// the main thread (threads: false). Every 0.5 s it samples /metrics: heap used, heap
 // committed and external memory per thread; the peak RSS is the process's VmHWM. Not part of `npm run bench`.
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -51,8 +52,10 @@ const count = async (target: string) => Number((await sql<{ n: string }>(target,
 async function measured(dbs: { source: string; target: string }, variant: string, body: (tunnel: BenchTunnel, peaks: () => Promise<void>) => Promise<void>): Promise<{ seconds: number; rss: number; peaks: Peaks }> {
   const port = await freePort();
   // --flags: V8 flags of the whole process (the main thread's; the workers' caps come from resourceLimits)
-  const limits = variant.replace(/^base:/, '');
-  const env = ctx.tunnelEnv(dbs, 'employees', { PGTUNNEL_HTTP_PORT: String(port), ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(values.flags ? { NODE_OPTIONS: values.flags } : {}) });
+  // `@one`: both sides on the main thread (config `threads: false`), one isolate instead of three
+  const limits = variant.replace(/^base:/, '').replace(/@one$/, '');
+  const one: Record<string, string> = variant.endsWith('@one') ? { PGTUNNEL_THREADS: 'false' } : {};
+  const env = ctx.tunnelEnv(dbs, 'employees', { PGTUNNEL_HTTP_PORT: String(port), ...one, ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(values.flags ? { NODE_OPTIONS: values.flags } : {}) });
   const start = Date.now();
   const tunnel = new BenchTunnel(env, ['run'], entryOf(variant));
   const peaks = new Peaks();

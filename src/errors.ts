@@ -82,6 +82,8 @@ export const sqlStatePolicy: Record<string, Policy> = {
   '42P10': tableWide, // invalid_column_reference (no unique key for ON CONFLICT)
   '42883': tableWide, // undefined_function
   '42501': { ...tableWide, errorClass: 'config' }, // insufficient_privilege (hint from the message)
+  // read_only_sql_transaction: a standby, or a server turned read-only under a running tunnel
+  '25006': { decision: 'stop-process', errorClass: 'config', hint: 'the server is read-only (a standby, or default_transaction_read_only = on): point the URL at the primary' },
   '28000': login, // invalid_authorization_specification
   '28P01': login, // invalid_password
 };

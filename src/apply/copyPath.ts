@@ -5,7 +5,6 @@ import { EnvelopeScanner } from '../contracts/envelopeScanner.js';
 import { AvroScanner } from '../contracts/avroScanner.js';
 import type { AvroPair } from '../contracts/recordDecoder.js';
 import type { RawRecord } from '../validate/deadLetters.js';
-import { compositeKey } from '../names.js';
 import { anyParked } from './parking.js';
 import type { SetOutcome } from './setOutcome.js';
 import { copyInBuffer, type Staging } from './staging.js';
@@ -71,10 +70,13 @@ export class CopyPath {
       return a.scan(pair.value.payload, pair.key.payload) === 'row' ? a : undefined;
     }
     // JSON, and JSON Schema's payload (its schema id checked by the decoder): the same JSON text
-    if (r.value === undefined || r.value === null || r.decoded || r.unreadable || (r.wire && r.wire.format !== 'json-schema')) return undefined;
+    // the bytes as fetched first: a fetched record's texts are made only when asked for (ApplyConsumer)
+    const value = r.valueBytes ?? r.value;
+    if (value === undefined || value === null || r.decoded || r.unreadable || (r.wire && r.wire.format !== 'json-schema')) return undefined;
     let s = this.scanners.get(statements);
     if (!s) this.scanners.set(statements, (s = new EnvelopeScanner(statements.scanTable())));
-    return s.scan(r.valueBytes ?? Buffer.from(r.value), r.key === undefined ? undefined : Buffer.from(r.key)) === 'row' ? s : undefined;
+    const key = r.keyBytes ?? (r.key === undefined ? undefined : Buffer.from(r.key));
+    return s.scan(typeof value === 'string' ? Buffer.from(value) : value, key) === 'row' ? s : undefined;
   }
 
   /**
@@ -113,21 +115,29 @@ export class CopyPath {
 
   private scanSet(fresh: RawRecord[]): ScannedSet | undefined {
     const lines = new Map<string, TableLines>();
-    const seen = new Set<string>();
+    /** Each table's keys in the set (per table: no topic+key string per record). */
+    const seen = new Map<string, Set<string>>();
     const keyed: RawRecord[] = [];
     let newest = 0;
     const latencies: number[] = [];
+    // a set is runs of one topic: its table is looked up once per run, not per record
+    let topic: string | undefined;
+    let t: TableLines | undefined;
+    let keys: Set<string> | undefined;
     for (const r of fresh) {
-      const table = this.tables.get(r.topic);
-      if (!table || table.rules.length > 0 || this.refusing.has(table.statements.name)) return undefined;
-      const statements = table.statements;
-      const s = this.scanned(r, statements);
+      if (r.topic !== topic || !t || !keys) {
+        const table = this.tables.get(r.topic);
+        if (!table || table.rules.length > 0 || this.refusing.has(table.statements.name)) return undefined;
+        topic = r.topic;
+        t = lines.get(topic);
+        if (!t) lines.set(topic, (t = { table, statements: table.statements, bySignature: new Map(), creates: 0, reads: 0 }));
+        keys = seen.get(topic);
+        if (!keys) seen.set(topic, (keys = new Set()));
+      }
+      const s = this.scanned(r, t.statements);
       if (!s || (s.op !== 'c' && s.op !== 'r') || !s.copyable || s.unknownColumns) return undefined;
-      const id = compositeKey(r.topic, s.keyText);
-      if (seen.has(id)) return undefined; // newest per key: the general path reduces
-      seen.add(id);
-      let t = lines.get(r.topic);
-      if (!t) lines.set(r.topic, (t = { table, statements, bySignature: new Map(), creates: 0, reads: 0 }));
+      if (keys.has(s.keyText)) return undefined; // newest per key: the general path reduces
+      keys.add(s.keyText);
       let group = t.bySignature.get(s.signature);
       if (!group) t.bySignature.set(s.signature, (group = { columns: s.lineColumns(), out: new CopyOut(), records: [] }));
       if (s.writeLine(group.out) === false) return undefined;

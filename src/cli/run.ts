@@ -7,6 +7,7 @@ import { withClient } from '../pg.js';
 import { Backoff, sleep } from '../retry.js';
 import { spawnSides, Tunnel, type RunParts } from '../pipeline/tunnel.js';
 import type { SideThread } from '../pipeline/sideThread.js';
+import { chooseThreads, describeThreads } from '../pipeline/threadChoice.js';
 import { prepare } from '../setup/prepare.js';
 import { TableReload } from '../setup/tableReload.js';
 import type { PreparedTable } from '../apply/tableApply.js';
@@ -73,8 +74,10 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     // each side on its own thread, --role or not: one code path, and this thread stays free for HTTP and
     // signals; spawned now, the threads load their modules while the services are prepared
     const parts = { produce: options.role !== 'consumer', apply: options.role !== 'producer' };
-    // threads: false keeps both sides on this thread (half the latency at 1k/s on a loaded 2-core host, bench/RESULTS.md)
-    threads = cfg.threads ? spawnSides(parts, log) : [];
+    // on this thread instead when asked, or by default on a host of 2 cores, where one thread measured 0.4–0.7×
+    // the p50 and 0.3–0.6× the p99 of two threads' latency at 1k/s (threadChoice.ts)
+    const choice = chooseThreads(cfg.threads);
+    threads = choice.threads ? spawnSides(parts, log) : [];
     cleanup = (await embeddedStack(cfg)).stop;
     cfg = await withTables(cfg);
     if (cfg.embedded && options.seed) {
@@ -85,9 +88,9 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     const tables = await prepareOrWait(cfg, options.wait === true, deadline ? AbortSignal.any([signal, deadline]) : signal, waiting);
     if (deadline?.aborted) throw onceTimeout(timeoutMs! / 1000, waiting.what, [], waiting.what !== '');
     if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
-    log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role }, 'tunnel starting');
+    log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role, sides: describeThreads(choice, threads.length) }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
-    const sides = { ...parts, threads: cfg.threads ? threads : false };
+    const sides = { ...parts, threads: choice.threads ? threads : false, threadsReason: choice.reason };
     if (deadline) return await runOnce(cfg, tunnel, sides, signal, deadline, timeoutMs! / 1000);
     // tables added or removed live: on SIGHUP and on a periodic catalog check
     const reload = new TableReload(cfg, () => withTables(config(globals)), tunnel, log, parts.produce);

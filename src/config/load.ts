@@ -76,8 +76,8 @@ export interface TunnelConfig {
   transactionBufferBytes: number;
   /** Capture mode asked for; `install` falls back to trigger when the source cannot decode logically. */
   capture: 'trigger' | 'logical';
-  /** `pgtunnel run`'s sides in worker threads (true), or both on the main thread (lower latency measured on a loaded small host). */
-  threads: boolean;
+  /** `pgtunnel run`'s sides in worker threads (true), both on the main thread (false), or by the host's cores (auto: pipeline/threadChoice.ts). */
+  threads: boolean | 'auto';
   httpPort: number | 'off';
   httpHost: string;
   /** Salt of masked columns; '' when no table masks a column. */
@@ -185,7 +185,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_MASK_SALT) out.maskSalt = env.PGTUNNEL_MASK_SALT;
   if (env.PGTUNNEL_AUTO_CREATE) out.autoCreate = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_AUTO_CREATE);
   if (env.PGTUNNEL_CAPTURE) out.capture = env.PGTUNNEL_CAPTURE;
-  if (env.PGTUNNEL_THREADS) out.threads = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_THREADS);
+  if (env.PGTUNNEL_THREADS) out.threads = /^auto$/i.test(env.PGTUNNEL_THREADS) ? 'auto' : !/^(0|false|no|off)$/i.test(env.PGTUNNEL_THREADS);
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
   if (env.PGTUNNEL_APPLY) out.apply = env.PGTUNNEL_APPLY;
   if (env.PGTUNNEL_TRANSACTION_METADATA) out.transactionMetadata = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_TRANSACTION_METADATA);
@@ -355,7 +355,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     apply: merged.apply ?? 'per-partition',
     transactionBufferBytes: merged.transactionBufferBytes ?? 64 * 1024 * 1024,
     capture: merged.capture ?? 'trigger',
-    threads: merged.threads ?? true,
+    threads: merged.threads ?? 'auto',
     httpPort: merged.httpPort ?? 8080,
     httpHost: merged.httpHost ?? '127.0.0.1',
     maskSalt: merged.maskSalt ?? '',

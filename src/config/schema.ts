@@ -143,8 +143,8 @@ export const fileSchema = z
     transactionBufferBytes: z.number().int().min(1024).optional(),
     /** How changes leave the source: triggers writing change tables, or logical decoding (pgoutput, needs wal_level=logical). */
     capture: z.enum(['trigger', 'logical']).optional(),
-    /** `pgtunnel run`: producer and consumer sides each in a worker thread (default), or both on the main thread. */
-    threads: z.boolean().optional(),
+    /** `pgtunnel run`: producer and consumer sides each in a worker thread (true), both on the main thread (false), or by the host's cores (auto, the default). */
+    threads: z.union([z.boolean(), z.literal('auto')]).optional(),
     /** Dashboard, /metrics, /health and /ready; 0 picks a free port, "off" serves nothing. */
     httpPort: z.union([z.number().int().min(0).max(65535), z.literal('off')]).optional(),
     httpHost: hostName.optional(),

@@ -23,6 +23,26 @@ const integerTypes = /^(smallint|integer|bigint)$/;
 const stringTypes = /^(text|character|uuid|date|time|timestamp|interval|name|citext|inet|cidr|macaddr)/;
 const enum KeyForm { Any, Integer, Boolean, String }
 
+/** An object's members are scalars or raw text: nothing is read deeper. */
+const scalarsOnly = (): undefined => undefined;
+/** source.snapshot's values: compared as bytes (no string per record) unless the member has an escape. */
+const markerTexts = new Set(['true', 'last', 'false', 'incremental']);
+const snapshotMarkers = [...markerTexts].map((m) => Buffer.from(m));
+
+/** Whether string member i is a snapshot marker, as the decoder reads it (escapes resolved). */
+function isMarker(b: Buffer, slots: Slots, i: number): boolean {
+  if (slots.escaped[i] === 1) return markerTexts.has(decodeString(b, slots.span(i)));
+  const start = slots.starts[i]!;
+  const length = slots.ends[i]! - start;
+  for (const m of snapshotMarkers) {
+    if (m.length !== length) continue;
+    let k = 0;
+    while (k < length && b[start + k] === m[k]) k++;
+    if (k === length) return true;
+  }
+  return false;
+}
+
 /** A row object's members by column: kinds and spans, reset per record. */
 class Slots {
   readonly kinds: Uint8Array;
@@ -124,16 +144,20 @@ export class EnvelopeScanner extends RowScan {
     this.rows[1]!.clear();
     this.source.clear();
     c.ws();
-    this.object(c, this.envelope, envelopeNames, 1, (i, depth) => {
-      if (b[c.pos] !== 0x7b) return undefined;
-      if (i === before || i === after) this.object(c, this.rows[i]!, this.columns, depth, () => undefined);
-      else if (i === source) this.object(c, this.source, sourceNames, depth, () => undefined);
-      else this.object(c, new Slots(0), sourceNames, depth, () => undefined);
-      return Kind.Object;
-    });
+    this.object(c, this.envelope, envelopeNames, 1, this.envelopeMember);
     c.ws();
     if (c.pos !== b.length) throw refused;
   }
+
+  /** An envelope member's object read deeper; one function for every record (no closure per record). */
+  private readonly envelopeMember = (i: number, depth: number): Kind | undefined => {
+    const c = this.value;
+    if (c.b[c.pos] !== 0x7b) return undefined;
+    if (i === before || i === after) this.object(c, this.rows[i]!, this.columns, depth, scalarsOnly);
+    else if (i === source) this.object(c, this.source, sourceNames, depth, scalarsOnly);
+    else this.object(c, new Slots(0), sourceNames, depth, scalarsOnly);
+    return Kind.Object;
+  };
 
   /**
    * An object at pos (the strict reader's object(depth)): each member into `slots` by name, duplicates
@@ -187,8 +211,7 @@ export class EnvelopeScanner extends RowScan {
     this.op = op;
     if (e.kinds[source] !== Kind.Object) return false;
     if (s.kinds[snapshot] !== Kind.String) return false;
-    const marker = stringAt(b, s.span(snapshot));
-    if (marker !== 'true' && marker !== 'last' && marker !== 'false' && marker !== 'incremental') return false;
+    if (!isMarker(b, s, snapshot)) return false;
     for (const i of stringMembers) if (s.kinds[i] !== Kind.String) return false;
     if (!optional(b, s, txId, 20, false) || !optional(b, s, lsn, 20, false)) return false;
     if (s.kinds[sourceTsMs] !== Kind.Number || !whole(b, s.starts[sourceTsMs]!, s.ends[sourceTsMs]!, 16, true)) return false;
@@ -204,7 +227,7 @@ export class EnvelopeScanner extends RowScan {
     c.reset(k);
     this.keySlots.clear();
     c.ws();
-    this.object(c, this.keySlots, this.keyNames, 1, () => undefined);
+    this.object(c, this.keySlots, this.keyNames, 1, scalarsOnly);
     c.ws();
     if (c.pos !== k.length) throw refused;
   }
@@ -229,7 +252,8 @@ export class EnvelopeScanner extends RowScan {
       text += `${j === 0 ? '' : ','}${this.keyJson[j]}:${canonicalAt(b, row.span(col), kind)}`;
     }
     this.keyText = `${text}}`;
-    if (Buffer.byteLength(this.keyText) > maxKeyBytes) throw refused;
+    // a UTF-16 unit is at most 3 UTF-8 bytes: most keys need no count
+    if (this.keyText.length * 3 > maxKeyBytes && Buffer.byteLength(this.keyText) > maxKeyBytes) throw refused;
   }
 
   protected carries(i: number): boolean {

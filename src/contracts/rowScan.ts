@@ -37,15 +37,20 @@ export abstract class RowScan {
   protected lineShape(): void {
     let count = 0;
     let copyable = true;
-    let signature = '';
     for (let i = 0; i < this.table.columns.length; i++) {
       if (!this.table.writable[i] || !this.carries(i)) continue;
       count++;
-      signature += `${i},`;
       if (!this.table.copyable[i] || !this.plain(i)) copyable = false;
     }
     this.copyable = copyable;
-    this.signature = count === this.writableCount ? '' : signature;
+    // nearly every row carries every column: no string per row for the common case
+    this.signature = count === this.writableCount ? '' : this.subsetSignature();
+  }
+
+  private subsetSignature(): string {
+    let signature = '';
+    for (let i = 0; i < this.table.columns.length; i++) if (this.table.writable[i] && this.carries(i)) signature += `${i},`;
+    return signature;
   }
 
   /** The columns of the last row's COPY line, in the target's order. */

@@ -43,7 +43,12 @@ export function integerText(b: Buffer, start: number, end: number): boolean {
 export function sameValue(a: Buffer, as: Span, b: Buffer, bs: Span, kind: Kind): boolean {
   if (kind === Kind.True || kind === Kind.False || kind === Kind.Null) return true;
   if (kind === Kind.String && (as.escaped || bs.escaped)) return decodeString(a, as) === decodeString(b, bs);
-  return as.end - as.start === bs.end - bs.start && a.compare(b, bs.start, bs.end, as.start, as.end) === 0;
+  const length = as.end - as.start;
+  if (length !== bs.end - bs.start) return false;
+  // keys are short: a loop is cheaper than Buffer.compare's call
+  if (length > 32) return a.compare(b, bs.start, bs.end, as.start, as.end) === 0;
+  for (let i = 0; i < length; i++) if (a[as.start + i] !== b[bs.start + i]) return false;
+  return true;
 }
 
 /** The value's canonical text (json.ts canonical): strings re-escaped as JSON.stringify does, the rest as written. */

@@ -18,6 +18,8 @@ export interface PartHealth {
 export interface ProcessHealth {
   pid: number;
   role: string;
+  /** Where the sides run: `two worker threads (threads: auto on 4 cores)`, `the main thread (…)`. */
+  sides?: string;
   startedAt: string;
   parts: Record<string, PartHealth>;
 }
@@ -30,8 +32,8 @@ export class Health {
   private readonly report: ProcessHealth;
   private readonly file: string | undefined;
 
-  constructor(home: string | undefined, role: string) {
-    this.report = { pid: process.pid, role, startedAt: new Date().toISOString(), parts: {} };
+  constructor(home: string | undefined, role: string, sides?: string) {
+    this.report = { pid: process.pid, role, sides, startedAt: new Date().toISOString(), parts: {} };
     if (home) {
       const dir = path.join(home, 'run');
       // Only the user running the tunnel reads what it waits for (reasons name hosts and users).

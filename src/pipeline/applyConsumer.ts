@@ -14,7 +14,8 @@ import type { Logger } from '../instruments/log.js';
 import type { Health } from '../instruments/health.js';
 import { failpoint } from './failpoints.js';
 import { retryOrStop } from './consumerRetry.js';
-import { GroupOffsets } from './groupOffsets.js';
+import { GroupOffsets, type Committable } from './groupOffsets.js';
+import { compactSet, type FetchedBytes } from '../transport/setBytes.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
@@ -32,21 +33,32 @@ export interface PolledSet<M> {
 }
 
 /**
- * A set read for its write: its records (Avro ones deferred when the byte path took them), the byte path's
- * lines, and of its messages only the last per partition (the group's offsets): the client's message objects
- * die young instead of surviving the write's awaits into old space.
+ * A set read for its write: its records (Avro ones deferred when the byte path took them) over one buffer of
+ * the set's bytes, the byte path's lines, and of its messages only the last per partition's commit (the
+ * group's offsets): the client's message objects, and the fetch responses their bytes are views of, die
+ * young instead of surviving the write's awaits into old space.
  */
 interface PreparedSet {
-  set: PolledSet<StringMessage>;
+  set: PolledSet<Committable>;
   count: number;
   records: RawRecord[];
   scanned: ScannedSet | undefined;
 }
 
-function lastPerPartition(messages: StringMessage[]): StringMessage[] {
-  const last = new Map<string, StringMessage>();
-  for (const m of messages) last.set(partitionId(m.topic, m.partition), m);
+function lastPerPartition(messages: StringMessage[]): Committable[] {
+  const last = new Map<string, Committable>();
+  for (const { topic, partition, commit } of messages) last.set(partitionId(topic, partition), { topic, partition, commit });
   return [...last.values()];
+}
+
+/**
+ * A JSON record whose value text is made only when a reader asks (and then kept): the byte path scans
+ * `valueBytes` and never asks, so a snapshot set holds its bytes once, not once more as strings.
+ */
+export function jsonRecord({ topic, partition, offset, key, value }: FetchedBytes): RawRecord {
+  let text: string | undefined;
+  // an own enumerable getter: a spread copy (`{ ...r, key }`) carries the text
+  return { topic, partition, offset, key: key?.toString('utf8'), keyBytes: key, valueBytes: value, get value() { return (text ??= value?.toString('utf8')); } };
 }
 
 /** How long the group keeps a killed consumer's partitions for its restart (a process start under load took 5-15 s). */
@@ -245,7 +257,7 @@ export class ApplyConsumer {
   /** The decode stage: records read (Avro deferred), and the byte path's scan; the general path's decode when it is not taken. */
   private async prepare(set: PolledSet<StringMessage>, writer: TargetWriter): Promise<PreparedSet> {
     const decodeAt = performance.now();
-    const read = set.messages.map((m) => this.record(m));
+    const read = compactSet(set.messages).map((m) => this.record(m));
     let records = read.some((r) => r instanceof Promise) ? await Promise.all(read) : (read as RawRecord[]);
     const scanned = writer.scan(records);
     if (!scanned) records = await writer.undeferred(records);
@@ -269,15 +281,14 @@ export class ApplyConsumer {
    * A polled message as the apply path reads it: JSON texts, whatever format it was written in. JSON text
    * is read in place (no promise per record: a set is thousands); the wire format goes through the decoder.
    */
-  private record(m: StringMessage): RawRecord | Promise<RawRecord> {
+  private record(m: FetchedBytes): RawRecord | Promise<RawRecord> {
     if (isFramed(m.key) || isFramed(m.value)) {
-      const key = m.key ?? undefined;
-      const value = m.value ?? undefined;
+      const { key, value } = m;
       // an Avro record whose schemas are at hand waits for the byte path's scan: decoded only if it declines
       if (this.decoder.avroPair(m.topic, key, value)) return { topic: m.topic, partition: m.partition, offset: m.offset, key: undefined, value: '', deferred: true, wire: { key, value, format: 'avro', schemaId: value!.readUInt32BE(1) } };
       return this.wireRecord(m, key, value);
     }
-    return { topic: m.topic, partition: m.partition, offset: m.offset, key: m.key?.toString('utf8'), value: m.value?.toString('utf8'), valueBytes: m.value ?? undefined };
+    return jsonRecord(m);
   }
 
   private async wireRecord(m: { topic: string; partition: number; offset: bigint }, key: Buffer | undefined, value: Buffer | undefined): Promise<RawRecord> {

@@ -9,6 +9,7 @@ import { telemetry } from '../instruments/telemetry.js';
 import type { Side, SideContext, SideTable } from './sides.js';
 import { LocalSide, SideThread, type RunningSide } from './sideThread.js';
 import { producerPart } from './producerParts.js';
+import { describeThreads } from './threadChoice.js';
 
 export interface RunParts {
   produce?: boolean;
@@ -18,6 +19,8 @@ export interface RunParts {
    * modules load meanwhile); off, both run on the calling thread (the in-process test harness).
    */
   threads?: boolean | SideThread[];
+  /** Why the sides run where they do (`threadChoice.ts`), shown by `pgtunnel status`. */
+  threadsReason?: string;
 }
 
 /**
@@ -77,14 +80,16 @@ export class Tunnel {
 
   async run(signal: AbortSignal, parts: RunParts = {}): Promise<void> {
     const role = parts.produce === false ? 'consumer' : parts.apply === false ? 'producer' : 'all';
-    const health = (this.health = new Health(this.config.home, role));
+    const chosen = sidesOf(parts);
+    const onThreads = Boolean(parts.threads);
+    const where = describeThreads({ threads: onThreads, reason: parts.threadsReason ?? `threads: ${onThreads}` }, chosen.length);
+    const health = (this.health = new Health(this.config.home, role, where));
     const observe = new ObserveServer(this.config, health, this.log, () => Promise.all(this.sides.map((s) => s.metrics())));
     if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
     // a change table growing while no producer publishes it is warned about in the log, watched or not
     const watch = new ChangeTableWatch(this.config, this.log);
     watch.start();
     const ctx: SideContext = { config: this.config, tables: this.tables, log: this.log, health, onPhase: (id, phase) => this.tablePhase(id, phase) };
-    const chosen = sidesOf(parts);
     const threads = Array.isArray(parts.threads) ? parts.threads : parts.threads ? spawnSides(parts, this.log) : undefined;
     const sides = (this.sides = threads ? threads.map((t) => t.start(ctx)) : chosen.map((side) => new LocalSide(side, ctx)));
     const stopAll = () => sides.forEach((s) => s.stop());

@@ -259,6 +259,7 @@ export function formatStatus(report: StatusReport): string {
     lines.push(`  checkpoint ${t.checkpoint.snapshot ?? '-'}${t.checkpoint.batchSnapshot ? ` (in batch ${t.checkpoint.batchSnapshot} after change ${t.checkpoint.lastChangeId})` : ''}`);
   }
   for (const p of report.processes) {
+    if (p.sides) lines.push(`pid ${p.pid} role ${p.role}: sides on ${p.sides}`);
     for (const [part, h] of Object.entries(p.parts)) {
       lines.push(`pid ${p.pid} ${part}: ${h.state}${h.reason ? ` — ${h.reason.split('\n')[0]}` : ''} (since ${h.since.slice(11, 19)})`);
     }

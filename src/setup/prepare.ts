@@ -18,7 +18,7 @@ import { heartbeatTopic, tableId, transactionTopic } from '../names.js';
 import { setTransactionCounting } from '../capture/transactions.js';
 import { setBeforeImages } from '../capture/beforeImages.js';
 import { qualified, withClient } from '../pg.js';
-import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges } from './privileges.js';
+import { applyNeeds, installerNeeds, producerNeeds, requirePrivileges, requireWritable } from './privileges.js';
 import { defaultTableGrants } from './defaultPrivileges.js';
 
 /**
@@ -53,7 +53,10 @@ async function hasPgtunnelSchema(client: pg.Client): Promise<boolean> {
  */
 export async function prepare(config: TunnelConfig, logger: Logger, options: { installOnly?: boolean } = {}): Promise<(PreparedTable & { capture: CaptureChoice })[]> {
   const installAlternative = 'run `pgtunnel install` as the installer role, or ';
+  // both sides first: a read-only target found after the source's install would leave capture without a tunnel
+  await withClient(config.targetUrl, 'target', (target) => requireWritable(target, 'target'));
   const tables = await withClient(config.sourceUrl, 'source', async (source) => {
+    await requireWritable(source, 'source');
     // a role that cannot even read what is installed gets the whole list of what it lacks at once
     if (!(await migrationsReadable(source))) {
       if (options.installOnly) await requirePrivileges(source, 'source', 'installing capture', installerNeeds(config.tables, true), installAlternative);

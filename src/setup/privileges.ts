@@ -158,3 +158,19 @@ export async function requirePrivileges(client: pg.Client, side: 'source' | 'tar
     hint: `${alternative}as an administrator of the ${side} database run: ${grants.join(' ')} (docs/security.md: Least privileges)`,
   });
 }
+
+/**
+ * A standby (or a server whose sessions are read-only) cannot hold what pgtunnel writes there: the source its
+ * state, change tables or publication (logical decoding on a standby, PostgreSQL 16+, still needs them written
+ * on the primary), the target the rows and offsets. Said before any install statement fails half-way.
+ */
+export async function requireWritable(client: pg.Client, side: 'source' | 'target'): Promise<void> {
+  const { rows } = await client.query<{ standby: boolean; readOnly: string }>("SELECT pg_is_in_recovery() AS standby, current_setting('default_transaction_read_only') AS \"readOnly\"");
+  const { standby, readOnly } = rows[0]!;
+  if (!standby && readOnly !== 'on') return;
+  const what = standby ? 'a standby (in recovery)' : 'read-only for this role (default_transaction_read_only = on)';
+  throw new TunnelError('PGT_READ_ONLY', `the ${side} database ${client.database ?? ''} is ${what}, and pgtunnel writes to its ${side}: ${side === 'source' ? 'capture state, change tables or the publication' : 'rows and their offsets'}`, {
+    errorClass: 'config',
+    hint: standby ? `point the ${side} URL at the primary (capture from a standby is not supported: docs/operations.md)` : `ALTER ROLE … SET default_transaction_read_only = off for pgtunnel's ${side} role, or use another role`,
+  });
+}

@@ -22,6 +22,8 @@ export interface RawRecord {
   decoded?: DecodedEnvelope;
   /** The JSON value's bytes as fetched, for the apply's byte scanner (src/contracts/envelopeScanner.ts). */
   valueBytes?: Buffer;
+  /** The JSON key's bytes as fetched, when the consumer has them (the scanner reads these, not `key`). */
+  keyBytes?: Buffer;
   /**
    * An Avro record not decoded yet (`wire` holds its bytes; `key` and `value` are not its texts): the byte
    * path scans it (src/contracts/avroScanner.ts), the general path decodes it first (TargetWriter).

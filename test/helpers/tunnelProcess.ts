@@ -44,7 +44,10 @@ export class TunnelProcess implements UnderTest {
   private closed: Promise<void>;
 
   constructor(private readonly env: Record<string, string>, args: string[] = ['run']) {
-    this.child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // the suite covers the worker threads on any host (threads: auto picks the main thread on 2 cores; that
+    // path is the in-process harness's); a test may still ask for either
+    const threads = { PGTUNNEL_THREADS: process.env.PGTUNNEL_THREADS ?? 'on' };
+    this.child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...threads, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));

@@ -68,6 +68,25 @@ test('a missing table on either side and a table without a primary key are clear
   assert.match(noKey.stderr, /fix: add a primary key/);
 });
 
+test('a read-only source or target (a standby, or default_transaction_read_only) is a clear error before anything is installed', async (t) => {
+  const db = await tunnelDatabases(t);
+  // each database's setting is changed from the server's postgres database (a read-only one cannot reset itself)
+  const readOnly = (url: string, on: boolean) => query(`${url.slice(0, url.lastIndexOf('/'))}/postgres`, `ALTER DATABASE ${url.slice(url.lastIndexOf('/') + 1)} ${on ? 'SET default_transaction_read_only = on' : 'RESET default_transaction_read_only'}`);
+  await readOnly(db.targetUrl, true);
+  const target = await runCli(['install'], db.env);
+  assert.equal(target.code, 2);
+  assert.match(target.stderr, /the target database \S+ is read-only for this role \(default_transaction_read_only = on\)/);
+  assert.match(target.stderr, /fix: ALTER ROLE … SET default_transaction_read_only = off/);
+  assert.equal((await query(db.sourceUrl, "SELECT to_regnamespace('pgtunnel')::text AS s"))[0]!.s, null, 'nothing installed in the source');
+  await readOnly(db.targetUrl, false);
+  await readOnly(db.sourceUrl, true);
+  const source = await runCli(['install'], db.env);
+  assert.equal(source.code, 2);
+  assert.match(source.stderr, /the source database \S+ is read-only for this role/);
+  await readOnly(db.sourceUrl, false);
+  assert.equal((await runCli(['install'], db.env)).code, 0, 'installs once the source is writable');
+});
+
 test('status names a configured table that is missing or not installed, with the fix, and exits 2', { timeout: 90_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   const notInstalled = await runCli(['status'], db.env);

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { onCleanup, query, tunnelDatabases, waitFor } from '../helpers/services.js';
 import { TunnelProcess } from '../helpers/tunnelProcess.js';
+import { chooseThreads, describeThreads } from '../../src/pipeline/threadChoice.js';
 
 const rulesFile = fileURLToPath(new URL('../../../examples/employees-rules.yaml', import.meta.url));
 const outputDir = fileURLToPath(new URL('../../../.pgtunnel/test-output/', import.meta.url));
@@ -40,6 +41,12 @@ test('/health, /ready and /metrics answer for orchestrators and Prometheus', { t
     assert.ok(new RegExp(`^pgtunnel_nodejs_heap_size_used_bytes\\{thread="${thread}"\\} \\d`, 'm').test(metrics), `the ${thread} thread's heap in /metrics`);
   }
   assert.equal(metrics.match(/^pgtunnel_process_start_time_seconds /gm)?.length, 1, 'the process start time once');
+  // where the sides run, and why: in the start log line and in status
+  assert.match(tunnel.output, /"sides":"two worker threads \(threads: true\)".*"msg":"tunnel starting"/);
+  await waitFor('the sides in /api/status', async () => {
+    const body = (await (await fetch(`${url}api/status`)).json()) as { status: { processes: { sides?: string }[] } | null };
+    return body.status?.processes.some((p) => p.sides === 'two worker threads (threads: true)');
+  }, 20_000, 200);
   // The target goes away: readiness drops, liveness stays.
   const admin = db.targetUrl.replace(/\/[^/]+$/, '/postgres');
   await query(admin, `ALTER DATABASE ${db.topicPrefix} WITH ALLOW_CONNECTIONS false`);
@@ -58,7 +65,9 @@ test('/health, /ready and /metrics answer for orchestrators and Prometheus', { t
 test('the dashboard shows a source change, a dead letter and the replication slot live, in a real browser', { timeout: 90_000 }, async (t) => {
   const db = await tunnelDatabases(t);
   // capture: logical, so the slot's lag and retained WAL are on the page too (the rest is the same in both modes)
-  const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_CONFIG: rulesFile, PGTUNNEL_CAPTURE: 'logical' });
+  // the default threads: auto, whichever way this host's cores decide it (the other test forces the worker threads)
+  const tunnel = await TunnelProcess.start(t, { ...db.env, PGTUNNEL_CONFIG: rulesFile, PGTUNNEL_CAPTURE: 'logical', PGTUNNEL_THREADS: 'auto' });
+  assert.ok(tunnel.output.includes(`"sides":"${describeThreads(chooseThreads('auto'), 2)}"`), 'the start log line says where auto put the sides');
   const url = await dashboardUrl(tunnel);
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',

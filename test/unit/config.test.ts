@@ -16,7 +16,7 @@ test('no configuration means the embedded stack with the seed defaults', () => {
   assert.equal(cfg.tables[0]!.topic, 'pgtunnel.public.employees');
   assert.equal(cfg.tables[0]!.dlqTopic, 'pgtunnel.public.employees.dlq');
   assert.equal(cfg.partitions, 3);
-  assert.equal(cfg.threads, true, 'pgtunnel run: each side in its own worker thread');
+  assert.equal(cfg.threads, 'auto', 'pgtunnel run: worker threads or not by the host (threadChoice.test.ts)');
 });
 
 test('threads: false (the file or PGTUNNEL_THREADS) keeps both sides on the main thread', () => {
@@ -25,6 +25,11 @@ test('threads: false (the file or PGTUNNEL_THREADS) keeps both sides on the main
   assert.equal(loadConfig({ cwd: dir, env: {} }).threads, false);
   assert.equal(loadConfig({ cwd: dir, env: { PGTUNNEL_THREADS: 'on' } }).threads, true, 'the environment overrides the file');
   assert.equal(loadConfig({ env: { PGTUNNEL_THREADS: 'off' }, cwd: mkdtempSync(path.join(tmpdir(), 'cfg-')) }).threads, false);
+  assert.equal(loadConfig({ cwd: dir, env: { PGTUNNEL_THREADS: 'Auto' } }).threads, 'auto');
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'threads: auto\n');
+  assert.equal(loadConfig({ cwd: dir, env: {} }).threads, 'auto');
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'threads: sometimes\n');
+  assert.throws(() => loadConfig({ cwd: dir, env: {} }), /threads/, 'anything else is refused, naming the setting');
 });
 
 test('environment variables name real services and override the file', () => {

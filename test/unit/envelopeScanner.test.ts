@@ -165,6 +165,10 @@ test('limits and grammar the decoder enforces, on crafted bytes', () => {
     '{"k":1,"u":"a","n":01}', '{"k":1,"u":"a","n":1.}', '{"k":1,"u":"a","n":-}', '{"k":1,"u":"a","j":{"x":1,"x":2}}', '{"k":1,"u":"a"} ',
   ]) agree(kinds.topic, key, Buffer.from(ok(row)));
   agree(kinds.topic, key, Buffer.from(ok(`{"k":1,"u":"a","u2":"${'x'.repeat(8 * 1024 * 1024)}"}`)));
+  // source.snapshot, read as bytes unless escaped: an escaped marker is still one, a near one never
+  for (const marker of ['last', 'l\\u0061st', 'incremental', 'fals', 'falsee', 'tru\\u0065', 'True', '', 'l\\u0061sT']) {
+    agree(kinds.topic, key, Buffer.from(ok('{"k":1,"u":"a"}').replace('"snapshot":"true"', `"snapshot":"${marker}"`)));
+  }
   agree(kinds.topic, Buffer.from('{"k":1,"u":"a","k":1}'), Buffer.from(ok('{"k":1,"u":"a"}')));
   agree(kinds.topic, Buffer.from(`{"k":1,"u":"${'x'.repeat(2100)}"}`), Buffer.from(ok(`{"k":1,"u":"${'x'.repeat(2100)}"}`)));
 });
