@@ -92,8 +92,11 @@ export class TransactionApply {
     let chunk: HeldRecord[] = [];
     for (const unit of units) {
       for await (const piece of this.recordsOf(unit)) {
-        for (const r of piece) chunk.push(r);
-        if (chunk.length >= chunkRecords) chunk = await this.flush(chunk, outcome);
+        // at most chunkRecords per write: a spilled piece and the records in memory after it are not one write
+        for (const r of piece) {
+          chunk.push(r);
+          if (chunk.length >= chunkRecords) chunk = await this.flush(chunk, outcome);
+        }
       }
     }
     await this.flush(chunk, outcome);
