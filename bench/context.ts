@@ -128,7 +128,11 @@ export class BenchTunnel {
   }
 }
 
-/** CPU nanoseconds a process has run so far (/proc/<pid>/schedstat): CPU time, not wall, which a loaded host inflates. */
+/**
+ * CPU nanoseconds one task has run so far (/proc/<pid>/schedstat, or `<pid>/task/<tid>`): CPU time, not wall, which a
+ * loaded host inflates. Only that task's: right for a PostgreSQL backend (one thread); a Node process's other threads
+ * are not in it (threadCpuNs, or utime + stime of /proc/<pid>/stat as idleCost.ts reads the tunnel).
+ */
 export function cpuNs(pid: number | string): number {
   return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
 }
