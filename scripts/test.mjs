@@ -35,7 +35,7 @@ function testFiles(dir) {
 const alone = [
   'integration/chaos', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
   'integration/craftedText', 'integration/dlq.', 'integration/fuzz',
-  'integration/torture', 'unit/redact', 'unit/wireFuzz', 'unit/configSecurity',
+  'integration/torture', 'unit/redact', 'unit/wireFuzz', 'unit/configSecurity', 'integration/pacedConsumer',
 ];
 const runsAlone = (f) => alone.some((a) => path.relative(path.join(root, 'dist/test'), f).startsWith(a));
 

@@ -1,4 +1,5 @@
-import { Consumer, stringDeserializer, type Message, type MessagesStream } from '../transport/kafkaLib.js';
+import { stringDeserializer, type Message, type MessagesStream } from '../transport/kafkaLib.js';
+import { PacedConsumer } from '../transport/pacedConsumer.js';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
@@ -77,9 +78,9 @@ export const maxSetBytes = 4 * 1024 * 1024;
  */
 export const maxFetchBytes = 2 * 1024 * 1024;
 
-/** What the consumer asks of each fetch: committed offsets, half a second's wait, at most `maxFetchBytes`. */
+/** What the consumer asks of each fetch: committed offsets, at most `maxFetchBytes` (the wait is PacedConsumer's). */
 export function fetchOptions(topics: string[]) {
-  return { topics, mode: 'committed' as const, fallbackMode: 'earliest' as const, maxWaitTime: 500, maxBytes: maxFetchBytes };
+  return { topics, mode: 'committed' as const, fallbackMode: 'earliest' as const, maxBytes: maxFetchBytes };
 }
 
 /** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
@@ -166,7 +167,7 @@ export class ApplyConsumer {
     const dlq = new DeadLetterWriter(this.deadLetters);
     while (!signal.aborted) {
       let target: pg.Client | undefined;
-      let consumer: Consumer<Buffer, Buffer, string, string> | undefined;
+      let consumer: PacedConsumer | undefined;
       let stream: MessagesStream<Buffer, Buffer, string, string> | undefined;
       const offsets = new GroupOffsets(this.log);
       try {
@@ -178,7 +179,7 @@ export class ApplyConsumer {
           if (!counts.has(topic)) counts.set(topic, (await consumer!.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? 1);
           return counts.get(topic)!;
         };
-        consumer = new Consumer({
+        consumer = new PacedConsumer({
           clientId: this.clientId,
           ...kafkaClientOptions(this.config),
           groupId: this.config.groupId,
