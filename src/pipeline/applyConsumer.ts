@@ -43,8 +43,6 @@ interface PreparedSet {
   count: number;
   records: RawRecord[];
   scanned: ScannedSet | undefined;
-  /** The first record's timestamp: when our batch sender sent it (Unix ms). */
-  sentAt: number;
 }
 
 function lastPerPartition(messages: StringMessage[]): Committable[] {
@@ -264,13 +262,12 @@ export class ApplyConsumer {
     const scanned = writer.scan(records);
     if (!scanned) records = await writer.undeferred(records);
     writer.noteDecoded(performance.now() - decodeAt);
-    return { set: { messages: lastPerPartition(set.messages), arrivedAt: set.arrivedAt }, count: set.messages.length, records, scanned, sentAt: Number(set.messages[0]?.timestamp ?? set.arrivedAt) };
+    return { set: { messages: lastPerPartition(set.messages), arrivedAt: set.arrivedAt }, count: set.messages.length, records, scanned };
   }
 
-  private async applySet({ set: { messages: set, arrivedAt }, count, records, scanned, sentAt }: PreparedSet, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
+  private async applySet({ set: { messages: set, arrivedAt }, count, records, scanned }: PreparedSet, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
     const takenAt = Date.now();
-    // transit: sent until fetched (Kafka's ack and the fetch's return), then queue: fetched until taken
-    telemetry.stages({ transit: arrivedAt - sentAt, queue: takenAt - arrivedAt });
+    telemetry.stages({ queue: takenAt - arrivedAt });
     const result = await writer.apply(records, scanned);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
