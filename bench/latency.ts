@@ -15,6 +15,8 @@ export interface LatencyResult {
   max: number;
   /** sorted latencies in ms, for the plot */
   samples: number[];
+  /** each change's source commit (Unix ms) and latency, in commit order: what a slow change overlapped */
+  changes: { committedMs: number; ms: number }[];
 }
 
 /** Single-row insert transactions at a fixed rate from 4 connections. */
@@ -47,8 +49,9 @@ export async function measure(source: string, target: string, count: number): Pr
   await waitUntil('every row in the target', async () => Number((await sql<{ n: string }>(target, 'SELECT count(*) AS n FROM bench_latency'))[0]!.n) >= count, 120_000, 100);
   const committed = await sql<{ id: string; ms: number }>(source, 'SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 * 1000 AS ms FROM bench_latency');
   const applied = new Map((await sql<{ id: string; ms: number }>(target, 'SELECT id, extract(epoch FROM applied_at)::float8 * 1000 AS ms FROM bench_latency')).map((r) => [r.id, r.ms]));
-  const samples = committed.map((r) => applied.get(r.id)! - r.ms).sort((a, b) => a - b);
-  return { count: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99), max: samples.at(-1)!, samples };
+  const changes = committed.map((r) => ({ committedMs: r.ms, ms: applied.get(r.id)! - r.ms })).sort((a, b) => a.committedMs - b.committedMs);
+  const samples = changes.map((c) => c.ms).sort((a, b) => a - b);
+  return { count: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99), max: samples.at(-1)!, samples, changes };
 }
 
 /** PostgreSQL's own logical replication db1 → db2: the floor any tunnel is measured against. */

@@ -45,8 +45,39 @@ const rounds = Number(values.rounds);
 const chosen = values.variant ? variants.filter((v) => values.variant!.some((w) => v.name.includes(w))) : variants;
 
 type StageSamples = Record<Stage, number[]>;
+/** One stage's timing laid on the wall clock: an event's stages run back to back in `stages` order, ending when it was published. */
+interface Span { stage: Stage; from: number; to: number }
 
-async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyResult & { stages: StageSamples }> {
+/**
+ * The slowest 1% of changes (commit to the target's row), each attributed to the stage whose span covered most
+ * of its window; `none`: no timed stage covered a tenth of it (a gap between stages: a GC pause, a timer, a busy loop).
+ */
+function slowest(changes: { committedMs: number; ms: number }[], spans: Span[]): string {
+  if (changes.length === 0) return '';
+  const threshold = [...changes].sort((a, b) => b.ms - a.ms)[Math.max(0, Math.floor(changes.length / 100) - 1)]!.ms;
+  const slow = changes.filter((c) => c.ms >= threshold);
+  const held = new Map<string, number>();
+  const covered = new Map<string, number>();
+  for (const c of slow) {
+    const end = c.committedMs + c.ms;
+    const best = new Map<Stage, number>();
+    for (const s of spans) {
+      const overlap = Math.min(end, s.to) - Math.max(c.committedMs, s.from);
+      if (overlap > (best.get(s.stage) ?? 0)) best.set(s.stage, overlap);
+    }
+    let top: [string, number] = ['none', c.ms / 10];
+    for (const [stage, ms] of best) {
+      covered.set(stage, (covered.get(stage) ?? 0) + ms / c.ms / slow.length);
+      if (ms > top[1]) top = [stage, ms];
+    }
+    held.set(top[0], (held.get(top[0]) ?? 0) + 1);
+  }
+  const shares = [...held].sort((a, b) => b[1] - a[1]).map(([s, n]) => `${s} ${n}`).join(', ');
+  const cover = stages.filter((s) => covered.has(s)).map((s) => `${s} ${f(100 * covered.get(s)!)}%`).join(', ');
+  return `slowest 1% (${slow.length} changes, ≥ ${f(threshold)} ms) held most by: ${shares}; mean share of their window: ${cover}`;
+}
+
+async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyResult & { stages: StageSamples; slowest: string }> {
   const { loadConfig, withTables, prepare, Tunnel } = await build(variant.dist);
   const db = `bench_lat_${variant.dist ? 'base_' : ''}${variant.capture}_${variant.threads ? 't' : 'c'}`;
   const dbs = await ctx.databases(db, sourceDdl, targetDdl);
@@ -56,10 +87,18 @@ async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyRe
   const tables = await prepare(config, log);
   const controller = new AbortController();
   const samples = Object.fromEntries(stages.map((s) => [s, [] as number[]])) as StageSamples;
+  const spans: Span[] = [];
   let recording = false;
   const unsubscribe = subscribe('pgtunnel:stages', ({ ms }) => {
     if (!recording) return;
-    for (const [stage, v] of Object.entries(ms)) samples[stage as Stage].push(v);
+    let to = Date.now();
+    for (const stage of [...stages].reverse()) {
+      const v = ms[stage];
+      if (v === undefined) continue;
+      samples[stage].push(v);
+      spans.push({ stage, from: to - v, to });
+      to -= v;
+    }
   });
   let failure: unknown;
   const running = new Tunnel(config, tables, log).run(controller.signal, { threads: variant.threads }).catch((err) => (failure = err));
@@ -72,7 +111,7 @@ async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyRe
     recording = true;
     const count = await fixedRateLoad(dbs.source, rate, seconds);
     const result = await measure(dbs.source, dbs.target, count + 1);
-    return { ...result, stages: samples };
+    return { ...result, stages: samples, slowest: slowest(result.changes, spans) };
   } finally {
     unsubscribe();
     controller.abort();
@@ -97,9 +136,9 @@ try {
       const r = await tunnelRun(ctx, variant);
       const stageText = stages.filter((s) => r.stages[s].length > 0).map((s) => {
         const v = r.stages[s].sort((a, b) => a - b);
-        return `${s} ${f(percentile(v, 50))}/${f(percentile(v, 99))} (${v.length})`;
+        return `${s} ${f(percentile(v, 50))}/${f(percentile(v, 99))}/${f(v.at(-1)!)} (${v.length})`;
       }).join('  ');
-      console.log(`round ${round}: ${variant.name}: ${line(r)}  ×native ${f(r.p50 / native.p50)} / ${f(r.p99 / native.p99)}\n    stages p50/p99 ms (count): ${stageText}`);
+      console.log(`round ${round}: ${variant.name}: ${line(r)}  ×native ${f(r.p50 / native.p50)} / ${f(r.p99 / native.p99)}\n    stages p50/p99/max ms (count): ${stageText}\n    ${r.slowest}`);
       const entry = results.get(variant.name) ?? { ratio50: [], ratio99: [], lines: [] };
       entry.ratio50.push(r.p50 / native.p50);
       entry.ratio99.push(r.p99 / native.p99);
