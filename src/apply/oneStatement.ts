@@ -28,7 +28,9 @@ interface TableWrites {
  * A small scanned set — new rows, updates, deletes, a key more than once — applied as ONE statement, its own
  * transaction: the partitions' offset rows locked, the deletes, the upserts and the offsets' advance
  * together, each gated on one verdict — every offset row exists and is at or below the set's first record,
- * and no key of the topics is parked or lettered. As the general path (changeWriter.ts): the newest change
+ * no key of the topics is parked or lettered, and no offset row changed since the statement's snapshot (a
+ * writer of the partition that committed while the lock was awaited: its rows are not in that snapshot, so a
+ * delete would miss them, where the general path's later statements see them). As the general path (changeWriter.ts): the newest change
  * per key, a delete removes its key, an update upserts the columns its row carries (an omitted TOASTed
  * column keeps its value), deletes before upserts. A false verdict writes nothing and the general path takes
  * the set, as does any error. At 1k/s each target round trip is several ms on a loaded host: this replaces
@@ -69,8 +71,9 @@ export class OneStatementPath {
     beforeWrite();
     const { rows } = await this.client.query<{ ok: boolean }>(
       `WITH p AS (SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[]) AS p(topic, partition, first_offset, next_offset, applied)),
-       held AS MATERIALIZED (SELECT o.topic, o.partition, o.next_offset FROM pgtunnel.consumer_offsets o JOIN p USING (topic, partition) FOR UPDATE OF o),
+       held AS MATERIALIZED (SELECT o.topic, o.partition, o.next_offset, o.xmin::text AS version FROM pgtunnel.consumer_offsets o JOIN p USING (topic, partition) FOR UPDATE OF o),
        verdict AS MATERIALIZED (SELECT (SELECT count(*) FROM held JOIN p USING (topic, partition) WHERE held.next_offset <= p.first_offset) = cardinality($1::text[])
+           AND (SELECT count(*) FROM held JOIN pgtunnel.consumer_offsets s USING (topic, partition) WHERE s.xmin::text = held.version) = cardinality($1::text[])
            AND NOT EXISTS (SELECT 1 FROM pgtunnel.parked_keys WHERE topic = ANY($1::text[]))
            AND NOT EXISTS (SELECT 1 FROM pgtunnel.lettered_keys WHERE topic = ANY($1::text[])) AS ok),
        ${[...deletes, ...upserts].map((w) => `${w},`).join('\n       ')}

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { RawRecord } from '../../src/validate/deadLetters.js';
-import { query } from '../helpers/services.js';
+import { connect } from '../../src/pg.js';
+import { onCleanup, query, waitFor } from '../helpers/services.js';
 import { copyWriter, expected, row, storedThings, type ThingChange } from '../helpers/byteWriter.js';
 
 /**
@@ -157,6 +158,26 @@ test('one statement: a parked or lettered key leaves a set of updates and delete
   assert.equal((await apply(changes([{ op: 'u', row: row(13, ' free') }, { op: 'd', row: row(14) }]))).applied, 2);
   assert.equal(writer.setsAsOne, 1, 'with nothing parked or lettered the set goes as one statement');
   assert.deepEqual(await named([13, 14]), [{ id: 13, name: row(13, ' free').name }]);
+});
+
+test('one statement: a writer of the partition that commits while the statement awaits its lock: the delete still finds its row', { timeout: 120_000 }, async (t) => {
+  const { db, writer, changes, topic } = await copyWriter(t);
+  await writer.apply(changes(rows(1, 3).map((r): ThingChange => ({ op: 'c', row: r }))));
+  // another writer (a consumer the partition was taken from) applies offset 3, key 50's insert, and holds its lock
+  const other = await connect(db.targetUrl, 'target', 'pgtunnel other writer');
+  onCleanup(t, () => other.end());
+  await other.query('BEGIN');
+  await other.query("INSERT INTO things (id, name) VALUES (50, 'the other writer')");
+  await other.query('UPDATE pgtunnel.consumer_offsets SET next_offset = 4 WHERE topic = $1 AND partition = 0', [topic]);
+  changes([{ op: 'c', row: row(50) }]);
+  const set = changes([{ op: 'd', row: row(50) }]);
+  assert.equal(set[0]!.offset, 4n);
+  const applying = writer.apply(set, writer.scan(set));
+  await waitFor('the apply to wait for the offset row', async () => (await query(db.targetUrl, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgtunnel copyPath test' AND wait_event_type = 'Lock'")).length > 0);
+  await other.query('COMMIT');
+  assert.deepEqual(await applying, { applied: 1, deadLettered: 0, skipped: 0 });
+  assert.equal(writer.setsAsOne, 0, "the offset row changed after the statement's snapshot: the general path took the set");
+  assert.deepEqual((await storedThings(db.targetUrl)).map((r) => r.id), [1, 2, 3], 'key 50 is deleted');
 });
 
 test('one statement: generated small sets leave the same target rows and offsets as the general path (property)', { timeout: 600_000 }, async (t) => {
