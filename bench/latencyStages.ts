@@ -141,7 +141,7 @@ try {
     }
   }
   console.log(`summary (same-run ratios to ${updates ? 'the base build' : 'native'}, per round):`);
-  for (const [name, e] of results) console.log(`  ${name}: p50 ×${e.ratio50.map(f).join(', ×')}; p99 ×${e.ratio99.map(f).join(', ×')}; ${e.lines.join(' | ')}`);
+  for (const [name, e] of results) console.log(`  ${name}: ${e.ratio50.length > 0 ? `p50 ×${e.ratio50.map(f).join(', ×')}; p99 ×${e.ratio99.map(f).join(', ×')}; ` : ''}${e.lines.join(' | ')}`);
 } finally {
   await stack.stack.down();
 }

@@ -30,10 +30,10 @@ interface TableWrites {
  * together, each gated on one verdict — every offset row exists and is at or below the set's first record,
  * no key of the topics is parked or lettered, and no offset row changed since the statement's snapshot (a
  * writer of the partition that committed while the lock was awaited: its rows are not in that snapshot, so a
- * delete would miss them, where the general path's later statements see them). As the general path (changeWriter.ts): the newest change
- * per key, a delete removes its key, an update upserts the columns its row carries (an omitted TOASTed
- * column keeps its value), deletes before upserts. A false verdict writes nothing and the general path takes
- * the set, as does any error. At 1k/s each target round trip is several ms on a loaded host: this replaces
+ * delete would miss them, where the general path's later statements see them). As the general path
+ * (changeWriter.ts): the newest change per key, a delete removes its key, an update upserts the columns its
+ * row carries (an omitted TOASTed column keeps its value), deletes before upserts. A false verdict writes
+ * nothing and the general path takes the set, as does any error. At 1k/s each target round trip is several ms on a loaded host: this replaces
  * the general path's ten with one.
  */
 export class OneStatementPath {
