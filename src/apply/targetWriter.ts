@@ -115,7 +115,7 @@ export class TargetWriter {
     return (scanned && (await this.applyAsOne(records, scanned))) || this.applySplitting(records, false, scanned);
   }
 
-  /** A small set of new rows as one statement (oneStatement.ts); undefined leaves it to the transaction below. */
+  /** A small set as one statement (oneStatement.ts); undefined leaves it to the transaction below. */
   private async applyAsOne(records: RawRecord[], scanned: ScannedSet): Promise<ApplyResult | undefined> {
     const startedAt = performance.now();
     let outcome: SetOutcome | undefined;
@@ -133,7 +133,7 @@ export class TargetWriter {
     this.report(outcome);
     // the statement carries its commit: apply is the whole round trip
     telemetry.stages({ decode, apply: performance.now() - startedAt, commit: 0 });
-    return { applied: records.length, deadLettered: 0, skipped: 0 };
+    return { applied: appliedCount(outcome), deadLettered: 0, skipped: 0 };
   }
 
   private async applySplitting(records: RawRecord[], typesFollowed: boolean, scanned?: ScannedSet): Promise<ApplyResult> {
@@ -252,7 +252,7 @@ export class TargetWriter {
       const now = performance.now();
       telemetry.stages({ decode: timing.before + timing.decode, apply: timing.writtenAt - timing.startedAt - timing.decode, commit: now - timing.writtenAt });
       return {
-        applied: [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0),
+        applied: appliedCount(outcome),
         deadLettered: outcome.letters.length,
         skipped: records.length - outcome.fresh,
       };
@@ -313,3 +313,8 @@ function isRecordLevel(err: unknown): boolean {
   return decide(err) === 'dead-letter';
 }
 
+
+/** The records of a set that took effect (a tombstone does not). */
+function appliedCount(outcome: SetOutcome): number {
+  return [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0);
+}
