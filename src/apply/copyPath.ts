@@ -15,10 +15,11 @@ import type { TableApply } from './targetWriter.js';
 const noCopy = new Set(['0A000', '42809']);
 
 /**
- * Line buffers kept for reuse: a set's lines are one buffer per table and column subset, and at most one set is
- * scanned while another is written. One grown past a full set's lines (a set of one huge record) is not kept.
+ * Line buffers kept for reuse: a set's lines are one buffer per table and column subset (nearly always one), and
+ * at most one set is scanned while another is written, so a pair. Each kept one is resident for good: more would
+ * raise the floor (bench/RESULTS.md buf1). One grown past a full set's lines (one huge record) is not kept.
  */
-const keptOuts = 4;
+const keptOuts = 2;
 const keptOutBytes = 8 * 1024 * 1024;
 
 /** One table's COPY text of the set, per column subset (nearly always one: every column). */
