@@ -15,6 +15,14 @@ import type { TableApply } from './targetWriter.js';
 /** feature_not_supported (COPY FROM under row-level security), wrong_object_type (a view). */
 const noCopy = new Set(['0A000', '42809']);
 
+/**
+ * Line buffers kept for reuse: a set's lines are one buffer per table and column subset (nearly always one), and
+ * at most one set is scanned while another is written, so a pair. Each kept one is resident for good: more would
+ * raise the floor (bench/RESULTS.md buf1). One grown past a full set's lines (one huge record) is not kept.
+ */
+const keptOuts = 2;
+const keptOutBytes = 8 * 1024 * 1024;
+
 /** One table's COPY text of the set, per column subset (nearly always one: every column). */
 export interface TableLines {
   table: TableApply;
@@ -81,6 +89,10 @@ export class CopyPath {
   private refused: RawRecord | undefined;
   /** Milliseconds the last apply spent scanning (the decode stage). */
   scanMs = 0;
+  /** Line buffers of sets written or given up, for the next sets' lines instead of new ones per set. */
+  private readonly spareOuts: CopyOut[] = [];
+  /** Sets whose lines were given back: a set given back twice would hand one buffer to two sets. */
+  private readonly released = new WeakSet<ScannedSet>();
 
   constructor(private readonly client: pg.Client, private readonly tables: Map<string, TableApply>, private readonly avroPair: AvroPairOf = () => undefined) {}
 
@@ -111,16 +123,51 @@ export class CopyPath {
    */
   async apply(fresh: RawRecord[], outcome: SetOutcome, staging: Staging, beforeWrite: () => void, before?: ScannedSet): Promise<RawRecord[] | undefined> {
     this.refused = undefined;
-    const scanned = before && this.stillValid(before, fresh) ? before : this.scan(fresh);
-    if (!scanned || scanned.mixed) return undefined;
+    const own = !(before && this.stillValid(before, fresh));
+    const scanned = own ? this.scan(fresh) : before;
+    if (!scanned) return undefined;
+    if (scanned.mixed) {
+      if (own) this.release(scanned);
+      return undefined;
+    }
     const { lines, keyed, newest, latencies } = scanned;
-    if (await anyParked(this.client, [...lines.keys()])) return undefined;
-    for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return undefined;
-    if (!(await this.copy(lines, staging, beforeWrite))) return undefined;
+    // a set scanned here is done with once this returns (its COPY answered); the caller's, when the caller says
+    const copied = await this.written(lines, staging, beforeWrite);
+    if (own) this.release(scanned);
+    if (!copied) return undefined;
     countCopied(keyed, lines, outcome);
     outcome.latencies.push(...latencies);
     outcome.newestSourceMs = Math.max(outcome.newestSourceMs, newest);
     return keyed;
+  }
+
+  private async written(lines: Map<string, TableLines>, staging: Staging, beforeWrite: () => void): Promise<boolean> {
+    if (await anyParked(this.client, [...lines.keys()])) return false;
+    for (const { statements } of lines.values()) if (!staging.tryPlainInsert(statements.name)) return false;
+    return this.copy(lines, staging, beforeWrite);
+  }
+
+  /**
+   * Gives a scanned set's line buffers back for the next sets: only once nothing reads its lines any more (its
+   * apply returned; COPY data is copied into the connection's own messages as it is sent).
+   */
+  release(set: ScannedSet | undefined): void {
+    if (!set || this.released.has(set)) return;
+    this.released.add(set);
+    this.keep(set.lines);
+  }
+
+  private keep(lines: Map<string, TableLines>): void {
+    for (const t of lines.values()) {
+      for (const { out } of t.bySignature.values()) if (this.spareOuts.length < keptOuts && out.buf.length <= keptOutBytes) this.spareOuts.push(out);
+    }
+  }
+
+  private lineBuffer(): CopyOut {
+    const out = this.spareOuts.pop();
+    if (!out) return new CopyOut();
+    out.clear();
+    return out;
   }
 
   /** A set scanned before its transaction still holds: every record fresh, the tables' shapes and COPY as then. */
@@ -145,6 +192,13 @@ export class CopyPath {
    */
   private scanSet(fresh: RawRecord[]): ScannedSet | undefined {
     const lines = new Map<string, TableLines>();
+    const set = this.scanInto(fresh, lines);
+    // a set the byte path declines: its lines so far are read by no one
+    if (!set) this.keep(lines);
+    return set;
+  }
+
+  private scanInto(fresh: RawRecord[], lines: Map<string, TableLines>): ScannedSet | undefined {
     /** Each table's keys in the set (per table: no topic+key string per record). */
     const seen = new Map<string, Set<string>>();
     const keyed: RawRecord[] = [];
@@ -185,7 +239,7 @@ export class CopyPath {
       if (op === 'd') changes!.push({ table: t, op, keyText: s.keyText, start: 0, end: 0 });
       else {
         let group = t.bySignature.get(s.signature);
-        if (!group) t.bySignature.set(s.signature, (group = { columns: s.lineColumns(), out: new CopyOut(), records: [] }));
+        if (!group) t.bySignature.set(s.signature, (group = { columns: s.lineColumns(), out: this.lineBuffer(), records: [] }));
         const start = group.out.length;
         if (s.writeLine(group.out) === false) return undefined;
         group.records.push(r);

@@ -92,6 +92,11 @@ export class TargetWriter {
     return this.byCopy ? this.copyPath.scan(records) : undefined;
   }
 
+  /** A set scanned by `scan` and applied: its line buffers serve the next sets. */
+  release(scanned: ScannedSet | undefined): void {
+    this.copyPath.release(scanned);
+  }
+
   /** Deferred records decoded (the general path reads their texts); the others as they are. */
   async undeferred(records: RawRecord[]): Promise<RawRecord[]> {
     if (!records.some((r) => r.deferred)) return records;
