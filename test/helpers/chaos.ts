@@ -26,6 +26,9 @@ export interface ChaosResult {
   durationMs: number;
 }
 
+/** Source transactions each workload commits between two kills, at the least. */
+const commitsPerRound = 20;
+
 const pause = (min: number, max: number) => new Promise((r) => setTimeout(r, min + Math.random() * (max - min)));
 
 /** Alive and not a zombie: a killed broker stays a zombie until its parent (the test runner) reaps it. */
@@ -82,6 +85,8 @@ class ChaosTunnel {
   producer: TunnelProcess;
   consumer: TunnelProcess;
   readonly workload: Workload;
+  /** The workload's commits when the last kill came. */
+  committedAtKill = 0;
 
   constructor(readonly env: Record<string, string>, readonly urls: { sourceUrl: string; targetUrl: string }, workload: Partial<WorkloadOptions> | undefined) {
     this.producer = this.spawn('producer');
@@ -126,6 +131,9 @@ export async function runChaosSideBySide(runs: { env: Record<string, string>; ur
     const schedule = [...pool].sort(() => Math.random() - 0.5);
     for (let round = 1; round <= options.rounds; round++) {
       await pause(500, 2500);
+      // each kill lands on work in flight however loaded the machine: every tunnel's writers committed since the last one
+      await waitFor(`${commitsPerRound} commits of each workload before round ${round}`, async () => tunnels.every((c) => c.workload.committed >= c.committedAtKill + commitsPerRound), 120_000, 50);
+      for (const c of tunnels) c.committedAtKill = c.workload.committed;
       const victim = schedule[round - 1] ?? pool[Math.floor(Math.random() * pool.length)]!;
       options.onRound?.(round, victim);
       kills[victim]++;
