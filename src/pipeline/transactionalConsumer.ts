@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Consumer, stringDeserializer, type Message } from '../transport/kafkaLib.js';
+import { stringDeserializer, type Message } from '../transport/kafkaLib.js';
+import { CommittedConsumer } from '../transport/pacedConsumer.js';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { sqlState, TunnelError } from '../errors.js';
@@ -65,11 +66,11 @@ export class TransactionalConsumer {
     const backoff = new Backoff();
     while (!signal.aborted) {
       let target: pg.Client | undefined;
-      let consumer: Consumer<Buffer, Buffer, string, string> | undefined;
+      let consumer: CommittedConsumer | undefined;
       try {
         target = await connect(this.config.targetUrl, 'target', applicationNames.apply);
         if (!(await this.lead(target, signal))) break;
-        consumer = new Consumer({
+        consumer = new CommittedConsumer({
           clientId: clientIds.apply,
           ...kafkaClientOptions(this.config),
           // a group of its own: this applier reads every partition; its offsets live in the target
@@ -111,7 +112,7 @@ export class TransactionalConsumer {
     return false;
   }
 
-  private async applyFrom(target: pg.Client, consumer: Consumer<Buffer, Buffer, string, string>, signal: AbortSignal): Promise<void> {
+  private async applyFrom(target: pg.Client, consumer: CommittedConsumer, signal: AbortSignal): Promise<void> {
     const topics = [...this.tables.keys(), this.txTopic];
     // spilled records are read again from Kafka: what an earlier run left is stale
     await target.query('DELETE FROM pgtunnel.held_records');
@@ -246,7 +247,7 @@ export class TransactionalConsumer {
   }
 
   /** The end offsets of the topics whose progress marks were just read: the marks count once these are read. */
-  private async takeEnds(consumer: Consumer<Buffer, Buffer, string, string>, watermark: CommitWatermark): Promise<void> {
+  private async takeEnds(consumer: CommittedConsumer, watermark: CommitWatermark): Promise<void> {
     const topics = watermark.wantsEnds();
     if (topics.length === 0) return;
     let listed;
@@ -292,7 +293,7 @@ export class TransactionalConsumer {
     this.log.info({ units: units.length, records: lines.length, heldBytes: buffer.bytes }, 'records of transactions that cannot be applied yet spilled to the target (over transactionBufferBytes)');
   }
 
-  private async partitionCounts(consumer: Consumer<Buffer, Buffer, string, string>, topics: string[]): Promise<Map<string, number>> {
+  private async partitionCounts(consumer: CommittedConsumer, topics: string[]): Promise<Map<string, number>> {
     let metadata;
     try {
       metadata = await consumer.metadata({ topics });

@@ -1,3 +1,4 @@
+import { dropAbortedBatches } from './abortedBatches.js';
 import { ConnectionPool, Consumer, kOptions, type CallbackWithPromise, type ConsumerOptions, type FetchOptions as Options, type fetchV17 } from './kafkaLib.js';
 
 /** The long-poll while records flow, and the longest it grows to while none do. */
@@ -18,6 +19,24 @@ function holdsRecords(response: FetchResponse | undefined): boolean {
   return response?.responses.some((t) => t.partitions.some((p) => (p.records?.length ?? 0) > 0)) ?? false;
 }
 
+/** A consumer whose read_committed fetches never deliver an aborted transaction's records (abortedBatches.ts). */
+export class CommittedConsumer extends Consumer<Buffer, Buffer, string, string> {
+  override fetch(options: FetchOptions): Promise<FetchResponse>;
+  override fetch(options: FetchOptions, callback: FetchCallback): void;
+  override fetch(options: FetchOptions, callback?: FetchCallback): Promise<FetchResponse> | void {
+    if (!callback) {
+      return super.fetch(options).then((response) => {
+        dropAbortedBatches(response);
+        return response;
+      });
+    }
+    super.fetch(options, (error, response) => {
+      if (!error && response) dropAbortedBatches(response);
+      callback(error, response);
+    });
+  }
+}
+
 /**
  * A consumer whose empty fetches get rarer while nothing arrives: each empty long-poll doubles the next one's
  * wait up to `idleWaitMs`, the first record brings it back to `activeWaitMs`. An empty fetch costs the same
@@ -31,7 +50,7 @@ function holdsRecords(response: FetchResponse | undefined): boolean {
  * late answer; the next fetches use the other connection pool at `activeWaitMs` until the dropped polls are
  * back. Only a poll sent while none is dropped waits long, so two pools always suffice.
  */
-export class PacedConsumer extends Consumer<Buffer, Buffer, string, string> {
+export class PacedConsumer extends CommittedConsumer {
   private waitMs = activeWaitMs;
   private readonly polls = new Map<number, Poll>();
   /** Per node, the pool of a poll answered early whose broker answer is still due. */

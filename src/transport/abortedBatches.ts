@@ -1,0 +1,32 @@
+import { IS_CONTROL, IS_TRANSACTIONAL, type fetchV17 } from './kafkaLib.js';
+
+/**
+ * Empties, in a read_committed fetch response, every batch of an aborted transaction, as Kafka's Java consumer
+ * reads the response's aborted list: a transaction listed there is aborted from its first offset up to its
+ * producer's next abort marker, wherever that marker lies. @platformatic/kafka 2.12 keeps a listed transaction's
+ * records when its marker is not in the same response (a transaction cut by the fetch's byte limit), and one range
+ * per producer: a consumer would apply records of a publish that never committed (fetch1's bench: 11,650 of
+ * 20,000 aborted records delivered). A batch is emptied, not removed: the messages stream takes the next fetch
+ * offset from the response's last batch, so the aborted records are stepped over, never fetched again.
+ */
+export function dropAbortedBatches(response: fetchV17.FetchResponse): void {
+  for (const topic of response.responses) {
+    for (const partition of topic.partitions) {
+      const listed = partition.abortedTransactions;
+      if (!listed?.length || !partition.records?.length) continue;
+      const aborted = [...listed].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0));
+      const open = new Set<bigint>();
+      let next = 0;
+      partition.records = partition.records.map((batch) => {
+        const last = batch.firstOffset + BigInt(batch.lastOffsetDelta);
+        while (next < aborted.length && aborted[next]!.firstOffset <= last) open.add(aborted[next++]!.producerId);
+        if (batch.attributes & IS_CONTROL) {
+          // the control record's key: version int16, type int16 (0 abort, 1 commit)
+          if (batch.records[0]?.key?.readInt16BE(2) === 0) open.delete(batch.producerId);
+          return batch;
+        }
+        return batch.attributes & IS_TRANSACTIONAL && open.has(batch.producerId) ? { ...batch, records: [] } : batch;
+      });
+    }
+  }
+}
