@@ -1,3 +1,4 @@
+import { CopyOut } from './byteScan.js';
 import type { ColumnType } from './columnKinds.js';
 import { decimalBytes, daysFromCivil } from './values.js';
 
@@ -20,22 +21,10 @@ type Kind = ColumnType['kind'];
 const stringKinds: ReadonlySet<Kind> = new Set(['string', 'timestamptz', 'uuid', 'json', 'enum']);
 const planned: ReadonlySet<Kind> = new Set([...stringKinds, 'int', 'long', 'float', 'double', 'boolean', 'numeric', 'decimal', 'date', 'timestamp']);
 
-/** The output of a piece's records: one growing buffer, written at `at`. */
-export class AvroOut {
-  buf = Buffer.allocUnsafe(1 << 20);
-  at = 0;
-
-  room(n: number): void {
-    if (this.at + n <= this.buf.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
-    this.buf.copy(grown, 0, 0, this.at);
-    this.buf = grown;
-  }
-
-  bytes(src: Buffer, start: number, end: number): void {
-    this.room(end - start);
-    if (end - start <= 32) for (let i = start; i < end; i++) this.buf[this.at++] = src[i]!;
-    else this.at += src.copy(this.buf, this.at, start, end);
+/** The output of a piece's records: COPY's growing buffer, with Avro's varints. */
+export class AvroOut extends CopyOut {
+  constructor() {
+    super(1 << 20);
   }
 
   /** A zig-zag varint of an integer with |n| < 2^52 (a double holds 2|n| + 1 exactly there). */
@@ -43,10 +32,10 @@ export class AvroOut {
     this.room(10);
     let z = n >= 0 ? 2 * n : -2 * n - 1;
     while (z >= 128) {
-      this.buf[this.at++] = (z % 128) | 0x80;
+      this.buf[this.length++] = (z % 128) | 0x80;
       z = Math.floor(z / 128);
     }
-    this.buf[this.at++] = z;
+    this.buf[this.length++] = z;
   }
 }
 
@@ -113,9 +102,9 @@ export class AvroRowPlan {
 
   /** Writes the record of the JSON object data[start, end) to `out`; false (out unchanged) when the row needs the general encoder. */
   write(data: Buffer, start: number, end: number, out: AvroOut): boolean {
-    const mark = out.at;
+    const mark = out.length;
     if (this.fields(data, start, end, out)) return true;
-    out.at = mark;
+    out.length = mark;
     return false;
   }
 
@@ -144,15 +133,11 @@ export class AvroRowPlan {
     const kind = this.kinds[c]!;
     if (end - at === 4 && data[at] === 0x6e && data[at + 1] === 0x75 && data[at + 2] === 0x6c && data[at + 3] === 0x6c) {
       if (!this.union) return false;
-      out.room(1);
-      out.buf[out.at++] = 0;
+      out.byte(0);
       return true;
     }
     if (kind === 'raw') return false;
-    if (this.union) {
-      out.room(1);
-      out.buf[out.at++] = 2;
-    }
+    if (this.union) out.byte(2);
     const string = data[at] === quote;
     if (stringKinds.has(kind)) return string && this.string(data, at, end, out);
     switch (kind) {
@@ -171,8 +156,7 @@ export class AvroRowPlan {
       case 'boolean': {
         const text = end - at === 4 || end - at === 5 ? data.toString('latin1', at, end) : '';
         if (text !== 'true' && text !== 'false') return false;
-        out.room(1);
-        out.buf[out.at++] = text === 'true' ? 1 : 0;
+        out.byte(text === 'true' ? 1 : 0);
         return true;
       }
       case 'float':
@@ -181,7 +165,7 @@ export class AvroRowPlan {
         const x = Number(data.toString('latin1', at, end));
         if (Number.isNaN(x)) return false;
         out.room(8);
-        out.at = kind === 'float' ? out.buf.writeFloatLE(x, out.at) : out.buf.writeDoubleLE(x, out.at);
+        out.length = kind === 'float' ? out.buf.writeFloatLE(x, out.length) : out.buf.writeDoubleLE(x, out.length);
         return true;
       }
       case 'numeric':
@@ -235,10 +219,8 @@ export class AvroRowPlan {
     for (let i = at + 1; i < end - 1; i++) {
       if (data[i]! >= 0x80 || data[i] === backslash) {
         const text = JSON.parse(data.toString('utf8', at, end)) as string;
-        const length = Buffer.byteLength(text);
-        out.long(length);
-        out.room(length);
-        out.at += out.buf.write(text, out.at);
+        out.long(Buffer.byteLength(text));
+        out.text(text);
         return true;
       }
     }
@@ -264,26 +246,26 @@ export interface AvroSnapshotFrame {
  */
 export function writeSnapshotRows(data: Buffer, spans: Int32Array, count: number, frame: AvroSnapshotFrame, lastFrame: AvroSnapshotFrame, limit: number, out: AvroOut): Int32Array {
   const at = new Int32Array(count * 3).fill(-1);
-  out.at = 0;
+  out.length = 0;
   for (let i = 0; i < count; i++) {
     const f = i === count - 1 ? lastFrame : frame;
-    const start = out.at;
+    const start = out.length;
     out.bytes(f.keyHeader, 0, f.keyHeader.length);
     const keyDone = f.key.write(data, spans[i * 4]!, spans[i * 4 + 1]!, out);
-    const valueAt = out.at;
+    const valueAt = out.length;
     out.bytes(f.prefix, 0, f.prefix.length);
     if (!keyDone || !f.row.write(data, spans[i * 4 + 2]!, spans[i * 4 + 3]!, out)) {
-      out.at = start;
+      out.length = start;
       continue;
     }
     out.bytes(f.suffix, 0, f.suffix.length);
-    if (out.at - valueAt > limit) {
-      out.at = start;
+    if (out.length - valueAt > limit) {
+      out.length = start;
       continue;
     }
     at[i * 3] = start;
     at[i * 3 + 1] = valueAt;
-    at[i * 3 + 2] = out.at;
+    at[i * 3 + 2] = out.length;
   }
   return at;
 }

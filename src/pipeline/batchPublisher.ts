@@ -216,10 +216,10 @@ export class BatchPublisher {
     const lastFrame = final && frame ? this.encoder.avroSnapshotFrame(parts(true)) : frame;
     const { data, spans, count } = rows;
     const avro = this.avroOut;
-    avro.at = 0;
+    avro.length = 0;
     const at = frame && lastFrame ? writeSnapshotRows(data, spans, count, frame, lastFrame, maxMessageBytes - 64 * 1024, avro) : new Int32Array(count * 3).fill(-1);
-    const bytes = Buffer.allocUnsafe(avro.at);
-    avro.buf.copy(bytes, 0, 0, avro.at);
+    const bytes = Buffer.allocUnsafe(avro.length);
+    avro.buf.copy(bytes, 0, 0, avro.length);
     const { topic } = this.table;
     const out: WireMessage[] = [];
     for (let i = 0; i < count; i++) {
