@@ -113,7 +113,9 @@ export class AvroRowPlan {
     let at = start + 1;
     for (let c = 0; c < this.names.length; c++) {
       const name = this.names[c]!;
-      if (at + name.length > end || data.compare(name, 0, name.length, at, at + name.length) !== 0) return false;
+      if (at + name.length > end) return false;
+      // names are a few bytes: a loop costs less than compare's call
+      for (let i = 0; i < name.length; i++) if (data[at + i] !== name[i]) return false;
       at += name.length;
       const valueEnd = data[at] === quote ? stringEnd(data, at, end) : this.literalEnd(data, at, end);
       if (valueEnd < 0 || !this.value(c, data, at, valueEnd, out)) return false;
