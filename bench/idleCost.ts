@@ -26,10 +26,11 @@ function cpuSeconds(pid: number): number {
  * backends (its connection; the walsender too in logical capture) over `seconds` of no writes (from
  * /proc/<pid>/stat), then single-row probes written one at a
  * time with idle gaps between them, each measured source commit → target commit (track_commit_timestamp).
+ * `entry`: another build's bin/pgtunnel.js (bench/idle.ts's `--base`).
  */
-export async function idleCost(ctx: BenchContext, seconds: number, probes: number): Promise<IdleResult> {
+export async function idleCost(ctx: BenchContext, seconds: number, probes: number, entry?: string): Promise<IdleResult> {
   const dbs = await ctx.databases('bench_idle', 'CREATE TABLE bench_latency (id bigint PRIMARY KEY, payload text)');
-  const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bench_latency'));
+  const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'bench_latency'), ['run'], entry);
   try {
     await tunnel.ready(dbs.source, dbs.target, 'bench_latency', "INSERT INTO bench_latency VALUES (0, 'probe')");
     // every session of the producer, this database's only (inside `npm test` other files' tunnels have producer

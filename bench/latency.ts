@@ -15,10 +15,17 @@ export interface LatencyResult {
   max: number;
   /** sorted latencies in ms, for the plot */
   samples: number[];
+  /** each change's source commit (Unix ms) and latency, in commit order: what a slow change overlapped */
+  changes: { committedMs: number; ms: number }[];
 }
 
-/** Single-row insert transactions at a fixed rate from 4 connections. */
-export async function fixedRateLoad(url: string, rate: number, seconds: number): Promise<number> {
+/** One load transaction: the change numbered `id` (from 1). */
+export type LoadStatement = (client: pg.Client, id: number) => Promise<unknown>;
+
+const insertRow: LoadStatement = (client, id) => client.query("INSERT INTO bench_latency VALUES ($1, 'x')", [id]);
+
+/** Single-statement transactions at a fixed rate from 4 connections: single-row inserts unless `statement` says otherwise. */
+export async function fixedRateLoad(url: string, rate: number, seconds: number, statement: LoadStatement = insertRow): Promise<number> {
   const total = rate * seconds;
   let next = 0;
   const start = Date.now();
@@ -32,8 +39,7 @@ export async function fixedRateLoad(url: string, rate: number, seconds: number):
           await new Promise((r) => setTimeout(r, 1));
           continue;
         }
-        const id = ++next;
-        await client.query("INSERT INTO bench_latency VALUES ($1, 'x')", [id]);
+        await statement(client, ++next);
       }
     } finally {
       await client.end();
@@ -45,10 +51,16 @@ export async function fixedRateLoad(url: string, rate: number, seconds: number):
 
 export async function measure(source: string, target: string, count: number): Promise<LatencyResult> {
   await waitUntil('every row in the target', async () => Number((await sql<{ n: string }>(target, 'SELECT count(*) AS n FROM bench_latency'))[0]!.n) >= count, 120_000, 100);
-  const committed = await sql<{ id: string; ms: number }>(source, 'SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 * 1000 AS ms FROM bench_latency');
-  const applied = new Map((await sql<{ id: string; ms: number }>(target, 'SELECT id, extract(epoch FROM applied_at)::float8 * 1000 AS ms FROM bench_latency')).map((r) => [r.id, r.ms]));
-  const samples = committed.map((r) => applied.get(r.id)! - r.ms).sort((a, b) => a - b);
-  return { count: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99), max: samples.at(-1)!, samples };
+  return latencies(source, target);
+}
+
+/** Each row's source commit to its last write in the target (`where`: the rows that count), once every change arrived. */
+export async function latencies(source: string, target: string, where = 'true'): Promise<LatencyResult> {
+  const committed = await sql<{ id: string; ms: number }>(source, `SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 * 1000 AS ms FROM bench_latency WHERE ${where}`);
+  const applied = new Map((await sql<{ id: string; ms: number }>(target, `SELECT id, extract(epoch FROM applied_at)::float8 * 1000 AS ms FROM bench_latency WHERE ${where}`)).map((r) => [r.id, r.ms]));
+  const changes = committed.map((r) => ({ committedMs: r.ms, ms: applied.get(r.id)! - r.ms })).sort((a, b) => a.committedMs - b.committedMs);
+  const samples = changes.map((c) => c.ms).sort((a, b) => a - b);
+  return { count: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99), max: samples.at(-1)!, samples, changes };
 }
 
 /** PostgreSQL's own logical replication db1 → db2: the floor any tunnel is measured against. */

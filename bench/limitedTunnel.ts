@@ -1,7 +1,11 @@
 // The CLI with other heap caps for its side threads, for bench/memory.ts's same-run comparison of caps:
 // PGTUNNEL_BENCH_HEAP_LIMITS="producerOldMb/consumerOldMb/youngMb" (bench only, never read by the product).
-import { heapLimits } from '../src/pipeline/sideThread.js';
-import { main } from '../src/cli/main.js';
+import { capMainYoungGeneration } from '../src/cli/mainHeap.js';
+
+// as bin/pgtunnel.js does, before the CLI's modules load
+capMainYoungGeneration();
+const { heapLimits } = await import('../src/pipeline/sideThread.js');
+const { main } = await import('../src/cli/main.js');
 
 const spec = process.env.PGTUNNEL_BENCH_HEAP_LIMITS;
 if (spec) {

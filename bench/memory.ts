@@ -4,7 +4,7 @@
 // invocation: a snapshot of --rows rows, a bulk writer (100-row transactions) for --bulk seconds and, with
 // --backlog N, N changes captured while no tunnel ran. `base:` runs that variant with the build in --base (another
 // checkout with bench/limitedTunnel.ts compiled), for a same-run before/after; a variant ending `@one` runs both sides on
-// the main thread (threads: false). Every 0.5 s it samples /metrics: heap used, heap
+// the main thread (threads: false); `+flag` adds V8 flags to that variant's process (NODE_OPTIONS). Every 0.5 s it samples /metrics: heap used, heap
 // committed and external memory per thread; the peak RSS is the process's VmHWM. Not part of `npm run bench`.
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -35,14 +35,15 @@ class Peaks {
 
   async sample(port: number): Promise<void> {
     const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).catch(() => '');
-    for (const m of text.matchAll(/^pgtunnel_nodejs_(heap_size_used_bytes|heap_size_total_bytes|external_memory_bytes)\{thread="(\w+)"\} (\d+)/gm)) {
-      const key = `${m[2]} ${Peaks.series[m[1]!]}`;
+    // without worker threads the series carry no thread label: the main thread's
+    for (const m of text.matchAll(/^pgtunnel_nodejs_(heap_size_used_bytes|heap_size_total_bytes|external_memory_bytes)(?:\{thread="(\w+)"\})? (\d+)/gm)) {
+      const key = `${m[2] ?? 'main'} ${Peaks.series[m[1]!]}`;
       this.mb.set(key, Math.max(this.mb.get(key) ?? 0, Number(m[3]) / 2 ** 20));
     }
   }
 
   toString(): string {
-    return ['main', 'producer', 'consumer'].map((t) => `${t} ${['used', 'committed', 'external'].map((s) => (this.mb.get(`${t} ${s}`) ?? 0).toFixed(0)).join('/')}`).join(', ');
+    return ['main', 'producer', 'consumer'].filter((t) => this.mb.has(`${t} used`)).map((t) => `${t} ${['used', 'committed', 'external'].map((s) => (this.mb.get(`${t} ${s}`) ?? 0).toFixed(0)).join('/')}`).join(', ');
   }
 }
 
@@ -53,9 +54,12 @@ async function measured(dbs: { source: string; target: string }, variant: string
   const port = await freePort();
   // --flags: V8 flags of the whole process (the main thread's; the workers' caps come from resourceLimits)
   // `@one`: both sides on the main thread (config `threads: false`), one isolate instead of three
-  const limits = variant.replace(/^base:/, '').replace(/@one$/, '');
-  const one: Record<string, string> = variant.endsWith('@one') ? { PGTUNNEL_THREADS: 'false' } : {};
-  const env = ctx.tunnelEnv(dbs, 'employees', { PGTUNNEL_HTTP_PORT: String(port), ...one, ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(values.flags ? { NODE_OPTIONS: values.flags } : {}) });
+  // `+flag`: V8 flags of this variant's process, after --flags (e.g. `shipped@one+--max-semi-space-size=32`)
+  const [spec, ...own] = variant.split('+');
+  const limits = spec!.replace(/^base:/, '').replace(/@one$/, '');
+  const one: Record<string, string> = spec!.endsWith('@one') ? { PGTUNNEL_THREADS: 'false' } : {};
+  const flags = [values.flags, ...own].filter(Boolean).join(' ');
+  const env = ctx.tunnelEnv(dbs, 'employees', { PGTUNNEL_HTTP_PORT: String(port), ...one, ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(flags ? { NODE_OPTIONS: flags } : {}) });
   const start = Date.now();
   const tunnel = new BenchTunnel(env, ['run'], entryOf(variant));
   const peaks = new Peaks();

@@ -30,12 +30,14 @@ function testFiles(dir) {
 }
 
 // Files that restart or kill the shared stack, hold the < 1 s promise or other timing-sensitive waits (static
-// membership's session, failover's bound), or load the machine on their own (Airflow, the torture workload):
-// they run one at a time, alone. Every other file has its own databases, topics and groups, so two run at once.
+// membership's session, failover's bound), or load the machine on their own (Airflow): they run one at a time,
+// alone. Every other file has its own databases, topics and groups, so two run at once — torture and
+// transactionalChaos too: their waits are conditions with deadlines of a minute or more, and they kill only their
+// own tunnel's processes.
 const alone = [
-  'integration/chaos', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
+  'integration/chaos.', 'integration/airflow', 'integration/failover', 'integration/scaleOut', 'integration/streaming',
   'integration/craftedText', 'integration/dlq.', 'integration/fuzz',
-  'integration/torture', 'unit/redact', 'unit/wireFuzz', 'unit/configSecurity',
+  'unit/redact', 'unit/wireFuzz', 'unit/configSecurity', 'integration/pacedConsumer',
 ];
 const runsAlone = (f) => alone.some((a) => path.relative(path.join(root, 'dist/test'), f).startsWith(a));
 
@@ -44,9 +46,9 @@ const runsAlone = (f) => alone.some((a) => path.relative(path.join(root, 'dist/t
 // then the unit files, short ones that fill the end.
 const slowFirst = [
   'integration/bench', 'integration/faults', 'integration/crash', 'integration/registry', 'integration/avro',
-  'integration/dlqReplay', 'integration/logical.', 'integration/cli', 'integration/signals', 'integration/logicalExactlyOnce',
+  'integration/torture', 'integration/dlqReplay', 'integration/logical.', 'integration/cli', 'integration/signals', 'integration/logicalExactlyOnce',
   'integration/transportSecurity', 'integration/secrets', 'integration/schemaChanges', 'integration/runOnce',
-  'integration/verifyOracle', 'integration/hygiene', 'integration/transactionalTransfers', 'integration/logicalOnce',
+  'integration/verifyOracle', 'integration/transactionalChaos', 'integration/hygiene', 'integration/transactionalTransfers', 'integration/logicalOnce',
   'integration/captureSwitch', 'integration/appRoleMigrations', 'integration/guardrails', 'integration/debeziumInterop',
   'integration/dlqPolicies',
 ];

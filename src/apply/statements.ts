@@ -48,6 +48,8 @@ export class TableStatements {
   readonly deleteSql: string;
   readonly key: string[];
   private readonly table: string;
+  /** The target row `t` whose key equals key object `k`'s. */
+  private readonly match: string;
   private readonly writable: Set<string>;
   private readonly upserts = new LruCache<string, string>(upsertCacheSize);
   /** The staging table's columns: every writable one COPY can fill (a domain's NOT NULL, say, never reaches it). */
@@ -58,11 +60,11 @@ export class TableStatements {
     this.table = qualified(shape.schema, shape.name);
     this.writable = new Set(shape.columns.filter((c) => !shape.generated.includes(c)));
     this.stagedColumns = shape.columns.filter((c) => this.writable.has(c) && copyableColumns(shape.types, [c]));
-    const match = keyMatch(shape.key, 't', 'k');
+    const match = (this.match = keyMatch(shape.key, 't', 'k'));
     this.keysSql = `SELECT ${rowJson('t', shape.key)} AS k FROM ${this.table} t`;
     this.existingKeysSql = `SELECT ${rowJson('t', shape.key)} AS k
       FROM ${this.table} t JOIN json_populate_recordset(NULL::${this.table}, $1::json) k ON ${match}`;
-    this.deleteSql = `DELETE FROM ${this.table} t USING json_populate_recordset(NULL::${this.table}, $1::json) k WHERE ${match}`;
+    this.deleteSql = this.deleteOf(1);
   }
 
   /** Column → SQL type in the target. */
@@ -98,6 +100,15 @@ export class TableStatements {
   /** The upsert of rows carrying `columns` from JSON parameter `$param`, writing only when `gate` (SQL) holds: a CTE's part. */
   gatedUpsertSql(columns: string[], param: number, gate: string): string {
     return this.insertSql(columns, `json_to_recordset($${param}::json) AS r(${this.defs(columns)}) WHERE ${gate}`, true);
+  }
+
+  /** The delete of the keys in JSON parameter `$param` (key objects), only when `gate` (SQL) holds: a CTE's part. */
+  gatedDeleteSql(param: number, gate: string): string {
+    return `${this.deleteOf(param)} AND ${gate}`;
+  }
+
+  private deleteOf(param: number): string {
+    return `DELETE FROM ${this.table} t USING json_populate_recordset(NULL::${this.table}, $${param}::json) k WHERE ${this.match}`;
   }
 
   /** What the byte scanner needs: the target's columns in order, which are written, which COPY fills as text. */

@@ -92,6 +92,11 @@ export class TargetWriter {
     return this.byCopy ? this.copyPath.scan(records) : undefined;
   }
 
+  /** A set scanned by `scan` and applied: its line buffers serve the next sets. */
+  release(scanned: ScannedSet | undefined): void {
+    this.copyPath.release(scanned);
+  }
+
   /** Deferred records decoded (the general path reads their texts); the others as they are. */
   async undeferred(records: RawRecord[]): Promise<RawRecord[]> {
     if (!records.some((r) => r.deferred)) return records;
@@ -115,7 +120,7 @@ export class TargetWriter {
     return (scanned && (await this.applyAsOne(records, scanned))) || this.applySplitting(records, false, scanned);
   }
 
-  /** A small set of new rows as one statement (oneStatement.ts); undefined leaves it to the transaction below. */
+  /** A small set as one statement (oneStatement.ts); undefined leaves it to the transaction below. */
   private async applyAsOne(records: RawRecord[], scanned: ScannedSet): Promise<ApplyResult | undefined> {
     const startedAt = performance.now();
     let outcome: SetOutcome | undefined;
@@ -133,7 +138,7 @@ export class TargetWriter {
     this.report(outcome);
     // the statement carries its commit: apply is the whole round trip
     telemetry.stages({ decode, apply: performance.now() - startedAt, commit: 0 });
-    return { applied: records.length, deadLettered: 0, skipped: 0 };
+    return { applied: appliedCount(outcome), deadLettered: 0, skipped: 0 };
   }
 
   private async applySplitting(records: RawRecord[], typesFollowed: boolean, scanned?: ScannedSet): Promise<ApplyResult> {
@@ -252,7 +257,7 @@ export class TargetWriter {
       const now = performance.now();
       telemetry.stages({ decode: timing.before + timing.decode, apply: timing.writtenAt - timing.startedAt - timing.decode, commit: now - timing.writtenAt });
       return {
-        applied: [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0),
+        applied: appliedCount(outcome),
         deadLettered: outcome.letters.length,
         skipped: records.length - outcome.fresh,
       };
@@ -313,3 +318,8 @@ function isRecordLevel(err: unknown): boolean {
   return decide(err) === 'dead-letter';
 }
 
+
+/** The records of a set that took effect (a tombstone does not). */
+function appliedCount(outcome: SetOutcome): number {
+  return [...outcome.counts.values()].reduce((n, c) => n + c.applied, 0);
+}

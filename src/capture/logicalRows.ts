@@ -21,6 +21,25 @@ const typeKey = (c: RelationColumn) => `${c.typeOid}/${c.typeMod}`;
 /** json and jsonb: their text is read back as json, never through json_populate_record (a JSON null is not SQL NULL). */
 const jsonTypes = new Set([114, 3802]);
 
+/** A value's JSON as row_to_json writes it, from its text; undefined when that is not provably a function of the text alone. */
+type LocalJson = (text: string) => string | undefined;
+const jsonString: LocalJson = (text) => JSON.stringify(text);
+/** row_to_json writes a number as its text when the text is a JSON number; NaN and ±Infinity go to the source. */
+const jsonNumber: LocalJson = (text) => (/^-?(0|[1-9][0-9]*)(\.[0-9]+)?$/.test(text) ? text : undefined);
+/**
+ * Types whose row_to_json output is a fixed function of their text output, whatever the session's settings
+ * (the property test logicalRowsLocal.test compares them byte for byte with the source's row_to_json).
+ * Floats (extra_float_digits), times (DateStyle, TimeZone, IntervalStyle), bytea, money, arrays, enums,
+ * domains and composites (their oids are not these) are read by the source as before.
+ */
+const localTypes = new Map<number, LocalJson>([
+  [16, (text) => (text === 't' ? 'true' : text === 'f' ? 'false' : undefined)],
+  [20, jsonNumber], [21, jsonNumber], [23, jsonNumber], [1700, jsonNumber],
+  [19, jsonString], [25, jsonString], [26, jsonString], [1042, jsonString], [1043, jsonString], [2950, jsonString],
+  // row_to_json writes a date as ISO: the text is that only under DateStyle ISO, and BC and infinities differ
+  [1082, (text) => (/^[0-9]{4,}-[0-9]{2}-[0-9]{2}$/.test(text) ? JSON.stringify(text.trim()) : undefined)],
+]);
+
 /**
  * Turns pgoutput's text values into exactly the row text trigger capture publishes: the source itself
  * reads each value with its column type's input function (json_to_record) and writes it with
@@ -29,6 +48,8 @@ const jsonTypes = new Set([114, 3802]);
  * DROP, RENAME or ALTER TYPE still reads as it was written (the schema change path, issue 22 item 6).
  * Rows are grouped by the columns they carry: an unchanged TOASTed column is left out of the row, so
  * the target keeps its value (apply writes only the columns a row carries).
+ * A change whose carried columns are all of `localTypes` is written here instead, as row_to_json would
+ * write it: no round trip to the source on the page's path.
  */
 export class LogicalRows {
   private readonly sql = new Map<string, string>();
@@ -42,19 +63,44 @@ export class LogicalRows {
     private readonly salt: string,
   ) {}
 
-  /** The captured columns a tuple carries, and the JSON object of their text (json values embedded). */
-  private carried(change: LogicalChange): { columns: RelationColumn[]; object: string } {
+  /** The captured columns a tuple carries, with their values (text or SQL NULL). */
+  private carried(change: LogicalChange): { columns: RelationColumn[]; values: (string | null)[] } {
     const columns: RelationColumn[] = [];
-    const members: string[] = [];
+    const values: (string | null)[] = [];
     change.relation.columns.forEach((col, i) => {
       const v = change.values[i];
       if (v === undefined || (v !== null && typeof v === 'object') || this.excluded.has(col.name)) return;
       // a key-only image (delete, replica identity default) carries NULL for the others: not their value
       if (v === null && change.action === 'DELETE' && !col.isKey && change.relation.replicaIdentity !== 'f') return;
       columns.push(col);
-      members.push(`${JSON.stringify(col.name)}:${v === null ? 'null' : JSON.stringify(v)}`);
+      values.push(v);
     });
-    return { columns, object: `{${members.join(',')}}` };
+    return { columns, values };
+  }
+
+  /**
+   * The row and key text built here when every carried column's JSON is its text's (localTypes): no round
+   * trip to the source. Undefined when one is not, or is masked (the source hashes it), or a key column is missing.
+   */
+  private local(columns: RelationColumn[], values: (string | null)[]): { row: string; key: string } | undefined {
+    if (columns.length === 0) return undefined;
+    const members: string[] = [];
+    const byName = new Map<string, string>();
+    for (const [i, col] of columns.entries()) {
+      const v = values[i]!;
+      const json = v === null ? 'null' : jsonTypes.has(col.typeOid) ? JSON.stringify(v) : localTypes.get(col.typeOid)?.(v);
+      if (json === undefined || this.masked.has(col.name)) return undefined;
+      // a json key would be embedded, not quoted: the source writes it
+      if (!jsonTypes.has(col.typeOid)) byName.set(col.name, json);
+      members.push(`${JSON.stringify(col.name)}:${json}`);
+    }
+    const key: string[] = [];
+    for (const name of this.key) {
+      const json = byName.get(name);
+      if (json === undefined) return undefined;
+      key.push(`${JSON.stringify(name)}:${json}`);
+    }
+    return { row: `{${members.join(',')}}`, key: `{${key.join(',')}}` };
   }
 
   /** Reads the names of types not seen yet (a DDL brings new ones); a type dropped since reads as text. */
@@ -95,13 +141,19 @@ export class LogicalRows {
     const groups = new Map<string, { sql: string; at: number[]; objects: string[] }>();
     for (const [i, change] of changes.entries()) {
       if (change.action === 'TRUNCATE') continue;
-      const { columns, object } = this.carried(change);
+      const { columns, values } = this.carried(change);
+      const local = this.local(columns, values);
+      if (local) {
+        out[i]!.row = local.row;
+        out[i]!.key = local.key;
+        continue;
+      }
       await this.useTypes(client, columns);
       const { id, sql } = this.statement(columns);
       let g = groups.get(id);
       if (!g) groups.set(id, (g = { sql, at: [], objects: [] }));
       g.at.push(i);
-      g.objects.push(object);
+      g.objects.push(`{${columns.map((c, j) => `${JSON.stringify(c.name)}:${values[j] === null ? 'null' : JSON.stringify(values[j])}`).join(',')}}`);
     }
     for (const g of groups.values()) {
       const { rows } = await client.query<{ row: string; key: string }>(g.sql, [`[${g.objects.join(',')}]`, this.salt]);

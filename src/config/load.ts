@@ -70,6 +70,8 @@ export interface TunnelConfig {
   changeTableWarnRows: number;
   changeTableWarnSeconds: number;
   exactlyOnce: boolean;
+  /** The producer's record-batch compression. */
+  kafkaCompression: 'lz4' | 'none';
   transactionMetadata: boolean;
   /** per-partition: each polled set in one target transaction; transactional: each source transaction whole, in order. */
   apply: 'per-partition' | 'transactional';
@@ -187,6 +189,7 @@ function envConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PGTUNNEL_CAPTURE) out.capture = env.PGTUNNEL_CAPTURE;
   if (env.PGTUNNEL_THREADS) out.threads = /^auto$/i.test(env.PGTUNNEL_THREADS) ? 'auto' : !/^(0|false|no|off)$/i.test(env.PGTUNNEL_THREADS);
   if (env.PGTUNNEL_EXACTLY_ONCE) out.exactlyOnce = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_EXACTLY_ONCE);
+  if (env.PGTUNNEL_KAFKA_COMPRESSION) out.kafkaCompression = env.PGTUNNEL_KAFKA_COMPRESSION;
   if (env.PGTUNNEL_APPLY) out.apply = env.PGTUNNEL_APPLY;
   if (env.PGTUNNEL_TRANSACTION_METADATA) out.transactionMetadata = !/^(0|false|no|off)$/i.test(env.PGTUNNEL_TRANSACTION_METADATA);
   if (env.PGTUNNEL_HTTP_TOKEN) out.httpToken = env.PGTUNNEL_HTTP_TOKEN;
@@ -350,6 +353,7 @@ export function loadConfig(options: LoadOptions = {}): TunnelConfig {
     changeTableWarnSeconds: merged.changeTableWarnSeconds ?? 300,
     // a transaction published twice (at-least-once after a crash) would be applied twice, out of order
     exactlyOnce: merged.exactlyOnce ?? merged.apply === 'transactional',
+    kafkaCompression: merged.kafkaCompression ?? 'lz4',
     // transactional apply knows a transaction is complete from the metadata: on with it
     transactionMetadata: merged.transactionMetadata ?? merged.apply === 'transactional',
     apply: merged.apply ?? 'per-partition',

@@ -135,6 +135,8 @@ export const fileSchema = z
     changeTableWarnSeconds: z.number().int().min(1).optional(),
     /** Each batch and its position commit in one Kafka transaction (no envelope published twice). */
     exactlyOnce: z.boolean().optional(),
+    /** How the producer compresses its record batches: lz4 (default) or none. */
+    kafkaCompression: z.enum(['lz4', 'none']).optional(),
     /** Debezium's transaction metadata: BEGIN/END on `<prefix>.transaction`, a `transaction` block in each envelope. */
     transactionMetadata: z.boolean().optional(),
     /** How the consumer applies: per polled set of partitions (default), or whole source transactions in commit order. */

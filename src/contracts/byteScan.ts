@@ -271,6 +271,11 @@ export class CopyOut {
     this.length += this.buf.write(s, this.length);
   }
 
+  /** Empty again, its buffer kept for the next set's lines. */
+  clear(): void {
+    this.length = 0;
+  }
+
   /** The text written so far (a view, valid until the next write). */
   view(): Buffer {
     return this.buf.subarray(0, this.length);

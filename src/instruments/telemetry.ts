@@ -69,11 +69,12 @@ export interface ChangeTableSize {
 
 /**
  * The stages of a change, each timed so a slow change is attributed without debug logs: the producer's
- * poll (waiting in the source for a commit), read (a page or chunk from the source), publish (until Kafka
- * acknowledged it), checkpoint (the source state saved); the consumer's queue (fetched until taken),
- * decode (bytes to rows or COPY lines), apply (the writes in the target transaction), commit.
+ * poll (waiting in the source for a commit), wait (logical capture: the page's oldest change from its source
+ * commit until its page is formed), read (a page or chunk from the source), publish (until Kafka
+ * acknowledged it), checkpoint (the source state saved); the consumer's queue (fetched until taken), decode
+ * (bytes to rows or COPY lines), apply (the writes in the target transaction), commit.
  */
-export const stages = ['poll', 'read', 'publish', 'checkpoint', 'queue', 'decode', 'apply', 'commit'] as const;
+export const stages = ['poll', 'wait', 'read', 'publish', 'checkpoint', 'queue', 'decode', 'apply', 'commit'] as const;
 export type Stage = (typeof stages)[number];
 
 export type TelemetryChannel = keyof TelemetryEvents;

@@ -1,4 +1,5 @@
-import { Consumer, stringDeserializer, type Message, type MessagesStream } from '../transport/kafkaLib.js';
+import { stringDeserializer, type Message, type MessagesStream } from '../transport/kafkaLib.js';
+import { PacedConsumer } from '../transport/pacedConsumer.js';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
@@ -15,7 +16,7 @@ import type { Health } from '../instruments/health.js';
 import { failpoint } from './failpoints.js';
 import { retryOrStop } from './consumerRetry.js';
 import { GroupOffsets, type Committable } from './groupOffsets.js';
-import { compactSet, type FetchedBytes } from '../transport/setBytes.js';
+import { compactSet, SetBuffers, setBytesOf, type FetchedBytes } from '../transport/setBytes.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { Backoff } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
@@ -43,6 +44,8 @@ interface PreparedSet {
   count: number;
   records: RawRecord[];
   scanned: ScannedSet | undefined;
+  /** The buffer its records are views of, given back once the set is written. */
+  bytes: Buffer;
 }
 
 function lastPerPartition(messages: StringMessage[]): Committable[] {
@@ -77,9 +80,9 @@ export const maxSetBytes = 4 * 1024 * 1024;
  */
 export const maxFetchBytes = 2 * 1024 * 1024;
 
-/** What the consumer asks of each fetch: committed offsets, half a second's wait, at most `maxFetchBytes`. */
+/** What the consumer asks of each fetch: committed offsets, at most `maxFetchBytes` (the wait is PacedConsumer's). */
 export function fetchOptions(topics: string[]) {
-  return { topics, mode: 'committed' as const, fallbackMode: 'earliest' as const, maxWaitTime: 500, maxBytes: maxFetchBytes };
+  return { topics, mode: 'committed' as const, fallbackMode: 'earliest' as const, maxBytes: maxFetchBytes };
 }
 
 /** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
@@ -166,7 +169,7 @@ export class ApplyConsumer {
     const dlq = new DeadLetterWriter(this.deadLetters);
     while (!signal.aborted) {
       let target: pg.Client | undefined;
-      let consumer: Consumer<Buffer, Buffer, string, string> | undefined;
+      let consumer: PacedConsumer | undefined;
       let stream: MessagesStream<Buffer, Buffer, string, string> | undefined;
       const offsets = new GroupOffsets(this.log);
       try {
@@ -178,7 +181,7 @@ export class ApplyConsumer {
           if (!counts.has(topic)) counts.set(topic, (await consumer!.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? 1);
           return counts.get(topic)!;
         };
-        consumer = new Consumer({
+        consumer = new PacedConsumer({
           clientId: this.clientId,
           ...kafkaClientOptions(this.config),
           groupId: this.config.groupId,
@@ -231,16 +234,19 @@ export class ApplyConsumer {
     const taking = AbortSignal.any([signal, failed.signal]);
     let writing: Promise<void> = Promise.resolve();
     let writeError: unknown;
+    const buffers = new SetBuffers(maxSetBytes);
     try {
       for (;;) {
         if (!sets.holds(this.config.batchSize)) await writing;
         if (writeError !== undefined) break;
         const set = await sets.take(taking);
         if (!set) break;
-        const prepared = await this.prepare(set, writer);
+        const prepared = await this.prepare(set, writer, buffers);
         await writing;
         if (writeError !== undefined) break;
         writing = this.applySet(prepared, writer, offsets).then(() => {
+          // written and committed: nothing reads its records any more (dead letters are in Kafka, parked keys in the target)
+          buffers.give(prepared.bytes);
           this.health.set('consumer', 'ok');
           backoff.reset();
         }, (err: unknown) => {
@@ -255,20 +261,22 @@ export class ApplyConsumer {
   }
 
   /** The decode stage: records read (Avro deferred), and the byte path's scan; the general path's decode when it is not taken. */
-  private async prepare(set: PolledSet<StringMessage>, writer: TargetWriter): Promise<PreparedSet> {
+  private async prepare(set: PolledSet<StringMessage>, writer: TargetWriter, buffers: SetBuffers): Promise<PreparedSet> {
     const decodeAt = performance.now();
-    const read = compactSet(set.messages).map((m) => this.record(m));
+    const bytes = buffers.take(setBytesOf(set.messages));
+    const read = compactSet(set.messages, bytes).map((m) => this.record(m));
     let records = read.some((r) => r instanceof Promise) ? await Promise.all(read) : (read as RawRecord[]);
     const scanned = writer.scan(records);
     if (!scanned) records = await writer.undeferred(records);
     writer.noteDecoded(performance.now() - decodeAt);
-    return { set: { messages: lastPerPartition(set.messages), arrivedAt: set.arrivedAt }, count: set.messages.length, records, scanned };
+    return { set: { messages: lastPerPartition(set.messages), arrivedAt: set.arrivedAt }, count: set.messages.length, records, scanned, bytes };
   }
 
   private async applySet({ set: { messages: set, arrivedAt }, count, records, scanned }: PreparedSet, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {
     const takenAt = Date.now();
     telemetry.stages({ queue: takenAt - arrivedAt });
     const result = await writer.apply(records, scanned);
+    writer.release(scanned);
     failpoint('apply.after-commit');
     if (result.deadLettered > 0) this.log.warn({ count: result.deadLettered }, 'changes sent to the dead-letter topic (pgtunnel dlq list)');
     if (result.skipped > 0) this.log.info({ skipped: result.skipped }, 'skipped records the target already had');

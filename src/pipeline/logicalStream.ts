@@ -5,6 +5,7 @@ import type { Relation, TupleValue } from '../capture/pgoutput.js';
 import type { MessageFeed, QueuedMessage } from '../capture/replicationStream.js';
 import type { Logger } from '../instruments/log.js';
 import { tableId } from '../names.js';
+import { telemetry } from '../instruments/telemetry.js';
 import { switchMessagePrefix } from '../capture/captureSwitch.js';
 import type { CaptureState } from '../capture/stateStore.js';
 import { onePart, type PublishStep } from './publishStep.js';
@@ -186,6 +187,9 @@ export class LogicalStream {
   private async publish(client: pg.Client, stream: MessageFeed, stored: CaptureState, state: CaptureState): Promise<CaptureState> {
     const changes = this.pending;
     this.pending = [];
+    const readAt = performance.now();
+    // the source commit (its clock, this host's in the bench) until the page formed: walsender, our take, the page before
+    if (telemetry.timingStages) telemetry.stages({ wait: Date.now() - changes[0]!.commitTimeMs });
     const complete = this.complete;
     // a page that ends inside a transaction: the slot can only confirm up to the commit before it, so the
     // position record also says how much of the open one Kafka has (a resume skips that much of it)
@@ -201,6 +205,7 @@ export class LogicalStream {
       records: onePart({ changes: rows }),
       after: () => ({ ...state, lsn: complete.toString(), lsnInTransaction: open }),
       pageSize: changes.length,
+      readMs: performance.now() - readAt,
       checkpoint: () => this.acknowledge(stream, complete, open && { finalLsn: BigInt(open.finalLsn), messages: open.messages }),
     }, stored);
     if (this.log.isLevelEnabled('debug')) this.log.debug({ table: tableId(this.table), count: changes.length, lsn: complete.toString() }, 'logical page published');

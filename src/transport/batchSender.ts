@@ -9,6 +9,37 @@ export interface PartitionRecords {
   records: RecordBytes[];
 }
 
+/**
+ * A bound on produce sends unacknowledged at once, shared by every sender of the isolate (every table's
+ * producer, exactly-once ones and the dead letters' too): each send holds its encoded batches until the
+ * broker acknowledges them, so with many tables the bytes in flight stay two sends' worth instead of
+ * growing with the tables. First come, first served: a table waits only until any send is acknowledged.
+ */
+export class SendWindow {
+  private held = 0;
+  /** The most sends ever unacknowledged at once (what tests read). */
+  peak = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly size: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.held < this.size) this.held++;
+    // a release hands its place straight to the first waiter: `held` stays as it was
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.peak = Math.max(this.peak, this.held);
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.held--;
+  }
+}
+
+/** At most two produce sends unacknowledged in this isolate (issue 21 item 5): one on the wire while the next is built. */
+export const sendWindow = new SendWindow(2);
+
 /** Sequences wrap from Int32 max to 0, as the broker expects. */
 const sequenceWrap = 2 ** 31;
 const lostSession = 'lost';
@@ -57,6 +88,7 @@ export class BatchSender {
    * partition's batches in order; the acknowledgements are awaited outside the turn. Sequences advance
    * before the send: a failed request leaves a gap the broker refuses (OUT_OF_ORDER_SEQUENCE), so after a
    * failure the next send starts a new producer session (idempotent) or the caller aborts (transactional).
+   * Each send holds a place in `sendWindow` from before its batches are encoded until they are acknowledged.
    */
   async send(parts: PartitionRecords[], transaction?: OpenTransaction): Promise<void> {
     try {
@@ -75,8 +107,11 @@ export class BatchSender {
     let release!: () => void;
     this.turn = new Promise((resolve) => (release = resolve));
     let acks: Promise<unknown>[];
+    let placed = false;
     try {
       await previous;
+      await sendWindow.acquire();
+      placed = true;
       const { metadata, topics, batches } = await this.prepare(parts, transaction);
       const queued: Promise<void>[] = [];
       acks = [...byLeader(metadata, batches).values()].map((group) => {
@@ -88,6 +123,7 @@ export class BatchSender {
       });
       await Promise.all(queued);
     } catch (err) {
+      if (placed) sendWindow.release();
       this.lost(transaction);
       throw err;
     } finally {
@@ -98,6 +134,8 @@ export class BatchSender {
     } catch (err) {
       this.lost(transaction);
       throw err;
+    } finally {
+      sendWindow.release();
     }
   }
 

@@ -5,7 +5,7 @@ import type { TableConfig } from '../../src/config/load.js';
 import { applySession } from '../../src/apply/session.js';
 import { TableStatements } from '../../src/apply/statements.js';
 import { TargetWriter, type TableApply } from '../../src/apply/targetWriter.js';
-import { snapshotRowToMessage, type TableRef } from '../../src/contracts/envelope.js';
+import { changeToMessages, snapshotRowToMessage, type TableRef } from '../../src/contracts/envelope.js';
 import { createLogger } from '../../src/instruments/log.js';
 import { connect } from '../../src/pg.js';
 import { dlqTopicOf } from '../../src/names.js';
@@ -22,13 +22,25 @@ export function row(id: number, suffix = ''): Record<string, unknown> {
   return { id, name: `${names[id % names.length]}${suffix}`, doc: id % 3 === 0 ? null : JSON.stringify({ a: id, s: 'x\ty' }), price: id % 5 === 0 ? null : `${id}.25`, at: '2024-02-29T12:34:56.789+00:00', raw: `\\x${id.toString(16).padStart(4, '0')}`, made: id };
 }
 
-/** A row as row_to_json writes it: jsonb as its text in a JSON string (the capture's form), numbers bare. */
-function rowText(r: Record<string, unknown>): string {
-  return `{"id":${r.id},"name":${JSON.stringify(r.name)},"doc":${r.doc === null ? 'null' : JSON.stringify(r.doc)},"price":${r.price ?? 'null'},"at":${JSON.stringify(r.at)},"raw":${JSON.stringify(r.raw)},"made":${r.made},"twice":null}`;
+/**
+ * A row as row_to_json writes it: jsonb as its text in a JSON string (the capture's form), numbers bare;
+ * `omit`: columns left out, as logical capture leaves out a TOASTed value an update did not change.
+ */
+function rowText(r: Record<string, unknown>, omit: string[] = []): string {
+  const members: [string, string][] = [['id', `${r.id}`], ['name', JSON.stringify(r.name)], ['doc', r.doc === null ? 'null' : JSON.stringify(r.doc)], ['price', `${r.price ?? 'null'}`],
+    ['at', JSON.stringify(r.at)], ['raw', JSON.stringify(r.raw)], ['made', `${r.made}`], ['twice', 'null']];
+  return `{${members.filter(([c]) => !omit.includes(c)).map(([c, v]) => `"${c}":${v}`).join(',')}}`;
+}
+
+/** A streamed change of the things table: its op, its row (a delete's old row), the columns its row leaves out. */
+export interface ThingChange {
+  op: 'c' | 'u' | 'd';
+  row: Record<string, unknown>;
+  omit?: string[];
 }
 
 /** A target with the things table, a byte-path writer onto it (counting its write attempts) and records as the producer writes them. */
-export async function copyWriter(t: TestContext, orderPolicy: 'park' | 'continue' = 'park') {
+export async function copyWriter(t: TestContext, orderPolicy: 'park' | 'continue' = 'park', byCopy = true) {
   const db = await tunnelDatabases(t, { createTables: false });
   await query(db.targetUrl, ddl);
   const target = await connect(db.targetUrl, 'target', 'pgtunnel copyPath test');
@@ -42,18 +54,30 @@ export async function copyWriter(t: TestContext, orderPolicy: 'park' | 'continue
   const shape = await describeTable(target, { schema: 'public', name: 'things', key: ['id'] } as TableConfig, 'target');
   const table: TableApply = { table: 'public.things', statements: new TableStatements(shape), rules: [], onMissingKey: 'upsert', orderPolicy };
   const attempts = { n: 0 };
-  const writer = new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer), () => void attempts.n++, true);
+  const writer = new TargetWriter(target, new Map([[topic, table]]), async () => 1, new DeadLetterWriter(producer), () => void attempts.n++, byCopy);
   const ref: TableRef = { db: 'db1', schema: 'public', name: 'things', key: ['id'], topic, topicPrefix: db.topicPrefix };
-  let offset = 0;
+  /** Each partition's next offset. */
+  const next = new Map<number, number>();
+  const take = (partition: number) => {
+    const at = next.get(partition) ?? 0;
+    next.set(partition, at + 1);
+    return BigInt(at);
+  };
   /** The rows as records at the next offsets (or from offset `from`: a redelivery). */
-  const records = (rows: Record<string, unknown>[], from?: number): RawRecord[] => rows.map((r) => {
-    if (from !== undefined) offset = from++;
-    const m = snapshotRowToMessage(ref, { row: rowText(r), key: `{"id":${r.id}}` }, 1, Date.now());
-    return { topic, partition: 0, offset: BigInt(offset++), key: m.key, value: m.value, valueBytes: Buffer.from(m.value!) };
+  const records = (rows: Record<string, unknown>[], from?: number): RawRecord[] => {
+    if (from !== undefined) next.set(0, from);
+    return rows.map((r) => {
+      const m = snapshotRowToMessage(ref, { row: rowText(r), key: `{"id":${r.id}}` }, 1, Date.now());
+      return { topic, partition: 0, offset: take(0), key: m.key, value: m.value, valueBytes: Buffer.from(m.value!) };
+    });
+  };
+  /** Changes as the producer writes them (a delete followed by its tombstone), at partition `partition`'s next offsets. */
+  const changes = (list: ThingChange[], partition = 0): RawRecord[] => list.flatMap(({ op, row: r, omit }) => {
+    const change = { changeId: 1, action: op, txid: '1', capturedMs: Date.now(), row: rowText(r, omit), key: `{"id":${r.id}}`, schemaVersion: 1 };
+    return changeToMessages(ref, change, op, Date.now()).map((m) => ({ topic, partition, offset: take(partition), key: m.key, value: m.value, valueBytes: m.value === undefined ? undefined : Buffer.from(m.value) }));
   });
-  return { db, target, writer, records, attempts, topic };
+  return { db, target, writer, records, changes, attempts, topic };
 }
-
 
 /** The things rows as the target holds them, in text. */
 export async function storedThings(targetUrl: string): Promise<Record<string, unknown>[]> {

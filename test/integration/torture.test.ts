@@ -28,7 +28,7 @@ async function torture(t: TestContext, capture: Capture, past: number): Promise<
   await query(db.targetUrl, tortureDdl);
   await installWriteLog(db.targetUrl, 'torture', 'id', 'version');
   const env = { ...db.env, PGTUNNEL_TABLES: 'torture', PGTUNNEL_BATCH_SIZE: '500', PGTUNNEL_CAPTURE: capture };
-  // where the file's time goes (it runs alone in npm test): each phase's seconds in one diagnostic
+  // where the file's time goes: each phase's seconds in one diagnostic
   const phases: string[] = [];
   let phaseStart = Date.now();
   const phase = (name: string) => {

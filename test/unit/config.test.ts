@@ -32,6 +32,15 @@ test('threads: false (the file or PGTUNNEL_THREADS) keeps both sides on the main
   assert.throws(() => loadConfig({ cwd: dir, env: {} }), /threads/, 'anything else is refused, naming the setting');
 });
 
+test('kafkaCompression: lz4 unless the file or PGTUNNEL_KAFKA_COMPRESSION says none', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
+  assert.equal(loadConfig({ cwd: dir, env: {} }).kafkaCompression, 'lz4');
+  writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'kafkaCompression: none\n');
+  assert.equal(loadConfig({ cwd: dir, env: {} }).kafkaCompression, 'none');
+  assert.equal(loadConfig({ cwd: dir, env: { PGTUNNEL_KAFKA_COMPRESSION: 'lz4' } }).kafkaCompression, 'lz4', 'the environment overrides the file');
+  assert.throws(() => loadConfig({ cwd: dir, env: { PGTUNNEL_KAFKA_COMPRESSION: 'zstd' } }), /kafkaCompression/, 'a codec the producer does not write is refused, naming the setting');
+});
+
 test('environment variables name real services and override the file', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'cfg-'));
   writeFileSync(path.join(dir, 'pgtunnel.yaml'), 'partitions: 6\ntables: [employees]\n');

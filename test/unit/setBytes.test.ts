@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compactSet } from '../../src/transport/setBytes.js';
+import { compactSet, SetBuffers, setBytesOf } from '../../src/transport/setBytes.js';
 import { jsonRecord } from '../../src/pipeline/applyConsumer.js';
 
 /** Two records as the client hands them: views of one fetch response. */
@@ -40,4 +40,32 @@ test('a JSON record makes its value text only when asked, and a spread copy carr
   assert.equal(copy.value, '{"op":"c"}');
   assert.equal(record.value, '{"op":"c"}');
   assert.equal(jsonRecord({ topic: 't', partition: 0, offset: 1n, key: undefined, value: undefined }).value, undefined);
+});
+
+test('set buffers: one per set in use, given back ones reused, and a later set shows none of an earlier set\'s bytes', () => {
+  const buffers = new SetBuffers(64);
+  const set = (...values: (string | undefined)[]) => values.map((v, i) => ({ topic: 't', partition: 0, offset: BigInt(i), key: Buffer.from(`k${i}`), value: v === undefined ? undefined : Buffer.from(v) }));
+  const first = set('a long value of the first set', 'another one');
+  const firstBytes = buffers.take(setBytesOf(first));
+  const written = compactSet(first, firstBytes);
+  // the next set decoded while the first is written: its own buffer, the first's records intact
+  const second = set('two');
+  const secondBytes = buffers.take(setBytesOf(second));
+  assert.notEqual(secondBytes, firstBytes);
+  compactSet(second, secondBytes);
+  assert.deepEqual(written.map((m) => m.value?.toString()), ['a long value of the first set', 'another one']);
+
+  buffers.give(firstBytes);
+  buffers.give(firstBytes); // given back twice: still one place, never handed to two sets
+  const third = set('3', undefined, '');
+  const reused = buffers.take(setBytesOf(third));
+  assert.equal(reused, firstBytes, 'the first set\'s buffer serves a later set');
+  assert.notEqual(buffers.take(8), firstBytes, 'a buffer given back twice is handed out once');
+  const records = compactSet(third, reused);
+  assert.deepEqual(records.map((m) => [m.key?.toString(), m.value?.toString()]), [['k0', '3'], ['k1', undefined], ['k2', '']], 'exactly this set\'s bytes, nothing of the first set\'s');
+
+  const big = buffers.take(65);
+  assert.equal(big.length, 65, 'a set larger than the buffers (one big record) gets its own');
+  buffers.give(big);
+  assert.notEqual(buffers.take(10), big, 'and it is not kept');
 });
