@@ -5,20 +5,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ColumnType } from '../src/contracts/columnKinds.js';
-import type { SchemaRegistryClient } from '../src/contracts/codec.js';
-import type { SchemaType } from '../src/contracts/registry.js';
-
-class MemoryRegistry implements SchemaRegistryClient {
-  private readonly schemas: { schema: string; schemaType: SchemaType }[] = [];
-  async register(_subject: string, schema: string, schemaType: SchemaType): Promise<number> {
-    const i = this.schemas.findIndex((s) => s.schema === schema);
-    if (i >= 0) return i + 1;
-    return this.schemas.push({ schema, schemaType });
-  }
-  async schemaById(id: number) {
-    return this.schemas[id - 1]!;
-  }
-}
+import { MemoryRegistry } from './memoryRegistry.js';
 
 const col = (name: string, kind: ColumnType['kind'], pgType: string, nullable = true): ColumnType => ({ name, kind, nullable, dims: 0, pgType });
 const columns = [col('emp_id', 'int', 'integer', false), col('first_name', 'string', 'character varying(100)'), col('last_name', 'string', 'character varying(100)'), col('dob', 'date', 'date'), col('city', 'string', 'character varying(100)'), col('salary', 'int', 'integer')];
@@ -39,9 +26,8 @@ type Build = { label: string; encode: (r: { row: string; key: string }) => any; 
 
 async function build(label: string, dist: string, format: 'avro' | 'json' = 'avro'): Promise<Build> {
   const load = (p: string) => import(pathToFileURL(path.resolve(dist, p)).href);
-  // a baseline built before the rooms were reordered has the envelope in transport/
-  const [{ TableEncoder }, { RecordDecoder }, { snapshotRowToMessage, decodeEnvelope }, avroEnvelope] = await Promise.all([
-    load('src/contracts/codec.js'), load('src/contracts/recordDecoder.js'), load('src/contracts/envelope.js').catch(() => load('src/transport/envelope.js')), load('src/contracts/avroEnvelope.js').catch(() => undefined),
+  const [{ TableEncoder }, { RecordDecoder }, { snapshotRowToMessage, decodeEnvelope, keyedEnvelope }] = await Promise.all([
+    load('src/contracts/codec.js'), load('src/contracts/recordDecoder.js'), load('src/contracts/envelope.js'),
   ]);
   const registry = new MemoryRegistry();
   const encoder = new TableEncoder(format, table.topic, registry);
@@ -56,11 +42,11 @@ async function build(label: string, dist: string, format: 'avro' | 'json' = 'avr
       return format === 'json' ? { keyBytes: Buffer.from(m.key), value: Buffer.from(m.value) } : m;
     },
     decode: async (m) => {
-      const d = await decoder.decode(m.keyBytes, m.value);
+      const d = await decoder.decode(table.topic, m.keyBytes, m.value);
       if ('poison' in d) throw new Error(d.poison);
       return d;
     },
-    envelope: (d) => (d.decoded ? avroEnvelope.keyedEnvelope(d.decoded, ['emp_id']) : decodeEnvelope(d.key, d.value, ['emp_id'])),
+    envelope: (d) => (d.decoded ? keyedEnvelope(d.decoded, ['emp_id']) : decodeEnvelope(d.key, d.value, ['emp_id'])),
     ns: { encode: 0, decode: 0, envelope: 0 },
   };
 }

@@ -1,9 +1,10 @@
 // node dist/bench/tunnelProfile.js [--phase snapshot|backlog] [--rows 200000] [--rounds 1] [--variant 'name:ENV=v,ENV2=w']
-//   [--variant 'name:bin=/other/build/bin/pgtunnel.js'] [--cpu-prof dir]
+//   [--variant 'name:bin=/other/build/bin/pgtunnel.js'] [--variant 'name:format=avro'] [--cpu-prof dir]
 // The whole tunnel (`pgtunnel run`, both threads) over a snapshot or a backlog, profiled from outside: CPU-seconds
 // per thread (/proc/<pid>/task), of the source and target backends and of the broker, and the topic's end offsets
 // against the target's applied offsets over time, so the side that limits shows. Variants (an environment or
-// another build) run in turns in one invocation on one stack: on a loaded machine only their ratios compare.
+// another build, a format: avro and json-schema start the stack's registry) run in turns in one invocation on
+// one stack: on a loaded machine only their ratios compare.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -25,12 +26,14 @@ const variants = (values.variant!.length > 0 ? values.variant! : ['as built:']).
   const [name, rest = ''] = spec.split(/:(.*)/s);
   const env: Record<string, string> = {};
   let bin = path.join(root, 'bin/pgtunnel.js');
+  let format: BenchContext['format'] = 'json';
   for (const pair of rest.split(',').filter(Boolean)) {
     const [k, v] = pair.split(/=(.*)/s) as [string, string];
     if (k === 'bin') bin = v;
+    else if (k === 'format') format = v as BenchContext['format'];
     else env[k] = v;
   }
-  return { name: name!, env, bin };
+  return { name: name!, env, bin, format };
 });
 const tick = 100; // clock ticks per second in /proc stat (USER_HZ)
 
@@ -85,6 +88,7 @@ async function runOnce(ctx: BenchContext, variant: (typeof variants)[number], ro
   const db = `bench_profile_${phase}`;
   const dbs = await ctx.databases(db, employeesDdl);
   const port = String(await freePort());
+  ctx.format = variant.format;
   const env: Record<string, string> = { ...ctx.tunnelEnv(dbs, 'employees'), PGTUNNEL_LOG_LEVEL: 'info', PGTUNNEL_HTTP_PORT: port, ...variant.env };
   if (values['cpu-prof'] && round > 0) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${path.join(values['cpu-prof'], `${variant.name.replace(/\W+/g, '_')}-${round}`)}`;
   let expected = rows;
@@ -182,7 +186,7 @@ function spawnTunnel(bin: string, env: Record<string, string>) {
 }
 
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
-const own = await startTestStack(home, 'bench-profile-stack');
+const own = await startTestStack(home, 'bench-profile-stack', { registry: variants.some((v) => v.format !== 'json') });
 const ctx = new BenchContext(own.stack, own.env, home);
 const results: Figures[] = [];
 try {

@@ -37,6 +37,23 @@ export class Cursor {
     return Number(big);
   }
 
+  /** A varint of at most 7 bytes (below 2^48 either way) as a number; undefined, nothing read, for a longer one. */
+  short(): number | undefined {
+    const b = this.b;
+    let value = 0;
+    let scale = 1;
+    for (let i = this.pos; i < this.pos + 7 && i < b.length; i++) {
+      const c = b[i]!;
+      value += (c & 0x7f) * scale;
+      if ((c & 0x80) === 0) {
+        this.pos = i + 1;
+        return value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+      }
+      scale *= 128;
+    }
+    return undefined;
+  }
+
   /** A long's decimal text, exact to 64 bits. */
   longText(): string {
     const at = this.pos;

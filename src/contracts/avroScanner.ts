@@ -64,7 +64,22 @@ const envelopeFields = ['before', 'after', 'source', 'op', 'ts_ms'];
 const sourceFields: Record<string, string> = {
   version: 'string', connector: 'string', name: 'string', ts_ms: 'long', snapshot: 'string', db: 'string', schema: 'string', table: 'string', txId: 'long', lsn: 'long', schema_version: 'int',
 };
-const markers = new Set(['true', 'last', 'false', 'incremental']);
+const markers = ['true', 'last', 'false', 'incremental'].map((m) => Buffer.from(m));
+
+/** Whether the string at the cursor is a snapshot marker, compared as bytes (no string per record). */
+function marker(c: Cursor): boolean {
+  const n = c.length();
+  const at = c.pos;
+  c.pos += n;
+  return markers.some((m) => m.length === n && c.b.compare(m, 0, n, at, at + n) === 0);
+}
+
+/** The op's text: one ASCII byte as its (interned) one-character string; anything else as its UTF-8, which no op is. */
+function opAt(c: Cursor): string {
+  const n = c.length();
+  c.pos += n;
+  return n === 1 && c.b[c.pos - 1]! < 0x80 ? String.fromCharCode(c.b[c.pos - 1]!) : c.b.toString('utf8', c.pos - n, c.pos);
+}
 
 /** Where each field of a row starts (-1: null); rows are read once and written from these. */
 class RowAt {
@@ -87,6 +102,8 @@ export class AvroScanner extends RowScan {
   private tsNull = -1;
   private transaction: Shape | undefined;
   private readonly fieldOfTarget: Int32Array;
+  /** For each table key column: whether a value's JSON text has the key type's form. */
+  private readonly keyForms: ((text: string) => boolean)[];
   /** For each table key column: its field in the row and in the key record. */
   private readonly keyPairs: [number, number][] = [];
   private readonly cursor = new Cursor();
@@ -96,6 +113,7 @@ export class AvroScanner extends RowScan {
 
   constructor(table: ScanTable, valueType: avro.Type, valueSchema: Record<string, unknown>, keyType: avro.Type, keySchema: Record<string, unknown>) {
     super(table);
+    this.keyForms = table.key.map((k) => keyFormOf(table.types[k] ?? ''));
     this.fieldOfTarget = new Int32Array(table.columns.length).fill(-1);
     const top = (valueType as unknown as Shape).fields ?? [];
     const names = top.map((f) => f.name);
@@ -156,28 +174,28 @@ export class AvroScanner extends RowScan {
     this.readRow(c, this.rows[0]!, this.rowNull[0]!);
     this.readRow(c, this.rows[1]!, this.rowNull[1]!);
     let snapshotOk = false;
-    let sourceTs = 0n;
+    let sourceTs: number | bigint = 0;
     for (const f of this.source) {
       if (f.nullBranch >= 0 && c.branch(2) === f.nullBranch) continue;
-      if (f.name === 'snapshot') snapshotOk = markers.has(this.text(c));
-      else if (f.name === 'ts_ms') sourceTs = c.big();
+      if (f.name === 'snapshot') snapshotOk = marker(c);
+      else if (f.name === 'ts_ms') sourceTs = c.short() ?? c.big();
       else if (f.name === 'txId' || f.name === 'lsn') {
-        if (c.big() < 0n) throw refused;
+        if ((c.short() ?? c.big()) < 0) throw refused;
       } else c.value(f.inner);
     }
     if (!snapshotOk || sourceTs >= maxSafe || sourceTs <= -maxSafe) throw refused;
-    const op = this.text(c);
+    const op = opAt(c);
     if (op !== 'c' && op !== 'u' && op !== 'd' && op !== 'r' && op !== 't') throw refused;
     this.op = op;
     if (this.tsNull >= 0 && c.branch(2) === this.tsNull) throw refused;
-    const tsMs = c.big();
+    const tsMs = c.short() ?? c.big();
     if (tsMs >= maxSafe || tsMs <= -maxSafe) throw refused;
     if (this.transaction) c.value(this.transaction);
     if (c.pos !== b.length) throw refused;
     this.tsMs = Number(sourceTs);
   }
 
-  /** A short string (op, snapshot marker) as text. */
+  /** A string as text (a numeric's, checked as fromAvro checks it). */
   private text(c: Cursor): string {
     const n = c.length();
     c.pos += n;
@@ -228,11 +246,11 @@ export class AvroScanner extends RowScan {
       if (this.keyRow.at[inKey]! < 0 || row.at[inRow]! < 0) throw refused;
       const value = this.json(this.cursor.b, row.at[inRow]!, this.fields[inRow]!.column);
       if (value !== this.json(k, this.keyRow.at[inKey]!, this.keyFields[inKey]!.column)) throw refused;
-      if (!keyForm(this.table.types[this.table.key[j]!] ?? '', value)) throw refused;
+      if (!this.keyForms[j]!(value)) throw refused;
       text += `${j === 0 ? '' : ','}${this.keyJson[j]}:${value}`;
     }
     this.keyText = `${text}}`;
-    if (Buffer.byteLength(this.keyText) > 2048) throw refused;
+    if (this.keyText.length * 3 > 2048 && Buffer.byteLength(this.keyText) > 2048) throw refused;
   }
 
   /** A value's JSON text as fromAvro writes it (the key's canonical form). */
@@ -284,10 +302,10 @@ export class AvroScanner extends RowScan {
 const scratch = new Cursor();
 const jsonCursor = new Cursor();
 
-/** checkKeyForm over a key value's JSON text: integers plain, booleans as such, string types as strings. */
-function keyForm(type: string, text: string): boolean {
-  if (/^(smallint|integer|bigint)$/.test(type)) return /^(0|-?[1-9]\d*)$/.test(text);
-  if (type === 'boolean') return text === 'true' || text === 'false';
-  if (/^(text|character|uuid|date|time|timestamp|interval|name|citext|inet|cidr|macaddr)/.test(type)) return text.charCodeAt(0) === 0x22;
-  return true;
+/** checkKeyForm over a key value's JSON text, decided once per key column: integers plain, booleans as such, string types as strings. */
+function keyFormOf(type: string): (text: string) => boolean {
+  if (/^(smallint|integer|bigint)$/.test(type)) return (text) => /^(0|-?[1-9]\d*)$/.test(text);
+  if (type === 'boolean') return (text) => text === 'true' || text === 'false';
+  if (/^(text|character|uuid|date|time|timestamp|interval|name|citext|inet|cidr|macaddr)/.test(type)) return (text) => text.charCodeAt(0) === 0x22;
+  return () => true;
 }

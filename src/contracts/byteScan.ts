@@ -239,7 +239,8 @@ export class CopyOut {
     this.buf = Buffer.allocUnsafe(size);
   }
 
-  private room(n: number): void {
+  /** Makes room for n more bytes (Avro's varints write into it directly: avroRows.ts). */
+  room(n: number): void {
     if (this.length + n <= this.buf.length) return;
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + n));
     this.buf.copy(next, 0, 0, this.length);

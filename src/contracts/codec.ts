@@ -6,7 +6,8 @@ import { avroName, envelopeSchema, keySchema, type AvroSchema } from './avroSche
 import type { ColumnType } from './columnKinds.js';
 import { envelopeJsonSchema, keyJsonSchema } from './jsonSchema.js';
 import { toAvro, UnencodableError } from './values.js';
-import { frame, frameEncoded } from './wireFormat.js';
+import { frame, frameEncoded, magicByte } from './wireFormat.js';
+import { AvroRowPlan, type AvroSnapshotFrame } from './avroRows.js';
 import { compositeKey, keySubject, valueSubject } from '../names.js';
 
 export type Format = 'json' | 'avro' | 'json-schema';
@@ -54,7 +55,10 @@ interface Registered {
   columns: ColumnType[];
   /** Each column's Avro field name (computed once, not per row). */
   fields: string[];
+  /** The record's writer straight from row_to_json's bytes (Avro). */
+  plan?: AvroRowPlan;
 }
+
 
 /**
  * Encodes one table's messages in its format: the envelope and key texts the producer built become the
@@ -91,8 +95,8 @@ export class TableEncoder {
     const valueId = await this.register(valueSubject(this.topic), valueDoc);
     this.schemas = { key: JSON.stringify(keyDoc), value: JSON.stringify(valueDoc) };
     const avroFormat = this.format === 'avro';
-    this.key = { id: keyId, columns: keys, fields: keys.map((c) => avroName(c.name)), type: avroFormat ? avroType(keyDoc as AvroSchema) : undefined };
-    this.value = { id: valueId, columns: values, fields: values.map((c) => avroName(c.name)), type: avroFormat ? avroType(valueDoc as AvroSchema) : undefined };
+    this.key = { id: keyId, columns: keys, fields: keys.map((c) => avroName(c.name)), type: avroFormat ? avroType(keyDoc as AvroSchema) : undefined, plan: avroFormat ? new AvroRowPlan(keys, false) : undefined };
+    this.value = { id: valueId, columns: values, fields: values.map((c) => avroName(c.name)), type: avroFormat ? avroType(valueDoc as AvroSchema) : undefined, plan: avroFormat ? new AvroRowPlan(values, true) : undefined };
     this.derivedFrom = compositeKey(version, ...columns.map((c) => c.name));
   }
 
@@ -116,6 +120,33 @@ export class TableEncoder {
     if (m.value === undefined) return { ...m, keyBytes, parts: undefined };
     if (!m.parts) throw new Error(`an Avro envelope of ${this.topic} needs its parts (changeToMessages, snapshotRowToMessage)`);
     return { ...m, keyBytes, value: frameEncoded(value.id, value.type!, this.record(m.parts, value)), parts: undefined };
+  }
+
+  /** The 5-byte wire format header of the key and value schemas in use (JSON Schema frames the JSON bytes behind it). */
+  headers(): { key: Buffer; value: Buffer } {
+    const header = (id: number) => {
+      const out = Buffer.alloc(5);
+      out[0] = magicByte;
+      out.writeUInt32BE(id, 1);
+      return out;
+    };
+    return { key: header(this.key!.id), value: header(this.value!.id) };
+  }
+
+  /**
+   * Avro snapshot envelopes around row records written from the rows' bytes (avroRows.ts). The envelope is cut
+   * from this encoder's own bytes of the same envelope with an all-null row (before: null, the after branch,
+   * one null branch per column, then source, op, ts_ms), so both paths write the same bytes by construction;
+   * undefined when those bytes are not of that shape or no row can take the plan.
+   */
+  avroSnapshotFrame(parts: EnvelopeParts): AvroSnapshotFrame | undefined {
+    const value = this.value!;
+    if (this.format !== 'avro' || !value.plan!.usable || !this.key!.plan!.usable) return undefined;
+    const bytes = frameEncoded(value.id, value.type!, this.record({ ...parts, row: '{}' }, value));
+    const rowAt = 7;
+    const nulls = value.columns.length;
+    if (bytes[5] !== 0 || bytes[6] !== 2 || bytes.subarray(rowAt, rowAt + nulls).some((b) => b !== 0)) return undefined;
+    return { keyHeader: this.headers().key, key: this.key!.plan!, row: value.plan!, prefix: bytes.subarray(0, rowAt), suffix: bytes.subarray(rowAt + nulls) };
   }
 
   /** The Avro envelope from its parts: the row's text is read once, the source never was text. */

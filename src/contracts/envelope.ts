@@ -95,6 +95,8 @@ export interface WireMessage extends Omit<OutMessage, 'value'> {
   value: string | Buffer | undefined;
   /** The key as written when encoded; else `key` is written. */
   keyBytes?: Buffer;
+  /** Without `key`: the key's JSON text as UTF-8, when `keyBytes` are encoded (a row encoded from its bytes). */
+  partitionKey?: Buffer;
 }
 
 const opOfAction: Record<string, Op> = { INSERT: 'c', UPDATE: 'u', DELETE: 'd', TRUNCATE: 't' };

@@ -87,6 +87,9 @@ export class RecordDecoder {
     this.subjects = registry && new SubjectSchemas(registry);
   }
 
+  /** The last pair of ids found known under its topic's subjects. */
+  private lastPair: { topic: string; keyId: number; valueId: number; ids: string } | undefined;
+
   /** The readers fetched so far, to read without awaiting. */
   private readonly ready = new Map<number, Reader>();
 
@@ -139,8 +142,31 @@ export class RecordDecoder {
     const k = this.ready.get(keyId);
     const v = this.ready.get(valueId);
     if (k?.kind !== 'avro' || v?.kind !== 'avro') return undefined;
+    const ids = this.knownPair(topic, keyId, valueId);
+    if (ids === undefined) return undefined;
+    return { ids, key: { type: k.type, schema: k.schema, payload: key.subarray(5) }, value: { type: v.type, schema: v.schema, payload: value.subarray(5) } };
+  }
+
+  /**
+   * A framed JSON Schema key and value whose schema ids are fetched and known under the topic's subjects: their
+   * JSON payloads, read in place as format json's records are, without a promise; undefined leaves the record to decode().
+   */
+  jsonSchemaPair(topic: string, key: Buffer | undefined, value: Buffer | undefined): { key: Buffer; value: Buffer; schemaId: number } | undefined {
+    if (this.formatOf(topic) !== 'json-schema' || !key || !value || key.length < 5 || value.length < 5 || key[0] !== magicByte || value[0] !== magicByte) return undefined;
+    const keyId = key.readUInt32BE(1);
+    const valueId = value.readUInt32BE(1);
+    if (this.ready.get(keyId)?.kind !== 'json' || this.ready.get(valueId)?.kind !== 'json' || this.knownPair(topic, keyId, valueId) === undefined) return undefined;
+    return { key: key.subarray(5), value: value.subarray(5), schemaId: valueId };
+  }
+
+  /** `<key id>/<value id>` when both are known under the topic's subjects; the same pair as the record before (nearly every record) is not looked up again. */
+  private knownPair(topic: string, keyId: number, valueId: number): string | undefined {
+    const last = this.lastPair;
+    // known then, known now: ids are never forgotten
+    if (last?.topic === topic && last.keyId === keyId && last.valueId === valueId) return last.ids;
     if (this.subjects && (!this.subjects.known(keySubject(topic), keyId) || !this.subjects.known(valueSubject(topic), valueId))) return undefined;
-    return { ids: `${keyId}/${valueId}`, key: { type: k.type, schema: k.schema, payload: key.subarray(5) }, value: { type: v.type, schema: v.schema, payload: value.subarray(5) } };
+    this.lastPair = { topic, keyId, valueId, ids: `${keyId}/${valueId}` };
+    return this.lastPair.ids;
   }
 
   /** The record of `topic` as JSON texts, or poison with the reason; registry outages are thrown (retryable). */

@@ -294,6 +294,14 @@ export class ApplyConsumer {
       const { key, value } = m;
       // an Avro record whose schemas are at hand waits for the byte path's scan: decoded only if it declines
       if (this.decoder.avroPair(m.topic, key, value)) return { topic: m.topic, partition: m.partition, offset: m.offset, key: undefined, value: '', deferred: true, wire: { key, value, format: 'avro', schemaId: value!.readUInt32BE(1) } };
+      // a JSON Schema record whose schemas are known is its JSON payload, read in place as JSON's is
+      const payloads = this.decoder.jsonSchemaPair(m.topic, key, value);
+      if (payloads) {
+        // not a spread: it would read the value's text, which is made only when asked for
+        const record = jsonRecord({ topic: m.topic, partition: m.partition, offset: m.offset, key: payloads.key, value: payloads.value });
+        record.wire = { key, value, format: 'json-schema', schemaId: payloads.schemaId };
+        return record;
+      }
       return this.wireRecord(m, key, value);
     }
     return jsonRecord(m);

@@ -3,6 +3,7 @@ import type { SnapshotRow } from '../capture/snapshotReader.js';
 import { fieldText, type CopyRows } from '../capture/copyRows.js';
 import { frameRows, snapshotFrame } from '../contracts/envelopeBytes.js';
 import { TableEncoder, UnencodableError } from '../contracts/codec.js';
+import { AvroOut, writeSnapshotRows } from '../contracts/avroRows.js';
 import type { Logger } from '../instruments/log.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { changeToMessages, opOf, snapshotRowToMessage, type ChangeRow, type OutMessage, type TableRef, type WireMessage } from '../contracts/envelope.js';
@@ -28,7 +29,7 @@ export const emptyTally = (): Tally => ({ changes: 0, bad: 0, filtered: {}, ops:
 
 /**
  * One part of a source's page: change rows of the stream, rows of a snapshot chunk, or a chunk's rows as
- * binary COPY bytes (field 0 the key's text, field 1 the row's; JSON format only), `final` on the last piece,
+ * binary COPY bytes (field 0 the key's text, field 1 the row's), `final` on the last piece,
  * `incremental` on the pieces of a signalled snapshot.
  */
 export type Records =
@@ -37,6 +38,8 @@ export type Records =
   | { rowBytes: CopyRows; schemaVersion: number; final: boolean; incremental?: boolean }
   /** A change page as binary COPY fields (contracts/changeFrames.ts `pageFields`); JSON format only. */
   | { changeBytes: CopyRows; count: number; schemaVersion: number };
+
+const empty = Buffer.alloc(0);
 
 type Origin = { key: string; txid: string | null; changeId: number | string | null };
 
@@ -168,27 +171,70 @@ export class BatchPublisher {
 
   /**
    * Snapshot rows that stay bytes: each value is the frame's prefix + the row's bytes + a suffix, each key the
-   * key's bytes, no string or parse per row. A row too large for Kafka takes the object path (its dead letter).
+   * key's bytes, no string or parse per row (JSON Schema: behind its 5-byte header; Avro: `avroMessages`).
+   * A row too large for Kafka takes the object path (its dead letter).
    */
   private byteMessages(rows: CopyRows, schemaVersion: number, final: boolean, incremental: boolean, tally: Tally): WireMessage[] {
-    if (this.encoder.format !== 'json') throw new Error(`snapshot bytes reached a ${this.encoder.format} table`);
     const now = Date.now();
-    const { values, ends } = frameRows({ data: rows.data, spans: rows.spans, stride: 4, offset: 2, count: rows.count }, snapshotFrame(this.ref, schemaVersion, now, incremental), final);
+    tally.rows += rows.count;
+    if (this.encoder.format === 'avro') return this.avroMessages(rows, schemaVersion, now, final, incremental);
+    const headers = this.encoder.format === 'json-schema' ? this.encoder.headers() : undefined;
+    const json = snapshotFrame(this.ref, schemaVersion, now, incremental);
+    const frame = headers ? { ...json, prefix: Buffer.concat([headers.value, json.prefix]) } : json;
+    const { values, ends } = frameRows({ data: rows.data, spans: rows.spans, stride: 4, offset: 2, count: rows.count }, frame, final);
+    const keys = headers ? frameRows({ data: rows.data, spans: rows.spans, stride: 4, offset: 0, count: rows.count }, { prefix: headers.key, suffix: empty, lastSuffix: empty }, false) : undefined;
     const limit = maxMessageBytes - 64 * 1024;
     const { topic } = this.table;
     const out: WireMessage[] = [];
     for (let i = 0, start = 0; i < rows.count; start = ends[i++]!) {
       const end = ends[i]!;
       if (end - start <= limit) {
-        out.push({ topic, key: undefined, keyBytes: rows.data.subarray(rows.spans[i * 4]!, rows.spans[i * 4 + 1]!), value: values.subarray(start, end) });
+        const keyText = rows.data.subarray(rows.spans[i * 4]!, rows.spans[i * 4 + 1]!);
+        const value = values.subarray(start, end);
+        out.push(keys ? { topic, key: undefined, keyBytes: keys.values.subarray(i === 0 ? 0 : keys.ends[i - 1]!, keys.ends[i]!), partitionKey: keyText, value } : { topic, key: undefined, keyBytes: keyText, value });
         continue;
       }
-      const row = { key: fieldText(rows, i, 0)!, row: fieldText(rows, i, 1)! };
-      out.push(...this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, final && i === rows.count - 1, incremental)], { key: row.key, txid: null, changeId: null }));
+      out.push(...this.rowMessage(rows, i, schemaVersion, now, final, incremental));
     }
-    tally.rows += rows.count;
     return out;
   }
+
+  /** Row i of a piece by the object path: to its encoding or its dead letter. */
+  private rowMessage(rows: CopyRows, i: number, schemaVersion: number, now: number, final: boolean, incremental: boolean): WireMessage[] {
+    const row = { key: fieldText(rows, i, 0)!, row: fieldText(rows, i, 1)! };
+    return this.encoded([snapshotRowToMessage(this.ref, row, schemaVersion, now, final && i === rows.count - 1, incremental)], { key: row.key, txid: null, changeId: null });
+  }
+
+  /**
+   * Avro records written from the rows' bytes (contracts/avroRows.ts) into one buffer per piece, each value
+   * the encoder's envelope around the row record; a row the writer does not take, or too large for Kafka,
+   * goes the object path in its place.
+   */
+  private avroMessages(rows: CopyRows, schemaVersion: number, now: number, final: boolean, incremental: boolean): WireMessage[] {
+    const parts = (last: boolean) => snapshotRowToMessage(this.ref, { row: '{}', key: '{}' }, schemaVersion, now, last, incremental).parts!;
+    const frame = this.encoder.avroSnapshotFrame(parts(false));
+    const lastFrame = final && frame ? this.encoder.avroSnapshotFrame(parts(true)) : frame;
+    const { data, spans, count } = rows;
+    const avro = this.avroOut;
+    avro.length = 0;
+    const at = frame && lastFrame ? writeSnapshotRows(data, spans, count, frame, lastFrame, maxMessageBytes - 64 * 1024, avro) : new Int32Array(count * 3).fill(-1);
+    const bytes = Buffer.allocUnsafe(avro.length);
+    avro.buf.copy(bytes, 0, 0, avro.length);
+    const { topic } = this.table;
+    const out: WireMessage[] = [];
+    for (let i = 0; i < count; i++) {
+      if (at[i * 3]! < 0) {
+        out.push(...this.rowMessage(rows, i, schemaVersion, now, final, incremental));
+        continue;
+      }
+      const keyBytes = bytes.subarray(at[i * 3]!, at[i * 3 + 1]!);
+      out.push({ topic, key: undefined, keyBytes, partitionKey: data.subarray(spans[i * 4]!, spans[i * 4 + 1]!), value: bytes.subarray(at[i * 3 + 1]!, at[i * 3 + 2]!) });
+    }
+    return out;
+  }
+
+  /** Where a piece's Avro records are written before their one exact-size copy: kept across pieces. */
+  private readonly avroOut = new AvroOut();
 
   private sourceJson(change: { txid: string | null; changeId: number | string | null }): string {
     return JSON.stringify({ db: this.ref.db, schema: this.ref.schema, table: this.ref.name, txid: change.txid, changeId: change.changeId === null ? null : String(change.changeId) });

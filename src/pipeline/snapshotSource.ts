@@ -25,14 +25,14 @@ interface Piece {
 }
 
 /**
- * Which path a table's snapshot rows take: COPY bytes framed into envelopes (JSON, the default), or row
- * objects where the encoding needs each row's values (Avro, JSON Schema) or the read needs typed
- * parameters (a row filter). Masked columns are hashed in SQL, so they take either.
+ * Which path a table's snapshot rows take: COPY bytes framed into envelopes (JSON; JSON Schema behind its
+ * header; Avro written from the rows' bytes), or row objects where the read needs typed parameters (a row
+ * filter). Masked columns are hashed in SQL, so they take either.
  */
 export function snapshotPath(format: string, reader: SnapshotReader): { bytes: boolean; why: string } {
-  if (format !== 'json') return { bytes: false, why: `${format} encodes each row's values` };
   if (!reader.bytesPath) return { bytes: false, why: 'the row filter is read with typed parameters' };
-  return { bytes: true, why: 'JSON envelopes framed around the rows\' bytes' };
+  const how: Record<string, string> = { json: 'JSON envelopes framed around the rows\' bytes', 'json-schema': 'JSON envelopes framed around the rows\' bytes behind the wire format header', avro: 'Avro records written from the rows\' bytes' };
+  return { bytes: true, why: how[format] ?? `${format} from the rows' bytes` };
 }
 
 /** What a chunk's reading found, for the state after it. */

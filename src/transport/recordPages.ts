@@ -32,8 +32,12 @@ export function placeRequests(messages: readonly WireMessage[], partitionCounts:
     const record: RecordBytes = m.keyBytes ? { key: m.keyBytes, value: m.value, headers: m.headers } : m;
     const bytes = (m.value?.length ?? 0) + (record.key?.length ?? 0) + recordOverhead;
     if (m.partition === 'all') for (let p = 0; p < count; p++) add(m.topic, p, record, bytes);
-    // a message with only key bytes (the snapshot's byte path) is placed by them: the key's JSON text as UTF-8
-    else add(m.topic, m.partition ?? (m.key !== undefined ? partitionOf(m.key, count) : m.keyBytes ? partitionOf(m.keyBytes, count) : 0), record, bytes);
+    // a message with only key bytes (the snapshot's byte path) is placed by the key's JSON text as UTF-8:
+    // the key bytes themselves (JSON), or partitionKey beside encoded ones (Avro, JSON Schema)
+    else {
+      const text = m.key ?? m.partitionKey ?? m.keyBytes;
+      add(m.topic, m.partition ?? (text !== undefined ? partitionOf(text, count) : 0), record, bytes);
+    }
   }
   if (parts.size > 0) out.push([...parts.values()]);
   return out;
