@@ -44,7 +44,10 @@ test('the re-executed process keeps its pid and its young generation stays withi
   const capped = run({ NODE_OPTIONS: '' });
   assert.equal(capped.now, capped.first, 'execve: the same process, no parent left resident');
   assert.ok(capped.execArgv.includes(`--max-semi-space-size=${mainSemiSpaceMb}`), JSON.stringify(capped.execArgv));
-  assert.ok(capped.young <= 2 * mainSemiSpaceMb * 2 ** 20, `new space ${capped.young} B`);
+  // Two semi-spaces of the cap, plus the few 256 kB pages V8 may hold beyond them for a moment (seen under load in
+  // CI: 4 MB + 3 and + 4 pages); V8's default on this size of machine is 32 MB.
+  const bound = 4 * mainSemiSpaceMb * 2 ** 20;
+  assert.ok(capped.young <= bound, `new space ${capped.young} B`);
   const chosen = run({ NODE_OPTIONS: '--max-semi-space-size=16' });
-  assert.ok(chosen.young > 2 * mainSemiSpaceMb * 2 ** 20, `the user's size stands: new space ${chosen.young} B`);
+  assert.ok(chosen.young > bound, `the user's size stands: new space ${chosen.young} B`);
 });
