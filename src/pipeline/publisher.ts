@@ -11,7 +11,8 @@ import { clientIds, positionsTopic, tableProducerClientId, transactionalId } fro
  * checkpoint to; the source checkpoint (state + change-table cleanup) is written after it.
  */
 export interface Publication {
-  send(messages: WireMessage[]): Promise<void>;
+  /** `queued`: at-least-once only, called once a later send would land after these messages (EnvelopeProducer.publish). */
+  send(messages: WireMessage[], queued?: () => void): Promise<void>;
   commit(stored: CaptureState, after: CaptureState): Promise<void>;
   abort(): Promise<void>;
 }
@@ -23,7 +24,7 @@ export interface Publisher {
 
 /** At-least-once: every send is acknowledged on its own; a crash before the source checkpoint re-sends the batch. */
 export function atLeastOnce(producer: EnvelopeProducer): Publisher {
-  const publication: Publication = { send: (messages) => producer.publish(messages), commit: async () => {}, abort: async () => {} };
+  const publication: Publication = { send: (messages, queued) => producer.publish(messages, queued), commit: async () => {}, abort: async () => {} };
   return { begin: async () => publication, close: async () => {} };
 }
 

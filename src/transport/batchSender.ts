@@ -73,6 +73,8 @@ export class BatchSender {
   private readonly sequences = new Map<string, number>();
   private identity = '';
   private turn: Promise<void> = Promise.resolve();
+  /** Sends that took a turn so far: a failed send may retry only while no later one took a turn. */
+  private turns = 0;
 
   constructor(private readonly producer: Client, private readonly options: { compression: 'lz4' | 'none'; timeoutMs: number }) {}
 
@@ -90,19 +92,27 @@ export class BatchSender {
    * failure the next send starts a new producer session (idempotent) or the caller aborts (transactional).
    * Each send holds a place in `sendWindow` from before its batches are encoded until they are acknowledged.
    */
-  async send(parts: PartitionRecords[], transaction?: OpenTransaction): Promise<void> {
+  async send(parts: PartitionRecords[], transaction?: OpenTransaction, queued?: () => void): Promise<void> {
+    const turn = this.turns;
     try {
-      await this.sendOnce(parts, transaction);
+      await this.sendOnce(parts, transaction, queued);
     } catch (err) {
       // as the client does: the broker lost this session's state (a restart), so a new session sends the
-      // same records once more; a transaction cannot change session and is aborted by its caller instead
-      if (transaction || !kafkaProtocolIds(err).some((id) => stateLost.has(id))) throw err;
+      // same records once more; a transaction cannot change session and is aborted by its caller instead.
+      // Not when a later send took its turn since: the retry would land after it, out of order; the caller
+      // re-sends from its checkpoint instead.
+      if (transaction || this.turns !== turn + 1 || !kafkaProtocolIds(err).some((id) => stateLost.has(id))) throw err;
       await this.sendOnce(parts, undefined);
     }
   }
 
-  private async sendOnce(parts: PartitionRecords[], transaction: OpenTransaction | undefined): Promise<void> {
-    if (parts.length === 0) return;
+  /**
+   * `queued`: called once the batches are on their connections' queues (or the send failed before): a send
+   * started after it reaches the broker after these batches.
+   */
+  private async sendOnce(parts: PartitionRecords[], transaction: OpenTransaction | undefined, queued?: () => void): Promise<void> {
+    if (parts.length === 0) return queued?.();
+    this.turns++;
     const previous = this.turn;
     let release!: () => void;
     this.turn = new Promise((resolve) => (release = resolve));
@@ -113,21 +123,22 @@ export class BatchSender {
       await sendWindow.acquire();
       placed = true;
       const { metadata, topics, batches } = await this.prepare(parts, transaction);
-      const queued: Promise<void>[] = [];
+      const onConnections: Promise<void>[] = [];
       acks = [...byLeader(metadata, batches).values()].map((group) => {
         let onQueued!: () => void;
-        queued.push(new Promise((resolve) => (onQueued = resolve)));
+        onConnections.push(new Promise((resolve) => (onQueued = resolve)));
         const ack = this.produce(topics, group, transaction?.id, onQueued);
         ack.catch(onQueued);
         return ack;
       });
-      await Promise.all(queued);
+      await Promise.all(onConnections);
     } catch (err) {
       if (placed) sendWindow.release();
       this.lost(transaction);
       throw err;
     } finally {
       release();
+      queued?.();
     }
     try {
       await Promise.all(acks);

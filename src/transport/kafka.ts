@@ -311,18 +311,30 @@ export class EnvelopeProducer {
    * object or buffer per record), at most two requests unacknowledged. A broker older than Produce v9
    * (Kafka 2.8) gets the client's own path; the choice is made once, so sequences never mix.
    */
-  async publishRecords(requests: PartitionRecords[][], transaction?: OpenTransaction): Promise<void> {
+  async publishRecords(requests: PartitionRecords[][], transaction?: OpenTransaction, queued?: () => void): Promise<void> {
     this.ownBatches ??= this.sender.supported();
-    if (await this.ownBatches) return sendInWindow(requests, (parts) => this.sender.send(parts, transaction));
-    for (const parts of requests) {
-      const messages = parts.flatMap((p) => p.records.map((r) => ({ topic: p.topic, partition: p.partition, key: r.key, value: r.value, headers: r.headers })));
-      await (transaction ? transaction.send({ messages }) : this.producer.send({ messages }));
+    if (await this.ownBatches) {
+      if (requests.length === 0) queued?.();
+      let n = 0;
+      return sendInWindow(requests, (parts) => this.sender.send(parts, transaction, ++n === requests.length ? queued : undefined));
+    }
+    try {
+      for (const parts of requests) {
+        const messages = parts.flatMap((p) => p.records.map((r) => ({ topic: p.topic, partition: p.partition, key: r.key, value: r.value, headers: r.headers })));
+        await (transaction ? transaction.send({ messages }) : this.producer.send({ messages }));
+      }
+    } finally {
+      queued?.();
     }
   }
 
-  async publish(messages: WireMessage[]): Promise<void> {
+  /**
+   * `queued` (optional): called once every record is queued for the broker behind all earlier sends, so a
+   * publish started after it lands after them in each partition, even before this one is acknowledged.
+   */
+  async publish(messages: WireMessage[], queued?: () => void): Promise<void> {
     try {
-      await this.publishRecords(await this.requests(messages));
+      await this.publishRecords(await this.requests(messages), undefined, queued);
     } catch (err) {
       const e = classify(err);
       if (e.retryable) throw unreachableBroker(this.kafka.kafkaBrokers, err);
