@@ -65,10 +65,7 @@ export class BatchPublisher {
    * own acknowledgement; returns its messages' bytes.
    */
   async publishBatch(publication: Publication, batch: Records, tally: Tally): Promise<number> {
-    const messages = 'changes' in batch ? this.changeMessages(batch.changes, tally)
-      : 'changeBytes' in batch ? this.changeByteMessages(batch.changeBytes, batch.count, batch.schemaVersion, tally)
-      : 'rowBytes' in batch ? this.byteMessages(batch.rowBytes, batch.schemaVersion, batch.final, batch.incremental === true, tally)
-      : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, batch.incremental === true, tally);
+    const messages = this.messages(batch, tally);
     let bytes = 0;
     for (const m of messages) bytes += m.value?.length ?? 0;
     await this.flush();
@@ -77,6 +74,14 @@ export class BatchPublisher {
     sending.catch(() => {}); // seen by the next flush
     this.inFlight = sending;
     return bytes;
+  }
+
+  /** The batch's messages (envelopes and the producer's dead letters), counted in `tally`. */
+  messages(batch: Records, tally: Tally): WireMessage[] {
+    return 'changes' in batch ? this.changeMessages(batch.changes, tally)
+      : 'changeBytes' in batch ? this.changeByteMessages(batch.changeBytes, batch.count, batch.schemaVersion, tally)
+      : 'rowBytes' in batch ? this.byteMessages(batch.rowBytes, batch.schemaVersion, batch.final, batch.incremental === true, tally)
+      : this.rowMessages(batch.rows, batch.schemaVersion, batch.final, batch.incremental === true, tally);
   }
 
   /** Waits until Kafka acknowledged everything sent so far; its failure is the caller's. */

@@ -5,7 +5,7 @@ import { TunnelError } from '../errors.js';
  * the third time it passes that point; "apply.write:1:throw" throws a plain TypeError there instead (from
  * the first pass on), as a bug in that code would. Unset (always, outside tests), it costs a lookup.
  */
-const names = ['producer.after-publish', 'producer.after-kafka-commit', 'apply.after-commit', 'apply.write'] as const;
+const names = ['producer.after-publish', 'producer.after-kafka-commit', 'apply.after-commit', 'apply.write', 'producer.between-acks'] as const;
 export type FailpointName = (typeof names)[number];
 
 interface Armed {

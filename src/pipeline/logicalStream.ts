@@ -8,6 +8,8 @@ import { tableId } from '../names.js';
 import { telemetry } from '../instruments/telemetry.js';
 import { switchMessagePrefix } from '../capture/captureSwitch.js';
 import type { CaptureState } from '../capture/stateStore.js';
+import { failpoint } from './failpoints.js';
+import { PagesInFlight } from './pagesInFlight.js';
 import { onePart, type PublishStep } from './publishStep.js';
 
 /** Pure: true when an update moved the row to another key (pgoutput then sends the old key). */
@@ -65,23 +67,57 @@ export class LogicalStream {
     let state = stored;
     if (stored.lsnInTransaction) this.skip = { finalLsn: BigInt(stored.lsnInTransaction.finalLsn), messages: stored.lsnInTransaction.messages };
     this.from = BigInt(stored.lsn ?? 0);
+    // at-least-once: the next page is formed and sent while the previous one's ack is out (exactly-once
+    // has one Kafka transaction open at a time); the slot confirms pages strictly in order
+    const ahead = this.step.sendsAhead ? new PagesInFlight<SentPage>(2) : undefined;
+    const confirm = ahead && ((page: SentPage) => {
+      this.acknowledge(stream, page.complete, page.open);
+      if (ahead.outstanding) failpoint('producer.between-acks');
+    });
     while (!signal.aborted) {
-      await stream.wait(1000, signal);
+      await (ahead && !ahead.empty ? this.waitEither(stream, ahead, signal) : stream.wait(1000, signal));
+      await ahead?.release(confirm!);
+      // the pages in flight at their limit: nothing more is taken before the oldest's ack (only an abort ends the wait earlier)
+      if (ahead?.full) continue;
       const taken = stream.take(this.config.batchSize * 4);
       for (const item of taken) {
         if (this.handOverAt !== undefined) continue;
+        // both publish what came before in the order it was sent
+        if (item.message.tag === 'restart' || item.message.tag === 'relation') await ahead?.drain(confirm!);
         if (item.message.tag === 'restart') this.restarted();
         else if (item.message.tag === 'relation') state = await this.relation(client, stream, stored, state, item.message.relation);
         else this.accept(item);
       }
       // a page: everything taken, once a batch is full or the queue ran dry (latency over batching)
-      if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0 || this.handOverAt !== undefined)) state = await this.publish(client, stream, stored, state);
-      if (this.pending.length === 0 && this.complete > 0n) this.acknowledge(stream, this.complete, undefined);
+      if (this.pending.length > 0 && (this.pending.length >= this.config.batchSize || stream.queued === 0 || this.handOverAt !== undefined)) {
+        if (ahead && this.handOverAt === undefined) await this.sendAhead(client, ahead);
+        else {
+          await ahead?.drain(confirm!);
+          state = await this.publish(client, stream, stored, state);
+        }
+      }
+      // an idle position is confirmed only once no page before it is out
+      if (this.pending.length === 0 && this.complete > 0n && ahead?.empty !== false) this.acknowledge(stream, this.complete, undefined);
       onPage();
       if (this.handOverAt !== undefined && this.pending.length === 0) return 'handed over';
       if (this.until !== undefined && !this.txn && this.pending.length === 0 && (this.acked?.lsn ?? 0n) >= this.until) return 'reached';
     }
     return undefined;
+  }
+
+  /** Waits for the oldest page's ack or, unless the pages in flight are at their limit, a message. */
+  private async waitEither(stream: MessageFeed, ahead: PagesInFlight<SentPage>, signal: AbortSignal): Promise<void> {
+    const woken = new AbortController();
+    const stop = () => woken.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      const waiting = ahead.full ? new Promise<void>((resolve) => woken.signal.addEventListener('abort', () => resolve(), { once: true })) : stream.wait(1000, woken.signal);
+      await Promise.race([waiting, ahead.oldest()]);
+      woken.abort();
+      await waiting;
+    } finally {
+      signal.removeEventListener('abort', stop);
+    }
   }
 
   /** Ends the stream at the first whole-transaction position Kafka acknowledged at or past `lsn` (`run` returns 'reached'). */
@@ -183,17 +219,20 @@ export class LogicalStream {
     this.skip = this.acked.open;
   }
 
-  /** One page through the publish step; its checkpoint is the slot's acknowledgement of the page's end. */
-  private async publish(client: pg.Client, stream: MessageFeed, stored: CaptureState, state: CaptureState): Promise<CaptureState> {
+  /**
+   * The pending changes as a page: truncates recorded, the encoder on the page's schema version, rows read.
+   * `complete`: the position the slot may confirm once Kafka has the page; `open`: how much of a
+   * transaction the page ends inside Kafka then has (the slot can only confirm up to the commit before it,
+   * so the position record says it, and a resume skips that much of it).
+   */
+  private async page(client: pg.Client) {
     const changes = this.pending;
     this.pending = [];
     const readAt = performance.now();
     // the source commit (its clock, this host's in the bench) until the page formed: walsender, our take, the page before
     if (telemetry.timingStages) telemetry.stages({ wait: Date.now() - changes[0]!.commitTimeMs });
     const complete = this.complete;
-    // a page that ends inside a transaction: the slot can only confirm up to the commit before it, so the
-    // position record also says how much of the open one Kafka has (a resume skips that much of it)
-    const open = this.txn && { finalLsn: this.txn.finalLsn.toString(), messages: this.txn.messages };
+    const open = this.txn && { finalLsn: this.txn.finalLsn, messages: this.txn.messages };
     const truncates = changes.filter((c) => c.action === 'TRUNCATE');
     // the consumer honours only a truncate the source recorded (anyone who can write a topic could empty a table)
     for (const t of truncates) {
@@ -201,14 +240,38 @@ export class LogicalStream {
     }
     await this.schemas.use(client, changes[0]!.relation, changes[0]!.schemaVersion);
     const rows = await this.rows.rows(client, changes);
+    return { rows, count: changes.length, complete, open, readMs: performance.now() - readAt };
+  }
+
+  /** One page through the publish step; its checkpoint is the slot's acknowledgement of the page's end. */
+  private async publish(client: pg.Client, stream: MessageFeed, stored: CaptureState, state: CaptureState): Promise<CaptureState> {
+    const { rows, count, complete, open, readMs } = await this.page(client);
     const { after } = await this.step.publish(client, {
       records: onePart({ changes: rows }),
-      after: () => ({ ...state, lsn: complete.toString(), lsnInTransaction: open }),
-      pageSize: changes.length,
-      readMs: performance.now() - readAt,
-      checkpoint: () => this.acknowledge(stream, complete, open && { finalLsn: BigInt(open.finalLsn), messages: open.messages }),
+      after: () => ({ ...state, lsn: complete.toString(), lsnInTransaction: open && { finalLsn: open.finalLsn.toString(), messages: open.messages } }),
+      pageSize: count,
+      readMs,
+      checkpoint: () => this.acknowledge(stream, complete, open),
     }, stored);
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ table: tableId(this.table), count: changes.length, lsn: complete.toString() }, 'logical page published');
+    this.published(count, complete);
     return after;
   }
+
+  /** One page sent behind the pages in flight; its slot acknowledgement comes when `ahead` releases it. */
+  private async sendAhead(client: pg.Client, ahead: PagesInFlight<SentPage>): Promise<void> {
+    const { rows, count, complete, open, readMs } = await this.page(client);
+    const { acked } = await this.step.sendAhead({ records: { changes: rows }, pageSize: count, readMs });
+    ahead.add(acked, { complete, open });
+    this.published(count, complete);
+  }
+
+  private published(count: number, complete: bigint): void {
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ table: tableId(this.table), count, lsn: complete.toString() }, 'logical page published');
+  }
+}
+
+/** A page in flight: what the slot may confirm once Kafka acknowledged it and every page before it. */
+interface SentPage {
+  complete: bigint;
+  open: { finalLsn: bigint; messages: number } | undefined;
 }

@@ -49,6 +49,8 @@ export async function* onePart(records: Records): AsyncGenerator<Records, void, 
  */
 export class PublishStep {
   private publisher: Publisher;
+  /** Exactly-once's publisher is in use: one Kafka transaction at a time, no page sent ahead. */
+  private transactional = false;
   /** A stream page's checkpoint, queued on the producer's session while the next page is read and sent. */
   private pending: Promise<void> | undefined;
 
@@ -70,6 +72,12 @@ export class PublishStep {
   /** Publishes through `publisher` (exactly-once) from now on, until `close`. */
   use(publisher: Publisher): void {
     this.publisher = publisher;
+    this.transactional = true;
+  }
+
+  /** Whether a page may be sent before the previous one's ack (`sendAhead`): at-least-once publishing. */
+  get sendsAhead(): boolean {
+    return !this.transactional;
   }
 
   /** Closes the publisher in use and falls back to at-least-once (the next leadership opens its own). */
@@ -77,6 +85,7 @@ export class PublishStep {
     await this.drained().catch(() => {}); // a checkpoint lost here is a re-send, as after a crash
     const publisher = this.publisher;
     this.publisher = atLeastOnce(this.producer);
+    this.transactional = false;
     await publisher.close();
   }
 
@@ -113,6 +122,31 @@ export class PublishStep {
     const { checkpoint, ...sending } = timing;
     telemetry.stages({ ...sending, ...(queued ? {} : { checkpoint }), read: timing.read + (page.readMs ?? 0) });
     return result;
+  }
+
+  /**
+   * At-least-once: a page sent without waiting for its acknowledgement, so the next one is formed and sent
+   * behind it. Resolves once its records are queued behind every earlier send (the broker keeps that order
+   * per partition); `acked` settles with Kafka's answer, the page counted. The checkpoint is the caller's,
+   * strictly in page order, each after its own and every earlier page's ack (`PagesInFlight`).
+   */
+  async sendAhead(page: { records: Records; pageSize: number; readMs: number }): Promise<{ acked: Promise<void> }> {
+    if (this.transactional) throw new Error('a page sent ahead of an ack needs at-least-once publishing: exactly-once has one Kafka transaction open at a time');
+    await this.batches.flush();
+    const tally = emptyTally();
+    const sendAt = performance.now();
+    const messages = this.batches.messages(page.records, tally);
+    let onQueued!: () => void;
+    const queued = new Promise<void>((resolve) => (onQueued = resolve));
+    const publication = await this.publisher.begin();
+    const acked = publication.send(messages, onQueued).then(() => {
+      failpoint('producer.after-publish');
+      this.batches.counted(tally, page.pageSize);
+      telemetry.stages({ publish: performance.now() - sendAt, read: page.readMs });
+    });
+    acked.catch(() => {}); // awaited by the caller, in page order
+    await Promise.race([queued, acked.catch(() => {})]);
+    return { acked };
   }
 
   /**
