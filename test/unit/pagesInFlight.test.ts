@@ -10,11 +10,17 @@ function ack() {
   return { acked, resolve, reject };
 }
 
-test('pages in flight: a later page acknowledged first is released only after the earlier one, in page order', async () => {
+/** Two pages in flight, numbered 1 and 2, with the handles that settle their acks. */
+function twoPages() {
   const pages = new PagesInFlight<number>(2);
   const [first, second] = [ack(), ack()];
   pages.add(first.acked, 1);
   pages.add(second.acked, 2);
+  return { pages, first, second };
+}
+
+test('pages in flight: a later page acknowledged first is released only after the earlier one, in page order', async () => {
+  const { pages, first, second } = twoPages();
   assert.equal(pages.full, true);
   const released: number[] = [];
   second.resolve();
@@ -29,10 +35,7 @@ test('pages in flight: a later page acknowledged first is released only after th
 });
 
 test('pages in flight: a failed page fails the release, and no page after it is released', async () => {
-  const pages = new PagesInFlight<number>(2);
-  const [first, second] = [ack(), ack()];
-  pages.add(first.acked, 1);
-  pages.add(second.acked, 2);
+  const { pages, first, second } = twoPages();
   second.resolve();
   first.reject(new Error('broker refused'));
   const released: number[] = [];
@@ -41,10 +44,7 @@ test('pages in flight: a failed page fails the release, and no page after it is 
 });
 
 test('pages in flight: outstanding says, while a page is released, whether a later one still waits for its ack', async () => {
-  const pages = new PagesInFlight<number>(2);
-  const [first, second] = [ack(), ack()];
-  pages.add(first.acked, 1);
-  pages.add(second.acked, 2);
+  const { pages, first, second } = twoPages();
   first.resolve();
   await pages.oldest();
   const seen: boolean[] = [];
