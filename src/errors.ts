@@ -99,6 +99,10 @@ export const kafkaIdPolicy: Record<string, Policy> = {
   ILLEGAL_GENERATION: retry,
   FENCED_INSTANCE_ID: retry,
   BROKER_NOT_AVAILABLE: { decision: 'retry', errorClass: 'unreachable' }, // a broker restarting
+  // the broker lost the idempotent producer's session (a restart, expired state): BatchSender retries in a new
+  // session only when no later send is queued behind; otherwise the producer starts over from its checkpoint
+  UNKNOWN_PRODUCER_ID: retry,
+  OUT_OF_ORDER_SEQUENCE_NUMBER: retry,
   MESSAGE_TOO_LARGE: { decision: 'stop-process', errorClass: 'fatal' },
   RECORD_LIST_TOO_LARGE: { decision: 'stop-process', errorClass: 'fatal' },
   TOPIC_AUTHORIZATION_FAILED: login,

@@ -60,6 +60,8 @@ const cases: [string, unknown, Decision][] = [
   ['Kafka rebalance', new ProtocolError('REBALANCE_IN_PROGRESS'), 'retry'],
   ['Kafka fenced static member', new ProtocolError('FENCED_INSTANCE_ID'), 'retry'],
   ['Kafka broker restarting', new ProtocolError('BROKER_NOT_AVAILABLE'), 'retry'],
+  ['Kafka lost the producer session', new ProtocolError('UNKNOWN_PRODUCER_ID'), 'retry'],
+  ['Kafka sequence gap (a send failed before it)', new ProtocolError('OUT_OF_ORDER_SEQUENCE_NUMBER'), 'retry'],
   ['Kafka retriable protocol error', new ProtocolError('NOT_LEADER_OR_FOLLOWER'), 'retry'],
   ['Kafka network error', new NetworkError('Connection closed'), 'retry'],
   ['Kafka request timeout', new TimeoutError('Request timed out'), 'retry'],
