@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { qualified, quoteIdent } from '../pg.js';
+import { TunnelError } from '../errors.js';
+import { qualified, quoteIdent, quoteLiteral } from '../pg.js';
 import type { TableConfig } from '../config/load.js';
 import type { ChangeRow } from '../contracts/envelope.js';
 import type { Position } from './position.js';
@@ -144,9 +145,15 @@ export class ChangeReader {
     // key (OFFSET 0 keeps the planner from flattening the lookup into a join it may order badly — with a
     // change table's stale statistics it re-ran the page for every change row, 10k rows ~10 s) and turned
     // into JSON: a large transaction read in pages must not pay for every one of its rows on every page.
+    // `intact`: the change table's file as the catalog has it now (pg_relation_filenode reads the catalog cache,
+    // current once the statement holds its lock) is the one the statement's snapshot sees. COPY takes its snapshot
+    // before it locks the table: a table rewrite (sync_capture's ALTER COLUMN TYPE) committed while it waited leaves
+    // every row invisible to it, and the batch would complete empty. Such a statement returns no row at all.
+    const relation = `${quoteLiteral(this.changeTable)}::regclass`;
     const query = (p: typeof queryParams) => `
       WITH s AS MATERIALIZED (SELECT COALESCE(${p.cur}, pg_current_snapshot()) AS cur, ${p.prev} AS prev, ${p.salt} AS salt,
-                                     current_setting('track_commit_timestamp')::bool AS commit_ts),
+                                     current_setting('track_commit_timestamp')::bool AS commit_ts,
+                                     pg_relation_filenode(${relation}) = (SELECT relfilenode FROM pg_catalog.pg_class WHERE oid = ${relation}) AS intact),
       page AS MATERIALIZED (
         SELECT c.change_id FROM ${this.changeTable} c, s
         WHERE pg_visible_in_snapshot(c.txid, s.cur) AND NOT pg_visible_in_snapshot(c.txid, s.prev)
@@ -165,7 +172,8 @@ export class ChangeReader {
                ${filter ? filter.sql : 'true'} AS passes
         FROM page p CROSS JOIN LATERAL (SELECT * FROM ${this.changeTable} x WHERE x.change_id = p.change_id OFFSET 0) c
         ${this.beforeFull ? beforeImageJoin(this.changeTable, p.table) : ''}
-        ORDER BY p.change_id) b ON true`;
+        ORDER BY p.change_id) b ON true
+      WHERE s.intact`;
     this.batchSql = query(queryParams);
     // the same query's columns as text (the capture time as its float8), in pageFields order
     this.copySql = `SELECT q.cur, q.change_id::text, q.action, q.txid, q.schema_version::text, q.captured_ms, q.row, q.key, q.before FROM (${query(copyParams)}) q`;
@@ -173,13 +181,14 @@ export class ChangeReader {
   }
 
   /** One page of the batch after `position.prev`; `position.cur` pins the batch's snapshot across pages. */
-  async readPage(client: pg.Client, position: Position, pageSize: number, cur: string | null = position.cur): Promise<Page> {
+  async readPage(client: pg.Client, position: Position, pageSize: number, cur: string | null = position.cur, retried = false): Promise<Page> {
     if (!this.captured) throw new Error('ChangeReader.refresh must run before readPage');
-    if (this.path.bytes) return this.readPageBytes(client, position, pageSize, cur);
+    if (this.path.bytes) return this.readPageBytes(client, position, pageSize, cur, retried);
     const { rows } = await client.query<{ cur: string; change_id: number | null; action: string; txid: string; schema_version: number | null; captured_ms: number; row: string; key: string; before: string | null; passes: boolean }>(
       this.batchSql,
       [position.prev, cur, position.lastChangeId, pageSize, this.salt, ...this.extraParams],
     );
+    if (rows.length === 0) return this.rewritten(retried, () => this.readPage(client, position, pageSize, cur, true));
     const changes: ChangeRow[] = [];
     for (const r of rows) {
       if (r.change_id === null) continue;
@@ -190,13 +199,27 @@ export class ChangeReader {
   }
 
   /** The page as binary COPY: the same rows and values, never parsed into objects (pipeline/batchPublisher.ts frames them). */
-  private async readPageBytes(client: pg.Client, position: Position, pageSize: number, cur: string | null): Promise<Page> {
+  private async readPageBytes(client: pg.Client, position: Position, pageSize: number, cur: string | null, retried: boolean): Promise<Page> {
     await client.query(pageSettings, [position.prev, cur, position.lastChangeId, pageSize, this.salt, tableId(this.table)]);
     const rows = await readCopyRows(client, this.copySql, pageFieldCount);
+    if (rows.count === 0) return this.rewritten(retried, () => this.readPageBytes(client, position, pageSize, cur, true));
     // an empty page is one row of only the snapshot (the LEFT JOIN in the query)
     const count = fieldText(rows, 0, pageFields.changeId) === null ? 0 : rows.count;
     const last = count > 0 ? int8(fieldText(rows, count - 1, pageFields.changeId)!) : undefined;
     return { cur: fieldText(rows, 0, pageFields.cur)!, changes: [], ...(count > 0 ? { bytes: rows } : {}), count, schemaVersion: this.schemaVersion, lastChangeId: last as number | undefined };
+  }
+
+  /**
+   * A page statement returned no row: the change table was rewritten after its snapshot (`intact`), and a new
+   * statement, with a new snapshot, reads it again. Twice in a row (a snapshot held by a transaction, or
+   * rewrites one after another) is left to the producer's retry, which starts over from the checkpoint.
+   */
+  private rewritten(retried: boolean, again: () => Promise<Page>): Promise<Page> {
+    if (!retried) return again();
+    throw new TunnelError('PGT_CHANGE_TABLE_REWRITTEN', `the change table ${this.changeTable} was rewritten (ALTER COLUMN … TYPE) after the page's snapshot was taken, twice in a row`, {
+      errorClass: 'retryable',
+      hint: 'nothing to do: the producer reads the batch again from its checkpoint',
+    });
   }
 
   /** True when a page holds rows written by a capture version newer than the columns this reader reads. */

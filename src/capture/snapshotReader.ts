@@ -23,13 +23,25 @@ export interface SnapshotRow {
   key: string;
 }
 
+/**
+ * How a chunk's REPEATABLE READ transaction begins: the tables it reads are locked before its first query
+ * takes the snapshot. A table rewrite (ALTER COLUMN … TYPE, on the source table and by sync_capture on the
+ * change table) that commits after the snapshot leaves every row of the table invisible to it: a chunk read
+ * behind one found the table empty and ended the snapshot. Holding the lock first, the rewrite is either in
+ * the snapshot or waits for the chunk (as it already waited for the chunk's reads).
+ */
+export function chunkTransaction(tables: string[]): string {
+  return `BEGIN ISOLATION LEVEL REPEATABLE READ; LOCK TABLE ${tables.map((t) => `ONLY ${t}`).join(', ')} IN ACCESS SHARE MODE`;
+}
+
 /** Reads the source table in primary-key chunks, inside the caller's REPEATABLE READ transaction. */
 export class SnapshotReader {
   /** Each query twice: from the table's first key, and after a last key (see chunkQuery). */
   private chunkSql = { first: '', after: '' };
   private copySql = { first: '', after: '' };
   private readonly countSql: string;
-  private readonly table: string;
+  /** The source table, qualified and quoted. */
+  readonly table: string;
 
   private filterValues: unknown[] = [];
 

@@ -17,7 +17,8 @@ export class ChunkRead {
   private readonly parts: AsyncGenerator<Records, void, number>;
   private first: Promise<IteratorResult<Records, void>> | undefined;
 
-  constructor(readonly reads: pg.Client, readonly start: ChunkStart, parts: AsyncGenerator<Records, void, number>) {
+  /** `begin`: the chunk's REPEATABLE READ transaction (capture/snapshotReader.ts chunkTransaction). */
+  constructor(readonly reads: pg.Client, readonly start: ChunkStart, private readonly begin: string, parts: AsyncGenerator<Records, void, number>) {
     this.parts = this.inTransaction(parts);
     this.first = this.parts.next(0);
     this.first.catch(() => {}); // seen by `records`
@@ -29,7 +30,7 @@ export class ChunkRead {
   }
 
   private async *inTransaction(parts: AsyncGenerator<Records, void, number>): AsyncGenerator<Records, void, number> {
-    await this.reads.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await this.reads.query(this.begin);
     let open = true;
     try {
       yield* parts;

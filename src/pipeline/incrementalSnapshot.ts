@@ -82,7 +82,7 @@ export class IncrementalSnapshot {
       const { after: next } = await this.publishStep.publish(client, {
         records: this.snapshotSource.records(client, state.position, chunk, reader),
         after: () => ({ ...state, position: { prev: chunk.cur, cur: null, lastChangeId: 0 } }),
-        begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ',
+        begin: this.snapshotSource.begin,
         store: async (c, after) => {
           running = await recordProgress(c, signal.signalId, chunk.lastKey, rowsAfter(after), chunk.done);
         },

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import type { ChangeReader } from '../capture/changeReader.js';
-import type { SnapshotReader } from '../capture/snapshotReader.js';
+import { chunkTransaction, type SnapshotReader } from '../capture/snapshotReader.js';
 import { fieldText } from '../capture/copyRows.js';
 import type { Position } from '../capture/position.js';
 import type { CaptureState } from '../capture/stateStore.js';
@@ -73,7 +73,12 @@ export class SnapshotSource {
     private readonly log: Logger,
     private readonly onPhase: (phase: CaptureState['phase']) => void,
     private readonly path: { bytes: boolean; why: string } = { bytes: false, why: 'row objects asked for' },
-  ) {}
+  ) {
+    this.begin = chunkTransaction([reader.table, changes.changeTable]);
+  }
+
+  /** How each chunk's transaction begins (an incremental snapshot's too: the same tables). */
+  readonly begin: string;
 
   /** A piece of the chunk after `lastKey`, read as the table's path reads it (`reader`: the initial or an incremental snapshot's). */
   private async readPiece(client: pg.Client, reader: SnapshotReader, lastKey: string | null, size: number): Promise<Piece> {
@@ -116,7 +121,7 @@ export class SnapshotSource {
       }
     } else {
       const records = this.records(client, state.position, chunk, this.reader);
-      ({ after: next } = await this.publishStep.publish(client, { records, after, begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ' }, stored));
+      ({ after: next } = await this.publishStep.publish(client, { records, after, begin: this.begin }, stored));
     }
     // the last chunk's checkpoint is durable before the phase says streaming (status, and whoever waits on it)
     if (next.phase === 'streaming') await this.publishStep.drained();
@@ -176,7 +181,7 @@ export class SnapshotSource {
   private startRead(reads: pg.Client, start: ChunkStart, total: number | null): ChunkRead & { chunk: Chunk } {
     const chunk: Chunk = { cur: '', total, lastKey: start.lastKey, done: false, incremental: false };
     const position = { prev: start.prev, cur: null, lastChangeId: 0 };
-    return Object.assign(new ChunkRead(reads, start, this.records(reads, position, chunk, this.reader)), { chunk });
+    return Object.assign(new ChunkRead(reads, start, this.begin, this.records(reads, position, chunk, this.reader)), { chunk });
   }
 
   /** The chunk's parts; once they are read (its transaction committed), the next chunk's read starts. */

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { onCleanup, query, tunnelDatabases, waitFor, withStackPassword, type TunnelEnv } from '../helpers/services.js';
-import { InProcessTunnel } from '../helpers/inProcessTunnel.js';
+import { InProcessTunnel, installInProcess } from '../helpers/inProcessTunnel.js';
 import { runCli } from '../helpers/tunnelProcess.js';
 import { topicRecords } from '../helpers/oracles.js';
 
@@ -118,6 +118,59 @@ async function evolves(t: TestContext, capture: 'trigger' | 'logical'): Promise<
   assert.deepEqual([...versions].sort((x, y) => x - y), [1, 2, 3, 4, 5, 6, 7], 'each change says which version wrote it');
   await again.stop();
 }
+
+/**
+ * Starts a tunnel while ALTER COLUMN salary TYPE bigint holds its locks: on the source table and, through the
+ * event trigger's sync_capture, on emp_cdc (both rewritten). Commits the DDL once a read of the tunnel waits for
+ * `relation` with a statement like `statement`: that read's snapshot may predate the rewrite it then reads.
+ */
+async function startBehindRewrite(t: TestContext, db: TunnelEnv, relation: string, statement: string): Promise<InProcessTunnel> {
+  const ddl = new pg.Client({ connectionString: db.sourceUrl });
+  await ddl.connect();
+  onCleanup(t, () => ddl.end());
+  await ddl.query('BEGIN');
+  await ddl.query('ALTER TABLE employees ALTER COLUMN salary TYPE bigint');
+  const starting = InProcessTunnel.start(t, db.env);
+  starting.catch(() => {});
+  await waitFor(`a read of the tunnel waiting for the DDL's lock on ${relation}`, async () => (await query(db.sourceUrl,
+    'SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.relation = $1::regclass AND NOT l.granted AND a.query LIKE $2', [relation, statement])).length > 0, 60_000);
+  await ddl.query('COMMIT');
+  return starting;
+}
+
+/**
+ * A page read waiting for emp_cdc while sync_capture rewrites it: COPY takes its snapshot before it locks the
+ * table, so the rewritten rows were all invisible to it, the page came back empty, the batch completed and its
+ * checkpoint deleted changes never published. The deletes among them left rows in the target: the DDL test
+ * above, where the writers' last changes before ALTER TYPE met such a read, ended 2–3 rows over the source.
+ */
+test('changes committed before a rewriting ALTER COLUMN TYPE arrive when the page read waits for its lock on the change table', { timeout: 180_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'seed' || i, 30000 FROM generate_series(1, 20) i");
+  const first = await InProcessTunnel.start(t, db.env);
+  await first.waitForEqual();
+  await first.stop();
+  // committed while no producer runs: the restarted producer's first page holds them
+  await query(db.sourceUrl, "DELETE FROM employees WHERE emp_id <= 5; UPDATE employees SET salary = salary + 1 WHERE emp_id > 15; INSERT INTO employees (first_name, salary) VALUES ('late', 1)");
+  const again = await startBehindRewrite(t, db, 'emp_cdc', 'COPY%');
+  await again.waitForEqual(30_000);
+  assert.deepEqual(await query(db.targetUrl, 'SELECT emp_id FROM employees WHERE emp_id <= 5'), [], 'the deletes arrived');
+  await again.stop();
+});
+
+/**
+ * The snapshot's chunk transaction (REPEATABLE READ) took its snapshot with its first statement and locked the
+ * source table only when it read it: behind a rewriting ALTER TYPE, the table read empty and the snapshot ended.
+ */
+test('a snapshot whose chunk read waits for a rewriting ALTER COLUMN TYPE of the source table still reads every row', { timeout: 180_000 }, async (t) => {
+  const db = await tunnelDatabases(t);
+  await query(db.sourceUrl, "INSERT INTO employees (first_name, salary) SELECT 'seed' || i, 30000 FROM generate_series(1, 50) i");
+  await installInProcess(db.env);
+  const tunnel = await startBehindRewrite(t, db, 'employees', '%');
+  await tunnel.waitForEqual(30_000);
+  assert.equal((await query(db.targetUrl, 'SELECT 1 FROM employees')).length, 50);
+  await tunnel.stop();
+});
 
 /** The capture schema version status shows, and the registered one. */
 async function statusVersions(env: Record<string, string>): Promise<unknown[]> {
