@@ -1,8 +1,9 @@
 // node dist/bench/latencyStages.js [--rate 1000] [--seconds 15] [--rounds 2] [--variant name ...] [--base dist]
 // [--load inserts|updates]: latency at a fixed rate and where it goes, for tunnel variants interleaved in one
 // invocation beside native logical replication, so a loaded machine weighs on every variant alike (issue 21's latency
-// goal). Each tunnel runs in this process (`Tunnel.run`, threads on or off); the stage timings are its
-// `pgtunnel:stages` events during the load. `--load updates`: each commit updates one row the target has and every
+// goal). Each tunnel runs in this process (`Tunnel.run`, threads on or off; threads spawned before prepare as `pgtunnel
+// run` does, or at `run` in the 'spawned at run' variant); the stage timings are its `pgtunnel:stages` events during
+// the load. `start`: the latency of the probe row, committed as the tunnel starts (its start-up, counted in max). `--load updates`: each commit updates one row the target has and every
 // other one also deletes one (the apply's sets of updates, deletes and tombstones); latency is counted on the updated
 // rows, native replication is not run, and a variant's ratios are to the `--base` build's run just before it.
 import path from 'node:path';
@@ -21,6 +22,8 @@ interface Variant {
   env?: Record<string, string>;
   /** Another build's dist/ (`--base`, e.g. an older commit built in /tmp): its tunnel, this bench's load and clock. */
   dist?: string;
+  /** Threads spawned by `Tunnel.run` after prepare (in-process callers), not before prepare as `pgtunnel run` does. */
+  spawnAtRun?: boolean;
 }
 
 const { values } = parseArgs({ options: { rate: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '15' }, rounds: { type: 'string', default: '2' }, variant: { type: 'string', multiple: true }, base: { type: 'string' }, load: { type: 'string', default: 'inserts' } } });
@@ -30,6 +33,7 @@ const ownVariants: Variant[] = [
   { name: 'trigger, calling thread', capture: 'trigger', threads: false },
   { name: 'logical, two threads', capture: 'logical', threads: true },
   { name: 'logical, calling thread', capture: 'logical', threads: false },
+  { name: 'trigger, threads spawned at run', capture: 'trigger', threads: true, spawnAtRun: true },
 ];
 // with --base, each variant runs right after the same variant of the other build
 const variants = ownVariants.flatMap((v) => (values.base ? [{ ...v, name: `base: ${v.name}`, dist: values.base }, v] : [v]));
@@ -40,7 +44,7 @@ async function build(dist = own) {
   const tables = (await import(path.join(dist, 'src/config/tables.js'))) as typeof import('../src/config/tables.js');
   const setup = (await import(path.join(dist, 'src/setup/prepare.js'))) as typeof import('../src/setup/prepare.js');
   const tunnel = (await import(path.join(dist, 'src/pipeline/tunnel.js'))) as typeof import('../src/pipeline/tunnel.js');
-  return { loadConfig: load.loadConfig, withTables: tables.withTables, prepare: setup.prepare, Tunnel: tunnel.Tunnel };
+  return { loadConfig: load.loadConfig, withTables: tables.withTables, prepare: setup.prepare, Tunnel: tunnel.Tunnel, spawnSides: tunnel.spawnSides };
 }
 const rate = Number(values.rate);
 const seconds = Number(values.seconds);
@@ -97,14 +101,19 @@ function slowest(changes: { committedMs: number; ms: number }[], spans: Span[]):
   return `slowest 1% (${slow.length} changes, ≥ ${f(threshold)} ms) held most by: ${shares}; mean share of their window: ${cover}`;
 }
 
-async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyResult & { stages: StageSamples; slowest: string }> {
-  const { loadConfig, withTables, prepare, Tunnel } = await build(variant.dist);
+async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyResult & { start: number; stages: StageSamples; slowest: string }> {
+  const { loadConfig, withTables, prepare, Tunnel, spawnSides } = await build(variant.dist);
   const db = `bench_lat_${variant.dist ? 'base_' : ''}${variant.capture}_${variant.threads ? 't' : 'c'}`;
   const dbs = await ctx.databases(db, sourceDdl, targetDdl);
   const env = ctx.tunnelEnv(dbs, 'bench_latency', { PGTUNNEL_CAPTURE: variant.capture, PGTUNNEL_HOME: path.join(ctx.home, `bench-${db}`), ...variant.env });
   const log = pino({ level: 'warn' });
   const config = await withTables(loadConfig({ env }));
-  const tables = await prepare(config, log);
+  // as `pgtunnel run` does: the side threads load their modules (0.4–0.5 s of CPU each) while prepare runs
+  const threads = variant.threads && !variant.spawnAtRun ? spawnSides({}, log) : variant.threads;
+  const tables = await prepare(config, log).catch((err: unknown) => {
+    if (Array.isArray(threads)) for (const thread of threads) thread.stop();
+    throw err;
+  });
   const controller = new AbortController();
   const samples = Object.fromEntries(stages.map((s) => [s, [] as number[]])) as StageSamples;
   const spans: Span[] = [];
@@ -121,7 +130,7 @@ async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyRe
     }
   });
   let failure: unknown;
-  const running = new Tunnel(config, tables, log).run(controller.signal, { threads: variant.threads }).catch((err) => (failure = err));
+  const running = new Tunnel(config, tables, log).run(controller.signal, { threads }).catch((err) => (failure = err));
   try {
     await sql(dbs.source, "INSERT INTO bench_latency VALUES (0, 'probe')");
     await waitUntil('the probe row in the target', async () => {
@@ -136,7 +145,9 @@ async function tunnelRun(ctx: BenchContext, variant: Variant): Promise<LatencyRe
     recording = true;
     const count = await fixedRateLoad(dbs.source, rate, seconds, updates ? updateRow : undefined);
     const result = updates ? await measureUpdates(dbs.source, dbs.target) : await measure(dbs.source, dbs.target, count + 1);
-    return { ...result, stages: samples, slowest: slowest(result.changes, spans) };
+    // the probe, committed as the tunnel starts, waits for its start-up (counted in max, shown apart)
+    const start = (await latencies(dbs.source, dbs.target, 'id = 0')).max;
+    return { ...result, start, stages: samples, slowest: slowest(result.changes, spans) };
   } finally {
     unsubscribe();
     controller.abort();
@@ -168,13 +179,13 @@ try {
       // the ratio's denominator: native replication, or (updates load) the base build's run of the variant
       const against = native ?? (variant.dist ? undefined : baseRun);
       const ratio = against ? `  ×${native ? 'native' : 'base'} ${f(r.p50 / against.p50)} / ${f(r.p99 / against.p99)}` : '';
-      console.log(`round ${round}: ${variant.name}: ${line(r)}${ratio}\n    stages p50/p99/max ms (count): ${stageText}\n    ${r.slowest}`);
+      console.log(`round ${round}: ${variant.name}: ${line(r)}${ratio}; start ${f(r.start)} ms\n    stages p50/p99/max ms (count): ${stageText}\n    ${r.slowest}`);
       const entry = results.get(variant.name) ?? { ratio50: [], ratio99: [], lines: [] };
       if (against) {
         entry.ratio50.push(r.p50 / against.p50);
         entry.ratio99.push(r.p99 / against.p99);
       }
-      entry.lines.push(line(r));
+      entry.lines.push(`${line(r)}, start ${f(r.start)}`);
       results.set(variant.name, entry);
       baseRun = variant.dist ? r : undefined;
     }
