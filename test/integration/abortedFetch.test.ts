@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { stringDeserializer } from '@platformatic/kafka';
-import { CommittedConsumer } from '../../src/transport/pacedConsumer.js';
+import { CommittedConsumer } from '../../src/transport/abortedBatches.js';
 import { EnvelopeProducer, closeConsumer, ensureTopics } from '../../src/transport/kafka.js';
 import { snapshotRowToMessage } from '../../src/contracts/envelope.js';
 import { onCleanup, services, uniqueName, waitFor } from '../helpers/services.js';
