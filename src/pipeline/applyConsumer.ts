@@ -18,7 +18,7 @@ import { retryOrStop } from './consumerRetry.js';
 import { GroupOffsets, type Committable } from './groupOffsets.js';
 import { SetBuffers, type FetchedBytes } from '../transport/setBytes.js';
 import { telemetry } from '../instruments/telemetry.js';
-import { Backoff } from '../retry.js';
+import { Backoff, wakeOrAbort } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
 import { applicationNames, clientIds, partitionId } from '../names.js';
 
@@ -101,14 +101,7 @@ export class PolledSets<M> {
 
   async take(signal: AbortSignal): Promise<PolledSet<M> | undefined> {
     while (this.buffer.length === 0 && !signal.aborted && !this.failure) {
-      let onAbort: (() => void) | undefined;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        onAbort = resolve;
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-      // Idle waits happen thousands of times a minute: a listener left behind on each one leaks.
-      signal.removeEventListener('abort', onAbort!);
+      await wakeOrAbort(signal, (wake) => (this.wake = wake));
       this.wake = undefined;
     }
     if (this.failure) throw this.failure;

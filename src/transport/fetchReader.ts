@@ -1,7 +1,8 @@
 import { TunnelError } from '../errors.js';
+import { wakeOrAbort } from '../retry.js';
 import { partitionId } from '../names.js';
 import { unreachableBroker } from './kafka.js';
-import { ConnectionPool, Consumer, ListOffsetTimestamps, ProtocolError, Writer, kGetApi, kOptions, type ClusterMetadata, type Connection } from './kafkaLib.js';
+import { ConnectionPool, Consumer, ListOffsetTimestamps, ProtocolError, Writer, kGetApi, kGetConnection, kOptions, type ClusterMetadata, type Connection } from './kafkaLib.js';
 import { RecordSpans, fetchAnswers, walkPartition } from './recordWalk.js';
 import type { FetchedBytes } from './setBytes.js';
 
@@ -114,6 +115,8 @@ export class FetchReader {
   private arrivedAt = 0;
   private failure: unknown;
   private wake: (() => void) | undefined;
+  private readonly toCommit = new Map<string, { topic: string; partition: number; offset: bigint; waiters: { resolve: () => void; reject: (err: unknown) => void }[] }>();
+  private committing = false;
   private planning = false;
   private planAgain = false;
   private staleMetadata = false;
@@ -168,14 +171,7 @@ export class FetchReader {
    */
   async take(signal: AbortSignal, bufferFor: (bytes: number) => Buffer = (n) => Buffer.allocUnsafeSlow(n)): Promise<FetchedSet | undefined> {
     while (this.spans.count === 0 && !signal.aborted && this.failure === undefined) {
-      let onAbort: (() => void) | undefined;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        onAbort = resolve;
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-      // idle waits happen thousands of times a minute: a listener left behind on each one leaks
-      signal.removeEventListener('abort', onAbort!);
+      await wakeOrAbort(signal, (wake) => (this.wake = wake));
       this.wake = undefined;
     }
     if (this.failure !== undefined) throw this.failure;
@@ -188,9 +184,56 @@ export class FetchReader {
     return set;
   }
 
-  /** Commits `offset + 1` as the group's offset of the partition (GroupOffsets' Committable). */
+  /**
+   * Commits `offset + 1` as the group's offset of the partition (GroupOffsets' Committable). One OffsetCommit in
+   * flight at a time, the partitions asked for meanwhile merged into the next (the highest offset each), as the
+   * client's stream did.
+   */
   commitPast(topic: string, partition: number, offset: bigint): Promise<void> {
-    return this.consumer.commit({ offsets: [{ topic, partition, offset: offset + 1n, leaderEpoch: -1 }] });
+    return new Promise((resolve, reject) => {
+      const key = partitionId(topic, partition);
+      const asked = this.toCommit.get(key);
+      if (!asked) this.toCommit.set(key, { topic, partition, offset: offset + 1n, waiters: [{ resolve, reject }] });
+      else {
+        if (asked.offset < offset + 1n) asked.offset = offset + 1n;
+        asked.waiters.push({ resolve, reject });
+      }
+      this.flushCommits();
+    });
+  }
+
+  /**
+   * One OffsetCommit to the group's coordinator, in the group's current generation. Not `consumer.commit`: on an
+   * error that means a rebalance the client joins the group again itself, alongside the join its heartbeat starts,
+   * and the two joins of one member left partitions with two owners (scaleOut.test). A failed commit is GroupOffsets'
+   * to retry; the group's offsets follow the target's and are read only at a partition's assignment.
+   */
+  private async offsetCommit(batch: { topic: string; partition: number; offset: bigint }[]): Promise<void> {
+    const coordinator = this.consumer.coordinatorId;
+    const broker = coordinator === null ? undefined : (await this.consumer.metadata({ topics: this.topics })).brokers.get(coordinator);
+    if (!broker || this.consumer.memberId === null) throw new TunnelError('PGT_GROUP_REJOINING', 'the consumer is between group memberships: the offsets are committed after the next set', { errorClass: 'retryable' });
+    const topics = new Map<string, { name: string; partitions: { partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number; committedMetadata: null }[] }>();
+    for (const { topic, partition, offset } of batch) {
+      if (!topics.has(topic)) topics.set(topic, { name: topic, partitions: [] });
+      topics.get(topic)!.partitions.push({ partitionIndex: partition, committedOffset: offset, committedLeaderEpoch: -1, committedMetadata: null });
+    }
+    const connection = await call<Connection>((cb) => this.consumer[kGetConnection](broker, cb as never));
+    const api = await call<(...args: unknown[]) => void>((cb) => this.consumer[kGetApi]('OffsetCommit', cb as never));
+    await call((cb) => api(connection, this.consumer.groupId, this.consumer.generationId, this.consumer.memberId, null, [...topics.values()], cb));
+  }
+
+  private flushCommits(): void {
+    if (this.committing || this.toCommit.size === 0) return;
+    this.committing = true;
+    const batch = [...this.toCommit.values()];
+    this.toCommit.clear();
+    this.offsetCommit(batch).then(
+      () => batch.forEach((b) => b.waiters.forEach((w) => w.resolve())),
+      (err: unknown) => batch.forEach((b) => b.waiters.forEach((w) => w.reject(err))),
+    ).finally(() => {
+      this.committing = false;
+      this.flushCommits();
+    });
   }
 
   async close(): Promise<void> {

@@ -4,20 +4,25 @@ import { ConnectionPool, Consumer, Producer } from '@platformatic/kafka';
 import { FetchReader, fetchResponse } from '../../src/transport/fetchReader.js';
 import { RecordSpans, fetchAnswers, walkPartition } from '../../src/transport/recordWalk.js';
 import { EnvelopeProducer, closeConsumer, ensureTopics } from '../../src/transport/kafka.js';
-import { snapshotRowToMessage } from '../../src/contracts/envelope.js';
-import { onCleanup, services, uniqueName, waitFor } from '../helpers/services.js';
+import { onCleanup, services, uniqueName } from '../helpers/services.js';
+import { employeeIdOf, employeesPage, transactionalProducer } from '../helpers/kafkaWriters.js';
 
 const brokers = () => [services().brokers];
 
-/** Envelopes of ids [from, to) as the producer writes them, their keys `{"emp_id":<id>}`. */
-function page(topic: string, from: number, to: number, width = 200) {
-  const table = { db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic, topicPrefix: 'test' };
-  const out = [];
-  for (let id = from; id < to; id++) out.push(snapshotRowToMessage(table, { row: `{"emp_id":${id},"first_name":"${'x'.repeat(width)}"}`, key: `{"emp_id":${id}}` }, 1, 1_700_000_000_000));
-  return out;
-}
+const page = employeesPage;
+const idOf = employeeIdOf;
 
-const idOf = (key: Buffer | undefined) => Number(/"emp_id":(-?\d+)/.exec(key!.toString())![1]);
+/** A FetchReader in a group of its own, its sets of at most `max` records; closed after the test. */
+async function groupReader(t: TestContext, topic: string, max: number): Promise<FetchReader> {
+  const consumer = new Consumer({ clientId: uniqueName('reader'), groupId: uniqueName('reader_group'), bootstrapBrokers: brokers(), autocommit: false });
+  const reader = new FetchReader(consumer, [topic], brokers(), max, 1024 * 1024);
+  onCleanup(t, async () => {
+    await reader.close();
+    await closeConsumer(consumer);
+  });
+  await reader.start();
+  return reader;
+}
 
 /** Raw Fetch answers of one partition through the reader's request, walked by the reader's walk. */
 async function rawFetcher(t: TestContext, topic: string) {
@@ -88,19 +93,7 @@ test('the walk skips aborted transactions, whatever the fetch limit cuts, and Fe
   const kafka = { kafkaBrokers: brokers() };
   const topic = uniqueName('walk_aborted');
   await ensureTopics(kafka, [topic], 1);
-  const transactionalId = uniqueName('walk_tx');
-  // a fresh broker answers "retry" until its transaction coordinator is up: each try is a new producer
-  const producer = await waitFor('a transactional producer', async () => {
-    const p = new EnvelopeProducer(kafka, uniqueName('walk_tx'), { transactionalId });
-    try {
-      await p.fence();
-      return p;
-    } catch {
-      await p.close();
-      return undefined;
-    }
-  }, 60_000, 200);
-  onCleanup(t, () => producer.close());
+  const producer = await transactionalProducer(t, kafka, uniqueName('walk_tx'));
   const expected: number[] = [];
   for (let round = 0; round < 6; round++) {
     const tx = await producer.begin();
@@ -126,13 +119,7 @@ test('the walk skips aborted transactions, whatever the fetch limit cuts, and Fe
     if (maxBytes === 16 * 1024) assert.ok(cut > 0, 'aborted transactions cut by the byte limit, their markers in later responses');
   }
 
-  const consumer = new Consumer({ clientId: uniqueName('walk_reader'), groupId: uniqueName('walk_group'), bootstrapBrokers: kafka.kafkaBrokers, autocommit: false });
-  const reader = new FetchReader(consumer, [topic], kafka.kafkaBrokers, 500, 1024 * 1024);
-  onCleanup(t, async () => {
-    await reader.close();
-    await closeConsumer(consumer);
-  });
-  await reader.start();
+  const reader = await groupReader(t, topic, 500);
   const read: number[] = [];
   const signal = AbortSignal.timeout(60_000);
   while (read.length < expected.length) {
@@ -154,13 +141,7 @@ test('FetchReader reads batches of every codec another producer may write', { ti
     onCleanup(t, () => producer.close());
     await producer.send({ messages: Array.from({ length: 50 }, (_, j) => ({ topic, partition: 0, key: Buffer.from(`{"emp_id":${i * 100 + j}}`), value: Buffer.from(`{"codec":"${compression}"}`) })) });
   }
-  const consumer = new Consumer({ clientId: uniqueName('codec_reader'), groupId: uniqueName('codec_group'), bootstrapBrokers: kafka.kafkaBrokers, autocommit: false });
-  const reader = new FetchReader(consumer, [topic], kafka.kafkaBrokers, 1000, 1024 * 1024);
-  onCleanup(t, async () => {
-    await reader.close();
-    await closeConsumer(consumer);
-  });
-  await reader.start();
+  const reader = await groupReader(t, topic, 1000);
   const values: string[] = [];
   const signal = AbortSignal.timeout(60_000);
   while (values.length < 250) values.push(...(await reader.take(signal))!.records.map((r) => r.value!.toString()));
