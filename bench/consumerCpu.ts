@@ -1,14 +1,14 @@
 // node dist/bench/consumerCpu.js --base DIR [--rows 300000] [--backlog 200000] [--rounds 2]: the tunnel's CPU and wall
 // on a snapshot of --rows rows and on a backlog of --backlog changes captured while no tunnel ran, this build against
 // another (--base: a checkout with dist/ built, e.g. main's), turns alternated in every round, one stack of its own.
-// CPU is the tunnel process's (all threads, /proc/<pid>/stat) and its consumer thread's (schedstat), so on a loaded
-// machine only the same-run ratios compare. Not part of `npm run bench`.
+// CPU is the tunnel process's (all threads, /proc/<pid>/stat), so on a loaded machine only the same-run ratios
+// compare. Not part of `npm run bench`.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startTestStack } from '../testkit/testStack.js';
 import { employeesDdl } from '../src/stack/demo.js';
-import { BenchContext, BenchTunnel, root, sql, threadCpuNs, waitUntil } from './context.js';
+import { BenchContext, BenchTunnel, root, sql, waitUntil } from './context.js';
 import { fill } from './snapshot.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '300000' }, backlog: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '2' }, base: { type: 'string' } } });
@@ -27,19 +27,16 @@ function processCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-interface Figures { seconds: number; cpu: number; consumerCpu: number }
+interface Figures { seconds: number; cpu: number }
 
-/** A tunnel of `build` from its start until `done`: wall, process CPU, consumer thread CPU. */
+/** A tunnel of `build` from its start until `done`: wall and process CPU. */
 async function measured(build: Build, dbs: { source: string; target: string }, done: () => Promise<boolean>): Promise<Figures> {
   const start = Date.now();
   const tunnel = new BenchTunnel(ctx.tunnelEnv(dbs, 'employees'), ['run'], builds[build]);
   try {
     await waitUntil('the changes in the target', done, 900_000, 200);
     const seconds = (Date.now() - start) / 1000;
-    const pid = tunnel.child.pid!;
-    const threads = threadCpuNs(pid);
-    const consumer = [...threads].filter(([name]) => name.includes('consum')).reduce((s, [, ns]) => s + ns, 0) / 1e9;
-    return { seconds, cpu: processCpuSeconds(pid), consumerCpu: consumer };
+    return { seconds, cpu: processCpuSeconds(tunnel.child.pid!) };
   } finally {
     await tunnel.stop();
   }
@@ -74,9 +71,9 @@ try {
 } finally {
   await own.stack.down();
 }
-console.log('| run | round | build | wall s | tunnel CPU s | consumer thread CPU s |\n|---|---|---|---|---|---|');
-for (const r of results) console.log(`| ${r.kind} | ${r.round} | ${r.build} | ${r.f.seconds.toFixed(1)} | ${r.f.cpu.toFixed(1)} | ${r.f.consumerCpu.toFixed(1)} |`);
+console.log('| run | round | build | wall s | tunnel CPU s |\n|---|---|---|---|---|');
+for (const r of results) console.log(`| ${r.kind} | ${r.round} | ${r.build} | ${r.f.seconds.toFixed(1)} | ${r.f.cpu.toFixed(1)} |`);
 for (const kind of new Set(results.map((r) => r.kind))) {
   const ratios = (key: keyof Figures) => results.filter((r) => r.kind === kind && r.build === 'this').map((r) => (r.f[key] / results.find((b) => b.kind === kind && b.round === r.round && b.build === 'base')!.f[key]).toFixed(2)).join(', ');
-  console.log(`${kind}: this/base per round — wall ${ratios('seconds')}; tunnel CPU ${ratios('cpu')}; consumer thread CPU ${ratios('consumerCpu')}`);
+  console.log(`${kind}: this/base per round — wall ${ratios('seconds')}; tunnel CPU ${ratios('cpu')}`);
 }
