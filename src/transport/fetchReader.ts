@@ -155,11 +155,6 @@ export class FetchReader {
     return Math.max(0, ...[...this.polls.values()].map((p) => p.waitMs));
   }
 
-  /** Records read and not taken yet. */
-  get buffered(): number {
-    return this.spans.count;
-  }
-
   /** Whether `count` records (or the byte cap) are waiting: a set worth decoding while another is written. */
   holds(count: number): boolean {
     return this.spans.count >= count || this.spans.bytes >= this.maxBytes;

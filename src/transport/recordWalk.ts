@@ -41,20 +41,6 @@ export class RecordSpans {
     this.bytes += Math.max(keyLength, 0) + Math.max(valueLength, 0);
   }
 
-  /** Forgets every record of a partition (revoked while its records waited). */
-  dropPartition(topic: string, partition: number): void {
-    let kept = 0;
-    let bytes = 0;
-    for (let i = 0; i < this.count; i++) {
-      const s = this.sources[this.source[i]!]!;
-      if (s.topic === topic && s.partition === partition) continue;
-      this.move(i, kept++);
-      bytes += Math.max(this.keyLength[i]!, 0) + Math.max(this.valueLength[i]!, 0);
-    }
-    this.count = kept;
-    this.bytes = bytes;
-  }
-
   /** The bytes of the first `count` records, and how many of them fit in `maxBytes` (at least one). */
   fitting(max: number, maxBytes: number): { count: number; bytes: number } {
     let count = 0;
