@@ -6,6 +6,20 @@ export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   await delay(ms, undefined, { signal }).catch(() => {});
 }
 
+/**
+ * Waits until the `wake` handed to `hold` is called or the signal aborts. Idle consumers wait thousands of times a
+ * minute: no abort listener is left behind.
+ */
+export async function wakeOrAbort(signal: AbortSignal, hold: (wake: () => void) => void): Promise<void> {
+  let onAbort: (() => void) | undefined;
+  await new Promise<void>((resolve) => {
+    hold(resolve);
+    onAbort = resolve;
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  signal.removeEventListener('abort', onAbort!);
+}
+
 /** Capped exponential backoff with jitter, so a fleet of tunnels does not retry in lockstep. */
 export class Backoff {
   private attempt = 0;

@@ -1,5 +1,5 @@
-import { stringDeserializer, type Message, type MessagesStream } from '../transport/kafkaLib.js';
-import { PacedConsumer } from '../transport/pacedConsumer.js';
+import { Consumer } from '../transport/kafkaLib.js';
+import { FetchReader, type FetchedSet } from '../transport/fetchReader.js';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
@@ -7,7 +7,7 @@ import { connect } from '../pg.js';
 import { TargetWriter, type TableApply } from '../apply/targetWriter.js';
 import type { ScannedSet } from '../apply/copyPath.js';
 import { applySession } from '../apply/session.js';
-import { closeConsumer, kafkaClientOptions, unreachableBroker, type EnvelopeProducer } from '../transport/kafka.js';
+import { closeConsumer, kafkaClientOptions, type EnvelopeProducer } from '../transport/kafka.js';
 import { DeadLetterWriter, type RawRecord } from '../validate/deadLetters.js';
 import { RecordDecoder, type ReadRegistry } from '../contracts/recordDecoder.js';
 import { isFramed } from '../contracts/wireFormat.js';
@@ -16,16 +16,11 @@ import type { Health } from '../instruments/health.js';
 import { failpoint } from './failpoints.js';
 import { retryOrStop } from './consumerRetry.js';
 import { GroupOffsets, type Committable } from './groupOffsets.js';
-import { compactSet, SetBuffers, setBytesOf, type FetchedBytes } from '../transport/setBytes.js';
+import { SetBuffers, type FetchedBytes } from '../transport/setBytes.js';
 import { telemetry } from '../instruments/telemetry.js';
-import { Backoff } from '../retry.js';
+import { Backoff, wakeOrAbort } from '../retry.js';
 import { claimInstanceId, watchAssignment } from './groupMembership.js';
 import { applicationNames, clientIds, partitionId } from '../names.js';
-
-type StringMessage = Message<Buffer, Buffer, string, string>;
-
-/** Keys and values as bytes: JSON text and the wire format (Avro, JSON Schema) alike; headers as text. */
-const bytesDeserializers = { key: (b?: Buffer) => b, value: (b?: Buffer) => b, headerKey: stringDeserializer, headerValue: stringDeserializer };
 
 /** A polled set and when its first message arrived, for the stage timings. */
 export interface PolledSet<M> {
@@ -35,9 +30,7 @@ export interface PolledSet<M> {
 
 /**
  * A set read for its write: its records (Avro ones deferred when the byte path took them) over one buffer of
- * the set's bytes, the byte path's lines, and of its messages only the last per partition's commit (the
- * group's offsets): the client's message objects, and the fetch responses their bytes are views of, die
- * young instead of surviving the write's awaits into old space.
+ * the set's bytes, the byte path's lines, and the last offset per partition to commit (the group's offsets).
  */
 interface PreparedSet {
   set: PolledSet<Committable>;
@@ -48,10 +41,10 @@ interface PreparedSet {
   bytes: Buffer;
 }
 
-function lastPerPartition(messages: StringMessage[]): Committable[] {
-  const last = new Map<string, Committable>();
-  for (const { topic, partition, commit } of messages) last.set(partitionId(topic, partition), { topic, partition, commit });
-  return [...last.values()];
+function lastPerPartition(records: FetchedBytes[], reader: FetchReader): Committable[] {
+  const last = new Map<string, FetchedBytes>();
+  for (const r of records) last.set(partitionId(r.topic, r.partition), r);
+  return [...last.values()].map(({ topic, partition, offset }) => ({ topic, partition, commit: () => reader.commitPast(topic, partition, offset) }));
 }
 
 /**
@@ -68,22 +61,11 @@ export function jsonRecord({ topic, partition, offset, key, value }: FetchedByte
 export const staticSessionTimeoutMs = 20_000;
 
 /**
- * A set, and the buffer the next set is taken from (the stream pauses at it), are bounded in bytes too: with
- * one set writing, one decoding, this buffer and one fetch, a catch-up of wide rows holds ~14 MB of records.
+ * A set, and the records read ahead of it (the reader stops fetching at this), are bounded in bytes too: with
+ * one set writing, one decoding, the read-ahead and one fetch, a catch-up of wide rows holds ~14 MB of records.
  * A full set of narrow rows (batchSize×4 envelopes of ~400 B) still fits, so sets are as large as before.
  */
 export const maxSetBytes = 4 * 1024 * 1024;
-
-/**
- * One fetch is decoded whole before the stream's back-pressure applies (the client's default is 50 MB):
- * a smaller fetch keeps a catch-up's memory near one set. A larger record still arrives alone.
- */
-export const maxFetchBytes = 2 * 1024 * 1024;
-
-/** What the consumer asks of each fetch: committed offsets, at most `maxFetchBytes` (the wait is PacedConsumer's). */
-export function fetchOptions(topics: string[]) {
-  return { topics, mode: 'committed' as const, fallbackMode: 'earliest' as const, maxBytes: maxFetchBytes };
-}
 
 /** Collects what the stream delivered since the last take, so each target transaction gets a whole set. */
 export class PolledSets<M> {
@@ -119,14 +101,7 @@ export class PolledSets<M> {
 
   async take(signal: AbortSignal): Promise<PolledSet<M> | undefined> {
     while (this.buffer.length === 0 && !signal.aborted && !this.failure) {
-      let onAbort: (() => void) | undefined;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        onAbort = resolve;
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-      // Idle waits happen thousands of times a minute: a listener left behind on each one leaks.
-      signal.removeEventListener('abort', onAbort!);
+      await wakeOrAbort(signal, (wake) => (this.wake = wake));
       this.wake = undefined;
     }
     if (this.failure) throw this.failure;
@@ -169,8 +144,8 @@ export class ApplyConsumer {
     const dlq = new DeadLetterWriter(this.deadLetters);
     while (!signal.aborted) {
       let target: pg.Client | undefined;
-      let consumer: PacedConsumer | undefined;
-      let stream: MessagesStream<Buffer, Buffer, string, string> | undefined;
+      let consumer: Consumer | undefined;
+      let reader: FetchReader | undefined;
       const offsets = new GroupOffsets(this.log);
       try {
         target = await connect(this.config.targetUrl, 'target', applicationNames.apply);
@@ -181,7 +156,7 @@ export class ApplyConsumer {
           if (!counts.has(topic)) counts.set(topic, (await consumer!.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? 1);
           return counts.get(topic)!;
         };
-        consumer = new PacedConsumer({
+        consumer = new Consumer({
           clientId: this.clientId,
           ...kafkaClientOptions(this.config),
           groupId: this.config.groupId,
@@ -189,7 +164,6 @@ export class ApplyConsumer {
           // partitions a consumer keeps are not revoked while the group rebalances
           protocols: [{ name: 'cooperative-sticky', version: 3 }],
           autocommit: false,
-          deserializers: bytesDeserializers,
           // Static membership: a consumer restarted within this time gets its partitions back without a
           // rebalance; one that is not restarted gives them up after it (a stopped one leaves at once).
           sessionTimeout: staticSessionTimeoutMs,
@@ -199,23 +173,19 @@ export class ApplyConsumer {
           timeout: 10_000,
         });
         watchAssignment(consumer, instanceId, this.log);
-        try {
-          stream = await consumer.consume(fetchOptions([...this.tables.keys()]));
-        } catch (err) {
-          throw unreachableBroker(this.config.kafkaBrokers, err);
-        }
+        reader = new FetchReader(consumer, [...this.tables.keys()], this.config.kafkaBrokers, this.config.batchSize * 4, maxSetBytes);
+        await reader.start();
         const deferred = { avroPair: (r: RawRecord) => this.decoder.avroPair(r.topic, r.wire?.key, r.wire?.value), decode: (r: RawRecord) => this.wireRecord(r, r.wire?.key, r.wire?.value) };
         const writer = new TargetWriter(target, this.tables, partitionCount, dlq, () => failpoint('apply.write'), true, deferred);
-        const sets = new PolledSets<StringMessage>(stream, this.config.batchSize * 4, (m) => (m.value?.length ?? 0) + (m.key?.length ?? 0));
         this.log.info({ group: this.config.groupId, instanceId }, 'consumer started');
         this.health.set('consumer', 'ok');
-        await this.applySets(sets, writer, offsets, signal, backoff);
+        await this.applySets(reader, writer, offsets, signal, backoff);
       } catch (err) {
         // a table-wide error or a bug: the set stays unapplied (no dead letters), the consumer stops
         await retryOrStop(err, backoff, this.health, this.log, signal);
       } finally {
         await offsets.settle(1000);
-        await stream?.close().catch(() => {});
+        await reader?.close();
         if (consumer) await closeConsumer(consumer);
         await target?.end().catch(() => {});
       }
@@ -224,12 +194,12 @@ export class ApplyConsumer {
 
   /**
    * Decode of set N+1 overlapped with the write of set N: at most one set decoding and one writing (each
-   * bounded by PolledSets in bytes), the writes one after another in poll order, so per-partition order and
+   * bounded by the reader in bytes), the writes one after another in poll order, so per-partition order and
    * the offsets stored with each write are as with one set at a time. A failed write stops the taking.
    * Only a full set (a backlog) is decoded ahead: else the next set gathers what arrives during the write,
    * as one set at a time did, rather than splitting a live stream into many small transactions.
    */
-  private async applySets(sets: PolledSets<StringMessage>, writer: TargetWriter, offsets: GroupOffsets, signal: AbortSignal, backoff: Backoff): Promise<void> {
+  private async applySets(reader: FetchReader, writer: TargetWriter, offsets: GroupOffsets, signal: AbortSignal, backoff: Backoff): Promise<void> {
     const failed = new AbortController();
     const taking = AbortSignal.any([signal, failed.signal]);
     let writing: Promise<void> = Promise.resolve();
@@ -237,11 +207,11 @@ export class ApplyConsumer {
     const buffers = new SetBuffers(maxSetBytes);
     try {
       for (;;) {
-        if (!sets.holds(this.config.batchSize)) await writing;
+        if (!reader.holds(this.config.batchSize)) await writing;
         if (writeError !== undefined) break;
-        const set = await sets.take(taking);
+        const set = await reader.take(taking, (bytes) => buffers.take(bytes));
         if (!set) break;
-        const prepared = await this.prepare(set, writer, buffers);
+        const prepared = await this.prepare(set, reader, writer);
         await writing;
         if (writeError !== undefined) break;
         writing = this.applySet(prepared, writer, offsets).then(() => {
@@ -261,15 +231,14 @@ export class ApplyConsumer {
   }
 
   /** The decode stage: records read (Avro deferred), and the byte path's scan; the general path's decode when it is not taken. */
-  private async prepare(set: PolledSet<StringMessage>, writer: TargetWriter, buffers: SetBuffers): Promise<PreparedSet> {
+  private async prepare(set: FetchedSet, reader: FetchReader, writer: TargetWriter): Promise<PreparedSet> {
     const decodeAt = performance.now();
-    const bytes = buffers.take(setBytesOf(set.messages));
-    const read = compactSet(set.messages, bytes).map((m) => this.record(m));
+    const read = set.records.map((m) => this.record(m));
     let records = read.some((r) => r instanceof Promise) ? await Promise.all(read) : (read as RawRecord[]);
     const scanned = writer.scan(records);
     if (!scanned) records = await writer.undeferred(records);
     writer.noteDecoded(performance.now() - decodeAt);
-    return { set: { messages: lastPerPartition(set.messages), arrivedAt: set.arrivedAt }, count: set.messages.length, records, scanned, bytes };
+    return { set: { messages: lastPerPartition(set.records, reader), arrivedAt: set.arrivedAt }, count: set.records.length, records, scanned, bytes: set.bytes };
   }
 
   private async applySet({ set: { messages: set, arrivedAt }, count, records, scanned }: PreparedSet, writer: TargetWriter, offsets: GroupOffsets): Promise<void> {

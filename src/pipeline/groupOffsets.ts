@@ -19,8 +19,8 @@ const part = 'group offsets';
 /**
  * The group's offsets in Kafka follow the target's, after each commit there, so Kafka's own tools see the
  * group's progress; the target stays the truth. Off the apply path (awaited per partition they held every
- * set 23 ms at p50). @platformatic/kafka 2.x keeps one commit request in flight per stream and merges
- * later commits of a partition into the next one, so each set only asks for its last offset per partition.
+ * set 23 ms at p50). Each set asks only for its last offset per partition; FetchReader.commitPast keeps one
+ * commit in flight and merges later asks into the next.
  * A failed commit is retried on a timer (an idle partition gets no newer commit to carry it) until a newer
  * one of its partition is asked for; failures are counted, and a run of them is a warning and a degraded
  * health part, so a group lag that Kafka's tools show but the target does not have is explained.

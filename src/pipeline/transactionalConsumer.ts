@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { stringDeserializer, type Message } from '../transport/kafkaLib.js';
-import { CommittedConsumer } from '../transport/pacedConsumer.js';
+import { CommittedConsumer } from '../transport/abortedBatches.js';
 import type pg from 'pg';
 import type { TunnelConfig } from '../config/load.js';
 import { sqlState, TunnelError } from '../errors.js';

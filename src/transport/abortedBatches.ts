@@ -1,4 +1,8 @@
-import { IS_CONTROL, IS_TRANSACTIONAL, type fetchV17 } from './kafkaLib.js';
+import { Consumer, IS_CONTROL, IS_TRANSACTIONAL, type CallbackWithPromise, type FetchOptions as Options, type fetchV17 } from './kafkaLib.js';
+
+type FetchOptions = Options<Buffer, Buffer, string, string>;
+type FetchResponse = fetchV17.FetchResponse;
+type FetchCallback = CallbackWithPromise<FetchResponse>;
 
 /**
  * Empties, in a read_committed fetch response, every batch of an aborted transaction, as Kafka's Java consumer
@@ -28,5 +32,26 @@ export function dropAbortedBatches(response: fetchV17.FetchResponse): void {
         return batch.attributes & IS_TRANSACTIONAL && open.has(batch.producerId) ? { ...batch, records: [] } : batch;
       });
     }
+  }
+}
+
+/**
+ * A client consumer whose read_committed fetches never deliver an aborted transaction's records: the transactional
+ * applier's, which still reads through the client's stream (the apply consumer reads through FetchReader).
+ */
+export class CommittedConsumer extends Consumer<Buffer, Buffer, string, string> {
+  override fetch(options: FetchOptions): Promise<FetchResponse>;
+  override fetch(options: FetchOptions, callback: FetchCallback): void;
+  override fetch(options: FetchOptions, callback?: FetchCallback): Promise<FetchResponse> | void {
+    if (!callback) {
+      return super.fetch(options).then((response) => {
+        dropAbortedBatches(response);
+        return response;
+      });
+    }
+    super.fetch(options, (error, response) => {
+      if (!error && response) dropAbortedBatches(response);
+      callback(error, response);
+    });
   }
 }

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { stringDeserializer } from '@platformatic/kafka';
-import { CommittedConsumer } from '../../src/transport/pacedConsumer.js';
-import { EnvelopeProducer, closeConsumer, ensureTopics } from '../../src/transport/kafka.js';
-import { snapshotRowToMessage } from '../../src/contracts/envelope.js';
+import { CommittedConsumer } from '../../src/transport/abortedBatches.js';
+import { closeConsumer, ensureTopics } from '../../src/transport/kafka.js';
+import { employeeIdOf, employeesPage, transactionalProducer } from '../helpers/kafkaWriters.js';
 import { onCleanup, services, uniqueName, waitFor } from '../helpers/services.js';
 
 const deserializers = { key: (b?: Buffer) => b, value: (b?: Buffer) => b, headerKey: stringDeserializer, headerValue: stringDeserializer };
@@ -14,26 +14,8 @@ test('a read_committed consumer never delivers an aborted transaction, whatever 
   const kafka = { kafkaBrokers: [services().brokers] };
   const topic = uniqueName('aborted');
   await ensureTopics(kafka, [topic], 1);
-  const table = { db: 'db1', schema: 'public', name: 'employees', key: ['emp_id'], topic, topicPrefix: 'test' };
-  const page = (from: number, to: number) => {
-    const out = [];
-    for (let id = from; id < to; id++) out.push(snapshotRowToMessage(table, { row: `{"emp_id":${id},"first_name":"${'x'.repeat(200)}"}`, key: `{"emp_id":${id}}` }, 1, 1_700_000_000_000));
-    return out;
-  };
-  const transactionalId = uniqueName('aborting_tx');
-  // a fresh broker answers "retry" until its transaction coordinator is up, and a failed begin stays the
-  // client's open transaction: each try is a new producer
-  const producer = await waitFor('a transactional producer', async () => {
-    const p = new EnvelopeProducer(kafka, uniqueName('aborting'), { transactionalId });
-    try {
-      await p.fence();
-      return p;
-    } catch {
-      await p.close();
-      return undefined;
-    }
-  }, 60_000, 200);
-  onCleanup(t, () => producer.close());
+  const page = (from: number, to: number) => employeesPage(topic, from, to);
+  const producer = await transactionalProducer(t, kafka, uniqueName('aborting_tx'));
   // committed, aborted (negative ids, each page many fetch limits long), committed, aborted, committed
   let expected = 0;
   for (let round = 0; round < 5; round++) {
@@ -53,7 +35,7 @@ test('a read_committed consumer never delivers an aborted transaction, whatever 
   const stream = await consumer.consume({ topics: [topic], mode: 'earliest', maxBytes: 16 * 1024, maxWaitTime: 100 });
   onCleanup(t, () => stream.close());
   const ids: number[] = [];
-  stream.on('data', (m) => ids.push(Number(/"emp_id":(-?\d+)/.exec(m.key!.toString())![1])));
+  stream.on('data', (m) => ids.push(employeeIdOf(m.key)));
   await waitFor('every committed record', async () => ids.filter((id) => id > 0).length >= expected, 60_000, 20);
   // the stream has stepped over the last aborted page to reach the last committed one: nothing aborted came through
   assert.deepEqual(ids.filter((id) => id <= 0), [], 'records of aborted transactions delivered');
