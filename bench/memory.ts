@@ -2,7 +2,7 @@
 //   [--limits shipped,128/160/8,base:shipped] [--base DIR]: what makes the peak RSS of `pgtunnel run` (issue 21 item 5),
 // one stack of its own. The runs of `npm run bench` that the peak is taken over: a snapshot of --rows rows (0: none), a
 // bulk writer (100-row transactions) for --bulk seconds, with --backlog N N changes captured while no tunnel ran, with
-// --flood S 2,500 one-row transactions/s for S seconds, with --latency S 1,000/s for S seconds. Each run is made by
+// --flood S 2,500 one-row transactions/s for S seconds, with --latency S 1,000/s for S seconds (and their latency). Each run is made by
 // every variant in turn (alternated, --turns times), so the variants' figures are same-run ratios. A variant is the
 // side threads' heap caps (producer old / consumer old / young MB; `shipped` = sideThread.ts's); `base:` runs it
 // with the build in --base (another checkout with bench/limitedTunnel.ts compiled); ending `@one` runs both sides on
@@ -17,7 +17,7 @@ import { startTestStack } from '../testkit/testStack.js';
 import { employeesDdl } from '../src/stack/demo.js';
 import { BenchContext, BenchTunnel, root, sql, waitUntil } from './context.js';
 import { fill } from './snapshot.js';
-import { fixedRateLoad, sourceDdl, targetDdl } from './latency.js';
+import { fixedRateLoad, latencies, sourceDdl, targetDdl } from './latency.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, bulk: { type: 'string', default: '20' }, backlog: { type: 'string', default: '0' }, flood: { type: 'string', default: '0' }, latency: { type: 'string', default: '0' }, turns: { type: 'string', default: '1' }, limits: { type: 'string', default: 'shipped' }, base: { type: 'string', default: '' }, flags: { type: 'string', default: '' } } });
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
@@ -121,6 +121,7 @@ async function backlogRun(limits: string, changes: number): Promise<string> {
 /** One-row transactions at `rate`/s for `seconds` from 4 writers, as bench/latency.ts's load, sampled all along. */
 async function rateRun(limits: string, name: string, rate: number, seconds: number): Promise<string> {
   const dbs = await ctx.databases('bench_memory_rate', sourceDdl, targetDdl);
+  let latency = '';
   const r = await measured(dbs, limits, async (tunnel, sample) => {
     await tunnel.ready(dbs.source, dbs.target, 'bench_latency', "INSERT INTO bench_latency VALUES (0, 'probe')");
     let loading = true;
@@ -134,8 +135,10 @@ async function rateRun(limits: string, name: string, rate: number, seconds: numb
       loading = false;
       await sampler;
     }
+    const l = await latencies(dbs.source, dbs.target, 'id > 0');
+    latency = ` p50 ${l.p50.toFixed(1)} / p99 ${l.p99.toFixed(1)} / max ${l.max.toFixed(1)} ms,`;
   }, 'bench_latency');
-  return `${name} ${rate}/s ${seconds} s: peak RSS ${r.rss.toFixed(0)} MB; used/committed/external MB ${r.peaks}`;
+  return `${name} ${rate}/s ${seconds} s:${latency} peak RSS ${r.rss.toFixed(0)} MB; used/committed/external MB ${r.peaks}`;
 }
 
 const runs: [string, (limits: string) => Promise<string>][] = [
