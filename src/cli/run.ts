@@ -90,7 +90,10 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     const waiting = { what: '' };
     const tables = await prepareOrWait(cfg, options.wait === true, deadline ? AbortSignal.any([signal, deadline]) : signal, waiting);
     if (deadline?.aborted) throw onceTimeout(timeoutMs! / 1000, waiting.what, [], waiting.what !== '');
-    if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
+    if (!tables) {
+      if (heap.outgrown) throw heap.outgrown;
+      return options.once ? exitCodes.failure : exitCodes.ok;
+    }
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role, sides: describeThreads(choice, threads.length) }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
     const sides = { ...parts, threads: choice.threads ? threads : false, threadsReason: choice.reason };
