@@ -17,8 +17,8 @@ export const mainSemiSpaceMb = 2;
  * and one writing, 8 MB of rows kept out of COPY): well under 100 MB live, so the bound is no limit on a healthy
  * run. What it changes is V8's heap growing factor, which V8 scales by the bound: with V8's default bound (GBs here)
  * the old generation grew to 4× the live set between full collections (210–240 MB used, bench/RESULTS.md); 1024
- * halved that at the same snapshot time, while 128–256 (a factor near 1.1) collected so often the snapshot took
- * 1.5–3× as long (machine loaded).
+ * about halved that at the same snapshot time, while 192 (a small bound: a factor near 1.1) collected so often the
+ * snapshot took 1.5–2.5× as long (machine loaded, same-run pairs).
  */
 export const mainOldSpaceMb = 1024;
 
