@@ -90,9 +90,9 @@ export class BenchTunnel {
   readonly child: ChildProcess;
   output = '';
 
-  /** `entry`: the script run (bench/limitedTunnel.ts runs the CLI with other heap caps). */
-  constructor(env: Record<string, string>, args: string[] = ['run'], entry = path.join(root, 'bin/pgtunnel.js')) {
-    this.child = spawn(process.execPath, [entry, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `entry`: the script run (bench/limitedTunnel.ts runs the CLI with other heap caps); `nodeArgs`: node's own, before it. */
+  constructor(env: Record<string, string>, args: string[] = ['run'], entry = path.join(root, 'bin/pgtunnel.js'), nodeArgs: string[] = []) {
+    this.child = spawn(process.execPath, [...nodeArgs, entry, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
   }

@@ -1,9 +1,9 @@
 // The CLI with other heap caps for its side threads, for bench/memory.ts's same-run comparison of caps:
 // PGTUNNEL_BENCH_HEAP_LIMITS="producerOldMb/consumerOldMb/youngMb" (bench only, never read by the product).
-import { capMainYoungGeneration } from '../src/cli/mainHeap.js';
+import { capMainHeap } from '../src/cli/mainHeap.js';
 
 // as bin/pgtunnel.js does, before the CLI's modules load
-capMainYoungGeneration();
+await capMainHeap();
 const { heapLimits } = await import('../src/pipeline/sideThread.js');
 const { main } = await import('../src/cli/main.js');
 

@@ -1,11 +1,14 @@
-// node dist/bench/memory.js [--rows 1000000] [--bulk 20] [--backlog 0] [--limits shipped,128/160/8,base:shipped] [--base DIR]: what makes the peak
-// RSS of `pgtunnel run` (issue 21 item 5), one stack of its own. Per variant of the side threads' heap caps
-// (producer old / consumer old / young MB; `shipped` = sideThread.ts's), run one after the other in one
-// invocation: a snapshot of --rows rows, a bulk writer (100-row transactions) for --bulk seconds and, with
-// --backlog N, N changes captured while no tunnel ran. `base:` runs that variant with the build in --base (another
-// checkout with bench/limitedTunnel.ts compiled), for a same-run before/after; a variant ending `@one` runs both sides on
-// the main thread (threads: false); `+flag` adds V8 flags to that variant's process (NODE_OPTIONS). Every 0.5 s it samples /metrics: heap used, heap
-// committed and external memory per thread; the peak RSS is the process's VmHWM. Not part of `npm run bench`.
+// node dist/bench/memory.js [--rows 1000000] [--bulk 20] [--backlog 0] [--flood 0] [--latency 0] [--turns 1]
+//   [--limits shipped,128/160/8,base:shipped] [--base DIR]: what makes the peak RSS of `pgtunnel run` (issue 21 item 5),
+// one stack of its own. The runs of `npm run bench` that the peak is taken over: a snapshot of --rows rows (0: none), a
+// bulk writer (100-row transactions) for --bulk seconds, with --backlog N N changes captured while no tunnel ran, with
+// --flood S 2,500 one-row transactions/s for S seconds, with --latency S 1,000/s for S seconds (and their latency). Each run is made by
+// every variant in turn (alternated, --turns times), so the variants' figures are same-run ratios. A variant is the
+// side threads' heap caps (producer old / consumer old / young MB; `shipped` = sideThread.ts's); `base:` runs it
+// with the build in --base (another checkout with bench/limitedTunnel.ts compiled); ending `@one` runs both sides on
+// the main thread (threads: false), `@two` in worker threads (threads: true), neither `auto`; `+flag` adds a node argument
+// to that variant's process (V8 flags NODE_OPTIONS refuses too). Every 0.5 s it samples /metrics: heap used, heap committed and external
+// memory per thread; the peak RSS is the process's VmHWM. Not part of `npm run bench`.
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,8 +17,9 @@ import { startTestStack } from '../testkit/testStack.js';
 import { employeesDdl } from '../src/stack/demo.js';
 import { BenchContext, BenchTunnel, root, sql, waitUntil } from './context.js';
 import { fill } from './snapshot.js';
+import { fixedRateLoad, latencies, sourceDdl, targetDdl } from './latency.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, bulk: { type: 'string', default: '20' }, backlog: { type: 'string', default: '0' }, limits: { type: 'string', default: 'shipped' }, base: { type: 'string', default: '' }, flags: { type: 'string', default: '' } } });
+const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, bulk: { type: 'string', default: '20' }, backlog: { type: 'string', default: '0' }, flood: { type: 'string', default: '0' }, latency: { type: 'string', default: '0' }, turns: { type: 'string', default: '1' }, limits: { type: 'string', default: 'shipped' }, base: { type: 'string', default: '' }, flags: { type: 'string', default: '' } } });
 const home = path.resolve(root, process.env.PGTUNNEL_HOME ?? '.pgtunnel');
 const own = await startTestStack(home, 'bench-memory-stack');
 const ctx = new BenchContext(own.stack, own.env, home);
@@ -50,18 +54,18 @@ class Peaks {
 const count = async (target: string) => Number((await sql<{ n: string }>(target, 'SELECT count(*) AS n FROM employees'))[0]!.n);
 
 /** A tunnel with these caps, sampled until `done`; its seconds from start, peak RSS and per-thread peaks. */
-async function measured(dbs: { source: string; target: string }, variant: string, body: (tunnel: BenchTunnel, peaks: () => Promise<void>) => Promise<void>): Promise<{ seconds: number; rss: number; peaks: Peaks }> {
+async function measured(dbs: { source: string; target: string }, variant: string, body: (tunnel: BenchTunnel, peaks: () => Promise<void>) => Promise<void>, table = 'employees'): Promise<{ seconds: number; rss: number; peaks: Peaks }> {
   const port = await freePort();
   // --flags: V8 flags of the whole process (the main thread's; the workers' caps come from resourceLimits)
   // `@one`: both sides on the main thread (config `threads: false`), one isolate instead of three
-  // `+flag`: V8 flags of this variant's process, after --flags (e.g. `shipped@one+--max-semi-space-size=32`)
+  // `+flag`: node arguments of this variant's process, beside --flags (e.g. `shipped@one+--max-semi-space-size=32`)
   const [spec, ...own] = variant.split('+');
-  const limits = spec!.replace(/^base:/, '').replace(/@one$/, '');
-  const one: Record<string, string> = spec!.endsWith('@one') ? { PGTUNNEL_THREADS: 'false' } : {};
-  const flags = [values.flags, ...own].filter(Boolean).join(' ');
-  const env = ctx.tunnelEnv(dbs, 'employees', { PGTUNNEL_HTTP_PORT: String(port), ...one, ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(flags ? { NODE_OPTIONS: flags } : {}) });
+  const limits = spec!.replace(/^base:/, '').replace(/@(one|two)$/, '');
+  const one: Record<string, string> = spec!.endsWith('@one') ? { PGTUNNEL_THREADS: 'false' } : spec!.endsWith('@two') ? { PGTUNNEL_THREADS: 'true' } : {};
+  const env = ctx.tunnelEnv(dbs, table, { PGTUNNEL_HTTP_PORT: String(port), ...one, ...(limits === 'shipped' ? {} : { PGTUNNEL_BENCH_HEAP_LIMITS: limits }), ...(values.flags ? { NODE_OPTIONS: values.flags } : {}) });
   const start = Date.now();
-  const tunnel = new BenchTunnel(env, ['run'], entryOf(variant));
+  // node's arguments, not NODE_OPTIONS: it refuses most V8 flags there (--optimize-for-size, --heap-growing-percent)
+  const tunnel = new BenchTunnel(env, ['run'], entryOf(variant), own);
   const peaks = new Peaks();
   try {
     await body(tunnel, () => peaks.sample(port));
@@ -114,11 +118,43 @@ async function backlogRun(limits: string, changes: number): Promise<string> {
   return `backlog ${changes}: ${r.seconds.toFixed(1)} s, peak RSS ${r.rss.toFixed(0)} MB; used/committed/external MB ${r.peaks}`;
 }
 
+/** One-row transactions at `rate`/s for `seconds` from 4 writers, as bench/latency.ts's load, sampled all along. */
+async function rateRun(limits: string, name: string, rate: number, seconds: number): Promise<string> {
+  const dbs = await ctx.databases('bench_memory_rate', sourceDdl, targetDdl);
+  let latency = '';
+  const r = await measured(dbs, limits, async (tunnel, sample) => {
+    await tunnel.ready(dbs.source, dbs.target, 'bench_latency', "INSERT INTO bench_latency VALUES (0, 'probe')");
+    let loading = true;
+    const sampler = (async () => {
+      while (loading) await Promise.all([sample(), new Promise((r) => setTimeout(r, 500))]);
+    })();
+    try {
+      const count = await fixedRateLoad(dbs.source, rate, seconds);
+      await waitUntil(`the ${name} in the target`, async () => Number((await sql<{ n: string }>(dbs.target, 'SELECT count(*) AS n FROM bench_latency'))[0]!.n) >= count + 1, 120_000, 100);
+    } finally {
+      loading = false;
+      await sampler;
+    }
+    const l = await latencies(dbs.source, dbs.target, 'id > 0');
+    latency = ` p50 ${l.p50.toFixed(1)} / p99 ${l.p99.toFixed(1)} / max ${l.max.toFixed(1)} ms,`;
+  }, 'bench_latency');
+  return `${name} ${rate}/s ${seconds} s:${latency} peak RSS ${r.rss.toFixed(0)} MB; used/committed/external MB ${r.peaks}`;
+}
+
+const runs: [string, (limits: string) => Promise<string>][] = [
+  ['snapshot', (l) => snapshotRun(l, Number(values.rows))],
+  ['bulk', (l) => bulkRun(l, Number(values.bulk))],
+  ['backlog', (l) => backlogRun(l, Number(values.backlog))],
+  ['flood', (l) => rateRun(l, 'flood', 2500, Number(values.flood))],
+  ['latency', (l) => rateRun(l, 'latency', 1000, Number(values.latency))],
+];
+const sizes: Record<string, string> = { snapshot: values.rows!, bulk: values.bulk!, backlog: values.backlog!, flood: values.flood!, latency: values.latency! };
+
 try {
-  for (const limits of values.limits!.split(',')) {
-    console.log(`memory [${limits}${values.flags ? ` ${values.flags}` : ''}] ${await snapshotRun(limits, Number(values.rows))}`);
-    if (Number(values.bulk) > 0) console.log(`memory [${limits}] ${await bulkRun(limits, Number(values.bulk))}`);
-    if (Number(values.backlog) > 0) console.log(`memory [${limits}] ${await backlogRun(limits, Number(values.backlog))}`);
+  for (const [, run] of runs.filter(([name]) => Number(sizes[name]) > 0)) {
+    for (let turn = 0; turn < Number(values.turns); turn++) {
+      for (const limits of values.limits!.split(',')) console.log(`memory [${limits}${values.flags ? ` ${values.flags}` : ''}] ${await run(limits)}`);
+    }
   }
 } finally {
   await own.stack.down();

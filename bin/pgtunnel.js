@@ -4,9 +4,9 @@
 import { runtimeNode, supported, tooOld } from '../scripts/runtime.mjs';
 
 if (supported(process.versions.node)) {
-  // before anything loads: `run` may re-execute itself with the main isolate's young generation capped
-  const { capMainYoungGeneration } = await import('../dist/src/cli/mainHeap.js');
-  capMainYoungGeneration();
+  // before anything loads: `run` may re-execute itself with the main isolate's heap bounded
+  const { capMainHeap } = await import('../dist/src/cli/mainHeap.js');
+  await capMainHeap();
   const { main } = await import('../dist/src/cli/main.js');
   // Exit explicitly: a client abandoned at shutdown must not keep the process alive (state is durable).
   process.exit(await main(process.argv));

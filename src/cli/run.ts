@@ -15,6 +15,7 @@ import { onceTimeout, parseTimeout, readHorizon, waitUntilDone, type OnceParts }
 import { readHealth } from '../instruments/health.js';
 import { seedEmployees } from '../stack/demo.js';
 import { config, embeddedStack, failure, log, shutdownSignal, type GlobalOptions } from './context.js';
+import { HeapGuard } from './mainHeap.js';
 
 interface RunOptions {
   seed: boolean;
@@ -62,7 +63,9 @@ async function prepareOrWait(cfg: TunnelConfig, wait: boolean, signal: AbortSign
 }
 
 async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<number> {
-  const signal = shutdownSignal();
+  // a live set near the main isolate's bound stops the run as a signal would, then fails it classified
+  const heap = new HeapGuard().start();
+  const signal = AbortSignal.any([shutdownSignal(), heap.signal]);
   let cleanup = async () => {};
   let threads: SideThread[] = [];
   try {
@@ -87,11 +90,18 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
     const waiting = { what: '' };
     const tables = await prepareOrWait(cfg, options.wait === true, deadline ? AbortSignal.any([signal, deadline]) : signal, waiting);
     if (deadline?.aborted) throw onceTimeout(timeoutMs! / 1000, waiting.what, [], waiting.what !== '');
-    if (!tables) return options.once ? exitCodes.failure : exitCodes.ok;
+    if (!tables) {
+      if (heap.outgrown) throw heap.outgrown;
+      return options.once ? exitCodes.failure : exitCodes.ok;
+    }
     log.info({ source: redact(cfg.sourceUrl), target: redact(cfg.targetUrl), kafka: cfg.kafkaBrokers.join(','), tables: tables.map((t) => t.config.topic), role: options.role, sides: describeThreads(choice, threads.length) }, 'tunnel starting');
     const tunnel = new Tunnel(cfg, tables, log, (phase) => log.info({ phase }, `phase: ${phase}`));
     const sides = { ...parts, threads: choice.threads ? threads : false, threadsReason: choice.reason };
-    if (deadline) return await runOnce(cfg, tunnel, sides, signal, deadline, timeoutMs! / 1000);
+    if (deadline) {
+      const code = await runOnce(cfg, tunnel, sides, signal, deadline, timeoutMs! / 1000);
+      if (heap.outgrown) throw heap.outgrown;
+      return code;
+    }
     // tables added or removed live: on SIGHUP and on a periodic catalog check
     const reload = new TableReload(cfg, () => withTables(config(globals)), tunnel, log, parts.produce);
     const onHangUp = () => void reload.check('SIGHUP');
@@ -103,11 +113,13 @@ async function runTunnel(globals: GlobalOptions, options: RunOptions): Promise<n
       process.off('SIGHUP', onHangUp);
       reload.stop();
     }
+    if (heap.outgrown) throw heap.outgrown;
     log.info('tunnel stopped');
     return exitCodes.ok;
   } catch (err) {
-    return failure(err);
+    return failure(heap.outgrown ?? err);
   } finally {
+    heap.stop();
     // threads never started (a failed set-up, a signal before the start) are ended here; stop is a no-op for the others
     for (const thread of threads) thread.stop();
     await Promise.allSettled(threads.map((t) => t.done));
