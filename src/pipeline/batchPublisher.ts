@@ -47,7 +47,8 @@ type Origin = { key: string; txid: string | null; changeId: number | string | nu
  * The one way a producer's batch reaches Kafka, for stream pages and snapshot rows alike: messages built
  * around the rows' exact JSON text, encoded in the table's format, size-checked, with the producer's dead
  * letters, counted for telemetry. One send is in flight at a time: the next page or piece is read from
- * PostgreSQL while Kafka acknowledges the current one, and `flush` waits for it before any checkpoint.
+ * PostgreSQL while Kafka acknowledges the current one, and `flush` waits for it before any checkpoint
+ * (or `detach` hands its acknowledgement to a stream page's checkpoint, publishStep.ts).
  */
 export class BatchPublisher {
   private inFlight: Promise<void> | undefined;
@@ -89,6 +90,13 @@ export class BatchPublisher {
     const sending = this.inFlight;
     this.inFlight = undefined;
     await sending;
+  }
+
+  /** The acknowledgement of what was sent so far, no longer this publisher's to wait for; its failure is the caller's. */
+  detach(): Promise<void> {
+    const sending = this.inFlight ?? Promise.resolve();
+    this.inFlight = undefined;
+    return sending;
   }
 
   /** Drops what is in flight (the publication is being aborted). */

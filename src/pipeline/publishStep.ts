@@ -7,7 +7,13 @@ import { telemetry } from '../instruments/telemetry.js';
 import { inTransaction } from '../pg.js';
 import { emptyTally, type BatchPublisher, type Records, type Tally } from './batchPublisher.js';
 import { failpoint } from './failpoints.js';
-import { atLeastOnce, type Publisher } from './publisher.js';
+import { atLeastOnce, type Publication, type Publisher } from './publisher.js';
+
+/** When a page's ack came (wall ms), and when its checkpoint was stored. */
+export interface Settled {
+  ackedAt: number;
+  storedAt: number;
+}
 
 /**
  * What a source hands the publish step: its records in order, and the checkpoint to store once Kafka
@@ -51,8 +57,15 @@ export class PublishStep {
   private publisher: Publisher;
   /** Exactly-once's publisher is in use: one Kafka transaction at a time, no page sent ahead. */
   private transactional = false;
-  /** A stream page's checkpoint, queued on the producer's session while the next page is read and sent. */
+  /**
+   * The newest stream page's ack and checkpoint, queued on the producer's session while the next page is read
+   * and sent; it waits for the page before it first, so checkpoints commit in page order.
+   */
   private pending: Promise<void> | undefined;
+  /** The page before it (at-least-once: two pages in flight), waited for before another page is read. */
+  private older: Promise<void> | undefined;
+  /** Stream pages sent ahead so far: a page whose ack comes after a later page was sent is between two acks. */
+  private sent = 0;
 
   constructor(
     private readonly id: string,
@@ -91,13 +104,15 @@ export class PublishStep {
 
   /**
    * One page published and checkpointed; `stored` is the checkpoint the source holds now (an exactly-once
-   * position record names it). Returns the state stored and when Kafka had acknowledged the page.
+   * position record names it). Returns the state after the page, and when Kafka acknowledged it and its
+   * checkpoint was stored: later for a stream page, which returns once sent (`publishAhead`) or acknowledged.
    */
-  async publish(client: pg.Client, page: SourcePage, stored: CaptureState): Promise<{ after: CaptureState; ackedAt: number }> {
+  async publish(client: pg.Client, page: SourcePage, stored: CaptureState): Promise<{ after: CaptureState; settled: Promise<Settled> }> {
     const tally = emptyTally();
     const timing = { read: 0, publish: 0, checkpoint: 0 };
     // a stream page's checkpoint is one statement queued behind its ack; anything else checkpoints in line
     const queued = page.begin === undefined && !page.checkpoint && !page.store && this.queuesCheckpoints;
+    if (queued && !this.transactional) return this.publishAhead(client, page, tally, timing);
     if (!queued) await this.drained();
     const work = async () => {
       const sendAt = performance.now();
@@ -108,14 +123,16 @@ export class PublishStep {
       const ackedAt = Date.now();
       if (queued) {
         this.queue(client, after);
-        return { after, ackedAt };
+        const settled = this.pending!.then(() => ({ ackedAt, storedAt: Date.now() }));
+        settled.catch(() => {}); // seen by the next drain
+        return { after, settled };
       }
       const saveAt = performance.now();
       if (page.checkpoint) await page.checkpoint(after);
       else await this.save(client, after);
       await page.store?.(client, after);
       timing.checkpoint = performance.now() - saveAt;
-      return { after, ackedAt };
+      return { after, settled: Promise.resolve({ ackedAt, storedAt: Date.now() }) };
     };
     const result = page.begin === undefined ? await work() : await inTransaction(client, work, page.begin);
     if (!queued) telemetry.checkpoint(this.id);
@@ -128,12 +145,12 @@ export class PublishStep {
    * At-least-once: a page sent without waiting for its acknowledgement, so the next one is formed and sent
    * behind it. Resolves once its records are queued behind every earlier send (the broker keeps that order
    * per partition); `acked` settles with Kafka's answer, the page counted. The checkpoint is the caller's,
-   * strictly in page order, each after its own and every earlier page's ack (`PagesInFlight`).
+   * strictly in page order, each after its own and every earlier page's ack (`PagesInFlight`). `tally`: what
+   * the page holds, counted before it returns.
    */
-  async sendAhead(page: { records: Records; pageSize: number; readMs: number }): Promise<{ acked: Promise<void> }> {
+  async sendAhead(page: { records: Records; pageSize: number; readMs: number }, tally = emptyTally()): Promise<{ acked: Promise<void> }> {
     if (this.transactional) throw new Error('a page sent ahead of an ack needs at-least-once publishing: exactly-once has one Kafka transaction open at a time');
     await this.batches.flush();
-    const tally = emptyTally();
     const sendAt = performance.now();
     const messages = this.batches.messages(page.records, tally);
     let onQueued!: () => void;
@@ -156,8 +173,55 @@ export class PublishStep {
    */
   async drained(): Promise<void> {
     const pending = this.pending;
-    this.pending = undefined;
+    this.pending = this.older = undefined;
     await pending;
+  }
+
+  /**
+   * Waits until another stream page may be sent: at most two in flight, so the page before the newest is
+   * acknowledged and checkpointed first. The stream waits here before reading, so its page's snapshot is
+   * taken as late as possible. Its failure is the caller's, as `drained`'s.
+   */
+  async room(): Promise<void> {
+    const older = this.older;
+    this.older = undefined;
+    await older;
+  }
+
+  /**
+   * A stream page sent while the previous one may still be unacknowledged (at-least-once): returns once its
+   * records are queued behind the previous page's in every partition (`sendAhead`). Its ack and checkpoint follow the previous page's: page N+1 is checkpointed only after
+   * N, after both acks, and a failed send fails every page after it unchecked, so the leadership restarts
+   * from the stored checkpoint and reads both again.
+   */
+  private async publishAhead(client: pg.Client, page: SourcePage, tally: Tally, timing: { read: number }): Promise<{ after: CaptureState; settled: Promise<Settled> }> {
+    await this.room();
+    const readAt = performance.now();
+    const part = await page.records.next(0);
+    timing.read += performance.now() - readAt;
+    if (part.done) throw new Error('a stream page without records reached the publish step');
+    const { acked } = await this.sendAhead({ records: part.value, pageSize: page.pageSize ?? 0, readMs: timing.read + (page.readMs ?? 0) }, tally);
+    // sent: the source goes on (a full page's successor is prefetched); a stream page is one part
+    if (!(await page.records.next(0)).done) throw new Error('a stream page sent ahead of its ack has more than one part');
+    const after = page.after();
+    after.changesPublished += tally.changes - tally.bad;
+    after.deadLettered += tally.bad;
+    after.snapshotRowsDone += tally.rows;
+    const previous = this.pending;
+    const number = ++this.sent;
+    const settled = (async (): Promise<Settled> => {
+      await previous;
+      await acked;
+      if (this.sent > number) failpoint('producer.between-acks');
+      const ackedAt = Date.now();
+      await this.store(client, after);
+      return { ackedAt, storedAt: Date.now() };
+    })();
+    settled.catch(() => {}); // seen by the next room or drain
+    this.older = this.pending;
+    this.pending = settled.then(() => {});
+    this.pending.catch(() => {});
+    return { after, settled };
   }
 
   /**
@@ -165,18 +229,21 @@ export class PublishStep {
    * own connection) and sent while it commits. At most one is in flight (`send` drains it before its commit).
    */
   private queue(client: pg.Client, state: CaptureState): void {
-    const at = performance.now();
-    const saving = (async () => {
-      const checkpoint = isBatchComplete(state.position) ? state.position.prev : null;
-      const { rows } = await client.query<{ updated_at: Date | null; cleaned: number }>(this.changes!.checkpointSql!, [...stateParams(this.id, state), checkpoint]);
-      if (!rows[0]?.updated_at) throw stateVanished(this.id);
-      state.updatedAt = rows[0].updated_at.toISOString();
-      this.changes!.cleaned(rows[0].cleaned);
-      telemetry.checkpoint(this.id);
-      telemetry.stages({ checkpoint: performance.now() - at });
-    })();
+    const saving = this.store(client, state);
     saving.catch(() => {}); // seen by the next drain
     this.pending = saving;
+  }
+
+  /** A stream page's checkpoint in one statement: the state, and the change rows of a completed batch. */
+  private async store(client: pg.Client, state: CaptureState): Promise<void> {
+    const at = performance.now();
+    const checkpoint = isBatchComplete(state.position) ? state.position.prev : null;
+    const { rows } = await client.query<{ updated_at: Date | null; cleaned: number }>(this.changes!.checkpointSql!, [...stateParams(this.id, state), checkpoint]);
+    if (!rows[0]?.updated_at) throw stateVanished(this.id);
+    state.updatedAt = rows[0].updated_at.toISOString();
+    this.changes!.cleaned(rows[0].cleaned);
+    telemetry.checkpoint(this.id);
+    telemetry.stages({ checkpoint: performance.now() - at });
   }
 
   /** Stores a state nothing was published for (an empty page that completes a batch, an adopted position). */
@@ -189,19 +256,8 @@ export class PublishStep {
   /** Every part sent and acknowledged, then the publication committed with the state after it. */
   private async send(page: SourcePage, stored: CaptureState, tally: Tally, timing: { read: number }): Promise<CaptureState> {
     const publication = await this.publisher.begin();
-    // reading the parts is the read stage; the rest of the send is publishing
-    const read = async (bytes: number) => {
-      const at = performance.now();
-      const part = await page.records.next(bytes);
-      timing.read += performance.now() - at;
-      return part;
-    };
     try {
-      for (let part = await read(0); !part.done; ) {
-        const bytes = await this.batches.publishBatch(publication, part.value, tally);
-        part = await read(bytes);
-      }
-      await this.batches.flush();
+      await (await this.sendParts(page, publication, tally, timing)).acked;
       const after = page.after();
       after.changesPublished += tally.changes - tally.bad;
       after.deadLettered += tally.bad;
@@ -215,6 +271,25 @@ export class PublishStep {
       await publication.abort();
       throw err;
     }
+  }
+
+  /**
+   * Every part of the page handed to the sender, each read while Kafka takes the one before and sent once
+   * that one is acknowledged (`publishBatch`); returns the last part's acknowledgement, the page's.
+   */
+  private async sendParts(page: SourcePage, publication: Publication, tally: Tally, timing: { read: number }): Promise<{ acked: Promise<void> }> {
+    // reading the parts is the read stage; the rest of the send is publishing
+    const read = async (bytes: number) => {
+      const at = performance.now();
+      const part = await page.records.next(bytes);
+      timing.read += performance.now() - at;
+      return part;
+    };
+    for (let part = await read(0); !part.done; ) {
+      const bytes = await this.batches.publishBatch(publication, part.value, tally);
+      part = await read(bytes);
+    }
+    return { acked: this.batches.detach() };
   }
 
   /** The source checkpoint, in the caller's transaction: the state, and the rows of a completed batch. */

@@ -50,12 +50,15 @@ export class StreamSource {
     if (!isBatchComplete(next.position)) this.prefetch(client, next.position, this.pages.nextSize(next.position, size));
   }
 
-  /** One page published and checkpointed (`busy`: more is likely waiting), or an empty batch seen (not stored). */
   /**
+   * One page sent (`busy`: more is likely waiting; its ack and checkpoint may come after the next page was
+   * sent, publishStep.ts), or an empty batch seen (not stored).
    * `reads`: the connection pages are read on, apart from the producer's session (`client`, which holds the
    * lock and stores checkpoints), so a page's read never waits behind the previous page's checkpoint.
    */
   async step(client: pg.Client, state: CaptureState, stored: CaptureState, reads: pg.Client = client): Promise<{ next: CaptureState; busy: boolean }> {
+    // a page in flight beyond the one before it is acknowledged first: the read's snapshot is taken when it can be sent
+    await this.publishStep.room();
     const size = this.pages.nextSize(state.position, this.pageSize);
     this.pageSize = size;
     const readAt = Date.now();
@@ -74,11 +77,11 @@ export class StreamSource {
       return { next, busy: true };
     }
     const publishAt = Date.now();
-    const { after, ackedAt } = await this.publishStep.publish(client, { records: this.records(reads, page, next, size), after: () => next, pageSize: count, readMs }, stored);
+    const { after, settled } = await this.publishStep.publish(client, { records: this.records(reads, page, next, size), after: () => next, pageSize: count, readMs }, stored);
     // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
     if (this.log.isLevelEnabled('debug')) {
       const txids = page.bytes ? Array.from({ length: count }, (_, i) => Number(fieldText(page.bytes!, i, pageFields.txid))) : page.changes.map((c) => Number(c.txid));
-      this.log.debug({ table: this.id, count, txids: [Math.min(...txids), Math.max(...txids)], at: readAt, readMs, publishMs: ackedAt - publishAt, saveMs: Date.now() - ackedAt }, 'page published');
+      settled.then(({ ackedAt, storedAt }) => this.log.debug({ table: this.id, count, txids: [Math.min(...txids), Math.max(...txids)], at: readAt, readMs, publishMs: ackedAt - publishAt, saveMs: storedAt - ackedAt }, 'page published'), () => {});
     }
     return { next: after, busy: true };
   }

@@ -69,12 +69,12 @@ export async function appliedCountMismatches(targetUrl: string, topic: string, r
 }
 
 /**
- * The torture table's per-key version sequence as the topic holds it (re-sent duplicates dropped: each source
+ * The torture table's per-key version sequence (`column`) as the topic holds it (re-sent duplicates dropped: each source
  * change once, first copy): every write moves `version` by 0 (a no-op update) or 1, a delete carries the
  * version it deleted, a re-insert follows it with the next one, a truncate ends every key of its partition.
  * A skipped change shows as a jump of 2 or more, a change out of order as a step back.
  */
-export function versionGaps(records: TopicRecord[]): string[] {
+export function versionGaps(records: TopicRecord[], column = 'version'): string[] {
   const seen = new Set<string>();
   const state = new Map<string, { version: number; deleted: boolean; offset: number }>();
   const out: string[] = [];
@@ -90,8 +90,8 @@ export function versionGaps(records: TopicRecord[]): string[] {
     }
     const key = `${r.partition}|${r.key}`;
     const prev = state.get(key);
-    const row = (r.value.op === 'd' ? r.value.before : r.value.after) as { version?: number } | null;
-    const version = Number(row?.version);
+    const row = (r.value.op === 'd' ? r.value.before : r.value.after) as Record<string, unknown> | null;
+    const version = Number(row?.[column]);
     const at = `key ${r.key} at ${r.partition}/${r.offset} (op ${r.value.op}, v${version})`;
     if (prev !== undefined && !Number.isNaN(prev.version)) {
       const step = version - prev.version;
