@@ -82,6 +82,8 @@ export class CaptureProducer extends TableProducer {
     this.state = this.stored = await loadState(client, this.id);
     if (this.config.exactlyOnce) this.state = this.stored = (await this.adopt(client, await this.openExactlyOnce(), this.stored)) ?? this.stored;
     await this.refreshColumns(client);
+    // the produce path ready before the tunnel says it streams: the first change must not pay its round trips
+    await this.producer.warm(this.table.topic);
     this.onPhase(this.state.phase);
     this.log.info({ table: this.id, phase: this.state.phase, checkpoint: this.state.position.prev, pages: this.changes.path.bytes ? 'bytes' : 'objects' }, `producer started; change pages read as ${this.changes.path.bytes ? 'COPY bytes' : 'row objects'}: ${this.changes.path.why}`);
     this.vacuum = new ChangeVacuum(this.config.sourceUrl, this.id, this.changes, this.log);

@@ -75,8 +75,26 @@ export class BatchSender {
   private turn: Promise<void> = Promise.resolve();
   /** Sends that took a turn so far: a failed send may retry only while no later one took a turn. */
   private turns = 0;
+  private opening: Promise<void> | undefined;
 
   constructor(private readonly producer: Client, private readonly options: { compression: 'lz4' | 'none'; timeoutMs: number }) {}
+
+  /**
+   * Opens what the first send would wait for (issue 21: the first change after start paid ~0.3 s of InitProducerId
+   * and a new connection): this session's producer id, the topics' metadata, a connection to each leader.
+   */
+  async warm(topics: string[]): Promise<void> {
+    if (this.producer.producerId === undefined) await this.openSession();
+    const metadata = await call<ClusterMetadata>((cb) => this.producer[kMetadata]({ topics }, cb as never));
+    const leaders = new Set(topics.flatMap((t) => (metadata.topics.get(t)?.partitions ?? []).map((p) => p?.leader)));
+    await Promise.all([...leaders].map((id) => metadata.brokers.get(id!)).filter((b) => b !== undefined).map((broker) => call<Connection>((cb) => this.producer[kGetConnection](broker, cb as never))));
+  }
+
+  /** A new idempotent producer session; sends that ask at once share one InitProducerId. */
+  private openSession(): Promise<void> {
+    this.opening ??= this.producer.initIdempotentProducer({}).then(() => undefined).finally(() => (this.opening = undefined));
+    return this.opening;
+  }
 
   /** Whether the broker speaks a Produce version whose request we write; older ones keep the client's path. */
   async supported(): Promise<boolean> {
@@ -157,7 +175,7 @@ export class BatchSender {
   /** The producer session, the partitions added to the transaction, and the batches with their sequences. */
   private async prepare(parts: PartitionRecords[], transaction: OpenTransaction | undefined) {
     // a new session after a failed send: its sequences left a gap the broker would refuse
-    if (!transaction && (this.producer.producerId === undefined || this.identity === lostSession)) await this.producer.initIdempotentProducer({});
+    if (!transaction && (this.producer.producerId === undefined || this.identity === lostSession)) await this.openSession();
     const producerId = this.producer.producerId!;
     const producerEpoch = this.producer.producerEpoch!;
     const identity = `${producerId}:${producerEpoch}`;

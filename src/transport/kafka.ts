@@ -279,8 +279,7 @@ export class EnvelopeProducer {
         cause: err,
       });
     }
-    const e = classify(err);
-    return e.retryable ? unreachableBroker(this.kafka.kafkaBrokers, err) : e;
+    return this.sendFailure(err);
   }
 
   private readonly partitionCounts = new Map<string, number>();
@@ -336,10 +335,28 @@ export class EnvelopeProducer {
     try {
       await this.publishRecords(await this.requests(messages), undefined, queued);
     } catch (err) {
-      const e = classify(err);
-      if (e.retryable) throw unreachableBroker(this.kafka.kafkaBrokers, err);
-      throw e;
+      throw this.sendFailure(err);
     }
+  }
+
+  /**
+   * Readies the produce path to `topic` before the first change needs it: its partitions, the Produce
+   * version, the idempotent session and a connection to each leader (the first publish after start paid
+   * them all, ~0.4 s, in the first change's latency).
+   */
+  async warm(topic: string): Promise<void> {
+    try {
+      await this.partitions(topic);
+      this.ownBatches ??= this.sender.supported();
+      if (await this.ownBatches) await this.sender.warm([topic]);
+    } catch (err) {
+      throw this.sendFailure(err);
+    }
+  }
+
+  private sendFailure(err: unknown): TunnelError {
+    const e = classify(err);
+    return e.retryable ? unreachableBroker(this.kafka.kafkaBrokers, err) : e;
   }
 
   async close(): Promise<void> {
