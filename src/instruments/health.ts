@@ -48,6 +48,14 @@ export class Health {
     if (current && current.state === state && current.reason === reason) return;
     this.report.parts[part] = { state, reason, since: new Date().toISOString() };
     this.flush();
+    for (const listener of this.listeners) listener(part, state);
+  }
+
+  private readonly listeners: ((part: string, state: PartState) => void)[] = [];
+
+  /** Calls `listener` on every change of a part's state from now on. */
+  watch(listener: (part: string, state: PartState) => void): void {
+    this.listeners.push(listener);
   }
 
   get parts(): Record<string, PartHealth> {

@@ -58,7 +58,23 @@ export class Tunnel {
     const before = this.phase;
     this.phases.set(id, phase);
     telemetry.phase(id, phase);
-    if (this.phase !== before || this.phases.size === this.tables.length) this.onPhase(this.phase);
+    if (this.phase !== before || this.phases.size === this.tables.length) this.announce();
+  }
+
+  /** This process applies too: `streaming` is said once its consumer joined its group (or stopped trying). */
+  private applies = false;
+  /** `streaming` held back until then. */
+  private held = false;
+
+  /**
+   * The phase to `onPhase`. `streaming` waits while this process's consumer is still starting: a change
+   * made right after it (what waits for the word: a user, a bench's first row) must not wait out the
+   * group join (issue 21: ~0.5 s of the first change's latency after start).
+   */
+  private announce(): void {
+    const consumer = this.health?.parts.consumer?.state;
+    this.held = this.phase === 'streaming' && this.applies && (consumer === undefined || consumer === 'starting');
+    if (!this.held) this.onPhase(this.phase);
   }
 
   /**
@@ -84,6 +100,10 @@ export class Tunnel {
     const onThreads = Boolean(parts.threads);
     const where = describeThreads({ threads: onThreads, reason: parts.threadsReason ?? `threads: ${onThreads}` }, chosen.length);
     const health = (this.health = new Health(this.config.home, role, where));
+    this.applies = chosen.includes('consumer');
+    health.watch((part, state) => {
+      if (part === 'consumer' && state !== 'starting' && this.held) this.announce();
+    });
     const observe = new ObserveServer(this.config, health, this.log, () => Promise.all(this.sides.map((s) => s.metrics())));
     if (this.config.httpPort !== 'off') await observe.start(this.config.httpHost, this.config.httpPort);
     // a change table growing while no producer publishes it is warned about in the log, watched or not
