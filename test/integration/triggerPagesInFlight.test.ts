@@ -41,8 +41,8 @@ test('killed between two pages\' acks: both pages are read again, no change lost
   const killed = () => crashing.child.signalCode !== null;
   await bumpUntil(db.sourceUrl, killed, 5);
   const signal = await waitFor('the producer.between-acks failpoint to kill the process', async () => crashing.child.signalCode ?? undefined, 30_000);
+  // the exit is the proof (the failpoint's line, written from a worker thread, may not reach the output before it)
   assert.equal(signal, 'SIGKILL', `the process died of the failpoint's SIGKILL:\n${crashing.output.slice(-3000)}`);
-  assert.match(crashing.output, /failpoint producer\.between-acks/);
   // more changes while no tunnel runs, on the same keys
   await bumpUntil(db.sourceUrl, () => true, 3);
 
