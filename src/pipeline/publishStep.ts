@@ -41,6 +41,8 @@ export interface SourcePage {
    * here, after the ack or commit, instead of `pgtunnel.state` (a source write per page would cost WAL).
    */
   checkpoint?: (after: CaptureState) => void | Promise<void>;
+  /** A stream page of one part: at-least-once may send it before the previous page's ack (`publishAhead`). */
+  ahead?: boolean;
 }
 
 /** A page's records in one part (a snapshot chunk, a logical page). */
@@ -112,7 +114,7 @@ export class PublishStep {
     const timing = { read: 0, publish: 0, checkpoint: 0 };
     // a stream page's checkpoint is one statement queued behind its ack; anything else checkpoints in line
     const queued = page.begin === undefined && !page.checkpoint && !page.store && this.queuesCheckpoints;
-    if (queued && !this.transactional) return this.publishAhead(client, page, tally, timing);
+    if (queued && page.ahead && !this.transactional) return this.publishAhead(client, page, tally, timing);
     if (!queued) await this.drained();
     const work = async () => {
       const sendAt = performance.now();

@@ -77,7 +77,7 @@ export class StreamSource {
       return { next, busy: true };
     }
     const publishAt = Date.now();
-    const { after, settled } = await this.publishStep.publish(client, { records: this.records(reads, page, next, size), after: () => next, pageSize: count, readMs }, stored);
+    const { after, settled } = await this.publishStep.publish(client, { records: this.records(reads, page, next, size), after: () => next, pageSize: count, readMs, ahead: true }, stored);
     // Stage timings of each page, for the latency hunt (bench/stall.ts reads them).
     if (this.log.isLevelEnabled('debug')) {
       const txids = page.bytes ? Array.from({ length: count }, (_, i) => Number(fieldText(page.bytes!, i, pageFields.txid))) : page.changes.map((c) => Number(c.txid));
