@@ -1,5 +1,5 @@
 import { Writer, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, produceV9, produceV10, produceV11, NetworkError, type Producer, type ClusterMetadata, type Connection } from './kafkaLib.js';
-import { kafkaProtocolIds } from '../errors.js';
+import { TunnelError, kafkaProtocolIds } from '../errors.js';
 import { RecordBatchEncoder, type RecordBytes } from './recordBatch.js';
 
 /** The records of one partition of one topic, in order. */
@@ -43,6 +43,11 @@ export const sendWindow = new SendWindow(2);
 /** Sequences wrap from Int32 max to 0, as the broker expects. */
 const sequenceWrap = 2 ** 31;
 const lostSession = 'lost';
+const earlierSendFailed = () =>
+  new TunnelError('PGT_KAFKA_SEND_ORDER', 'an earlier send to this topic failed while this one waited: not sent, so it cannot land before that one is re-sent', {
+    errorClass: 'retryable',
+    hint: 'the producer resumes from its checkpoint and sends both again, in order',
+  });
 /** Refusals that mean the broker no longer knows this producer session's sequences. */
 const stateLost = new Set(['UNKNOWN_PRODUCER_ID', 'OUT_OF_ORDER_SEQUENCE_NUMBER']);
 
@@ -75,6 +80,9 @@ export class BatchSender {
   private turn: Promise<void> = Promise.resolve();
   /** Sends that took a turn so far: a failed send may retry only while no later one took a turn. */
   private turns = 0;
+  /** Sends that failed so far, and the newest failure per topic: see `send`. */
+  private failures = 0;
+  private readonly topicFailures = new Map<string, number>();
   private opening: Promise<void> | undefined;
 
   constructor(private readonly producer: Client, private readonly options: { compression: 'lz4' | 'none'; timeoutMs: number }) {}
@@ -112,23 +120,39 @@ export class BatchSender {
    */
   async send(parts: PartitionRecords[], transaction?: OpenTransaction, queued?: () => void): Promise<void> {
     const turn = this.turns;
+    const seen = this.failures;
     try {
-      await this.sendOnce(parts, transaction, queued);
+      await this.sendOnce(parts, transaction, seen, queued);
     } catch (err) {
       // as the client does: the broker lost this session's state (a restart), so a new session sends the
       // same records once more; a transaction cannot change session and is aborted by its caller instead.
-      // Not when a later send took its turn since: the retry would land after it, out of order; the caller
-      // re-sends from its checkpoint instead.
-      if (transaction || this.turns !== turn + 1 || !kafkaProtocolIds(err).some((id) => stateLost.has(id))) throw err;
-      await this.sendOnce(parts, undefined);
+      // Not when a later send took its turn since (the retry would land after it), nor when another send failed
+      // meanwhile (an earlier one's re-send must come first): the caller re-sends from its checkpoint instead.
+      if (transaction || this.turns !== turn + 1 || this.failures !== seen + 1 || !kafkaProtocolIds(err).some((id) => stateLost.has(id))) throw err;
+      await this.sendOnce(parts, undefined, this.failures);
     }
+  }
+
+  /**
+   * Whether a send to one of these topics failed after `seen`. With two pages in flight, a page that waited
+   * while the page before it failed must not be sent: it would land before that page's re-send.
+   */
+  private failedSince(parts: PartitionRecords[], seen: number): boolean {
+    return parts.some((p) => (this.topicFailures.get(p.topic) ?? 0) > seen);
+  }
+
+  /** Recorded before the failed send gives up its window place, so the send that takes the place sees it. */
+  private failed(parts: PartitionRecords[], transaction: OpenTransaction | undefined): void {
+    this.failures++;
+    for (const p of parts) this.topicFailures.set(p.topic, this.failures);
+    if (!transaction) this.identity = lostSession;
   }
 
   /**
    * `queued`: called once the batches are on their connections' queues (or the send failed before): a send
    * started after it reaches the broker after these batches.
    */
-  private async sendOnce(parts: PartitionRecords[], transaction: OpenTransaction | undefined, queued?: () => void): Promise<void> {
+  private async sendOnce(parts: PartitionRecords[], transaction: OpenTransaction | undefined, seen: number, queued?: () => void): Promise<void> {
     if (parts.length === 0) return queued?.();
     this.turns++;
     const previous = this.turn;
@@ -140,7 +164,9 @@ export class BatchSender {
       await previous;
       await sendWindow.acquire();
       placed = true;
+      if (this.failedSince(parts, seen)) throw earlierSendFailed();
       const { metadata, topics, batches } = await this.prepare(parts, transaction);
+      if (this.failedSince(parts, seen)) throw earlierSendFailed();
       const onConnections: Promise<void>[] = [];
       acks = [...byLeader(metadata, batches).values()].map((group) => {
         let onQueued!: () => void;
@@ -151,8 +177,8 @@ export class BatchSender {
       });
       await Promise.all(onConnections);
     } catch (err) {
+      this.failed(parts, transaction);
       if (placed) sendWindow.release();
-      this.lost(transaction);
       throw err;
     } finally {
       release();
@@ -161,15 +187,11 @@ export class BatchSender {
     try {
       await Promise.all(acks);
     } catch (err) {
-      this.lost(transaction);
+      this.failed(parts, transaction);
       throw err;
     } finally {
       sendWindow.release();
     }
-  }
-
-  private lost(transaction: OpenTransaction | undefined): void {
-    if (!transaction) this.identity = lostSession;
   }
 
   /** The producer session, the partitions added to the transaction, and the batches with their sequences. */

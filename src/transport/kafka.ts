@@ -356,7 +356,7 @@ export class EnvelopeProducer {
 
   private sendFailure(err: unknown): TunnelError {
     const e = classify(err);
-    return e.retryable ? unreachableBroker(this.kafka.kafkaBrokers, err) : e;
+    return e.retryable && e.code !== 'PGT_KAFKA_SEND_ORDER' ? unreachableBroker(this.kafka.kafkaBrokers, err) : e;
   }
 
   async close(): Promise<void> {
