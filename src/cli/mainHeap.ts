@@ -51,6 +51,8 @@ export function configFileOf(argv: string[]): string | undefined {
   return undefined;
 }
 
+const semiSpaceFlag = /^--max[-_]semi[-_]space[-_]size(=|$)/;
+const oldSpaceFlag = /^--max[-_](old[-_]space|heap)[-_]size(=|$)/;
 const givenFlag = (flag: RegExp, execArgv: string[], nodeOptions: string) => [...execArgv, ...nodeOptions.split(/\s+/)].some((a) => flag.test(a));
 
 /**
@@ -61,8 +63,8 @@ const givenFlag = (flag: RegExp, execArgv: string[], nodeOptions: string) => [..
 export function mainHeapArgs(argv: string[], execArgv: string[], nodeOptions = '', oldSpaceMb?: number): string[] | undefined {
   if (!longRunning.has(commandOf(argv) ?? '')) return undefined;
   const added: string[] = [];
-  if (!givenFlag(/^--max[-_]semi[-_]space[-_]size(=|$)/, execArgv, nodeOptions)) added.push(`--max-semi-space-size=${mainSemiSpaceMb}`);
-  if (oldSpaceMb !== undefined && !givenFlag(/^--max[-_](old[-_]space|heap)[-_]size(=|$)/, execArgv, nodeOptions)) added.push(`--max-old-space-size=${oldSpaceMb}`);
+  if (!givenFlag(semiSpaceFlag, execArgv, nodeOptions)) added.push(`--max-semi-space-size=${mainSemiSpaceMb}`);
+  if (oldSpaceMb !== undefined && !givenFlag(oldSpaceFlag, execArgv, nodeOptions)) added.push(`--max-old-space-size=${oldSpaceMb}`);
   if (added.length === 0) return undefined;
   return [...execArgv, ...added, ...argv.slice(1)];
 }
@@ -84,7 +86,10 @@ async function configuredOldSpaceMb(argv: string[]): Promise<number | undefined>
  */
 export async function capMainHeap(argv: string[] = process.argv): Promise<void> {
   if (!longRunning.has(commandOf(argv) ?? '') || typeof process.execve !== 'function') return;
-  const args = mainHeapArgs(argv, process.execArgv, process.env.NODE_OPTIONS, await configuredOldSpaceMb(argv));
+  const nodeOptions = process.env.NODE_OPTIONS ?? '';
+  // the config is read only when it decides something: not in the re-executed process, nor when the user gave a bound
+  const oldSpaceMb = givenFlag(oldSpaceFlag, process.execArgv, nodeOptions) ? undefined : await configuredOldSpaceMb(argv);
+  const args = mainHeapArgs(argv, process.execArgv, nodeOptions, oldSpaceMb);
   if (!args) return;
   try {
     process.execve(process.execPath, [process.execPath, ...args], process.env);
