@@ -1,6 +1,7 @@
 import { TunnelError } from '../errors.js';
 import { compressionsAlgorithms, crc32c } from './kafkaLib.js';
 import type { FetchedBytes } from './setBytes.js';
+import { AbortedRanges } from './abortedBatches.js';
 
 /** A transaction a read_committed Fetch response lists as aborted: its producer and first offset. */
 export interface AbortedTransaction {
@@ -203,8 +204,7 @@ function recordsOf(response: Buffer, batchAt: number, batchEnd: number, attribut
  */
 export function walkPartition(response: Buffer, start: number, end: number, aborted: readonly AbortedTransaction[], fetchOffset: number, topic: string, partition: number, spans: RecordSpans): number {
   let next = fetchOffset;
-  const abortedOpen = new Set<number>();
-  let listed = 0;
+  const ranges = new AbortedRanges(aborted);
   let at = start;
   while (end - at >= batchHeaderBytes) {
     const baseOffset = int64(response, at);
@@ -216,7 +216,7 @@ export function walkPartition(response: Buffer, start: number, end: number, abor
     const lastOffset = baseOffset + response.readInt32BE(at + 23);
     const producerId = int64(response, at + 43);
     const count = response.readInt32BE(at + 57);
-    while (listed < aborted.length && aborted[listed]!.firstOffset <= lastOffset) abortedOpen.add(aborted[listed++]!.producerId);
+    ranges.reach(lastOffset);
     const batchAt = at;
     at = batchEnd;
     if (lastOffset + 1 > next) next = lastOffset + 1;
@@ -229,10 +229,10 @@ export function walkPartition(response: Buffer, start: number, end: number, abor
       skipVarint(body.b, c);
       varint(body.b, c);
       const keyLength = varint(body.b, c);
-      if (keyLength >= 4 && body.b.readInt16BE(c.at + 2) === 0) abortedOpen.delete(producerId);
+      if (keyLength >= 4 && body.b.readInt16BE(c.at + 2) === 0) ranges.abortMarker(producerId);
       continue;
     }
-    if (attributes & transactionalBit && abortedOpen.has(producerId)) continue;
+    if (attributes & transactionalBit && ranges.aborted(producerId)) continue;
     if (lastOffset < fetchOffset) continue;
     const body = recordsOf(response, batchAt, batchEnd, attributes);
     spans.addSource(body.b, topic, partition);
