@@ -102,6 +102,8 @@ export class LogicalStream {
       if (this.handOverAt !== undefined && this.pending.length === 0) return 'handed over';
       if (this.until !== undefined && !this.txn && this.pending.length === 0 && (this.acked?.lsn ?? 0n) >= this.until) return 'reached';
     }
+    // a stop: pages already sent are confirmed once acknowledged, so a restart does not send them again
+    await ahead?.drain(confirm!);
     return undefined;
   }
 
